@@ -1,0 +1,113 @@
+"""The endpoints contract: every environment variable the Pulumi program writes and the serving
+service, the DAGs and `make demo` read. Defined once; imported by all of them.
+
+The program writes the non-secret variables into one ConfigMap per consuming namespace
+(`ENDPOINTS_CONFIGMAP`) and the secret ones into Secrets (`RELOAD_TOKEN_SECRET`, `SLACK_SECRET`).
+A test checks that the ConfigMap's keys equal `CONFIGMAP_VARS` and that nothing outside this
+module spells these names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable of the contract."""
+
+    name: str
+    description: str
+    secret: bool = False
+
+    def get(self, default: str | None = None) -> str | None:
+        value = os.environ.get(self.name)
+        return value if value not in (None, "") else default
+
+    def require(self) -> str:
+        value = self.get()
+        if value is None:
+            raise RuntimeError(f"environment variable {self.name} is not set: {self.description}")
+        return value
+
+
+# --- endpoints (ConfigMap `mlops-endpoints`, in the Airflow and serving namespaces) -------------
+MLFLOW_TRACKING_URI = EnvVar(
+    "MLFLOW_TRACKING_URI", "In-cluster MLflow tracking URL (MLflow's own variable name)."
+)
+MLFLOW_EXTERNAL_URL = EnvVar("MLOPS_MLFLOW_EXTERNAL_URL", "MLflow UI/API URL through the TLS ingress.")
+AIRFLOW_URL = EnvVar("MLOPS_AIRFLOW_URL", "Airflow API server URL through the TLS ingress.")
+SERVING_URL = EnvVar("MLOPS_SERVING_URL", "In-cluster URL of the serving service (predictions).")
+SERVING_EXTERNAL_URL = EnvVar("MLOPS_SERVING_EXTERNAL_URL", "Serving URL through the TLS ingress.")
+SERVING_RELOAD_URL = EnvVar(
+    "MLOPS_SERVING_RELOAD_URL",
+    "In-cluster base URL of the serving admin API (reload); not reachable from outside the cluster.",
+)
+ARTIFACT_BUCKET = EnvVar("MLOPS_ARTIFACT_BUCKET", "S3 bucket of the artifact store.")
+MLFLOW_ARTIFACT_PREFIX = EnvVar("MLOPS_MLFLOW_ARTIFACT_PREFIX", "Key prefix of MLflow artifacts.")
+AIRFLOW_LOG_PREFIX = EnvVar("MLOPS_AIRFLOW_LOG_PREFIX", "Key prefix of Airflow task logs.")
+DATABASE_HOST = EnvVar("MLOPS_DATABASE_HOST", "Host name of the Postgres metadata database.")
+MLFLOW_NAMESPACE = EnvVar("MLOPS_MLFLOW_NAMESPACE", "Kubernetes namespace of MLflow.")
+AIRFLOW_NAMESPACE = EnvVar("MLOPS_AIRFLOW_NAMESPACE", "Kubernetes namespace of Airflow.")
+SERVING_NAMESPACE = EnvVar("MLOPS_SERVING_NAMESPACE", "Kubernetes namespace of the serving service.")
+MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model the serving service and the DAGs work on.")
+
+# --- secrets (Secrets `mlops-serving-reload-token` and `mlops-slack-webhook`) -----------------
+RELOAD_TOKEN = EnvVar(
+    "MLOPS_SERVING_RELOAD_TOKEN", "Bearer token of the serving admin API (reload).", secret=True
+)
+SLACK_WEBHOOK_URL = EnvVar(
+    "MLOPS_SLACK_WEBHOOK_URL", "Slack incoming-webhook URL for alerts; unset = alerts are logged only.",
+    secret=True,
+)
+
+# --- serving service settings (written by the ServingService component into its pod env) ------
+SERVING_ROUTING = EnvVar(
+    "MLOPS_SERVING_ROUTING",
+    "Routing as JSON, e.g. {\"mode\": \"canary\", \"primary\": \"champion\", "
+    "\"challenger\": \"challenger\", \"percent\": 10}.",
+)
+SERVING_ALIASES = EnvVar("MLOPS_SERVING_ALIASES", "Comma-separated aliases to load, e.g. champion,challenger.")
+SERVING_POLL_SECONDS = EnvVar("MLOPS_SERVING_POLL_SECONDS", "Registry watcher interval in seconds.")
+SERVING_LOG_DIR = EnvVar("MLOPS_SERVING_LOG_DIR", "Directory of the rotating JSON log file (NFS volume).")
+SERVING_MAX_BATCH = EnvVar("MLOPS_SERVING_MAX_BATCH", "Largest number of rows accepted in one request.")
+
+ENDPOINTS_CONFIGMAP = "mlops-endpoints"
+RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
+SLACK_SECRET = "mlops-slack-webhook"
+# Key inside each of those Secrets: the variable name itself, so `envFrom: secretRef` works.
+
+CONFIGMAP_VARS: tuple[EnvVar, ...] = (
+    MLFLOW_TRACKING_URI,
+    MLFLOW_EXTERNAL_URL,
+    AIRFLOW_URL,
+    SERVING_URL,
+    SERVING_EXTERNAL_URL,
+    SERVING_RELOAD_URL,
+    ARTIFACT_BUCKET,
+    MLFLOW_ARTIFACT_PREFIX,
+    AIRFLOW_LOG_PREFIX,
+    DATABASE_HOST,
+    MLFLOW_NAMESPACE,
+    AIRFLOW_NAMESPACE,
+    SERVING_NAMESPACE,
+    MODEL_NAME,
+)
+SECRET_VARS: tuple[EnvVar, ...] = (RELOAD_TOKEN, SLACK_WEBHOOK_URL)
+SERVING_VARS: tuple[EnvVar, ...] = (
+    SERVING_ROUTING,
+    SERVING_ALIASES,
+    SERVING_POLL_SECONDS,
+    SERVING_LOG_DIR,
+    SERVING_MAX_BATCH,
+)
+ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS
+
+# Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.
+RELOAD_ALL_PATH = "/admin/reload"
+
+
+def reload_path(alias: str) -> str:
+    """Path of the reload endpoint of one alias."""
+    return f"/variants/{alias}/reload"
