@@ -1,0 +1,1 @@
+"""Typed ComponentResources, one per module, composed by infra/__main__.py."""

@@ -1,0 +1,5 @@
+"""Typed stack settings (see stacks/settings.py)."""
+
+from stacks.settings import PROJECT, Secret, SettingsError, StackSettings, from_pulumi, load_settings
+
+__all__ = ["PROJECT", "Secret", "SettingsError", "StackSettings", "from_pulumi", "load_settings"]
