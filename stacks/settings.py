@@ -16,6 +16,7 @@ the program as `Secret` values that never print their content.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import json
 import re
@@ -388,14 +389,6 @@ class StackSettings:
 
     stack: str
     source: str
-    environment: Environment = setting(
-        "environment", "dev, staging or prod; default = the stack name when it is one of those",
-        choices=ENVIRONMENTS, default_fn=lambda stack: stack if stack in ENVIRONMENTS else None, required=True,
-    )
-    aws_region: str = setting("aws.region", "AWS region of the bucket and database", default="us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
-    protect: bool = setting(
-        "protect", "protect data-bearing resources (bucket, database, volumes) from deletion", default=True
-    )
     kubernetes: KubernetesSettings
     ingress: IngressSettings
     artifacts: ArtifactSettings
@@ -406,6 +399,14 @@ class StackSettings:
     serving: ServingSettings
     alerts: AlertSettings
     charts: ChartSettings
+    environment: Environment = setting(
+        "environment", "dev, staging or prod; default = the stack name when it is one of those",
+        choices=ENVIRONMENTS, default_fn=lambda stack: stack if stack in ENVIRONMENTS else None, required=True,
+    )
+    aws_region: str = setting("aws.region", "AWS region of the bucket and database", default="us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    protect: bool = setting(
+        "protect", "protect data-bearing resources (bucket, database, volumes) from deletion", default=True
+    )
 
     @property
     def namespace_prefix(self) -> str:
@@ -547,7 +548,7 @@ def load_settings(
     ours = {k[len(ns):]: v for k, v in config.items() if k.startswith(ns)}
     known = {key for key, _, _ in declared()}
     for key in sorted(set(ours) - known):
-        close = [k for k in known if k.lower() == key.lower() or k.split(".")[-1].lower() == key.split(".")[-1].lower()]
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
         hint = f" (did you mean {ns}{close[0]}?)" if close else ""
         problems.append(f"{source}: {ns}{key} is not a known setting{hint}")
 
@@ -672,7 +673,7 @@ def _type_name(annotation: Any, meta: Meta) -> str:
         return " \\| ".join(meta.choices)
     origin = get_origin(annotation)
     if origin in (Union, types.UnionType):
-        annotation = [a for a in get_args(annotation) if a is not type(None)][0]
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
         origin = get_origin(annotation)
     if origin is tuple:
         return "list"

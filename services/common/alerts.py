@@ -12,20 +12,20 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from services.common.contract import SLACK_WEBHOOK_URL
 
 log = logging.getLogger("mlops.alerts")
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
 
 
-class Delivery(str, Enum):
+class Delivery(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"  # no webhook configured
     FAILED = "failed"  # webhook configured but delivery failed
@@ -65,10 +65,13 @@ def send_alert(alert: Alert, webhook_url: str | None = None, timeout: float = 5.
     if not url:
         log.info("alert (no webhook configured, not sent): %s", alert.summary, extra={"alert": record})
         return Delivery.SKIPPED
+    if not url.startswith(("https://", "http://")):
+        log.warning("alert not sent: the webhook URL is not http(s): %s", alert.summary, extra={"alert": record})
+        return Delivery.FAILED
     body = json.dumps(alert.slack_payload()).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL from config
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
             status = response.status
     except (urllib.error.URLError, OSError, ValueError) as exc:
         # The URL is a secret: log the error type only, never the URL.

@@ -1,0 +1,39 @@
+# mlops-platform: one Makefile for setup, tests, the offline preview, the demo and the benchmark.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+STACK ?= dev
+FORMAT ?= tree
+ARGS ?=
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup lint typecheck test test-fast preview demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing uv 0.13.8 with pip"; python3 -m pip install --user --quiet "uv==0.13.8"
+
+setup: $(UV) ## build .venv from uv.lock (installs uv if missing) and the workflow linters
+	$(UV) sync --frozen
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; fi
+
+lint: ## ruff over everything
+	$(PY) -m ruff check .
+
+typecheck: ## mypy over infra/ components/ stacks/ harness/ (cached in .mypy_cache)
+	$(PY) -m mypy infra components stacks harness
+
+test: setup lint typecheck ## THE test command: lint, types, then every test (harness, infra, serving, DAGs, demo, policy)
+	$(PY) -m pytest
+
+test-fast: ## only the offline Pulumi tests (mocks, schemas, policies)
+	$(PY) -m pytest tests/harness tests/infra tests/policy
+
+preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=json]
+	@$(PY) -m harness.preview --stack $(STACK) --format $(FORMAT) $(ARGS)
+
+clean: ## remove caches and the local demo state
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .local

@@ -1,0 +1,442 @@
+"""Checks over a `ProgramRun`: what a cluster, Helm and a reviewer would reject, found offline.
+
+Each check returns a list of problems (strings naming the resource and what is wrong); an empty
+list means it passed. The harness's own tests feed each check a deliberately broken object to show
+it fails.
+
+- `kubernetes_schema_problems`: every Kubernetes object against the Kubernetes OpenAPI schemas
+  (kubernetes-validate, strict) for each version asked (the stack's oldest supported and 1.37).
+  Objects of CRDs the platform installs (cert-manager, Traefik, CloudNativePG, Prometheus operator)
+  have no schema there: they get a structural check and are listed by `crd_objects`.
+- `helm_values_problems`: every Helm release's values against its chart's `values.schema.json` in
+  ../shared/charts/<chart>/<version>/ (and top-level keys against `values.yaml` where the schema
+  root accepts unknown keys). A release without a pinned version or without a folder there fails.
+- `reference_problems`: every Secret, ConfigMap, PersistentVolumeClaim and ServiceAccount that a pod
+  spec or Helm values refer to by name exists in that namespace.
+- `plaintext_secret_problems`: no secret value appears outside a secret (in any input, Helm value,
+  ConfigMap or export); every Kubernetes Secret's data is a secret Output.
+- `structure_problems`: every resource is a child of a component (ResourceOptions(parent=self)),
+  and every component registers real outputs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from harness.mocks import Registration, SecretValue, reveal
+from harness.run import ROOT, ProgramRun
+
+LATEST_KUBERNETES = "1.37"
+
+
+def charts_dir() -> Path:
+    return Path(os.environ.get("MLOPS_SHARED_DIR", ROOT.parent / "shared")) / "charts"
+
+
+def _full_version(minor: str) -> str:
+    return minor if minor.count(".") == 2 else f"{minor}.0"
+
+
+# --- Kubernetes schemas -------------------------------------------------------------------------
+# API groups of CRDs the platform installs itself through Helm charts (no schema in kubernetes-validate).
+CRD_GROUPS = ("cert-manager.io", "acme.cert-manager.io", "traefik.io", "postgresql.cnpg.io", "monitoring.coreos.com")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+def _group(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def crd_objects(run: ProgramRun) -> list[Registration]:
+    return [r for r in run.kubernetes_objects() if _group(str(r.manifest.get("apiVersion", ""))) in CRD_GROUPS]
+
+
+def _describe(reg: Registration) -> str:
+    m = reg.manifest
+    meta = m.get("metadata") or {}
+    ns = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
+    return f"{m.get('kind', reg.type)} {ns}{meta.get('name', reg.name)} ({reg.name})"
+
+
+def validate_object(obj: dict[str, Any], version: str) -> str | None:
+    """One object against one Kubernetes version; returns the problem or None."""
+    api_version = str(obj.get("apiVersion", ""))
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not name or not _DNS_SUBDOMAIN.match(str(name)):
+        return f"metadata.name {name!r} is not a valid DNS subdomain name"
+    if _group(api_version) in CRD_GROUPS:
+        if not obj.get("kind") or not isinstance(obj.get("spec"), dict):
+            return "custom resource needs kind and a spec object"
+        return None
+    try:
+        kubernetes_validate.validate(obj, _full_version(version), strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = "/".join(str(p) for p in getattr(exc, "path", []) or [])
+        return f"{exc.message}" + (f" (at {path})" if path else "")
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return f"no schema: {exc}"
+    return None
+
+
+def kubernetes_schema_problems(run: ProgramRun, versions: Iterable[str]) -> list[str]:
+    problems = []
+    for reg in run.kubernetes_objects():
+        obj = reg.manifest
+        for version in versions:
+            problem = validate_object(obj, version)
+            if problem:
+                problems.append(f"{_describe(reg)} is invalid for Kubernetes {version}: {problem}")
+    return problems
+
+
+# --- Helm values ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Chart:
+    name: str
+    version: str
+    folder: Path
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        path = self.folder / "values.schema.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    @property
+    def default_values(self) -> dict[str, Any]:
+        return yaml.safe_load((self.folder / "values.yaml").read_text()) or {}
+
+
+def release_chart(reg: Registration) -> tuple[Chart | None, str | None]:
+    inputs = reveal(reg.inputs)
+    name = inputs.get("chart")
+    version = inputs.get("version")
+    if not name:
+        return None, "has no chart name"
+    name = str(name).rsplit("/", 1)[-1]
+    if not version:
+        return None, f"chart {name} has no pinned version"
+    folder = charts_dir() / name / str(version)
+    if not folder.is_dir():
+        return None, f"chart {name} {version} has no folder {folder} to validate its values against"
+    return Chart(name, str(version), folder), None
+
+
+def _schema_root_open(schema: dict[str, Any]) -> bool:
+    return schema.get("additionalProperties", True) is not False
+
+
+def helm_values_problems(run: ProgramRun) -> list[str]:
+    problems = []
+    for reg in run.helm_releases():
+        chart, problem = release_chart(reg)
+        if chart is None:
+            problems.append(f"Helm release {reg.name} {problem}")
+            continue
+        values = reveal(reg.inputs).get("values") or {}
+        problems.extend(f"Helm release {reg.name} ({chart.name} {chart.version}): {p}" for p in values_problems(chart, values))
+    return problems
+
+
+def values_problems(chart: Chart, values: dict[str, Any]) -> list[str]:
+    problems = []
+    schema = chart.schema
+    if schema is None:
+        return [f"chart {chart.name} {chart.version} has no values.schema.json"]
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema)
+    for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        problems.append(f"values.{where}: {error.message[:300]}")
+    if _schema_root_open(schema):
+        known = set(chart.default_values)
+        for key in sorted(set(values) - known):
+            problems.append(f"values.{key} is not a key of the chart's values.yaml")
+    return problems
+
+
+# --- cross-references ----------------------------------------------------------------------------
+Ref = tuple[str, str, str]  # (kind, namespace, name)
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
+REFERABLE_KINDS = ("Secret", "ConfigMap", "PersistentVolumeClaim", "ServiceAccount")
+
+# Per chart: value paths (dot-separated; `*` matches a list index or a key) naming an object the
+# program must create, and paths naming objects the chart creates itself. Pod-spec fragments in
+# values (volumes, envFrom, env valueFrom, ...) are found by the generic walk as well.
+CHART_REFERENCES: dict[str, list[tuple[str, str]]] = {
+    "mlflow": [
+        ("backendStore.existingDatabaseSecret.name", "Secret"),
+        ("backendStore.postgres.existingSecret.name", "Secret"),
+        ("artifactRoot.s3.existingSecret.name", "Secret"),
+        ("auth.existingAdminSecret.name", "Secret"),
+        ("auth.postgres.existingSecret.name", "Secret"),
+        ("extraSecretNamesForEnvFrom.*", "Secret"),
+        ("serviceAccount.name@if-not-create", "ServiceAccount"),
+    ],
+    "airflow": [
+        ("data.metadataSecretName", "Secret"),
+        ("data.resultBackendSecretName", "Secret"),
+        ("data.brokerUrlSecretName", "Secret"),
+        ("fernetKeySecretName", "Secret"),
+        ("apiSecretKeySecretName", "Secret"),
+        ("jwtSecretName", "Secret"),
+        ("webserverSecretKeySecretName", "Secret"),
+        ("dags.gitSync.sshKeySecret", "Secret"),
+        ("dags.gitSync.credentialsSecret", "Secret"),
+        ("logs.persistence.existingClaim", "PersistentVolumeClaim"),
+        ("dags.persistence.existingClaim", "PersistentVolumeClaim"),
+        ("secret.*.secretName", "Secret"),
+        ("registry.secretName", "Secret"),
+    ],
+}
+# Values whose content is a YAML string of pod-spec fragments (the Airflow chart's extraEnvFrom).
+CHART_YAML_STRINGS: dict[str, list[str]] = {"airflow": ["extraEnvFrom", "extraEnv", "*.extraEnvFrom"]}
+# Objects a chart creates itself from values (so references to them are satisfied).
+CHART_CREATES: dict[str, list[tuple[str, str]]] = {
+    "airflow": [("extraSecrets", "Secret"), ("extraConfigMaps", "ConfigMap")],
+}
+
+
+def _walk_paths(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    yield prefix, value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_paths(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk_paths(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def _get(values: dict[str, Any], path: str) -> Any:
+    cur: Any = values
+    for part in path.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def pod_refs(value: Any) -> Iterator[tuple[str, str]]:
+    """(kind, name) of every object a pod spec (or a fragment of one) refers to by name."""
+    if isinstance(value, list):
+        for item in value:
+            yield from pod_refs(item)
+        return
+    if not isinstance(value, dict):
+        return
+    for key, kind, name_key in (
+        ("secretRef", "Secret", "name"),
+        ("configMapRef", "ConfigMap", "name"),
+        ("secretKeyRef", "Secret", "name"),
+        ("configMapKeyRef", "ConfigMap", "name"),
+        ("persistentVolumeClaim", "PersistentVolumeClaim", "claimName"),
+        ("secret", "Secret", "secretName"),
+        ("configMap", "ConfigMap", "name"),
+    ):
+        ref = value.get(key)
+        if isinstance(ref, dict) and isinstance(ref.get(name_key), str) and not ref.get("optional"):
+            yield kind, ref[name_key]
+    # projected volume sources use secret.name rather than secret.secretName
+    for source in value.get("sources", []) if isinstance(value.get("sources"), list) else []:
+        if isinstance(source, dict):
+            for key, kind in (("secret", "Secret"), ("configMap", "ConfigMap")):
+                ref = source.get(key)
+                if isinstance(ref, dict) and isinstance(ref.get("name"), str) and not ref.get("optional"):
+                    yield kind, ref["name"]
+    if isinstance(value.get("serviceAccountName"), str):
+        yield "ServiceAccount", value["serviceAccountName"]
+    for item in value.get("imagePullSecrets", []) if isinstance(value.get("imagePullSecrets"), list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            yield "Secret", item["name"]
+    for v in value.values():
+        if isinstance(v, (dict, list)):
+            yield from pod_refs(v)
+
+
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind in WORKLOAD_KINDS:
+        return (spec.get("template") or {}).get("spec")
+    if kind == "CronJob":
+        return (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec")
+    return None
+
+
+def inventory(run: ProgramRun) -> set[Ref]:
+    """Every referable object the program creates (directly, or through a chart's values)."""
+    have: set[Ref] = set()
+    for reg in run.kubernetes_objects():
+        obj = reg.manifest
+        if obj.get("kind") in REFERABLE_KINDS:
+            meta = obj["metadata"]
+            have.add((obj["kind"], meta.get("namespace") or "default", meta["name"]))
+    for reg in run.helm_releases():
+        chart, _ = release_chart(reg)
+        inputs = reveal(reg.inputs)
+        ns = inputs.get("namespace") or "default"
+        values = inputs.get("values") or {}
+        for path, kind in CHART_CREATES.get(chart.name if chart else "", []):
+            created = _get(values, path)
+            if isinstance(created, dict):
+                have.update((kind, ns, name) for name in created)
+    return have
+
+
+def reference_problems(run: ProgramRun) -> list[str]:
+    have = inventory(run)
+    problems = []
+
+    def need(kind: str, ns: str, name: str, where: str) -> None:
+        if kind == "ServiceAccount" and name == "default":
+            return
+        if (kind, ns, name) not in have:
+            problems.append(f"{where} refers to {kind} {ns}/{name}, which the program does not create")
+
+    for reg in run.kubernetes_objects():
+        obj = reg.manifest
+        spec = _pod_spec(obj)
+        if spec is None:
+            continue
+        ns = obj["metadata"].get("namespace") or "default"
+        for kind, name in pod_refs(spec):
+            need(kind, ns, name, _describe(reg))
+    for reg in run.helm_releases():
+        chart, _ = release_chart(reg)
+        inputs = reveal(reg.inputs)
+        ns = inputs.get("namespace") or "default"
+        values = inputs.get("values") or {}
+        where = f"Helm release {reg.name} values"
+        chart_name = chart.name if chart else ""
+        for pattern, kind in CHART_REFERENCES.get(chart_name, []):
+            if pattern.endswith("@if-not-create"):
+                pattern = pattern.removesuffix("@if-not-create")
+                parent = pattern.rsplit(".", 1)[0]
+                if (_get(values, parent) or {}).get("create", True):
+                    continue
+            for path, value in _walk_paths(values):
+                if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value:
+                    need(kind, ns, value, f"{where} {path}")
+        for pattern in CHART_YAML_STRINGS.get(chart_name, []):
+            for path, value in _walk_paths(values):
+                if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value.strip():
+                    for kind, name in pod_refs(yaml.safe_load(value)):
+                        need(kind, ns, name, f"{where} {path}")
+        for kind, name in pod_refs(values):
+            need(kind, ns, name, where)
+    return sorted(set(problems))
+
+
+# --- secrets -----------------------------------------------------------------------------------------
+# Outputs that hold secrets (the engine marks them secret via additional_secret_outputs or the
+# provider schema; mocks do not, so the program must wrap them itself and this list finds them).
+SECRET_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
+    "aws:iam/accessKey:AccessKey": ("secret", "sesSmtpPasswordV4"),
+    "random:index/randomPassword:RandomPassword": ("result", "bcryptHash"),
+    "random:index/randomBytes:RandomBytes": ("base64", "hex"),
+    "tls:index/privateKey:PrivateKey": ("privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"),
+}
+_MIN_SECRET_LEN = 8
+
+
+def _secret_strings(run: ProgramRun) -> dict[str, str]:
+    """Secret value -> where it comes from."""
+    found: dict[str, str] = {}
+
+    def collect(value: Any, origin: str, inside: bool = False) -> None:
+        if isinstance(value, SecretValue):
+            collect(value.value, origin, True)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v, origin, inside)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v, origin, inside)
+        elif inside and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+            found.setdefault(value, origin)
+
+    for reg in run.registrations:
+        collect(reg.inputs, f"secret input of {reg.name}")
+        for fld in SECRET_OUTPUT_FIELDS.get(reg.type, ()):
+            value = reg.outputs.get(fld)
+            if isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+                found.setdefault(value, f"{reg.type}.{fld} of {reg.name}")
+    for name, export in run.exports.items():
+        collect(export.value, f"export {name}")
+    return found
+
+
+def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string not inside a SecretValue, with its path."""
+    if isinstance(value, SecretValue):
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _plain_strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _plain_strings(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
+
+
+def plaintext_secret_problems(run: ProgramRun) -> list[str]:
+    secrets = _secret_strings(run)
+    problems = []
+
+    def scan(value: Any, where: str) -> None:
+        for path, text in _plain_strings(value):
+            for secret, origin in secrets.items():
+                if secret in text:
+                    problems.append(f"{where} {path} holds the {origin} in plaintext")
+
+    for reg in run.registrations:
+        scan(reg.inputs, f"{reg.type} {reg.name} input")
+        if reg.registered_outputs:
+            scan(reg.registered_outputs, f"component {reg.name} output")
+    for name, export in run.exports.items():
+        scan(export.value, f"export {name}")
+    for reg in run.of_type("kubernetes:core/v1:Secret"):
+        for field_name in ("data", "stringData"):
+            for key, value in (reg.inputs.get(field_name) or {}).items():
+                if not isinstance(value, SecretValue) and not isinstance(reg.inputs.get(field_name), SecretValue):
+                    problems.append(f"Secret {reg.name} {field_name}.{key} is not a secret Output")
+    return sorted(set(problems))
+
+
+# --- component structure ---------------------------------------------------------------------------
+def structure_problems(run: ProgramRun) -> list[str]:
+    problems = []
+    stack_urns = {r.parent for r in run.registrations if r.parent and r.parent.split("::")[-2] == "pulumi:pulumi:Stack"}
+    for reg in run.registrations:
+        is_provider = reg.type.startswith("pulumi:providers:")
+        if reg.parent in stack_urns and reg.custom and not is_provider:
+            problems.append(f"{reg.type} {reg.name} is not a child of a component (missing ResourceOptions(parent=self))")
+        if not reg.custom and not reg.registered_outputs:
+            problems.append(f"component {reg.type} {reg.name} registers no outputs")
+    return problems
+
+
+def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
+    versions = sorted({min_version, LATEST_KUBERNETES}, key=lambda v: tuple(int(x) for x in v.split(".")))
+    return {
+        "kubernetes schemas": kubernetes_schema_problems(run, versions),
+        "helm values": helm_values_problems(run),
+        "references": reference_problems(run),
+        "plaintext secrets": plaintext_secret_problems(run),
+        "structure": structure_problems(run),
+    }
+
