@@ -149,14 +149,30 @@ def helm_values_problems(run: ProgramRun) -> list[str]:
     return problems
 
 
+def helm_merge(defaults: Any, overrides: Any) -> Any:
+    """Helm's coalescing of user values over chart defaults: maps merge deeply, anything else
+    replaces, and a null override deletes the default key."""
+    if isinstance(defaults, dict) and isinstance(overrides, dict):
+        merged = dict(defaults)
+        for key, value in overrides.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = helm_merge(defaults.get(key), value)
+        return merged
+    return overrides
+
+
 def values_problems(chart: Chart, values: dict[str, Any]) -> list[str]:
+    """Helm validates the chart's schema against the defaults coalesced with the user's values."""
     problems = []
     schema = chart.schema
     if schema is None:
         return [f"chart {chart.name} {chart.version} has no values.schema.json"]
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
-    for error in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
+    merged = helm_merge(chart.default_values, values)
+    for error in sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in error.absolute_path) or "(root)"
         problems.append(f"values.{where}: {error.message[:300]}")
     if _schema_root_open(schema):
