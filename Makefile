@@ -8,7 +8,7 @@ FORMAT ?= tree
 ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint typecheck test test-fast preview demo bench clean
+.PHONY: help setup lint typecheck test test-fast preview docs demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test-fast: ## only the offline Pulumi tests (mocks, schemas, policies)
 
 preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=json]
 	@$(PY) -m harness.preview --stack $(STACK) --format $(FORMAT) $(ARGS)
+
+docs: ## regenerate docs/configuration.md from stacks/settings.py
+	$(PY) -m stacks > docs/configuration.md
 
 clean: ## remove caches and the local demo state
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .local
