@@ -72,6 +72,13 @@ SERVING_ALIASES = EnvVar("MLOPS_SERVING_ALIASES", "Comma-separated aliases to lo
 SERVING_POLL_SECONDS = EnvVar("MLOPS_SERVING_POLL_SECONDS", "Registry watcher interval in seconds.")
 SERVING_LOG_DIR = EnvVar("MLOPS_SERVING_LOG_DIR", "Directory of the rotating JSON log file (NFS volume).")
 SERVING_MAX_BATCH = EnvVar("MLOPS_SERVING_MAX_BATCH", "Largest number of rows accepted in one request.")
+SERVING_WORKERS = EnvVar("MLOPS_SERVING_WORKERS", "uvicorn worker processes of one serving pod.")
+SERVING_PORT_VAR = EnvVar("MLOPS_SERVING_PORT", "Port the serving service listens on.")
+
+# Kubernetes Service of the serving deployment (the program builds URLs from these; the image
+# listens on SERVING_PORT unless MLOPS_SERVING_PORT says otherwise).
+SERVING_SERVICE = "serving"
+SERVING_PORT = 8000
 
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
@@ -101,6 +108,8 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_POLL_SECONDS,
     SERVING_LOG_DIR,
     SERVING_MAX_BATCH,
+    SERVING_WORKERS,
+    SERVING_PORT_VAR,
 )
 ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS
 
