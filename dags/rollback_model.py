@@ -1,0 +1,91 @@
+"""Manual rollback: point an alias back at a chosen version ("previous" or a number) and make serving
+use it.
+
+resolve_target -> move_alias -> reload_serving -> verify_serving
+
+`resolve_target` refuses (the run fails, nothing changes) when the target does not exist, is not READY
+or already holds the alias. "previous" follows the version recorded when the current holder was
+promoted (tag `mlops.previous_version.<alias>`), else the newest older READY version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, task
+from mlops_tasks.callbacks import alert_on_failure
+from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "execution_timeout": timedelta(minutes=15),
+    "on_failure_callback": alert_on_failure,
+}
+
+
+@dag(
+    dag_id="rollback_model",
+    description="Manual rollback of a model alias to a chosen READY version; reload serving and verify.",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "model_name": Param(
+            None, type=["null", "string"], description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier."
+        ),
+        "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$"),
+        "target_version": Param(
+            "previous", type="string", pattern="^(previous|[1-9][0-9]*)$",
+            description="Version number to restore, or 'previous'.",
+        ),
+        "verify_timeout_seconds": Param(120, type="integer", minimum=1),
+    },
+    tags=["mlops", "rollback"],
+    doc_md=__doc__,
+)
+def rollback_model() -> None:
+    @task(retries=0)
+    def resolve_target(**context: Any) -> dict[str, str | None]:
+        from mlops_tasks import steps
+
+        return steps.resolve_rollback_target(context["params"])
+
+    @task
+    def move_alias(target: dict[str, str | None], **context: Any) -> dict[str, str | None]:
+        from mlops_tasks import steps
+
+        ti = context["ti"]
+        return steps.move_alias(
+            str(target["model"]),
+            str(target["alias"]),
+            str(target["target_version"]),
+            remember=lambda record: ti.xcom_push(key=PREVIOUS_VERSION_XCOM_KEY, value=record),
+            record_previous=False,
+        )
+
+    @task
+    def reload_serving(move: dict[str, str | None]) -> dict[str, Any]:
+        from mlops_tasks import steps
+
+        return steps.reload_serving(str(move["alias"]))
+
+    @task
+    def verify_serving(move: dict[str, str | None], reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from mlops_tasks import steps
+
+        served = steps.verify_serving(
+            str(move["alias"]), str(move["new_version"]), float(context["params"]["verify_timeout_seconds"])
+        )
+        steps.announce_manual_rollback(move)
+        return served
+
+    move = move_alias(resolve_target())
+    verify_serving(move, reload_serving(move))
+
+
+rollback_model()
