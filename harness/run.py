@@ -13,7 +13,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,9 +123,27 @@ def run_program(
     """Run the program for `stack` under mocks and return what it registered and exported.
 
     `overrides` replace config values (keys with or without the project prefix); `env` sets
-    environment variables during the run (e.g. MLOPS_ROTATION_NOW, the injected rotation clock).
-    Exceptions raised by the program (e.g. `stacks.SettingsError`) propagate.
+    environment variables during the run. Exceptions raised by the program (e.g.
+    `stacks.SettingsError`) propagate.
     """
+
+    def program() -> None:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
+    return run_under_mocks(stack, program, stack_file=stack_file, overrides=overrides, env=env)
+
+
+def run_under_mocks(
+    stack: str,
+    body: Callable[[], None],
+    stack_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ProgramRun:
+    """Run `body` (any code that creates resources, e.g. one component) as a Pulumi program under
+    mocks, with the stack file's config set, and return what it registered and exported."""
     cfg = read_stack_file(stack, stack_file)
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
@@ -138,9 +156,7 @@ def run_program(
 
     @pulumi.runtime.test
     def _run() -> Any:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        runpy.run_path(str(PROGRAM), run_name="__main__")
+        body()
         root = runtime_settings.get_root_resource()
         items = list(getattr(root, "outputs", {}).items())
         outputs = [pulumi.Output.from_input(v) for _, v in items]

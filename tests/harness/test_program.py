@@ -85,7 +85,7 @@ def test_a_plaintext_secret_in_the_stack_file_is_refused(tmp_path: Any) -> None:
     text += "  mlops-platform:alerts.slackWebhookUrl: https://hooks.slack.com/services/T0/B0/XYZ\n"
     stack_file = tmp_path / "Pulumi.dev.yaml"
     stack_file.write_text(text)
-    with pytest.raises(SettingsError, match="alerts.slackWebhookUrl is a secret"):
+    with pytest.raises(SettingsError, match=r"alerts\.slackWebhookUrl is a secret"):
         run_program("dev", stack_file)
 
 
