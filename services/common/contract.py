@@ -74,6 +74,7 @@ SERVING_LOG_DIR = EnvVar("MLOPS_SERVING_LOG_DIR", "Directory of the rotating JSO
 SERVING_MAX_BATCH = EnvVar("MLOPS_SERVING_MAX_BATCH", "Largest number of rows accepted in one request.")
 SERVING_WORKERS = EnvVar("MLOPS_SERVING_WORKERS", "uvicorn worker processes of one serving pod.")
 SERVING_PORT_VAR = EnvVar("MLOPS_SERVING_PORT", "Port the serving service listens on.")
+SERVING_HOST = EnvVar("MLOPS_SERVING_HOST", "Interface the serving service binds to (default 0.0.0.0).")
 
 # Kubernetes Service of the serving deployment (the program builds URLs from these; the image
 # listens on SERVING_PORT unless MLOPS_SERVING_PORT says otherwise).
@@ -110,6 +111,7 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_MAX_BATCH,
     SERVING_WORKERS,
     SERVING_PORT_VAR,
+    SERVING_HOST,
 )
 ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS
 
@@ -120,3 +122,19 @@ RELOAD_ALL_PATH = "/admin/reload"
 def reload_path(alias: str) -> str:
     """Path of the reload endpoint of one alias."""
     return f"/variants/{alias}/reload"
+
+
+def markdown_table() -> str:
+    """The README's table of environment variables (a test keeps the README in sync)."""
+    rows = ["| variable | from | description |", "| --- | --- | --- |"]
+    for var in CONFIGMAP_VARS:
+        rows.append(f"| `{var.name}` | ConfigMap `{ENDPOINTS_CONFIGMAP}` | {var.description} |")
+    for var, secret in ((RELOAD_TOKEN, RELOAD_TOKEN_SECRET), (SLACK_WEBHOOK_URL, SLACK_SECRET)):
+        rows.append(f"| `{var.name}` | Secret `{secret}` | {var.description} |")
+    for var in SERVING_VARS:
+        rows.append(f"| `{var.name}` | serving pod env | {var.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
