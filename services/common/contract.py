@@ -76,6 +76,18 @@ SERVING_WORKERS = EnvVar("MLOPS_SERVING_WORKERS", "uvicorn worker processes of o
 SERVING_PORT_VAR = EnvVar("MLOPS_SERVING_PORT", "Port the serving service listens on.")
 SERVING_HOST = EnvVar("MLOPS_SERVING_HOST", "Interface the serving service binds to (default 0.0.0.0).")
 
+# --- `make demo` only: where the local MLflow keeps its data (unset = SQLite + a folder in .local/) --
+DEMO_BACKEND_STORE_URI = EnvVar(
+    "MLOPS_DEMO_BACKEND_STORE_URI",
+    "MLflow backend store of the local demo, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/mlflow "
+    "(the database must exist); unset = SQLite under .local/demo.",
+)
+DEMO_ARTIFACTS_DESTINATION = EnvVar(
+    "MLOPS_DEMO_ARTIFACTS_DESTINATION",
+    "Artifact destination of the local demo's MLflow, e.g. s3://bucket/prefix (for a non-AWS endpoint also "
+    "set MLflow's MLFLOW_S3_ENDPOINT_URL and AWS credentials); unset = a folder under .local/demo.",
+)
+
 # Kubernetes Service of the serving deployment (the program builds URLs from these; the image
 # listens on SERVING_PORT unless MLOPS_SERVING_PORT says otherwise).
 SERVING_SERVICE = "serving"
@@ -113,7 +125,8 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_PORT_VAR,
     SERVING_HOST,
 )
-ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS
+DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
+ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS + DEMO_VARS
 
 # Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.
 RELOAD_ALL_PATH = "/admin/reload"
@@ -133,6 +146,8 @@ def markdown_table() -> str:
         rows.append(f"| `{var.name}` | Secret `{secret}` | {var.description} |")
     for var in SERVING_VARS:
         rows.append(f"| `{var.name}` | serving pod env | {var.description} |")
+    for var in DEMO_VARS:
+        rows.append(f"| `{var.name}` | `make demo` only | {var.description} |")
     return "\n".join(rows)
 
 
