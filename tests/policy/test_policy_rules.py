@@ -1,0 +1,105 @@
+"""Every policy: its compliant inputs pass and each violating input is reported with a message that says what to change.
+
+Each case is checked twice: by calling the policy's `validate` with `ResourceValidationArgs` /
+`StackValidationArgs` built as the SDK builds them, and through the SDK's analyzer servicer (what
+`PolicyPack` serves to the CLI), which must report it as a mandatory diagnostic.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from policy.policies import POLICIES, names, policy_named
+from policy.testing import Resource, Violation, analyze, check, resource_args
+from tests.policy.cases import WORKLOAD_KINDS, Case, all_cases, config_map, container, deployment, pod_spec, workload
+
+CASES = all_cases()
+
+
+def _params(violating: bool) -> list[object]:
+    return [
+        pytest.param(name, case, id=f"{name}[{case.label or i}]")
+        for name, cases in CASES.items()
+        for i, case in enumerate(cases)
+        if (case.expect is not None) == violating
+    ]
+
+
+def _targets(case: Case) -> list[Resource]:
+    return case.target if isinstance(case.target, list) else [case.target]
+
+
+def _of(policy: str, found: list[Violation]) -> list[Violation]:
+    return [v for v in found if v.policy == policy]
+
+
+def test_every_policy_has_compliant_and_violating_cases() -> None:
+    assert sorted(CASES) == sorted(names()), "add cases to tests/policy/cases.py for new policies (and drop removed ones)"
+    for name, cases in CASES.items():
+        assert any(c.expect is None for c in cases), f"{name} has no compliant case"
+        assert any(c.expect is not None for c in cases), f"{name} has no violating case"
+
+
+def test_pack_is_mandatory_and_named_uniquely() -> None:
+    assert len(set(names())) == len(POLICIES)
+    for p in POLICIES:
+        assert p.enforcement_level is not None and p.enforcement_level.value == "mandatory", p.name
+        assert p.description.endswith("."), p.name
+
+
+@pytest.mark.parametrize(("name", "case"), _params(violating=False))
+def test_compliant_input_passes(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in case.env.items():
+        monkeypatch.setenv(var, value)
+    assert check(policy_named(name), case.target) == []
+    assert _of(name, analyze(_targets(case))) == []
+
+
+@pytest.mark.parametrize(("name", "case"), _params(violating=True))
+def test_violation_is_reported(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var, value in case.env.items():
+        monkeypatch.setenv(var, value)
+    expect = case.expect
+    assert expect is not None
+    found = check(policy_named(name), case.target)
+    assert found, f"{name} did not report {case.label}"
+    assert any(expect in v.message for v in found), [v.message for v in found]
+    # Each message names the change to make.
+    assert all(any(verb in v.message for verb in ("Set ", "Add ", "Keep ", "Move ", "Pin ", "Remove ", "Attach ", "List ", "Create ", "Pass ")) for v in found), found
+    # The engine gets the same violation, mandatory, prefixed with the policy's description.
+    diagnostics = _of(name, analyze(_targets(case)))
+    assert diagnostics and all(d.enforcement == "mandatory" for d in diagnostics), diagnostics
+    description = policy_named(name).description
+    assert any(d.message.startswith(description + "\n") and expect in d.message for d in diagnostics), diagnostics
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+def test_pod_specs_of_every_workload_kind_are_checked(kind: str) -> None:
+    good = workload(kind, pod_spec())
+    bad = workload(kind, pod_spec(container(image="nginx:latest", securityContext={}, resources=None), context={}))
+    assert [v for v in analyze([good])] == []
+    reported = {v.policy for v in analyze([bad])}
+    assert reported == {
+        "k8s-run-as-non-root", "k8s-no-privilege-escalation", "k8s-resource-requests-and-limits", "k8s-pinned-image-tags"
+    }, (kind, reported)
+
+
+def test_numbers_arrive_as_floats_like_in_the_engine() -> None:
+    # The SDK's MessageToDict turns every number into a float: a UID of 1000 arrives as 1000.0.
+    args = resource_args(deployment())
+    ctx = args.props["spec"]["template"]["spec"]["securityContext"]
+    assert ctx["runAsUser"] == 10001.0 and isinstance(ctx["runAsUser"], float)
+
+
+def test_unknown_values_during_preview_are_advisory_not_a_crash() -> None:
+    preview = deployment(container(image="04da6b54-80e4-46f7-96ec-b56ff0331ba9"))
+    found = [v for v in analyze([preview]) if v.policy == "k8s-pinned-image-tags"]
+    assert len(found) == 1 and found[0].enforcement == "advisory", found
+    assert "can't be known during preview" in found[0].message
+
+
+def test_secrets_are_unwrapped_before_policies_see_them() -> None:
+    from policy.testing import secret
+
+    leaked = config_map({"DATABASE_URL": secret("postgresql://mlflow:s3cr3t@db/mlflow")})  # type: ignore[dict-item]
+    assert [v.policy for v in analyze([leaked])] == ["k8s-configmap-no-secrets"]
