@@ -7,6 +7,7 @@ port and serves `Analyze`/`AnalyzeStack`. The last test does exactly that and ta
 
 from __future__ import annotations
 
+import os
 import runpy
 import selectors
 import subprocess
@@ -81,7 +82,7 @@ def served_pack() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
         line = b""
         while not line.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
             if sel.select(timeout=1):
-                line += proc.stdout.read1(64)
+                line += os.read(proc.stdout.fileno(), 64)
         if proc.poll() is not None or not line.strip().isdigit():
             err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
             pytest.fail(f"the pack did not print its port (got {line!r}): {err}")
