@@ -684,6 +684,7 @@ NON_SECRET_KEY_QUALIFIERS = frozenset({
     "prefix", "dedup", "dedupe", "map", "annotation",
 })
 PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+WEBHOOK_URL = re.compile(r"https://(hooks\.slack\.com/(services|workflows)/|[\w.-]+\.webhook\.office\.com/|discord(app)?\.com/api/webhooks/)")
 URL_WITH_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@", re.IGNORECASE)
 
 
@@ -695,6 +696,8 @@ def key_words(key: str) -> list[str]:
 
 def secret_looking_key(key: str) -> bool:
     words = key_words(key)
+    if "webhook" in words and words[-1] in ("url", "uri"):
+        return True  # a webhook URL is itself the credential (Slack, Teams: the token is in the path)
     if not words or words[-1] in REFERENCE_SUFFIXES:
         return False
     joined = ["".join(words[i : i + 2]) for i in range(len(words) - 1)]
@@ -710,6 +713,8 @@ def secret_looking_value(value: Any) -> str | None:
         return None
     if PEM_PRIVATE_KEY.search(value):
         return "a PEM private key"
+    if WEBHOOK_URL.search(value):
+        return "a webhook URL (the URL is the credential)"
     match = URL_WITH_PASSWORD.search(value)
     if match and not match.group(1).startswith("$"):  # `$(DB_PASSWORD)` / `${VAR}` are references
         return "a URL with an embedded password"

@@ -267,6 +267,8 @@ def _k8s_cases() -> dict[str, list[Case]]:
             bad(config_map({"tls.key": "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----\n"}), "tls.key", "key file"),
             bad(config_map({"ca.pem": "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"}), "a PEM private key", "private key value"),
             bad(config_map({"DATABASE_URL": "postgresql://mlflow:s3cr3t@db:5432/mlflow"}), "a URL with an embedded password", "password in URL"),
+            bad(config_map({"MLOPS_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x"}), "'MLOPS_SLACK_WEBHOOK_URL'", "webhook URL key"),
+            bad(config_map({"ALERTS": "https://hooks.slack.com/services/T0/B0/x"}), "a webhook URL", "webhook URL value"),
         ],
         "helm-chart-version-pinned": [
             ok(helm_release("34.1.0")),

@@ -103,3 +103,14 @@ def test_secrets_are_unwrapped_before_policies_see_them() -> None:
 
     leaked = config_map({"DATABASE_URL": secret("postgresql://mlflow:s3cr3t@db/mlflow")})  # type: ignore[dict-item]
     assert [v.policy for v in analyze([leaked])] == ["k8s-configmap-no-secrets"]
+
+
+def test_configmap_heuristic_agrees_with_the_endpoints_contract() -> None:
+    """The contract marks which variables are secret (they go to Secrets, the rest to the endpoints
+    ConfigMap): the ConfigMap policy must flag exactly the secret ones."""
+    from policy.policies import secret_looking_key
+    from services.common import contract
+
+    assert contract.SECRET_VARS, "the contract declares no secret variables"
+    for var in contract.ALL_VARS:
+        assert secret_looking_key(var.name) == var.secret, f"{var.name}: secret={var.secret} in services/common/contract.py"
