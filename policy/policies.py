@@ -177,13 +177,20 @@ class _Bucket:
         return f"bucket {self.resource.name!r}" + (f" ({sorted(self.names)[0]})" if self.names else "")
 
 
+def _known(props: Mapping[str, Any], key: str) -> Any:
+    """`props[key]`, or None when it is missing or not known yet (preview)."""
+    try:
+        return props.get(key)
+    except UnknownValueError:
+        return None
+
+
+def _known_strings(r: PolicyResource, *keys: str) -> set[str]:
+    return {v for key in keys if isinstance(v := _known(r.props, key), str) and v}
+
+
 def _bucket_names(r: PolicyResource) -> set[str]:
-    names: set[str] = set()
-    for key in ("bucket", "id"):
-        value = _get(r.props, key)
-        if isinstance(value, str) and value:
-            names.add(value)
-    return names
+    return _known_strings(r, "bucket", "id")
 
 
 def _companions(buckets: list[_Bucket], resources: Sequence[PolicyResource], types: tuple[str, ...]) -> dict[str, list[PolicyResource]]:
@@ -198,10 +205,7 @@ def _companions(buckets: list[_Bucket], resources: Sequence[PolicyResource], typ
         if r.resource_type not in types:
             continue
         target: _Bucket | None = None
-        try:
-            name = r.props.get("bucket")
-        except UnknownValueError:  # a new bucket's name is not known during preview
-            name = None
+        name = _known(r.props, "bucket")  # a new bucket's name may not be known during preview
         if isinstance(name, str):
             target = next((b for b in buckets if name in b.names), None)
         if target is None:
@@ -437,12 +441,9 @@ def validate_iam_no_aws_managed_full_access(args: ResourceValidationArgs, report
 def validate_iam_access_keys_for_stack_users(args: StackValidationArgs, report: ReportViolation) -> None:
     users = [r for r in args.resources if r.resource_type == "aws:iam/user:User"]
     user_urns = {u.urn for u in users}
-    user_names = {n for u in users for n in (_get(u.props, "name"), _get(u.props, "id")) if isinstance(n, str) and n}
+    user_names = {n for u in users for n in _known_strings(u, "name", "id")}
     for key in (r for r in args.resources if r.resource_type == "aws:iam/accessKey:AccessKey"):
-        try:
-            user = key.props.get("user")
-        except UnknownValueError:  # unknown during preview: fall back to what the property depends on
-            user = None
+        user = _known(key.props, "user")  # unknown during preview: fall back to what the property depends on
         if isinstance(user, str) and user in user_names:
             continue
         deps = key.property_dependencies.get("user", [])

@@ -114,3 +114,13 @@ def test_configmap_heuristic_agrees_with_the_endpoints_contract() -> None:
     assert contract.SECRET_VARS, "the contract declares no secret variables"
     for var in contract.ALL_VARS:
         assert secret_looking_key(var.name) == var.secret, f"{var.name}: secret={var.secret} in services/common/contract.py"
+
+
+def test_preview_of_a_new_bucket() -> None:
+    """During preview the new bucket's id, ARN and policy document are unknown: the companions are still
+    matched (by dependency) and pass; only the checks that read the document wait for `up` (advisory now)."""
+    from tests.policy.cases import secure_bucket
+
+    found = analyze(secure_bucket(preview=True))
+    assert sorted((v.policy, v.enforcement) for v in found) == [("iam-no-wildcard-admin", "advisory"), ("s3-tls-only", "advisory")], found
+    assert all("can't be known during preview" in v.message for v in found)
