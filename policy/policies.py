@@ -127,12 +127,15 @@ def _is_production(props: Mapping[str, Any] | None, provider_props: Mapping[str,
     words = set(re.split(r"[-_.]", stack.lower()))
     if stack and (stack in prod_stacks or words & {"prod", "production"}):
         return f"stack {stack!r} is a production stack"
-    for source, tags in (
-        ("tag", _get(props, "tags")),
-        ("tag", _get(props, "tagsAll")),
-        ("provider default tag", _provider_default_tags(provider_props)),
+    for source, read in (
+        ("tag", lambda: _get(_get(props, "tags"), ENVIRONMENT_TAG)),
+        ("tag", lambda: _get(_get(props, "tagsAll"), ENVIRONMENT_TAG)),  # computed: unknown in preview
+        ("provider default tag", lambda: _get(_provider_default_tags(provider_props), ENVIRONMENT_TAG)),
     ):
-        value = _get(tags, ENVIRONMENT_TAG)
+        try:
+            value = read()
+        except UnknownValueError:
+            continue
         if isinstance(value, str) and value.strip().lower() in ("prod", "production"):
             return f"{source} {ENVIRONMENT_TAG}={value}"
     return None

@@ -363,6 +363,7 @@ def _aws_cases() -> dict[str, list[Case]]:
         "rds-deletion-protection-in-prod": [
             ok(db(), "prod with protection", env=prod_env),
             ok(db(deletionProtection=None, provider=aws_provider("dev")), "dev stack", env={"PULUMI_STACK": "dev"}),
+            ok(db(deletionProtection=None, tagsAll=UNKNOWN), "dev preview: computed tags unknown", env={"PULUMI_STACK": "dev"}),
             bad(db(deletionProtection=None), "stack 'prod' is a production stack", "stack name", env=prod_env),
             bad(db(deletionProtection=False), "stack 'eu-prod'", "stack name with a prod word", env={"PULUMI_STACK": "eu-prod"}),
             bad(db(deletionProtection=False), "stack config mlops-platform:environment", "stack config", env={"PULUMI_STACK": "main", "PULUMI_CONFIG": json.dumps({"mlops-platform:environment": "prod"})}),
