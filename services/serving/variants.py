@@ -1,0 +1,429 @@
+"""Model variants keyed by MLflow alias: loading, atomic hot swap, coalesced reloads, the watcher.
+
+A `Variant` is one loaded model version: immutable, with its compiled input validator and a `predict`
+callable. The sklearn flavour is called natively on a float64 matrix (no pandas, no pyfunc wrapper);
+any other flavour goes through pyfunc on a DataFrame. A new version is downloaded and loaded in a
+worker thread beside the serving one and checked with a prediction on its input example; only then
+is the mapping alias -> variant replaced (one reference assignment, so a request sees either the old
+or the new version, never a mix). A failed load leaves the old version serving, is counted, logged and
+alerted, and the caller gets the reason.
+
+Reloads of one alias coalesce: callers arriving while a reload runs wait for it, and at most one more
+reload follows for all of those that arrived after it started (so nobody is answered with an alias
+resolution older than their call). The watcher polls the registry every `poll_seconds` and reloads any
+alias whose version moved, and follows the blue-green active alias stored as a registered-model tag:
+every worker and replica converges even when an admin call reached only one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.alerts import Severity
+from services.serving.batching import MicroBatcher
+from services.serving.observability import Alerter, Metrics
+from services.serving.schema import InputValidator, RequestError
+from services.serving.settings import BlueGreenRouting, Settings
+
+log = logging.getLogger("mlops.serving.variants")
+
+# The blue-green active alias, stored on the registered model so that every replica follows a switch.
+ACTIVE_TAG = "mlops.serving.active"
+
+# sklearn warns on every call when a model fitted on a DataFrame gets a numpy matrix; the matrix
+# columns are in the signature's order, which is the order the model was fitted with.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+@dataclass(frozen=True)
+class Variant:
+    alias: str
+    version: str
+    run_id: str | None
+    source: str
+    flavor: str  # "sklearn" (native) or "pyfunc"
+    loaded_at: float
+    load_seconds: float
+    validator: InputValidator
+    predict: Callable[[Any], list[Any]]
+    workdir: str | None = None
+    batcher: MicroBatcher | None = None  # native flavour: concurrent requests share one predict call
+
+    async def apredict(self, inputs: Any) -> list[Any]:
+        """Predict from the event loop: micro-batched inline (native), else in a worker thread."""
+        if self.batcher is not None and isinstance(inputs, np.ndarray):
+            return await self.batcher.predict(inputs)
+        return await asyncio.to_thread(self.predict, inputs)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "version": self.version,
+            "run_id": self.run_id,
+            "source": self.source,
+            "flavor": self.flavor,
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+            "load_seconds": round(self.load_seconds, 3),
+            "columns": self.validator.describe(),
+        }
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    alias: str
+    outcome: str  # reloaded | unchanged | failed
+    version: str | None  # the version serving now (None: nothing loaded)
+    previous_version: str | None = None
+    attempted_version: str | None = None
+    reason: str | None = None
+    load_seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "failed"
+
+    def body(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class LoadError(Exception):
+    """A version could not be resolved, downloaded, loaded or failed its check prediction."""
+
+
+def _to_list(output: Any) -> list[Any]:
+    import numpy as np
+
+    if isinstance(output, np.ndarray):
+        return output.tolist()
+    to_dict = getattr(output, "to_dict", None)
+    if callable(to_dict) and hasattr(output, "columns"):
+        return output.to_dict(orient="records")
+    tolist = getattr(output, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return list(output)
+
+
+def load_variant(settings: Settings, alias: str, version: str, run_id: str | None, source: str) -> Variant:
+    """Download `models:/<name>/<version>` and load it (blocking: run in a thread)."""
+    import mlflow
+    from mlflow.models import Model
+
+    started = time.perf_counter()
+    workdir = tempfile.mkdtemp(prefix=f"serving-{alias}-v{version}-")
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=workdir, tracking_uri=settings.tracking_uri
+        )
+        meta = Model.load(local)
+        validator = InputValidator.from_signature(meta.signature, settings.max_batch)
+        predict: Callable[[Any], list[Any]]
+        if "sklearn" in meta.flavors and validator.numeric:
+            estimator = mlflow.sklearn.load_model(local)
+            flavor = "sklearn"
+
+            def predict(matrix: Any, _estimator: Any = estimator) -> list[Any]:
+                return _to_list(_estimator.predict(matrix))
+
+            keep_dir = False
+        else:
+            pyfunc = mlflow.pyfunc.load_model(local)
+            flavor = "pyfunc"
+
+            def predict(frame: Any, _model: Any = pyfunc) -> list[Any]:
+                if not hasattr(frame, "columns"):  # numeric matrix from the validator
+                    import pandas as pd
+
+                    frame = pd.DataFrame(frame, columns=list(validator.names or ()))
+                return _to_list(_model.predict(frame))
+
+            keep_dir = True  # pyfunc models may read their files lazily
+        example = _input_example(meta, local)
+        if example is not None:
+            try:
+                predict(validator.validate({"rows": example}))
+            except RequestError as exc:
+                raise LoadError(f"the model's own input example does not validate: {exc.message}") from exc
+            except Exception as exc:
+                raise LoadError(f"check prediction on the input example failed: {type(exc).__name__}: {exc}") from exc
+    except LoadError:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise LoadError(f"loading version {version} failed: {type(exc).__name__}: {exc}") from exc
+    if not keep_dir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Variant(
+        alias=alias,
+        version=version,
+        run_id=run_id,
+        source=source,
+        flavor=flavor,
+        loaded_at=time.time(),
+        load_seconds=time.perf_counter() - started,
+        validator=validator,
+        predict=predict,
+        workdir=workdir if keep_dir else None,
+        batcher=MicroBatcher(predict, max_rows=max(settings.max_batch, 1)) if flavor == "sklearn" else None,
+    )
+
+
+def _input_example(meta: Any, local: str) -> list[dict[str, Any]] | None:
+    try:
+        example = meta.load_input_example(local)
+    except Exception:  # an unreadable example is not a reason to refuse the model
+        log.warning("input example of the model could not be read", exc_info=True)
+        return None
+    if example is None or not hasattr(example, "to_dict"):
+        return None
+    rows: list[dict[str, Any]] = example.head(5).to_dict(orient="records")
+    return [{str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
+
+
+@dataclass
+class _ReloadSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    requested: int = 0
+    covered: int = 0  # requests up to this number are answered by `last`
+    last: ReloadResult | None = None
+
+
+class Registry:
+    """Thin, blocking access to the MLflow model registry (called from threads)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from mlflow import MlflowClient
+        from mlflow.environment_variables import (
+            MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+            MLFLOW_HTTP_REQUEST_TIMEOUT,
+        )
+
+        # A registry outage must fail a reload in seconds, not after MLflow's minutes of retries.
+        if not MLFLOW_HTTP_REQUEST_MAX_RETRIES.is_set():
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(2)
+        if not MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.is_set():
+            MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.set(1)
+        if not MLFLOW_HTTP_REQUEST_TIMEOUT.is_set():
+            MLFLOW_HTTP_REQUEST_TIMEOUT.set(30)
+        self.settings = settings
+        self.client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+    def resolve(self, alias: str) -> tuple[str, str | None, str]:
+        """(version, run_id, source) the alias points at now."""
+        mv = self.client.get_model_version_by_alias(self.settings.model_name, alias)
+        return str(mv.version), mv.run_id, str(mv.source)
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(alias -> version, tags) of the registered model, in one call."""
+        model = self.client.get_registered_model(self.settings.model_name)
+        return {str(k): str(v) for k, v in (model.aliases or {}).items()}, dict(model.tags or {})
+
+    def set_active(self, alias: str) -> None:
+        self.client.set_registered_model_tag(self.settings.model_name, ACTIVE_TAG, alias)
+
+
+class VariantManager:
+    """The loaded variants of this process and everything that changes them."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, alerter: Alerter, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.alerter = alerter
+        self._registry = registry
+        self.variants: dict[str, Variant] = {}  # replaced as a whole on every swap
+        self.errors: dict[str, str] = {}  # alias -> last load error
+        self._slots: dict[str, _ReloadSlot] = {}
+        self._alerted_failures: set[tuple[str, str | None]] = set()
+        routing = settings.routing
+        self.active: str | None = routing.active if isinstance(routing, BlueGreenRouting) else None
+        self.on_change: list[Callable[[], None]] = []
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.settings)
+        return self._registry
+
+    # --- reloads -----------------------------------------------------------------------------------
+    async def reload(self, alias: str, trigger: str) -> ReloadResult:
+        slot = self._slots.setdefault(alias, _ReloadSlot())
+        slot.requested += 1
+        ticket = slot.requested
+        async with slot.lock:
+            if slot.covered >= ticket and slot.last is not None:
+                return slot.last  # a reload that started after this call finished meanwhile
+            start = slot.requested
+            result = await self._reload_once(alias, trigger)
+            slot.covered = start
+            slot.last = result
+            return result
+
+    async def reload_all(self, trigger: str) -> list[ReloadResult]:
+        return list(await asyncio.gather(*(self.reload(a, trigger) for a in self.settings.aliases)))
+
+    async def _reload_once(self, alias: str, trigger: str) -> ReloadResult:
+        current = self.variants.get(alias)
+        previous = current.version if current else None
+        try:
+            version, run_id, source = await asyncio.to_thread(self.registry.resolve, alias)
+        except Exception as exc:
+            return self._failed(alias, trigger, previous, None, f"cannot resolve {self.settings.model_name}@{alias}: {_short(exc)}")
+        if current is not None and current.version == version:
+            self.metrics.reloads.labels(alias, "unchanged", trigger).inc()
+            return ReloadResult(alias=alias, outcome="unchanged", version=version, previous_version=previous)
+        try:
+            variant = await asyncio.to_thread(load_variant, self.settings, alias, version, run_id, source)
+        except LoadError as exc:
+            return self._failed(alias, trigger, previous, version, str(exc))
+        self._swap(variant)
+        self.metrics.load_seconds.labels(alias).observe(variant.load_seconds)
+        self.metrics.reloads.labels(alias, "reloaded", trigger).inc()
+        self.errors.pop(alias, None)
+        rolled_back = previous is not None and _version_key(version) < _version_key(previous)
+        log.info(
+            "variant %s now serves version %s (was %s)", alias, version, previous,
+            extra={"alias": alias, "version": version, "previous_version": previous, "trigger": trigger,
+                   "load_seconds": round(variant.load_seconds, 3), "event": "model.reloaded"},
+        )
+        fields = {"model": self.settings.model_name, "alias": alias, "version": version,
+                  "previous_version": previous or "(none)", "trigger": trigger}
+        if rolled_back:
+            self.alerter.send("serving.model_rolled_back",
+                              f"{self.settings.model_name}@{alias} rolled back from version {previous} to {version}",
+                              Severity.WARNING, fields)
+        elif trigger == "api":
+            # Watcher-driven convergence of other workers/replicas is logged, not alerted again.
+            self.alerter.send("serving.model_reloaded",
+                              f"{self.settings.model_name}@{alias} now serves version {version} (was {previous})",
+                              Severity.INFO, fields)
+        return ReloadResult(alias=alias, outcome="reloaded", version=version, previous_version=previous,
+                            load_seconds=round(variant.load_seconds, 3))
+
+    def _swap(self, variant: Variant) -> None:
+        old = self.variants.get(variant.alias)
+        new = dict(self.variants)
+        new[variant.alias] = variant
+        self.variants = new  # the atomic swap: one reference assignment
+        self.metrics.loaded_version.labels(variant.alias).set(_version_number(variant.version))
+        for callback in self.on_change:
+            callback()
+        if old is not None and old.workdir:
+            shutil.rmtree(old.workdir, ignore_errors=True)
+
+    def _failed(self, alias: str, trigger: str, previous: str | None, attempted: str | None, reason: str) -> ReloadResult:
+        self.metrics.reloads.labels(alias, "failed", trigger).inc()
+        self.metrics.reload_failures.labels(alias).inc()
+        self.errors[alias] = reason
+        log.error(
+            "reload of %s failed, %s: %s", alias,
+            f"version {previous} keeps serving" if previous else "nothing loaded", reason,
+            extra={"alias": alias, "attempted_version": attempted, "kept_version": previous, "trigger": trigger,
+                   "event": "model.reload_failed"},
+        )
+        key = (alias, attempted)
+        # The watcher retries every poll: alert once per failing version, an explicit call always.
+        if trigger == "api" or key not in self._alerted_failures:
+            self._alerted_failures.add(key)
+            self.alerter.send(
+                "serving.reload_failed",
+                f"reload of {self.settings.model_name}@{alias} to version {attempted or '?'} failed; "
+                + (f"version {previous} keeps serving" if previous else "no version is loaded"),
+                Severity.ERROR,
+                {"model": self.settings.model_name, "alias": alias, "attempted_version": attempted or "(unresolved)",
+                 "kept_version": previous or "(none)", "reason": reason[:500], "trigger": trigger},
+            )
+        return ReloadResult(alias=alias, outcome="failed", version=previous, previous_version=previous,
+                            attempted_version=attempted, reason=reason)
+
+    # --- blue-green --------------------------------------------------------------------------------
+    async def switch_active(self, alias: str) -> str:
+        """Make `alias` the blue-green active variant here and, through the registry, everywhere."""
+        routing = self.settings.routing
+        if not isinstance(routing, BlueGreenRouting):
+            raise RequestError(409, "routing is not blue-green: there is no active alias to switch", "mode")
+        if alias not in (routing.active, routing.standby):
+            raise RequestError(422, f"alias {alias!r} is not one of the blue-green pair {[routing.active, routing.standby]}", "alias")
+        if alias not in self.variants:
+            raise RequestError(409, f"alias {alias!r} has no loaded version: refusing to switch traffic to it", "alias")
+        try:
+            await asyncio.to_thread(self.registry.set_active, alias)
+        except Exception as exc:
+            raise RequestError(502, f"could not record the switch in the registry: {_short(exc)}", None) from exc
+        previous, self.active = self.active, alias
+        log.info("blue-green active alias is now %s (was %s)", alias, previous,
+                 extra={"alias": alias, "event": "model.switched"})
+        if previous != alias:
+            self.alerter.send("serving.blue_green_switched",
+                              f"{self.settings.model_name}: traffic switched from {previous} to {alias}", Severity.INFO,
+                              {"model": self.settings.model_name, "active": alias, "previous": previous or "(none)"})
+        return alias
+
+    # --- watcher -----------------------------------------------------------------------------------
+    async def poll_once(self) -> None:
+        """One pass: reload aliases that moved (or never loaded) and follow the blue-green tag."""
+        try:
+            aliases, tags = await asyncio.to_thread(self.registry.snapshot)
+        except Exception as exc:
+            log.warning("registry poll failed: %s", _short(exc), extra={"event": "registry.poll_failed"})
+            return
+        stale = [
+            a for a in self.settings.aliases
+            if a not in self.variants or (a in aliases and aliases[a] != self.variants[a].version)
+        ]
+        await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
+        routing = self.settings.routing
+        tagged = tags.get(ACTIVE_TAG)
+        if (isinstance(routing, BlueGreenRouting) and tagged in (routing.active, routing.standby)
+                and tagged != self.active and tagged in self.variants):
+            log.info("blue-green active alias follows the registry: %s (was %s)", tagged, self.active,
+                     extra={"alias": tagged, "event": "model.switched"})
+            self.active = tagged
+
+    async def watch(self) -> None:
+        """Poll forever (cancelled at shutdown)."""
+        while True:
+            await asyncio.sleep(self.settings.poll_seconds)
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("registry watcher pass failed")
+
+    async def start(self) -> None:
+        """Initial load: every alias, then the blue-green tag; retried by the watcher when it fails."""
+        await self.reload_all("startup")
+        with contextlib.suppress(Exception):
+            await self.poll_once()
+
+    def close(self) -> None:
+        for variant in self.variants.values():
+            if variant.workdir and Path(variant.workdir).exists():
+                shutil.rmtree(variant.workdir, ignore_errors=True)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+def _version_number(version: str) -> float:
+    return float(version) if version.isdigit() else -1.0
