@@ -49,13 +49,13 @@ DEFAULT_ARGS: dict[str, Any] = {
     doc_md=__doc__,
 )
 def rollback_model() -> None:
-    @task(retries=0)
+    @task(retries=0, multiple_outputs=False)
     def resolve_target(**context: Any) -> dict[str, str | None]:
         from mlops_tasks import steps
 
         return steps.resolve_rollback_target(context["params"])
 
-    @task
+    @task(multiple_outputs=False)
     def move_alias(target: dict[str, str | None], **context: Any) -> dict[str, str | None]:
         from mlops_tasks import steps
 
@@ -68,13 +68,13 @@ def rollback_model() -> None:
             record_previous=False,
         )
 
-    @task
+    @task(multiple_outputs=False)
     def reload_serving(move: dict[str, str | None]) -> dict[str, Any]:
         from mlops_tasks import steps
 
-        return steps.reload_serving(str(move["alias"]))
+        return steps.reload_serving(str(move["alias"]), str(move["new_version"]))
 
-    @task
+    @task(multiple_outputs=False)
     def verify_serving(move: dict[str, str | None], reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
         from mlops_tasks import steps
 

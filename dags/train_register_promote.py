@@ -64,13 +64,15 @@ PARAMS = {
     doc_md=__doc__,
 )
 def train_register_promote() -> None:
-    @task
+    # multiple_outputs=False on tasks returning a dict: TaskFlow would otherwise also push one XCom per
+    # key, and the move record's "previous_version" key would overwrite the fixed XCom key of that name.
+    @task(multiple_outputs=False)
     def train(**context: Any) -> dict[str, Any]:
         from mlops_tasks import steps
 
         return steps.train(context["params"], str(context["run_id"]))
 
-    @task
+    @task(multiple_outputs=False)
     def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
         from mlops_tasks import steps
 
@@ -96,7 +98,7 @@ def train_register_promote() -> None:
 
         return PokeReturnValue(is_done=steps.registration_done(str(trained["model"]), version), xcom_value=version)
 
-    @task
+    @task(multiple_outputs=False)
     def promote(trained: dict[str, Any], version: str, **context: Any) -> dict[str, str | None]:
         from mlops_tasks import steps
 
@@ -108,13 +110,13 @@ def train_register_promote() -> None:
             remember=lambda record: ti.xcom_push(key=PREVIOUS_VERSION_XCOM_KEY, value=record),
         )
 
-    @task
+    @task(multiple_outputs=False)
     def reload_serving(move: dict[str, str | None]) -> dict[str, Any]:
         from mlops_tasks import steps
 
-        return steps.reload_serving(str(move["alias"]))
+        return steps.reload_serving(str(move["alias"]), str(move["new_version"]))
 
-    @task
+    @task(multiple_outputs=False)
     def verify_serving(move: dict[str, str | None], reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
         from mlops_tasks import steps
 

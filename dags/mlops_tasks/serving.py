@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from mlops_tasks.errors import PermanentError
@@ -43,3 +44,67 @@ def reload(endpoints: Endpoints, alias: str, timeout_s: float = 120.0) -> dict[s
     body: dict[str, Any] = response.json()
     log.info("serving reloaded %s: %s", alias, body)
     return body
+
+
+def predict_body(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Request body of `POST /predict`."""
+    return {"rows": rows}
+
+
+def predict(serving_url: str, rows: list[dict[str, float]], timeout_s: float = 30.0) -> dict[str, Any]:
+    """One prediction request; returns serving's JSON answer (it names the alias and version used)."""
+    import httpx
+
+    url = f"{serving_url.rstrip('/')}/predict"
+    try:
+        response = httpx.post(url, json=predict_body(rows), timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise ServingUnavailable(f"predict at {url}: {type(exc).__name__}: {exc}") from exc
+    _raise_for(response, "a prediction")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def served_version(answer: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(alias, version) named by a prediction answer."""
+    alias = answer.get("alias")
+    version = answer.get("version")
+    return (None if alias is None else str(alias)), (None if version is None else str(version))
+
+
+def wait_until_served(
+    endpoints: Endpoints,
+    alias: str,
+    version: str,
+    rows: list[dict[str, float]],
+    timeout_s: float,
+    interval_s: float = 1.0,
+    consecutive: int = 3,
+) -> dict[str, Any]:
+    """Poll `POST /predict` until `consecutive` answers in a row come from `alias` at `version`.
+
+    Several consecutive answers, because serving may run several workers or replicas that pick the
+    new version up one after the other. Raises PermanentError when the deadline passes.
+    """
+    deadline = time.monotonic() + timeout_s
+    streak = 0
+    last: dict[str, Any] | str = "no answer"
+    while True:
+        try:
+            answer = predict(endpoints.serving_url, rows)
+            last = answer
+            if served_version(answer) == (alias, version):
+                streak += 1
+                if streak >= consecutive:
+                    log.info("serving answers with %s version %s: %s", alias, version, answer)
+                    return answer
+            else:
+                streak = 0
+        except (ServingUnavailable, PermanentError) as exc:
+            streak = 0
+            last = str(exc)
+        if time.monotonic() >= deadline:
+            raise PermanentError(
+                f"serving did not answer with {alias} version {version} within {timeout_s:.0f} s; last answer: {last}"
+            )
+        time.sleep(interval_s)

@@ -140,10 +140,19 @@ def move_alias(
     return move.as_dict()
 
 
-def reload_serving(alias: str) -> dict[str, Any]:
+def reload_serving(alias: str, expected_version: str | None) -> dict[str, Any]:
+    """Ask serving to load what `alias` points at; it must answer that it now serves `expected_version`
+    (None: do not check, e.g. after the alias was deleted)."""
     from mlops_tasks import serving
 
-    return serving.reload(settings.Endpoints.from_env(), alias)
+    answer = serving.reload(settings.Endpoints.from_env(), alias)
+    served = answer.get("version")
+    if expected_version is not None and str(served) != expected_version:
+        raise PermanentError(
+            f"serving reloaded {alias} but serves version {served}, not {expected_version} "
+            f"(was the alias moved meanwhile?): {answer}"
+        )
+    return answer
 
 
 def verify_serving(alias: str, version: str, timeout_s: float) -> dict[str, Any]:
@@ -170,9 +179,9 @@ def rollback(record: Mapping[str, str | None], timeout_s: float) -> str:
     log.info("%s", done)
     if move.previous_version is None:
         summary = (f"promotion of {move.model} version {move.new_version} to {move.alias} failed; the alias did not "
-                   f"exist before and was deleted ({done})")
+                   f"exist before and was deleted ({done}); there is no earlier version for serving to go back to")
     else:
-        reload_serving(move.alias)
+        reload_serving(move.alias, move.previous_version)
         verify_serving(move.alias, move.previous_version, timeout_s)
         summary = (f"promotion of {move.model} version {move.new_version} to {move.alias} failed; rolled back to "
                    f"version {move.previous_version}, which serving answers with again")

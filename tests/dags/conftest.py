@@ -6,6 +6,7 @@ Fixtures that need real servers FAIL (never skip) when they cannot start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -229,3 +230,92 @@ def seed_version(tracking_uri: str, model: str, alias: str | None = None, C: flo
     if alias:
         registry.client(tracking_uri).set_registered_model_alias(model, alias, version)
     return Seeded(model, version, logged["run_id"])
+
+
+# --- serving ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_serving(tracking_uri: str, model: str, log_path: Path, webhook_url: str | None = None) -> Iterator[Any]:
+    """The real serving service for `model` (alias champion). The registry watcher is slowed down to an
+    hour so that serving only changes when it is told to reload: what the tests check."""
+    from devstack.procs import DevstackError
+    from devstack.serving import serving_service
+
+    try:
+        cm = serving_service(
+            tracking_uri, model, aliases=("champion",), poll_seconds=3600, slack_webhook_url=webhook_url,
+            log_path=log_path, start_timeout=180,
+        )
+        serving = cm.__enter__()
+    except DevstackError as exc:
+        pytest.fail(f"could not start the serving service: {exc}")
+    try:
+        yield serving
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    upstream_status: int | None
+    upstream_body: str
+    returned_status: int
+
+
+class ReloadProxy:
+    """Stands between the DAG and serving's admin API. `refuse_after_forwarding` reloads: the request
+    reaches serving (which loads the new version) but the DAG is answered 403, as if serving had
+    refused: a failure injected after the alias moved and serving switched."""
+
+    def __init__(self, upstream: str, refuse_after_forwarding: int = 0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.refuse_left = refuse_after_forwarding
+        self.records: list[Recorded] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                import httpx
+
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                try:
+                    upstream = httpx.request(self.command, proxy.upstream + self.path, content=body, headers=headers,
+                                             timeout=120)
+                    status, text = upstream.status_code, upstream.text
+                except httpx.HTTPError as exc:
+                    status, text = None, str(exc)
+                with proxy._lock:
+                    refuse = "/reload" in self.path and proxy.refuse_left > 0
+                    if refuse:
+                        proxy.refuse_left -= 1
+                returned = 403 if refuse else (status or 502)
+                payload = (json.dumps({"detail": "reload refused (injected by the test)"}) if refuse else text).encode()
+                proxy.records.append(Recorded(self.command, self.path, status, text, returned))
+                self.send_response(returned)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _forward
+            do_POST = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ReloadProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
