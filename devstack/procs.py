@@ -196,6 +196,10 @@ class ManagedProcess:
             os.killpg(pgid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+        # SIGKILL is asynchronous: return only once the group has gone (orphans reaped by init).
+        deadline = time.monotonic() + 10
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
         self.proc = None
 
     def log_tail(self, max_chars: int = 6000) -> str:

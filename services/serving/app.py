@@ -399,7 +399,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         status_code=200 if ok else 502, media_type="application/json")
 
     @app.post(ACTIVE_PATH, response_model=SwitchResponse, dependencies=[Depends(require_token)],
-              responses={**_AUTH_ERRORS, 409: {"model": ErrorBody, "description": "Not blue-green, or alias not loaded"},
+              responses={**_AUTH_ERRORS, 400: _ERRORS[400],
+                         409: {"model": ErrorBody, "description": "Not blue-green, or alias not loaded"},
                          502: {"model": ErrorBody, "description": "The registry did not record the switch"}},
               summary="Blue-green: switch traffic to the other alias")
     async def switch(body: SwitchRequest) -> dict[str, str]:

@@ -406,6 +406,7 @@ class VariantManager:
 
     async def start(self) -> None:
         """Initial load: every alias, then the blue-green tag; retried by the watcher when it fails."""
+        await asyncio.to_thread(lambda: self.registry)  # imports mlflow (seconds) off the event loop
         await self.reload_all("startup")
         with contextlib.suppress(Exception):
             await self.poll_once()

@@ -1,0 +1,197 @@
+"""In-process tests of the serving service's pure parts: routing, settings, validation, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.common import contract
+from services.serving import SERVING_COMMAND
+from services.serving.batching import MicroBatcher
+from services.serving.routing import Router, client_point
+from services.serving.schema import Column, InputValidator, RequestError
+from services.serving.settings import (
+    ABRouting,
+    BlueGreenRouting,
+    CanaryRouting,
+    FixedRouting,
+    Settings,
+    SettingsError,
+    ShadowRouting,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+Z = 4.5  # normal bound: a correct router falls outside with probability < 1e-5
+
+
+def within_binomial(k: int, n: int, p: float) -> bool:
+    sd = math.sqrt(n * p * (1 - p))
+    return n * p - Z * sd <= k <= n * p + Z * sd
+
+
+# --- routing ---------------------------------------------------------------------------------------
+def test_canary_hash_shares_and_stickiness() -> None:
+    router = Router(CanaryRouting(mode="canary", primary="champion", challenger="challenger", percent=10), lambda: None)
+    ids = [f"client-{i}" for i in range(20000)]
+    first = [router.choose(i).alias for i in ids]
+    assert within_binomial(first.count("challenger"), len(ids), 0.10)
+    assert [router.choose(i).alias for i in ids] == first  # same client, same variant
+    # the choice is the documented pure function of the id (same in every worker and replica)
+    assert all((client_point(i) >= 0.9) == (a == "challenger") for i, a in zip(ids, first, strict=True))
+
+
+def test_ab_random_shares_without_client_id() -> None:
+    router = Router(ABRouting(mode="ab", weights={"a": 5, "b": 3, "c": 2}), lambda: None)
+    n = 20000
+    picks = [router.choose(None).alias for _ in range(n)]
+    for alias, p in {"a": 0.5, "b": 0.3, "c": 0.2}.items():
+        assert within_binomial(picks.count(alias), n, p), (alias, picks.count(alias))
+    assert router.weights() == pytest.approx({"a": 0.5, "b": 0.3, "c": 0.2})
+
+
+def test_zero_weight_alias_never_chosen() -> None:
+    router = Router(CanaryRouting(mode="canary", primary="p", challenger="c", percent=0), lambda: None)
+    assert {router.choose(f"id{i}").alias for i in range(2000)} == {"p"}
+
+
+def test_blue_green_follows_active_and_shadow_names_copy() -> None:
+    active = {"alias": "blue"}
+    router = Router(BlueGreenRouting(mode="blue-green", active="blue", standby="green"), lambda: active["alias"])
+    assert router.choose("x").alias == "blue"
+    active["alias"] = "green"
+    assert router.choose("x").alias == "green"
+    shadow = Router(ShadowRouting(mode="shadow", primary="champion", shadow="challenger"), lambda: None)
+    decision = shadow.choose(None)
+    assert (decision.alias, decision.shadow) == ("champion", "challenger")
+    assert Router(FixedRouting(mode="fixed", alias="champion"), lambda: None).choose("x").alias == "champion"
+
+
+# --- settings --------------------------------------------------------------------------------------
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in contract.ALL_VARS:
+        monkeypatch.delenv(var.name, raising=False)
+    monkeypatch.setenv(contract.MLFLOW_TRACKING_URI.name, "http://127.0.0.1:1")
+    monkeypatch.setenv(contract.MODEL_NAME.name, "iris")
+    return monkeypatch
+
+
+def test_settings_defaults_and_routing_aliases(env: pytest.MonkeyPatch) -> None:
+    s = Settings.from_env()
+    assert s.routing == FixedRouting(mode="fixed", alias="champion")
+    assert s.aliases == ("champion",)
+    assert s.port == contract.SERVING_PORT
+    env.setenv(contract.SERVING_ALIASES.name, "champion,extra")
+    env.setenv(contract.SERVING_ROUTING.name, '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 5}')
+    assert Settings.from_env().aliases == ("champion", "challenger", "extra")
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        (contract.SERVING_ROUTING, '{"mode": "canary", "primary": "a", "challenger": "a", "percent": 5}'),
+        (contract.SERVING_ROUTING, '{"mode": "canary", "primary": "a", "challenger": "b", "percent": 150}'),
+        (contract.SERVING_ROUTING, '{"mode": "weird"}'),
+        (contract.SERVING_ROUTING, "not json"),
+        (contract.SERVING_ROUTING, '{"mode": "ab", "weights": {}}'),
+        (contract.SERVING_ALIASES, "champion,bad alias!"),
+        (contract.SERVING_POLL_SECONDS, "soon"),
+        (contract.SERVING_MAX_BATCH, "0"),
+    ],
+)
+def test_invalid_settings_name_the_variable(env: pytest.MonkeyPatch, var: contract.EnvVar, value: str) -> None:
+    env.setenv(var.name, value)
+    with pytest.raises(SettingsError, match=var.name):
+        Settings.from_env()
+
+
+def test_start_command_exits_2_naming_a_missing_variable(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if k not in {var.name for var in contract.ALL_VARS}}
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    done = subprocess.run(list(SERVING_COMMAND), cwd=REPO, env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert contract.MLFLOW_TRACKING_URI.name in done.stderr
+
+
+# --- validation ------------------------------------------------------------------------------------
+COLS = (Column("a", "double"), Column("b", "double"), Column("n", "long"))
+
+
+def numeric() -> InputValidator:
+    return InputValidator(COLS, max_batch=3)
+
+
+def test_valid_rows_become_a_float_matrix() -> None:
+    out = numeric().validate({"rows": [{"a": 1.5, "b": 2, "n": 3}, {"n": 4.0, "b": -1.0, "a": 0}]})
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
+    assert out.tolist() == [[1.5, 2.0, 3.0], [0.0, -1.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"rows": [{"a": 1.0, "b": 2.0}]}, 422, "rows[0].n"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 1, "x": 1}]}, 422, "rows[0].x"),
+        ({"rows": [{"a": "1", "b": 2.0, "n": 1}]}, 422, "rows[0].a"),
+        ({"rows": [{"a": True, "b": 2.0, "n": 1}]}, 422, "rows[0].a"),
+        ({"rows": [{"a": None, "b": 2.0, "n": 1}]}, 422, "rows[0].a"),
+        ({"rows": [{"a": float("nan"), "b": 2.0, "n": 1}]}, 422, "rows[0].a"),
+        ({"rows": [{"a": 1.0, "b": float("-inf"), "n": 1}]}, 422, "rows[0].b"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 1.5}]}, 422, "rows[0].n"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 10**400}]}, 422, "rows[0].n"),
+        ({"rows": [{"a": 1.0, "b": [2.0], "n": 1}]}, 422, "rows[0].b"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 1}, 7]}, 422, "rows[1]"),
+        ({"rows": []}, 422, "rows"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 1}] * 4}, 413, "rows"),
+        ({"rows": {"a": 1}}, 422, "rows"),
+        ({"data": []}, 422, "rows"),
+        ({"rows": [{"a": 1.0, "b": 2.0, "n": 1}], "extra": 1}, 422, "extra"),
+        ([1, 2], 422, "body"),
+    ],
+)
+def test_bad_rows_are_4xx_naming_the_field(payload: Any, status: int, field: str) -> None:
+    with pytest.raises(RequestError) as err:
+        numeric().validate(payload)
+    assert (err.value.status, err.value.field) == (status, field)
+    assert field.split(".")[-1] in err.value.message or field in err.value.message
+
+
+def test_mixed_schema_uses_a_frame_and_checks_types() -> None:
+    v = InputValidator((Column("x", "double"), Column("s", "string"), Column("o", "double", required=False)), 10)
+    assert not v.numeric
+    frame = v.validate({"rows": [{"x": 1.0, "s": "a"}, {"x": 2, "s": "b", "o": None}]})
+    assert list(frame.columns) == ["x", "s", "o"] and len(frame) == 2
+    for bad, field in (({"x": 1.0, "s": 3}, "rows[0].s"), ({"s": "a"}, "rows[0].x"), ({"x": float("inf"), "s": "a"}, "rows[0].x")):
+        with pytest.raises(RequestError) as err:
+            v.validate({"rows": [bad]})
+        assert err.value.field == field
+
+
+# --- micro-batching --------------------------------------------------------------------------------
+def test_micro_batcher_shares_one_call_and_isolates_failures() -> None:
+    calls: list[int] = []
+
+    def predict(matrix: np.ndarray) -> list[Any]:
+        calls.append(len(matrix))
+        if np.isnan(matrix).any():
+            raise ValueError("nan")
+        return matrix[:, 0].tolist()
+
+    async def run() -> list[Any]:
+        batcher = MicroBatcher(predict)
+        inputs = [np.array([[float(i)], [float(i) + 0.5]]) for i in range(5)] + [np.array([[np.nan]])]
+        return await asyncio.gather(*(batcher.predict(m) for m in inputs), return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert results[:5] == [[float(i), float(i) + 0.5] for i in range(5)]
+    assert isinstance(results[5], ValueError)
+    assert calls[0] == 11  # all six requests were stacked into one call first; it failed...
+    assert sorted(calls[1:]) == [1, 2, 2, 2, 2, 2]  # ...so each was predicted on its own
