@@ -41,7 +41,10 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when a server could listen on `port` now. SO_REUSEADDR, as servers (uvicorn, gunicorn) set it:
+    connections of a stopped server linger in TIME_WAIT for a minute and must not count as "in use"."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
