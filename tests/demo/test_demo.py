@@ -1,0 +1,190 @@
+"""`make demo`: the whole loop on this machine. Runs the real thing (MLflow, serving, `airflow dags test`)
+in a temporary state directory, on free ports, and checks what it prints, what it leaves running
+(nothing) and that a second run promotes the next version."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common import contract
+
+pytestmark = [pytest.mark.servers, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = [sys.executable, "-m", "devstack.demo"]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without the contract's variables: the demo sets what it needs."""
+    names = {v.name for v in contract.ALL_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in names and k != "MAKEFLAGS"}
+    env.update(extra or {})
+    return env
+
+
+def _ports(output: str) -> dict[str, int]:
+    found = dict(re.findall(r"^ {4}(MLflow|serving) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M))
+    return {name: int(port) for name, port in found.items()}
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens on `port` (connections of the stopped server may linger in TIME_WAIT: not a listener)."""
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _nothing_left(output: str, state: Path) -> None:
+    """Every port the demo served on is free again and no process runs from its state directory."""
+    ports = _ports(output)
+    for name, port in ports.items():
+        deadline = time.monotonic() + 20
+        while not _port_free(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _port_free(port), f"{name} still listens on {port} after the demo exited"
+    left = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True).stdout.strip()
+    assert left == "", f"processes left behind:\n{left}"
+
+
+def _make_has_demo_target() -> None:
+    targets = subprocess.run(["make", "-pn", "-C", str(REPO)], capture_output=True, text=True, env=_env()).stdout
+    assert re.search(r"^demo:", targets, flags=re.M), (
+        "the Makefile has no `demo` target; it must run: .venv/bin/python -m devstack.demo $(ARGS)"
+    )
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "demo-state"
+
+
+def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
+    _make_has_demo_target()
+    args = f"--mlflow-port 0 --serving-port 0 --state-dir {state}"
+
+    started = time.monotonic()
+    first = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS=--once {args}"],
+                           capture_output=True, text=True, env=_env(), timeout=900)
+    seconds = time.monotonic() - started
+    out = first.stdout + first.stderr
+    print(f"make demo ARGS=--once (fresh state): {seconds:.1f} s")
+    assert first.returncode == 0, out[-6000:]
+    assert "RESULT: OK: version 1 promoted to champion and served (before: none)" in out
+    for step in ("check dependencies and ports", "start MLflow", "start the serving service",
+                 "airflow dags test train_register_promote", "sample predictions"):
+        assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
+    assert re.search(r"^  champion +-> version 1$", out, flags=re.M)
+    assert re.search(r"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/iris-classifier$", out, flags=re.M)
+    assert re.search(r"^  serving OpenAPI docs http://127\.0\.0\.1:\d+/docs$", out, flags=re.M)
+    assert out.count('"alias": "champion", "version": "1"') == 3  # the sample predictions
+    assert (state / "mlflow.db").is_file() and (state / "airflow" / "airflow.db").is_file()
+    _nothing_left(out, state)
+
+    # Again, without --once: the next version is promoted, the printed curl commands work, Ctrl-C stops all.
+    make = subprocess.Popen(["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                            start_new_session=True)
+    assert make.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            line = make.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C to stop" in line:
+                break
+        second = "".join(lines)
+        assert "press Ctrl-C to stop" in second, second[-6000:]
+        assert "RESULT: OK: version 2 promoted to champion and served (before: 1)" in second
+        curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
+        assert len(curls) == 3, second[-3000:]
+        answers = [subprocess.run(c, capture_output=True, text=True, timeout=60).stdout for c in curls]
+        predicted, reloaded, models = (json.loads(a) for a in answers)
+        assert (predicted["alias"], predicted["version"]) == ("champion", "2")
+        assert reloaded["outcome"] == "unchanged" and reloaded["version"] == "2"
+        assert [v["version"] for v in models["variants"]] == ["2"]
+    finally:
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does to the foreground group
+        rest, _ = make.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert "interrupted: everything the demo started is stopped" in output, output[-3000:]
+    _nothing_left(output, state)
+
+
+def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([*DEMO, "--once", "--serving-port", str(port), "--mlflow-port", "0",
+                               "--state-dir", str(state)], capture_output=True, text=True, env=_env(), timeout=120,
+                              cwd=REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"port 127.0.0.1:{port} is already in use" in out and "--serving-port N" in out
+    assert "start MLflow" not in out  # checked before anything is started
+    _nothing_left(out, state)
+
+
+def test_a_failing_step_stops_everything(state: Path) -> None:
+    proc = subprocess.run([*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state),
+                           "--conf", json.dumps({"C": -1})], capture_output=True, text=True, env=_env(), timeout=600,
+                          cwd=REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-4000:]
+    assert "demo failed: the DAG run ended without a run" in out
+    assert "Invalid input for param C" in out  # the log tail says why
+    assert set(_ports(out)) == {"MLflow", "serving"}  # both had started
+    _nothing_left(out, state)
+
+
+def test_a_missing_dependency_is_reported(state: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack import demo
+    from devstack.procs import DevstackError
+
+    def missing(name: str) -> str:
+        raise DevstackError(f"executable {name!r} not found in .venv/bin or on PATH")
+
+    monkeypatch.setattr(demo, "find_binary", missing)
+    assert demo.main(["--once", "--state-dir", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert "demo failed: executable 'mlflow' not found" in out and "make setup" in out
+    assert not state.exists()  # failed before creating anything
+
+
+def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, int]) -> None:
+    """The environment variables switch the embedded defaults to PostgreSQL and an S3 endpoint (moto)."""
+    from devstack.moto import moto_s3
+    from devstack.postgres import fresh_database
+
+    with fresh_database("demotest") as database_url, moto_s3(["demo-artifacts"]) as s3:
+        env = _env({
+            contract.DEMO_BACKEND_STORE_URI.name: database_url,
+            contract.DEMO_ARTIFACTS_DESTINATION.name: "s3://demo-artifacts/mlflow",
+            **s3.client_env(),
+        })
+        proc = subprocess.run([*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state)],
+                              capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-6000:]
+        assert "MLflow backend postgresql+psycopg://" in out and "artifacts s3://demo-artifacts/mlflow" in out
+        assert "RESULT: OK: version 1 promoted to champion and served" in out
+        keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="demo-artifacts").get("Contents", [])]
+        assert any(k.endswith("MLmodel") for k in keys), keys
+        assert not (state / "mlflow.db").exists()
+    _nothing_left(out, state)
