@@ -84,8 +84,11 @@ def rollback_model() -> None:
         steps.announce_manual_rollback(move)
         return served
 
-    move = move_alias(resolve_target())
-    verify_serving(move, reload_serving(move))
+    # XComArgs stand for the tasks' return values at run time (typed Any: mypy sees XComArg here).
+    target: Any = resolve_target()
+    move: Any = move_alias(target)
+    reloaded: Any = reload_serving(move)
+    verify_serving(move, reloaded)
 
 
 rollback_model()

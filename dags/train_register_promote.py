@@ -141,15 +141,16 @@ def train_register_promote() -> None:
     def fail_run() -> None:
         raise AirflowFailException("a task of this run failed (see the alerts and the failed tasks' logs)")
 
-    trained = train()
-    evaluation = evaluate(trained)
-    gate = quality_gate(trained, evaluation)
-    version = register(trained)
+    # XComArgs stand for the tasks' return values at run time (typed Any: mypy sees XComArg here).
+    trained: Any = train()
+    evaluation: Any = evaluate(trained)
+    gate: Any = quality_gate(trained, evaluation)
+    version: Any = register(trained)
     gate >> version
-    ready = wait_until_ready(trained, version)
-    move = promote(trained, ready)
-    reloaded = reload_serving(move)
-    verified = verify_serving(move, reloaded)
+    ready: Any = wait_until_ready(trained, version)
+    move: Any = promote(trained, ready)
+    reloaded: Any = reload_serving(move)
+    verified: Any = verify_serving(move, reloaded)
     undo = rollback()
     [move, reloaded, verified] >> undo
     watcher = fail_run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 
@@ -35,30 +35,27 @@ def decide(
     `baseline` (measured on the same held-out data) by more than `max_regression`."""
     if not 0.0 <= max_regression:
         raise ValueError(f"max_regression must be >= 0, got {max_regression}")
-    common = {
-        "metric": metric,
-        "candidate": candidate,
-        "threshold": threshold,
-        "max_regression": max_regression,
-        "baseline": baseline,
-        "baseline_version": baseline_version,
-    }
+    rejected = GateDecision(
+        passed=False,
+        reason="",
+        metric=metric,
+        candidate=candidate,
+        threshold=threshold,
+        max_regression=max_regression,
+        baseline=baseline,
+        baseline_version=baseline_version,
+    )
     if math.isnan(candidate):
-        return GateDecision(passed=False, reason=f"candidate {metric} is NaN", **common)
+        return replace(rejected, reason=f"candidate {metric} is NaN")
     if candidate < threshold:
-        return GateDecision(
-            passed=False,
-            reason=f"candidate {metric} {candidate:.4f} is below the threshold {threshold:.4f}",
-            **common,
-        )
+        return replace(rejected, reason=f"candidate {metric} {candidate:.4f} is below the threshold {threshold:.4f}")
     if baseline is not None and candidate < baseline - max_regression:
-        return GateDecision(
-            passed=False,
+        return replace(
+            rejected,
             reason=(
                 f"candidate {metric} {candidate:.4f} regresses by {baseline - candidate:.4f} against "
                 f"version {baseline_version} ({baseline:.4f}); the allowed regression is {max_regression:.4f}"
             ),
-            **common,
         )
     if baseline is None:
         reason = f"candidate {metric} {candidate:.4f} >= threshold {threshold:.4f}; no current version to compare"
@@ -67,4 +64,4 @@ def decide(
             f"candidate {metric} {candidate:.4f} >= threshold {threshold:.4f} and within {max_regression:.4f} "
             f"of version {baseline_version} ({baseline:.4f})"
         )
-    return GateDecision(passed=True, reason=reason, **common)
+    return replace(rejected, passed=True, reason=reason)
