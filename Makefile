@@ -16,9 +16,15 @@ help: ## list the targets
 $(UV):
 	@echo "uv not found: installing uv 0.13.8 with pip"; python3 -m pip install --user --quiet "uv==0.13.8"
 
-setup: $(UV) ## build .venv from uv.lock (installs uv if missing) and the workflow linters
+setup: $(UV) node_modules/.installed ## build .venv from uv.lock (installs uv if missing) and the workflow linter
 	$(UV) sync --frozen
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; fi
+
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
+demo: setup ## THE main job: MLflow + serving + one DAG run on this machine; ARGS=--once to run once and exit
+	$(PY) -m devstack.demo $(ARGS)
 
 lint: ## ruff over everything
 	$(PY) -m ruff check .
