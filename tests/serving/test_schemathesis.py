@@ -26,7 +26,7 @@ def test_no_server_error_under_schemathesis(new_model: Callable[..., Any], start
         str(st), "run", f"{svc.base_url}/openapi.json",
         "--checks", CHECKS,
         "--max-examples", "40",
-        "--max-time", "150",
+        "--max-time", "90",
         "--seed", "20261123",
         "--workers", "2",
         "--no-color",
