@@ -293,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
                     reload_token=token,
                     port=serving_port,
                     log_path=logs / "serving.log",
+                    slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
                     wait_for="readyz" if previous else "healthz",
                     start_timeout=240,
                 )
@@ -336,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
             for answer in answers:
                 say(f"    {json.dumps(answer)[:300]}")
 
-        served = {str(a.get("version")) for a in answers if isinstance(a, dict)}
+        served = {str(a.get("version")) for a in answers}
         _print_summary(server.tracking_uri, serving.base_url, model, token, timings)
         if promoted is None:
             outcome = f"no version was promoted by this run ({ALIAS} stays at {previous or 'none'})"
@@ -403,11 +404,19 @@ def _alias_version(tracking_uri: str, model: str, alias: str) -> str | None:
 
 
 def _predict(serving_url: str) -> list[dict[str, Any]]:
+    """Three one-row predictions; an error answer is kept as {"error": ...} (printed, never raised)."""
     from mlops_tasks import serving
+    from mlops_tasks.errors import PermanentError
     from mlops_tasks.training import sample_rows
 
     rows = sample_rows(3)
-    return [serving.predict(serving_url, rows[i : i + 1]) for i in range(len(rows))]
+    answers: list[dict[str, Any]] = []
+    for i in range(len(rows)):
+        try:
+            answers.append(serving.predict(serving_url, rows[i : i + 1]))
+        except (serving.ServingUnavailable, PermanentError) as exc:
+            answers.append({"error": str(exc)})
+    return answers
 
 
 def _print_summary(tracking_uri: str, serving_url: str, model: str, token: str, timings: list[tuple[str, float]]) -> None:
@@ -419,12 +428,14 @@ def _print_summary(tracking_uri: str, serving_url: str, model: str, token: str, 
     for title, seconds in timings:
         say(f"  {seconds:6.1f} s  {title}")
     say(f"versions of {model}:")
-    registered = client.get_registered_model(model)
-    aliases = registered.aliases or {}
-    for alias, version in sorted(aliases.items()):
-        say(f"  {alias:<12} -> version {version}")
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
-    say(f"  all versions: {versions}")
+    if versions:
+        aliases = client.get_registered_model(model).aliases or {}
+        for alias, version in sorted(aliases.items()):
+            say(f"  {alias:<12} -> version {version}")
+        say(f"  all versions: {versions}")
+    else:
+        say("  (none registered yet)")
     from mlops_tasks.training import sample_rows
 
     row = json.dumps(_predict_body(sample_rows(1)))
