@@ -427,8 +427,11 @@ def plaintext_secret_problems(run: ProgramRun) -> list[str]:
         scan(export.value, f"export {name}")
     for reg in run.of_type("kubernetes:core/v1:Secret"):
         for field_name in ("data", "stringData"):
-            for key, value in (reg.inputs.get(field_name) or {}).items():
-                if not isinstance(value, SecretValue) and not isinstance(reg.inputs.get(field_name), SecretValue):
+            content = reg.inputs.get(field_name)
+            if isinstance(content, SecretValue) or not isinstance(content, dict):
+                continue
+            for key, value in content.items():
+                if not isinstance(value, SecretValue):
                     problems.append(f"Secret {reg.name} {field_name}.{key} is not a secret Output")
     return sorted(set(problems))
 

@@ -121,6 +121,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if pkg == "aws":
             return self._aws(typ, name, inputs)
         if pkg == "kubernetes":
+            if args.resource_id and typ == "kubernetes:core/v1:Secret":
+                return self._read_tls_secret(args.resource_id)
             return self._kubernetes(typ, name, inputs)
         if pkg == "random":
             return self._random(typ, name, inputs)
@@ -229,6 +231,18 @@ class PlatformMocks(pulumi.runtime.Mocks):
         ns = metadata.get("namespace")
         ident = f"{ns}/{metadata['name']}" if ns else metadata["name"]
         return ident, out
+
+    def _read_tls_secret(self, resource_id: str) -> tuple[str, dict[str, Any]]:
+        """`Secret.get` of a certificate Secret written by cert-manager (public parts only)."""
+        ns, _, name = resource_id.partition("/")
+        body = base64.b64encode(hashlib.sha256(resource_id.encode()).digest() * 8).decode()
+        pem = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+        encoded = base64.b64encode(pem.encode()).decode()
+        return resource_id, {
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": ns},
+            "data": {"ca.crt": encoded, "tls.crt": encoded},
+        }
 
     def _random(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = dict(inputs)

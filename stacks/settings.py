@@ -169,14 +169,26 @@ class IngressSettings:
         "traefik = install Traefik with the platform; existing = use the cluster's controller",
         default="traefik", choices=("traefik", "existing"),
     )
-    class_name: str = setting(
-        "ingress.className", "IngressClass the platform's Ingresses use", default="traefik", pattern=_DNS_LABEL
+    class_name: str | None = setting(
+        "ingress.className",
+        "IngressClass of the platform's Ingresses; default <namespacePrefix>-traefik with controller=traefik "
+        "(each stack's Traefik serves only its own class); required with controller=existing",
+        pattern=_DNS_LABEL,
     )
-    controller_namespace: str = setting(
+    controller_namespace: str | None = setting(
         "ingress.controllerNamespace",
-        "namespace of the ingress controller's pods (allowed through the serving NetworkPolicy); "
-        "with controller=traefik the platform creates it",
-        default="traefik", pattern=_DNS_LABEL,
+        "namespace of the ingress controller's pods (admitted by the serving NetworkPolicy); default "
+        "<namespacePrefix>-ingress with controller=traefik; required with controller=existing",
+        pattern=_DNS_LABEL,
+    )
+    install_cert_manager: bool = setting(
+        "ingress.installCertManager",
+        "install cert-manager (cluster-wide, once per cluster): set false on a second stack sharing the cluster",
+        default=True,
+    )
+    cert_manager_namespace: str = setting(
+        "ingress.certManagerNamespace", "namespace of cert-manager (where the CA secret lives)",
+        default="cert-manager", pattern=_DNS_LABEL,
     )
     service_type: Literal["LoadBalancer", "NodePort"] = setting(
         "ingress.serviceType", "Service type of the Traefik entry point",
@@ -293,6 +305,10 @@ class AirflowSettings:
     git_repo: str = setting("airflow.gitRepo", "git URL of the DAGs (git-sync)", required=True, pattern=r"^(https://|ssh://|git@)")
     git_branch: str = setting("airflow.gitBranch", "branch git-sync follows", default="main")
     git_sub_path: str = setting("airflow.gitSubPath", "folder of the DAGs in the repository", default="dags")
+    remote_logging: bool = setting(
+        "airflow.remoteLogging",
+        "task logs to the bucket's Airflow prefix (true) or to the NFS log volume (false)", default=True,
+    )
     git_ssh_key: Secret | None = setting(
         "airflow.gitSshKey", "SSH private key for git-sync (secret); unset = public HTTPS repository", secret=True
     )
@@ -418,6 +434,14 @@ class StackSettings:
 
     def host(self, service: str) -> str:
         return f"{service}.{self.ingress.domain}"
+
+    @property
+    def ingress_class(self) -> str:
+        return self.ingress.class_name or f"{self.namespace_prefix}-traefik"
+
+    @property
+    def ingress_namespace(self) -> str:
+        return self.ingress.controller_namespace or self.namespace("ingress")
 
     @property
     def is_prod(self) -> bool:
@@ -611,6 +635,10 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
             problems.append(f"{src}: {ns}database.vpcId is required when database.mode is rds")
         if not s.database.allowed_cidrs:
             problems.append(f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)")
+    if s.ingress.controller == "existing":
+        for key, value in (("className", s.ingress.class_name), ("controllerNamespace", s.ingress.controller_namespace)):
+            if not value:
+                problems.append(f"{src}: {ns}ingress.{key} is required when ingress.controller is existing")
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
     if s.serving.profile not in s.serving.profiles:

@@ -25,9 +25,9 @@ def build(stack: str, **overrides: Any) -> ProgramRun:
                 namespace=s.namespace("serving"),
                 settings=s.serving,
                 host=s.host("serving"),
-                ingress_class=s.ingress.class_name,
+                ingress_class=s.ingress_class,
                 cluster_issuer="mlops-ca",
-                controller_namespace=s.ingress.controller_namespace,
+                controller_namespace=s.ingress_namespace,
                 airflow_namespace=s.namespace("airflow"),
                 logs_claim="serving-logs",
             ),
@@ -96,7 +96,7 @@ def test_reload_path_is_not_exposed_and_only_controller_and_airflow_may_connect(
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "mlops-ca"
     policy = one(run, "NetworkPolicy")["spec"]
     peers = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in policy["ingress"][0]["from"]]
-    assert peers == ["traefik", "mlops-prod-airflow"]
+    assert peers == ["mlops-prod-ingress", "mlops-prod-airflow"]
     assert policy["policyTypes"] == ["Ingress"]
 
 

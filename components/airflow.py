@@ -1,0 +1,170 @@
+"""Airflow (the official Apache Airflow chart) running the platform's training DAGs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+import yaml
+from pulumi_kubernetes.core.v1 import Secret
+from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+from services.common import contract
+from stacks.settings import AirflowSettings
+
+AIRFLOW_REPO = "https://airflow.apache.org"
+RELEASE = "airflow"
+API_PORT = 8080
+ROTATION_ANNOTATION = "mlops-platform/s3-key"
+# Secret names and the keys the official chart reads from them.
+FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
+API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
+JWT_SECRET, JWT_KEY = "airflow-jwt-secret", "jwt-secret"
+GIT_SSH_SECRET, GIT_SSH_KEY = "airflow-git-ssh-key", "gitSshKey"
+
+
+@dataclass(frozen=True)
+class AirflowPlatformArgs:
+    namespace: pulumi.Input[str]
+    settings: AirflowSettings
+    host: str
+    ingress_class: str
+    cluster_issuer: pulumi.Input[str]
+    metadata_secret: str
+    bucket: pulumi.Input[str]
+    log_prefix: str
+    logs_connection_secret: str
+    logs_connection_id: str
+    logs_claim: str
+    rotation_annotation: pulumi.Input[str]
+    endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
+    reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
+    slack_secret: str = contract.SLACK_SECRET
+
+
+def _secret(name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]) -> Secret:
+    return Secret(
+        name,
+        metadata=ObjectMetaArgs(name=name, namespace=namespace),
+        type="Opaque",
+        string_data={key: pulumi.Output.secret(value)},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class AirflowPlatform(pulumi.ComponentResource):
+    """Builds the Airflow Helm release with the executor from the settings (KubernetesExecutor by
+    default), the metadata database from the existing connection Secret (`data.metadataSecretName`,
+    the chart's bundled Postgres off), fernet, API and JWT secrets generated with pulumi-random and
+    passed by Secret name, DAGs from git via git-sync (SSH key Secret when configured), task logs to
+    the bucket's Airflow prefix through the rotated-key connection (or to the NFS claim), the
+    endpoints ConfigMap and the reload-token and Slack Secrets as environment of every Airflow
+    container (so the DAGs read the contract's variables), the S3 key's rotation annotation on the
+    pods, security contexts fit for Pod Security `restricted`, and the API server's TLS Ingress.
+    The chart's create-user job is off: it would create `admin/admin`.
+
+    Exports `url` (external), `internal_url` (API server Service).
+    """
+
+    def __init__(self, name: str, args: AirflowPlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:AirflowPlatform", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        fernet = random.RandomBytes(f"{name}-fernet", length=32, opts=child)
+        api_key = random.RandomPassword(f"{name}-api-secret-key", length=48, special=False, opts=child)
+        jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
+        secrets = [
+            # Fernet wants 32 url-safe base64-encoded bytes (with padding)
+            _secret(FERNET_SECRET, self, args.namespace, FERNET_KEY, fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))),
+            _secret(API_SECRET, self, args.namespace, API_KEY, api_key.result),
+            _secret(JWT_SECRET, self, args.namespace, JWT_KEY, jwt.result),
+        ]
+        git_sync: dict[str, object] = {
+            "enabled": True,
+            "repo": s.git_repo,
+            "branch": s.git_branch,
+            "rev": "HEAD",
+            "depth": 1,
+            "subPath": s.git_sub_path,
+            "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        }
+        if s.git_ssh_key is not None:
+            secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, s.git_ssh_key.output()))
+            git_sync["sshKeySecret"] = GIT_SSH_SECRET
+
+        env_from = [
+            {"configMapRef": {"name": args.endpoints_configmap}},
+            {"secretRef": {"name": args.reload_token_secret}},
+            {"secretRef": {"name": args.slack_secret}},
+        ]
+        logging: dict[str, object] = {"remote_logging": "False", "colored_console_log": "False"}
+        logs: dict[str, object] = {"persistence": {"enabled": False}}
+        extra_secret_env: list[dict[str, str]] = []
+        if s.remote_logging:
+            logging = {
+                "remote_logging": "True",
+                "remote_base_log_folder": pulumi.Output.concat("s3://", args.bucket, f"/{args.log_prefix.strip('/')}"),
+                "remote_log_conn_id": args.logs_connection_id,
+                "colored_console_log": "False",
+            }
+            conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
+            extra_secret_env.append({"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env})
+        else:
+            logs = {"persistence": {"enabled": True, "existingClaim": args.logs_claim}}
+
+        restricted_pod = {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+        restricted_container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        values = {
+            "executor": s.executor,
+            "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
+            "postgresql": {"enabled": False},
+            "redis": {"enabled": s.executor == "CeleryExecutor"},
+            "data": {"metadataSecretName": args.metadata_secret},
+            "fernetKeySecretName": FERNET_SECRET,
+            "apiSecretKeySecretName": API_SECRET,
+            "jwtSecretName": JWT_SECRET,
+            "createUserJob": {"enabled": False},
+            "migrateDatabaseJob": {"enabled": True},
+            "dags": {"gitSync": git_sync},
+            "logs": logs,
+            "secret": extra_secret_env,
+            "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
+            "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+            "securityContexts": {"pod": restricted_pod, "containers": restricted_container},
+            "config": {
+                "core": {"load_examples": "False"},
+                "logging": logging,
+                "api": {"base_url": f"https://{args.host}"},
+            },
+            "apiServer": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
+            "scheduler": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
+            "workers": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}},
+            "ingress": {
+                "apiServer": {
+                    "enabled": True,
+                    "ingressClassName": args.ingress_class,
+                    "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "hosts": [{"name": args.host, "tls": {"enabled": True, "secretName": "airflow-tls"}}],
+                }
+            },
+        }
+        self.release = Release(
+            f"{name}-release",
+            name=RELEASE,
+            chart="airflow",
+            version=s.chart_version,
+            repository_opts=RepositoryOptsArgs(repo=AIRFLOW_REPO),
+            namespace=args.namespace,
+            timeout=1200,
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+        )
+        self.url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
+        self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
+            f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}"
+        )
+        self.register_outputs({"url": self.url, "internal_url": self.internal_url})

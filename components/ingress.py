@@ -1,0 +1,67 @@
+"""The ingress controller of one stack: Traefik, or the cluster's existing controller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+
+TRAEFIK_REPO = "https://traefik.github.io/charts"
+
+
+@dataclass(frozen=True)
+class IngressControllerArgs:
+    """`install` = deploy Traefik into `namespace` serving only `class_name`; otherwise the
+    cluster's controller for `class_name` (running in `namespace`) is used as it is."""
+
+    install: bool
+    namespace: pulumi.Input[str]
+    class_name: str
+    chart_version: str
+    service_type: str
+    replicas: int
+
+
+class IngressController(pulumi.ComponentResource):
+    """Builds, when `install`, a Traefik Helm release whose IngressClass is the stack's own (not the
+    cluster default, so several stacks can share a cluster), whose `web` entry point redirects every
+    HTTP request to HTTPS permanently, and whose pods satisfy Pod Security `restricted` (the chart's
+    defaults: non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp).
+
+    Exports `class_name` and `namespace` (where the controller's pods run, for NetworkPolicies).
+    """
+
+    def __init__(self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:IngressController", name, None, opts)
+        self.class_name = pulumi.Output.from_input(args.class_name)
+        self.namespace = pulumi.Output.from_input(args.namespace)
+        self.release: Release | None = None
+        if args.install:
+            self.release = Release(
+                f"{name}-traefik",
+                name="traefik",
+                chart="traefik",
+                version=args.chart_version,
+                repository_opts=RepositoryOptsArgs(repo=TRAEFIK_REPO),
+                namespace=args.namespace,
+                atomic=True,
+                timeout=600,
+                values={
+                    "deployment": {"replicas": args.replicas},
+                    "ingressClass": {"enabled": True, "isDefaultClass": False, "name": args.class_name},
+                    "providers": {
+                        "kubernetesIngress": {"enabled": True, "ingressClass": args.class_name},
+                        "kubernetesCRD": {"enabled": False},
+                    },
+                    "ports": {
+                        "web": {"http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
+                        "websecure": {"http": {"tls": {"enabled": True}}},
+                    },
+                    "service": {"type": args.service_type},
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                    "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({"class_name": self.class_name, "namespace": self.namespace})

@@ -1,0 +1,161 @@
+"""Composition of the platform's services for one stack: TLS, ingress, MLflow, Airflow, the endpoints
+contract and the serving service (called by infra/platform.py after the data layer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.airflow import AirflowPlatform, AirflowPlatformArgs
+from components.endpoints import Endpoints, EndpointsArgs
+from components.ingress import IngressController, IngressControllerArgs
+from components.mlflow import MlflowServer, MlflowServerArgs
+from components.namespaces import PlatformNamespaces
+from components.serving import ServingService, ServingServiceArgs
+from components.tls import TlsIssuers, TlsIssuersArgs
+from services.common import contract
+from stacks.settings import StackSettings
+
+
+@dataclass
+class PlatformServices:
+    tls: TlsIssuers
+    ingress: IngressController
+    mlflow: MlflowServer
+    airflow: AirflowPlatform
+    endpoints: Endpoints
+    serving: ServingService
+
+
+def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: Any) -> PlatformServices:
+    """`data` is the data layer (infra.data_layer.DataLayer): bucket, prefixes, Secret and claim names."""
+    ns = namespaces.names
+    tls = TlsIssuers(
+        "tls",
+        TlsIssuersArgs(
+            prefix=s.namespace_prefix,
+            stack=s.stack,
+            install_cert_manager=s.ingress.install_cert_manager,
+            cert_manager_namespace=s.ingress.cert_manager_namespace,
+            chart_version=s.charts.cert_manager,
+            issuer=s.ingress.tls_issuer,
+            ingress_class=s.ingress_class,
+            acme_email=s.ingress.acme_email,
+            acme_server=s.ingress.acme_server,
+        ),
+        opts=k8s_opts,
+    )
+    ingress = IngressController(
+        "ingress",
+        IngressControllerArgs(
+            install=s.ingress.controller == "traefik",
+            namespace=ns["ingress"] if "ingress" in ns else s.ingress_namespace,
+            class_name=s.ingress_class,
+            chart_version=s.charts.traefik,
+            service_type=s.ingress.service_type,
+            replicas=2 if s.is_prod else 1,
+        ),
+        opts=k8s_opts,
+    )
+    after_tls = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress]))
+    mlflow = MlflowServer(
+        "mlflow",
+        MlflowServerArgs(
+            namespace=ns["mlflow"],
+            settings=s.mlflow,
+            host=s.host("mlflow"),
+            ingress_class=s.ingress_class,
+            cluster_issuer=tls.cluster_issuer,
+            region=s.aws_region,
+            bucket=data.bucket_name,
+            artifact_prefix=data.mlflow_prefix,
+            s3_secret=data.mlflow_s3_secret,
+            db_secret=data.mlflow_db_secret,
+            db_host=data.db_host,
+            db_port=data.db_port,
+            db_name=data.mlflow_database,
+            rotation_annotation=data.rotation_annotations["mlflow"],
+        ),
+        opts=after_tls,
+    )
+    serving_internal = f"http://{contract.SERVING_SERVICE}.{s.namespace('serving')}.svc.cluster.local:{contract.SERVING_PORT}"
+    values: dict[str, pulumi.Input[str]] = {
+        contract.MLFLOW_TRACKING_URI.name: mlflow.internal_url,
+        contract.MLFLOW_EXTERNAL_URL.name: mlflow.external_url,
+        contract.AIRFLOW_URL.name: f"https://{s.host('airflow')}",
+        contract.SERVING_URL.name: serving_internal,
+        contract.SERVING_EXTERNAL_URL.name: f"https://{s.host('serving')}",
+        contract.SERVING_RELOAD_URL.name: serving_internal,
+        contract.ARTIFACT_BUCKET.name: data.bucket_name,
+        contract.MLFLOW_ARTIFACT_PREFIX.name: data.mlflow_prefix,
+        contract.AIRFLOW_LOG_PREFIX.name: data.airflow_log_prefix,
+        contract.DATABASE_HOST.name: data.db_host,
+        contract.MLFLOW_NAMESPACE.name: ns["mlflow"],
+        contract.AIRFLOW_NAMESPACE.name: ns["airflow"],
+        contract.SERVING_NAMESPACE.name: ns["serving"],
+        contract.MODEL_NAME.name: s.serving.model_name,
+    }
+    endpoints = Endpoints(
+        "endpoints",
+        EndpointsArgs(
+            consumers={"airflow": ns["airflow"], "serving": ns["serving"]},
+            values=values,
+            slack_webhook=s.alerts.slack_webhook_url,
+        ),
+        opts=k8s_opts,
+    )
+    after_endpoints = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints]))
+    airflow = AirflowPlatform(
+        "airflow",
+        AirflowPlatformArgs(
+            namespace=ns["airflow"],
+            settings=s.airflow,
+            host=s.host("airflow"),
+            ingress_class=s.ingress_class,
+            cluster_issuer=tls.cluster_issuer,
+            metadata_secret=data.airflow_db_secret,
+            bucket=data.bucket_name,
+            log_prefix=data.airflow_log_prefix,
+            logs_connection_secret=data.airflow_logs_secret,
+            logs_connection_id=data.airflow_logs_conn_id,
+            logs_claim=data.airflow_logs_claim,
+            rotation_annotation=data.rotation_annotations["airflow"],
+        ),
+        opts=after_endpoints,
+    )
+    serving = ServingService(
+        "serving",
+        ServingServiceArgs(
+            namespace=ns["serving"],
+            settings=s.serving,
+            host=s.host("serving"),
+            ingress_class=s.ingress_class,
+            cluster_issuer=tls.cluster_issuer,
+            controller_namespace=ingress.namespace,
+            airflow_namespace=ns["airflow"],
+            logs_claim=data.serving_logs_claim,
+        ),
+        opts=after_endpoints,
+    )
+    return PlatformServices(tls=tls, ingress=ingress, mlflow=mlflow, airflow=airflow, endpoints=endpoints, serving=serving)
+
+
+def export_endpoints(s: StackSettings, namespaces: PlatformNamespaces, data: Any, services: PlatformServices) -> None:
+    """The stack's exports: the endpoints contract's values for people and CI (no secrets)."""
+    pulumi.export("mlflowUrl", services.mlflow.internal_url)
+    pulumi.export("mlflowExternalUrl", services.mlflow.external_url)
+    pulumi.export("airflowUrl", services.airflow.url)
+    pulumi.export("airflowInternalUrl", services.airflow.internal_url)
+    pulumi.export("servingUrl", services.serving.url)
+    pulumi.export("servingExternalUrl", services.serving.external_url)
+    pulumi.export("servingReloadUrl", services.serving.reload_url)
+    pulumi.export("artifactBucket", data.bucket_name)
+    pulumi.export("mlflowArtifactPrefix", data.mlflow_prefix)
+    pulumi.export("airflowLogPrefix", data.airflow_log_prefix)
+    pulumi.export("databaseHost", data.db_host)
+    pulumi.export("namespaces", namespaces.names)
+    pulumi.export("ingressClass", s.ingress_class)
+    pulumi.export("clusterIssuer", services.tls.cluster_issuer)
+    pulumi.export("caCertificate", services.tls.ca_certificate)
