@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok
+from services.common import contract
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def mlflow_server(
         Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     env = env_with_venv({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(s3_env or {})})
     # The server must not inherit a client's tracking URI pointing elsewhere.
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop(contract.MLFLOW_TRACKING_URI.name, None)
     process = ManagedProcess(
         "mlflow-server",
         mlflow_server_argv(backend_store_uri, artifacts_destination, port, workers=workers),
