@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,9 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, timeout: fl
         )
         try:
             return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise DemoError(f"{' '.join(argv[:4])} did not finish within {timeout:.0f} s; its log: {log_path}") from None
         except BaseException:
             _kill_group(proc)
             raise
@@ -235,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("\ninterrupted: everything the demo started is stopped")
         return 130
+    except Exception as exc:  # anything else: still a clear last line, and everything was stopped
+        traceback.print_exc()
+        say(f"\ndemo failed: unexpected {type(exc).__name__}: {exc} (traceback above); everything it started is stopped")
+        return 1
     finally:
         say(f"total {time.monotonic() - started:.1f} s")
 
@@ -256,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
         binaries = check_dependencies()
         mlflow_port = args.mlflow_port or free_port()
         serving_port = args.serving_port or free_port()
+        while not args.serving_port and serving_port == mlflow_port:
+            serving_port = free_port()
         if mlflow_port == serving_port:
             raise DemoError("--mlflow-port and --serving-port must differ")
         check_ports({"the MLflow server": mlflow_port, "the serving service": serving_port})
