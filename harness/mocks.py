@@ -313,6 +313,7 @@ class Registration:
     replace_on_changes: list[str]
     ignore_changes: list[str]
     registered_outputs: dict[str, Any] | None = None
+    replacement_trigger: Any = None
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -370,6 +371,11 @@ class RecordingMonitor(MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
             ignore_changes=list(request.ignoreChanges),
+            replacement_trigger=(
+                decode(json_format.MessageToDict(request.replacement_trigger))
+                if request.HasField("replacement_trigger")
+                else None
+            ),
         )
         return response
 

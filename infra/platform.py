@@ -9,11 +9,19 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs
+from infra.data_layer import build_data_layer
+from infra.services import build_services, export_endpoints
 from stacks.settings import StackSettings
 
-# Pod Security level per service namespace: everything restricted except the ingress controller
-# namespace, which the Traefik chart runs in (it binds no host ports, so baseline suffices).
-SERVICES = {"mlflow": "restricted", "airflow": "restricted", "serving": "restricted", "data": "restricted"}
+
+def namespace_levels(s: StackSettings) -> dict[str, str]:
+    """Pod Security level per service namespace. Everything the program renders itself is
+    `restricted`; MLflow and Airflow run at `baseline` (audited and warned at `restricted`) because
+    their charts add init containers and sidecars whose security contexts the values cannot set."""
+    levels = {"mlflow": "baseline", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
+    if s.ingress.controller == "traefik" and not s.ingress.controller_namespace:
+        levels["ingress"] = "restricted"
+    return levels
 
 
 @dataclass
@@ -36,11 +44,14 @@ def make_providers(s: StackSettings) -> Providers:
 
 def build_platform(s: StackSettings) -> None:
     providers = make_providers(s)
-    k8s_opts = pulumi.ResourceOptions(provider=providers.k8s)
+    aws_opts = pulumi.ResourceOptions(providers={"aws": providers.aws})
+    k8s_opts = pulumi.ResourceOptions(providers={"kubernetes": providers.k8s})
     namespaces = PlatformNamespaces(
         "namespaces",
-        PlatformNamespacesArgs(prefix=s.namespace_prefix, stack=s.stack, services=SERVICES),
+        PlatformNamespacesArgs(prefix=s.namespace_prefix, stack=s.stack, services=namespace_levels(s)),
         opts=k8s_opts,
     )
-    pulumi.export("namespaces", namespaces.names)
+    data = build_data_layer(s, aws_opts, k8s_opts, namespaces)
+    services = build_services(s, k8s_opts, namespaces, data)
+    export_endpoints(s, namespaces, data, services)
     pulumi.export("environment", s.environment)

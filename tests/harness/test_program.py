@@ -59,18 +59,6 @@ def test_namespaces_are_per_stack_with_pod_security(stack: str, stack_run: Any) 
         assert meta["labels"]["pod-security.kubernetes.io/enforce"] in ("restricted", "baseline", "privileged")
 
 
-def test_stacks_do_not_collide(stack_run: Any) -> None:
-    def names(stack: str) -> set[tuple[str, str, str]]:
-        out = set()
-        for r in stack_run(stack).kubernetes_objects():
-            meta = r.manifest["metadata"]
-            out.add((r.manifest["kind"], meta.get("namespace") or "", meta["name"]))
-        return out
-
-    shared = {n for n in names("dev") & names("prod") if n[0] not in ("ClusterIssuer", "IngressClass", "CustomResourceDefinition")}
-    assert shared == set(), f"dev and prod would overwrite each other's objects: {sorted(shared)[:5]}"
-
-
 def test_a_secure_stack_value_reaches_the_program_as_a_secret(tmp_path: Any) -> None:
     text = (ROOT / "Pulumi.dev.yaml").read_text()
     text += "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBBBBBBBBBB\n"

@@ -1,0 +1,306 @@
+"""The S3 artifact store: one hardened bucket, least-privilege IAM users and rotating access keys."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pulumi
+from pulumi_aws import iam, s3
+from pulumi_kubernetes.core.v1 import Secret
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+
+MLFLOW_PREFIX = "mlflow/"
+AIRFLOW_LOG_PREFIX = "airflow-logs/"
+# Rotation periods are counted from this instant (a fixed epoch keeps them stable across runs).
+ROTATION_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+# --- policies (pure functions: the moto test loads exactly these documents) -------------------------
+def prefix_policy(bucket_arn: str, prefix: str) -> dict[str, Any]:
+    """Read/write on `prefix` of one bucket, list only under it; nothing else."""
+    prefix = prefix.rstrip("/") + "/"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ObjectsUnderPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Resource": f"{bucket_arn}/{prefix}*",
+            },
+            {
+                "Sid": "ListUnderPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
+            },
+            {"Sid": "Locate", "Effect": "Allow", "Action": "s3:GetBucketLocation", "Resource": bucket_arn},
+        ],
+    }
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+# --- rotation ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeySlot:
+    slot: int  # 0 or 1
+    generation: int  # the rotation period in which this slot's key was issued
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """Two key slots per user. Slot k holds the key issued in the latest period whose index is
+    congruent to k (mod 2): the key of the current period is active, the other slot holds the
+    previous period's key, still valid for one more period so running pods keep working until they
+    roll. When a period starts, only the slot that held the key from two periods ago is replaced
+    (delete before create: never more than two keys per user)."""
+
+    period: int
+    slots: tuple[KeySlot, KeySlot]
+
+    @property
+    def active(self) -> KeySlot:
+        return self.slots[self.period % 2]
+
+    @property
+    def previous(self) -> KeySlot:
+        return self.slots[(self.period + 1) % 2]
+
+
+def rotation_plan(now: datetime, period_days: int) -> RotationPlan:
+    if now.tzinfo is None:
+        raise ValueError("the rotation clock must be timezone-aware")
+    if period_days < 1:
+        raise ValueError("the rotation period must be at least one day")
+    period = (now - ROTATION_EPOCH) // timedelta(days=period_days)
+    slots = tuple(KeySlot(k, period - ((period - k) % 2)) for k in (0, 1))
+    return RotationPlan(period=period, slots=(slots[0], slots[1]))
+
+
+def _policy_json(bucket_arn: str, prefix: str) -> str:
+    return json.dumps(prefix_policy(bucket_arn, prefix))
+
+
+def _rotation_marker(key_id: str, marker: str) -> str:
+    return hashlib.sha256(f"{marker}/{key_id}".encode()).hexdigest()[:16]
+
+
+def airflow_aws_connection(key_id: str, secret: str, region: str) -> str:
+    """An Airflow `aws` connection URI (AIRFLOW_CONN_<ID>) with the credentials URL-encoded."""
+    quote = urllib.parse.quote
+    return f"aws://{quote(key_id, safe='')}:{quote(secret, safe='')}@/?region_name={quote(region)}"
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One workload that needs the bucket: its prefix, the namespace and name of the Secret that
+    gets its active key, and that Secret's format ("aws-env" or "airflow-connection")."""
+
+    prefix: str
+    namespace: pulumi.Input[str]
+    secret_name: str
+    secret_format: str
+    connection_id: str = ""
+
+
+@dataclass(frozen=True)
+class ArtifactStoreArgs:
+    stack: str
+    region: str
+    now: datetime
+    key_rotation_days: int
+    noncurrent_version_days: int
+    abort_multipart_days: int
+    consumers: Mapping[str, Consumer]
+    kms_key_arn: str | None = None
+    protect: bool = True
+
+
+class ArtifactStore(pulumi.ComponentResource):
+    """Builds one bucket per stack with versioning, server-side encryption (SSE-S3, or SSE-KMS with
+    a key), all four public-access blocks, bucket-owner-enforced ownership, a policy denying any
+    request without TLS, and lifecycle rules expiring noncurrent versions and aborting incomplete
+    multipart uploads; per consumer an IAM user whose inline policy allows read/write under its own
+    prefix only, two rotating access-key slots (see `RotationPlan`), and a Kubernetes Secret in the
+    consumer's namespace holding the active key. The bucket and its configuration are protected.
+
+    Exports `bucket_name`, `bucket_arn`, `prefixes` (consumer -> prefix), `rotation_annotations`
+    (consumer -> a value that changes with the active key, for pod templates; no secret in it) and
+    `active_key_ids` (consumer -> access key id, secret).
+    """
+
+    def __init__(self, name: str, args: ArtifactStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:ArtifactStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        data = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        bucket = s3.Bucket(
+            f"{name}-bucket",
+            bucket_prefix=f"mlops-{args.stack}-artifacts-",
+            force_destroy=False,
+            tags={"mlops-platform/purpose": "artifacts"},
+            opts=data,
+        )
+        after_bucket = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[bucket])
+        s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=after_bucket,
+        )
+        s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=after_bucket,
+        )
+        s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=after_bucket,
+        )
+        sse = (
+            s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
+            )
+            if args.kms_key_arn
+            else s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="AES256")
+        )
+        s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=sse, bucket_key_enabled=bool(args.kms_key_arn)
+                )
+            ],
+            opts=after_bucket,
+        )
+        s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
+            opts=after_bucket,
+        )
+        s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-noncurrent-versions",
+                    status="Enabled",
+                    filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=args.noncurrent_version_days
+                    ),
+                ),
+                s3.BucketLifecycleConfigurationRuleArgs(
+                    id="abort-incomplete-multipart-uploads",
+                    status="Enabled",
+                    filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    abort_incomplete_multipart_upload=s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=args.abort_multipart_days
+                    ),
+                ),
+            ],
+            opts=after_bucket,
+        )
+
+        plan = rotation_plan(args.now, args.key_rotation_days)
+        self.rotation = plan
+        self.rotation_annotations: dict[str, pulumi.Output[str]] = {}
+        self.active_key_ids: dict[str, pulumi.Output[str]] = {}
+        for consumer, spec in args.consumers.items():
+            user = iam.User(
+                f"{name}-{consumer}-user",
+                name=f"mlops-{args.stack}-{consumer}",
+                path="/mlops-platform/",
+                tags={"mlops-platform/consumer": consumer},
+                opts=child,
+            )
+            iam.UserPolicy(
+                f"{name}-{consumer}-policy",
+                user=user.name,
+                policy=bucket.arn.apply(functools.partial(_policy_json, prefix=spec.prefix)),
+                opts=child,
+            )
+            keys = [
+                iam.AccessKey(
+                    f"{name}-{consumer}-key-slot{slot.slot}",
+                    user=user.name,
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        # a new key when this slot's generation changes; the expired key goes first
+                        replacement_trigger=str(slot.generation),
+                        delete_before_replace=True,
+                        additional_secret_outputs=["secret", "sesSmtpPasswordV4"],
+                    ),
+                )
+                for slot in plan.slots
+            ]
+            active = keys[plan.active.slot]
+            key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
+            secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
+            self.active_key_ids[consumer] = key_id
+            if spec.secret_format == "aws-env":
+                string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+            elif spec.secret_format == "airflow-connection":
+                env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
+                string_data = {env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region))}
+            else:
+                raise ValueError(f"unknown secret format {spec.secret_format!r}")
+            Secret(
+                f"{name}-{consumer}-credentials",
+                metadata=ObjectMetaArgs(
+                    name=spec.secret_name,
+                    namespace=spec.namespace,
+                    labels={"app.kubernetes.io/part-of": "mlops-platform", "mlops-platform/rotation": "s3-key"},
+                ),
+                type="Opaque",
+                string_data=string_data,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=keys),
+            )
+            # Changes whenever the active key changes (slot + generation + key id), reveals nothing.
+            marker = f"{consumer}/slot{plan.active.slot}/gen{plan.active.generation}"
+            self.rotation_annotations[consumer] = pulumi.Output.unsecret(
+                key_id.apply(functools.partial(_rotation_marker, marker=marker))
+            )
+        self.bucket_name: pulumi.Output[str] = bucket.bucket
+        self.bucket_arn: pulumi.Output[str] = bucket.arn
+        self.prefixes = {consumer: spec.prefix for consumer, spec in args.consumers.items()}
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "prefixes": self.prefixes,
+                "rotation_annotations": self.rotation_annotations,
+                "rotation_period": plan.period,
+                "active_key_ids": self.active_key_ids,
+            }
+        )

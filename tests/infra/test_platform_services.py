@@ -1,0 +1,273 @@
+"""Issue 4: the platform's services in both stacks, run as the whole program under mocks."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from harness import checks
+from harness.mocks import SecretValue, reveal
+from harness.run import ROOT, ProgramRun, run_program
+from services.common import contract
+
+STACKS = ["dev", "prod"]
+EXPECTED_EXPORTS = {
+    "mlflowUrl", "mlflowExternalUrl", "airflowUrl", "servingUrl", "servingExternalUrl", "servingReloadUrl",
+    "artifactBucket", "mlflowArtifactPrefix", "airflowLogPrefix", "databaseHost", "namespaces", "caCertificate",
+}
+
+
+def release(run: ProgramRun, chart: str) -> dict[str, Any]:
+    found = [reveal(r.inputs) for r in run.helm_releases() if reveal(r.inputs).get("chart") == chart]
+    assert len(found) == 1, f"{len(found)} releases of {chart}"
+    return found[0]
+
+
+def objects(run: ProgramRun, kind: str) -> list[dict[str, Any]]:
+    return [r.manifest for r in run.kubernetes_objects() if r.manifest.get("kind") == kind]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_releases_are_pinned_and_validate_against_their_charts(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    charts = {reveal(r.inputs)["chart"]: reveal(r.inputs)["version"] for r in run.helm_releases()}
+    assert charts == {"cert-manager": "v1.21.1", "traefik": "41.3.0", "mlflow": "1.11.5", "airflow": "1.21.0"}
+    assert checks.helm_values_problems(run) == []
+    assert not any("ingress-nginx" in str(reveal(r.inputs)) for r in run.helm_releases())
+
+
+def _walk_keys(value: Any) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            keys.add(k)
+            keys |= _walk_keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            keys |= _walk_keys(v)
+    return keys
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_values_use_only_the_official_charts_keys(stack: str, stack_run: Any) -> None:
+    values = release(stack_run(stack), "airflow")["values"]
+    assert not {k for k in _walk_keys(values) if k.startswith("external")}, "externalDatabase-style keys are not the official chart's"
+    chart, problem = checks.release_chart(next(r for r in stack_run(stack).helm_releases() if reveal(r.inputs)["chart"] == "airflow"))
+    assert chart is not None, problem
+    assert set(values) <= set(chart.default_values)
+    assert values["postgresql"] == {"enabled": False}
+    assert values["data"] == {"metadataSecretName": "airflow-metadata"}
+    assert values["executor"] == "KubernetesExecutor"
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert isinstance(values[key], str) and values[key]
+    assert values["createUserJob"] == {"enabled": False}
+    git = values["dags"]["gitSync"]
+    assert git["enabled"] and git["repo"].endswith("mlops-platform.git") and git["branch"] == "main" and git["subPath"] == "dags"
+    assert values["config"]["logging"]["remote_logging"] == "True"
+    assert values["config"]["logging"]["remote_base_log_folder"].endswith("/airflow-logs")
+
+
+def test_executor_and_git_ssh_key_follow_the_settings() -> None:
+    run = run_program("dev", overrides={"airflow.executor": "CeleryExecutor"})
+    values = release(run, "airflow")["values"]
+    assert values["executor"] == "CeleryExecutor" and values["redis"] == {"enabled": True}
+    assert checks.helm_values_problems(run) == []
+
+
+def test_git_ssh_key_secret_is_created_and_referenced(tmp_path: Any) -> None:
+    text = (ROOT / "Pulumi.prod.yaml").read_text() + "  mlops-platform:airflow.gitSshKey:\n    secure: v1:AAAA:BBBB\n"
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    run = run_program("prod", path)
+    values = release(run, "airflow")["values"]
+    assert values["dags"]["gitSync"]["sshKeySecret"] == "airflow-git-ssh-key"
+    assert checks.reference_problems(run) == []
+    assert checks.plaintext_secret_problems(run) == []
+    (secret,) = [s for s in objects(run, "Secret") if s["metadata"]["name"] == "airflow-git-ssh-key"]
+    assert "gitSshKey" in secret["stringData"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_mlflow_values(stack: str, stack_run: Any) -> None:
+    values = release(stack_run(stack), "mlflow")["values"]
+    assert values["backendStore"]["postgres"]["enabled"] is True
+    assert values["backendStore"]["existingDatabaseSecret"]["name"] == "mlflow-db"
+    assert values["artifactRoot"]["proxiedArtifactStorage"] is True
+    assert values["artifactRoot"]["defaultArtifactsDestination"].startswith("s3://")
+    assert values["artifactRoot"]["s3"]["existingSecret"]["name"] == "mlflow-s3-credentials"
+    assert values["extraEnvVars"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert values["resources"]["requests"] and values["resources"]["limits"]["memory"]
+    assert values["podAnnotations"]["mlops-platform/s3-key"]
+    assert values["auth"]["enabled"] is (stack == "prod")
+    if stack == "prod":
+        assert values["auth"]["existingAdminSecret"]["name"] == "mlflow-admin"
+    for key in ("awsAccessKeyId", "awsSecretAccessKey"):
+        assert not values["artifactRoot"]["s3"].get(key), "credentials must come from the Secret"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_ingress_has_tls_and_the_issuer_annotation(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    issuer = reveal(run.exports["clusterIssuer"].value)
+    assert issuer == (f"mlops-{stack}-ca" if stack == "dev" else f"mlops-{stack}-acme")
+    ingresses = objects(run, "Ingress")
+    assert ingresses, "no Ingress objects"
+    for ing in ingresses:
+        hosts = {h for rule in ing["spec"]["rules"] for h in [rule["host"]]}
+        tls_hosts = {h for t in ing["spec"]["tls"] for h in t["hosts"]}
+        assert hosts <= tls_hosts, ing["metadata"]["name"]
+        assert ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == issuer
+    mlflow = release(run, "mlflow")["values"]["ingress"]
+    assert mlflow["enabled"] and mlflow["annotations"]["cert-manager.io/cluster-issuer"] == issuer
+    assert {h["host"] for h in mlflow["hosts"]} <= {h for t in mlflow["tls"] for h in t["hosts"]}
+    api = release(run, "airflow")["values"]["ingress"]["apiServer"]
+    assert api["enabled"] and api["annotations"]["cert-manager.io/cluster-issuer"] == issuer
+    assert all(h["tls"]["enabled"] and h["tls"]["secretName"] for h in api["hosts"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_http_redirects_to_https_and_each_stack_has_its_own_class(stack: str, stack_run: Any) -> None:
+    values = release(stack_run(stack), "traefik")["values"]
+    assert values["ports"]["web"]["http"]["redirections"]["entryPoint"] == {"to": "websecure", "scheme": "https", "permanent": True}
+    assert values["ingressClass"] == {"enabled": True, "isDefaultClass": False, "name": f"mlops-{stack}-traefik"}
+    assert values["providers"]["kubernetesIngress"]["ingressClass"] == f"mlops-{stack}-traefik"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_internal_ca_chain_and_cert_manager_crds(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    assert release(run, "cert-manager")["values"]["crds"] == {"enabled": True, "keep": True}
+    issuers = {o["metadata"]["name"]: o["spec"] for o in objects(run, "ClusterIssuer")}
+    assert issuers[f"mlops-{stack}-selfsigned"] == {"selfSigned": {}}
+    assert issuers[f"mlops-{stack}-ca"] == {"ca": {"secretName": f"mlops-{stack}-root-ca"}}
+    (ca,) = objects(run, "Certificate")
+    assert ca["spec"]["isCA"] is True and ca["spec"]["issuerRef"]["name"] == f"mlops-{stack}-selfsigned"
+    if stack == "prod":
+        acme = issuers["mlops-prod-acme"]["acme"]
+        assert acme["email"] == "platform-team@example.com"
+        assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "mlops-prod-traefik"}}}]
+    export = run.exports["caCertificate"]
+    assert not export.secret and export.value.startswith("-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_exports_contain_every_endpoint(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    assert set(run.exports) >= EXPECTED_EXPORTS
+    values = run.export_values()
+    domain = "dev.mlops.internal" if stack == "dev" else "mlops.example.com"
+    assert values["mlflowUrl"] == f"http://mlflow.mlops-{stack}-mlflow.svc.cluster.local:80"
+    assert values["mlflowExternalUrl"] == f"https://mlflow.{domain}"
+    assert values["airflowUrl"] == f"https://airflow.{domain}"
+    assert values["servingUrl"] == f"http://serving.mlops-{stack}-serving.svc.cluster.local:8000"
+    assert values["servingReloadUrl"] == values["servingUrl"]
+    assert values["servingExternalUrl"] == f"https://serving.{domain}"
+    assert values["mlflowArtifactPrefix"].startswith("mlflow") and values["airflowLogPrefix"].startswith("airflow-logs")
+    assert values["databaseHost"]
+    assert set(values["namespaces"]) >= {"mlflow", "airflow", "serving", "data"}
+    assert not any(e.secret for e in run.exports.values()), "exports are endpoints, not secrets"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_configmap_keys_equal_the_contract_in_every_consumer_namespace(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    maps = [o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP]
+    assert {m["metadata"]["namespace"] for m in maps} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
+    for m in maps:
+        assert set(m["data"]) == {v.name for v in contract.CONFIGMAP_VARS}
+        assert all(isinstance(v, str) and v for v in m["data"].values())
+    values = run.export_values()
+    data = maps[0]["data"]
+    assert data[contract.MLFLOW_TRACKING_URI.name] == values["mlflowUrl"]
+    assert data[contract.SERVING_RELOAD_URL.name] == values["servingReloadUrl"]
+    assert data[contract.ARTIFACT_BUCKET.name] == values["artifactBucket"]
+    secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects(run, "Secret")}
+    for ns in (f"mlops-{stack}-airflow", f"mlops-{stack}-serving"):
+        assert set(secrets[(ns, contract.RELOAD_TOKEN_SECRET)]["stringData"]) == {contract.RELOAD_TOKEN.name}
+        assert set(secrets[(ns, contract.SLACK_SECRET)]["stringData"]) == {contract.SLACK_WEBHOOK_URL.name}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_workers_get_the_contract_environment(stack: str, stack_run: Any) -> None:
+    import yaml
+
+    values = release(stack_run(stack), "airflow")["values"]
+    env_from = yaml.safe_load(values["extraEnvFrom"])
+    assert {"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}} in env_from
+    assert {"secretRef": {"name": contract.RELOAD_TOKEN_SECRET}} in env_from
+    assert {"secretRef": {"name": contract.SLACK_SECRET}} in env_from
+    assert values["airflowPodAnnotations"]["mlops-platform/s3-key"]
+    conn = values["secret"][0]
+    assert conn["envName"] == conn["secretKey"] == "AIRFLOW_CONN_MLOPS_S3_LOGS"
+
+
+def test_slack_webhook_reaches_only_secrets(tmp_path: Any) -> None:
+    text = (ROOT / "Pulumi.prod.yaml").read_text() + "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAA:BBBB\n"
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(text)
+    run = run_program("prod", path)
+    assert checks.plaintext_secret_problems(run) == []
+    slack = [o for o in objects(run, "Secret") if o["metadata"]["name"] == contract.SLACK_SECRET]
+    assert len(slack) == 2
+    raw = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.SLACK_SECRET]
+    for reg in raw:
+        value = reg.inputs["stringData"]
+        inner = value.value if isinstance(value, SecretValue) else value[contract.SLACK_WEBHOOK_URL.name]
+        assert isinstance(value, SecretValue) or isinstance(inner, SecretValue)
+    assert "harness-secret-value-for-mlops-platform:alerts.slackWebhookUrl" in str(reveal(raw[0].inputs))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_namespaces_have_pod_security_levels(stack: str, stack_run: Any) -> None:
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for o in objects(stack_run(stack), "Namespace")
+    }
+    p = f"mlops-{stack}"
+    assert levels[f"{p}-serving"] == levels[f"{p}-data"] == levels[f"{p}-ingress"] == "restricted"
+    assert levels[f"{p}-mlflow"] in ("restricted", "baseline") and levels[f"{p}-airflow"] in ("restricted", "baseline")
+    assert levels["cert-manager"] == "restricted"
+
+
+def test_existing_controller_installs_no_traefik() -> None:
+    run = run_program("dev", overrides={
+        "ingress.controller": "existing", "ingress.className": "nginx-internal", "ingress.controllerNamespace": "ingress-system",
+    })
+    assert "traefik" not in {reveal(r.inputs)["chart"] for r in run.helm_releases()}
+    assert all(i["spec"]["ingressClassName"] == "nginx-internal" for i in objects(run, "Ingress"))
+    assert checks.reference_problems(run) == []
+
+
+def test_second_stack_on_a_shared_cluster_does_not_collide() -> None:
+    def names(run: ProgramRun) -> set[tuple[str, str, str]]:
+        return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in (r.manifest for r in run.kubernetes_objects())}
+
+    dev = run_program("dev")
+    prod = run_program("prod", overrides={"ingress.installCertManager": "false"})
+    assert names(dev) & names(prod) == set()
+    assert "cert-manager" not in {reveal(r.inputs)["chart"] for r in prod.helm_releases()}
+
+
+def test_no_contract_variable_is_spelled_outside_the_contract() -> None:
+    """Code reads and writes these variables through services.common.contract: a name written as a
+    string literal ("NAME", 'NAME', NAME=) or a shell variable ($NAME) elsewhere is a second definition."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    scanned = [
+        f for f in files
+        if not f.startswith(("tests/", "docs/")) and f not in ("services/common/contract.py", "README.md")
+        and re.search(r"(\.py|\.ya?ml|Dockerfile|Makefile|\.sh|/run)$", f)
+    ]
+    offenders = []
+    for name in (v.name for v in contract.ALL_VARS):
+        literal = re.compile(rf"[\"']{name}[\"']")
+        shell = re.compile(rf"(\${{?{name}\b|^\s*(ENV\s+)?{name}=)", re.M)
+        for f in scanned:
+            path = ROOT / f
+            if not path.exists():
+                continue
+            text = path.read_text(errors="ignore")
+            if literal.search(text) or (not f.endswith(".py") and shell.search(text)):
+                offenders.append(f"{f}: {name}")
+    assert offenders == [], "use services.common.contract instead of spelling these names"
