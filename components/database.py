@@ -97,7 +97,7 @@ def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
         lines += [
             f"-- {db}: owned by {role}, reachable by {role} only",
             f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec",
-            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'{pw}';",
+            f"ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'{pw}';",
             # on RDS the master user is no superuser: it must be a member to make the role an owner
             f"GRANT {role} TO CURRENT_USER;",
             f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}')\\gexec",

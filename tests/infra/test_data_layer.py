@@ -1,0 +1,416 @@
+"""Issue 3: the data layer (artifact store, database, NFS) under mocks, plus the real checks:
+IAM policies enforced by moto's server, bootstrap SQL against the local PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from botocore.exceptions import ClientError
+
+from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ROTATION_EPOCH, prefix_policy, rotation_plan
+from components.database import AppDatabase, bootstrap_sql, password_variable
+from devstack.moto import moto_s3
+from harness import checks
+from harness.mocks import SecretValue, reveal
+from harness.run import ProgramRun, run_program
+from infra.data_layer import ROTATION_CLOCK_VAR
+
+STACKS = ["dev", "prod"]
+BUCKET_COMPANIONS = {
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+}
+
+
+def only(run: ProgramRun, type_: str) -> Any:
+    found = run.of_type(type_)
+    assert len(found) == 1, f"{len(found)} {type_}"
+    return found[0]
+
+
+# --- artifact store under mocks ------------------------------------------------------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_bucket_is_hardened(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    bucket = only(run, "aws:s3/bucket:Bucket")
+    assert bucket.protect and bucket.inputs["bucketPrefix"] == f"mlops-{stack}-artifacts-"
+    assert bucket.inputs.get("forceDestroy") is not True
+    companions = {r.type: r for r in run.registrations if r.type in BUCKET_COMPANIONS}
+    assert set(companions) == BUCKET_COMPANIONS
+    for reg in companions.values():
+        assert reg.inputs["bucket"] == bucket.id and reg.protect
+    pab = companions["aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"].inputs
+    assert all(pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    assert companions["aws:s3/bucketOwnershipControls:BucketOwnershipControls"].inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    assert companions["aws:s3/bucketVersioning:BucketVersioning"].inputs["versioningConfiguration"]["status"] == "Enabled"
+    sse = companions["aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"].inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    policy = json.loads(companions["aws:s3/bucketPolicy:BucketPolicy"].inputs["policy"])
+    (deny,) = policy["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(deny["Resource"]) == {bucket.outputs["arn"], bucket.outputs["arn"] + "/*"}
+    rules = {r["id"]: r for r in companions["aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"].inputs["rules"]}
+    days = 30 if stack == "dev" else 90
+    assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": days}
+    assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+
+
+def test_kms_key_switches_to_sse_kms() -> None:
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-0000-1111-2222-333344445555"
+    run = run_program("dev", overrides={"artifacts.kmsKeyArn": arn})
+    sse = only(run, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": arn}
+    assert sse["rules"][0]["bucketKeyEnabled"] is True
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_consumer_gets_its_own_prefix_only(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    bucket_arn = only(run, "aws:s3/bucket:Bucket").outputs["arn"]
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/userPolicy:UserPolicy")}
+    assert set(policies) == {"artifacts-mlflow-policy", "artifacts-airflow-policy"}
+    assert policies["artifacts-mlflow-policy"] == prefix_policy(bucket_arn, MLFLOW_PREFIX)
+    assert policies["artifacts-airflow-policy"] == prefix_policy(bucket_arn, AIRFLOW_LOG_PREFIX)
+    for doc in policies.values():
+        for statement in doc["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not any(a in ("*", "s3:*") for a in actions)
+            assert statement["Resource"] != "*"
+    listing = next(st for st in policies["artifacts-mlflow-policy"]["Statement"] if st["Sid"] == "ListUnderPrefix")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["mlflow/", "mlflow/*"]}}
+    assert not run.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment"), "no managed policies (AmazonS3FullAccess)"
+    users = {r.inputs["name"] for r in run.of_type("aws:iam/user:User")}
+    assert users == {f"mlops-{stack}-mlflow", f"mlops-{stack}-airflow"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_credentials_are_secret_end_to_end(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    assert checks.plaintext_secret_problems(run) == []
+    store = next(r for r in run.registrations if r.type == "mlops:platform:ArtifactStore")
+    assert all(isinstance(v, SecretValue) for v in store.registered_outputs["active_key_ids"].values())
+    database = next(r for r in run.registrations if r.type == "mlops:platform:Database")
+    assert isinstance(database.registered_outputs["admin_password"], SecretValue)
+    for name in ("mlflow-s3-credentials", "airflow-s3-logs", "mlflow-db", "airflow-metadata"):
+        (secret,) = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == name]
+        data = secret.inputs["stringData"]
+        assert isinstance(data, SecretValue) or all(isinstance(v, SecretValue) for v in data.values()), name
+    assert not any(e.secret for e in run.exports.values())
+    exported = json.dumps(run.export_values())
+    for key in run.of_type("aws:iam/accessKey:AccessKey"):
+        assert key.outputs["secret"] not in exported
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_secret_formats_match_the_charts(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    secrets = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:Secret")}
+    s3_keys = reveal(secrets["mlflow-s3-credentials"].inputs["stringData"])
+    assert set(s3_keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    conn = reveal(secrets["airflow-s3-logs"].inputs["stringData"])["AIRFLOW_CONN_MLOPS_S3_LOGS"]
+    assert conn.startswith("aws://AKIA") and conn.endswith("@/?region_name=eu-west-1")
+    assert set(reveal(secrets["mlflow-db"].inputs["stringData"])) == {"username", "password"}
+    url = reveal(secrets["airflow-metadata"].inputs["stringData"])["connection"]
+    host = "postgres.mlops-dev-data.svc.cluster.local" if stack == "dev" else ".rds.amazonaws.com"
+    assert url.startswith("postgresql://airflow:") and host in url and url.endswith("/airflow?sslmode=" + ("disable" if stack == "dev" else "require"))
+    assert secrets["mlflow-db"].manifest["metadata"]["namespace"] == f"mlops-{stack}-mlflow"
+    assert secrets["airflow-metadata"].manifest["metadata"]["namespace"] == f"mlops-{stack}-airflow"
+
+
+# --- rotation ----------------------------------------------------------------------------------------
+def test_rotation_plan_is_two_slots_of_consecutive_periods() -> None:
+    for period in range(0, 12):
+        plan = rotation_plan(ROTATION_EPOCH + timedelta(days=30 * period + 3), 30)
+        assert plan.period == period
+        assert plan.active.generation == period and plan.previous.generation == period - 1
+        assert {s.slot for s in plan.slots} == {0, 1}
+    with pytest.raises(ValueError, match="timezone"):
+        rotation_plan(datetime(2026, 1, 1), 30)
+
+
+def rotation_state(now: datetime) -> dict[str, Any]:
+    run = run_program("prod", env={ROTATION_CLOCK_VAR: now.isoformat()})
+    keys: dict[str, dict[int, int]] = {}
+    for reg in run.of_type("aws:iam/accessKey:AccessKey"):
+        consumer = reg.name.split("-")[1]
+        slot = int(reg.name.rsplit("slot", 1)[1])
+        keys.setdefault(consumer, {})[slot] = int(reg.replacement_trigger)
+        assert reg.delete_before_replace, "the expired key must go before its replacement is created"
+    secrets = {r.manifest["metadata"]["name"]: json.dumps(reveal(r.inputs["stringData"]), sort_keys=True) for r in run.of_type("kubernetes:core/v1:Secret")}
+    releases = {reveal(r.inputs)["chart"]: reveal(r.inputs)["values"] for r in run.helm_releases()}
+    store = next(r for r in run.registrations if r.type == "mlops:platform:ArtifactStore")
+    return {
+        "period": int(store.registered_outputs["rotation_period"]),
+        "keys": keys,
+        "secrets": {"mlflow": secrets["mlflow-s3-credentials"], "airflow": secrets["airflow-s3-logs"]},
+        "annotations": {
+            "mlflow": releases["mlflow"]["podAnnotations"]["mlops-platform/s3-key"],
+            "airflow": releases["airflow"]["airflowPodAnnotations"]["mlops-platform/s3-key"],
+        },
+    }
+
+
+def test_keys_rotate_over_four_periods_without_downtime() -> None:
+    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    states = [rotation_state(start + timedelta(days=30 * i)) for i in range(4)]
+    periods = [s["period"] for s in states]
+    assert periods == list(range(periods[0], periods[0] + 4))
+    seen_active: set[tuple[str, int, int]] = set()
+    for before, after in zip([None, *states], states, strict=False):
+        for consumer in ("mlflow", "airflow"):
+            slots = after["keys"][consumer]
+            assert len(slots) == 2, "at most two keys per user (AWS allows two)"
+            period = after["period"]
+            active = (consumer, period % 2, slots[period % 2])
+            assert slots[period % 2] == period, "the active key is the one issued this period"
+            assert active not in seen_active, "a new active key every period"
+            seen_active.add(active)
+            assert slots[(period + 1) % 2] == period - 1, "the previous period's key is still there"
+            if before is not None:
+                prev_period = before["period"]
+                assert slots[prev_period % 2] == before["keys"][consumer][prev_period % 2], "last period's key survives the rotation"
+                assert after["secrets"][consumer] != before["secrets"][consumer], "the Secret gets the new key"
+                assert after["annotations"][consumer] != before["annotations"][consumer], "the workload rolls"
+    assert len({s["annotations"]["mlflow"] for s in states}) == 4
+
+
+def test_rotation_clock_must_carry_a_zone() -> None:
+    with pytest.raises(ValueError, match=ROTATION_CLOCK_VAR):
+        run_program("dev", env={ROTATION_CLOCK_VAR: "2026-11-23T00:00:00"})
+
+
+# --- database under mocks ---------------------------------------------------------------------------
+def test_prod_uses_rds_with_every_safeguard(stack_run: Any) -> None:
+    run = stack_run("prod")
+    db = only(run, "aws:rds/instance:Instance")
+    i = db.inputs
+    assert db.protect
+    assert (i["engine"], i["engineVersion"], i["instanceClass"]) == ("postgres", "16", "db.m7g.large")
+    assert i["storageEncrypted"] is True and i["publiclyAccessible"] is False
+    assert i["multiAz"] is True and i["deletionProtection"] is True
+    assert i["skipFinalSnapshot"] is False and i["finalSnapshotIdentifier"] == "mlops-prod-final"
+    assert i["backupRetentionPeriod"] == 14
+    assert isinstance(i["password"], SecretValue)
+    params = only(run, "aws:rds/parameterGroup:ParameterGroup").inputs
+    assert params["family"] == "postgres16"
+    assert {"name": "rds.force_ssl", "value": "1", "applyMethod": "immediate"} in params["parameters"]
+    assert only(run, "aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == [
+        "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003",
+    ]
+    (rule,) = only(run, "aws:ec2/securityGroup:SecurityGroup").inputs["ingress"]
+    assert (rule["fromPort"], rule["toPort"], rule["protocol"], rule["cidrBlocks"]) == (5432, 5432, "tcp", ["10.40.0.0/16"])
+    assert not run.of_type("kubernetes:apps/v1:StatefulSet")
+
+
+def test_dev_runs_postgres_on_the_cluster(stack_run: Any) -> None:
+    run = stack_run("dev")
+    assert not run.of_type("aws:rds/instance:Instance")
+    (sts,) = run.of_type("kubernetes:apps/v1:StatefulSet")
+    assert sts.protect
+    spec = sts.manifest["spec"]
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == "postgres:16.10-bookworm"
+    assert c["readinessProbe"]["exec"]["command"][0] == "pg_isready" and c["livenessProbe"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert pod["securityContext"]["runAsNonRoot"] and c["securityContext"]["allowPrivilegeEscalation"] is False
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert spec["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+def test_dev_with_rds_mode_gets_rds_with_dev_defaults() -> None:
+    run = run_program("dev", overrides={
+        "database.mode": "rds", "database.vpcId": "vpc-0abc", "database.subnetIds": ["subnet-0a", "subnet-0b"],
+        "database.allowedCidrs": ["10.1.0.0/16"],
+    })
+    i = only(run, "aws:rds/instance:Instance").inputs
+    assert i["multiAz"] is False and i["deletionProtection"] is False and i["skipFinalSnapshot"] is True
+    assert i["storageEncrypted"] is True and i["publiclyAccessible"] is False and i["backupRetentionPeriod"] >= 7
+    assert not run.of_type("kubernetes:apps/v1:StatefulSet")
+    assert checks.reference_problems(run) == [] and checks.plaintext_secret_problems(run) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    pod = job.manifest["spec"]["template"]["spec"]
+    (sql_map,) = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"]
+    sql = sql_map.manifest["data"]["bootstrap.sql"]
+    assert "CREATE ROLE mlflow" in sql and "CREATE DATABASE airflow OWNER airflow" in sql
+    assert "PASSWORD :'mlflow_password'" in sql
+    for key in run.of_type("random:index/randomPassword:RandomPassword"):
+        assert key.outputs["result"] not in sql
+    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "db-bootstrap"}}]
+    assert pod["volumes"][0]["configMap"]["name"] == "db-bootstrap-sql"
+
+
+# --- NFS and protection ----------------------------------------------------------------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_nfs_volumes_are_static_retained_and_bound_to_their_claims(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    pvs = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:PersistentVolume")}
+    pvcs = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:PersistentVolumeClaim")}
+    assert set(pvs) == {f"mlops-{stack}-serving-logs"} and set(pvcs) == {"serving-logs"}
+    pv, pvc = pvs[f"mlops-{stack}-serving-logs"], pvcs["serving-logs"]
+    spec = pv.manifest["spec"]
+    assert spec["accessModes"] == ["ReadWriteMany"] and spec["persistentVolumeReclaimPolicy"] == "Retain"
+    assert spec["storageClassName"] == "" and spec["mountOptions"] == ["nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"]
+    assert spec["nfs"]["path"].endswith("/serving-logs")
+    assert spec["claimRef"] == {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "name": "serving-logs", "namespace": f"mlops-{stack}-serving"}
+    assert pvc.manifest["spec"]["volumeName"] == f"mlops-{stack}-serving-logs" and pvc.manifest["spec"]["storageClassName"] == ""
+    for reg in (pv, pvc):
+        assert reg.protect and reg.retain_on_delete
+
+
+def test_airflow_log_volume_exists_only_without_remote_logging() -> None:
+    run = run_program("dev", overrides={"airflow.remoteLogging": "false"})
+    claims = {r.manifest["metadata"]["name"]: r.manifest for r in run.of_type("kubernetes:core/v1:PersistentVolumeClaim")}
+    assert claims["airflow-logs"]["metadata"]["namespace"] == "mlops-dev-airflow"
+    values = next(reveal(r.inputs)["values"] for r in run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
+    assert values["logs"]["persistence"] == {"enabled": True, "existingClaim": "airflow-logs"}
+    assert checks.reference_problems(run) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_data_bearing_resource_is_protected(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    data_types = {
+        "aws:s3/bucket:Bucket", "aws:rds/instance:Instance", "kubernetes:apps/v1:StatefulSet",
+        "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim", *BUCKET_COMPANIONS,
+    }
+    data = [r for r in run.registrations if r.type in data_types]
+    assert data and all(r.protect for r in data), [r.name for r in data if not r.protect]
+
+
+# --- least privilege, for real (moto's server with IAM authorization) -------------------------------
+def _client(service: str, endpoint: str, key_id: str = "testing", secret: str = "testing") -> Any:
+    return boto3.client(service, endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret, region_name="us-east-1")
+
+
+def _denied(call: Any) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in ("AccessDenied", "403")
+    return False
+
+
+@pytest.fixture(scope="module")
+def moto_with_iam() -> Iterator[tuple[str, dict[str, tuple[str, str]], str]]:
+    bucket, other = f"artifacts-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
+    with moto_s3(buckets=(bucket, other)) as server:
+        endpoint = server.endpoint_url
+        iam, s3 = _client("iam", endpoint), _client("s3", endpoint)
+        keys = {}
+        for consumer, prefix in (("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX)):
+            user = f"mlops-test-{consumer}"
+            iam.create_user(UserName=user)
+            # exactly the document the program attaches
+            iam.put_user_policy(UserName=user, PolicyName="bucket-prefix", PolicyDocument=json.dumps(prefix_policy(f"arn:aws:s3:::{bucket}", prefix)))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[consumer] = (key["AccessKeyId"], key["SecretAccessKey"])
+            s3.put_object(Bucket=bucket, Key=f"{prefix}seed.txt", Body=b"seed")
+        # from now on every request is authenticated and authorized against IAM
+        enable = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(enable, timeout=10).read()
+        yield endpoint, keys, bucket + "|" + other
+
+
+@pytest.mark.parametrize(("consumer", "own", "foreign"), [("mlflow", MLFLOW_PREFIX, AIRFLOW_LOG_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX)])
+def test_each_user_reaches_its_prefix_only(moto_with_iam: Any, consumer: str, own: str, foreign: str) -> None:
+    endpoint, keys, buckets = moto_with_iam
+    bucket, other = buckets.split("|")
+    s3 = _client("s3", endpoint, *keys[consumer])
+    s3.put_object(Bucket=bucket, Key=f"{own}run/model.pkl", Body=b"model")
+    assert s3.get_object(Bucket=bucket, Key=f"{own}run/model.pkl")["Body"].read() == b"model"
+    assert s3.get_object(Bucket=bucket, Key=f"{own}seed.txt")["Body"].read() == b"seed"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=own)
+    assert {o["Key"] for o in listed.get("Contents", [])} >= {f"{own}seed.txt", f"{own}run/model.pkl"}
+    assert _denied(lambda: s3.get_object(Bucket=bucket, Key=f"{foreign}seed.txt"))
+    assert _denied(lambda: s3.put_object(Bucket=bucket, Key=f"{foreign}x", Body=b"x"))
+    assert _denied(lambda: s3.put_object(Bucket=other, Key=f"{own}x", Body=b"x"))
+    assert _denied(lambda: s3.delete_bucket(Bucket=bucket))
+    assert _denied(lambda: s3.delete_object(Bucket=bucket, Key=f"{foreign}seed.txt"))
+    # Listing is limited by an `s3:prefix` condition, which moto 5.2 does not evaluate; the
+    # condition itself is checked on the generated document in test_each_consumer_gets_its_own_prefix_only.
+
+
+def test_a_wrong_key_is_rejected(moto_with_iam: Any) -> None:
+    endpoint, keys, buckets = moto_with_iam
+    s3 = _client("s3", endpoint, keys["mlflow"][0], "not-the-secret")
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=buckets.split("|")[0], Key=f"{MLFLOW_PREFIX}seed.txt")
+
+
+# --- bootstrap SQL, for real (local PostgreSQL) ------------------------------------------------------
+def _run_sql(sql: str, user: str, passwords: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "bootstrap.sql"
+    path.write_text(sql)
+    variables = [arg for role, pw in passwords.items() for arg in ("-v", f"{password_variable(role)}={pw}")]
+    result = subprocess.run(
+        ["psql", "-X", "-h", "127.0.0.1", "-U", user, "-d", "postgres", *variables, "-f", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _can_connect(role: str, database: str) -> bool:
+    try:
+        with psycopg.connect(host="127.0.0.1", user=role, dbname=database, connect_timeout=5):
+            return True
+    except psycopg.OperationalError as exc:
+        assert "permission denied" in str(exc), exc
+        return False
+
+
+@pytest.fixture
+def app_names(postgres_available: Any) -> Iterator[tuple[str, str, str]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = (f"mlflow_t{suffix}", f"airflow_t{suffix}", f"rds_master_t{suffix}")
+    yield names
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
+        for name in names[:2]:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name in names:
+            conn.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+@pytest.mark.parametrize("as_superuser", [True, False], ids=["superuser", "rds-like-master"])
+def test_bootstrap_sql_is_idempotent_and_isolates_roles(app_names: tuple[str, str, str], as_superuser: bool, tmp_path: Path) -> None:
+    mlflow, airflow, master = app_names
+    apps = [AppDatabase(mlflow, mlflow, "ns", "s", "username-password"), AppDatabase(airflow, airflow, "ns", "s", "sqlalchemy-url")]
+    user = "postgres"
+    if not as_superuser:
+        # like the RDS master user: may create roles and databases, is no superuser
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {master} LOGIN CREATEROLE CREATEDB")
+        user = master
+    sql = bootstrap_sql(apps)
+    passwords = {mlflow: "pw-" + uuid.uuid4().hex, airflow: "pw-" + uuid.uuid4().hex}
+    _run_sql(sql, user, passwords, tmp_path)
+    _run_sql(sql, user, passwords, tmp_path)  # a second run changes nothing and does not fail
+    assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
+    assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        owners = dict(conn.execute(
+            "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname IN (%s, %s)", (mlflow, airflow)
+        ).fetchall())
+        assert owners == {mlflow: mlflow, airflow: airflow}
+        flags = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone()
+        assert flags == (False, False, False)
