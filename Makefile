@@ -41,6 +41,9 @@ test-fast: ## only the offline Pulumi tests (mocks, schemas, policies)
 preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=json]
 	@$(PY) -m harness.preview --stack $(STACK) --format $(FORMAT) $(ARGS)
 
+bench: setup ## serving vs `mlflow models serve` under the same load (needs hey): writes bench/results/serving.json
+	$(PY) bench/serving_bench.py $(ARGS)
+
 docs: ## regenerate docs/configuration.md from stacks/settings.py
 	$(PY) -m stacks > docs/configuration.md
 
