@@ -6,6 +6,11 @@ Public API: `POST /predict` (routed), `POST /variants/{alias}/predict` (one vari
 with a wrong one): `POST /variants/{alias}/reload`, `POST /admin/reload` (every alias) and
 `POST /admin/active` (blue-green switch). Paths come from `services.common.contract`.
 
+Each process accepts connections only after its first load finished (bounded by
+`STARTUP_LOAD_WAIT_SECONDS`), so with several uvicorn workers a worker that is still loading takes no
+requests; a model that cannot be loaded at start leaves the process up with /readyz and predictions
+answering 503 until the watcher loads it.
+
 Prediction bodies are read raw and parsed with orjson (stdlib json as a fallback, so that NaN and
 Infinity literals are reported by field instead of as malformed JSON), then validated against the
 answering version's signature (`services.serving.schema`). Every client error is a 4xx naming the field.
@@ -46,6 +51,7 @@ ACTIVE_PATH = "/admin/active"
 REQUEST_ID_HEADER = "x-request-id"
 _MAX_REQUEST_ID = 128
 _MAX_SHADOW_IN_FLIGHT = 64
+STARTUP_LOAD_WAIT_SECONDS = 90.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -219,6 +225,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  settings.poll_seconds, log_file)
         initial = asyncio.create_task(manager.start())
         watcher = asyncio.create_task(manager.watch())
+        # Accept connections only once the first load is done (or failed, or took too long): with
+        # several workers, a worker still loading then takes no requests while the others serve.
+        await asyncio.wait({initial}, timeout=STARTUP_LOAD_WAIT_SECONDS)
         try:
             yield
         finally:

@@ -1,10 +1,10 @@
 """Model variants keyed by MLflow alias: loading, atomic hot swap, coalesced reloads, the watcher.
 
 A `Variant` is one loaded model version: immutable, with its compiled input validator and a `predict`
-callable. The sklearn flavour is called natively on a float64 matrix (no pandas, no pyfunc wrapper);
-any other flavour goes through pyfunc on a DataFrame. A new version is downloaded and loaded in a
-worker thread beside the serving one and checked with a prediction on its input example; only then
-is the mapping alias -> variant replaced (one reference assignment, so a request sees either the old
+callable. The sklearn flavour is called natively on a float64 matrix (no pandas, no pyfunc wrapper),
+micro-batched; any other flavour goes through pyfunc on a DataFrame. A new version is loaded beside the
+serving one (`services.serving.loader`: in a lower-priority loader process) and checked with a
+prediction on its input example; only then is the mapping alias -> variant replaced (one reference assignment, so a request sees either the old
 or the new version, never a mix). A failed load leaves the old version serving, is counted, logged and
 alerted, and the caller gets the reason.
 
@@ -22,9 +22,7 @@ import contextlib
 import logging
 import shutil
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 
 from services.common.alerts import Severity
 from services.serving.batching import MicroBatcher
+from services.serving.loader import Loader, LoadError
 from services.serving.observability import Alerter, Metrics
 from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import BlueGreenRouting, Settings
@@ -43,9 +42,6 @@ log = logging.getLogger("mlops.serving.variants")
 # The blue-green active alias, stored on the registered model so that every replica follows a switch.
 ACTIVE_TAG = "mlops.serving.active"
 
-# sklearn warns on every call when a model fitted on a DataFrame gets a numpy matrix; the matrix
-# columns are in the signature's order, which is the order the model was fitted with.
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 
 @dataclass(frozen=True)
@@ -97,122 +93,6 @@ class ReloadResult:
 
     def body(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-class LoadError(Exception):
-    """A version could not be resolved, downloaded, loaded or failed its check prediction."""
-
-
-def _to_list(output: Any) -> list[Any]:
-    import numpy as np
-
-    if isinstance(output, np.ndarray):
-        return output.tolist()
-    to_dict = getattr(output, "to_dict", None)
-    if callable(to_dict) and hasattr(output, "columns"):
-        return output.to_dict(orient="records")
-    tolist = getattr(output, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    return list(output)
-
-
-def load_variant(settings: Settings, alias: str, version: str, run_id: str | None, source: str) -> Variant:
-    """Download version `version` and load it (blocking: run in a thread).
-
-    For the native sklearn path only MLmodel, the serialized estimator and the input example are
-    fetched (3 files instead of the whole model directory: less work for the registry and the
-    artifact store during a swap); any other model is downloaded whole and loaded through pyfunc.
-    """
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.models import Model
-
-    started = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix=f"serving-{alias}-v{version}-")
-    try:
-        client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-        root = client.get_model_version_download_uri(settings.model_name, version).rstrip("/")
-
-        def fetch(relative: str) -> str:
-            return str(mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{root}/{relative}", dst_path=workdir, tracking_uri=settings.tracking_uri
-            ))
-
-        local = str(Path(fetch("MLmodel")).parent)
-        meta = Model.load(local)
-        validator = InputValidator.from_signature(meta.signature, settings.max_batch)
-        sk_conf = meta.flavors.get("sklearn") or {}
-        predict: Callable[[Any], list[Any]]
-        if sk_conf.get("pickled_model") and not sk_conf.get("code") and validator.numeric:
-            fetch(str(sk_conf["pickled_model"]))
-            example_file = (meta.saved_input_example_info or {}).get("artifact_path")
-            if example_file:
-                fetch(str(example_file))
-            estimator = mlflow.sklearn.load_model(local)
-            flavor = "sklearn"
-
-            def predict(matrix: Any, _estimator: Any = estimator) -> list[Any]:
-                return _to_list(_estimator.predict(matrix))
-
-            keep_dir = False
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-            workdir = tempfile.mkdtemp(prefix=f"serving-{alias}-v{version}-")
-            local = str(mlflow.artifacts.download_artifacts(artifact_uri=root, dst_path=workdir,
-                                                            tracking_uri=settings.tracking_uri))
-            pyfunc = mlflow.pyfunc.load_model(local)
-            flavor = "pyfunc"
-
-            def predict(frame: Any, _model: Any = pyfunc) -> list[Any]:
-                if not hasattr(frame, "columns"):  # numeric matrix from the validator
-                    import pandas as pd
-
-                    frame = pd.DataFrame(frame, columns=list(validator.names or ()))
-                return _to_list(_model.predict(frame))
-
-            keep_dir = True  # pyfunc models may read their files lazily
-        example = _input_example(meta, local)
-        if example is not None:
-            try:
-                predict(validator.validate({"rows": example}))
-            except RequestError as exc:
-                raise LoadError(f"the model's own input example does not validate: {exc.message}") from exc
-            except Exception as exc:
-                raise LoadError(f"check prediction on the input example failed: {type(exc).__name__}: {exc}") from exc
-    except LoadError:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise
-    except Exception as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise LoadError(f"loading version {version} failed: {type(exc).__name__}: {exc}") from exc
-    if not keep_dir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return Variant(
-        alias=alias,
-        version=version,
-        run_id=run_id,
-        source=source,
-        flavor=flavor,
-        loaded_at=time.time(),
-        load_seconds=time.perf_counter() - started,
-        validator=validator,
-        predict=predict,
-        workdir=workdir if keep_dir else None,
-        batcher=MicroBatcher(predict, max_rows=max(settings.max_batch, 1)) if flavor == "sklearn" else None,
-    )
-
-
-def _input_example(meta: Any, local: str) -> list[dict[str, Any]] | None:
-    try:
-        example = meta.load_input_example(local)
-    except Exception:  # an unreadable example is not a reason to refuse the model
-        log.warning("input example of the model could not be read", exc_info=True)
-        return None
-    if example is None or not hasattr(example, "to_dict"):
-        return None
-    rows: list[dict[str, Any]] = example.head(5).to_dict(orient="records")
-    return [{str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]
 
 
 @dataclass
@@ -273,6 +153,7 @@ class VariantManager:
         routing = settings.routing
         self.active: str | None = routing.active if isinstance(routing, BlueGreenRouting) else None
         self.on_change: list[Callable[[], None]] = []
+        self.loader = Loader(settings.tracking_uri, settings.model_name, settings.max_batch)
 
     @property
     def registry(self) -> Registry:
@@ -309,9 +190,14 @@ class VariantManager:
             return ReloadResult(alias=alias, outcome="unchanged", version=version, previous_version=previous)
         try:
             with _responsive_gil():
-                variant = await asyncio.to_thread(load_variant, self.settings, alias, version, run_id, source)
+                loaded = await self.loader.load(version)
         except LoadError as exc:
             return self._failed(alias, trigger, previous, version, str(exc))
+        variant = Variant(
+            alias=alias, version=version, run_id=run_id, source=source, flavor=loaded.flavor, loaded_at=time.time(),
+            load_seconds=loaded.seconds, validator=loaded.validator, predict=loaded.predict, workdir=loaded.workdir,
+            batcher=MicroBatcher(loaded.predict, max_rows=self.settings.max_batch) if loaded.flavor == "sklearn" else None,
+        )
         self._swap(variant)
         self.metrics.load_seconds.labels(alias).observe(variant.load_seconds)
         self.metrics.reloads.labels(alias, "reloaded", trigger).inc()
@@ -435,6 +321,7 @@ class VariantManager:
             await self.poll_once()
 
     def close(self) -> None:
+        self.loader.close()
         for variant in self.variants.values():
             if variant.workdir and Path(variant.workdir).exists():
                 shutil.rmtree(variant.workdir, ignore_errors=True)
