@@ -40,6 +40,33 @@ def test_stack_passes_every_policy(stack: str, stack_resources: Callable[[str], 
     assert not violations, f"stack {stack} violates the policy pack:\n{_report(violations)}"
 
 
+# What the policies govern must really be in the runs, or "passes every policy" would say little.
+GOVERNED = {
+    "aws:s3/bucket:Bucket", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:iam/user:User", "aws:iam/accessKey:AccessKey", "aws:iam/userPolicy:UserPolicy",
+    "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job", "kubernetes:core/v1:ConfigMap",
+    "kubernetes:core/v1:PersistentVolume", "kubernetes:networking.k8s.io/v1:Ingress", "kubernetes:helm.sh/v3:Release",
+}
+GOVERNED_BY_STACK = {"dev": GOVERNED | {"kubernetes:apps/v1:StatefulSet"}, "prod": GOVERNED | {"aws:rds/instance:Instance"}}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_runs_contain_what_the_policies_govern(stack: str, stack_resources: Callable[[str], list[Resource]]) -> None:
+    missing = GOVERNED_BY_STACK[stack] - {r.type for r in stack_resources(stack)}
+    assert not missing, f"the {stack} run no longer registers {sorted(missing)}: update GOVERNED_BY_STACK if that is intended"
+
+
+def test_prod_database_is_recognised_as_production_by_its_own_provider(stack_resources: Callable[[str], list[Resource]]) -> None:
+    """With no PULUMI_STACK and no stack config, the real prod RDS instance still counts as production
+    (its AWS provider's default tags), and it has deletion protection."""
+    (instance,) = [r for r in stack_resources("prod") if r.type == "aws:rds/instance:Instance"]
+    assert instance.provider is not None and instance.provider.type == "pulumi:providers:aws"
+    assert check(policy_named("rds-deletion-protection-in-prod"), instance) == []
+    stripped = Resource(instance.type, instance.name, {**instance.props, "deletionProtection": False}, provider=instance.provider)
+    assert check(policy_named("rds-deletion-protection-in-prod"), stripped), "prod RDS not recognised as production"
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_check_would_catch_a_violation(stack: str, stack_resources: Callable[[str], list[Resource]]) -> None:
     """The stack-wide check is not vacuous: the same run plus one bad object and one bare bucket fails."""
