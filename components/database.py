@@ -19,7 +19,6 @@ from pulumi_kubernetes.apps.v1 import (
 )
 from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
 from pulumi_kubernetes.core.v1 import (
-    CapabilitiesArgs,
     ConfigMap,
     ConfigMapVolumeSourceArgs,
     ContainerArgs,
@@ -30,15 +29,12 @@ from pulumi_kubernetes.core.v1 import (
     ExecActionArgs,
     PersistentVolumeClaimArgs,
     PersistentVolumeClaimSpecArgs,
-    PodSecurityContextArgs,
     PodSpecArgs,
     PodTemplateSpecArgs,
     ProbeArgs,
     ResourceRequirementsArgs,
-    SeccompProfileArgs,
     Secret,
     SecretEnvSourceArgs,
-    SecurityContextArgs,
     Service,
     ServicePortArgs,
     ServiceSpecArgs,
@@ -47,6 +43,8 @@ from pulumi_kubernetes.core.v1 import (
     VolumeResourceRequirementsArgs,
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from components.pod_security import restricted_container, restricted_pod
 
 # Official image tags pinned per major version (in-cluster mode and the bootstrap Job's psql).
 POSTGRES_IMAGES = {
@@ -129,28 +127,6 @@ class DatabaseArgs:
     # in-cluster
     storage_size: str = "10Gi"
     storage_class: str | None = None
-
-
-def _restricted_container() -> SecurityContextArgs:
-    return SecurityContextArgs(
-        run_as_non_root=True,
-        run_as_user=POSTGRES_UID,
-        run_as_group=POSTGRES_UID,
-        allow_privilege_escalation=False,
-        privileged=False,
-        capabilities=CapabilitiesArgs(drop=["ALL"]),
-        seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
-    )
-
-
-def _restricted_pod() -> PodSecurityContextArgs:
-    return PodSecurityContextArgs(
-        run_as_non_root=True,
-        run_as_user=POSTGRES_UID,
-        run_as_group=POSTGRES_UID,
-        fs_group=POSTGRES_UID,
-        seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
-    )
 
 
 class Database(pulumi.ComponentResource):
@@ -263,7 +239,7 @@ class Database(pulumi.ComponentResource):
                     template=PodTemplateSpecArgs(
                         metadata=ObjectMetaArgs(labels=labels),
                         spec=PodSpecArgs(
-                            security_context=_restricted_pod(),
+                            security_context=restricted_pod(POSTGRES_UID),
                             automount_service_account_token=False,
                             containers=[
                                 ContainerArgs(
@@ -277,7 +253,7 @@ class Database(pulumi.ComponentResource):
                                     ),
                                     readiness_probe=ProbeArgs(exec_=probe, period_seconds=5, failure_threshold=6),
                                     liveness_probe=ProbeArgs(exec_=probe, initial_delay_seconds=30, period_seconds=10, failure_threshold=6),
-                                    security_context=_restricted_container(),
+                                    security_context=restricted_container(POSTGRES_UID),
                                     volume_mounts=[
                                         VolumeMountArgs(name="data", mount_path="/var/lib/postgresql/data"),
                                         VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
@@ -348,7 +324,7 @@ class Database(pulumi.ComponentResource):
                     spec=PodSpecArgs(
                         restart_policy="OnFailure",
                         automount_service_account_token=False,
-                        security_context=_restricted_pod(),
+                        security_context=restricted_pod(POSTGRES_UID),
                         containers=[
                             ContainerArgs(
                                 name="bootstrap",
@@ -364,7 +340,7 @@ class Database(pulumi.ComponentResource):
                                 ],
                                 env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="db-bootstrap"))],
                                 resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}),
-                                security_context=_restricted_container(),
+                                security_context=restricted_container(POSTGRES_UID),
                                 volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
                             )
                         ],

@@ -24,7 +24,6 @@ from pulumi_kubernetes.autoscaling.v2 import (
     ResourceMetricSourceArgs,
 )
 from pulumi_kubernetes.core.v1 import (
-    CapabilitiesArgs,
     ConfigMapEnvSourceArgs,
     ContainerArgs,
     ContainerPortArgs,
@@ -38,14 +37,11 @@ from pulumi_kubernetes.core.v1 import (
     LifecycleHandlerArgs,
     ObjectFieldSelectorArgs,
     PersistentVolumeClaimVolumeSourceArgs,
-    PodSecurityContextArgs,
     PodSpecArgs,
     PodTemplateSpecArgs,
     ProbeArgs,
     ResourceRequirementsArgs,
-    SeccompProfileArgs,
     SecretKeySelectorArgs,
-    SecurityContextArgs,
     Service,
     ServiceAccount,
     ServicePortArgs,
@@ -74,6 +70,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
 from stacks.settings import ServingSettings
 
@@ -173,16 +170,7 @@ class ServingService(pulumi.ComponentResource):
             readiness_probe=ProbeArgs(http_get=HTTPGetActionArgs(path="/readyz", port="http"), period_seconds=5, failure_threshold=2),
             # let the endpoints controller take the pod out of rotation before it stops
             lifecycle=LifecycleArgs(pre_stop=LifecycleHandlerArgs(exec_=ExecActionArgs(command=["sleep", "5"]))),
-            security_context=SecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=RUN_AS,
-                run_as_group=RUN_AS,
-                privileged=False,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=CapabilitiesArgs(drop=["ALL"]),
-                seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=restricted_container(RUN_AS, read_only_root=True),
             volume_mounts=[
                 VolumeMountArgs(name="logs", mount_path=LOG_MOUNT),
                 VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
@@ -210,13 +198,7 @@ class ServingService(pulumi.ComponentResource):
                         service_account_name=account.metadata.name,
                         automount_service_account_token=False,
                         termination_grace_period_seconds=30,
-                        security_context=PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS,
-                            run_as_group=RUN_AS,
-                            fs_group=RUN_AS,
-                            seccomp_profile=SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(RUN_AS),
                         containers=[container],
                         volumes=[
                             VolumeArgs(name="logs", persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(claim_name=args.logs_claim)),
