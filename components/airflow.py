@@ -23,6 +23,9 @@ FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
 API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
 JWT_SECRET, JWT_KEY = "airflow-jwt-secret", "jwt-secret"
 GIT_SSH_SECRET, GIT_SSH_KEY = "airflow-git-ssh-key", "gitSshKey"
+# git-sync checks the repository out here (the chart's default dags mount + "repo"); the DAGs
+# import the shared contract and alert helper (services.common) from the repository root.
+GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class AirflowPlatform(pulumi.ComponentResource):
             "dags": {"gitSync": git_sync},
             "logs": logs,
             "secret": extra_secret_env,
+            "env": [{"name": "PYTHONPATH", "value": GIT_SYNC_ROOT}],
             "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
             "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
             "securityContexts": {"pod": restricted_pod, "containers": restricted_container},

@@ -64,6 +64,8 @@ def test_airflow_values_use_only_the_official_charts_keys(stack: str, stack_run:
     for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
         assert isinstance(values[key], str) and values[key]
     assert values["createUserJob"] == {"enabled": False}
+    # the DAGs import services.common from the repository root that git-sync checks out
+    assert {"name": "PYTHONPATH", "value": "/opt/airflow/dags/repo"} in values["env"]
     git = values["dags"]["gitSync"]
     assert git["enabled"] and git["repo"].endswith("mlops-platform.git") and git["branch"] == "main" and git["subPath"] == "dags"
     assert values["config"]["logging"]["remote_logging"] == "True"
