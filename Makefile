@@ -44,6 +44,9 @@ preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=jso
 bench: setup ## serving vs `mlflow models serve` under the same load (needs hey): writes bench/results/serving.json
 	$(PY) bench/serving_bench.py $(ARGS)
 
+airflow-requirements: ## regenerate services/airflow/requirements.txt (the Airflow image's DAG libraries) from uv.lock
+	$(PY) -m services.airflow > services/airflow/requirements.txt
+
 docs: ## regenerate docs/configuration.md from stacks/settings.py
 	$(PY) -m stacks > docs/configuration.md
 

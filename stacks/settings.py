@@ -301,7 +301,10 @@ class AirflowSettings:
     image_repository: str = setting(
         "airflow.imageRepository", "Airflow image that carries the DAGs' dependencies", default="apache/airflow"
     )
-    image_tag: str = setting("airflow.imageTag", "tag of that image", default="3.2.0-python3.11", check=_image_tag)
+    image_tag: str = setting(
+        "airflow.imageTag", "tag of that image (build services/airflow/Dockerfile for the DAGs' libraries)",
+        default="3.3.2-python3.11", check=_image_tag,
+    )
     git_repo: str = setting("airflow.gitRepo", "git URL of the DAGs (git-sync)", required=True, pattern=r"^(https://|ssh://|git@)")
     git_branch: str = setting("airflow.gitBranch", "branch git-sync follows", default="main")
     git_sub_path: str = setting("airflow.gitSubPath", "folder of the DAGs in the repository", default="dags")
