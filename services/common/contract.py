@@ -93,6 +93,13 @@ DEMO_ARTIFACTS_DESTINATION = EnvVar(
 SERVING_SERVICE = "serving"
 SERVING_PORT = 8000
 
+# --- set by the serving start command itself, not configuration (in no tuple above) -----------
+# prometheus_client's own variable: `python -m services.serving` points it at a fresh directory when it
+# runs several uvicorn workers, so that /metrics adds up every worker's samples.
+PROMETHEUS_MULTIPROC_DIR = EnvVar(
+    "PROMETHEUS_MULTIPROC_DIR", "prometheus_client multiprocess directory (set by the serving start command)."
+)
+
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
 SLACK_SECRET = "mlops-slack-webhook"

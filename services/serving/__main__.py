@@ -1,16 +1,20 @@
 """`python -m services.serving`: THE start command (Dockerfile CMD, tests, benchmark, demo).
 
 Runs uvicorn on `MLOPS_SERVING_HOST`:`MLOPS_SERVING_PORT` with `MLOPS_SERVING_WORKERS` worker processes
-(uvloop + httptools, no uvicorn access log: the service writes its own JSON access lines). Settings are
+(uvloop + httptools, no uvicorn access log: the service writes its own JSON access lines). With
+several workers, Prometheus multiprocess mode is switched on so that /metrics covers all of them. Settings are
 checked before uvicorn starts, so a misconfiguration exits at once with a message naming the variable.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 import uvicorn
 
+from services.common import contract
 from services.serving.settings import Settings, SettingsError
 
 
@@ -20,6 +24,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"serving: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        # One metrics directory per start, shared by the workers (prometheus_client multiprocess mode).
+        os.environ[contract.PROMETHEUS_MULTIPROC_DIR.name] = tempfile.mkdtemp(prefix="serving-metrics-")
     uvicorn.run(
         "services.serving.app:create_app",
         factory=True,

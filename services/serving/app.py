@@ -34,11 +34,11 @@ from fastapi.exceptions import HTTPException
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from services.common import contract
-from services.serving.observability import Alerter, Metrics, configure_logging, request_id_var
+from services.serving.observability import Alerter, Metrics, configure_logging, render_metrics, request_id_var
 from services.serving.routing import CLIENT_ID_HEADER, Decision, Router
 from services.serving.schema import RequestError
 from services.serving.settings import Settings, routing_aliases
@@ -384,7 +384,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(render_metrics(metrics), media_type=CONTENT_TYPE_LATEST)
 
     # --- admin -----------------------------------------------------------------------------------
     @app.post(contract.reload_path("{alias}"), response_model=ReloadResponse, dependencies=[Depends(require_token)],

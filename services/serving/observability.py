@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from services.common import contract
 from services.common.alerts import Alert, Severity, send_alert
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -117,10 +118,22 @@ class Metrics:
         )
         self.loaded_version = Gauge(
             "serving_model_version", "Version loaded per alias (the value is the version number).", ["alias"], registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.shadow = Counter(
             "serving_shadow_comparisons", "Shadow predictions compared with the primary's, by outcome.", ["outcome"], registry=r,
         )
+
+
+def render_metrics(metrics: Metrics) -> bytes:
+    """The Prometheus text: this process's registry, or every worker's in multiprocess mode."""
+    if contract.PROMETHEUS_MULTIPROC_DIR.get():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(metrics.registry)
 
 
 class Alerter:

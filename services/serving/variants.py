@@ -170,7 +170,8 @@ class VariantManager:
             if slot.covered >= ticket and slot.last is not None:
                 return slot.last  # a reload that started after this call finished meanwhile
             start = slot.requested
-            result = await self._reload_once(alias, trigger)
+            with _responsive_gil():
+                result = await self._reload_once(alias, trigger)
             slot.covered = start
             slot.last = result
             return result
@@ -189,8 +190,7 @@ class VariantManager:
             self.metrics.reloads.labels(alias, "unchanged", trigger).inc()
             return ReloadResult(alias=alias, outcome="unchanged", version=version, previous_version=previous)
         try:
-            with _responsive_gil():
-                loaded = await self.loader.load(version)
+            loaded = await self.loader.load(version)
         except LoadError as exc:
             return self._failed(alias, trigger, previous, version, str(exc))
         variant = Variant(
@@ -333,8 +333,8 @@ _default_switch_interval = sys.getswitchinterval()
 
 @contextlib.contextmanager
 def _responsive_gil() -> Iterator[None]:
-    """While a model loads in a worker thread, hand the GIL back to the event loop every 0.5 ms
-    instead of every 5 ms, so that requests served during a swap do not queue behind the loader."""
+    """While a reload runs (registry calls and deserialization in worker threads), hand the GIL back to
+    the event loop every 0.5 ms instead of every 5 ms, so requests do not queue behind those threads."""
     global _loads_in_flight
     _loads_in_flight += 1
     sys.setswitchinterval(0.0005)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.serving.routing import client_point
-from tests.serving.conftest import predict
+from tests.serving.conftest import metric_value, predict
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -64,3 +64,8 @@ def test_ab_three_ways_across_two_workers(new_model: Callable[..., Any], start_s
             seen = {predict(httpx.Client(timeout=30), svc.base_url, headers={"X-Client-Id": cid}).json()["alias"]
                     for _ in range(4)}
             assert len(seen) == 1, (cid, seen)
+    # /metrics adds up both workers (Prometheus multiprocess mode): every request is counted, whichever
+    # worker answers the scrape
+    total = n + 40 * 4
+    for _ in range(4):
+        assert sum(metric_value(svc.base_url, "serving_requests_total", alias=a, status="200") for a in weights) == total
