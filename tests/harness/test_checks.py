@@ -174,3 +174,13 @@ def test_resources_must_live_under_components_and_components_register_outputs() 
         "component mlops:test:Thing silent registers no outputs",
     ]
     assert COMPONENT_URN  # the fakes' default parent is a component
+
+
+def test_every_pinned_chart_has_its_values_files_here() -> None:
+    """The charts CI fetches (harness.fetch_charts) are exactly the ones the shared folder holds."""
+    from harness.fetch_charts import pinned_charts
+
+    for chart, repo, version in pinned_charts():
+        assert repo.startswith("https://")
+        folder = checks.charts_dir() / chart / version
+        assert (folder / "values.yaml").is_file() and (folder / "Chart.yaml").is_file(), folder

@@ -72,7 +72,11 @@ def test_setup_builds_the_locked_environment() -> None:
     setup_steps = SETUP["runs"]["steps"]
     assert SETUP["inputs"]["python-version"]["default"] == "3.11"
     assert any(str(s.get("uses", "")).startswith("astral-sh/setup-uv@") for s in setup_steps)
-    assert [s["run"] for s in setup_steps if "run" in s] == ["make setup"]
+    commands = [s["run"] for s in setup_steps if "run" in s]
+    assert commands[0] == "make setup"
+    # then the pinned charts' values files for the Helm checks (no ../shared on GitHub's runners)
+    assert len(commands) == 2 and "python -m harness.fetch_charts" in commands[1]
+    assert 'MLOPS_SHARED_DIR=$RUNNER_TEMP/shared" >> "$GITHUB_ENV"' in commands[1]
 
 
 def _test_job(doc: dict[str, Any]) -> dict[str, Any]:
