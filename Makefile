@@ -26,11 +26,12 @@ node_modules/.installed: package-lock.json
 demo: setup ## THE main job: MLflow + serving + one DAG run on this machine; ARGS=--once to run once and exit
 	$(PY) -m devstack.demo $(ARGS)
 
-lint: ## ruff over everything
+lint: ## ruff over everything, yamllint over the YAML (workflows, stack files, policy pack)
 	$(PY) -m ruff check .
+	$(PY) -m yamllint -s .
 
-typecheck: ## mypy over infra/ components/ stacks/ harness/ (cached in .mypy_cache)
-	$(PY) -m mypy infra components stacks harness
+typecheck: ## mypy over infra/ components/ stacks/ harness/ policy/ (cached in .mypy_cache)
+	$(PY) -m mypy infra components stacks harness policy
 
 test: setup lint typecheck ## THE test command: lint, types, then every test (harness, infra, serving, DAGs, demo, policy)
 	$(PY) -m pytest
