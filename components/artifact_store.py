@@ -76,7 +76,11 @@ class RotationPlan:
     congruent to k (mod 2): the key of the current period is active, the other slot holds the
     previous period's key, still valid for one more period so running pods keep working until they
     roll. When a period starts, only the slot that held the key from two periods ago is replaced
-    (delete before create: never more than two keys per user)."""
+    (delete before create: never more than two keys per user).
+
+    The plan is a pure function of the clock, so `pulumi up` must run at least once per period
+    (a scheduled deployment does): after a gap of two or more periods both slots are replaced in
+    one update, including the key running pods use until they roll onto the new one."""
 
     period: int
     slots: tuple[KeySlot, KeySlot]
@@ -106,6 +110,11 @@ def _policy_json(bucket_arn: str, prefix: str) -> str:
 
 def _rotation_marker(key_id: str, marker: str) -> str:
     return hashlib.sha256(f"{marker}/{key_id}".encode()).hexdigest()[:16]
+
+
+def _active_key_marker(parts: list[Any], marker: str) -> str:
+    """`parts` = [active key id, id of the Secret holding it] (the Secret only orders the rollout)."""
+    return _rotation_marker(str(parts[0]), marker)
 
 
 def airflow_aws_connection(key_id: str, secret: str, region: str) -> str:
@@ -275,7 +284,7 @@ class ArtifactStore(pulumi.ComponentResource):
                 string_data = {env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region))}
             else:
                 raise ValueError(f"unknown secret format {spec.secret_format!r}")
-            Secret(
+            credentials = Secret(
                 f"{name}-{consumer}-credentials",
                 metadata=ObjectMetaArgs(
                     name=spec.secret_name,
@@ -287,9 +296,11 @@ class ArtifactStore(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=keys),
             )
             # Changes whenever the active key changes (slot + generation + key id), reveals nothing.
+            # It is derived from the Secret too, so a workload carrying it rolls only once the Secret
+            # holds the new key (pods that started earlier would keep the outgoing key a period late).
             marker = f"{consumer}/slot{plan.active.slot}/gen{plan.active.generation}"
             self.rotation_annotations[consumer] = pulumi.Output.unsecret(
-                key_id.apply(functools.partial(_rotation_marker, marker=marker))
+                pulumi.Output.all(key_id, credentials.id).apply(functools.partial(_active_key_marker, marker=marker))
             )
         self.bucket_name: pulumi.Output[str] = bucket.bucket
         self.bucket_arn: pulumi.Output[str] = bucket.arn

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ POSTGRES_IMAGES = {
 }
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 POSTGRES_UID = 999
+BOOTSTRAP_INPUTS_ANNOTATION = "mlops-platform/bootstrap-inputs"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,15 @@ def password_variable(role: str) -> str:
 
 def _sqlalchemy_url(parts: list[object], role: str, database: str, sslmode: str) -> str:
     password, host, port = parts
-    return f"postgresql://{role}:{password}@{host}:{port}/{database}?sslmode={sslmode}"
+    secret = urllib.parse.quote(str(password), safe="")
+    return f"postgresql://{role}:{secret}@{host}:{port}/{database}?sslmode={sslmode}"
+
+
+def bootstrap_inputs_digest(parts: list[object]) -> str:
+    """A digest of everything the bootstrap applies (SQL, server, role passwords): it goes on the
+    Job's pod template, so a change to any of them replaces the Job and the bootstrap runs again.
+    SHA-256 of 190-bit random passwords reveals nothing about them."""
+    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
 def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
@@ -138,7 +148,9 @@ class Database(pulumi.ComponentResource):
     non-root) and its Service. Both: a bootstrap Job that runs `bootstrap_sql` (from a ConfigMap;
     passwords from a Secret) to create one database and role per application with random
     passwords, and each application's connection Secret in its namespace, in its chart's format.
-    Data-bearing resources are protected.
+    Data-bearing resources are protected. The bootstrap re-runs whenever the SQL, the server or a
+    password changes (a digest of them is on the Job's pod template), and `host` resolves only after
+    it has completed, so whatever uses the host waits for the roles and databases to exist.
 
     Exports `host`, `port`, `databases` (app role -> database) and `admin_password` (secret).
     """
@@ -208,8 +220,8 @@ class Database(pulumi.ComponentResource):
                 apply_immediately=False,
                 opts=data,
             )
-            self.host: pulumi.Output[str] = instance.address
-            self.port: pulumi.Output[int] = instance.port
+            host: pulumi.Output[str] = instance.address
+            port: pulumi.Output[int] = instance.port
             admin_user = "mlops_admin"
             sslmode = "require"
             depends.append(instance)
@@ -279,8 +291,8 @@ class Database(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[superuser, service]),
             )
-            self.host = pulumi.Output.concat("postgres.", pulumi.Output.from_input(args.namespace), ".svc.cluster.local")
-            self.port = pulumi.Output.from_input(5432)
+            host = pulumi.Output.concat("postgres.", pulumi.Output.from_input(args.namespace), ".svc.cluster.local")
+            port = pulumi.Output.from_input(5432)
             admin_user = "postgres"
             sslmode = "disable"
             depends.append(server)
@@ -309,10 +321,14 @@ class Database(pulumi.ComponentResource):
             string_data=job_env,
             opts=child,
         )
+        inputs_digest = pulumi.Output.unsecret(
+            pulumi.Output.all(sql, host, port, *[passwords[a.role] for a in args.apps]).apply(bootstrap_inputs_digest)
+        )
         psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
-        Job(
+        job = Job(
             f"{name}-bootstrap",
-            # the Job is immutable: a new SQL text gives a new Job name, so `pulumi up` runs it again
+            # A Job's pod template is immutable: new SQL (a new name) or new inputs (the digest
+            # annotation: server, passwords) replace the Job, so `pulumi up` runs the bootstrap again.
             metadata=ObjectMetaArgs(
                 name=f"db-bootstrap-{hashlib.sha256(sql.encode()).hexdigest()[:8]}", namespace=args.namespace, labels=labels
             ),
@@ -320,7 +336,7 @@ class Database(pulumi.ComponentResource):
                 backoff_limit=20,
                 active_deadline_seconds=1800,
                 template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels),
+                    metadata=ObjectMetaArgs(labels=labels, annotations={BOOTSTRAP_INPUTS_ANNOTATION: inputs_digest}),
                     spec=PodSpecArgs(
                         restart_policy="OnFailure",
                         automount_service_account_token=False,
@@ -331,8 +347,8 @@ class Database(pulumi.ComponentResource):
                                 image=POSTGRES_IMAGES[major],
                                 command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
                                 env=[
-                                    EnvVarArgs(name="PGHOST", value=self.host),
-                                    EnvVarArgs(name="PGPORT", value=self.port.apply(str)),
+                                    EnvVarArgs(name="PGHOST", value=host),
+                                    EnvVarArgs(name="PGPORT", value=port.apply(str)),
                                     EnvVarArgs(name="PGUSER", value=admin_user),
                                     EnvVarArgs(name="PGDATABASE", value="postgres"),
                                     EnvVarArgs(name="PGSSLMODE", value=sslmode),
@@ -351,6 +367,10 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, sql_map, job_secret], delete_before_replace=True),
         )
 
+        # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
+        # the bootstrap: the roles and databases exist before anything tries to use them.
+        self.host: pulumi.Output[str] = pulumi.Output.all(host, job.id).apply(lambda v: str(v[0]))
+        self.port: pulumi.Output[int] = port
         for app in args.apps:
             if app.secret_format == "username-password":
                 content: Mapping[str, pulumi.Input[str]] = {"username": pulumi.Output.secret(app.role), "password": passwords[app.role]}

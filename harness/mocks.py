@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +113,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def __init__(self, region: str = REGION) -> None:
         self.region = region
+        # (type, name) -> the resource's `replacement_trigger` (set by `RecordingMonitor`): a resource
+        # replaced because its trigger changed is a new physical resource with new computed values
+        # (an IAM access key gets a new id and secret), as with the real provider.
+        self.replacement_triggers: dict[tuple[str, str], str] = {}
 
     # -- resources --------------------------------------------------------------------------------
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -160,8 +165,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
             out.update(name=uname, arn=self._arn("iam", f"user{inputs.get('path', '/')}{uname}", False), uniqueId=_upper_id("AIDA", uname))
             return uname, out
         if typ == "aws:iam/accessKey:AccessKey":
-            key_id = _upper_id("AKIA", name)
-            secret = base64.b64encode(hashlib.sha256(("secret/" + name).encode()).digest()).decode()[:40]
+            trigger = self.replacement_triggers.get((typ, name))
+            instance = name if trigger is None else f"{name}@{trigger}"
+            key_id = _upper_id("AKIA", instance)
+            secret = base64.b64encode(hashlib.sha256(("secret/" + instance).encode()).digest()).decode()[:40]
             out.update(id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z")
             return key_id, out
         if typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
@@ -348,6 +355,13 @@ class RecordingMonitor(MockMonitor):
         self.registrations = {}
 
     def RegisterResource(self, request: Any) -> Any:
+        trigger = (
+            decode(json_format.MessageToDict(request.replacement_trigger))
+            if request.HasField("replacement_trigger")
+            else None
+        )
+        if trigger is not None and isinstance(self.mocks, PlatformMocks):
+            self.mocks.replacement_triggers[(request.type, request.name)] = json.dumps(reveal(trigger), sort_keys=True)
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -371,11 +385,7 @@ class RecordingMonitor(MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
             ignore_changes=list(request.ignoreChanges),
-            replacement_trigger=(
-                decode(json_format.MessageToDict(request.replacement_trigger))
-                if request.HasField("replacement_trigger")
-                else None
-            ),
+            replacement_trigger=trigger,
         )
         return response
 

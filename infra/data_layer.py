@@ -15,7 +15,9 @@ from components.shared_storage import NfsVolume, SharedStorage, SharedStorageArg
 from stacks.settings import StackSettings
 
 # The key-rotation clock. `pulumi up` uses the real time; set this (ISO-8601 with a zone) to run a
-# rotation drill for a given instant, as the tests do. It is read here and nowhere else.
+# rotation drill for a given instant, as the tests do. It is read here and nowhere else: the
+# component takes the instant as `ArtifactStoreArgs.now` and never reads a clock itself. An
+# environment variable rather than a stack setting, so a drill cannot be committed to a stack file.
 ROTATION_CLOCK_VAR = "MLOPS_ROTATION_NOW"
 
 
@@ -31,7 +33,27 @@ def rotation_now() -> datetime:
 
 @dataclass
 class DataLayer:
-    """What the platform's services need from the data layer (names are plain where they are known)."""
+    """What the platform's services need from the data layer (names are plain where they are known).
+    The field names are an interface (infra/services.py reads them): add fields, do not rename.
+
+    - `artifacts`, `database`, `storage`: the three components.
+    - `bucket_name`: the artifact bucket; `mlflow_prefix` ("mlflow/") and `airflow_log_prefix`
+      ("airflow-logs/") are the only prefixes the two IAM users may touch.
+    - `mlflow_s3_secret`: Secret in the MLflow namespace with `AWS_ACCESS_KEY_ID` and
+      `AWS_SECRET_ACCESS_KEY` (the MLflow chart's `artifactRoot.s3.existingSecret`).
+    - `airflow_logs_secret`: Secret in the Airflow namespace with `AIRFLOW_CONN_<airflow_logs_conn_id
+      upper-cased>`, an `aws://` connection URI for remote logging (`envFrom` it).
+    - `rotation_annotations`: consumer ("mlflow", "airflow") -> a value to put on that workload's pod
+      template (e.g. `podAnnotations`); it changes when the active key changes and resolves only
+      after the Secret holds the new key, so the pods roll onto it. Not secret.
+    - `mlflow_db_secret`: Secret in the MLflow namespace with `username` and `password`
+      (`backendStore.existingDatabaseSecret`); `airflow_db_secret`: Secret in the Airflow namespace with
+      `connection` = `postgresql://...` (the Airflow chart's `data.metadataSecretName`).
+    - `db_host` (resolves after the bootstrap Job has created the roles and databases), `db_port`,
+      `mlflow_database`, `airflow_database`.
+    - `serving_logs_claim` (serving namespace) and `airflow_logs_claim` (Airflow namespace; the claim
+      exists only when `airflow.remoteLogging` is false): ReadWriteMany NFS claims.
+    """
 
     artifacts: ArtifactStore
     database: Database
@@ -50,6 +72,7 @@ class DataLayer:
     db_host: pulumi.Output[str]
     db_port: pulumi.Output[int]
     mlflow_database: str
+    airflow_database: str = "airflow"
 
 
 def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces) -> DataLayer:
@@ -128,4 +151,5 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
         db_host=database.host,
         db_port=database.port,
         mlflow_database="mlflow",
+        airflow_database="airflow",
     )

@@ -656,6 +656,10 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
         problems.append(f"{src}: {ns}serving.routing uses aliases {missing} that serving.aliases does not load")
     if s.is_prod and not s.protect:
         problems.append(f"{src}: {ns}protect must stay true in prod")
+    if s.is_prod and s.database.mode == "rds":
+        for key, on in (("multiAz", s.database.multi_az), ("deletionProtection", s.database.deletion_protection)):
+            if not on:
+                problems.append(f"{src}: {ns}database.{key} must stay true in prod")
 
 
 def _routed_aliases(routing: Mapping[str, Any]) -> list[str]:

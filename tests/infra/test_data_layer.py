@@ -4,10 +4,14 @@ IAM policies enforced by moto's server, bootstrap SQL against the local PostgreS
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,14 +22,22 @@ import pytest
 from botocore.exceptions import ClientError
 
 from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ROTATION_EPOCH, prefix_policy, rotation_plan
-from components.database import AppDatabase, bootstrap_sql, password_variable
+from components.database import (
+    BOOTSTRAP_INPUTS_ANNOTATION,
+    AppDatabase,
+    bootstrap_inputs_digest,
+    bootstrap_sql,
+    password_variable,
+)
 from devstack.moto import moto_s3
 from harness import checks
 from harness.mocks import SecretValue, reveal
-from harness.run import ProgramRun, run_program
+from harness.run import ProgramRun, read_stack_file, run_program
 from infra.data_layer import ROTATION_CLOCK_VAR
+from stacks.settings import SettingsError, load_settings
 
 STACKS = ["dev", "prod"]
+K8S_VERSIONS = ["1.30", checks.LATEST_KUBERNETES]
 BUCKET_COMPANIONS = {
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
@@ -142,50 +154,83 @@ def test_rotation_plan_is_two_slots_of_consecutive_periods() -> None:
         rotation_plan(datetime(2026, 1, 1), 30)
 
 
+ROTATION_START = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ROTATION_STEPS = 4  # the initial deployment and three rotations
+
+
+def _active_key_id(consumer: str, content: dict[str, str]) -> str:
+    if consumer == "mlflow":
+        return content["AWS_ACCESS_KEY_ID"]
+    uri = urllib.parse.urlsplit(content["AIRFLOW_CONN_MLOPS_S3_LOGS"])
+    return urllib.parse.unquote(uri.username or "")
+
+
 def rotation_state(now: datetime) -> dict[str, Any]:
+    """One `pulumi up` of prod at `now`, under mocks: per consumer its key slots (trigger, key id),
+    the active key id as its Secret holds it, the Secret content and the pod-template annotation."""
     run = run_program("prod", env={ROTATION_CLOCK_VAR: now.isoformat()})
-    keys: dict[str, dict[int, int]] = {}
+    slots: dict[str, dict[int, dict[str, Any]]] = {}
     for reg in run.of_type("aws:iam/accessKey:AccessKey"):
         consumer = reg.name.split("-")[1]
         slot = int(reg.name.rsplit("slot", 1)[1])
-        keys.setdefault(consumer, {})[slot] = int(reg.replacement_trigger)
         assert reg.delete_before_replace, "the expired key must go before its replacement is created"
-    secrets = {r.manifest["metadata"]["name"]: json.dumps(reveal(r.inputs["stringData"]), sort_keys=True) for r in run.of_type("kubernetes:core/v1:Secret")}
-    releases = {reveal(r.inputs)["chart"]: reveal(r.inputs)["values"] for r in run.helm_releases()}
-    store = next(r for r in run.registrations if r.type == "mlops:platform:ArtifactStore")
-    return {
-        "period": int(store.registered_outputs["rotation_period"]),
-        "keys": keys,
-        "secrets": {"mlflow": secrets["mlflow-s3-credentials"], "airflow": secrets["airflow-s3-logs"]},
-        "annotations": {
-            "mlflow": releases["mlflow"]["podAnnotations"]["mlops-platform/s3-key"],
-            "airflow": releases["airflow"]["airflowPodAnnotations"]["mlops-platform/s3-key"],
-        },
+        assert "secret" in reg.additional_secret_outputs
+        slots.setdefault(consumer, {})[slot] = {"trigger": int(reg.replacement_trigger), "id": reg.outputs["id"]}
+    secrets = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:Secret")}
+    releases = {reveal(r.inputs)["chart"]: r for r in run.helm_releases()}
+    annotations = {
+        "mlflow": reveal(releases["mlflow"].inputs)["values"]["podAnnotations"]["mlops-platform/s3-key"],
+        "airflow": reveal(releases["airflow"].inputs)["values"]["airflowPodAnnotations"]["mlops-platform/s3-key"],
     }
+    state: dict[str, Any] = {"period": None, "consumers": {}}
+    store = next(r for r in run.registrations if r.type == "mlops:platform:ArtifactStore")
+    assert store.registered_outputs is not None
+    state["period"] = int(store.registered_outputs["rotation_period"])
+    for consumer, secret_name in (("mlflow", "mlflow-s3-credentials"), ("airflow", "airflow-s3-logs")):
+        secret = secrets[secret_name]
+        content = reveal(secret.inputs["stringData"])
+        # the workload rolls only after its Secret holds the new key
+        assert secret.urn in releases[consumer].dependencies, f"the {consumer} release does not wait for {secret_name}"
+        state["consumers"][consumer] = {
+            "slots": slots[consumer],
+            "active": _active_key_id(consumer, content),
+            "secret": json.dumps(content, sort_keys=True),
+            "annotation": annotations[consumer],
+            "key_secrets": [k.outputs["secret"] for k in run.of_type("aws:iam/accessKey:AccessKey")],
+        }
+    return state
 
 
-def test_keys_rotate_over_four_periods_without_downtime() -> None:
-    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    states = [rotation_state(start + timedelta(days=30 * i)) for i in range(4)]
-    periods = [s["period"] for s in states]
-    assert periods == list(range(periods[0], periods[0] + 4))
-    seen_active: set[tuple[str, int, int]] = set()
-    for before, after in zip([None, *states], states, strict=False):
-        for consumer in ("mlflow", "airflow"):
-            slots = after["keys"][consumer]
-            assert len(slots) == 2, "at most two keys per user (AWS allows two)"
-            period = after["period"]
-            active = (consumer, period % 2, slots[period % 2])
-            assert slots[period % 2] == period, "the active key is the one issued this period"
-            assert active not in seen_active, "a new active key every period"
-            seen_active.add(active)
-            assert slots[(period + 1) % 2] == period - 1, "the previous period's key is still there"
-            if before is not None:
-                prev_period = before["period"]
-                assert slots[prev_period % 2] == before["keys"][consumer][prev_period % 2], "last period's key survives the rotation"
-                assert after["secrets"][consumer] != before["secrets"][consumer], "the Secret gets the new key"
-                assert after["annotations"][consumer] != before["annotations"][consumer], "the workload rolls"
-    assert len({s["annotations"]["mlflow"] for s in states}) == 4
+@pytest.fixture(scope="module")
+def rotation_states() -> list[dict[str, Any]]:
+    """prod deployed at the same time of day in four consecutive 30-day rotation periods."""
+    return [rotation_state(ROTATION_START + timedelta(days=30 * i)) for i in range(ROTATION_STEPS)]
+
+
+@pytest.mark.parametrize("consumer", ["mlflow", "airflow"])
+def test_keys_rotate_over_three_periods_without_downtime(rotation_states: list[dict[str, Any]], consumer: str) -> None:
+    periods = [s["period"] for s in rotation_states]
+    assert periods == list(range(periods[0], periods[0] + ROTATION_STEPS))
+    history: list[dict[str, Any]] = []
+    for state in rotation_states:
+        now, period = state["consumers"][consumer], state["period"]
+        assert len(now["slots"]) == 2, "at most two keys per user (AWS allows two)"
+        active_slot = now["slots"][period % 2]
+        assert active_slot["trigger"] == period and now["active"] == active_slot["id"], "the active key is this period's"
+        assert now["slots"][(period + 1) % 2]["trigger"] == period - 1, "the other slot holds the previous period's key"
+        assert now["annotation"] not in now["secret"] and now["active"] not in now["annotation"]
+        assert not any(secret in now["annotation"] for secret in now["key_secrets"])
+        if history:
+            before = history[-1]
+            keys_now = {slot["id"] for slot in now["slots"].values()}
+            assert before["active"] in keys_now, "last period's key stays valid one more period"
+            changed = [k for k in (0, 1) if now["slots"][k]["trigger"] != before["slots"][k]["trigger"]]
+            assert changed == [period % 2], "one key replaced per period: the one from two periods ago"
+            assert before["slots"][period % 2]["id"] not in keys_now, "the key from two periods ago is gone"
+            assert now["active"] not in {h["active"] for h in history}, "a new active key every period"
+            assert now["secret"] not in {h["secret"] for h in history}, "the Secret gets the new key"
+            assert now["annotation"] not in {h["annotation"] for h in history}, "the workload rolls"
+        history.append(now)
 
 
 def test_rotation_clock_must_carry_a_zone() -> None:
@@ -211,6 +256,11 @@ def test_prod_uses_rds_with_every_safeguard(stack_run: Any) -> None:
     assert only(run, "aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == [
         "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003",
     ]
+    assert i["dbSubnetGroupName"] == only(run, "aws:rds/subnetGroup:SubnetGroup").outputs["name"]
+    assert i["parameterGroupName"] == only(run, "aws:rds/parameterGroup:ParameterGroup").outputs["name"]
+    assert i["vpcSecurityGroupIds"] == [only(run, "aws:ec2/securityGroup:SecurityGroup").id]
+    assert only(run, "aws:ec2/securityGroup:SecurityGroup").inputs["vpcId"] == "vpc-0a1b2c3d4e5f60718"
+    assert only(run, "aws:ec2/securityGroup:SecurityGroup").inputs.get("egress") in ([], None)
     (rule,) = only(run, "aws:ec2/securityGroup:SecurityGroup").inputs["ingress"]
     assert (rule["fromPort"], rule["toPort"], rule["protocol"], rule["cidrBlocks"]) == (5432, 5432, "tcp", ["10.40.0.0/16"])
     assert not run.of_type("kubernetes:apps/v1:StatefulSet")
@@ -243,6 +293,10 @@ def test_dev_with_rds_mode_gets_rds_with_dev_defaults() -> None:
     assert i["storageEncrypted"] is True and i["publiclyAccessible"] is False and i["backupRetentionPeriod"] >= 7
     assert not run.of_type("kubernetes:apps/v1:StatefulSet")
     assert checks.reference_problems(run) == [] and checks.plaintext_secret_problems(run) == []
+    assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
+    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    env = {e["name"]: e.get("value") for e in job.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PGHOST"].endswith(".rds.amazonaws.com") and env["PGSSLMODE"] == "require" and env["PGUSER"] == "mlops_admin"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -258,6 +312,71 @@ def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(st
         assert key.outputs["result"] not in sql
     assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "db-bootstrap"}}]
     assert pod["volumes"][0]["configMap"]["name"] == "db-bootstrap-sql"
+
+
+@pytest.mark.parametrize("key", ["database.multiAz", "database.deletionProtection"])
+def test_prod_rds_safeguards_cannot_be_switched_off(key: str) -> None:
+    cfg = read_stack_file("prod")
+    config = {**cfg.config, f"mlops-platform:{key}": "false"}
+    with pytest.raises(SettingsError, match=f"{key} must stay true in prod"):
+        load_settings("prod", config, set(cfg.secret_keys), cfg.source)
+    dev = read_stack_file("dev")
+    rds_dev = {
+        **dev.config, f"mlops-platform:{key}": "false", "mlops-platform:database.mode": "rds",
+        "mlops-platform:database.vpcId": "vpc-0abc", "mlops-platform:database.subnetIds": '["subnet-0a", "subnet-0b"]',
+        "mlops-platform:database.allowedCidrs": '["10.1.0.0/16"]',
+    }
+    load_settings("dev", rds_dev, set(dev.secret_keys), dev.source)  # dev may
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    template = job.manifest["spec"]["template"]
+    env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+    sql = next(r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql")
+    passwords = {r.name: r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")}
+    inputs = [sql.manifest["data"]["bootstrap.sql"], env["PGHOST"], int(env["PGPORT"]), passwords["database-mlflow-password"], passwords["database-airflow-password"]]
+    digest = template["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION]
+    assert digest == bootstrap_inputs_digest(inputs)
+    for changed in range(len(inputs)):  # any input changing (a password, the server) replaces the Job
+        other = [f"{v}-changed" if i == changed else v for i, v in enumerate(inputs)]
+        assert bootstrap_inputs_digest(other) != digest
+    assert not isinstance(job.inputs["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION], SecretValue)
+    assert all(pw not in digest for pw in passwords.values())
+    # the Airflow metadata Secret, the MLflow release and the exported host wait for the bootstrap
+    metadata = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-metadata")
+    assert job.urn in metadata.dependencies
+    mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
+    assert job.urn in mlflow.dependencies
+    assert run.exports["databaseHost"].value == env["PGHOST"] and not run.exports["databaseHost"].secret
+
+
+def test_airflow_parses_the_logging_connection(stack_run: Any, tmp_path: Path) -> None:
+    """The Secret's AIRFLOW_CONN_MLOPS_S3_LOGS read by Airflow 3's own environment-variable secrets
+    backend (in a subprocess with a throwaway AIRFLOW_HOME): the key id, secret and region survive."""
+    run = stack_run("prod")
+    secret = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-s3-logs")
+    env_value = reveal(secret.inputs["stringData"])["AIRFLOW_CONN_MLOPS_S3_LOGS"]
+    keys = [k for k in run.of_type("aws:iam/accessKey:AccessKey") if k.name.startswith("artifacts-airflow-")]
+    (active,) = [k for k in keys if k.outputs["id"] in env_value]
+    assert any(c in active.outputs["secret"] for c in "/+="), "the mock secret exercises URL encoding"
+    script = (
+        "import json\n"
+        "from airflow.secrets.environment_variables import EnvironmentVariablesBackend\n"
+        "c = EnvironmentVariablesBackend().get_connection('mlops_s3_logs')\n"
+        "print(json.dumps([c.conn_type, c.login, c.password, c.extra_dejson]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW_CONN_MLOPS_S3_LOGS": env_value},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    conn_type, login, password, extra = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (conn_type, login, password) == ("aws", active.outputs["id"], active.outputs["secret"])
+    assert extra == {"region_name": "eu-west-1"}
 
 
 # --- NFS and protection ----------------------------------------------------------------------------
@@ -285,6 +404,9 @@ def test_airflow_log_volume_exists_only_without_remote_logging() -> None:
     values = next(reveal(r.inputs)["values"] for r in run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
     assert values["logs"]["persistence"] == {"enabled": True, "existingClaim": "airflow-logs"}
     assert checks.reference_problems(run) == []
+    assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
+    pv = next(r for r in run.of_type("kubernetes:core/v1:PersistentVolume") if r.manifest["metadata"]["name"] == "mlops-dev-airflow-logs")
+    assert pv.manifest["spec"]["claimRef"]["name"] == "airflow-logs" and pv.protect and pv.retain_on_delete
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -300,62 +422,162 @@ def test_every_data_bearing_resource_is_protected(stack: str, stack_run: Any) ->
 
 # --- least privilege, for real (moto's server with IAM authorization) -------------------------------
 def _client(service: str, endpoint: str, key_id: str = "testing", secret: str = "testing") -> Any:
-    return boto3.client(service, endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret, region_name="us-east-1")
+    return boto3.client(
+        service, endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret, region_name="us-east-1"
+    )
 
 
-def _denied(call: Any) -> bool:
+def _error_code(call: Any) -> str | None:
     try:
         call()
     except ClientError as exc:
-        return exc.response["Error"]["Code"] in ("AccessDenied", "403")
-    return False
+        return str(exc.response["Error"]["Code"])
+    return None
+
+
+def _denied(call: Any) -> bool:
+    return _error_code(call) in ("AccessDenied", "403")
+
+
+def program_policies(run: ProgramRun, bucket: str) -> dict[str, str]:
+    """consumer -> the policy document the program attaches to its IAM user, aimed at `bucket`."""
+    mock_bucket = only(run, "aws:s3/bucket:Bucket").outputs["bucket"]
+    docs = {}
+    for reg in run.of_type("aws:iam/userPolicy:UserPolicy"):
+        consumer = reg.name.split("-")[1]
+        doc = reg.inputs["policy"]
+        assert f"arn:aws:s3:::{mock_bucket}" in doc
+        docs[consumer] = doc.replace(f"arn:aws:s3:::{mock_bucket}", f"arn:aws:s3:::{bucket}")
+    assert set(docs) == {"mlflow", "airflow"}
+    return docs
+
+
+@dataclass
+class IamMoto:
+    endpoint: str
+    bucket: str
+    other: str
+    admin: Any  # IAM client with the test's own administrator key
+    policies: dict[str, str]  # consumer -> the program's policy document for `bucket`
+    keys: dict[str, tuple[str, str]]  # consumer -> a key of a user holding exactly that policy
+
+    def s3(self, key: tuple[str, str]) -> Any:
+        return _client("s3", self.endpoint, *key)
+
+    def new_user(self, consumer: str) -> str:
+        user = f"mlops-test-{consumer}-{uuid.uuid4().hex[:8]}"
+        self.admin.create_user(UserName=user)
+        self.admin.put_user_policy(UserName=user, PolicyName="artifacts", PolicyDocument=self.policies[consumer])
+        return user
 
 
 @pytest.fixture(scope="module")
-def moto_with_iam() -> Iterator[tuple[str, dict[str, tuple[str, str]], str]]:
+def iam_moto(stack_run: Any) -> Iterator[IamMoto]:
+    """moto's server with the program's bucket layout and IAM policies, then IAM authorization
+    switched on (`/moto-api/reset-auth` with 0 = INITIAL_NO_AUTH_ACTION_COUNT exhausted): from then
+    on every request is authenticated by its access key and authorized by its user's policies."""
     bucket, other = f"artifacts-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
     with moto_s3(buckets=(bucket, other)) as server:
         endpoint = server.endpoint_url
         iam, s3 = _client("iam", endpoint), _client("s3", endpoint)
-        keys = {}
+        iam.create_user(UserName="test-admin")
+        admin_doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="test-admin", PolicyName="admin", PolicyDocument=json.dumps(admin_doc))
+        admin_key = iam.create_access_key(UserName="test-admin")["AccessKey"]
+        env = IamMoto(endpoint, bucket, other, iam, program_policies(stack_run("prod"), bucket), {})
         for consumer, prefix in (("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX)):
-            user = f"mlops-test-{consumer}"
-            iam.create_user(UserName=user)
-            # exactly the document the program attaches
-            iam.put_user_policy(UserName=user, PolicyName="bucket-prefix", PolicyDocument=json.dumps(prefix_policy(f"arn:aws:s3:::{bucket}", prefix)))
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            keys[consumer] = (key["AccessKeyId"], key["SecretAccessKey"])
+            key = iam.create_access_key(UserName=env.new_user(consumer))["AccessKey"]
+            env.keys[consumer] = (key["AccessKeyId"], key["SecretAccessKey"])
             s3.put_object(Bucket=bucket, Key=f"{prefix}seed.txt", Body=b"seed")
-        # from now on every request is authenticated and authorized against IAM
-        enable = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "application/json"})
+        enable = urllib.request.Request(
+            f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "application/json"}
+        )
         urllib.request.urlopen(enable, timeout=10).read()
-        yield endpoint, keys, bucket + "|" + other
+        env.admin = _client("iam", endpoint, admin_key["AccessKeyId"], admin_key["SecretAccessKey"])
+        # authorization is really on: unknown credentials are refused
+        assert _error_code(lambda: s3.list_objects_v2(Bucket=bucket)) is not None
+        yield env
 
 
-@pytest.mark.parametrize(("consumer", "own", "foreign"), [("mlflow", MLFLOW_PREFIX, AIRFLOW_LOG_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX)])
-def test_each_user_reaches_its_prefix_only(moto_with_iam: Any, consumer: str, own: str, foreign: str) -> None:
-    endpoint, keys, buckets = moto_with_iam
-    bucket, other = buckets.split("|")
-    s3 = _client("s3", endpoint, *keys[consumer])
+@pytest.mark.parametrize(
+    ("consumer", "own", "foreign"),
+    [("mlflow", MLFLOW_PREFIX, AIRFLOW_LOG_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX)],
+)
+def test_each_user_reaches_its_prefix_only(iam_moto: IamMoto, consumer: str, own: str, foreign: str) -> None:
+    bucket, other = iam_moto.bucket, iam_moto.other
+    s3 = iam_moto.s3(iam_moto.keys[consumer])
     s3.put_object(Bucket=bucket, Key=f"{own}run/model.pkl", Body=b"model")
     assert s3.get_object(Bucket=bucket, Key=f"{own}run/model.pkl")["Body"].read() == b"model"
     assert s3.get_object(Bucket=bucket, Key=f"{own}seed.txt")["Body"].read() == b"seed"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=own)
     assert {o["Key"] for o in listed.get("Contents", [])} >= {f"{own}seed.txt", f"{own}run/model.pkl"}
+    s3.delete_object(Bucket=bucket, Key=f"{own}run/model.pkl")
     assert _denied(lambda: s3.get_object(Bucket=bucket, Key=f"{foreign}seed.txt"))
     assert _denied(lambda: s3.put_object(Bucket=bucket, Key=f"{foreign}x", Body=b"x"))
-    assert _denied(lambda: s3.put_object(Bucket=other, Key=f"{own}x", Body=b"x"))
-    assert _denied(lambda: s3.delete_bucket(Bucket=bucket))
     assert _denied(lambda: s3.delete_object(Bucket=bucket, Key=f"{foreign}seed.txt"))
-    # Listing is limited by an `s3:prefix` condition, which moto 5.2 does not evaluate; the
-    # condition itself is checked on the generated document in test_each_consumer_gets_its_own_prefix_only.
+    assert _denied(lambda: s3.put_object(Bucket=bucket, Key="outside-any-prefix.txt", Body=b"x"))
+    assert _denied(lambda: s3.put_object(Bucket=other, Key=f"{own}x", Body=b"x"))
+    assert _denied(lambda: s3.get_object(Bucket=other, Key=f"{own}x"))
+    assert _denied(lambda: s3.delete_bucket(Bucket=bucket))
+    assert _denied(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": []})))
+    assert _denied(lambda: s3.create_bucket(Bucket=f"new-{uuid.uuid4().hex[:8]}"))
+    assert _denied(lambda: _client("iam", iam_moto.endpoint, *iam_moto.keys[consumer]).create_access_key())
+    # Listing is limited by an `s3:prefix` condition, which moto 5.2 does not evaluate (it only
+    # evaluates StringEquals, and passes no S3 condition keys); the condition itself is checked on
+    # the generated document in test_each_consumer_gets_its_own_prefix_only.
 
 
-def test_a_wrong_key_is_rejected(moto_with_iam: Any) -> None:
-    endpoint, keys, buckets = moto_with_iam
-    s3 = _client("s3", endpoint, keys["mlflow"][0], "not-the-secret")
+def test_a_wrong_key_is_rejected(iam_moto: IamMoto) -> None:
+    s3 = iam_moto.s3((iam_moto.keys["mlflow"][0], "not-the-secret"))
     with pytest.raises(ClientError):
-        s3.get_object(Bucket=buckets.split("|")[0], Key=f"{MLFLOW_PREFIX}seed.txt")
+        s3.get_object(Bucket=iam_moto.bucket, Key=f"{MLFLOW_PREFIX}seed.txt")
+
+
+@pytest.mark.parametrize(("consumer", "prefix"), [("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX)])
+def test_rotation_replayed_in_iam_keeps_the_previous_key_working(
+    iam_moto: IamMoto, rotation_states: list[dict[str, Any]], consumer: str, prefix: str
+) -> None:
+    """Applies the program's key slots period after period the way `pulumi up` does (a slot whose
+    replacement trigger changed is deleted, then created: delete_before_replace) to a real IAM user
+    in moto, which enforces the two-key limit: at every step the user has at most two keys, the new
+    active key works, the previous period's key (still in unrolled pods) keeps working, and the key
+    from two periods ago stops working."""
+    user = iam_moto.new_user(consumer)
+    live: dict[int, tuple[str, str]] = {}  # slot -> (key id, secret) in moto
+    deployed: dict[int, int] = {}  # slot -> trigger of the key in `live`
+
+    def key_count() -> int:
+        return len(iam_moto.admin.list_access_keys(UserName=user)["AccessKeyMetadata"])
+
+    def works(key: tuple[str, str]) -> bool:
+        s3, name = iam_moto.s3(key), f"{prefix}rotation/{uuid.uuid4().hex}"
+        return _error_code(lambda: s3.put_object(Bucket=iam_moto.bucket, Key=name, Body=b"x")) is None and (
+            s3.get_object(Bucket=iam_moto.bucket, Key=name)["Body"].read() == b"x"
+        )
+
+    previous_active: tuple[str, str] | None = None
+    for state in rotation_states:
+        period, slots = state["period"], state["consumers"][consumer]["slots"]
+        retired = []
+        for slot in (0, 1):
+            if deployed.get(slot) == slots[slot]["trigger"]:
+                continue
+            if slot in live:  # delete before replace
+                retired.append(live.pop(slot))
+                iam_moto.admin.delete_access_key(UserName=user, AccessKeyId=retired[-1][0])
+            assert key_count() <= 1
+            created = iam_moto.admin.create_access_key(UserName=user)["AccessKey"]
+            live[slot], deployed[slot] = (created["AccessKeyId"], created["SecretAccessKey"]), slots[slot]["trigger"]
+            assert key_count() <= 2
+        assert key_count() == 2
+        # a third key is refused: replacing a slot create-before-delete could not work
+        assert _error_code(lambda: iam_moto.admin.create_access_key(UserName=user)) == "LimitExceeded"
+        active = live[period % 2]
+        assert works(active), "the new active key works"
+        if previous_active is not None:
+            assert previous_active != active and works(previous_active), "pods not yet rolled keep working"
+            assert len(retired) == 1 and not works(retired[0]), "the key from two periods ago is revoked"
+        previous_active = active
 
 
 # --- bootstrap SQL, for real (local PostgreSQL) ------------------------------------------------------
@@ -408,7 +630,7 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(app_names: tuple[str, st
     assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
     assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
-        owners = dict(conn.execute(
+        owners: dict[str, str] = dict(conn.execute(
             "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname IN (%s, %s)", (mlflow, airflow)
         ).fetchall())
         assert owners == {mlflow: mlflow, airflow: airflow}
