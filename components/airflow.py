@@ -11,6 +11,7 @@ from pulumi_kubernetes.core.v1 import Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.options import inherited_depends_on
 from services.common import contract
 from stacks.settings import AirflowSettings
 
@@ -165,7 +166,7 @@ class AirflowPlatform(pulumi.ComponentResource):
             namespace=args.namespace,
             timeout=1200,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
         )
         self.url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
         self.internal_url: pulumi.Output[str] = pulumi.Output.concat(

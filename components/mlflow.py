@@ -10,6 +10,7 @@ from pulumi_kubernetes.core.v1 import Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.options import inherited_depends_on
 from stacks.settings import MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
@@ -133,7 +134,7 @@ class MlflowServer(pulumi.ComponentResource):
             atomic=True,
             timeout=900,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *inherited_depends_on(opts)]),
         )
         self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
             f"http://{RELEASE}.", args.namespace, f".svc.cluster.local:{SERVICE_PORT}"

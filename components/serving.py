@@ -70,6 +70,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
 from stacks.settings import ServingSettings
@@ -221,7 +222,7 @@ class ServingService(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *inherited_depends_on(opts)]),
         )
         self.service = Service(
             f"{name}-service",

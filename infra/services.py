@@ -107,6 +107,8 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
         opts=k8s_opts,
     )
     after_endpoints = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints]))
+    # Airflow's migration job needs its role and database: wait for the data layer's bootstrap
+    after_database = pulumi.ResourceOptions.merge(after_endpoints, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints, data.database]))
     airflow = AirflowPlatform(
         "airflow",
         AirflowPlatformArgs(
@@ -123,7 +125,7 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
             logs_claim=data.airflow_logs_claim,
             rotation_annotation=data.rotation_annotations["airflow"],
         ),
-        opts=after_endpoints,
+        opts=after_database,
     )
     serving = ServingService(
         "serving",

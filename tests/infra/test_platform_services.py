@@ -273,3 +273,26 @@ def test_no_contract_variable_is_spelled_outside_the_contract() -> None:
             if literal.search(text) or (not f.endswith(".py") and shell.search(text)):
                 offenders.append(f"{f}: {name}")
     assert offenders == [], "use services.common.contract instead of spelling these names"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_waits_for_the_database_bootstrap(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    airflow = next(r for r in run.registrations if r.type == "mlops:platform:AirflowPlatform")
+    database = next(r for r in run.registrations if r.type == "mlops:platform:Database")
+    release = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
+    bootstrap = next(r for r in run.registrations if r.type == "kubernetes:batch/v1:Job" and r.parent == database.urn)
+    assert bootstrap.urn in airflow.dependencies
+    # children do not inherit a component's depends_on: the release itself must wait
+    assert bootstrap.urn in release.dependencies
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workloads_wait_for_their_configuration(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    configmaps = {r.urn for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP}
+    deployment = next(r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "serving")
+    assert configmaps & set(deployment.dependencies)
+    mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
+    issuers = {r.urn for r in run.registrations if r.type == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
+    assert issuers & set(mlflow.dependencies)
