@@ -168,6 +168,7 @@ def test_mixed_schema_uses_a_frame_and_checks_types() -> None:
     v = InputValidator((Column("x", "double"), Column("s", "string"), Column("o", "double", required=False)), 10)
     assert not v.numeric
     frame = v.validate({"rows": [{"x": 1.0, "s": "a"}, {"x": 2, "s": "b", "o": None}]})
+    assert not isinstance(frame, np.ndarray)
     assert list(frame.columns) == ["x", "s", "o"] and len(frame) == 2
     for bad, field in (({"x": 1.0, "s": 3}, "rows[0].s"), ({"s": "a"}, "rows[0].x"), ({"x": float("inf"), "s": "a"}, "rows[0].x")):
         with pytest.raises(RequestError) as err:
