@@ -137,7 +137,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15, help="duration of each hey run")
     parser.add_argument("--swaps", type=int, default=20)
     parser.add_argument("--swap-interval", type=float, default=1.0, help="seconds between the starts of two swaps")
-    parser.add_argument("--swap-pairs", type=int, default=2, help="steady/swap run pairs the swaps are spread over")
+    parser.add_argument("--swap-pairs", type=int, default=4, help="steady/swap run pairs the swaps are spread over")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
