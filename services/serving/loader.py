@@ -1,15 +1,16 @@
 """Downloading and loading model versions, away from the event loop.
 
 Native sklearn versions are fetched and deserialized in a separate loader process (one per service
-process, started with `spawn`, at a lower CPU priority: nice +10). The serving process then only
+process, started with `spawn`, at a lower CPU priority: nice +10) when the container's memory limit
+leaves room for it (`loader_process_fits`: about 320 MiB per process; no limit counts as room). The serving process then only
 unpickles the ready estimator it gets back over the pipe (sub-millisecond for a linear model), so a
 hot swap under load costs the event loop almost nothing: no GIL contention with a loading thread and
 no competition for the CPU while requests are waiting. Only the files the native path needs are
 fetched: MLmodel, the serialized estimator and the input example (one GET each, no listing).
 
 Versions that cannot be served natively (another flavour, a non-numeric signature, custom code) are
-downloaded whole and loaded through pyfunc in a worker thread of the serving process. If the loader
-process cannot be started or dies, loading falls back to that thread as well.
+downloaded whole and loaded through pyfunc in a worker thread of the serving process. Without room
+for a loader process, or if it cannot be started or dies, native loading runs in a thread as well.
 
 Every version is checked with a prediction on its own input example before it may serve.
 """
@@ -40,6 +41,30 @@ log = logging.getLogger("mlops.serving.loader")
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 LOADER_NICE = 10
+# Measured resident memory of one serving worker, and of one loader process, with mlflow, sklearn and
+# pandas imported and a small model loaded: ~260-270 MiB each. Used to decide whether the container
+# has room for loader processes.
+PROCESS_MEMORY_BYTES = 320 * 1024 * 1024
+
+_CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def memory_limit_bytes(files: tuple[str, ...] = _CGROUP_LIMIT_FILES) -> int | None:
+    """The container's memory limit (cgroup v2 or v1), or None when there is none."""
+    for name in files:
+        try:
+            raw = Path(name).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 2**60:  # v1 reports "no limit" as a huge number
+            return int(raw)
+        return None
+    return None
+
+
+def loader_process_fits(workers: int, limit: int | None) -> bool:
+    """A loader process per worker doubles the processes; use them only when the limit allows it."""
+    return limit is None or limit >= 2 * workers * PROCESS_MEMORY_BYTES
 
 
 class LoadError(Exception):

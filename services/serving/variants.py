@@ -32,7 +32,7 @@ import numpy as np
 
 from services.common.alerts import Severity
 from services.serving.batching import MicroBatcher
-from services.serving.loader import Loader, LoadError
+from services.serving.loader import Loader, LoadError, loader_process_fits, memory_limit_bytes
 from services.serving.observability import Alerter, Metrics
 from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import BlueGreenRouting, Settings
@@ -153,7 +153,11 @@ class VariantManager:
         routing = settings.routing
         self.active: str | None = routing.active if isinstance(routing, BlueGreenRouting) else None
         self.on_change: list[Callable[[], None]] = []
-        self.loader = Loader(settings.tracking_uri, settings.model_name, settings.max_batch)
+        limit = memory_limit_bytes()
+        use_process = loader_process_fits(settings.workers, limit)
+        log.info("model loading in %s (memory limit %s, %d workers)", "a loader process" if use_process else "threads",
+                 f"{limit // 2**20} MiB" if limit else "none", settings.workers)
+        self.loader = Loader(settings.tracking_uri, settings.model_name, settings.max_batch, use_process=use_process)
 
     @property
     def registry(self) -> Registry:

@@ -196,3 +196,21 @@ def test_micro_batcher_shares_one_call_and_isolates_failures() -> None:
     assert isinstance(results[5], ValueError)
     assert calls[0] == 11  # all six requests were stacked into one call first; it failed...
     assert sorted(calls[1:]) == [1, 2, 2, 2, 2, 2]  # ...so each was predicted on its own
+
+
+# --- loader process policy -------------------------------------------------------------------------
+def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
+    from services.serving.loader import PROCESS_MEMORY_BYTES, loader_process_fits, memory_limit_bytes
+
+    v2 = tmp_path / "memory.max"
+    v2.write_text("max\n")
+    assert memory_limit_bytes((str(v2),)) is None
+    v2.write_text(f"{512 * 2**20}\n")
+    assert memory_limit_bytes((str(tmp_path / "absent"), str(v2))) == 512 * 2**20
+    v1 = tmp_path / "limit_in_bytes"
+    v1.write_text("9223372036854771712\n")  # cgroup v1 "unlimited"
+    assert memory_limit_bytes((str(v1),)) is None
+    assert loader_process_fits(2, None)
+    assert not loader_process_fits(1, 512 * 2**20)  # the "small" 512Mi profile: threads
+    assert loader_process_fits(1, 2 * PROCESS_MEMORY_BYTES)
+    assert not loader_process_fits(2, 2 * PROCESS_MEMORY_BYTES)
