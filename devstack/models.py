@@ -12,6 +12,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.models import pip_requirements
+
 IRIS_COLUMNS = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
 
 
@@ -22,21 +24,6 @@ class RegisteredVersion:
     run_id: str
     model_uri: str  # runs:/ or models:/ URI of the logged model
     source: str  # the version's source as the registry stores it
-
-
-def pip_requirements() -> list[str]:
-    """Pinned requirements of the logged model, from the running environment."""
-    import mlflow
-    import numpy
-    import pandas
-    import sklearn
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"numpy=={numpy.__version__}",
-        f"pandas=={pandas.__version__}",
-    ]
 
 
 def iris_rows(n: int = 3, offset: int = 0) -> list[dict[str, float]]:

@@ -7,6 +7,8 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from services.common.models import pip_requirements
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -44,21 +46,6 @@ def load_split() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
         features, target, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=target
     )
     return x_train, x_test, y_train, y_test
-
-
-def pip_requirements() -> list[str]:
-    """Explicit requirements (skips MLflow's inference subprocess, ~10 s per model)."""
-    import mlflow
-    import numpy
-    import pandas
-    import sklearn
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"numpy=={numpy.__version__}",
-        f"pandas=={pandas.__version__}",
-    ]
 
 
 def train_and_log(*, tracking_uri: str, experiment: str, hyper: Hyperparameters, tags: dict[str, str]) -> dict[str, str]:
