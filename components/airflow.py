@@ -24,6 +24,7 @@ FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
 API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
 JWT_SECRET, JWT_KEY = "airflow-jwt-secret", "jwt-secret"
 GIT_SSH_SECRET, GIT_SSH_KEY = "airflow-git-ssh-key", "gitSshKey"
+GIT_SYNC_UID, STATSD_UID = 65533, 65534  # the chart's defaults for these containers
 # git-sync checks the repository out here (the chart's default dags mount + "repo"); the DAGs
 # import the shared contract and alert helper (services.common) from the repository root.
 GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
@@ -46,6 +47,7 @@ class AirflowPlatformArgs:
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
+    mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
 
 
 def _secret(name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]) -> Secret:
@@ -64,9 +66,11 @@ class AirflowPlatform(pulumi.ComponentResource):
     the chart's bundled Postgres off), fernet, API and JWT secrets generated with pulumi-random and
     passed by Secret name, DAGs from git via git-sync (SSH key Secret when configured), task logs to
     the bucket's Airflow prefix through the rotated-key connection (or to the NFS claim), the
-    endpoints ConfigMap and the reload-token and Slack Secrets as environment of every Airflow
+    endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets as environment of every Airflow
     container (so the DAGs read the contract's variables), the S3 key's rotation annotation on the
-    pods, security contexts fit for Pod Security `restricted`, and the API server's TLS Ingress.
+    pods, security contexts fit for Pod Security `restricted` (git-sync and StatsD included), the
+    workers' Execution API pointed at the API server's Service (not the public host), and the API
+    server's TLS Ingress.
     The chart's create-user job is off: it would create `admin/admin`.
 
     Exports `url` (external), `internal_url` (API server Service).
@@ -94,6 +98,12 @@ class AirflowPlatform(pulumi.ComponentResource):
             "subPath": s.git_sub_path,
             "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
         }
+        if s.git_ssh_key is None and not s.git_repo.startswith("https://"):
+            pulumi.log.warn(
+                f"airflow.gitRepo {s.git_repo} is an SSH URL but airflow.gitSshKey is not set: git-sync cannot "
+                "clone it (pulumi config set --secret airflow.gitSshKey ...)",
+                self,
+            )
         if s.git_ssh_key is not None:
             secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, s.git_ssh_key.output()))
             git_sync["sshKeySecret"] = GIT_SSH_SECRET
@@ -102,6 +112,7 @@ class AirflowPlatform(pulumi.ComponentResource):
             {"configMapRef": {"name": args.endpoints_configmap}},
             {"secretRef": {"name": args.reload_token_secret}},
             {"secretRef": {"name": args.slack_secret}},
+            {"secretRef": {"name": args.mlflow_credentials_secret}},
         ]
         logging: dict[str, object] = {"remote_logging": "False", "colored_console_log": "False"}
         logs: dict[str, object] = {"persistence": {"enabled": False}}
@@ -118,8 +129,14 @@ class AirflowPlatform(pulumi.ComponentResource):
         else:
             logs = {"persistence": {"enabled": True, "existingClaim": args.logs_claim}}
 
+        internal_url = pulumi.Output.concat(f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}")
+        execution_api = pulumi.Output.concat(internal_url, "/execution/")
         restricted_pod = {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}}
         restricted_container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+        # git-sync and StatsD do not take the global contexts: without these they would run with
+        # only a runAsUser (privilege escalation allowed, capabilities kept)
+        git_sync["securityContexts"] = {"container": {"runAsUser": GIT_SYNC_UID, **restricted_container}}
+        statsd_pod = {"runAsNonRoot": True, "runAsUser": STATSD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
         values = {
             "executor": s.executor,
             "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
@@ -138,8 +155,11 @@ class AirflowPlatform(pulumi.ComponentResource):
             "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
             "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
             "securityContexts": {"pod": restricted_pod, "containers": restricted_container},
+            "statsd": {"securityContexts": {"pod": statsd_pod, "container": restricted_container}},
             "config": {
-                "core": {"load_examples": "False"},
+                # Airflow 3 derives the workers' Execution API URL from api.base_url (the public
+                # host, behind TLS with the internal CA): task pods must call the API server's Service
+                "core": {"load_examples": "False", "execution_api_server_url": execution_api},
                 "logging": logging,
                 "api": {"base_url": f"https://{args.host}"},
             },
@@ -169,7 +189,5 @@ class AirflowPlatform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
         )
         self.url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
-        self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
-            f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}"
-        )
+        self.internal_url: pulumi.Output[str] = internal_url
         self.register_outputs({"url": self.url, "internal_url": self.internal_url})

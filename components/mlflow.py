@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_random as random
-from pulumi_kubernetes.core.v1 import Secret
+from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
+from pulumi_kubernetes.core.v1 import (
+    ConfigMap,
+    ConfigMapVolumeSourceArgs,
+    ContainerArgs,
+    EnvVarArgs,
+    EnvVarSourceArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ResourceRequirementsArgs,
+    Secret,
+    SecretKeySelectorArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+import services.mlflow.ensure_user as ensure_user_script
 from components.options import inherited_depends_on
+from components.pod_security import restricted_container, restricted_pod
 from stacks.settings import MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
 RELEASE = "mlflow"
 SERVICE_PORT = 80  # the chart's Service port (container port 5000)
 ROTATION_ANNOTATION = "mlops-platform/s3-key"
+IMAGE = "burakince/mlflow"
+# The chart runs `IMAGE:<appVersion>` unless mlflow.imageTag is set; the client-user Job uses the same
+# image (already on the nodes). A test keeps this in step with ../shared/charts/mlflow/*/Chart.yaml.
+CHART_APP_VERSIONS = {"1.11.5": "3.15.1"}
+MLFLOW_UID = 1001  # the chart's default user
+ADMIN_SECRET = "mlflow-admin"
+CLIENT_SECRET = "mlflow-client-user"
+CLIENT_USERNAME = "mlops-pipelines"
+CLIENT_INPUTS_ANNOTATION = "mlops-platform/client-user-inputs"
 
 
 @dataclass(frozen=True)
 class MlflowServerArgs:
+    """`auth_db_secret`/`auth_db_name`: the basic-auth database (required with `settings.basic_auth`)."""
+
     namespace: pulumi.Input[str]
     settings: MlflowSettings
     host: str
@@ -35,43 +64,84 @@ class MlflowServerArgs:
     db_port: pulumi.Input[int]
     db_name: str
     rotation_annotation: pulumi.Input[str]
+    auth_db_secret: str | None = None
+    auth_db_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
+            # the chart's fallback is a SQLite file per pod: on a read-only root filesystem, and
+            # every replica would hold its own users
+            raise ValueError("MLflow basic auth needs its Postgres database (auth_db_secret, auth_db_name)")
+        if self.settings.chart_version not in CHART_APP_VERSIONS and not self.settings.image_tag:
+            raise ValueError(
+                f"MLflow chart {self.settings.chart_version}: add its appVersion to CHART_APP_VERSIONS or set mlflow.imageTag"
+            )
+
+
+def client_inputs_digest(parts: list[object]) -> str:
+    """Digest of what the client-user Job applies (script, URL, password): on the Job's pod
+    template, so a change replaces the Job and it runs again. Reveals nothing of the password."""
+    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
 class MlflowServer(pulumi.ComponentResource):
     """Builds the MLflow Helm release: backend store in Postgres through the existing database
     Secret, artifacts in the bucket's MLflow prefix through the rotated-key Secret, proxied
     artifact serving (clients need only the tracking URL, no AWS keys), background job execution
-    off unless configured, resources, a TLS Ingress signed by the stack's issuer, and with
-    `basic_auth` an admin account whose generated password lives in a Secret. The pod template
-    carries the S3 key's rotation annotation, so MLflow rolls onto a new key.
+    off unless configured, resources, security contexts fit for Pod Security `restricted`, a TLS
+    Ingress signed by the stack's issuer. The pod template carries the S3 key's rotation
+    annotation, so MLflow rolls onto a new key.
 
-    Exports `internal_url`, `external_url` and, with basic auth, `admin_secret`.
+    With `basic_auth`: users and permissions in their own Postgres database (shared by every
+    replica), an admin account whose generated password lives in the Secret `mlflow-admin`, and an
+    ordinary user `mlops-pipelines` for the DAGs and the serving service (generated password, Secret
+    `mlflow-client-user`) that a Job creates through MLflow's API once the server is up (again
+    whenever the password changes).
+
+    Exports `internal_url`, `external_url`, `admin_secret` and `client_username` (None without
+    basic auth); `client_password` (secret Output, resolves once the user exists) is an attribute.
     """
 
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:MlflowServer", name, None, opts)
         s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
+            f"http://{RELEASE}.", args.namespace, f".svc.cluster.local:{SERVICE_PORT}"
+        )
+        self.external_url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
+        image_tag = s.image_tag or CHART_APP_VERSIONS[s.chart_version]
+
         depends: list[pulumi.Resource] = []
         auth: dict[str, object] = {"enabled": False}
-        admin_secret_name = "mlflow-admin"
+        admin_password: pulumi.Output[str] | None = None
         if s.basic_auth:
-            password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self))
-            admin_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
-            admin = Secret(
-                f"{name}-admin",
-                metadata=ObjectMetaArgs(name=admin_secret_name, namespace=args.namespace),
-                type="Opaque",
-                string_data={"username": pulumi.Output.secret("admin"), "password": admin_password},
-                opts=pulumi.ResourceOptions(parent=self),
+            admin_pw = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
+            admin_password = pulumi.Output.secret(admin_pw.result)
+            depends.append(
+                Secret(
+                    f"{name}-admin",
+                    metadata=ObjectMetaArgs(name=ADMIN_SECRET, namespace=args.namespace),
+                    type="Opaque",
+                    string_data={"username": pulumi.Output.secret("admin"), "password": admin_password},
+                    opts=child,
+                )
             )
-            depends.append(admin)
             auth = {
                 "enabled": True,
-                "existingAdminSecret": {"name": admin_secret_name, "usernameKey": "username", "passwordKey": "password"},
+                "existingAdminSecret": {"name": ADMIN_SECRET, "usernameKey": "username", "passwordKey": "password"},
                 "defaultPermission": "READ",
+                "postgres": {
+                    "enabled": True,
+                    "host": args.db_host,
+                    "port": args.db_port,
+                    "database": args.auth_db_name,
+                    "driver": "psycopg2",
+                    "existingSecret": {"name": args.auth_db_secret, "usernameKey": "username", "passwordKey": "password"},
+                },
             }
         artifacts = pulumi.Output.concat("s3://", args.bucket, f"/{args.artifact_prefix.strip('/')}")
-        image: dict[str, str] = {"repository": "burakince/mlflow"}
+        image: dict[str, str] = {"repository": IMAGE}
         if s.image_tag:
             image["tag"] = s.image_tag
         values = {
@@ -79,9 +149,20 @@ class MlflowServer(pulumi.ComponentResource):
             "image": image,
             "podAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
             "podSecurityContext": {
-                "fsGroup": 1001,
+                "fsGroup": MLFLOW_UID,
                 "fsGroupChangePolicy": "OnRootMismatch",
                 "runAsNonRoot": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            # every container of the chart (server, migration and auth init containers) takes this
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": MLFLOW_UID,
+                "runAsGroup": MLFLOW_UID,
+                "allowPrivilegeEscalation": False,
+                "privileged": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "backendStore": {
@@ -136,14 +217,87 @@ class MlflowServer(pulumi.ComponentResource):
             values=values,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *inherited_depends_on(opts)]),
         )
-        self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
-            f"http://{RELEASE}.", args.namespace, f".svc.cluster.local:{SERVICE_PORT}"
-        )
-        self.external_url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
+
+        self.client_username: str | None = None
+        self.client_password: pulumi.Output[str] | None = None
+        if s.basic_auth:
+            self.client_username = CLIENT_USERNAME
+            self.client_password = self._client_user(name, args, f"{IMAGE}:{image_tag}")
         self.register_outputs(
             {
                 "internal_url": self.internal_url,
                 "external_url": self.external_url,
-                "admin_secret": admin_secret_name if s.basic_auth else None,
+                "admin_secret": ADMIN_SECRET if s.basic_auth else None,
+                "client_username": self.client_username,
             }
         )
+
+    def _client_user(self, name: str, args: MlflowServerArgs, image: str) -> pulumi.Output[str]:
+        """The DAGs' and serving's MLflow user: its Secret, and a Job that creates it (or sets its
+        password) through MLflow's API after the release is up. Returns its password, resolving
+        only once the Job has succeeded."""
+        child = pulumi.ResourceOptions(parent=self)
+        generated = random.RandomPassword(f"{name}-client-password", length=32, special=False, opts=child)
+        password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
+        labels = {"app.kubernetes.io/part-of": "mlops-platform", "app.kubernetes.io/component": "mlflow-client-user"}
+        secret = Secret(
+            f"{name}-client-user",
+            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=labels),
+            type="Opaque",
+            string_data={"username": pulumi.Output.secret(CLIENT_USERNAME), "password": password},
+            opts=child,
+        )
+        script = Path(ensure_user_script.__file__).read_text()
+        script_map = ConfigMap(
+            f"{name}-client-user-script",
+            metadata=ObjectMetaArgs(name=f"{CLIENT_SECRET}-script", namespace=args.namespace, labels=labels),
+            data={"ensure_user.py": script},
+            opts=child,
+        )
+        digest = pulumi.Output.unsecret(pulumi.Output.all(script, self.internal_url, password).apply(client_inputs_digest))
+
+        def from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
+            return EnvVarArgs(name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key)))
+
+        job = Job(
+            f"{name}-client-user-job",
+            # A Job's pod template is immutable: a new digest replaces the Job, so it runs again
+            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=labels),
+            spec=JobSpecArgs(
+                backoff_limit=10,
+                active_deadline_seconds=1200,
+                template=PodTemplateSpecArgs(
+                    metadata=ObjectMetaArgs(labels=labels, annotations={CLIENT_INPUTS_ANNOTATION: digest}),
+                    spec=PodSpecArgs(
+                        restart_policy="OnFailure",
+                        automount_service_account_token=False,
+                        security_context=restricted_pod(MLFLOW_UID),
+                        containers=[
+                            ContainerArgs(
+                                name="ensure-user",
+                                image=image,
+                                image_pull_policy="IfNotPresent",
+                                command=["python", "/script/ensure_user.py"],
+                                env=[
+                                    EnvVarArgs(name="MLFLOW_URL", value=self.internal_url),
+                                    EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
+                                    from_secret("ADMIN_USERNAME", ADMIN_SECRET, "username"),
+                                    from_secret("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+                                    from_secret("CLIENT_USERNAME", CLIENT_SECRET, "username"),
+                                    from_secret("CLIENT_PASSWORD", CLIENT_SECRET, "password"),
+                                ],
+                                resources=ResourceRequirementsArgs(
+                                    requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
+                                ),
+                                security_context=restricted_container(MLFLOW_UID, read_only_root=True),
+                                volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
+                            )
+                        ],
+                        volumes=[VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script"))],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, secret, script_map], delete_before_replace=True),
+        )
+        # consumers of the password (the endpoints' credentials Secrets) wait for the user to exist
+        return pulumi.Output.secret(pulumi.Output.all(password, job.id).apply(lambda v: str(v[0])))

@@ -41,6 +41,7 @@ from pulumi_kubernetes.core.v1 import (
     PodTemplateSpecArgs,
     ProbeArgs,
     ResourceRequirementsArgs,
+    SecretEnvSourceArgs,
     SecretKeySelectorArgs,
     Service,
     ServiceAccount,
@@ -102,6 +103,7 @@ class ServingServiceArgs:
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
+    mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -110,7 +112,7 @@ class ServingService(pulumi.ComponentResource):
     with no unavailable pod, probes on /healthz (liveness, startup) and /readyz (readiness),
     resources and optional GPUs from the chosen model profile, non-root with a read-only root
     filesystem, per-pod log directory on the NFS claim, environment from the endpoints ConfigMap
-    and the reload-token and Slack Secrets), a ClusterIP Service, a HorizontalPodAutoscaler, a
+    and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a HorizontalPodAutoscaler, a
     PodDisruptionBudget, a TLS Ingress exposing only the public paths, and a NetworkPolicy
     admitting only the ingress controller's and Airflow's namespaces.
 
@@ -163,7 +165,11 @@ class ServingService(pulumi.ComponentResource):
             image=f"{s.image}:{s.image_tag}",
             image_pull_policy="IfNotPresent",
             ports=[ContainerPortArgs(name="http", container_port=port, protocol="TCP")],
-            env_from=[EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap))],
+            env_from=[
+                EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
+                # MLflow's user when MLflow has basic auth (the Secret is empty otherwise)
+                EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
+            ],
             env=env,
             resources=ResourceRequirementsArgs(requests={"cpu": profile.cpu, "memory": profile.memory}, limits=limits),
             startup_probe=ProbeArgs(http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60),

@@ -366,22 +366,26 @@ SECRET_OUTPUT_FIELDS: dict[str, tuple[str, ...]] = {
     "tls:index/privateKey:PrivateKey": ("privateKeyPem", "privateKeyOpenssh", "privateKeyPemPkcs8"),
 }
 _MIN_SECRET_LEN = 8
+# A user name stored in a Secret next to its password (`username`, `MLFLOW_TRACKING_USERNAME`, ...)
+# is an identifier, not a credential: it is necessarily spelled elsewhere (database names, Helm
+# values, ini files), so it is not searched for. The password beside it still is.
+_USERNAME_KEY = re.compile(r"(^|_)user(name)?$", re.IGNORECASE)
 
 
 def _secret_strings(run: ProgramRun) -> dict[str, str]:
     """Secret value -> where it comes from."""
     found: dict[str, str] = {}
 
-    def collect(value: Any, origin: str, inside: bool = False) -> None:
+    def collect(value: Any, origin: str, inside: bool = False, key: str = "") -> None:
         if isinstance(value, SecretValue):
-            collect(value.value, origin, True)
+            collect(value.value, origin, True, key)
         elif isinstance(value, dict):
-            for v in value.values():
-                collect(v, origin, inside)
+            for k, v in value.items():
+                collect(v, origin, inside, str(k))
         elif isinstance(value, list):
             for v in value:
-                collect(v, origin, inside)
-        elif inside and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
+                collect(v, origin, inside, key)
+        elif inside and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN and not _USERNAME_KEY.search(key):
             found.setdefault(value, origin)
 
     for reg in run.registrations:

@@ -51,6 +51,8 @@ class DataLayer:
       `connection` = `postgresql://...` (the Airflow chart's `data.metadataSecretName`).
     - `db_host` (resolves after the bootstrap Job has created the roles and databases), `db_port`,
       `mlflow_database`, `airflow_database`.
+    - `mlflow_auth_db_secret` (MLflow namespace, `username`/`password`) and `mlflow_auth_database`:
+      the database of MLflow's basic-auth users and permissions; None unless `mlflow.basicAuth`.
     - `serving_logs_claim` (serving namespace) and `airflow_logs_claim` (Airflow namespace; the claim
       exists only when `airflow.remoteLogging` is false): ReadWriteMany NFS claims.
     """
@@ -73,6 +75,8 @@ class DataLayer:
     db_port: pulumi.Output[int]
     mlflow_database: str
     airflow_database: str = "airflow"
+    mlflow_auth_db_secret: str | None = None
+    mlflow_auth_database: str | None = None
 
 
 def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces) -> DataLayer:
@@ -109,6 +113,8 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
             apps=[
                 AppDatabase("mlflow", "mlflow", mlflow_ns, "mlflow-db", "username-password"),
                 AppDatabase("airflow", "airflow", airflow_ns, "airflow-metadata", "sqlalchemy-url"),
+                # MLflow basic auth keeps users and permissions in their own database (shared by the replicas)
+                *([AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, "mlflow-auth-db", "username-password")] if s.mlflow.basic_auth else []),
             ],
             protect=s.protect,
             instance_class=db.instance_class,
@@ -152,4 +158,6 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
         db_port=database.port,
         mlflow_database="mlflow",
         airflow_database="airflow",
+        mlflow_auth_db_secret="mlflow-auth-db" if s.mlflow.basic_auth else None,
+        mlflow_auth_database="mlflow_auth" if s.mlflow.basic_auth else None,
     )

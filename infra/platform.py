@@ -16,9 +16,10 @@ from stacks.settings import StackSettings
 
 def namespace_levels(s: StackSettings) -> dict[str, str]:
     """Pod Security level per service namespace. Everything the program renders itself is
-    `restricted`; MLflow and Airflow run at `baseline` (audited and warned at `restricted`) because
-    their charts add init containers and sidecars whose security contexts the values cannot set."""
-    levels = {"mlflow": "baseline", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
+    `restricted`, and so is MLflow (every container of its chart takes the values' security context).
+    Airflow runs at `baseline` (audited and warned at `restricted`): its chart renders many
+    components and optional sidecars, not all of which take a restricted context from the values."""
+    levels = {"mlflow": "restricted", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
     if s.ingress.controller == "traefik" and not s.ingress.controller_namespace:
         levels["ingress"] = "restricted"
     return levels

@@ -77,6 +77,8 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
             db_port=data.db_port,
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
+            auth_db_secret=data.mlflow_auth_db_secret,
+            auth_db_name=data.mlflow_auth_database,
         ),
         opts=after_tls,
     )
@@ -103,6 +105,11 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
             consumers={"airflow": ns["airflow"], "serving": ns["serving"]},
             values=values,
             slack_webhook=s.alerts.slack_webhook_url,
+            mlflow_credentials=(
+                (mlflow.client_username, mlflow.client_password)
+                if mlflow.client_username is not None and mlflow.client_password is not None
+                else None
+            ),
         ),
         opts=k8s_opts,
     )

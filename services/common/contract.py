@@ -2,7 +2,8 @@
 service, the DAGs and `make demo` read. Defined once; imported by all of them.
 
 The program writes the non-secret variables into one ConfigMap per consuming namespace
-(`ENDPOINTS_CONFIGMAP`) and the secret ones into Secrets (`RELOAD_TOKEN_SECRET`, `SLACK_SECRET`).
+(`ENDPOINTS_CONFIGMAP`) and the secret ones into Secrets (`RELOAD_TOKEN_SECRET`, `SLACK_SECRET`,
+`MLFLOW_CREDENTIALS_SECRET`).
 A test checks that the ConfigMap's keys equal `CONFIGMAP_VARS` and that nothing outside this
 module spells these names.
 """
@@ -62,6 +63,15 @@ SLACK_WEBHOOK_URL = EnvVar(
     secret=True,
 )
 
+# --- MLflow client credentials (Secret `mlops-mlflow-credentials`, in the Airflow and serving
+# namespaces; MLflow's own variable names, read by the MLflow client). The Secret is empty when
+# MLflow runs without basic auth, so the variables are then unset.
+MLFLOW_TRACKING_USERNAME = EnvVar(
+    "MLFLOW_TRACKING_USERNAME",
+    "MLflow basic-auth user of the DAGs and the serving service (an ordinary user, not the admin); unset = no auth.",
+)
+MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that MLflow user.", secret=True)
+
 # --- serving service settings (written by the ServingService component into its pod env) ------
 SERVING_ROUTING = EnvVar(
     "MLOPS_SERVING_ROUTING",
@@ -103,6 +113,7 @@ PROMETHEUS_MULTIPROC_DIR = EnvVar(
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
 SLACK_SECRET = "mlops-slack-webhook"
+MLFLOW_CREDENTIALS_SECRET = "mlops-mlflow-credentials"
 # Key inside each of those Secrets: the variable name itself, so `envFrom: secretRef` works.
 
 CONFIGMAP_VARS: tuple[EnvVar, ...] = (
@@ -122,6 +133,8 @@ CONFIGMAP_VARS: tuple[EnvVar, ...] = (
     MODEL_NAME,
 )
 SECRET_VARS: tuple[EnvVar, ...] = (RELOAD_TOKEN, SLACK_WEBHOOK_URL)
+# the keys of MLFLOW_CREDENTIALS_SECRET (both set, or the Secret is empty)
+MLFLOW_CLIENT_VARS: tuple[EnvVar, ...] = (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD)
 SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_ROUTING,
     SERVING_ALIASES,
@@ -133,7 +146,7 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_HOST,
 )
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
-ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + SERVING_VARS + DEMO_VARS
+ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + DEMO_VARS
 
 # Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.
 RELOAD_ALL_PATH = "/admin/reload"
@@ -151,6 +164,8 @@ def markdown_table() -> str:
         rows.append(f"| `{var.name}` | ConfigMap `{ENDPOINTS_CONFIGMAP}` | {var.description} |")
     for var, secret in ((RELOAD_TOKEN, RELOAD_TOKEN_SECRET), (SLACK_WEBHOOK_URL, SLACK_SECRET)):
         rows.append(f"| `{var.name}` | Secret `{secret}` | {var.description} |")
+    for var in MLFLOW_CLIENT_VARS:
+        rows.append(f"| `{var.name}` | Secret `{MLFLOW_CREDENTIALS_SECRET}` | {var.description} |")
     for var in SERVING_VARS:
         rows.append(f"| `{var.name}` | serving pod env | {var.description} |")
     for var in DEMO_VARS:

@@ -149,6 +149,15 @@ def test_secret_leaking_into_a_configmap_is_found() -> None:
     assert checks.plaintext_secret_problems(run_of(password, wrapped)) == []
 
 
+def test_user_names_in_secrets_are_identifiers_but_their_passwords_are_searched() -> None:
+    creds = k8s("Secret", "db", stringData={"username": SecretValue("mlflow_auth"), "password": SecretValue("s3cr3t-passw0rd-value")})
+    client = k8s("Secret", "c", stringData=SecretValue({"MLFLOW_TRACKING_USERNAME": "mlops-pipelines", "MLFLOW_TRACKING_PASSWORD": "an0ther-passw0rd"}))
+    values = helm("m", "mlflow", "1.11.5", {"auth": {"postgres": {"database": "mlflow_auth"}}, "note": "user mlops-pipelines"})
+    assert checks.plaintext_secret_problems(run_of(creds, client, values)) == []
+    leaky = helm("m", "mlflow", "1.11.5", {"a": "s3cr3t-passw0rd-value", "b": "an0ther-passw0rd"})
+    assert len(checks.plaintext_secret_problems(run_of(creds, client, leaky))) == 2
+
+
 def test_secret_in_an_export_or_helm_values_is_found() -> None:
     key = reg("aws:iam/accessKey:AccessKey", "key", {"user": "u"}, outputs={"secret": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"})
     values = helm("m", "mlflow", "1.11.5", {"artifactRoot": {"s3": {"awsSecretAccessKey": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"}}})

@@ -294,15 +294,20 @@ def test_dev_with_rds_mode_gets_rds_with_dev_defaults() -> None:
     assert not run.of_type("kubernetes:apps/v1:StatefulSet")
     assert checks.reference_problems(run) == [] and checks.plaintext_secret_problems(run) == []
     assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
-    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    (job,) = bootstrap_jobs(run)
     env = {e["name"]: e.get("value") for e in job.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["PGHOST"].endswith(".rds.amazonaws.com") and env["PGSSLMODE"] == "require" and env["PGUSER"] == "mlops_admin"
+
+
+def bootstrap_jobs(run: Any) -> list[Any]:
+    """The database bootstrap Job(s) (MLflow's client-user Job lives in the same run with basic auth)."""
+    return [r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"].startswith("db-bootstrap-")]
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
-    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    (job,) = bootstrap_jobs(run)
     pod = job.manifest["spec"]["template"]["spec"]
     (sql_map,) = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"]
     sql = sql_map.manifest["data"]["bootstrap.sql"]
@@ -332,12 +337,13 @@ def test_prod_rds_safeguards_cannot_be_switched_off(key: str) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
-    (job,) = run.of_type("kubernetes:batch/v1:Job")
+    (job,) = bootstrap_jobs(run)
     template = job.manifest["spec"]["template"]
     env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
     sql = next(r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql")
     passwords = {r.name: r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")}
-    inputs = [sql.manifest["data"]["bootstrap.sql"], env["PGHOST"], int(env["PGPORT"]), passwords["database-mlflow-password"], passwords["database-airflow-password"]]
+    roles = ["mlflow", "airflow"] + (["mlflow_auth"] if stack == "prod" else [])  # prod: MLflow basic auth's database
+    inputs = [sql.manifest["data"]["bootstrap.sql"], env["PGHOST"], int(env["PGPORT"]), *[passwords[f"database-{r}-password"] for r in roles]]
     digest = template["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION]
     assert digest == bootstrap_inputs_digest(inputs)
     for changed in range(len(inputs)):  # any input changing (a password, the server) replaces the Job

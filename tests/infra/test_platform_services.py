@@ -296,3 +296,152 @@ def test_workloads_wait_for_their_configuration(stack: str, stack_run: Any) -> N
     mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     issuers = {r.urn for r in run.registrations if r.type == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
     assert issuers & set(mlflow.dependencies)
+
+
+# --- MLflow basic auth (prod): a shared auth database, and an ordinary user for the DAGs and serving --
+def test_mlflow_basic_auth_keeps_users_in_postgres_not_in_a_sqlite_file_per_pod(stack_run: Any) -> None:
+    run = stack_run("prod")
+    values = release(run, "mlflow")["values"]
+    assert values["replicaCount"] == 2
+    postgres = values["auth"]["postgres"]
+    assert postgres["enabled"] is True and postgres["database"] == "mlflow_auth" and postgres["driver"] == "psycopg2"
+    assert postgres["existingSecret"] == {"name": "mlflow-auth-db", "usernameKey": "username", "passwordKey": "password"}
+    assert postgres["host"] == values["backendStore"]["postgres"]["host"]
+    # the data layer creates the role and database, and the Secret in MLflow's namespace
+    sql = next(o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"]["bootstrap.sql"]
+    assert "CREATE DATABASE mlflow_auth OWNER mlflow_auth" in sql
+    assert ("Secret", "mlops-prod-mlflow", "mlflow-auth-db") in checks.inventory(run)
+    # dev has no basic auth: no auth database either
+    dev = stack_run("dev")
+    assert release(dev, "mlflow")["values"]["auth"] == {"enabled": False}
+    dev_sql = next(o for o in objects(dev, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"]["bootstrap.sql"]
+    assert "mlflow_auth" not in dev_sql
+
+
+def test_basic_auth_without_its_database_is_refused() -> None:
+    from components.mlflow import MlflowServerArgs
+    from harness.run import read_stack_file
+    from stacks.settings import load_settings
+
+    cfg = read_stack_file("prod")
+    settings = load_settings("prod", cfg.config, set(cfg.secret_keys))
+    common: dict[str, Any] = dict(
+        namespace="ns", settings=settings.mlflow, host="mlflow.example.com", ingress_class="c", cluster_issuer="i",
+        region="eu-west-1", bucket="b", artifact_prefix="mlflow/", s3_secret="s3", db_secret="db", db_host="h",
+        db_port=5432, db_name="mlflow", rotation_annotation="r",
+    )
+    assert settings.mlflow.basic_auth
+    with pytest.raises(ValueError, match="basic auth needs its Postgres database"):
+        MlflowServerArgs(**common)
+    MlflowServerArgs(**common, auth_db_secret="mlflow-auth-db", auth_db_name="mlflow_auth")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any) -> None:
+    import yaml
+
+    run = stack_run(stack)
+    creds = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET]
+    assert {r.manifest["metadata"]["namespace"] for r in creds} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
+    expected = {v.name for v in contract.MLFLOW_CLIENT_VARS} if stack == "prod" else set()
+    for reg in creds:
+        data = reveal(reg.inputs).get("stringData") or {}
+        assert set(data) == expected
+        if stack == "prod":
+            assert data[contract.MLFLOW_TRACKING_USERNAME.name] == "mlops-pipelines"
+            assert len(data[contract.MLFLOW_TRACKING_PASSWORD.name]) == 32
+    # Airflow's containers and the serving pods take it with envFrom
+    env_from = yaml.safe_load(release(run, "airflow")["values"]["extraEnvFrom"])
+    assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in env_from
+    serving = next(o for o in objects(run, "Deployment") if o["metadata"]["name"] == "serving")
+    (container,) = serving["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in container["envFrom"]
+
+
+def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_run: Any) -> None:
+    run = stack_run("prod")
+    (job,) = [r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"]
+    assert job.manifest["metadata"]["namespace"] == "mlops-prod-mlflow"
+    mlflow_release = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
+    assert mlflow_release.urn in job.dependencies
+    pod = job.manifest["spec"]["template"]
+    assert pod["metadata"]["annotations"]["mlops-platform/client-user-inputs"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "burakince/mlflow:3.15.1"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_URL"]["value"] == run.export_values()["mlflowUrl"]
+    assert env["ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-admin", "key": "password"}
+    assert env["CLIENT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-client-user", "key": "password"}
+    script = next(o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "mlflow-client-user-script")
+    assert "def ensure_user" in script["data"]["ensure_user.py"]
+    # the consumers' Secrets are written only once the user exists
+    for reg in run.of_type("kubernetes:core/v1:Secret"):
+        if reg.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET:
+            assert job.urn in reg.dependencies, reg.name
+    assert not [r for r in stack_run("dev").of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"]
+
+
+def test_the_job_image_follows_the_pinned_charts_app_version() -> None:
+    import yaml
+
+    from components.mlflow import CHART_APP_VERSIONS
+
+    for version, app_version in CHART_APP_VERSIONS.items():
+        chart = yaml.safe_load((checks.charts_dir() / "mlflow" / version / "Chart.yaml").read_text())
+        assert chart["appVersion"] == app_version
+
+
+# --- Airflow 3 workers, Pod Security ---------------------------------------------------------------
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_task_pods_call_the_execution_api_inside_the_cluster(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    config = release(run, "airflow")["values"]["config"]
+    assert config["api"]["base_url"].startswith("https://")  # UI links: the public host
+    internal = reveal(run.exports["airflowInternalUrl"].value)
+    assert internal == f"http://airflow-api-server.mlops-{stack}-airflow.svc.cluster.local:8080"
+    assert config["core"]["execution_api_server_url"] == f"{internal}/execution/"
+
+
+def _restricted_container_problems(ctx: dict[str, Any], pod: dict[str, Any]) -> list[str]:
+    problems = []
+    if ctx.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation")
+    if "ALL" not in (ctx.get("capabilities") or {}).get("drop", []):
+        problems.append("capabilities.drop ALL")
+    if ctx.get("privileged"):
+        problems.append("privileged")
+    if not (ctx.get("runAsNonRoot") or pod.get("runAsNonRoot")):
+        problems.append("runAsNonRoot")
+    if ((ctx.get("seccompProfile") or pod.get("seccompProfile")) or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile")
+    return problems
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_mlflow_runs_under_pod_security_restricted(stack: str, stack_run: Any) -> None:
+    """Every container of the MLflow chart (server, migration and auth init containers) takes
+    `securityContext`, the pod takes `podSecurityContext` (chart 1.11.5 templates/deployment.yaml):
+    with the chart's defaults coalesced, both satisfy `restricted`, so the namespace enforces it."""
+    run = stack_run(stack)
+    reg = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
+    chart, _ = checks.release_chart(reg)
+    assert chart is not None
+    merged = checks.helm_merge(chart.default_values, reveal(reg.inputs)["values"])
+    assert _restricted_container_problems(merged["securityContext"], merged["podSecurityContext"]) == []
+    levels = {o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for o in objects(run, "Namespace")}
+    assert levels[f"mlops-{stack}-mlflow"] == "restricted"
+    job_pods = [o["spec"]["template"]["spec"] for o in objects(run, "Job") if o["metadata"]["namespace"] == f"mlops-{stack}-mlflow"]
+    for pod in job_pods:
+        for c in pod["containers"]:
+            assert _restricted_container_problems(c["securityContext"], pod["securityContext"]) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_airflow_sidecars_get_restricted_security_contexts(stack: str, stack_run: Any) -> None:
+    values = release(stack_run(stack), "airflow")["values"]
+    pod = values["securityContexts"]["pod"]
+    assert _restricted_container_problems(values["securityContexts"]["containers"], pod) == []
+    git_sync = values["dags"]["gitSync"]["securityContexts"]["container"]
+    assert git_sync["runAsUser"] == 65533 and _restricted_container_problems(git_sync, pod) == []
+    statsd = values["statsd"]["securityContexts"]
+    assert _restricted_container_problems(statsd["container"], statsd["pod"]) == []

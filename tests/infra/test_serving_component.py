@@ -73,7 +73,10 @@ def test_pod_is_hardened_with_probes_and_resources() -> None:
 def test_environment_comes_from_the_contract() -> None:
     deployment = one(build("prod"), "Deployment")
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert c["envFrom"] == [{"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}}]
+    assert c["envFrom"] == [
+        {"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}},
+        {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}},
+    ]
     env = {e["name"]: e for e in c["env"]}
     assert env[contract.RELOAD_TOKEN.name]["valueFrom"]["secretKeyRef"]["name"] == contract.RELOAD_TOKEN_SECRET
     slack = env[contract.SLACK_WEBHOOK_URL.name]["valueFrom"]["secretKeyRef"]

@@ -1,0 +1,1 @@
+"""Runtime helpers for the MLflow server (run in the cluster, not imported by the program)."""
