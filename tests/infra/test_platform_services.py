@@ -39,6 +39,21 @@ def test_releases_are_pinned_and_validate_against_their_charts(stack: str, stack
     assert not any("ingress-nginx" in str(reveal(r.inputs)) for r in run.helm_releases())
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_named_reference_exists_and_no_secret_is_in_plaintext(stack: str, stack_run: Any) -> None:
+    """Issue 4's acceptance in one place (tests/harness/test_program.py runs every check too): Secrets,
+    ConfigMaps, claims and service accounts named in pod specs and Helm values exist in that namespace;
+    no secret value in plaintext in Helm values, ConfigMaps, component outputs or exports."""
+    run = stack_run(stack)
+    assert checks.reference_problems(run) == []
+    assert checks.plaintext_secret_problems(run) == []
+    named = {(ns, name) for kind, ns, name in checks.inventory(run) if kind == "Secret"}
+    for secret in ("mlflow-db", "mlflow-s3-credentials") + (("mlflow-admin", "mlflow-auth-db", "mlflow-client-user") if stack == "prod" else ()):
+        assert (f"mlops-{stack}-mlflow", secret) in named, secret
+    for secret in ("airflow-metadata", "airflow-s3-logs", "airflow-fernet-key", "airflow-api-secret-key", "airflow-jwt-secret"):
+        assert (f"mlops-{stack}-airflow", secret) in named, secret
+
+
 def _walk_keys(value: Any) -> set[str]:
     keys: set[str] = set()
     if isinstance(value, dict):
