@@ -114,6 +114,17 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's test runner uses the thread's current loop; `asyncio.run` elsewhere (e.g. a test
+    that ran before) leaves none set, so provide one, whatever ran earlier in the process."""
+    try:
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     stack: str,
     stack_file: Path | None = None,
@@ -148,6 +159,7 @@ def run_under_mocks(
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         cfg.config[full] = value if isinstance(value, str) else json.dumps(value)
+    _ensure_event_loop()
     monitor = RecordingMonitor(PlatformMocks())
     runtime_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(PlatformMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
+from services.serving.sizing import QUANTITY, min_memory_bytes, quantity_bytes
+
 PROJECT = "mlops-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
 
@@ -112,14 +114,13 @@ def _by_env(dev: Any, prod: Any, staging: Any = None) -> DefaultFn:
 
 
 # --- validators -----------------------------------------------------------------------------------
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _DNS_NAME = r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
 _K8S_MINOR = r"^1\.(2[5-9]|3[0-7])$"
 
 
 def _quantity(value: Any) -> str | None:
-    return None if _QUANTITY.match(str(value)) else "must be a Kubernetes quantity such as 500m, 2 or 4Gi"
+    return None if QUANTITY.match(str(value)) else "must be a Kubernetes quantity such as 500m, 2 or 4Gi"
 
 
 def _cidrs(value: Any) -> str | None:
@@ -329,7 +330,8 @@ class ModelProfile:
 
 
 _DEFAULT_PROFILES = {
-    "small": {"cpu": "250m", "memory": "512Mi"},
+    # 1Gi holds the default two workers (services.serving.sizing: ~320Mi each, loads in threads).
+    "small": {"cpu": "250m", "memory": "1Gi"},
     "large": {"cpu": "2", "memory": "4Gi"},
     "gpu": {
         "cpu": "4", "memory": "16Gi", "gpus": 1,
@@ -380,7 +382,7 @@ class ServingSettings:
     )
     min_replicas: int = setting("serving.minReplicas", "HPA minimum", default_fn=_by_env(1, 2), minimum=1, maximum=100)
     max_replicas: int = setting("serving.maxReplicas", "HPA maximum", default_fn=_by_env(2, 10), minimum=1, maximum=500)
-    workers: int = setting("serving.workers", "uvicorn workers per pod", default=2, minimum=1, maximum=32)
+    workers: int = setting("serving.workers", "uvicorn workers per pod (each needs 320Mi of the profile's memory)", default=2, minimum=1, maximum=32)
     poll_seconds: int = setting("serving.pollSeconds", "registry watcher interval", default=30, minimum=1, maximum=3600)
     profile: str = setting("serving.profile", "model profile the pods use (a key of serving.profiles)", default="small")
     profiles: Mapping[str, ModelProfile] = setting(
@@ -648,6 +650,15 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
         problems.append(
             f"{src}: {ns}serving.profile must be one of {', '.join(sorted(s.serving.profiles))}; got {_quote(s.serving.profile)}"
         )
+    else:
+        profile = s.serving.profiles[s.serving.profile]
+        need = min_memory_bytes(s.serving.workers)
+        if quantity_bytes(profile.memory) < need:
+            problems.append(
+                f"{src}: {ns}serving.workers is {s.serving.workers}: that many workers need a memory limit of at least "
+                f"{need // 2**20}Mi but profile {_quote(s.serving.profile)} has {profile.memory}; "
+                f"lower serving.workers or raise serving.profiles.{s.serving.profile}.memory"
+            )
     if s.serving.min_replicas > s.serving.max_replicas:
         problems.append(f"{src}: {ns}serving.minReplicas must be <= serving.maxReplicas")
     routed = _routed_aliases(s.serving.routing)

@@ -2,7 +2,7 @@
 
 Native sklearn versions are fetched and deserialized in a separate loader process (one per service
 process, started with `spawn`, at a lower CPU priority: nice +10) when the container's memory limit
-leaves room for it (`loader_process_fits`: about 320 MiB per process; no limit counts as room). The serving process then only
+leaves room for it (`services.serving.sizing.loader_process_fits`; no limit counts as room). The serving process then only
 unpickles the ready estimator it gets back over the pipe (sub-millisecond for a linear model), so a
 hot swap under load costs the event loop almost nothing: no GIL contention with a loading thread and
 no competition for the CPU while requests are waiting. Only the files the native path needs are
@@ -41,11 +41,6 @@ log = logging.getLogger("mlops.serving.loader")
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 LOADER_NICE = 10
-# Measured resident memory of one serving worker, and of one loader process, with mlflow, sklearn and
-# pandas imported and a small model loaded: ~260-270 MiB each. Used to decide whether the container
-# has room for loader processes.
-PROCESS_MEMORY_BYTES = 320 * 1024 * 1024
-
 _CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
@@ -60,11 +55,6 @@ def memory_limit_bytes(files: tuple[str, ...] = _CGROUP_LIMIT_FILES) -> int | No
             return int(raw)
         return None
     return None
-
-
-def loader_process_fits(workers: int, limit: int | None) -> bool:
-    """A loader process per worker doubles the processes; use them only when the limit allows it."""
-    return limit is None or limit >= 2 * workers * PROCESS_MEMORY_BYTES
 
 
 class LoadError(Exception):

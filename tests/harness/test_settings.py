@@ -101,6 +101,21 @@ def test_cross_key_rules() -> None:
     assert any("protect must stay true in prod" in p for p in problems)
 
 
+def test_serving_profile_must_hold_its_workers() -> None:
+    """A pod whose memory limit cannot hold serving.workers processes would be OOM-killed: refuse it."""
+    assert load_settings("dev", MINIMAL).serving.workers == 2  # the defaults fit: small = 1Gi
+    problems = problems_of("dev", {**MINIMAL, f"{P}serving.workers": "4"})
+    assert problems == [
+        f"Pulumi.dev.yaml: {P}serving.workers is 4: that many workers need a memory limit of at least 1280Mi "
+        'but profile "small" has 1Gi; lower serving.workers or raise serving.profiles.small.memory'
+    ]
+    tiny = '{"tiny": {"cpu": "100m", "memory": "256Mi"}}'
+    problems = problems_of("dev", {**MINIMAL, f"{P}serving.profiles": tiny, f"{P}serving.profile": "tiny", f"{P}serving.workers": "1"})
+    assert len(problems) == 1 and 'profile "tiny" has 256Mi' in problems[0] and "at least 320Mi" in problems[0]
+    large = load_settings("dev", {**MINIMAL, f"{P}serving.profile": "large", f"{P}serving.workers": "8"})
+    assert large.serving.workers == 8  # 4Gi holds eight
+
+
 def test_secret_settings_must_be_encrypted_and_never_print() -> None:
     key = f"{P}alerts.slackWebhookUrl"
     url = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"

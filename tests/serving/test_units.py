@@ -200,7 +200,8 @@ def test_micro_batcher_shares_one_call_and_isolates_failures() -> None:
 
 # --- loader process policy -------------------------------------------------------------------------
 def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
-    from services.serving.loader import PROCESS_MEMORY_BYTES, loader_process_fits, memory_limit_bytes
+    from services.serving.loader import memory_limit_bytes
+    from services.serving.sizing import PROCESS_MEMORY_BYTES, loader_process_fits
 
     v2 = tmp_path / "memory.max"
     v2.write_text("max\n")
@@ -211,6 +212,20 @@ def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     v1.write_text("9223372036854771712\n")  # cgroup v1 "unlimited"
     assert memory_limit_bytes((str(v1),)) is None
     assert loader_process_fits(2, None)
-    assert not loader_process_fits(1, 512 * 2**20)  # the "small" 512Mi profile: threads
+    assert not loader_process_fits(1, 512 * 2**20)  # a 512Mi limit: threads
+    assert not loader_process_fits(2, 1 * 2**30)  # the "small" profile (1Gi, two workers): threads
     assert loader_process_fits(1, 2 * PROCESS_MEMORY_BYTES)
     assert not loader_process_fits(2, 2 * PROCESS_MEMORY_BYTES)
+
+
+def test_memory_quantities_and_minimum() -> None:
+    from services.serving.sizing import PROCESS_MEMORY_BYTES, min_memory_bytes, quantity_bytes
+
+    assert quantity_bytes("512Mi") == 512 * 2**20
+    assert quantity_bytes("1Gi") == 2**30
+    assert quantity_bytes("1.5Gi") == 3 * 2**29
+    assert quantity_bytes("2G") == 2 * 10**9
+    assert quantity_bytes("1048576") == 2**20
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        quantity_bytes("lots")
+    assert min_memory_bytes(3) == 3 * PROCESS_MEMORY_BYTES
