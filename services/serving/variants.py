@@ -33,10 +33,10 @@ import numpy as np
 from services.common.alerts import Severity
 from services.serving.batching import MicroBatcher
 from services.serving.loader import Loader, LoadError, memory_limit_bytes
-from services.serving.sizing import loader_process_fits
 from services.serving.observability import Alerter, Metrics
 from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import BlueGreenRouting, Settings
+from services.serving.sizing import loader_process_fits
 
 log = logging.getLogger("mlops.serving.variants")
 
