@@ -8,7 +8,7 @@ from typing import Any
 
 from mlops_tasks.errors import PermanentError
 from mlops_tasks.settings import Endpoints
-from services.common.contract import reload_path
+from services.common.contract import reload_path, variant_predict_path
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,18 @@ def predict_body(rows: list[dict[str, float]]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def predict(serving_url: str, rows: list[dict[str, float]], timeout_s: float = 30.0) -> dict[str, Any]:
-    """One prediction request; returns serving's JSON answer (it names the alias and version used)."""
+def predict(
+    serving_url: str, rows: list[dict[str, float]], timeout_s: float = 30.0, alias: str | None = None
+) -> dict[str, Any]:
+    """One prediction request; returns serving's JSON answer (it names the alias and version used).
+
+    Without `alias` the request is routed like any client's (`POST /predict`); with it, it goes to
+    that variant directly (`POST /variants/{alias}/predict`).
+    """
     import httpx
 
-    url = f"{serving_url.rstrip('/')}/predict"
+    path = "/predict" if alias is None else variant_predict_path(alias)
+    url = f"{serving_url.rstrip('/')}{path}"
     try:
         response = httpx.post(url, json=predict_body(rows), timeout=timeout_s)
     except httpx.HTTPError as exc:
@@ -81,8 +88,11 @@ def wait_until_served(
     interval_s: float = 1.0,
     consecutive: int = 3,
 ) -> dict[str, Any]:
-    """Poll `POST /predict` until `consecutive` answers in a row come from `alias` at `version`.
+    """Poll `POST /variants/{alias}/predict` until `consecutive` answers in a row come from `alias`
+    at `version`.
 
+    The variant's own endpoint, because the routed `/predict` may send most requests to another
+    alias (canary, A/B, blue-green) and would then never, or only by chance, show the promoted one.
     Several consecutive answers, because serving may run several workers or replicas that pick the
     new version up one after the other. Raises PermanentError when the deadline passes.
     """
@@ -91,7 +101,7 @@ def wait_until_served(
     last: dict[str, Any] | str = "no answer"
     while True:
         try:
-            answer = predict(endpoints.serving_url, rows)
+            answer = predict(endpoints.serving_url, rows, alias=alias)
             last = answer
             if served_version(answer) == (alias, version):
                 streak += 1

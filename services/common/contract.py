@@ -157,6 +157,11 @@ def reload_path(alias: str) -> str:
     return f"/variants/{alias}/reload"
 
 
+def variant_predict_path(alias: str) -> str:
+    """Path that predicts with one alias directly, whatever the routing (A/B, canary, blue-green)."""
+    return f"/variants/{alias}/predict"
+
+
 def markdown_table() -> str:
     """The README's table of environment variables (a test keeps the README in sync)."""
     rows = ["| variable | from | description |", "| --- | --- | --- |"]

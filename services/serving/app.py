@@ -349,7 +349,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def predict(request: Request) -> Response:
         return await _serve(request, router.choose(request.headers.get(CLIENT_ID_HEADER)), explicit=False)
 
-    @app.post("/variants/{alias}/predict", response_model=PredictResponse, responses=_ERRORS,
+    @app.post(contract.variant_predict_path("{alias}"), response_model=PredictResponse, responses=_ERRORS,
               openapi_extra=predict_body, summary="Predict with one variant")
     async def predict_variant(alias: str, request: Request) -> Response:
         if alias not in known:

@@ -188,3 +188,27 @@ def test_manual_rollback_restores_a_chosen_version_and_refuses_an_invalid_one(
         assert registry.alias_holder(client, model, "champion") == v1
         assert _served(serving) == ("champion", v1)
     assert any("resolve_target" in text for text in webhook.events("airflow.task_failed"))
+
+
+def test_verification_sees_the_promoted_alias_whatever_the_routing(mlflow_tracking_uri: str, tmp_path: Path) -> None:
+    """Under canary routing with 0 % to the challenger, the routed `/predict` never shows the
+    challenger; the DAG's verification asks the variant itself and sees its new version."""
+    from mlops_tasks.settings import Endpoints
+
+    from devstack.serving import serving_service
+
+    model = _model("canary")
+    seed_version(mlflow_tracking_uri, model, alias="champion")
+    challenger = seed_version(mlflow_tracking_uri, model, alias="challenger", C=0.5)
+    routing = {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 0}
+    with serving_service(
+        mlflow_tracking_uri, model, aliases=("champion", "challenger"), routing=routing, poll_seconds=3600,
+        log_path=tmp_path / "serving.log", start_timeout=180,
+    ) as serving:
+        routed = {serving_client.served_version(serving_client.predict(serving.base_url, sample_rows(1)))[0] for _ in range(20)}
+        assert routed == {"champion"}
+        endpoints = Endpoints(mlflow_tracking_uri, serving.base_url, serving.base_url, serving.reload_token)
+        answer = serving_client.wait_until_served(
+            endpoints, "challenger", challenger.version, sample_rows(2), timeout_s=30, interval_s=0
+        )
+        assert serving_client.served_version(answer) == ("challenger", challenger.version)
