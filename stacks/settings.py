@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
+from services.serving.settings import parse_routing, routing_aliases
 from services.serving.sizing import QUANTITY, min_memory_bytes, quantity_bytes
 
 PROJECT = "mlops-platform"
@@ -339,7 +340,6 @@ _DEFAULT_PROFILES = {
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     },
 }
-_ROUTING_MODES = ("fixed", "ab", "canary", "blue-green", "shadow")
 
 
 def _check_profiles(value: Any) -> str | None:
@@ -360,8 +360,10 @@ def _check_profiles(value: Any) -> str | None:
 
 
 def _check_routing(value: Any) -> str | None:
-    if not isinstance(value, dict) or value.get("mode") not in _ROUTING_MODES:
-        return f"must be an object whose mode is one of {', '.join(_ROUTING_MODES)}"
+    try:
+        parse_routing(value)  # the serving service's own validation: a pod never starts on a routing it refuses
+    except ValueError as exc:
+        return f"is not a valid routing: {exc}"
     return None
 
 
@@ -674,14 +676,7 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
 
 
 def _routed_aliases(routing: Mapping[str, Any]) -> list[str]:
-    names: list[str] = []
-    for key in ("alias", "primary", "challenger", "active"):
-        if isinstance(routing.get(key), str):
-            names.append(routing[key])
-    weights = routing.get("weights")
-    if isinstance(weights, dict):
-        names.extend(str(k) for k in weights)
-    return names
+    return list(routing_aliases(parse_routing(routing)))
 
 
 def from_pulumi() -> StackSettings:

@@ -92,6 +92,24 @@ RoutingConfig = Annotated[
 _ROUTING = TypeAdapter(RoutingConfig)
 
 
+def parse_routing(value: object) -> RoutingConfig:
+    """Validate a routing object (the service at start, the stack settings before a deploy).
+
+    Raises ValueError whose message names each wrong field, e.g. `percent: Input should be less
+    than or equal to 100`.
+    """
+    try:
+        return _ROUTING.validate_python(value)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # the first location item is the union member chosen by `mode`; the rest is the field
+            loc = ".".join(str(p) for p in err["loc"][1:])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}" if loc else msg)
+        raise ValueError("; ".join(problems)) from None
+
+
 def routing_aliases(routing: RoutingConfig) -> tuple[str, ...]:
     """Every alias the routing can send a request to (or shadow to), primary first."""
     if isinstance(routing, FixedRouting):
@@ -135,8 +153,8 @@ class Settings:
             routing: RoutingConfig = FixedRouting(mode="fixed", alias=listed[0] if listed else "champion")
         else:
             try:
-                routing = _ROUTING.validate_python(json.loads(raw_routing))
-            except (json.JSONDecodeError, ValidationError) as exc:
+                routing = parse_routing(json.loads(raw_routing))
+            except ValueError as exc:  # json.JSONDecodeError is one
                 raise SettingsError(f"{contract.SERVING_ROUTING.name} is invalid: {exc}") from exc
         aliases = tuple(dict.fromkeys(routing_aliases(routing) + listed))
         alias_check = TypeAdapter(list[Alias])

@@ -74,7 +74,11 @@ def test_other_namespaces_are_not_ours() -> None:
         ("kubernetes.minVersion", "1.20", "must match"),
         ("mlflow.basicAuth", "yes", "must be true or false"),
         ("airflow.imageTag", "latest", "must be a pinned tag"),
-        ("serving.routing", '{"mode": "random"}', "mode is one of"),
+        ("serving.routing", '{"mode": "random"}', "expected tags: 'fixed', 'ab', 'canary', 'blue-green', 'shadow'"),
+        ("serving.routing", '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 150}',
+         "is not a valid routing: percent: Input should be less than or equal to 100"),
+        ("serving.routing", '{"mode": "blue-green", "active": "champion", "standby": "champion"}',
+         "blue-green active and standby must differ"),
         ("ingress.domain", "Not A Domain", "must match"),
     ],
 )
