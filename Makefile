@@ -17,7 +17,9 @@ $(UV):
 	@echo "uv not found: installing uv 0.13.8 with pip"; python3 -m pip install --user --quiet "uv==0.13.8"
 
 setup: $(UV) node_modules/.installed ## build .venv from uv.lock (installs uv if missing) and the workflow linter
-	$(UV) sync --frozen
+	# --compile-bytecode: every test, demo and preview process then starts from .pyc files, even where
+	# PYTHONDONTWRITEBYTECODE is set (a later run only checks them: under a second)
+	$(UV) sync --frozen --compile-bytecode
 
 node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --silent
