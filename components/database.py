@@ -18,7 +18,6 @@ from pulumi_kubernetes.apps.v1 import (
     StatefulSetPersistentVolumeClaimRetentionPolicyArgs,
     StatefulSetSpecArgs,
 )
-from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
 from pulumi_kubernetes.core.v1 import (
     ConfigMap,
     ConfigMapVolumeSourceArgs,
@@ -45,6 +44,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
+from components.jobs import rerun_on_change_job
 from components.pod_security import restricted_container, restricted_pod
 
 # Official image tags pinned per major version (in-cluster mode and the bootstrap Job's psql).
@@ -325,46 +325,37 @@ class Database(pulumi.ComponentResource):
             pulumi.Output.all(sql, host, port, *[passwords[a.role] for a in args.apps]).apply(bootstrap_inputs_digest)
         )
         psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
-        job = Job(
+        # New SQL (a new name) or new inputs (the digest: server, passwords) run the bootstrap again.
+        job = rerun_on_change_job(
             f"{name}-bootstrap",
-            # A Job's pod template is immutable: new SQL (a new name) or new inputs (the digest
-            # annotation: server, passwords) replace the Job, so `pulumi up` runs the bootstrap again.
-            metadata=ObjectMetaArgs(
-                name=f"db-bootstrap-{hashlib.sha256(sql.encode()).hexdigest()[:8]}", namespace=args.namespace, labels=labels
+            name=f"db-bootstrap-{hashlib.sha256(sql.encode()).hexdigest()[:8]}",
+            namespace=args.namespace,
+            labels=labels,
+            digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
+            digest=inputs_digest,
+            uid=POSTGRES_UID,
+            container=ContainerArgs(
+                name="bootstrap",
+                image=POSTGRES_IMAGES[major],
+                command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
+                env=[
+                    EnvVarArgs(name="PGHOST", value=host),
+                    EnvVarArgs(name="PGPORT", value=port.apply(str)),
+                    EnvVarArgs(name="PGUSER", value=admin_user),
+                    EnvVarArgs(name="PGDATABASE", value="postgres"),
+                    EnvVarArgs(name="PGSSLMODE", value=sslmode),
+                    EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
+                ],
+                env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="db-bootstrap"))],
+                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}),
+                security_context=restricted_container(POSTGRES_UID),
+                volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
             ),
-            spec=JobSpecArgs(
-                backoff_limit=20,
-                active_deadline_seconds=1800,
-                template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels, annotations={BOOTSTRAP_INPUTS_ANNOTATION: inputs_digest}),
-                    spec=PodSpecArgs(
-                        restart_policy="OnFailure",
-                        automount_service_account_token=False,
-                        security_context=restricted_pod(POSTGRES_UID),
-                        containers=[
-                            ContainerArgs(
-                                name="bootstrap",
-                                image=POSTGRES_IMAGES[major],
-                                command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
-                                env=[
-                                    EnvVarArgs(name="PGHOST", value=host),
-                                    EnvVarArgs(name="PGPORT", value=port.apply(str)),
-                                    EnvVarArgs(name="PGUSER", value=admin_user),
-                                    EnvVarArgs(name="PGDATABASE", value="postgres"),
-                                    EnvVarArgs(name="PGSSLMODE", value=sslmode),
-                                    EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
-                                ],
-                                env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="db-bootstrap"))],
-                                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}),
-                                security_context=restricted_container(POSTGRES_UID),
-                                volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
-                            )
-                        ],
-                        volumes=[VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name="db-bootstrap-sql"))],
-                    ),
-                ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, sql_map, job_secret], delete_before_replace=True),
+            volumes=[VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name="db-bootstrap-sql"))],
+            backoff_limit=20,
+            deadline_seconds=1800,
+            parent=self,
+            depends_on=[*depends, sql_map, job_secret],
         )
 
         # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pulumi
 import pulumi_random as random
-from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
 from pulumi_kubernetes.core.v1 import (
     ConfigMap,
     ConfigMapVolumeSourceArgs,
     ContainerArgs,
     EnvVarArgs,
     EnvVarSourceArgs,
-    PodSpecArgs,
-    PodTemplateSpecArgs,
     ResourceRequirementsArgs,
     Secret,
     SecretKeySelectorArgs,
@@ -27,8 +24,9 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
+from components.jobs import rerun_on_change_job
 from components.options import inherited_depends_on
-from components.pod_security import restricted_container, restricted_pod
+from components.pod_security import restricted_container
 from stacks.settings import MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
@@ -259,45 +257,39 @@ class MlflowServer(pulumi.ComponentResource):
         def from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
             return EnvVarArgs(name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key)))
 
-        job = Job(
+        # a new digest (password, server) runs the Job again
+        job = rerun_on_change_job(
             f"{name}-client-user-job",
-            # A Job's pod template is immutable: a new digest replaces the Job, so it runs again
-            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=labels),
-            spec=JobSpecArgs(
-                backoff_limit=10,
-                active_deadline_seconds=1200,
-                template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(labels=labels, annotations={CLIENT_INPUTS_ANNOTATION: digest}),
-                    spec=PodSpecArgs(
-                        restart_policy="OnFailure",
-                        automount_service_account_token=False,
-                        security_context=restricted_pod(MLFLOW_UID),
-                        containers=[
-                            ContainerArgs(
-                                name="ensure-user",
-                                image=image,
-                                image_pull_policy="IfNotPresent",
-                                command=["python", "/script/ensure_user.py"],
-                                env=[
-                                    EnvVarArgs(name="MLFLOW_URL", value=self.internal_url),
-                                    EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
-                                    from_secret("ADMIN_USERNAME", ADMIN_SECRET, "username"),
-                                    from_secret("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
-                                    from_secret("CLIENT_USERNAME", CLIENT_SECRET, "username"),
-                                    from_secret("CLIENT_PASSWORD", CLIENT_SECRET, "password"),
-                                ],
-                                resources=ResourceRequirementsArgs(
-                                    requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
-                                ),
-                                security_context=restricted_container(MLFLOW_UID, read_only_root=True),
-                                volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
-                            )
-                        ],
-                        volumes=[VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script"))],
-                    ),
+            name=CLIENT_SECRET,
+            namespace=args.namespace,
+            labels=labels,
+            digest_annotation=CLIENT_INPUTS_ANNOTATION,
+            digest=digest,
+            uid=MLFLOW_UID,
+            container=ContainerArgs(
+                name="ensure-user",
+                image=image,
+                image_pull_policy="IfNotPresent",
+                command=["python", "/script/ensure_user.py"],
+                env=[
+                    EnvVarArgs(name="MLFLOW_URL", value=self.internal_url),
+                    EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
+                    from_secret("ADMIN_USERNAME", ADMIN_SECRET, "username"),
+                    from_secret("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+                    from_secret("CLIENT_USERNAME", CLIENT_SECRET, "username"),
+                    from_secret("CLIENT_PASSWORD", CLIENT_SECRET, "password"),
+                ],
+                resources=ResourceRequirementsArgs(
+                    requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
                 ),
+                security_context=restricted_container(MLFLOW_UID, read_only_root=True),
+                volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, secret, script_map], delete_before_replace=True),
+            volumes=[VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script"))],
+            backoff_limit=10,
+            deadline_seconds=1200,
+            parent=self,
+            depends_on=[self.release, secret, script_map],
         )
         # consumers of the password (the endpoints' credentials Secrets) wait for the user to exist
         return pulumi.Output.secret(pulumi.Output.all(password, job.id).apply(lambda v: str(v[0])))
