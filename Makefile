@@ -28,8 +28,9 @@ node_modules/.installed: package-lock.json
 demo: setup ## THE main job: MLflow + serving + one DAG run on this machine; ARGS=--once to run once and exit
 	$(PY) -m devstack.demo $(ARGS)
 
-lint: ## ruff over everything, yamllint over the YAML (workflows, stack files, policy pack)
+lint: ## ruff check + ruff format --check (line length 120 enforced), yamllint over the YAML
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m yamllint -s .
 
 typecheck: ## mypy over infra/ components/ stacks/ harness/ policy/ (cached in .mypy_cache)

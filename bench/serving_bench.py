@@ -88,8 +88,20 @@ def parse_hey(output: str) -> dict[str, Any]:
 
 
 def hey_command(hey: str, url: str, body_file: Path, seconds: float) -> list[str]:
-    return [hey, "-z", f"{seconds:g}s", "-c", str(CONNECTIONS), "-m", "POST", "-T", "application/json",
-            "-D", str(body_file), url]
+    return [
+        hey,
+        "-z",
+        f"{seconds:g}s",
+        "-c",
+        str(CONNECTIONS),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-D",
+        str(body_file),
+        url,
+    ]
 
 
 def run_hey(command: list[str]) -> dict[str, Any]:
@@ -100,12 +112,31 @@ def run_hey(command: list[str]) -> dict[str, Any]:
 @contextlib.contextmanager
 def mlflow_models_serve(server: MlflowServer, log_path: Path, start_timeout: float = 240):  # type: ignore[no-untyped-def]
     port = free_port()
-    argv = ["mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local",
-            "-h", LOOPBACK, "-p", str(port), "-w", "1"]
+    argv = [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "-w",
+        "1",
+    ]
     env = env_with_venv({contract.MLFLOW_TRACKING_URI.name: server.tracking_uri})  # bin/ on PATH: it execs uvicorn
-    process = ManagedProcess("mlflow-models-serve", argv, env=env, log_path=log_path,
-                             ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/ping"), start_timeout=start_timeout,
-                             ports=(port,))
+    process = ManagedProcess(
+        "mlflow-models-serve",
+        argv,
+        env=env,
+        log_path=log_path,
+        ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/ping"),
+        start_timeout=start_timeout,
+        ports=(port,),
+    )
     with process:
         yield f"http://{LOOPBACK}:{port}", argv
 
@@ -157,8 +188,14 @@ def main() -> int:
         swap_versions = [train_and_register(stack.tracking_uri, MODEL, C=1.0 / (2 + i)) for i in range(args.swaps)]
         set_alias(stack.tracking_uri, MODEL, "champion", v1.version)
         with (
-            serving_service(stack.tracking_uri, MODEL, workers=1, log_dir=work / "serving-logs",
-                            log_path=work / "serving.out", poll_seconds=3600) as ours,
+            serving_service(
+                stack.tracking_uri,
+                MODEL,
+                workers=1,
+                log_dir=work / "serving-logs",
+                log_path=work / "serving.out",
+                poll_seconds=3600,
+            ) as ours,
             mlflow_models_serve(stack.server, work / "mlflow-serve.out") as (theirs_base, theirs_argv),
         ):
             targets = {
@@ -173,14 +210,19 @@ def main() -> int:
                 for name in order:
                     result = run_hey(targets[name])
                     rounds[name].append(result)
-                    print(f"round {i + 1} {name:6s}: {result['rps']:8.1f} req/s  p99 {result['p99_ms']:7.1f} ms  "
-                          f"failures {result['failures']}", flush=True)
+                    print(
+                        f"round {i + 1} {name:6s}: {result['rps']:8.1f} req/s  p99 {result['p99_ms']:7.1f} ms  "
+                        f"failures {result['failures']}",
+                        flush=True,
+                    )
 
             # --- hot swaps under load ------------------------------------------------------------
             # Pairs of runs: a steady run (no swap), then the same load with swaps, so that the
             # machine's drift hits both; p99s are averaged over the runs of each kind.
-            per_pair = [args.swaps // args.swap_pairs + (1 if i < args.swaps % args.swap_pairs else 0)
-                        for i in range(args.swap_pairs)]
+            per_pair = [
+                args.swaps // args.swap_pairs + (1 if i < args.swaps % args.swap_pairs else 0)
+                for i in range(args.swap_pairs)
+            ]
             swap_seconds = 2 + max(per_pair) * args.swap_interval + 3
             swap_cmd = hey_command(hey, f"{ours.base_url}/predict", ours_body, swap_seconds)
             reload_url = f"{ours.base_url}{contract.reload_path('champion')}"
@@ -193,12 +235,16 @@ def main() -> int:
             with httpx.Client(timeout=120) as admin:
                 for pair, count in enumerate(per_pair, start=1):
                     steady_runs.append(run_hey(swap_cmd))
-                    print(f"pair {pair} steady      : {steady_runs[-1]['rps']:8.1f} req/s  "
-                          f"p99 {steady_runs[-1]['p99_ms']:7.1f} ms", flush=True)
+                    print(
+                        f"pair {pair} steady      : {steady_runs[-1]['rps']:8.1f} req/s  "
+                        f"p99 {steady_runs[-1]['p99_ms']:7.1f} ms",
+                        flush=True,
+                    )
                     load = subprocess.Popen(swap_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                     out: dict[str, str] = {}
-                    reader = threading.Thread(target=lambda p=load, o=out: o.update(stdout=p.communicate()[0]),
-                                              daemon=True)
+                    reader = threading.Thread(
+                        target=lambda p=load, o=out: o.update(stdout=p.communicate()[0]), daemon=True
+                    )
                     reader.start()
                     started = time.monotonic()
                     for i in range(count):
@@ -210,24 +256,34 @@ def main() -> int:
                         t0 = time.perf_counter()
                         response = admin.post(reload_url, headers={"Authorization": f"Bearer {ours.reload_token}"})
                         body = response.json()
-                        swaps.append({"to_version": target.version, "status": response.status_code,
-                                      "outcome": body.get("outcome"), "served_version": body.get("version"),
-                                      "seconds": round(time.perf_counter() - t0, 3)})
+                        swaps.append(
+                            {
+                                "to_version": target.version,
+                                "status": response.status_code,
+                                "outcome": body.get("outcome"),
+                                "served_version": body.get("version"),
+                                "seconds": round(time.perf_counter() - t0, 3),
+                            }
+                        )
                     swaps_done_at = time.monotonic() - started
                     reader.join(timeout=swap_seconds + 60)
                     if swaps_done_at > swap_seconds:
                         raise RuntimeError("the swaps outlasted the load run; raise --swap-interval")
                     swap_runs.append(parse_hey(out.get("stdout", "")))
-                    print(f"pair {pair} {count:2d} swaps   : {swap_runs[-1]['rps']:8.1f} req/s  "
-                          f"p99 {swap_runs[-1]['p99_ms']:7.1f} ms  failures {swap_runs[-1]['failures']}", flush=True)
+                    print(
+                        f"pair {pair} {count:2d} swaps   : {swap_runs[-1]['rps']:8.1f} req/s  "
+                        f"p99 {swap_runs[-1]['p99_ms']:7.1f} ms  failures {swap_runs[-1]['failures']}",
+                        flush=True,
+                    )
                 final_version = admin.post(f"{ours.base_url}/predict", json={"rows": [row]}).json()["version"]
 
     ours_rps = statistics.median(r["rps"] for r in rounds["ours"])
     mlflow_rps = statistics.median(r["rps"] for r in rounds["mlflow"])
     ours_p99 = statistics.median(r["p99_ms"] for r in rounds["ours"])
     mlflow_p99 = statistics.median(r["p99_ms"] for r in rounds["mlflow"])
-    failed_swaps = [s for s in swaps if s["status"] != 200 or s["outcome"] != "reloaded"
-                    or s["served_version"] != s["to_version"]]
+    failed_swaps = [
+        s for s in swaps if s["status"] != 200 or s["outcome"] != "reloaded" or s["served_version"] != s["to_version"]
+    ]
     swap_failures = sum(r["failures"] for r in swap_runs) + len(failed_swaps)
     steady_p99 = statistics.mean(r["p99_ms"] for r in steady_runs)
     swap_p99 = statistics.mean(r["p99_ms"] for r in swap_runs)
@@ -262,14 +318,15 @@ def main() -> int:
             "workers": "1 uvicorn worker each",
             "model": f"{MODEL}: iris StandardScaler+LogisticRegression, registered in MLflow (PostgreSQL + moto S3)",
             "swap": f"{args.swaps} alias moves, each to a version not loaded before (versions "
-                    f"{swap_versions[0].version}..{swap_versions[-1].version}), each followed by "
-                    f"POST {contract.reload_path('champion')}, one every {args.swap_interval} s under load",
+            f"{swap_versions[0].version}..{swap_versions[-1].version}), each followed by "
+            f"POST {contract.reload_path('champion')}, one every {args.swap_interval} s under load",
             "steady_reference": "pairs of runs with the same hey command: steady (no swap) then with swaps; "
-                                "steady_p99_ms and swap_p99_ms are the means over the runs of each kind",
+            "steady_p99_ms and swap_p99_ms are the means over the runs of each kind",
         },
         "commands": {
-            "ours_server": " ".join(["python", "-m", "services.serving"]) + f"  (env: {contract.SERVING_WORKERS.name}=1, "
-                           f"{contract.MODEL_NAME.name}={MODEL}, {contract.MLFLOW_TRACKING_URI.name}=<mlflow>)",
+            "ours_server": " ".join(["python", "-m", "services.serving"])
+            + f"  (env: {contract.SERVING_WORKERS.name}=1, "
+            f"{contract.MODEL_NAME.name}={MODEL}, {contract.MLFLOW_TRACKING_URI.name}=<mlflow>)",
             "mlflow_server": " ".join(theirs_argv),
             "ours_load": " ".join(targets["ours"]),
             "mlflow_load": " ".join(targets["mlflow"]),
@@ -287,8 +344,25 @@ def main() -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("ours_rps", "mlflow_rps", "ours_p99_ms", "mlflow_p99_ms", "swap_requests",
-                                             "swap_failures", "swap_p99_ms", "steady_p99_ms", "targets")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "ours_rps",
+                    "mlflow_rps",
+                    "ours_p99_ms",
+                    "mlflow_p99_ms",
+                    "swap_requests",
+                    "swap_failures",
+                    "swap_p99_ms",
+                    "steady_p99_ms",
+                    "targets",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"written to {args.output}")
     if all(result["targets"].values()):
         shutil.rmtree(work, ignore_errors=True)

@@ -50,7 +50,9 @@ class AirflowPlatformArgs:
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
 
 
-def _secret(name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]) -> Secret:
+def _secret(
+    name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]
+) -> Secret:
     return Secret(
         name,
         metadata=ObjectMetaArgs(name=name, namespace=namespace),
@@ -85,7 +87,13 @@ class AirflowPlatform(pulumi.ComponentResource):
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
         secrets = [
             # Fernet wants 32 url-safe base64-encoded bytes (with padding)
-            _secret(FERNET_SECRET, self, args.namespace, FERNET_KEY, fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))),
+            _secret(
+                FERNET_SECRET,
+                self,
+                args.namespace,
+                FERNET_KEY,
+                fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_")),
+            ),
             _secret(API_SECRET, self, args.namespace, API_KEY, api_key.result),
             _secret(JWT_SECRET, self, args.namespace, JWT_KEY, jwt.result),
         ]
@@ -125,13 +133,22 @@ class AirflowPlatform(pulumi.ComponentResource):
                 "colored_console_log": "False",
             }
             conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
-            extra_secret_env.append({"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env})
+            extra_secret_env.append(
+                {"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}
+            )
         else:
             logs = {"persistence": {"enabled": True, "existingClaim": args.logs_claim}}
 
-        internal_url = pulumi.Output.concat(f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}")
+        internal_url = pulumi.Output.concat(
+            f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}"
+        )
         execution_api = pulumi.Output.concat(internal_url, "/execution/")
-        restricted_pod = {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+        restricted_pod = {
+            "runAsNonRoot": True,
+            "runAsUser": 50000,
+            "fsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
         restricted_container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
         # git-sync and StatsD do not take the global contexts: without these they would run with
         # only a runAsUser (privilege escalation allowed, capabilities kept)

@@ -32,7 +32,13 @@ def prefix_policy(bucket_arn: str, prefix: str) -> dict[str, Any]:
             {
                 "Sid": "ObjectsUnderPrefix",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
                 "Resource": f"{bucket_arn}/{prefix}*",
             },
             {
@@ -199,7 +205,9 @@ class ArtifactStore(pulumi.ComponentResource):
                 sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
             )
             if args.kms_key_arn
-            else s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(sse_algorithm="AES256")
+            else s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                sse_algorithm="AES256"
+            )
         )
         s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
@@ -278,10 +286,17 @@ class ArtifactStore(pulumi.ComponentResource):
             secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
             self.active_key_ids[consumer] = key_id
             if spec.secret_format == "aws-env":
-                string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+                string_data: dict[str, pulumi.Input[str]] = {
+                    "AWS_ACCESS_KEY_ID": key_id,
+                    "AWS_SECRET_ACCESS_KEY": secret,
+                }
             elif spec.secret_format == "airflow-connection":
                 env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
-                string_data = {env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region))}
+                string_data = {
+                    env: pulumi.Output.all(key_id, secret).apply(
+                        lambda v: airflow_aws_connection(v[0], v[1], args.region)
+                    )
+                }
             else:
                 raise ValueError(f"unknown secret format {spec.secret_format!r}")
             credentials = Secret(

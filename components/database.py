@@ -104,11 +104,13 @@ def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
         role, db, pw = app.role, app.database, password_variable(app.role)
         lines += [
             f"-- {db}: owned by {role}, reachable by {role} only",
-            f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec",
+            f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            f"'{role}')\\gexec",
             f"ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'{pw}';",
             # on RDS the master user is no superuser: it must be a member to make the role an owner
             f"GRANT {role} TO CURRENT_USER;",
-            f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}')\\gexec",
+            f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = "
+            f"'{db}')\\gexec",
             f"ALTER DATABASE {db} OWNER TO {role};",
             f"REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC;",
             f"GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role};",
@@ -169,7 +171,10 @@ class Database(pulumi.ComponentResource):
             if len(args.subnet_ids) < 2 or not args.vpc_id or not args.allowed_cidrs:
                 raise ValueError("rds mode needs vpc_id, two or more subnet_ids and allowed_cidrs")
             subnets = rds.SubnetGroup(
-                f"{name}-subnets", subnet_ids=list(args.subnet_ids), description=f"mlops-platform {args.stack} database", opts=child
+                f"{name}-subnets",
+                subnet_ids=list(args.subnet_ids),
+                description=f"mlops-platform {args.stack} database",
+                opts=child,
             )
             group = ec2.SecurityGroup(
                 f"{name}-sg",
@@ -177,7 +182,11 @@ class Database(pulumi.ComponentResource):
                 description=f"mlops-platform {args.stack}: Postgres from the cluster network only",
                 ingress=[
                     ec2.SecurityGroupIngressArgs(
-                        protocol="tcp", from_port=5432, to_port=5432, cidr_blocks=list(args.allowed_cidrs), description="Postgres from the cluster"
+                        protocol="tcp",
+                        from_port=5432,
+                        to_port=5432,
+                        cidr_blocks=list(args.allowed_cidrs),
+                        description="Postgres from the cluster",
                     )
                 ],
                 egress=[],
@@ -237,7 +246,9 @@ class Database(pulumi.ComponentResource):
             service = Service(
                 f"{name}-service",
                 metadata=ObjectMetaArgs(name="postgres", namespace=args.namespace, labels=labels),
-                spec=ServiceSpecArgs(selector=selector, ports=[ServicePortArgs(name="postgres", port=5432, target_port="postgres")]),
+                spec=ServiceSpecArgs(
+                    selector=selector, ports=[ServicePortArgs(name="postgres", port=5432, target_port="postgres")]
+                ),
                 opts=child,
             )
             probe = ExecActionArgs(command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1"])
@@ -259,12 +270,17 @@ class Database(pulumi.ComponentResource):
                                     image=POSTGRES_IMAGES[major],
                                     ports=[ContainerPortArgs(name="postgres", container_port=5432)],
                                     env=[EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata")],
-                                    env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="postgres-superuser"))],
+                                    env_from=[
+                                        EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="postgres-superuser"))
+                                    ],
                                     resources=ResourceRequirementsArgs(
-                                        requests={"cpu": "250m", "memory": "512Mi"}, limits={"cpu": "2", "memory": "2Gi"}
+                                        requests={"cpu": "250m", "memory": "512Mi"},
+                                        limits={"cpu": "2", "memory": "2Gi"},
                                     ),
                                     readiness_probe=ProbeArgs(exec_=probe, period_seconds=5, failure_threshold=6),
-                                    liveness_probe=ProbeArgs(exec_=probe, initial_delay_seconds=30, period_seconds=10, failure_threshold=6),
+                                    liveness_probe=ProbeArgs(
+                                        exec_=probe, initial_delay_seconds=30, period_seconds=10, failure_threshold=6
+                                    ),
                                     security_context=restricted_container(POSTGRES_UID),
                                     volume_mounts=[
                                         VolumeMountArgs(name="data", mount_path="/var/lib/postgresql/data"),
@@ -324,7 +340,9 @@ class Database(pulumi.ComponentResource):
         inputs_digest = pulumi.Output.unsecret(
             pulumi.Output.all(sql, host, port, *[passwords[a.role] for a in args.apps]).apply(bootstrap_inputs_digest)
         )
-        psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
+        psql_vars = " ".join(
+            f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps
+        )
         # New SQL (a new name) or new inputs (the digest: server, passwords) run the bootstrap again.
         job = rerun_on_change_job(
             f"{name}-bootstrap",
@@ -347,7 +365,9 @@ class Database(pulumi.ComponentResource):
                     EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
                 ],
                 env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="db-bootstrap"))],
-                resources=ResourceRequirementsArgs(requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}),
+                resources=ResourceRequirementsArgs(
+                    requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
+                ),
                 security_context=restricted_container(POSTGRES_UID),
                 volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
             ),
@@ -364,7 +384,10 @@ class Database(pulumi.ComponentResource):
         self.port: pulumi.Output[int] = port
         for app in args.apps:
             if app.secret_format == "username-password":
-                content: Mapping[str, pulumi.Input[str]] = {"username": pulumi.Output.secret(app.role), "password": passwords[app.role]}
+                content: Mapping[str, pulumi.Input[str]] = {
+                    "username": pulumi.Output.secret(app.role),
+                    "password": passwords[app.role],
+                }
             elif app.secret_format == "sqlalchemy-url":
                 url = pulumi.Output.all(passwords[app.role], self.host, self.port).apply(
                     functools.partial(_sqlalchemy_url, role=app.role, database=app.database, sslmode=sslmode)
@@ -374,10 +397,16 @@ class Database(pulumi.ComponentResource):
                 raise ValueError(f"unknown secret format {app.secret_format!r}")
             Secret(
                 f"{name}-{app.role}-connection",
-                metadata=ObjectMetaArgs(name=app.secret_name, namespace=app.namespace, labels={"app.kubernetes.io/part-of": "mlops-platform"}),
+                metadata=ObjectMetaArgs(
+                    name=app.secret_name,
+                    namespace=app.namespace,
+                    labels={"app.kubernetes.io/part-of": "mlops-platform"},
+                ),
                 type="Opaque",
                 string_data=content,
                 opts=child,
             )
         self.databases = {app.role: app.database for app in args.apps}
-        self.register_outputs({"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password})
+        self.register_outputs(
+            {"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password}
+        )

@@ -30,7 +30,9 @@ class EndpointsArgs:
         expected = {v.name for v in contract.CONFIGMAP_VARS}
         missing, extra = expected - set(self.values), set(self.values) - expected
         if missing or extra:
-            raise ValueError(f"endpoints values must be exactly the contract's: missing {sorted(missing)}, unknown {sorted(extra)}")
+            raise ValueError(
+                f"endpoints values must be exactly the contract's: missing {sorted(missing)}, unknown {sorted(extra)}"
+            )
 
 
 class Endpoints(pulumi.ComponentResource):

@@ -55,7 +55,13 @@ class IngressController(pulumi.ComponentResource):
                         "kubernetesCRD": {"enabled": False},
                     },
                     "ports": {
-                        "web": {"http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
+                        "web": {
+                            "http": {
+                                "redirections": {
+                                    "entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}
+                                }
+                            }
+                        },
                         "websecure": {"http": {"tls": {"enabled": True}}},
                     },
                     "service": {"type": args.service_type},

@@ -72,7 +72,8 @@ class MlflowServerArgs:
             raise ValueError("MLflow basic auth needs its Postgres database (auth_db_secret, auth_db_name)")
         if self.settings.chart_version not in CHART_APP_VERSIONS and not self.settings.image_tag:
             raise ValueError(
-                f"MLflow chart {self.settings.chart_version}: add its appVersion to CHART_APP_VERSIONS or set mlflow.imageTag"
+                f"MLflow chart {self.settings.chart_version}: add its appVersion to CHART_APP_VERSIONS or set "
+                "mlflow.imageTag"
             )
 
 
@@ -135,7 +136,11 @@ class MlflowServer(pulumi.ComponentResource):
                     "port": args.db_port,
                     "database": args.auth_db_name,
                     "driver": "psycopg2",
-                    "existingSecret": {"name": args.auth_db_secret, "usernameKey": "username", "passwordKey": "password"},
+                    "existingSecret": {
+                        "name": args.auth_db_secret,
+                        "usernameKey": "username",
+                        "passwordKey": "password",
+                    },
                 },
             }
         artifacts = pulumi.Output.concat("s3://", args.bucket, f"/{args.artifact_prefix.strip('/')}")
@@ -172,7 +177,11 @@ class MlflowServer(pulumi.ComponentResource):
                     "database": args.db_name,
                     "driver": "psycopg2",
                 },
-                "existingDatabaseSecret": {"name": args.db_secret, "usernameKey": "username", "passwordKey": "password"},
+                "existingDatabaseSecret": {
+                    "name": args.db_secret,
+                    "usernameKey": "username",
+                    "passwordKey": "password",
+                },
             },
             "artifactRoot": {
                 "proxiedArtifactStorage": True,
@@ -193,7 +202,11 @@ class MlflowServer(pulumi.ComponentResource):
                 "AWS_DEFAULT_REGION": args.region,
             },
             "auth": auth,
-            "serverAllowedHosts": [args.host, "mlflow", pulumi.Output.concat("mlflow.", args.namespace, ".svc.cluster.local")],
+            "serverAllowedHosts": [
+                args.host,
+                "mlflow",
+                pulumi.Output.concat("mlflow.", args.namespace, ".svc.cluster.local"),
+            ],
             "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},
             "ingress": {
                 "enabled": True,
@@ -252,10 +265,14 @@ class MlflowServer(pulumi.ComponentResource):
             data={"ensure_user.py": script},
             opts=child,
         )
-        digest = pulumi.Output.unsecret(pulumi.Output.all(script, self.internal_url, password).apply(client_inputs_digest))
+        digest = pulumi.Output.unsecret(
+            pulumi.Output.all(script, self.internal_url, password).apply(client_inputs_digest)
+        )
 
         def from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
-            return EnvVarArgs(name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key)))
+            return EnvVarArgs(
+                name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key))
+            )
 
         # a new digest (password, server) runs the Job again
         job = rerun_on_change_job(

@@ -140,7 +140,10 @@ class ServingService(pulumi.ComponentResource):
         if profile.gpus:
             limits["nvidia.com/gpu"] = str(profile.gpus)
         env = [
-            EnvVarArgs(name="POD_NAME", value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name"))),
+            EnvVarArgs(
+                name="POD_NAME",
+                value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
+            ),
             EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
             EnvVarArgs(name=contract.SERVING_ROUTING.name, value=json.dumps(dict(s.routing), sort_keys=True)),
             EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
@@ -151,12 +154,16 @@ class ServingService(pulumi.ComponentResource):
             EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
             EnvVarArgs(
                 name=contract.RELOAD_TOKEN.name,
-                value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=args.reload_token_secret, key=contract.RELOAD_TOKEN.name)),
+                value_from=EnvVarSourceArgs(
+                    secret_key_ref=SecretKeySelectorArgs(name=args.reload_token_secret, key=contract.RELOAD_TOKEN.name)
+                ),
             ),
             EnvVarArgs(
                 name=contract.SLACK_WEBHOOK_URL.name,
                 value_from=EnvVarSourceArgs(
-                    secret_key_ref=SecretKeySelectorArgs(name=args.slack_secret, key=contract.SLACK_WEBHOOK_URL.name, optional=True)
+                    secret_key_ref=SecretKeySelectorArgs(
+                        name=args.slack_secret, key=contract.SLACK_WEBHOOK_URL.name, optional=True
+                    )
                 ),
             ),
         ]
@@ -172,9 +179,15 @@ class ServingService(pulumi.ComponentResource):
             ],
             env=env,
             resources=ResourceRequirementsArgs(requests={"cpu": profile.cpu, "memory": profile.memory}, limits=limits),
-            startup_probe=ProbeArgs(http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60),
-            liveness_probe=ProbeArgs(http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=10, failure_threshold=3),
-            readiness_probe=ProbeArgs(http_get=HTTPGetActionArgs(path="/readyz", port="http"), period_seconds=5, failure_threshold=2),
+            startup_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60
+            ),
+            liveness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=10, failure_threshold=3
+            ),
+            readiness_probe=ProbeArgs(
+                http_get=HTTPGetActionArgs(path="/readyz", port="http"), period_seconds=5, failure_threshold=2
+            ),
             # let the endpoints controller take the pod out of rotation before it stops
             lifecycle=LifecycleArgs(pre_stop=LifecycleHandlerArgs(exec_=ExecActionArgs(command=["sleep", "5"]))),
             security_context=restricted_container(RUN_AS, read_only_root=True),
@@ -208,12 +221,22 @@ class ServingService(pulumi.ComponentResource):
                         security_context=restricted_pod(RUN_AS),
                         containers=[container],
                         volumes=[
-                            VolumeArgs(name="logs", persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(claim_name=args.logs_claim)),
+                            VolumeArgs(
+                                name="logs",
+                                persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=args.logs_claim
+                                ),
+                            ),
                             VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="2Gi")),
                         ],
                         node_selector=dict(profile.node_selector) or None,
                         tolerations=[
-                            TolerationArgs(key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect"))
+                            TolerationArgs(
+                                key=t.get("key"),
+                                operator=t.get("operator"),
+                                value=t.get("value"),
+                                effect=t.get("effect"),
+                            )
                             for t in profile.tolerations
                         ]
                         or None,
@@ -244,16 +267,22 @@ class ServingService(pulumi.ComponentResource):
             f"{name}-hpa",
             metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
             spec=HorizontalPodAutoscalerSpecArgs(
-                scale_target_ref=ScaleTargetArgs(api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name),
+                scale_target_ref=ScaleTargetArgs(
+                    api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name
+                ),
                 min_replicas=s.min_replicas,
                 max_replicas=s.max_replicas,
                 metrics=[
                     MetricSpecArgs(
                         type="Resource",
-                        resource=ResourceMetricSourceArgs(name="cpu", target=MetricTargetArgs(type="Utilization", average_utilization=70)),
+                        resource=ResourceMetricSourceArgs(
+                            name="cpu", target=MetricTargetArgs(type="Utilization", average_utilization=70)
+                        ),
                     )
                 ],
-                behavior=HorizontalPodAutoscalerBehaviorArgs(scale_down=HPAScalingRulesArgs(stabilization_window_seconds=300)),
+                behavior=HorizontalPodAutoscalerBehaviorArgs(
+                    scale_down=HPAScalingRulesArgs(stabilization_window_seconds=300)
+                ),
             ),
             opts=child,
         )
@@ -286,7 +315,10 @@ class ServingService(pulumi.ComponentResource):
                     IngressRuleArgs(
                         host=args.host,
                         http=HTTPIngressRuleValueArgs(
-                            paths=[HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in public_paths(s.aliases)]
+                            paths=[
+                                HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend)
+                                for p in public_paths(s.aliases)
+                            ]
                         ),
                     )
                 ],
@@ -295,7 +327,9 @@ class ServingService(pulumi.ComponentResource):
         )
 
         def from_namespace(ns: pulumi.Input[str]) -> NetworkPolicyPeerArgs:
-            return NetworkPolicyPeerArgs(namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}))
+            return NetworkPolicyPeerArgs(
+                namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns})
+            )
 
         NetworkPolicy(
             f"{name}-netpol",
@@ -314,7 +348,11 @@ class ServingService(pulumi.ComponentResource):
         )
 
         internal = pulumi.Output.concat(
-            "http://", self.service.metadata.name, ".", pulumi.Output.from_input(args.namespace), f".svc.cluster.local:{port}"
+            "http://",
+            self.service.metadata.name,
+            ".",
+            pulumi.Output.from_input(args.namespace),
+            f".svc.cluster.local:{port}",
         )
         self.url = internal
         self.reload_url = internal
@@ -328,4 +366,3 @@ class ServingService(pulumi.ComponentResource):
                 "service_name": self.service.metadata.name,
             }
         )
-

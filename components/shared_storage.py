@@ -67,7 +67,9 @@ class SharedStorage(pulumi.ComponentResource):
                     volume_mode="Filesystem",
                     mount_options=list(args.mount_options),
                     nfs=NFSVolumeSourceArgs(server=args.server, path=f"{args.path.rstrip('/')}/{vol.subdirectory}"),
-                    claim_ref=ObjectReferenceArgs(kind="PersistentVolumeClaim", api_version="v1", name=vol.claim, namespace=vol.namespace),
+                    claim_ref=ObjectReferenceArgs(
+                        kind="PersistentVolumeClaim", api_version="v1", name=vol.claim, namespace=vol.namespace
+                    ),
                 ),
                 opts=keep,
             )

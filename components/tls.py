@@ -75,8 +75,12 @@ class TlsIssuers(pulumi.ComponentResource):
                     "crds": {"enabled": True, "keep": True},
                     "replicaCount": 1,
                     "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-                    "webhook": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
-                    "cainjector": {"resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
+                    "webhook": {
+                        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+                    },
+                    "cainjector": {
+                        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+                    },
                     "prometheus": {"enabled": True},
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
@@ -151,7 +155,9 @@ class TlsIssuers(pulumi.ComponentResource):
         # derived from the Certificate's id, so a first `pulumi preview` (Certificate not yet
         # created: unknown) does not try to read a Secret that does not exist yet.
         secret_id = root_ca.id.apply(lambda _: f"{ns}/{ca_secret}")
-        ca = Secret.get(f"{name}-root-ca-secret", secret_id, opts=pulumi.ResourceOptions(parent=self, depends_on=[root_ca]))
+        ca = Secret.get(
+            f"{name}-root-ca-secret", secret_id, opts=pulumi.ResourceOptions(parent=self, depends_on=[root_ca])
+        )
         self.ca_certificate: pulumi.Output[str] = pulumi.Output.unsecret(
             ca.data.apply(lambda data: base64.b64decode((data or {}).get("ca.crt", "")).decode())
         )

@@ -36,11 +36,15 @@ DEFAULT_ARGS: dict[str, Any] = {
     default_args=DEFAULT_ARGS,
     params={
         "model_name": Param(
-            None, type=["null", "string"], description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier."
+            None,
+            type=["null", "string"],
+            description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier.",
         ),
         "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$"),
         "target_version": Param(
-            "previous", type="string", pattern="^(previous|[1-9][0-9]*)$",
+            "previous",
+            type="string",
+            pattern="^(previous|[1-9][0-9]*)$",
             description="Version number to restore, or 'previous'.",
         ),
         "verify_timeout_seconds": Param(120, type="integer", minimum=1),

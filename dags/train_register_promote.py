@@ -39,14 +39,21 @@ PARAMS = {
         description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier.",
     ),
     "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$", description="Alias to promote."),
-    "C": Param(1.0, type="number", exclusiveMinimum=0, description="Inverse regularisation of the logistic regression."),
+    "C": Param(
+        1.0, type="number", exclusiveMinimum=0, description="Inverse regularisation of the logistic regression."
+    ),
     "max_iter": Param(200, type="integer", minimum=1, description="Solver iterations."),
     "min_accuracy": Param(0.9, type="number", minimum=0, maximum=1, description="Gate: held-out accuracy at least."),
     "max_regression": Param(
-        0.02, type="number", minimum=0, maximum=1,
+        0.02,
+        type="number",
+        minimum=0,
+        maximum=1,
         description="Gate: largest accuracy drop allowed against the current alias holder (same held-out rows).",
     ),
-    "verify_timeout_seconds": Param(120, type="integer", minimum=1, description="How long serving may take to answer with the new version."),
+    "verify_timeout_seconds": Param(
+        120, type="integer", minimum=1, description="How long serving may take to answer with the new version."
+    ),
 }
 
 

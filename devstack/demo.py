@@ -131,14 +131,21 @@ def run_logged(argv: list[str], env: dict[str, str], log_path: Path, timeout: fl
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         try:
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise DemoError(f"{' '.join(argv[:4])} did not finish within {timeout:.0f} s; its log: {log_path}") from None
+            raise DemoError(
+                f"{' '.join(argv[:4])} did not finish within {timeout:.0f} s; its log: {log_path}"
+            ) from None
         except BaseException:
             _kill_group(proc)
             raise
@@ -214,7 +221,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port (0 = any free port)")
     parser.add_argument("--serving-port", type=int, default=8000, help="serving port (0 = any free port)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where the demo keeps its state")
-    parser.add_argument("--model-name", default=None, help=f"registered model (default ${contract.MODEL_NAME.name} or {DEFAULT_MODEL})")
+    parser.add_argument(
+        "--model-name", default=None, help=f"registered model (default ${contract.MODEL_NAME.name} or {DEFAULT_MODEL})"
+    )
     parser.add_argument("--conf", default="{}", help='DAG params as JSON, e.g. \'{"C": 10, "min_accuracy": 0.95}\'')
     parser.add_argument("--dag-timeout", type=float, default=900.0, help="seconds the DAG run may take")
     return parser.parse_args(argv)
@@ -241,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # anything else: still a clear last line, and everything was stopped
         traceback.print_exc()
-        say(f"\ndemo failed: unexpected {type(exc).__name__}: {exc} (traceback above); everything it started is stopped")
+        say(
+            f"\ndemo failed: unexpected {type(exc).__name__}: {exc} (traceback above); everything it started is stopped"
+        )
         return 1
     finally:
         say(f"total {time.monotonic() - started:.1f} s")
@@ -308,8 +319,10 @@ def run(args: argparse.Namespace) -> int:
                     start_timeout=240,
                 )
             )
-            say(f"    serving {serving.base_url} (pid {serving.process.pid}); {ALIAS} before this run: "
-                f"{'version ' + previous if previous else 'none yet'}")
+            say(
+                f"    serving {serving.base_url} (pid {serving.process.pid}); {ALIAS} before this run: "
+                f"{'version ' + previous if previous else 'none yet'}"
+            )
 
         dag_env = {
             contract.MLFLOW_TRACKING_URI.name: server.tracking_uri,
@@ -387,8 +400,13 @@ def _start_migrate(airflow: str, home: Path, log_path: Path) -> subprocess.Popen
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [airflow, "db", "migrate"], env=airflow_env(home, {}), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [airflow, "db", "migrate"],
+            env=airflow_env(home, {}),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
 
@@ -429,7 +447,9 @@ def _predict(serving_url: str) -> list[dict[str, Any]]:
     return answers
 
 
-def _print_summary(tracking_uri: str, serving_url: str, model: str, token: str, timings: list[tuple[str, float]]) -> None:
+def _print_summary(
+    tracking_uri: str, serving_url: str, model: str, token: str, timings: list[tuple[str, float]]
+) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)

@@ -31,7 +31,11 @@ class MotoS3:
 
     def client_env(self) -> dict[str, str]:
         """Environment for an S3 client of this server (boto3, MLflow's S3 artifact repository)."""
-        return {**DUMMY_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url, "AWS_ENDPOINT_URL_S3": self.endpoint_url}
+        return {
+            **DUMMY_CREDENTIALS,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+        }
 
     def client(self) -> Any:
         import boto3

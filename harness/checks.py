@@ -145,7 +145,9 @@ def helm_values_problems(run: ProgramRun) -> list[str]:
             problems.append(f"Helm release {reg.name} {problem}")
             continue
         values = reveal(reg.inputs).get("values") or {}
-        problems.extend(f"Helm release {reg.name} ({chart.name} {chart.version}): {p}" for p in values_problems(chart, values))
+        problems.extend(
+            f"Helm release {reg.name} ({chart.name} {chart.version}): {p}" for p in values_problems(chart, values)
+        )
     return problems
 
 
@@ -447,7 +449,9 @@ def structure_problems(run: ProgramRun) -> list[str]:
     for reg in run.registrations:
         is_provider = reg.type.startswith("pulumi:providers:")
         if reg.parent in stack_urns and reg.custom and not is_provider:
-            problems.append(f"{reg.type} {reg.name} is not a child of a component (missing ResourceOptions(parent=self))")
+            problems.append(
+                f"{reg.type} {reg.name} is not a child of a component (missing ResourceOptions(parent=self))"
+            )
         if not reg.custom and not reg.registered_outputs:
             problems.append(f"component {reg.type} {reg.name} registers no outputs")
     return problems
@@ -462,4 +466,3 @@ def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
         "plaintext secrets": plaintext_secret_problems(run),
         "structure": structure_problems(run),
     }
-

@@ -42,7 +42,9 @@ def fetch(dest: Path) -> None:
         target = dest / "charts" / chart / version
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([helm, "pull", chart, "--repo", repo, "--version", version, "--untar", "--untardir", tmp], check=True)
+            subprocess.run(
+                [helm, "pull", chart, "--repo", repo, "--version", version, "--untar", "--untardir", tmp], check=True
+            )
             for name in KEEP:
                 source = Path(tmp) / chart / name
                 if source.exists():

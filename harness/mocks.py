@@ -162,26 +162,39 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return f"{inputs.get('bucket', name)}", out
         if typ == "aws:iam/user:User":
             uname = inputs.get("name") or _physical_name(name)
-            out.update(name=uname, arn=self._arn("iam", f"user{inputs.get('path', '/')}{uname}", False), uniqueId=_upper_id("AIDA", uname))
+            out.update(
+                name=uname,
+                arn=self._arn("iam", f"user{inputs.get('path', '/')}{uname}", False),
+                uniqueId=_upper_id("AIDA", uname),
+            )
             return uname, out
         if typ == "aws:iam/accessKey:AccessKey":
             trigger = self.replacement_triggers.get((typ, name))
             instance = name if trigger is None else f"{name}@{trigger}"
             key_id = _upper_id("AKIA", instance)
             secret = base64.b64encode(hashlib.sha256(("secret/" + instance).encode()).digest()).decode()[:40]
-            out.update(id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z")
+            out.update(
+                id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z"
+            )
             return key_id, out
         if typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
             pname = inputs.get("name") or _physical_name(name)
             res = "policy" if kind == "Policy" else "role"
-            out.update(name=pname, arn=self._arn("iam", f"{res}{inputs.get('path', '/')}{pname}", False), policyId=_upper_id("ANPA", pname))
+            out.update(
+                name=pname,
+                arn=self._arn("iam", f"{res}{inputs.get('path', '/')}{pname}", False),
+                policyId=_upper_id("ANPA", pname),
+            )
             return pname, out
         if typ == "aws:iam/userPolicy:UserPolicy":
             return f"{inputs.get('user')}:{inputs.get('name') or name}", out
         if typ == "aws:iam/userPolicyAttachment:UserPolicyAttachment":
             return f"{inputs.get('user')}-{_digest(name)}", out
         if typ == "aws:kms/key:Key":
-            key_id = f"{_digest(name, length=8)}-{_digest(name, 'a', length=4)}-{_digest(name, 'b', length=4)}-{_digest(name, 'c', length=4)}-{_digest(name, 'd', length=12)}"
+            key_id = "-".join(
+                [_digest(name, length=8)]
+                + [_digest(name, salt, length=n) for salt, n in (("a", 4), ("b", 4), ("c", 4), ("d", 12))]
+            )
             out.update(keyId=key_id, arn=self._arn("kms", f"key/{key_id}"))
             return key_id, out
         if typ == "aws:rds/instance:Instance":
@@ -189,9 +202,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
             address = f"{ident}.c{_digest(name, length=10)}.{self.region}.rds.amazonaws.com"
             port = inputs.get("port", 5432)
             out.update(
-                identifier=ident, address=address, port=port, endpoint=f"{address}:{port}",
-                arn=self._arn("rds", f"db:{ident}"), resourceId=_upper_id("db-", ident, 26),
-                hostedZoneId="Z29XKXDKYMONMX", status="available",
+                identifier=ident,
+                address=address,
+                port=port,
+                endpoint=f"{address}:{port}",
+                arn=self._arn("rds", f"db:{ident}"),
+                resourceId=_upper_id("db-", ident, 26),
+                hostedZoneId="Z29XKXDKYMONMX",
+                status="available",
             )
             return ident, out
         if typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup"):
@@ -201,7 +219,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return gname, out
         if typ == "aws:ec2/securityGroup:SecurityGroup":
             sg = f"sg-{_digest(name, length=17)}"
-            out.update(id=sg, arn=self._arn("ec2", f"security-group/{sg}"), ownerId=ACCOUNT_ID, name=inputs.get("name") or _physical_name(name))
+            out.update(
+                id=sg,
+                arn=self._arn("ec2", f"security-group/{sg}"),
+                ownerId=ACCOUNT_ID,
+                name=inputs.get("name") or _physical_name(name),
+            )
             return sg, out
         if module == "ec2" and kind.startswith("SecurityGroup"):
             rule = f"sgr-{_digest(name, length=17)}"
@@ -219,21 +242,33 @@ class PlatformMocks(pulumi.runtime.Mocks):
             out.update(
                 name=rname,
                 status={
-                    "name": rname, "namespace": ns, "chart": inputs.get("chart"), "version": inputs.get("version"),
-                    "appVersion": "", "revision": 1, "status": "deployed",
+                    "name": rname,
+                    "namespace": ns,
+                    "chart": inputs.get("chart"),
+                    "version": inputs.get("version"),
+                    "appVersion": "",
+                    "revision": 1,
+                    "status": "deployed",
                 },
             )
             return f"{ns}/{rname}", out
         metadata = dict(inputs.get("metadata") or {})
         if not metadata.get("name"):
             metadata["name"] = _physical_name(name, 8)
-        metadata.setdefault("uid", f"{_digest(name, length=8)}-{_digest(name, 'u', length=4)}-4{_digest(name, 'v', length=3)}-8{_digest(name, 'w', length=3)}-{_digest(name, 'x', length=12)}")
+        metadata.setdefault(
+            "uid",
+            f"{_digest(name, length=8)}-{_digest(name, 'u', length=4)}-4{_digest(name, 'v', length=3)}"
+            f"-8{_digest(name, 'w', length=3)}-{_digest(name, 'x', length=12)}",
+        )
         metadata.setdefault("resourceVersion", "1")
         out["metadata"] = metadata
         kind = typ.rsplit(":", 1)[-1]
         if kind == "Service":
             spec = dict(out.get("spec") or {})
-            spec.setdefault("clusterIP", f"10.96.{int(_digest(name, length=2), 16)}.{int(_digest(name, 'ip', length=2), 16) % 250 + 2}")
+            spec.setdefault(
+                "clusterIP",
+                f"10.96.{int(_digest(name, length=2), 16)}.{int(_digest(name, 'ip', length=2), 16) % 250 + 2}",
+            )
             out["spec"] = spec
         ns = metadata.get("namespace")
         ident = f"{ns}/{metadata['name']}" if ns else metadata["name"]
@@ -246,7 +281,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         pem = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
         encoded = base64.b64encode(pem.encode()).decode()
         return resource_id, {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
             "metadata": {"name": name, "namespace": ns},
             "data": {"ca.crt": encoded, "tls.crt": encoded},
         }
@@ -269,7 +306,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if typ == "random:index/randomId:RandomId":
             n = int(inputs.get("byteLength", 8))
             raw = seed[:n]
-            out.update(hex=raw.hex(), b64Std=base64.b64encode(raw).decode(), b64Url=base64.urlsafe_b64encode(raw).decode().rstrip("="), dec=str(int.from_bytes(raw, "big")))
+            out.update(
+                hex=raw.hex(),
+                b64Std=base64.b64encode(raw).decode(),
+                b64Url=base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                dec=str(int.from_bytes(raw, "big")),
+            )
             return out["b64Url"], out
         if typ == "random:index/randomPet:RandomPet":
             out.update(id=f"{name}-pet")
@@ -280,7 +322,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
         out = dict(inputs)
         body = base64.b64encode(hashlib.sha256(name.encode()).digest() * 8).decode()
         if typ == "tls:index/privateKey:PrivateKey":
-            out.update(privateKeyPem=f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n", publicKeyPem=f"-----BEGIN PUBLIC KEY-----\n{body[:64]}\n-----END PUBLIC KEY-----\n", publicKeyOpenssh=f"ssh-ed25519 {body[:68]}")
+            out.update(
+                privateKeyPem=f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
+                publicKeyPem=f"-----BEGIN PUBLIC KEY-----\n{body[:64]}\n-----END PUBLIC KEY-----\n",
+                publicKeyOpenssh=f"ssh-ed25519 {body[:68]}",
+            )
         else:
             out.update(certPem=f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
         return _digest(name), out
@@ -289,13 +335,31 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer", "userId": "AIDADEPLOYER", "id": ACCOUNT_ID}, None
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
+                "userId": "AIDADEPLOYER",
+                "id": ACCOUNT_ID,
+            }, None
         if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region, "endpoint": f"ec2.{self.region}.amazonaws.com", "description": "Europe (Ireland)"}, None
+            return {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.amazonaws.com",
+                "description": "Europe (Ireland)",
+            }, None
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws", "reverseDnsPrefix": "com.amazonaws"}, None
+            return {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "id": "aws",
+                "reverseDnsPrefix": "com.amazonaws",
+            }, None
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            raise NotImplementedError("aws:iam/getPolicyDocument: build policy JSON in code so it can be tested in moto")
+            raise NotImplementedError(
+                "aws:iam/getPolicyDocument: build policy JSON in code so it can be tested in moto"
+            )
         raise NotImplementedError(f"the harness mocks do not implement the invoke {token}; add it to harness/mocks.py")
 
 
@@ -392,5 +456,7 @@ class RecordingMonitor(MockMonitor):
     def RegisterResourceOutputs(self, request: Any) -> Any:
         reg = self.registrations.get(request.urn)
         if reg is not None:
-            reg.registered_outputs = decode(json_format.MessageToDict(request.outputs, preserving_proto_field_name=True))
+            reg.registered_outputs = decode(
+                json_format.MessageToDict(request.outputs, preserving_proto_field_name=True)
+            )
         return super().RegisterResourceOutputs(request)

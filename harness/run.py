@@ -82,7 +82,9 @@ class ProgramRun:
         return [r for r in self.registrations if r.is_kubernetes_object]
 
     def helm_releases(self) -> list[Registration]:
-        return [r for r in self.registrations if r.type.startswith("kubernetes:helm.sh/") and r.type.endswith(":Release")]
+        return [
+            r for r in self.registrations if r.type.startswith("kubernetes:helm.sh/") and r.type.endswith(":Release")
+        ]
 
     def named(self, name: str) -> Registration:
         found = [r for r in self.registrations if r.name == name]

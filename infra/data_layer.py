@@ -79,7 +79,9 @@ class DataLayer:
     mlflow_auth_database: str | None = None
 
 
-def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces) -> DataLayer:
+def build_data_layer(
+    s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces
+) -> DataLayer:
     both = pulumi.ResourceOptions.merge(aws_opts, k8s_opts)
     after_ns = pulumi.ResourceOptions.merge(both, pulumi.ResourceOptions(depends_on=[namespaces]))
     k8s_after_ns = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces]))
@@ -97,7 +99,9 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
             protect=s.protect,
             consumers={
                 "mlflow": Consumer(MLFLOW_PREFIX, mlflow_ns, "mlflow-s3-credentials", "aws-env"),
-                "airflow": Consumer(AIRFLOW_LOG_PREFIX, airflow_ns, "airflow-s3-logs", "airflow-connection", "mlops_s3_logs"),
+                "airflow": Consumer(
+                    AIRFLOW_LOG_PREFIX, airflow_ns, "airflow-s3-logs", "airflow-connection", "mlops_s3_logs"
+                ),
             },
         ),
         opts=after_ns,
@@ -114,7 +118,11 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
                 AppDatabase("mlflow", "mlflow", mlflow_ns, "mlflow-db", "username-password"),
                 AppDatabase("airflow", "airflow", airflow_ns, "airflow-metadata", "sqlalchemy-url"),
                 # MLflow basic auth keeps users and permissions in their own database (shared by the replicas)
-                *([AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, "mlflow-auth-db", "username-password")] if s.mlflow.basic_auth else []),
+                *(
+                    [AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, "mlflow-auth-db", "username-password")]
+                    if s.mlflow.basic_auth
+                    else []
+                ),
             ],
             protect=s.protect,
             instance_class=db.instance_class,
@@ -131,12 +139,21 @@ def build_data_layer(s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opt
         ),
         opts=after_ns,
     )
-    volumes = {"serving-logs": NfsVolume("serving-logs", s.namespace("serving"), "serving-logs", s.nfs.serving_logs_size)}
+    volumes = {
+        "serving-logs": NfsVolume("serving-logs", s.namespace("serving"), "serving-logs", s.nfs.serving_logs_size)
+    }
     if not s.airflow.remote_logging:
         volumes["airflow-logs"] = NfsVolume("airflow-logs", airflow_ns, "airflow-logs", s.nfs.airflow_logs_size)
     storage = SharedStorage(
         "storage",
-        SharedStorageArgs(stack=s.stack, server=s.nfs.server, path=s.nfs.path, mount_options=s.nfs.mount_options, volumes=volumes, protect=s.protect),
+        SharedStorageArgs(
+            stack=s.stack,
+            server=s.nfs.server,
+            path=s.nfs.path,
+            mount_options=s.nfs.mount_options,
+            volumes=volumes,
+            protect=s.protect,
+        ),
         opts=k8s_after_ns,
     )
     return DataLayer(

@@ -29,7 +29,9 @@ class PlatformServices:
     serving: ServingService
 
 
-def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: Any) -> PlatformServices:
+def build_services(
+    s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: Any
+) -> PlatformServices:
     """`data` is the data layer (infra.data_layer.DataLayer): bucket, prefixes, Secret and claim names."""
     ns = namespaces.names
     tls = TlsIssuers(
@@ -82,7 +84,9 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
         ),
         opts=after_tls,
     )
-    serving_internal = f"http://{contract.SERVING_SERVICE}.{s.namespace('serving')}.svc.cluster.local:{contract.SERVING_PORT}"
+    serving_internal = (
+        f"http://{contract.SERVING_SERVICE}.{s.namespace('serving')}.svc.cluster.local:{contract.SERVING_PORT}"
+    )
     values: dict[str, pulumi.Input[str]] = {
         contract.MLFLOW_TRACKING_URI.name: mlflow.internal_url,
         contract.MLFLOW_EXTERNAL_URL.name: mlflow.external_url,
@@ -113,9 +117,13 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
         ),
         opts=k8s_opts,
     )
-    after_endpoints = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints]))
+    after_endpoints = pulumi.ResourceOptions.merge(
+        k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints])
+    )
     # Airflow's migration job needs its role and database: wait for the data layer's bootstrap
-    after_database = pulumi.ResourceOptions.merge(after_endpoints, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints, data.database]))
+    after_database = pulumi.ResourceOptions.merge(
+        after_endpoints, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints, data.database])
+    )
     airflow = AirflowPlatform(
         "airflow",
         AirflowPlatformArgs(
@@ -148,7 +156,9 @@ def build_services(s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespace
         ),
         opts=after_endpoints,
     )
-    return PlatformServices(tls=tls, ingress=ingress, mlflow=mlflow, airflow=airflow, endpoints=endpoints, serving=serving)
+    return PlatformServices(
+        tls=tls, ingress=ingress, mlflow=mlflow, airflow=airflow, endpoints=endpoints, serving=serving
+    )
 
 
 def export_endpoints(s: StackSettings, namespaces: PlatformNamespaces, data: Any, services: PlatformServices) -> None:

@@ -112,7 +112,9 @@ def _statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [s for s in _as_list(doc.get("Statement")) if isinstance(s, Mapping)]
 
 
-def _is_production(props: Mapping[str, Any] | None, provider_props: Mapping[str, Any] | None, config: Mapping[str, Any]) -> str | None:
+def _is_production(
+    props: Mapping[str, Any] | None, provider_props: Mapping[str, Any] | None, config: Mapping[str, Any]
+) -> str | None:
     """Why this resource belongs to a production stack, or None (see the module docstring)."""
     raw_config = os.environ.get("PULUMI_CONFIG") or "{}"
     try:
@@ -196,7 +198,9 @@ def _bucket_names(r: PolicyResource) -> set[str]:
     return _known_strings(r, "bucket", "id")
 
 
-def _companions(buckets: list[_Bucket], resources: Sequence[PolicyResource], types: tuple[str, ...]) -> dict[str, list[PolicyResource]]:
+def _companions(
+    buckets: list[_Bucket], resources: Sequence[PolicyResource], types: tuple[str, ...]
+) -> dict[str, list[PolicyResource]]:
     """Companion resources (versioning, encryption, ...) of each bucket, keyed by bucket URN.
 
     A companion belongs to a bucket when its `bucket` property names it; when that value is not
@@ -245,7 +249,11 @@ def _one_companion(
 def validate_s3_public_access_block(args: StackValidationArgs, report: ReportViolation) -> None:
     buckets = _buckets(args)
     companions = _companions(buckets, args.resources, PUBLIC_ACCESS_BLOCK)
-    fix = "Add aws.s3.BucketPublicAccessBlock(bucket=<bucket>.id, " + ", ".join(f"{py}=True" for _, py in PUBLIC_ACCESS_FLAGS) + ")."
+    fix = (
+        "Add aws.s3.BucketPublicAccessBlock(bucket=<bucket>.id, "
+        + ", ".join(f"{py}=True" for _, py in PUBLIC_ACCESS_FLAGS)
+        + ")."
+    )
     for bucket in buckets:
         pab = _one_companion(bucket, companions[bucket.resource.urn], "aws.s3.BucketPublicAccessBlock", report, fix)
         if pab is None:
@@ -280,14 +288,17 @@ def validate_s3_encryption(args: StackValidationArgs, report: ReportViolation) -
         inline = _sse_algorithms(_get(bucket.resource.props, "serverSideEncryptionConfiguration", "rule"))
         if any(a in SSE_ALGORITHMS for a in inline):
             continue
-        sse = _one_companion(bucket, companions[bucket.resource.urn], "server-side encryption configuration", report, fix)
+        sse = _one_companion(
+            bucket, companions[bucket.resource.urn], "server-side encryption configuration", report, fix
+        )
         if sse is None:
             continue
         algorithms = _sse_algorithms(sse.props.get("rules"))
         if not any(a in SSE_ALGORITHMS for a in algorithms):
             report(
                 f"{bucket.label}: {sse.name!r} sets no default encryption (sse_algorithm {algorithms or 'missing'}). "
-                f"Set rules[].apply_server_side_encryption_by_default.sse_algorithm to one of {', '.join(SSE_ALGORITHMS)}.",
+                "Set rules[].apply_server_side_encryption_by_default.sse_algorithm to one of "
+                f"{', '.join(SSE_ALGORITHMS)}.",
                 sse.urn,
             )
 
@@ -347,9 +358,9 @@ def validate_s3_tls_only(args: StackValidationArgs, report: ReportViolation) -> 
     buckets = _buckets(args)
     companions = _companions(buckets, args.resources, BUCKET_POLICY)
     fix = (
-        "Add aws.s3.BucketPolicy(bucket=<bucket>.id, policy=...) with a statement {\"Effect\": \"Deny\", "
-        "\"Principal\": \"*\", \"Action\": \"s3:*\", \"Resource\": [<bucket arn>, <bucket arn>/*], "
-        "\"Condition\": {\"Bool\": {\"aws:SecureTransport\": \"false\"}}}."
+        'Add aws.s3.BucketPolicy(bucket=<bucket>.id, policy=...) with a statement {"Effect": "Deny", '
+        '"Principal": "*", "Action": "s3:*", "Resource": [<bucket arn>, <bucket arn>/*], '
+        '"Condition": {"Bool": {"aws:SecureTransport": "false"}}}.'
     )
     for bucket in buckets:
         inline = _get(bucket.resource.props, "policy")
@@ -359,7 +370,9 @@ def validate_s3_tls_only(args: StackValidationArgs, report: ReportViolation) -> 
         if policy is None:
             continue
         if not tls_only_statement(policy.props.get("policy"), bucket.names):
-            report(f"{bucket.label}: BucketPolicy {policy.name!r} does not deny requests without TLS. {fix}", policy.urn)
+            report(
+                f"{bucket.label}: BucketPolicy {policy.name!r} does not deny requests without TLS. {fix}", policy.urn
+            )
 
 
 # --- IAM --------------------------------------------------------------------------------------------
@@ -419,7 +432,11 @@ def wildcard_admin_statements(document: Any) -> list[int]:
 def validate_iam_no_wildcard_admin(args: ResourceValidationArgs, report: ReportViolation) -> None:
     for where, document in _documents(args.resource_type, args.props):
         if _json_document(document) is None:
-            report(f"{args.name!r}: {where} is not a JSON policy document, so it cannot be checked. Pass json.dumps(...) of the document.", None)
+            report(
+                f"{args.name!r}: {where} is not a JSON policy document, so it cannot be checked. Pass "
+                "json.dumps(...) of the document.",
+                None,
+            )
             continue
         for index in wildcard_admin_statements(document):
             report(
@@ -436,7 +453,8 @@ def validate_iam_no_aws_managed_full_access(args: ResourceValidationArgs, report
             if match:
                 report(
                     f"{args.name!r} attaches the AWS-managed policy {match.group('name')} ({arn}). "
-                    "Attach a customer-managed policy (aws.iam.Policy) that grants only the actions and resources needed.",
+                    "Attach a customer-managed policy (aws.iam.Policy) that grants only the actions and "
+                    "resources needed.",
                     None,
                 )
 
@@ -468,7 +486,11 @@ MIN_BACKUP_DAYS = 7
 
 def validate_rds_storage_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type in RDS_STORAGE and not _truthy(args.props.get("storageEncrypted")):
-        report(f"{args.name!r} stores data unencrypted. Set storage_encrypted=True (optionally kms_key_id=<a KMS key ARN>).", None)
+        report(
+            f"{args.name!r} stores data unencrypted. "
+            "Set storage_encrypted=True (optionally kms_key_id=<a KMS key ARN>).",
+            None,
+        )
 
 
 def validate_rds_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -486,7 +508,13 @@ def validate_rds_backup_retention(args: ResourceValidationArgs, report: ReportVi
     minimum = float(args.get_config().get("minimumDays", MIN_BACKUP_DAYS))
     days = args.props.get("backupRetentionPeriod")
     if not isinstance(days, (int, float)) or isinstance(days, bool) or days < minimum:
-        shown = "unset (AWS then keeps 1 day)" if days is None else f"for {days:g} day(s)" if isinstance(days, (int, float)) else repr(days)
+        shown = (
+            "unset (AWS then keeps 1 day)"
+            if days is None
+            else f"for {days:g} day(s)"
+            if isinstance(days, (int, float))
+            else repr(days)
+        )
         report(f"{args.name!r} keeps backups {shown}. Set backup_retention_period to at least {minimum:g}.", None)
 
 
@@ -496,7 +524,11 @@ def validate_rds_deletion_protection(args: ResourceValidationArgs, report: Repor
     provider_props = args.provider.props if args.provider is not None else None
     why = _is_production(args.props, provider_props, args.get_config())
     if why and not _truthy(args.props.get("deletionProtection")):
-        report(f"{args.name!r} is a production database ({why}) without deletion protection. Set deletion_protection=True.", None)
+        report(
+            f"{args.name!r} is a production database ({why}) without deletion protection. "
+            "Set deletion_protection=True.",
+            None,
+        )
 
 
 # --- Kubernetes -------------------------------------------------------------------------------------
@@ -567,7 +599,11 @@ def validate_k8s_non_root(args: ResourceValidationArgs, report: ReportViolation)
         user = ctx.get("runAsUser", pod_ctx.get("runAsUser"))
         non_root = ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot"))
         if user is not None and not isinstance(user, bool) and float(user) == 0:
-            report(f"{label}: {c.label} runs as UID 0 (root). Set securityContext.runAsUser to a non-zero UID and runAsNonRoot: true.", None)
+            report(
+                f"{label}: {c.label} runs as UID 0 (root). "
+                "Set securityContext.runAsUser to a non-zero UID and runAsNonRoot: true.",
+                None,
+            )
         elif non_root is not True and (user is None or isinstance(user, bool)):
             report(
                 f"{label}: {c.label} may run as root (neither runAsNonRoot: true nor a non-zero runAsUser). "
@@ -613,7 +649,11 @@ def validate_k8s_resources(args: ResourceValidationArgs, report: ReportViolation
             if _get(c.spec, "resources", section, resource) in (None, "")
         ]
         if missing:
-            report(f"{label}: {c.label} has no resources.{', resources.'.join(missing)}. Set CPU and memory requests and limits.", None)
+            report(
+                f"{label}: {c.label} has no resources.{', resources.'.join(missing)}. "
+                "Set CPU and memory requests and limits.",
+                None,
+            )
 
 
 def image_tag_problem(image: Any) -> str | None:
@@ -650,13 +690,22 @@ def validate_k8s_ingress_tls(args: ResourceValidationArgs, report: ReportViolati
     label = f"Ingress {_k8s_name(args.props, args.name)}"
     tls = [t for t in _as_list(_get(args.props, "spec", "tls")) if isinstance(t, Mapping)]
     if not tls:
-        report(f"{label} serves plain HTTP. Add spec.tls with the hosts and a secretName (e.g. from a cert-manager Certificate).", None)
+        report(
+            f"{label} serves plain HTTP. "
+            "Add spec.tls with the hosts and a secretName (e.g. from a cert-manager Certificate).",
+            None,
+        )
         return
     covered = {str(h) for t in tls for h in _as_list(t.get("hosts"))}
     hosts = [str(h) for r in _as_list(_get(args.props, "spec", "rules")) if (h := _get(r, "host"))]
-    uncovered = [h for h in hosts if h not in covered and not any(c.startswith("*.") and h.endswith(c[1:]) for c in covered)]
+    uncovered = [
+        h for h in hosts if h not in covered and not any(c.startswith("*.") and h.endswith(c[1:]) for c in covered)
+    ]
     if uncovered:
-        report(f"{label}: host(s) {', '.join(uncovered)} are not listed in spec.tls[].hosts. Add them to a TLS entry.", None)
+        report(
+            f"{label}: host(s) {', '.join(uncovered)} are not listed in spec.tls[].hosts. Add them to a TLS entry.",
+            None,
+        )
 
 
 def validate_k8s_pv_retain(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -672,23 +721,85 @@ def validate_k8s_pv_retain(args: ResourceValidationArgs, report: ReportViolation
         )
 
 
-SECRET_WORDS = frozenset({
-    "password", "passwd", "passphrase", "pwd", "secret", "token", "credential", "credentials", "apikey", "privatekey", "secretkey", "accesskey", "fernetkey", "sessionkey",
-})
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "apikey",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "fernetkey",
+        "sessionkey",
+    }
+)
 # A key whose last word is one of these refers to a secret rather than holding one:
 # DB_PASSWORD_FILE=/run/secrets/pw, SECRET_NAME=mlflow-db, TOKEN_URL=https://..., ACCESS_KEY_ID=AKIA...
-REFERENCE_SUFFIXES = frozenset({
-    "file", "path", "dir", "url", "uri", "endpoint", "host", "name", "ref", "env", "header", "id",
-    "ttl", "expiry", "expiration", "length", "enabled", "mount", "type", "version", "rotation", "days",
-})
+REFERENCE_SUFFIXES = frozenset(
+    {
+        "file",
+        "path",
+        "dir",
+        "url",
+        "uri",
+        "endpoint",
+        "host",
+        "name",
+        "ref",
+        "env",
+        "header",
+        "id",
+        "ttl",
+        "expiry",
+        "expiration",
+        "length",
+        "enabled",
+        "mount",
+        "type",
+        "version",
+        "rotation",
+        "days",
+    }
+)
 # `..._KEY` is a secret (API_KEY, FERNET_KEY, SSH_KEY) unless it names a lookup or public key.
-NON_SECRET_KEY_QUALIFIERS = frozenset({
-    "public", "routing", "partition", "sort", "cache", "primary", "foreign", "sticky", "lookup",
-    "label", "idempotency", "group", "hash", "shard", "index", "object", "s3", "metric", "model",
-    "prefix", "dedup", "dedupe", "map", "annotation",
-})
+NON_SECRET_KEY_QUALIFIERS = frozenset(
+    {
+        "public",
+        "routing",
+        "partition",
+        "sort",
+        "cache",
+        "primary",
+        "foreign",
+        "sticky",
+        "lookup",
+        "label",
+        "idempotency",
+        "group",
+        "hash",
+        "shard",
+        "index",
+        "object",
+        "s3",
+        "metric",
+        "model",
+        "prefix",
+        "dedup",
+        "dedupe",
+        "map",
+        "annotation",
+    }
+)
 PEM_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-WEBHOOK_URL = re.compile(r"https://(hooks\.slack\.com/(services|workflows)/|[\w.-]+\.webhook\.office\.com/|discord(app)?\.com/api/webhooks/)")
+WEBHOOK_URL = re.compile(
+    r"https://(hooks\.slack\.com/(services|workflows)/|[\w.-]+\.webhook\.office\.com/|discord(app)?\.com/api/webhooks/)"
+)
 URL_WITH_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@", re.IGNORECASE)
 
 
@@ -743,7 +854,10 @@ def validate_k8s_configmap_no_secrets(args: ResourceValidationArgs, report: Repo
                 continue
             found = secret_looking_value(entries.get(key))
             if found:
-                report(f"{label}: the value of {key!r} contains {found}. Move the secret part to a Kubernetes Secret.", None)
+                report(
+                    f"{label}: the value of {key!r} contains {found}. Move the secret part to a Kubernetes Secret.",
+                    None,
+                )
 
 
 # --- Helm ---------------------------------------------------------------------------------------------
@@ -770,51 +884,95 @@ def validate_helm_chart_version(args: ResourceValidationArgs, report: ReportViol
 
 
 # --- the pack ---------------------------------------------------------------------------------------
-def _resource(name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None], **kw: Any) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=MANDATORY, **kw)
+def _resource(
+    name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None], **kw: Any
+) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(
+        name=name, description=description, validate=validate, enforcement_level=MANDATORY, **kw
+    )
 
 
-def _stack(name: str, description: str, validate: Callable[[StackValidationArgs, ReportViolation], None]) -> StackValidationPolicy:
+def _stack(
+    name: str, description: str, validate: Callable[[StackValidationArgs, ReportViolation], None]
+) -> StackValidationPolicy:
     return StackValidationPolicy(name=name, description=description, validate=validate, enforcement_level=MANDATORY)
 
 
 POLICIES: list[Policy] = [
-    _stack("s3-public-access-blocked", "S3 buckets block all public access (all four BucketPublicAccessBlock settings on).", validate_s3_public_access_block),
-    _stack("s3-encryption-configured", "S3 buckets have default server-side encryption configured.", validate_s3_encryption),
+    _stack(
+        "s3-public-access-blocked",
+        "S3 buckets block all public access (all four BucketPublicAccessBlock settings on).",
+        validate_s3_public_access_block,
+    ),
+    _stack(
+        "s3-encryption-configured", "S3 buckets have default server-side encryption configured.", validate_s3_encryption
+    ),
     _stack("s3-versioning-enabled", "S3 buckets have versioning enabled.", validate_s3_versioning),
     _stack("s3-tls-only", "S3 bucket policies deny every request made without TLS.", validate_s3_tls_only),
-    _resource("iam-no-wildcard-admin", "IAM and bucket policy documents never allow Action '*' on Resource '*'.", validate_iam_no_wildcard_admin),
+    _resource(
+        "iam-no-wildcard-admin",
+        "IAM and bucket policy documents never allow Action '*' on Resource '*'.",
+        validate_iam_no_wildcard_admin,
+    ),
     _resource(
         "iam-no-aws-managed-full-access",
         "No AWS-managed AdministratorAccess, PowerUserAccess or *FullAccess policy is attached.",
         validate_iam_no_aws_managed_full_access,
     ),
-    _stack("iam-access-keys-for-stack-users-only", "IAM access keys are only created for IAM users this stack creates.", validate_iam_access_keys_for_stack_users),
+    _stack(
+        "iam-access-keys-for-stack-users-only",
+        "IAM access keys are only created for IAM users this stack creates.",
+        validate_iam_access_keys_for_stack_users,
+    ),
     _resource("rds-storage-encrypted", "RDS storage is encrypted.", validate_rds_storage_encrypted),
     _resource("rds-not-publicly-accessible", "RDS databases are not publicly accessible.", validate_rds_not_public),
     _resource(
         "rds-backup-retention",
         f"RDS keeps automated backups for at least {MIN_BACKUP_DAYS} days.",
         validate_rds_backup_retention,
-        config_schema=PolicyConfigSchema(properties={"minimumDays": {"type": "integer", "minimum": 1, "default": MIN_BACKUP_DAYS}}),
+        config_schema=PolicyConfigSchema(
+            properties={"minimumDays": {"type": "integer", "minimum": 1, "default": MIN_BACKUP_DAYS}}
+        ),
     ),
     _resource(
         "rds-deletion-protection-in-prod",
         "Production RDS databases have deletion protection on.",
         validate_rds_deletion_protection,
         config_schema=PolicyConfigSchema(
-            properties={"productionStacks": {"type": "array", "items": {"type": "string"}, "default": ["prod", "production"]}}
+            properties={
+                "productionStacks": {"type": "array", "items": {"type": "string"}, "default": ["prod", "production"]}
+            }
         ),
     ),
     _resource("k8s-run-as-non-root", "Kubernetes containers run as a non-root user.", validate_k8s_non_root),
     _resource("k8s-not-privileged", "Kubernetes containers are not privileged.", validate_k8s_not_privileged),
-    _resource("k8s-no-privilege-escalation", "Kubernetes containers set allowPrivilegeEscalation: false.", validate_k8s_no_privilege_escalation),
-    _resource("k8s-resource-requests-and-limits", "Kubernetes containers declare CPU and memory requests and limits.", validate_k8s_resources),
-    _resource("k8s-pinned-image-tags", "Kubernetes container images use a pinned tag or digest (not `latest`, not untagged).", validate_k8s_pinned_images),
+    _resource(
+        "k8s-no-privilege-escalation",
+        "Kubernetes containers set allowPrivilegeEscalation: false.",
+        validate_k8s_no_privilege_escalation,
+    ),
+    _resource(
+        "k8s-resource-requests-and-limits",
+        "Kubernetes containers declare CPU and memory requests and limits.",
+        validate_k8s_resources,
+    ),
+    _resource(
+        "k8s-pinned-image-tags",
+        "Kubernetes container images use a pinned tag or digest (not `latest`, not untagged).",
+        validate_k8s_pinned_images,
+    ),
     _resource("k8s-ingress-tls", "Every Ingress terminates TLS for all its hosts.", validate_k8s_ingress_tls),
-    _resource("k8s-persistent-volume-retain", "PersistentVolumes use the Retain reclaim policy.", validate_k8s_pv_retain),
-    _resource("k8s-configmap-no-secrets", "ConfigMaps carry no secrets (no secret-looking keys, private keys or passwords in URLs).", validate_k8s_configmap_no_secrets),
-    _resource("helm-chart-version-pinned", "Helm releases and charts pin an exact chart version.", validate_helm_chart_version),
+    _resource(
+        "k8s-persistent-volume-retain", "PersistentVolumes use the Retain reclaim policy.", validate_k8s_pv_retain
+    ),
+    _resource(
+        "k8s-configmap-no-secrets",
+        "ConfigMaps carry no secrets (no secret-looking keys, private keys or passwords in URLs).",
+        validate_k8s_configmap_no_secrets,
+    ),
+    _resource(
+        "helm-chart-version-pinned", "Helm releases and charts pin an exact chart version.", validate_helm_chart_version
+    ),
 ]
 
 

@@ -95,13 +95,18 @@ def _provider(r: Resource) -> PolicyProviderResource | None:
     return PolicyProviderResource(r.provider.type, _wire(r.provider.props), r.provider.urn, r.provider.name)
 
 
-def resource_args(r: Resource, config: Mapping[str, Any] | None = None, stack_tags: Mapping[str, str] | None = None) -> ResourceValidationArgs:
+def resource_args(
+    r: Resource, config: Mapping[str, Any] | None = None, stack_tags: Mapping[str, str] | None = None
+) -> ResourceValidationArgs:
     return ResourceValidationArgs(r.type, _wire(r.props), r.urn, r.name, _options(r), _provider(r), config, stack_tags)
 
 
 def stack_args(resources: Iterable[Resource], config: Mapping[str, Any] | None = None) -> StackValidationArgs:
     items = list(resources)
-    built = {r.urn: PolicyResource(r.type, _wire(r.props), r.urn, r.name, _options(r), _provider(r), None, [], {}) for r in items}
+    built = {
+        r.urn: PolicyResource(r.type, _wire(r.props), r.urn, r.name, _options(r), _provider(r), None, [], {})
+        for r in items
+    }
     for r in items:
         pr = built[r.urn]
         if r.parent in built:
@@ -121,7 +126,9 @@ def _run(result: Any) -> None:
             loop.close()
 
 
-def check(policy: Policy, target: Resource | Iterable[Resource], config: Mapping[str, Any] | None = None) -> list[Violation]:
+def check(
+    policy: Policy, target: Resource | Iterable[Resource], config: Mapping[str, Any] | None = None
+) -> list[Violation]:
     """Call one policy's `validate` with SDK-built args; a stack policy takes the list of resources."""
     found: list[Violation] = []
 
@@ -160,12 +167,19 @@ def _proto_provider(r: Resource) -> Any:
     return proto.AnalyzerProviderResource(type=p.type, urn=p.urn, name=p.name, properties=to_struct(p.props))
 
 
-_LEVELS = {proto.ADVISORY: "advisory", proto.MANDATORY: "mandatory", proto.REMEDIATE: "remediate", proto.DISABLED: "disabled"}
+_LEVELS = {
+    proto.ADVISORY: "advisory",
+    proto.MANDATORY: "mandatory",
+    proto.REMEDIATE: "remediate",
+    proto.DISABLED: "disabled",
+}
 
 
 def _violations(response: Any, default_urn: str | None) -> list[Violation]:
     return [
-        Violation(d.policyName, d.message, d.urn or default_urn, _LEVELS.get(d.enforcementLevel, str(d.enforcementLevel)))
+        Violation(
+            d.policyName, d.message, d.urn or default_urn, _LEVELS.get(d.enforcementLevel, str(d.enforcementLevel))
+        )
         for d in response.diagnostics
     ]
 
@@ -180,7 +194,12 @@ def analyze(resources: Iterable[Resource], analyzer: _PolicyAnalyzerServicer | N
     found: list[Violation] = []
     for r in items:
         request = proto.AnalyzeRequest(
-            type=r.type, urn=r.urn, name=r.name, properties=to_struct(r.props), options=_proto_options(r), provider=_proto_provider(r)
+            type=r.type,
+            urn=r.urn,
+            name=r.name,
+            properties=to_struct(r.props),
+            options=_proto_options(r),
+            provider=_proto_provider(r),
         )
         found.extend(_violations(a.Analyze(request, None), r.urn))
     stack_request = proto.AnalyzeStackRequest(
@@ -194,7 +213,9 @@ def analyze(resources: Iterable[Resource], analyzer: _PolicyAnalyzerServicer | N
                 provider=_proto_provider(r),
                 parent=r.parent or "",
                 dependencies=list(r.dependencies),
-                propertyDependencies={k: proto.AnalyzerPropertyDependencies(urns=list(v)) for k, v in r.property_dependencies.items()},
+                propertyDependencies={
+                    k: proto.AnalyzerPropertyDependencies(urns=list(v)) for k, v in r.property_dependencies.items()
+                },
             )
             for r in items
         ]

@@ -163,13 +163,16 @@ class KubernetesSettings:
 @dataclass(frozen=True)
 class IngressSettings:
     domain: str = setting(
-        "ingress.domain", "DNS domain of the public hosts (mlflow.<domain>, airflow.<domain>, ...)",
-        required=True, pattern=_DNS_NAME,
+        "ingress.domain",
+        "DNS domain of the public hosts (mlflow.<domain>, airflow.<domain>, ...)",
+        required=True,
+        pattern=_DNS_NAME,
     )
     controller: Literal["traefik", "existing"] = setting(
         "ingress.controller",
         "traefik = install Traefik with the platform; existing = use the cluster's controller",
-        default="traefik", choices=("traefik", "existing"),
+        default="traefik",
+        choices=("traefik", "existing"),
     )
     class_name: str | None = setting(
         "ingress.className",
@@ -189,58 +192,82 @@ class IngressSettings:
         default=True,
     )
     cert_manager_namespace: str = setting(
-        "ingress.certManagerNamespace", "namespace of cert-manager (where the CA secret lives)",
-        default="cert-manager", pattern=_DNS_LABEL,
+        "ingress.certManagerNamespace",
+        "namespace of cert-manager (where the CA secret lives)",
+        default="cert-manager",
+        pattern=_DNS_LABEL,
     )
     service_type: Literal["LoadBalancer", "NodePort"] = setting(
-        "ingress.serviceType", "Service type of the Traefik entry point",
-        default_fn=_by_env("NodePort", "LoadBalancer"), choices=("LoadBalancer", "NodePort"),
+        "ingress.serviceType",
+        "Service type of the Traefik entry point",
+        default_fn=_by_env("NodePort", "LoadBalancer"),
+        choices=("LoadBalancer", "NodePort"),
     )
     tls_issuer: Literal["ca", "acme"] = setting(
         "ingress.tlsIssuer",
         "ca = certificates from the platform's internal CA; acme = Let's Encrypt (public hosts)",
-        default="ca", choices=("ca", "acme"),
+        default="ca",
+        choices=("ca", "acme"),
     )
-    acme_email: str | None = setting("ingress.acmeEmail", "ACME account e-mail (tlsIssuer=acme)", pattern=r"^[^@\s]+@[^@\s]+$")
+    acme_email: str | None = setting(
+        "ingress.acmeEmail", "ACME account e-mail (tlsIssuer=acme)", pattern=r"^[^@\s]+@[^@\s]+$"
+    )
     acme_server: str = setting(
-        "ingress.acmeServer", "ACME directory URL",
-        default="https://acme-v02.api.letsencrypt.org/directory", pattern=r"^https://",
+        "ingress.acmeServer",
+        "ACME directory URL",
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        pattern=r"^https://",
     )
 
 
 @dataclass(frozen=True)
 class ArtifactSettings:
     kms_key_arn: str | None = setting(
-        "artifacts.kmsKeyArn", "SSE-KMS key for the bucket; unset = SSE-S3 (AES256)",
+        "artifacts.kmsKeyArn",
+        "SSE-KMS key for the bucket; unset = SSE-S3 (AES256)",
         pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/.+$",
     )
     noncurrent_version_days: int = setting(
-        "artifacts.noncurrentVersionDays", "days after which noncurrent object versions expire",
-        default_fn=_by_env(30, 90), minimum=1, maximum=3650,
+        "artifacts.noncurrentVersionDays",
+        "days after which noncurrent object versions expire",
+        default_fn=_by_env(30, 90),
+        minimum=1,
+        maximum=3650,
     )
     abort_multipart_days: int = setting(
-        "artifacts.abortMultipartDays", "days after which incomplete multipart uploads are aborted",
-        default=7, minimum=1, maximum=365,
+        "artifacts.abortMultipartDays",
+        "days after which incomplete multipart uploads are aborted",
+        default=7,
+        minimum=1,
+        maximum=365,
     )
     key_rotation_days: int = setting(
         "artifacts.keyRotationDays",
         "IAM access-key rotation period; the previous key stays valid one more period",
-        default_fn=_by_env(30, 30), minimum=1, maximum=365,
+        default_fn=_by_env(30, 30),
+        minimum=1,
+        maximum=365,
     )
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     mode: Literal["rds", "in-cluster"] = setting(
-        "database.mode", "rds = Amazon RDS for PostgreSQL; in-cluster = Postgres on the cluster",
-        default_fn=_by_env("in-cluster", "rds"), choices=("rds", "in-cluster"),
+        "database.mode",
+        "rds = Amazon RDS for PostgreSQL; in-cluster = Postgres on the cluster",
+        default_fn=_by_env("in-cluster", "rds"),
+        choices=("rds", "in-cluster"),
     )
     engine_version: str = setting(
-        "database.engineVersion", "PostgreSQL major version (RDS engine and in-cluster image)",
-        default="16", choices=("14", "15", "16", "17"),
+        "database.engineVersion",
+        "PostgreSQL major version (RDS engine and in-cluster image)",
+        default="16",
+        choices=("14", "15", "16", "17"),
     )
     instance_class: str = setting(
-        "database.instanceClass", "RDS instance class", default_fn=_by_env("db.t4g.micro", "db.m7g.large"),
+        "database.instanceClass",
+        "RDS instance class",
+        default_fn=_by_env("db.t4g.micro", "db.m7g.large"),
         pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$",
     )
     allocated_storage_gb: int = setting(
@@ -251,20 +278,27 @@ class DatabaseSettings:
         "database.deletionProtection", "RDS deletion protection", default_fn=_by_env(False, True)
     )
     backup_retention_days: int = setting(
-        "database.backupRetentionDays", "RDS automated backup retention in days",
-        default_fn=_by_env(7, 14), minimum=7, maximum=35,
+        "database.backupRetentionDays",
+        "RDS automated backup retention in days",
+        default_fn=_by_env(7, 14),
+        minimum=7,
+        maximum=35,
     )
     subnet_ids: tuple[str, ...] = setting(
-        "database.subnetIds", "private subnets of the RDS subnet group (rds mode; at least two AZs)",
-        default=(), check=lambda v: None if all(re.match(r"^subnet-[0-9a-f]+$", s) for s in v) else "must be subnet ids (subnet-...)",
+        "database.subnetIds",
+        "private subnets of the RDS subnet group (rds mode; at least two AZs)",
+        default=(),
+        check=lambda v: (
+            None if all(re.match(r"^subnet-[0-9a-f]+$", s) for s in v) else "must be subnet ids (subnet-...)"
+        ),
     )
-    vpc_id: str | None = setting("database.vpcId", "VPC of the RDS security group (rds mode)", pattern=r"^vpc-[0-9a-f]+$")
+    vpc_id: str | None = setting(
+        "database.vpcId", "VPC of the RDS security group (rds mode)", pattern=r"^vpc-[0-9a-f]+$"
+    )
     allowed_cidrs: tuple[str, ...] = setting(
         "database.allowedCidrs", "cluster network(s) allowed to reach port 5432 (rds mode)", default=(), check=_cidrs
     )
-    storage_size: str = setting(
-        "database.storageSize", "in-cluster volume size", default="10Gi", check=_quantity
-    )
+    storage_size: str = setting("database.storageSize", "in-cluster volume size", default="10Gi", check=_quantity)
     storage_class: str | None = setting(
         "database.storageClass", "StorageClass of the in-cluster volume; unset = cluster default"
     )
@@ -275,44 +309,67 @@ class NfsSettings:
     server: str = setting("nfs.server", "NFS server (host name or IP)", required=True, pattern=r"^[A-Za-z0-9.-]+$")
     path: str = setting("nfs.path", "exported base path; volumes live in sub-directories", required=True, pattern=r"^/")
     mount_options: tuple[str, ...] = setting(
-        "nfs.mountOptions", "NFS mount options", default=("nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"),
+        "nfs.mountOptions",
+        "NFS mount options",
+        default=("nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"),
         check=lambda v: None if v else "must not be empty",
     )
-    serving_logs_size: str = setting("nfs.servingLogsSize", "capacity of the serving log volume", default="10Gi", check=_quantity)
-    airflow_logs_size: str = setting("nfs.airflowLogsSize", "capacity of the Airflow log volume", default="20Gi", check=_quantity)
+    serving_logs_size: str = setting(
+        "nfs.servingLogsSize", "capacity of the serving log volume", default="10Gi", check=_quantity
+    )
+    airflow_logs_size: str = setting(
+        "nfs.airflowLogsSize", "capacity of the Airflow log volume", default="20Gi", check=_quantity
+    )
 
 
 @dataclass(frozen=True)
 class MlflowSettings:
     chart_version: str = setting("mlflow.chartVersion", "community-charts mlflow chart version", default="1.11.5")
-    image_tag: str | None = setting("mlflow.imageTag", "MLflow image tag; unset = the chart's appVersion", check=_image_tag)
-    basic_auth: bool = setting("mlflow.basicAuth", "enable MLflow basic auth with a generated admin password", default_fn=_by_env(False, True))
-    job_execution: bool = setting("mlflow.jobExecution", "MLflow background job execution (~2 GB more memory)", default=False)
-    replicas: int = setting("mlflow.replicas", "MLflow server replicas", default_fn=_by_env(1, 2), minimum=1, maximum=20)
+    image_tag: str | None = setting(
+        "mlflow.imageTag", "MLflow image tag; unset = the chart's appVersion", check=_image_tag
+    )
+    basic_auth: bool = setting(
+        "mlflow.basicAuth", "enable MLflow basic auth with a generated admin password", default_fn=_by_env(False, True)
+    )
+    job_execution: bool = setting(
+        "mlflow.jobExecution", "MLflow background job execution (~2 GB more memory)", default=False
+    )
+    replicas: int = setting(
+        "mlflow.replicas", "MLflow server replicas", default_fn=_by_env(1, 2), minimum=1, maximum=20
+    )
     cpu: str = setting("mlflow.cpu", "MLflow CPU request", default="250m", check=_quantity)
-    memory: str = setting("mlflow.memory", "MLflow memory request and limit", default_fn=_by_env("1Gi", "2Gi"), check=_quantity)
+    memory: str = setting(
+        "mlflow.memory", "MLflow memory request and limit", default_fn=_by_env("1Gi", "2Gi"), check=_quantity
+    )
 
 
 @dataclass(frozen=True)
 class AirflowSettings:
     chart_version: str = setting("airflow.chartVersion", "official Apache Airflow chart version", default="1.21.0")
     executor: Literal["KubernetesExecutor", "CeleryExecutor"] = setting(
-        "airflow.executor", "Airflow executor", default="KubernetesExecutor",
+        "airflow.executor",
+        "Airflow executor",
+        default="KubernetesExecutor",
         choices=("KubernetesExecutor", "CeleryExecutor"),
     )
     image_repository: str = setting(
         "airflow.imageRepository", "Airflow image that carries the DAGs' dependencies", default="apache/airflow"
     )
     image_tag: str = setting(
-        "airflow.imageTag", "tag of that image (build services/airflow/Dockerfile for the DAGs' libraries)",
-        default="3.3.2-python3.11", check=_image_tag,
+        "airflow.imageTag",
+        "tag of that image (build services/airflow/Dockerfile for the DAGs' libraries)",
+        default="3.3.2-python3.11",
+        check=_image_tag,
     )
-    git_repo: str = setting("airflow.gitRepo", "git URL of the DAGs (git-sync)", required=True, pattern=r"^(https://|ssh://|git@)")
+    git_repo: str = setting(
+        "airflow.gitRepo", "git URL of the DAGs (git-sync)", required=True, pattern=r"^(https://|ssh://|git@)"
+    )
     git_branch: str = setting("airflow.gitBranch", "branch git-sync follows", default="main")
     git_sub_path: str = setting("airflow.gitSubPath", "folder of the DAGs in the repository", default="dags")
     remote_logging: bool = setting(
         "airflow.remoteLogging",
-        "task logs to the bucket's Airflow prefix (true) or to the NFS log volume (false)", default=True,
+        "task logs to the bucket's Airflow prefix (true) or to the NFS log volume (false)",
+        default=True,
     )
     git_ssh_key: Secret | None = setting(
         "airflow.gitSshKey", "SSH private key for git-sync (secret); unset = public HTTPS repository", secret=True
@@ -335,7 +392,9 @@ _DEFAULT_PROFILES = {
     "small": {"cpu": "250m", "memory": "1Gi"},
     "large": {"cpu": "2", "memory": "4Gi"},
     "gpu": {
-        "cpu": "4", "memory": "16Gi", "gpus": 1,
+        "cpu": "4",
+        "memory": "16Gi",
+        "gpus": 1,
         "nodeSelector": {"nvidia.com/gpu.present": "true"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     },
@@ -371,25 +430,42 @@ def _check_routing(value: Any) -> str | None:
 class ServingSettings:
     image: str = setting("serving.image", "serving image repository", default="ghcr.io/mlops-platform/serving")
     image_tag: str = setting("serving.imageTag", "serving image tag (pinned)", default="0.1.0", check=_image_tag)
-    model_name: str = setting("serving.modelName", "registered model to serve", default="iris-classifier", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_name: str = setting(
+        "serving.modelName", "registered model to serve", default="iris-classifier", pattern=r"^[A-Za-z0-9_.-]+$"
+    )
     aliases: tuple[str, ...] = setting(
-        "serving.aliases", "MLflow aliases to load", default=("champion", "challenger"),
-        check=lambda v: None if v and all(re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", a) for a in v) else "must be alias names",
+        "serving.aliases",
+        "MLflow aliases to load",
+        default=("champion", "challenger"),
+        check=lambda v: (
+            None if v and all(re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", a) for a in v) else "must be alias names"
+        ),
     )
     routing: Mapping[str, Any] = setting(
         "serving.routing",
         "routing object: {mode: fixed|ab|canary|blue-green|shadow, ...} (see docs/serving.md)",
-        default_fn=_by_env({"mode": "fixed", "alias": "champion"}, {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10}),
+        default_fn=_by_env(
+            {"mode": "fixed", "alias": "champion"},
+            {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10},
+        ),
         check=_check_routing,
     )
     min_replicas: int = setting("serving.minReplicas", "HPA minimum", default_fn=_by_env(1, 2), minimum=1, maximum=100)
     max_replicas: int = setting("serving.maxReplicas", "HPA maximum", default_fn=_by_env(2, 10), minimum=1, maximum=500)
-    workers: int = setting("serving.workers", "uvicorn workers per pod (each needs 320Mi of the profile's memory)", default=2, minimum=1, maximum=32)
+    workers: int = setting(
+        "serving.workers",
+        "uvicorn workers per pod (each needs 320Mi of the profile's memory)",
+        default=2,
+        minimum=1,
+        maximum=32,
+    )
     poll_seconds: int = setting("serving.pollSeconds", "registry watcher interval", default=30, minimum=1, maximum=3600)
     profile: str = setting("serving.profile", "model profile the pods use (a key of serving.profiles)", default="small")
     profiles: Mapping[str, ModelProfile] = setting(
-        "serving.profiles", "model profiles: name -> {cpu, memory, gpus, nodeSelector, tolerations}",
-        default=_DEFAULT_PROFILES, check=_check_profiles,
+        "serving.profiles",
+        "model profiles: name -> {cpu, memory, gpus, nodeSelector, tolerations}",
+        default=_DEFAULT_PROFILES,
+        check=_check_profiles,
     )
 
 
@@ -423,10 +499,18 @@ class StackSettings:
     alerts: AlertSettings
     charts: ChartSettings
     environment: Environment = setting(
-        "environment", "dev, staging or prod; default = the stack name when it is one of those",
-        choices=ENVIRONMENTS, default_fn=lambda stack: stack if stack in ENVIRONMENTS else None, required=True,
+        "environment",
+        "dev, staging or prod; default = the stack name when it is one of those",
+        choices=ENVIRONMENTS,
+        default_fn=lambda stack: stack if stack in ENVIRONMENTS else None,
+        required=True,
     )
-    aws_region: str = setting("aws.region", "AWS region of the bucket and database", default="us-east-1", pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    aws_region: str = setting(
+        "aws.region",
+        "AWS region of the bucket and database",
+        default="us-east-1",
+        pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$",
+    )
     protect: bool = setting(
         "protect", "protect data-bearing resources (bucket, database, volumes) from deletion", default=True
     )
@@ -469,7 +553,18 @@ _GROUPS: dict[str, type] = {
     "alerts": AlertSettings,
     "charts": ChartSettings,
 }
-_GROUP_FIELDS = {"kubernetes", "ingress", "artifacts", "database", "nfs", "mlflow", "airflow", "serving", "alerts", "charts"}
+_GROUP_FIELDS = {
+    "kubernetes",
+    "ingress",
+    "artifacts",
+    "database",
+    "nfs",
+    "mlflow",
+    "airflow",
+    "serving",
+    "alerts",
+    "charts",
+}
 
 
 def declared() -> Iterator[tuple[str, Meta, Any]]:
@@ -576,7 +671,7 @@ def load_settings(
     source = source or f"Pulumi.{stack}.yaml"
     problems: list[str] = []
     ns = f"{PROJECT}:"
-    ours = {k[len(ns):]: v for k, v in config.items() if k.startswith(ns)}
+    ours = {k[len(ns) :]: v for k, v in config.items() if k.startswith(ns)}
     known = {key for key, _, _ in declared()}
     for key in sorted(set(ours) - known):
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
@@ -641,16 +736,22 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
         if not s.database.vpc_id:
             problems.append(f"{src}: {ns}database.vpcId is required when database.mode is rds")
         if not s.database.allowed_cidrs:
-            problems.append(f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)")
+            problems.append(
+                f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)"
+            )
     if s.ingress.controller == "existing":
-        for key, value in (("className", s.ingress.class_name), ("controllerNamespace", s.ingress.controller_namespace)):
+        for key, value in (
+            ("className", s.ingress.class_name),
+            ("controllerNamespace", s.ingress.controller_namespace),
+        ):
             if not value:
                 problems.append(f"{src}: {ns}ingress.{key} is required when ingress.controller is existing")
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
     if s.serving.profile not in s.serving.profiles:
         problems.append(
-            f"{src}: {ns}serving.profile must be one of {', '.join(sorted(s.serving.profiles))}; got {_quote(s.serving.profile)}"
+            f"{src}: {ns}serving.profile must be one of {', '.join(sorted(s.serving.profiles))}; got "
+            f"{_quote(s.serving.profile)}"
         )
     else:
         profile = s.serving.profiles[s.serving.profile]

@@ -53,7 +53,9 @@ def evaluate(trained: Mapping[str, Any]) -> dict[str, Any]:
         client.log_metric(str(trained["run_id"]), key, value)
     holder = registry.alias_holder(client, str(trained["model"]), str(trained["alias"]))
     baseline = score(f"models:/{trained['model']}/{holder}") if holder is not None else None
-    log.info("candidate %s; current %s@%s: version %s %s", candidate, trained["model"], trained["alias"], holder, baseline)
+    log.info(
+        "candidate %s; current %s@%s: version %s %s", candidate, trained["model"], trained["alias"], holder, baseline
+    )
     return {"candidate": candidate, "baseline_version": holder, "baseline": baseline}
 
 
@@ -169,22 +171,32 @@ def rollback(record: Mapping[str, str | None], timeout_s: float) -> str:
 
     move = registry.AliasMove.from_dict(dict(record))
     client = registry.client(settings.Endpoints.from_env().tracking_uri)
-    fields = {"model": move.model, "alias": move.alias, "failed_version": move.new_version,
-              "restored_version": move.previous_version or "(none)"}
+    fields = {
+        "model": move.model,
+        "alias": move.alias,
+        "failed_version": move.new_version,
+        "restored_version": move.previous_version or "(none)",
+    }
     try:
         done = registry.restore(client, move)
     except registry.RegistryError as exc:
-        send_alert(Alert(ROLLED_BACK_EVENT, f"rollback of {move.model}@{move.alias} NOT done: {exc}", Severity.ERROR, fields))
+        send_alert(
+            Alert(ROLLED_BACK_EVENT, f"rollback of {move.model}@{move.alias} NOT done: {exc}", Severity.ERROR, fields)
+        )
         raise PermanentError(str(exc)) from exc
     log.info("%s", done)
     if move.previous_version is None:
-        summary = (f"promotion of {move.model} version {move.new_version} to {move.alias} failed; the alias did not "
-                   f"exist before and was deleted ({done}); there is no earlier version for serving to go back to")
+        summary = (
+            f"promotion of {move.model} version {move.new_version} to {move.alias} failed; the alias did not "
+            f"exist before and was deleted ({done}); there is no earlier version for serving to go back to"
+        )
     else:
         reload_serving(move.alias, move.previous_version)
         verify_serving(move.alias, move.previous_version, timeout_s)
-        summary = (f"promotion of {move.model} version {move.new_version} to {move.alias} failed; rolled back to "
-                   f"version {move.previous_version}, which serving answers with again")
+        summary = (
+            f"promotion of {move.model} version {move.new_version} to {move.alias} failed; rolled back to "
+            f"version {move.previous_version}, which serving answers with again"
+        )
     send_alert(Alert(ROLLED_BACK_EVENT, summary, Severity.ERROR, fields))
     return summary
 
@@ -225,7 +237,11 @@ def announce_manual_rollback(move: Mapping[str, str | None]) -> None:
             f"{move['model']}@{move['alias']} manually rolled back from version {move['previous_version']} "
             f"to version {move['new_version']}, which serving answers with",
             Severity.WARNING,
-            {"model": str(move["model"]), "alias": str(move["alias"]), "version": str(move["new_version"]),
-             "replaced_version": str(move["previous_version"])},
+            {
+                "model": str(move["model"]),
+                "alias": str(move["alias"]),
+                "version": str(move["new_version"]),
+                "replaced_version": str(move["previous_version"]),
+            },
         )
     )

@@ -48,7 +48,9 @@ def load_split() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     return x_train, x_test, y_train, y_test
 
 
-def train_and_log(*, tracking_uri: str, experiment: str, hyper: Hyperparameters, tags: dict[str, str]) -> dict[str, str]:
+def train_and_log(
+    *, tracking_uri: str, experiment: str, hyper: Hyperparameters, tags: dict[str, str]
+) -> dict[str, str]:
     """Fit the pipeline, log it (signature, input example, explicit pip requirements) in a new run.
 
     Returns the run id and the logged model's URI.

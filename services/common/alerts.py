@@ -50,9 +50,7 @@ class Alert:
             blocks.append(
                 {
                     "type": "section",
-                    "fields": [
-                        {"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.fields.items())[:10]
-                    ],
+                    "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.fields.items())[:10]],
                 }
             )
         return {"text": text, "blocks": blocks}

@@ -34,9 +34,7 @@ class EnvVar:
 
 
 # --- endpoints (ConfigMap `mlops-endpoints`, in the Airflow and serving namespaces) -------------
-MLFLOW_TRACKING_URI = EnvVar(
-    "MLFLOW_TRACKING_URI", "In-cluster MLflow tracking URL (MLflow's own variable name)."
-)
+MLFLOW_TRACKING_URI = EnvVar("MLFLOW_TRACKING_URI", "In-cluster MLflow tracking URL (MLflow's own variable name).")
 MLFLOW_EXTERNAL_URL = EnvVar("MLOPS_MLFLOW_EXTERNAL_URL", "MLflow UI/API URL through the TLS ingress.")
 AIRFLOW_URL = EnvVar("MLOPS_AIRFLOW_URL", "Airflow API server URL through the TLS ingress.")
 SERVING_URL = EnvVar("MLOPS_SERVING_URL", "In-cluster URL of the serving service (predictions).")
@@ -55,11 +53,10 @@ SERVING_NAMESPACE = EnvVar("MLOPS_SERVING_NAMESPACE", "Kubernetes namespace of t
 MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model the serving service and the DAGs work on.")
 
 # --- secrets (Secrets `mlops-serving-reload-token` and `mlops-slack-webhook`) -----------------
-RELOAD_TOKEN = EnvVar(
-    "MLOPS_SERVING_RELOAD_TOKEN", "Bearer token of the serving admin API (reload).", secret=True
-)
+RELOAD_TOKEN = EnvVar("MLOPS_SERVING_RELOAD_TOKEN", "Bearer token of the serving admin API (reload).", secret=True)
 SLACK_WEBHOOK_URL = EnvVar(
-    "MLOPS_SLACK_WEBHOOK_URL", "Slack incoming-webhook URL for alerts; unset = alerts are logged only.",
+    "MLOPS_SLACK_WEBHOOK_URL",
+    "Slack incoming-webhook URL for alerts; unset = alerts are logged only.",
     secret=True,
 )
 
@@ -75,8 +72,7 @@ MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that 
 # --- serving service settings (written by the ServingService component into its pod env) ------
 SERVING_ROUTING = EnvVar(
     "MLOPS_SERVING_ROUTING",
-    "Routing as JSON, e.g. {\"mode\": \"canary\", \"primary\": \"champion\", "
-    "\"challenger\": \"challenger\", \"percent\": 10}.",
+    'Routing as JSON, e.g. {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10}.',
 )
 SERVING_ALIASES = EnvVar("MLOPS_SERVING_ALIASES", "Comma-separated aliases to load, e.g. champion,challenger.")
 SERVING_POLL_SECONDS = EnvVar("MLOPS_SERVING_POLL_SECONDS", "Registry watcher interval in seconds.")

@@ -84,14 +84,20 @@ def ensure_user(base: str, admin: tuple[str, str], username: str, password: str)
 
 def main() -> int:
     env = os.environ
-    missing = [k for k in ("MLFLOW_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "CLIENT_USERNAME", "CLIENT_PASSWORD") if not env.get(k)]
+    missing = [
+        k
+        for k in ("MLFLOW_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "CLIENT_USERNAME", "CLIENT_PASSWORD")
+        if not env.get(k)
+    ]
     if missing:
         print(f"missing environment: {', '.join(missing)}", file=sys.stderr)
         return 2
     base = env["MLFLOW_URL"]
     wait_until_up(base, time.monotonic() + float(env.get("TIMEOUT_SECONDS", "600")))
     try:
-        outcome = ensure_user(base, (env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]), env["CLIENT_USERNAME"], env["CLIENT_PASSWORD"])
+        outcome = ensure_user(
+            base, (env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"]), env["CLIENT_USERNAME"], env["CLIENT_PASSWORD"]
+        )
     except MlflowError as exc:
         print(f"MLflow refused: {exc}", file=sys.stderr)
         return 1

@@ -117,8 +117,12 @@ class SwitchResponse(BaseModel):
 
 
 def _error(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps({"detail": detail, "field": field}), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps({"detail": detail, "field": field}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -170,8 +174,12 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            extra: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "status": status,
-                                     "duration_ms": round((time.perf_counter() - started) * 1000, 3)}
+            extra: dict[str, Any] = {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
             if "alias" in state:
                 extra["alias"] = state["alias"]
                 extra["version"] = state.get("version")
@@ -220,9 +228,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("serving %s, aliases %s, routing %s, polling every %ss, log file %s",
-                 settings.model_name, list(settings.aliases), settings.routing.model_dump(),
-                 settings.poll_seconds, log_file)
+        log.info(
+            "serving %s, aliases %s, routing %s, polling every %ss, log file %s",
+            settings.model_name,
+            list(settings.aliases),
+            settings.routing.model_dump(),
+            settings.poll_seconds,
+            log_file,
+        )
         initial = asyncio.create_task(manager.start())
         watcher = asyncio.create_task(manager.watch())
         # Accept connections only once the first load is done (or failed, or took too long): with
@@ -268,8 +281,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if alias in variants:
                     return variants[alias]
         reason = manager.errors.get(decision.alias)
-        raise RequestError(503, f"no version of {settings.model_name}@{decision.alias} is loaded yet"
-                           + (f" (last error: {reason})" if reason else ""), None)
+        raise RequestError(
+            503,
+            f"no version of {settings.model_name}@{decision.alias} is loaded yet"
+            + (f" (last error: {reason})" if reason else ""),
+            None,
+        )
 
     async def _serve(request: Request, decision: Decision, explicit: bool) -> Response:
         length = request.headers.get("content-length")
@@ -304,10 +321,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if decision.shadow is not None:
             _shadow(decision.shadow, payload, predictions, variant)
         rid = state["request_id"]
-        body = orjson.dumps({"alias": variant.alias, "version": variant.version, "predictions": predictions,
-                             "request_id": rid}, option=orjson.OPT_SERIALIZE_NUMPY)
-        return Response(body, media_type="application/json",
-                        headers={"x-model-alias": variant.alias, "x-model-version": variant.version})
+        body = orjson.dumps(
+            {"alias": variant.alias, "version": variant.version, "predictions": predictions, "request_id": rid},
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"x-model-alias": variant.alias, "x-model-version": variant.version},
+        )
 
     def _shadow(alias: str, payload: Any, primary: list[Any], answered: Variant) -> None:
         shadow = manager.variants.get(alias)
@@ -322,16 +344,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 predictions = await shadow.apredict(shadow.validator.validate(payload))
             except Exception as exc:
                 metrics.shadow.labels("error").inc()
-                log.warning("shadow %s v%s failed: %s", alias, shadow.version, exc,
-                            extra={"shadow_alias": alias, "shadow_version": shadow.version, "request_id": rid})
+                log.warning(
+                    "shadow %s v%s failed: %s",
+                    alias,
+                    shadow.version,
+                    exc,
+                    extra={"shadow_alias": alias, "shadow_version": shadow.version, "request_id": rid},
+                )
                 return
             agree = predictions == primary
             metrics.shadow.labels("agree" if agree else "differ").inc()
-            log.info("shadow comparison %s", "agrees" if agree else "differs",
-                     extra={"event": "shadow.compared", "primary_alias": answered.alias,
-                            "primary_version": answered.version, "shadow_alias": alias,
-                            "shadow_version": shadow.version, "agree": agree, "primary": primary[:20],
-                            "shadow": predictions[:20], "request_id": rid})
+            log.info(
+                "shadow comparison %s",
+                "agrees" if agree else "differs",
+                extra={
+                    "event": "shadow.compared",
+                    "primary_alias": answered.alias,
+                    "primary_version": answered.version,
+                    "shadow_alias": alias,
+                    "shadow_version": shadow.version,
+                    "agree": agree,
+                    "primary": primary[:20],
+                    "shadow": predictions[:20],
+                    "request_id": rid,
+                },
+            )
 
         task = asyncio.get_running_loop().create_task(compare())
         shadow_tasks.add(task)
@@ -344,13 +381,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
     }
 
-    @app.post("/predict", response_model=PredictResponse, responses=_ERRORS, openapi_extra=predict_body,
-              summary="Predict with the variant chosen by the routing (sticky with X-Client-Id)")
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra=predict_body,
+        summary="Predict with the variant chosen by the routing (sticky with X-Client-Id)",
+    )
     async def predict(request: Request) -> Response:
         return await _serve(request, router.choose(request.headers.get(CLIENT_ID_HEADER)), explicit=False)
 
-    @app.post(contract.variant_predict_path("{alias}"), response_model=PredictResponse, responses=_ERRORS,
-              openapi_extra=predict_body, summary="Predict with one variant")
+    @app.post(
+        contract.variant_predict_path("{alias}"),
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra=predict_body,
+        summary="Predict with one variant",
+    )
     async def predict_variant(alias: str, request: Request) -> Response:
         if alias not in known:
             raise RequestError(404, f"unknown alias {alias!r}; this service serves {sorted(known)}", "alias")
@@ -373,13 +420,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="200 only when every routed variant is loaded",
-             responses={503: {"description": "Not ready"}})
+    @app.get(
+        "/readyz", summary="200 only when every routed variant is loaded", responses={503: {"description": "Not ready"}}
+    )
     async def readyz() -> Response:
         variants = manager.variants
         missing = [a for a, w in router.weights().items() if w > 0 and a not in variants]
-        body = {"ready": not missing, "missing": missing,
-                "loaded": {a: v.version for a, v in variants.items()}}
+        body = {"ready": not missing, "missing": missing, "loaded": {a: v.version for a, v in variants.items()}}
         return Response(orjson.dumps(body), status_code=503 if missing else 200, media_type="application/json")
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
@@ -387,50 +434,87 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(render_metrics(metrics), media_type=CONTENT_TYPE_LATEST)
 
     # --- admin -----------------------------------------------------------------------------------
-    @app.post(contract.reload_path("{alias}"), response_model=ReloadResponse, dependencies=[Depends(require_token)],
-              responses={**_AUTH_ERRORS, 404: _ERRORS[404],
-                         502: {"model": ReloadResponse, "description": "Load failed; the previous version serves"}},
-              summary="Load the version the alias points at now (hot swap)")
+    @app.post(
+        contract.reload_path("{alias}"),
+        response_model=ReloadResponse,
+        dependencies=[Depends(require_token)],
+        responses={
+            **_AUTH_ERRORS,
+            404: _ERRORS[404],
+            502: {"model": ReloadResponse, "description": "Load failed; the previous version serves"},
+        },
+        summary="Load the version the alias points at now (hot swap)",
+    )
     async def reload_alias(alias: str) -> Response:
         if alias not in known:
             raise RequestError(404, f"unknown alias {alias!r}; this service serves {sorted(known)}", "alias")
         result = await manager.reload(alias, "api")
-        return Response(orjson.dumps(result.body()), status_code=200 if result.ok else 502, media_type="application/json")
+        return Response(
+            orjson.dumps(result.body()), status_code=200 if result.ok else 502, media_type="application/json"
+        )
 
-    @app.post(contract.RELOAD_ALL_PATH, response_model=ReloadAllResponse, dependencies=[Depends(require_token)],
-              responses={**_AUTH_ERRORS,
-                         502: {"model": ReloadAllResponse, "description": "A load failed; previous versions serve"}},
-              summary="Reload every alias")
+    @app.post(
+        contract.RELOAD_ALL_PATH,
+        response_model=ReloadAllResponse,
+        dependencies=[Depends(require_token)],
+        responses={
+            **_AUTH_ERRORS,
+            502: {"model": ReloadAllResponse, "description": "A load failed; previous versions serve"},
+        },
+        summary="Reload every alias",
+    )
     async def reload_all() -> Response:
         results = await manager.reload_all("api")
         ok = all(r.ok for r in results)
-        return Response(orjson.dumps({"ok": ok, "results": [r.body() for r in results]}),
-                        status_code=200 if ok else 502, media_type="application/json")
+        return Response(
+            orjson.dumps({"ok": ok, "results": [r.body() for r in results]}),
+            status_code=200 if ok else 502,
+            media_type="application/json",
+        )
 
-    @app.post(ACTIVE_PATH, response_model=SwitchResponse, dependencies=[Depends(require_token)],
-              responses={**_AUTH_ERRORS, 400: _ERRORS[400],
-                         409: {"model": ErrorBody, "description": "Not blue-green, or alias not loaded"},
-                         502: {"model": ErrorBody, "description": "The registry did not record the switch"}},
-              summary="Blue-green: switch traffic to the other alias")
+    @app.post(
+        ACTIVE_PATH,
+        response_model=SwitchResponse,
+        dependencies=[Depends(require_token)],
+        responses={
+            **_AUTH_ERRORS,
+            400: _ERRORS[400],
+            409: {"model": ErrorBody, "description": "Not blue-green, or alias not loaded"},
+            502: {"model": ErrorBody, "description": "The registry did not record the switch"},
+        },
+        summary="Blue-green: switch traffic to the other alias",
+    )
     async def switch(body: SwitchRequest) -> dict[str, str]:
         return {"active": await manager.switch_active(body.alias)}
 
     # --- OpenAPI: the request schema follows the loaded signature ---------------------------------
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                             routes=app.routes)
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
         schema = app.openapi_schema
         schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = _predict_schema()
         return schema
 
     def _predict_schema() -> dict[str, Any]:
-        row: dict[str, Any] = {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}
+        row: dict[str, Any] = {
+            "type": "object",
+            "additionalProperties": {"type": ["number", "string", "boolean", "null"]},
+        }
         variants = manager.variants
         primary = next((variants[a] for a in routing_aliases(settings.routing) if a in variants), None)
         if primary is not None and primary.validator.columns is not None:
-            types = {"double": "number", "float": "number", "long": "integer", "integer": "integer",
-                     "boolean": "boolean", "string": "string", "datetime": "string", "binary": "string"}
+            types = {
+                "double": "number",
+                "float": "number",
+                "long": "integer",
+                "integer": "integer",
+                "boolean": "boolean",
+                "string": "string",
+                "datetime": "string",
+                "binary": "string",
+            }
             row = {
                 "type": "object",
                 "properties": {c.name: {"type": types.get(c.kind, "string")} for c in primary.validator.columns},

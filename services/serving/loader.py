@@ -2,8 +2,8 @@
 
 Native sklearn versions are fetched and deserialized in a separate loader process (one per service
 process, started with `spawn`, at a lower CPU priority: nice +10) when the container's memory limit
-leaves room for it (`services.serving.sizing.loader_process_fits`; no limit counts as room). The serving process then only
-unpickles the ready estimator it gets back over the pipe (sub-millisecond for a linear model), so a
+leaves room for it (`services.serving.sizing.loader_process_fits`; no limit counts as room). The serving
+process then only unpickles the ready estimator it gets back over the pipe (sub-millisecond for a linear model), so a
 hot swap under load costs the event loop almost nothing: no GIL contention with a loading thread and
 no competition for the CPU while requests are waiting. Only the files the native path needs are
 fetched: MLmodel, the serialized estimator and the input example (one GET each, no listing).
@@ -201,7 +201,9 @@ def load_pyfunc(tracking_uri: str, model_name: str, version: str, max_batch: int
 class Loaded:
     """What a load produced: the predict callable, its validator, its flavour and (pyfunc) directory."""
 
-    def __init__(self, predict: Any, validator: InputValidator, flavor: str, workdir: str | None, seconds: float) -> None:
+    def __init__(
+        self, predict: Any, validator: InputValidator, flavor: str, workdir: str | None, seconds: float
+    ) -> None:
         self.predict = predict
         self.validator = validator
         self.flavor = flavor

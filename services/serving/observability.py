@@ -32,7 +32,10 @@ from services.common.alerts import Alert, Severity, send_alert
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "color_message",  # uvicorn's ANSI-coloured copy of the message
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
 }
 
 
@@ -94,34 +97,55 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "serving_requests", "Prediction requests by answering alias, version and HTTP status.",
-            ["alias", "version", "status"], registry=r,
+            "serving_requests",
+            "Prediction requests by answering alias, version and HTTP status.",
+            ["alias", "version", "status"],
+            registry=r,
         )
         self.latency = Histogram(
-            "serving_request_latency_seconds", "Prediction latency (validation + model) by alias and version.",
-            ["alias", "version"], registry=r,
+            "serving_request_latency_seconds",
+            "Prediction latency (validation + model) by alias and version.",
+            ["alias", "version"],
+            registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
         )
         self.rejected = Counter(
-            "serving_rejected_requests", "Requests refused before reaching a model, by HTTP status.", ["status"], registry=r,
+            "serving_rejected_requests",
+            "Requests refused before reaching a model, by HTTP status.",
+            ["status"],
+            registry=r,
         )
         self.reloads = Counter(
-            "serving_reloads", "Reload attempts by alias, outcome (reloaded, unchanged, failed) and trigger.",
-            ["alias", "outcome", "trigger"], registry=r,
+            "serving_reloads",
+            "Reload attempts by alias, outcome (reloaded, unchanged, failed) and trigger.",
+            ["alias", "outcome", "trigger"],
+            registry=r,
         )
         self.reload_failures = Counter(
-            "serving_reload_failures", "Failed reloads by alias (the previous version kept serving).", ["alias"], registry=r,
+            "serving_reload_failures",
+            "Failed reloads by alias (the previous version kept serving).",
+            ["alias"],
+            registry=r,
         )
         self.load_seconds = Histogram(
-            "serving_model_load_seconds", "Time to download and load one model version.", ["alias"], registry=r,
+            "serving_model_load_seconds",
+            "Time to download and load one model version.",
+            ["alias"],
+            registry=r,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
         )
         self.loaded_version = Gauge(
-            "serving_model_version", "Version loaded per alias (the value is the version number).", ["alias"], registry=r,
+            "serving_model_version",
+            "Version loaded per alias (the value is the version number).",
+            ["alias"],
+            registry=r,
             multiprocess_mode="mostrecent",
         )
         self.shadow = Counter(
-            "serving_shadow_comparisons", "Shadow predictions compared with the primary's, by outcome.", ["outcome"], registry=r,
+            "serving_shadow_comparisons",
+            "Shadow predictions compared with the primary's, by outcome.",
+            ["outcome"],
+            registry=r,
         )
 
 

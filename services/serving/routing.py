@@ -29,7 +29,10 @@ _SCALE = float(2**64)
 
 def client_point(client_id: str) -> float:
     """The client's fixed point in [0, 1)."""
-    return int.from_bytes(hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big") / _SCALE
+    return (
+        int.from_bytes(hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+        / _SCALE
+    )
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,13 @@ class InputValidator:
         columns = []
         for spec in inputs.inputs:
             kind = getattr(spec.type, "name", None)
-            columns.append(Column(name=str(spec.name), kind=kind if isinstance(kind, str) else "any",
-                                  required=bool(getattr(spec, "required", True))))
+            columns.append(
+                Column(
+                    name=str(spec.name),
+                    kind=kind if isinstance(kind, str) else "any",
+                    required=bool(getattr(spec, "required", True)),
+                )
+            )
         return cls(tuple(columns), max_batch)
 
     def describe(self) -> list[dict[str, Any]]:
@@ -89,7 +94,9 @@ class InputValidator:
     def rows_of(self, payload: Any) -> list[Any]:
         """The `rows` of a request body, with the batch-size checks."""
         if not isinstance(payload, dict):
-            raise RequestError(422, f"the request body must be a JSON object with 'rows', got {_describe(payload)}", "body")
+            raise RequestError(
+                422, f"the request body must be a JSON object with 'rows', got {_describe(payload)}", "body"
+            )
         if "rows" not in payload:
             raise RequestError(422, "the request body has no 'rows' (a list of objects, one per row)", "rows")
         extra = sorted(k for k in payload if k != "rows")
@@ -117,7 +124,9 @@ class InputValidator:
         out = np.empty((len(rows), ncols), dtype=np.float64)
         for i, row in enumerate(rows):
             if type(row) is not dict:
-                raise RequestError(422, f"rows[{i}] must be an object of column: value, got {_describe(row)}", f"rows[{i}]")
+                raise RequestError(
+                    422, f"rows[{i}] must be an object of column: value, got {_describe(row)}", f"rows[{i}]"
+                )
             if len(row) != ncols or not self.name_set.issuperset(row):
                 self._column_error(i, row)
             for j, name in enumerate(names):
@@ -128,9 +137,15 @@ class InputValidator:
                 t = type(value)
                 if t is float:
                     if not math.isfinite(value):
-                        raise RequestError(422, f"rows[{i}].{name}: {value} is not allowed (finite number required)", f"rows[{i}].{name}")
+                        raise RequestError(
+                            422,
+                            f"rows[{i}].{name}: {value} is not allowed (finite number required)",
+                            f"rows[{i}].{name}",
+                        )
                     if self.integer_cols[j] and not value.is_integer():
-                        raise RequestError(422, f"rows[{i}].{name}: expected an integer, got {value}", f"rows[{i}].{name}")
+                        raise RequestError(
+                            422, f"rows[{i}].{name}: expected an integer, got {value}", f"rows[{i}].{name}"
+                        )
                     out[i, j] = value
                 elif t is int:
                     try:
@@ -145,23 +160,37 @@ class InputValidator:
         missing = [n for n in (self.names or ()) if n not in row]
         unknown = [k for k in row if k not in self.name_set]
         if missing:
-            raise RequestError(422, f"rows[{i}]: missing column(s) {missing}; expected {list(self.names or ())}", f"rows[{i}].{missing[0]}")
-        raise RequestError(422, f"rows[{i}]: unknown column(s) {unknown}; expected {list(self.names or ())}", f"rows[{i}].{unknown[0]}")
+            raise RequestError(
+                422,
+                f"rows[{i}]: missing column(s) {missing}; expected {list(self.names or ())}",
+                f"rows[{i}].{missing[0]}",
+            )
+        raise RequestError(
+            422, f"rows[{i}]: unknown column(s) {unknown}; expected {list(self.names or ())}", f"rows[{i}].{unknown[0]}"
+        )
 
     def _type_error(self, i: int, j: int, value: Any) -> None:
         assert self.columns is not None
         col = self.columns[j]
         if value is None:
-            raise RequestError(422, f"rows[{i}].{col.name}: null is not allowed (column is required)", f"rows[{i}].{col.name}")
+            raise RequestError(
+                422, f"rows[{i}].{col.name}: null is not allowed (column is required)", f"rows[{i}].{col.name}"
+            )
         expected = "an integer" if col.kind in ("long", "integer") else "a number"
-        raise RequestError(422, f"rows[{i}].{col.name}: expected {expected} ({col.kind}), got {_describe(value)}", f"rows[{i}].{col.name}")
+        raise RequestError(
+            422,
+            f"rows[{i}].{col.name}: expected {expected} ({col.kind}), got {_describe(value)}",
+            f"rows[{i}].{col.name}",
+        )
 
     def _frame(self, rows: list[Any]) -> Any:
         import pandas as pd
 
         for i, row in enumerate(rows):
             if type(row) is not dict:
-                raise RequestError(422, f"rows[{i}] must be an object of column: value, got {_describe(row)}", f"rows[{i}]")
+                raise RequestError(
+                    422, f"rows[{i}] must be an object of column: value, got {_describe(row)}", f"rows[{i}]"
+                )
             if self.columns is None:
                 for key, value in row.items():
                     if isinstance(value, (dict, list)):

@@ -4,9 +4,9 @@ A `Variant` is one loaded model version: immutable, with its compiled input vali
 callable. The sklearn flavour is called natively on a float64 matrix (no pandas, no pyfunc wrapper),
 micro-batched; any other flavour goes through pyfunc on a DataFrame. A new version is loaded beside the
 serving one (`services.serving.loader`: in a lower-priority loader process) and checked with a
-prediction on its input example; only then is the mapping alias -> variant replaced (one reference assignment, so a request sees either the old
-or the new version, never a mix). A failed load leaves the old version serving, is counted, logged and
-alerted, and the caller gets the reason.
+prediction on its input example; only then is the mapping alias -> variant replaced (one reference
+assignment, so a request sees either the old or the new version, never a mix). A failed load leaves the old
+version serving, is counted, logged and alerted, and the caller gets the reason.
 
 Reloads of one alias coalesce: callers arriving while a reload runs wait for it, and at most one more
 reload follows for all of those that arrived after it started (so nobody is answered with an alias
@@ -42,7 +42,6 @@ log = logging.getLogger("mlops.serving.variants")
 
 # The blue-green active alias, stored on the registered model so that every replica follows a switch.
 ACTIVE_TAG = "mlops.serving.active"
-
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,9 @@ class Registry:
 class VariantManager:
     """The loaded variants of this process and everything that changes them."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, alerter: Alerter, registry: Registry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, alerter: Alerter, registry: Registry | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.alerter = alerter
@@ -156,8 +157,12 @@ class VariantManager:
         self.on_change: list[Callable[[], None]] = []
         limit = memory_limit_bytes()
         use_process = loader_process_fits(settings.workers, limit)
-        log.info("model loading in %s (memory limit %s, %d workers)", "a loader process" if use_process else "threads",
-                 f"{limit // 2**20} MiB" if limit else "none", settings.workers)
+        log.info(
+            "model loading in %s (memory limit %s, %d workers)",
+            "a loader process" if use_process else "threads",
+            f"{limit // 2**20} MiB" if limit else "none",
+            settings.workers,
+        )
         self.loader = Loader(settings.tracking_uri, settings.model_name, settings.max_batch, use_process=use_process)
 
     @property
@@ -190,7 +195,9 @@ class VariantManager:
         try:
             version, run_id, source = await asyncio.to_thread(self.registry.resolve, alias)
         except Exception as exc:
-            return self._failed(alias, trigger, previous, None, f"cannot resolve {self.settings.model_name}@{alias}: {_short(exc)}")
+            return self._failed(
+                alias, trigger, previous, None, f"cannot resolve {self.settings.model_name}@{alias}: {_short(exc)}"
+            )
         if current is not None and current.version == version:
             self.metrics.reloads.labels(alias, "unchanged", trigger).inc()
             return ReloadResult(alias=alias, outcome="unchanged", version=version, previous_version=previous)
@@ -199,9 +206,19 @@ class VariantManager:
         except LoadError as exc:
             return self._failed(alias, trigger, previous, version, str(exc))
         variant = Variant(
-            alias=alias, version=version, run_id=run_id, source=source, flavor=loaded.flavor, loaded_at=time.time(),
-            load_seconds=loaded.seconds, validator=loaded.validator, predict=loaded.predict, workdir=loaded.workdir,
-            batcher=MicroBatcher(loaded.predict, max_rows=self.settings.max_batch) if loaded.flavor == "sklearn" else None,
+            alias=alias,
+            version=version,
+            run_id=run_id,
+            source=source,
+            flavor=loaded.flavor,
+            loaded_at=time.time(),
+            load_seconds=loaded.seconds,
+            validator=loaded.validator,
+            predict=loaded.predict,
+            workdir=loaded.workdir,
+            batcher=MicroBatcher(loaded.predict, max_rows=self.settings.max_batch)
+            if loaded.flavor == "sklearn"
+            else None,
         )
         self._swap(variant)
         self.metrics.load_seconds.labels(alias).observe(variant.load_seconds)
@@ -209,23 +226,48 @@ class VariantManager:
         self.errors.pop(alias, None)
         rolled_back = previous is not None and _version_key(version) < _version_key(previous)
         log.info(
-            "variant %s now serves version %s (was %s)", alias, version, previous,
-            extra={"alias": alias, "version": version, "previous_version": previous, "trigger": trigger,
-                   "load_seconds": round(variant.load_seconds, 3), "event": "model.reloaded"},
+            "variant %s now serves version %s (was %s)",
+            alias,
+            version,
+            previous,
+            extra={
+                "alias": alias,
+                "version": version,
+                "previous_version": previous,
+                "trigger": trigger,
+                "load_seconds": round(variant.load_seconds, 3),
+                "event": "model.reloaded",
+            },
         )
-        fields = {"model": self.settings.model_name, "alias": alias, "version": version,
-                  "previous_version": previous or "(none)", "trigger": trigger}
+        fields = {
+            "model": self.settings.model_name,
+            "alias": alias,
+            "version": version,
+            "previous_version": previous or "(none)",
+            "trigger": trigger,
+        }
         if rolled_back:
-            self.alerter.send("serving.model_rolled_back",
-                              f"{self.settings.model_name}@{alias} rolled back from version {previous} to {version}",
-                              Severity.WARNING, fields)
+            self.alerter.send(
+                "serving.model_rolled_back",
+                f"{self.settings.model_name}@{alias} rolled back from version {previous} to {version}",
+                Severity.WARNING,
+                fields,
+            )
         elif trigger == "api":
             # Watcher-driven convergence of other workers/replicas is logged, not alerted again.
-            self.alerter.send("serving.model_reloaded",
-                              f"{self.settings.model_name}@{alias} now serves version {version} (was {previous})",
-                              Severity.INFO, fields)
-        return ReloadResult(alias=alias, outcome="reloaded", version=version, previous_version=previous,
-                            load_seconds=round(variant.load_seconds, 3))
+            self.alerter.send(
+                "serving.model_reloaded",
+                f"{self.settings.model_name}@{alias} now serves version {version} (was {previous})",
+                Severity.INFO,
+                fields,
+            )
+        return ReloadResult(
+            alias=alias,
+            outcome="reloaded",
+            version=version,
+            previous_version=previous,
+            load_seconds=round(variant.load_seconds, 3),
+        )
 
     def _swap(self, variant: Variant) -> None:
         old = self.variants.get(variant.alias)
@@ -238,15 +280,24 @@ class VariantManager:
         if old is not None and old.workdir:
             shutil.rmtree(old.workdir, ignore_errors=True)
 
-    def _failed(self, alias: str, trigger: str, previous: str | None, attempted: str | None, reason: str) -> ReloadResult:
+    def _failed(
+        self, alias: str, trigger: str, previous: str | None, attempted: str | None, reason: str
+    ) -> ReloadResult:
         self.metrics.reloads.labels(alias, "failed", trigger).inc()
         self.metrics.reload_failures.labels(alias).inc()
         self.errors[alias] = reason
         log.error(
-            "reload of %s failed, %s: %s", alias,
-            f"version {previous} keeps serving" if previous else "nothing loaded", reason,
-            extra={"alias": alias, "attempted_version": attempted, "kept_version": previous, "trigger": trigger,
-                   "event": "model.reload_failed"},
+            "reload of %s failed, %s: %s",
+            alias,
+            f"version {previous} keeps serving" if previous else "nothing loaded",
+            reason,
+            extra={
+                "alias": alias,
+                "attempted_version": attempted,
+                "kept_version": previous,
+                "trigger": trigger,
+                "event": "model.reload_failed",
+            },
         )
         key = (alias, attempted)
         # The watcher retries every poll: alert once per failing version, an explicit call always.
@@ -257,11 +308,23 @@ class VariantManager:
                 f"reload of {self.settings.model_name}@{alias} to version {attempted or '?'} failed; "
                 + (f"version {previous} keeps serving" if previous else "no version is loaded"),
                 Severity.ERROR,
-                {"model": self.settings.model_name, "alias": alias, "attempted_version": attempted or "(unresolved)",
-                 "kept_version": previous or "(none)", "reason": reason[:500], "trigger": trigger},
+                {
+                    "model": self.settings.model_name,
+                    "alias": alias,
+                    "attempted_version": attempted or "(unresolved)",
+                    "kept_version": previous or "(none)",
+                    "reason": reason[:500],
+                    "trigger": trigger,
+                },
             )
-        return ReloadResult(alias=alias, outcome="failed", version=previous, previous_version=previous,
-                            attempted_version=attempted, reason=reason)
+        return ReloadResult(
+            alias=alias,
+            outcome="failed",
+            version=previous,
+            previous_version=previous,
+            attempted_version=attempted,
+            reason=reason,
+        )
 
     # --- blue-green --------------------------------------------------------------------------------
     async def switch_active(self, alias: str) -> str:
@@ -270,7 +333,9 @@ class VariantManager:
         if not isinstance(routing, BlueGreenRouting):
             raise RequestError(409, "routing is not blue-green: there is no active alias to switch", "mode")
         if alias not in (routing.active, routing.standby):
-            raise RequestError(422, f"alias {alias!r} is not one of the blue-green pair {[routing.active, routing.standby]}", "alias")
+            raise RequestError(
+                422, f"alias {alias!r} is not one of the blue-green pair {[routing.active, routing.standby]}", "alias"
+            )
         if alias not in self.variants:
             raise RequestError(409, f"alias {alias!r} has no loaded version: refusing to switch traffic to it", "alias")
         try:
@@ -278,12 +343,19 @@ class VariantManager:
         except Exception as exc:
             raise RequestError(502, f"could not record the switch in the registry: {_short(exc)}", None) from exc
         previous, self.active = self.active, alias
-        log.info("blue-green active alias is now %s (was %s)", alias, previous,
-                 extra={"alias": alias, "event": "model.switched"})
+        log.info(
+            "blue-green active alias is now %s (was %s)",
+            alias,
+            previous,
+            extra={"alias": alias, "event": "model.switched"},
+        )
         if previous != alias:
-            self.alerter.send("serving.blue_green_switched",
-                              f"{self.settings.model_name}: traffic switched from {previous} to {alias}", Severity.INFO,
-                              {"model": self.settings.model_name, "active": alias, "previous": previous or "(none)"})
+            self.alerter.send(
+                "serving.blue_green_switched",
+                f"{self.settings.model_name}: traffic switched from {previous} to {alias}",
+                Severity.INFO,
+                {"model": self.settings.model_name, "active": alias, "previous": previous or "(none)"},
+            )
         return alias
 
     # --- watcher -----------------------------------------------------------------------------------
@@ -295,16 +367,25 @@ class VariantManager:
             log.warning("registry poll failed: %s", _short(exc), extra={"event": "registry.poll_failed"})
             return
         stale = [
-            a for a in self.settings.aliases
+            a
+            for a in self.settings.aliases
             if a not in self.variants or (a in aliases and aliases[a] != self.variants[a].version)
         ]
         await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
         routing = self.settings.routing
         tagged = tags.get(ACTIVE_TAG)
-        if (isinstance(routing, BlueGreenRouting) and tagged in (routing.active, routing.standby)
-                and tagged != self.active and tagged in self.variants):
-            log.info("blue-green active alias follows the registry: %s (was %s)", tagged, self.active,
-                     extra={"alias": tagged, "event": "model.switched"})
+        if (
+            isinstance(routing, BlueGreenRouting)
+            and tagged in (routing.active, routing.standby)
+            and tagged != self.active
+            and tagged in self.variants
+        ):
+            log.info(
+                "blue-green active alias follows the registry: %s (was %s)",
+                tagged,
+                self.active,
+                extra={"alias": tagged, "event": "model.switched"},
+            )
             self.active = tagged
 
     async def watch(self) -> None:

@@ -216,7 +216,9 @@ class Seeded:
     run_id: str
 
 
-def seed_version(tracking_uri: str, model: str, alias: str | None = None, C: float = 1.0, max_iter: int = 200) -> Seeded:
+def seed_version(
+    tracking_uri: str, model: str, alias: str | None = None, C: float = 1.0, max_iter: int = 200
+) -> Seeded:
     """A READY version trained exactly as the DAG trains (same split), optionally under `alias`."""
     import mlflow
     from mlops_tasks import registry
@@ -244,8 +246,13 @@ def running_serving(tracking_uri: str, model: str, log_path: Path, webhook_url: 
 
     try:
         cm = serving_service(
-            tracking_uri, model, aliases=("champion",), poll_seconds=3600, slack_webhook_url=webhook_url,
-            log_path=log_path, start_timeout=180,
+            tracking_uri,
+            model,
+            aliases=("champion",),
+            poll_seconds=3600,
+            slack_webhook_url=webhook_url,
+            log_path=log_path,
+            start_timeout=180,
         )
         serving = cm.__enter__()
     except DevstackError as exc:
@@ -284,8 +291,9 @@ class ReloadProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 try:
-                    upstream = httpx.request(self.command, proxy.upstream + self.path, content=body, headers=headers,
-                                             timeout=120)
+                    upstream = httpx.request(
+                        self.command, proxy.upstream + self.path, content=body, headers=headers, timeout=120
+                    )
                     status, text = upstream.status_code, upstream.text
                 except httpx.HTTPError as exc:
                     status, text = None, str(exc)

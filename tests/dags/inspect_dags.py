@@ -41,7 +41,9 @@ def main(dags_folder: str) -> None:
             tasks[task.task_id] = {
                 "owner": task.owner,
                 "retries": task.retries,
-                "trigger_rule": str(task.trigger_rule.value if hasattr(task.trigger_rule, "value") else task.trigger_rule),
+                "trigger_rule": str(
+                    task.trigger_rule.value if hasattr(task.trigger_rule, "value") else task.trigger_rule
+                ),
                 "has_failure_callback": bool(task.on_failure_callback),
                 "mode": getattr(task, "mode", None),
                 "timeout": getattr(task, "timeout", None),

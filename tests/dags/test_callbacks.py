@@ -12,8 +12,13 @@ from tests.dags.conftest import WebhookReceiver
 
 
 def _context() -> dict[str, object]:
-    ti = SimpleNamespace(dag_id="train_register_promote", task_id="reload_serving", run_id="manual__x", try_number=3,
-                         log_url="http://airflow/log")
+    ti = SimpleNamespace(
+        dag_id="train_register_promote",
+        task_id="reload_serving",
+        run_id="manual__x",
+        try_number=3,
+        log_url="http://airflow/log",
+    )
     return {"ti": ti, "run_id": "manual__x", "exception": RuntimeError("serving refused the reload: HTTP 403")}
 
 

@@ -66,8 +66,16 @@ def test_train_register_promote_structure(report: dict[str, Any]) -> None:
     dag = report["dags"]["train_register_promote"]
     tasks = dag["tasks"]
     assert set(dag["params"]) >= {"model_name", "alias", "C", "max_iter", "min_accuracy", "max_regression"}
-    chain = ["train", "evaluate", "quality_gate", "register", "wait_until_ready", "promote", "reload_serving",
-             "verify_serving"]
+    chain = [
+        "train",
+        "evaluate",
+        "quality_gate",
+        "register",
+        "wait_until_ready",
+        "promote",
+        "reload_serving",
+        "verify_serving",
+    ]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in tasks[downstream]["upstream"], (upstream, downstream)
     assert tasks["quality_gate"]["operator"] == "_ShortCircuitDecoratedOperator"

@@ -26,7 +26,9 @@ def _model(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _env(tracking_uri: str, model: str, serving: Any, webhook: WebhookReceiver, reload_url: str | None = None) -> dict[str, str]:
+def _env(
+    tracking_uri: str, model: str, serving: Any, webhook: WebhookReceiver, reload_url: str | None = None
+) -> dict[str, str]:
     return {
         contract.MLFLOW_TRACKING_URI.name: tracking_uri,
         contract.MODEL_NAME.name: model,
@@ -60,16 +62,26 @@ def test_happy_path_promotes_and_serves_the_new_version(
 
         assert run.returncode == 0 and run.state == "success", _explain(run)
         assert run.task_states == {
-            "train": "success", "evaluate": "success", "quality_gate": "success", "register": "success",
-            "wait_until_ready": "success", "promote": "success", "reload_serving": "success",
-            "verify_serving": "success", "rollback": "skipped", "fail_run": "skipped",
+            "train": "success",
+            "evaluate": "success",
+            "quality_gate": "success",
+            "register": "success",
+            "wait_until_ready": "success",
+            "promote": "success",
+            "reload_serving": "success",
+            "verify_serving": "success",
+            "rollback": "skipped",
+            "fail_run": "skipped",
         }, _explain(run)
         new_version = airflow_home.xcom(run, "register")
         assert new_version == str(int(seeded.version) + 1)
         # The alias moved, the previous holder was remembered, and serving answers with the new version.
         assert registry.alias_holder(client, model, "champion") == new_version
         assert airflow_home.xcom(run, "promote", PREVIOUS_VERSION_XCOM_KEY) == {
-            "model": model, "alias": "champion", "previous_version": seeded.version, "new_version": new_version,
+            "model": model,
+            "alias": "champion",
+            "previous_version": seeded.version,
+            "new_version": new_version,
         }
         assert client.get_model_version(model, new_version).tags[previous_tag("champion")] == seeded.version
         assert _served(serving) == ("champion", new_version)
@@ -101,13 +113,21 @@ def test_model_below_the_gate_changes_nothing(
     with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
         webhook.clear()
         # C=0.01 regularises the model into ~0.82 held-out accuracy, below the 0.9 threshold.
-        run = airflow_home.dags_test(TRAIN, {"model_name": model, "C": 0.01},
-                                     _env(mlflow_tracking_uri, model, serving, webhook))
+        run = airflow_home.dags_test(
+            TRAIN, {"model_name": model, "C": 0.01}, _env(mlflow_tracking_uri, model, serving, webhook)
+        )
 
         assert run.returncode == 0 and run.state == "success", _explain(run)  # a rejection is not an error
         assert run.task_states["quality_gate"] == "success"
-        for task in ("register", "wait_until_ready", "promote", "reload_serving", "verify_serving", "rollback",
-                     "fail_run"):
+        for task in (
+            "register",
+            "wait_until_ready",
+            "promote",
+            "reload_serving",
+            "verify_serving",
+            "rollback",
+            "fail_run",
+        ):
             assert run.task_states[task] == "skipped", _explain(run)
         assert registry.alias_holder(client, model, "champion") == seeded.version
         assert [v.version for v in client.search_model_versions(f"name = '{model}'")] == [seeded.version]
@@ -134,8 +154,9 @@ def test_failure_after_promotion_restores_the_previous_version(
         ReloadProxy(serving.base_url, refuse_after_forwarding=1) as proxy,
     ):
         webhook.clear()
-        run = airflow_home.dags_test(TRAIN, {"model_name": model},
-                                     _env(mlflow_tracking_uri, model, serving, webhook, reload_url=proxy.url))
+        run = airflow_home.dags_test(
+            TRAIN, {"model_name": model}, _env(mlflow_tracking_uri, model, serving, webhook, reload_url=proxy.url)
+        )
 
         assert run.returncode != 0 and run.state == "failed", _explain(run)
         assert run.task_states["promote"] == "success"
@@ -202,10 +223,18 @@ def test_verification_sees_the_promoted_alias_whatever_the_routing(mlflow_tracki
     challenger = seed_version(mlflow_tracking_uri, model, alias="challenger", C=0.5)
     routing = {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 0}
     with serving_service(
-        mlflow_tracking_uri, model, aliases=("champion", "challenger"), routing=routing, poll_seconds=3600,
-        log_path=tmp_path / "serving.log", start_timeout=180,
+        mlflow_tracking_uri,
+        model,
+        aliases=("champion", "challenger"),
+        routing=routing,
+        poll_seconds=3600,
+        log_path=tmp_path / "serving.log",
+        start_timeout=180,
     ) as serving:
-        routed = {serving_client.served_version(serving_client.predict(serving.base_url, sample_rows(1)))[0] for _ in range(20)}
+        routed = {
+            serving_client.served_version(serving_client.predict(serving.base_url, sample_rows(1)))[0]
+            for _ in range(20)
+        }
         assert routed == {"champion"}
         endpoints = Endpoints(mlflow_tracking_uri, serving.base_url, serving.base_url, serving.reload_token)
         answer = serving_client.wait_until_served(

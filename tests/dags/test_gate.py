@@ -9,8 +9,14 @@ from mlops_tasks.gate import GateDecision, decide
 
 
 def _decide(candidate: float, baseline: float | None = None, baseline_version: str | None = None) -> GateDecision:
-    return decide(metric="test_accuracy", threshold=0.9, max_regression=0.02, candidate=candidate, baseline=baseline,
-                  baseline_version=baseline_version)
+    return decide(
+        metric="test_accuracy",
+        threshold=0.9,
+        max_regression=0.02,
+        candidate=candidate,
+        baseline=baseline,
+        baseline_version=baseline_version,
+    )
 
 
 def test_first_model_only_needs_the_threshold() -> None:

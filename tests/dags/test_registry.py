@@ -86,7 +86,8 @@ def test_rollback_target_must_be_ready(mlflow_tracking_uri: str, monkeypatch: py
     seed_version(mlflow_tracking_uri, model, alias="champion")
     real = registry.version_status
     monkeypatch.setattr(
-        registry, "version_status",
+        registry,
+        "version_status",
         lambda client, m, v: registry.PENDING_REGISTRATION if v == v1 else real(client, m, v),
     )
     with pytest.raises(registry.RegistryError, match="PENDING_REGISTRATION, not READY"):

@@ -30,8 +30,9 @@ def test_registration_done_follows_the_version_status(
     assert steps.registration_done("m", "3") is expected
 
 
-@pytest.mark.parametrize(("status", "message"), [(registry.FAILED_REGISTRATION, "FAILED_REGISTRATION"),
-                                                 (None, "does not exist")])
+@pytest.mark.parametrize(
+    ("status", "message"), [(registry.FAILED_REGISTRATION, "FAILED_REGISTRATION"), (None, "does not exist")]
+)
 def test_failed_or_missing_registration_fails_without_retry(
     endpoints_env: None, monkeypatch: pytest.MonkeyPatch, status: str | None, message: str
 ) -> None:
@@ -81,7 +82,9 @@ def test_verify_needs_consecutive_answers_from_the_new_version(monkeypatch: pyte
 
 
 def test_verify_gives_up_at_the_deadline_with_the_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serving, "predict", lambda url, rows, timeout_s=30.0, alias=None: {"alias": "champion", "version": "3"})
+    monkeypatch.setattr(
+        serving, "predict", lambda url, rows, timeout_s=30.0, alias=None: {"alias": "champion", "version": "3"}
+    )
     endpoints = Endpoints("http://mlflow", "http://serving", "http://serving", None)
     with pytest.raises(PermanentError, match=r"did not answer with champion version 4 within 0 s.*'version': '3'"):
         serving.wait_until_served(endpoints, "champion", "4", [], timeout_s=0, interval_s=0)

@@ -75,15 +75,25 @@ def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
     args = f"--mlflow-port 0 --serving-port 0 --state-dir {state}"
 
     started = time.monotonic()
-    first = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS=--once {args}"],
-                           capture_output=True, text=True, env=_env(), timeout=900)
+    first = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS=--once {args}"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=900,
+    )
     seconds = time.monotonic() - started
     out = first.stdout + first.stderr
     print(f"make demo ARGS=--once (fresh state): {seconds:.1f} s")
     assert first.returncode == 0, out[-6000:]
     assert "RESULT: OK: version 1 promoted to champion and served (before: none)" in out
-    for step in ("check dependencies and ports", "start MLflow", "start the serving service",
-                 "airflow dags test train_register_promote", "sample predictions"):
+    for step in (
+        "check dependencies and ports",
+        "start MLflow",
+        "start the serving service",
+        "airflow dags test train_register_promote",
+        "sample predictions",
+    ):
         assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
     assert re.search(r"^  champion +-> version 1$", out, flags=re.M)
     assert re.search(r"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/iris-classifier$", out, flags=re.M)
@@ -93,9 +103,14 @@ def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
     _nothing_left(out, state)
 
     # Again, without --once: the next version is promoted, the printed curl commands work, Ctrl-C stops all.
-    make = subprocess.Popen(["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
-                            start_new_session=True)
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+        start_new_session=True,
+    )
     assert make.stdout is not None
     lines: list[str] = []
     try:
@@ -130,9 +145,14 @@ def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run([*DEMO, "--once", "--serving-port", str(port), "--mlflow-port", "0",
-                               "--state-dir", str(state)], capture_output=True, text=True, env=_env(), timeout=120,
-                              cwd=REPO)
+        proc = subprocess.run(
+            [*DEMO, "--once", "--serving-port", str(port), "--mlflow-port", "0", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=120,
+            cwd=REPO,
+        )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert f"port 127.0.0.1:{port} is already in use" in out and "--serving-port N" in out
@@ -141,9 +161,25 @@ def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
 
 
 def test_a_failing_step_stops_everything(state: Path) -> None:
-    proc = subprocess.run([*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state),
-                           "--conf", json.dumps({"C": -1})], capture_output=True, text=True, env=_env(), timeout=600,
-                          cwd=REPO)
+    proc = subprocess.run(
+        [
+            *DEMO,
+            "--once",
+            "--mlflow-port",
+            "0",
+            "--serving-port",
+            "0",
+            "--state-dir",
+            str(state),
+            "--conf",
+            json.dumps({"C": -1}),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+        cwd=REPO,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-4000:]
     assert "demo failed: the DAG run ended without a run" in out
@@ -152,8 +188,9 @@ def test_a_failing_step_stops_everything(state: Path) -> None:
     _nothing_left(out, state)
 
 
-def test_a_missing_dependency_is_reported(state: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_dependency_is_reported(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from devstack import demo
     from devstack.procs import DevstackError
 
@@ -173,13 +210,21 @@ def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, i
     from devstack.postgres import fresh_database
 
     with fresh_database("demotest") as database_url, moto_s3(["demo-artifacts"]) as s3:
-        env = _env({
-            contract.DEMO_BACKEND_STORE_URI.name: database_url,
-            contract.DEMO_ARTIFACTS_DESTINATION.name: "s3://demo-artifacts/mlflow",
-            **s3.client_env(),
-        })
-        proc = subprocess.run([*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state)],
-                              capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
+        env = _env(
+            {
+                contract.DEMO_BACKEND_STORE_URI.name: database_url,
+                contract.DEMO_ARTIFACTS_DESTINATION.name: "s3://demo-artifacts/mlflow",
+                **s3.client_env(),
+            }
+        )
+        proc = subprocess.run(
+            [*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+            cwd=REPO,
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-6000:]
         assert "MLflow backend postgresql+psycopg://" in out and "artifacts s3://demo-artifacts/mlflow" in out

@@ -34,10 +34,23 @@ def reg(
     registered_outputs: dict[str, Any] | None = None,
 ) -> Registration:
     return Registration(
-        type=type_, name=name, urn=f"{COMPONENT_URN}${type_}::{name}", parent=parent, custom=custom,
-        inputs=inputs, outputs=outputs or {}, id=f"{name}-id", protect=False, retain_on_delete=False,
-        dependencies=[], provider="", additional_secret_outputs=[], delete_before_replace=False,
-        replace_on_changes=[], ignore_changes=[], registered_outputs=registered_outputs,
+        type=type_,
+        name=name,
+        urn=f"{COMPONENT_URN}${type_}::{name}",
+        parent=parent,
+        custom=custom,
+        inputs=inputs,
+        outputs=outputs or {},
+        id=f"{name}-id",
+        protect=False,
+        retain_on_delete=False,
+        dependencies=[],
+        provider="",
+        additional_secret_outputs=[],
+        delete_before_replace=False,
+        replace_on_changes=[],
+        ignore_changes=[],
+        registered_outputs=registered_outputs,
     )
 
 
@@ -53,7 +66,9 @@ def k8s(kind: str, name: str, namespace: str | None = "apps", api: str | None = 
 def deployment(name: str, pod_spec: dict[str, Any], namespace: str = "apps") -> Registration:
     labels = {"app": name}
     return k8s(
-        "Deployment", name, namespace,
+        "Deployment",
+        name,
+        namespace,
         spec={"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
     )
 

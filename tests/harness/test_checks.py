@@ -19,7 +19,8 @@ def test_valid_objects_pass_for_both_versions() -> None:
         deployment("web", {"containers": [container(ports=[{"containerPort": 8000}])]}),
         k8s("ConfigMap", "settings", data={"A": "1"}),
         k8s(
-            "HorizontalPodAutoscaler", "web",
+            "HorizontalPodAutoscaler",
+            "web",
             spec={"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "maxReplicas": 3},
         ),
     )
@@ -69,8 +70,13 @@ def test_helm_values_validate_against_the_chart_schema() -> None:
 
 def test_open_schema_root_checks_top_level_keys_against_values_yaml() -> None:
     # the Airflow chart's schema root accepts unknown keys; values.yaml is the reference
-    assert checks.helm_values_problems(run_of(helm("airflow", "airflow", "1.21.0", {"executor": "KubernetesExecutor"}))) == []
-    problems = checks.helm_values_problems(run_of(helm("airflow", "airflow", "1.21.0", {"externalDatabase": {"host": "db"}})))
+    assert (
+        checks.helm_values_problems(run_of(helm("airflow", "airflow", "1.21.0", {"executor": "KubernetesExecutor"})))
+        == []
+    )
+    problems = checks.helm_values_problems(
+        run_of(helm("airflow", "airflow", "1.21.0", {"externalDatabase": {"host": "db"}}))
+    )
     assert problems == [
         "Helm release release-airflow (airflow 1.21.0): values.externalDatabase is not a key of the chart's values.yaml"
     ]
@@ -113,7 +119,14 @@ def test_references_resolve_in_the_same_namespace() -> None:
 
 def test_missing_reference_is_reported_by_kind() -> None:
     objs = referenced_objects()
-    for i, missing in enumerate(["ConfigMap apps/endpoints", "Secret apps/token", "PersistentVolumeClaim apps/logs", "ServiceAccount apps/runner"]):
+    for i, missing in enumerate(
+        [
+            "ConfigMap apps/endpoints",
+            "Secret apps/token",
+            "PersistentVolumeClaim apps/logs",
+            "ServiceAccount apps/runner",
+        ]
+    ):
         rest = objs[:i] + objs[i + 1 :]
         problems = checks.reference_problems(run_of(deployment("w", pod_using("w")), *rest))
         assert len(problems) == 1 and missing in problems[0], problems
@@ -131,17 +144,29 @@ def test_helm_value_references() -> None:
         "extraEnvFrom": "- configMapRef:\n    name: endpoints\n",
     }
     release = helm("airflow", "airflow", "1.21.0", values)
-    have = [k8s("Secret", "airflow-metadata", stringData=SecretValue({})), k8s("Secret", "fernet", stringData=SecretValue({})), k8s("ConfigMap", "endpoints", data={})]
+    have = [
+        k8s("Secret", "airflow-metadata", stringData=SecretValue({})),
+        k8s("Secret", "fernet", stringData=SecretValue({})),
+        k8s("ConfigMap", "endpoints", data={}),
+    ]
     assert checks.reference_problems(run_of(release, *have)) == []
     problems = checks.reference_problems(run_of(release, *have[1:]))
-    assert problems == ["Helm release release-airflow values data.metadataSecretName refers to Secret apps/airflow-metadata, which the program does not create"]
+    assert problems == [
+        "Helm release release-airflow values data.metadataSecretName refers to Secret apps/airflow-metadata, which "
+        "the program does not create"
+    ]
     problems = checks.reference_problems(run_of(release, *have[:2]))
-    assert problems == ["Helm release release-airflow values extraEnvFrom refers to ConfigMap apps/endpoints, which the program does not create"]
+    assert problems == [
+        "Helm release release-airflow values extraEnvFrom refers to ConfigMap apps/endpoints, which the program "
+        "does not create"
+    ]
 
 
 # --- secrets -------------------------------------------------------------------------------------------
 def test_secret_leaking_into_a_configmap_is_found() -> None:
-    password = reg("random:index/randomPassword:RandomPassword", "pw", {"length": 24}, outputs={"result": "s3cr3t-passw0rd-value"})
+    password = reg(
+        "random:index/randomPassword:RandomPassword", "pw", {"length": 24}, outputs={"result": "s3cr3t-passw0rd-value"}
+    )
     leaked = k8s("ConfigMap", "cfg", data={"DB_URL": "postgresql://u:s3cr3t-passw0rd-value@db/x"})
     problems = checks.plaintext_secret_problems(run_of(password, leaked))
     assert len(problems) == 1 and "ConfigMap" in problems[0] and "RandomPassword.result" in problems[0]
@@ -150,24 +175,50 @@ def test_secret_leaking_into_a_configmap_is_found() -> None:
 
 
 def test_user_names_in_secrets_are_identifiers_but_their_passwords_are_searched() -> None:
-    creds = k8s("Secret", "db", stringData={"username": SecretValue("mlflow_auth"), "password": SecretValue("s3cr3t-passw0rd-value")})
-    client = k8s("Secret", "c", stringData=SecretValue({"MLFLOW_TRACKING_USERNAME": "mlops-pipelines", "MLFLOW_TRACKING_PASSWORD": "an0ther-passw0rd"}))
-    values = helm("m", "mlflow", "1.11.5", {"auth": {"postgres": {"database": "mlflow_auth"}}, "note": "user mlops-pipelines"})
+    creds = k8s(
+        "Secret",
+        "db",
+        stringData={"username": SecretValue("mlflow_auth"), "password": SecretValue("s3cr3t-passw0rd-value")},
+    )
+    client = k8s(
+        "Secret",
+        "c",
+        stringData=SecretValue(
+            {"MLFLOW_TRACKING_USERNAME": "mlops-pipelines", "MLFLOW_TRACKING_PASSWORD": "an0ther-passw0rd"}
+        ),
+    )
+    values = helm(
+        "m", "mlflow", "1.11.5", {"auth": {"postgres": {"database": "mlflow_auth"}}, "note": "user mlops-pipelines"}
+    )
     assert checks.plaintext_secret_problems(run_of(creds, client, values)) == []
     leaky = helm("m", "mlflow", "1.11.5", {"a": "s3cr3t-passw0rd-value", "b": "an0ther-passw0rd"})
     assert len(checks.plaintext_secret_problems(run_of(creds, client, leaky))) == 2
 
 
 def test_secret_in_an_export_or_helm_values_is_found() -> None:
-    key = reg("aws:iam/accessKey:AccessKey", "key", {"user": "u"}, outputs={"secret": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"})
-    values = helm("m", "mlflow", "1.11.5", {"artifactRoot": {"s3": {"awsSecretAccessKey": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"}}})
-    problems = checks.plaintext_secret_problems(run_of(key, values, exports={"k": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"}))
+    key = reg(
+        "aws:iam/accessKey:AccessKey",
+        "key",
+        {"user": "u"},
+        outputs={"secret": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"},
+    )
+    values = helm(
+        "m",
+        "mlflow",
+        "1.11.5",
+        {"artifactRoot": {"s3": {"awsSecretAccessKey": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"}}},
+    )
+    problems = checks.plaintext_secret_problems(
+        run_of(key, values, exports={"k": "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY"})
+    )
     assert len(problems) == 2
 
 
 def test_secret_data_must_be_a_secret_output() -> None:
     plain = k8s("Secret", "s", stringData={"token": "abc"})
-    assert checks.plaintext_secret_problems(run_of(plain)) == ["Secret secret-s stringData.token is not a secret Output"]
+    assert checks.plaintext_secret_problems(run_of(plain)) == [
+        "Secret secret-s stringData.token is not a secret Output"
+    ]
 
 
 # --- structure -------------------------------------------------------------------------------------------

@@ -59,7 +59,9 @@ def test_misspelled_key_fails_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_secret_values_are_redacted_in_json(tmp_path: Path) -> None:
-    text = (ROOT / "Pulumi.dev.yaml").read_text() + "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAA:BBBB\n"
+    text = (
+        ROOT / "Pulumi.dev.yaml"
+    ).read_text() + "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAA:BBBB\n"
     path = tmp_path / "Pulumi.dev.yaml"
     path.write_text(text)
     result = preview("STACK=dev", "FORMAT=json", f"ARGS=--stack-file {path}")

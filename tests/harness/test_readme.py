@@ -15,7 +15,9 @@ def readme() -> str:
 def test_env_table_equals_the_contract() -> None:
     text = readme()
     table = text.split("<!-- env-table:start -->")[1].split("<!-- env-table:end -->")[0].strip()
-    assert table == contract.markdown_table(), "run: python -m services.common.contract, paste between the env-table markers"
+    assert table == contract.markdown_table(), (
+        "run: python -m services.common.contract, paste between the env-table markers"
+    )
 
 
 def test_make_targets_named_in_the_readme_exist() -> None:

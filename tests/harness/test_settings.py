@@ -75,10 +75,16 @@ def test_other_namespaces_are_not_ours() -> None:
         ("mlflow.basicAuth", "yes", "must be true or false"),
         ("airflow.imageTag", "latest", "must be a pinned tag"),
         ("serving.routing", '{"mode": "random"}', "expected tags: 'fixed', 'ab', 'canary', 'blue-green', 'shadow'"),
-        ("serving.routing", '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 150}',
-         "is not a valid routing: percent: Input should be less than or equal to 100"),
-        ("serving.routing", '{"mode": "blue-green", "active": "champion", "standby": "champion"}',
-         "blue-green active and standby must differ"),
+        (
+            "serving.routing",
+            '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 150}',
+            "is not a valid routing: percent: Input should be less than or equal to 100",
+        ),
+        (
+            "serving.routing",
+            '{"mode": "blue-green", "active": "champion", "standby": "champion"}',
+            "blue-green active and standby must differ",
+        ),
         ("ingress.domain", "Not A Domain", "must match"),
     ],
 )
@@ -114,7 +120,9 @@ def test_serving_profile_must_hold_its_workers() -> None:
         'but profile "small" has 1Gi; lower serving.workers or raise serving.profiles.small.memory'
     ]
     tiny = '{"tiny": {"cpu": "100m", "memory": "256Mi"}}'
-    problems = problems_of("dev", {**MINIMAL, f"{P}serving.profiles": tiny, f"{P}serving.profile": "tiny", f"{P}serving.workers": "1"})
+    problems = problems_of(
+        "dev", {**MINIMAL, f"{P}serving.profiles": tiny, f"{P}serving.profile": "tiny", f"{P}serving.workers": "1"}
+    )
     assert len(problems) == 1 and 'profile "tiny" has 256Mi' in problems[0] and "at least 320Mi" in problems[0]
     large = load_settings("dev", {**MINIMAL, f"{P}serving.profile": "large", f"{P}serving.workers": "8"})
     assert large.serving.workers == 8  # 4Gi holds eight
@@ -149,5 +157,9 @@ def test_configuration_doc_is_current() -> None:
 
     from harness.run import ROOT
 
-    generated = subprocess.run([sys.executable, "-m", "stacks"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert (ROOT / "docs" / "configuration.md").read_text() == generated, "run `make docs` and commit docs/configuration.md"
+    generated = subprocess.run(
+        [sys.executable, "-m", "stacks"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert (ROOT / "docs" / "configuration.md").read_text() == generated, (
+        "run `make docs` and commit docs/configuration.md"
+    )

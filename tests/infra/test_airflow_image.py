@@ -16,7 +16,9 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 
 
 def test_requirements_file_is_generated_from_the_lock() -> None:
-    assert (ROOT / "services" / "airflow" / "requirements.txt").read_text() == requirements(), "run `make airflow-requirements`"
+    assert (ROOT / "services" / "airflow" / "requirements.txt").read_text() == requirements(), (
+        "run `make airflow-requirements`"
+    )
 
 
 def test_base_image_is_the_airflow_version_the_dags_are_tested_with() -> None:
@@ -29,7 +31,9 @@ def test_base_image_is_the_airflow_version_the_dags_are_tested_with() -> None:
     for stack in ("dev", "prod"):
         cfg = read_stack_file(stack)
         s = load_settings(stack, cfg.config, set(cfg.secret_keys))
-        assert s.airflow.image_tag.startswith(f"{airflow}-mlops"), f"Pulumi.{stack}.yaml must run the image built from {DOCKERFILE.name}"
+        assert s.airflow.image_tag.startswith(f"{airflow}-mlops"), (
+            f"Pulumi.{stack}.yaml must run the image built from {DOCKERFILE.name}"
+        )
 
 
 def test_hadolint_passes_and_catches_a_bad_dockerfile(tmp_path: Path) -> None:

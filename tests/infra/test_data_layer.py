@@ -66,16 +66,25 @@ def test_bucket_is_hardened(stack: str, stack_run: Any) -> None:
     for reg in companions.values():
         assert reg.inputs["bucket"] == bucket.id and reg.protect
     pab = companions["aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"].inputs
-    assert all(pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    assert companions["aws:s3/bucketOwnershipControls:BucketOwnershipControls"].inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
-    assert companions["aws:s3/bucketVersioning:BucketVersioning"].inputs["versioningConfiguration"]["status"] == "Enabled"
+    assert all(
+        pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    assert companions["aws:s3/bucketOwnershipControls:BucketOwnershipControls"].inputs["rule"] == {
+        "objectOwnership": "BucketOwnerEnforced"
+    }
+    assert (
+        companions["aws:s3/bucketVersioning:BucketVersioning"].inputs["versioningConfiguration"]["status"] == "Enabled"
+    )
     sse = companions["aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"].inputs
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
     policy = json.loads(companions["aws:s3/bucketPolicy:BucketPolicy"].inputs["policy"])
     (deny,) = policy["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert set(deny["Resource"]) == {bucket.outputs["arn"], bucket.outputs["arn"] + "/*"}
-    rules = {r["id"]: r for r in companions["aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"].inputs["rules"]}
+    rules = {
+        r["id"]: r
+        for r in companions["aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"].inputs["rules"]
+    }
     days = 30 if stack == "dev" else 90
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": days}
     assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
@@ -104,7 +113,9 @@ def test_each_consumer_gets_its_own_prefix_only(stack: str, stack_run: Any) -> N
             assert statement["Resource"] != "*"
     listing = next(st for st in policies["artifacts-mlflow-policy"]["Statement"] if st["Sid"] == "ListUnderPrefix")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["mlflow/", "mlflow/*"]}}
-    assert not run.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment"), "no managed policies (AmazonS3FullAccess)"
+    assert not run.of_type("aws:iam/userPolicyAttachment:UserPolicyAttachment"), (
+        "no managed policies (AmazonS3FullAccess)"
+    )
     users = {r.inputs["name"] for r in run.of_type("aws:iam/user:User")}
     assert users == {f"mlops-{stack}-mlflow", f"mlops-{stack}-airflow"}
 
@@ -138,7 +149,11 @@ def test_secret_formats_match_the_charts(stack: str, stack_run: Any) -> None:
     assert set(reveal(secrets["mlflow-db"].inputs["stringData"])) == {"username", "password"}
     url = reveal(secrets["airflow-metadata"].inputs["stringData"])["connection"]
     host = "postgres.mlops-dev-data.svc.cluster.local" if stack == "dev" else ".rds.amazonaws.com"
-    assert url.startswith("postgresql://airflow:") and host in url and url.endswith("/airflow?sslmode=" + ("disable" if stack == "dev" else "require"))
+    assert (
+        url.startswith("postgresql://airflow:")
+        and host in url
+        and url.endswith("/airflow?sslmode=" + ("disable" if stack == "dev" else "require"))
+    )
     assert secrets["mlflow-db"].manifest["metadata"]["namespace"] == f"mlops-{stack}-mlflow"
     assert secrets["airflow-metadata"].manifest["metadata"]["namespace"] == f"mlops-{stack}-airflow"
 
@@ -216,7 +231,9 @@ def test_keys_rotate_over_three_periods_without_downtime(rotation_states: list[d
         now, period = state["consumers"][consumer], state["period"]
         assert len(now["slots"]) == 2, "at most two keys per user (AWS allows two)"
         active_slot = now["slots"][period % 2]
-        assert active_slot["trigger"] == period and now["active"] == active_slot["id"], "the active key is this period's"
+        assert active_slot["trigger"] == period and now["active"] == active_slot["id"], (
+            "the active key is this period's"
+        )
         assert now["slots"][(period + 1) % 2]["trigger"] == period - 1, "the other slot holds the previous period's key"
         assert now["annotation"] not in now["secret"] and now["active"] not in now["annotation"]
         assert not any(secret in now["annotation"] for secret in now["key_secrets"])
@@ -254,7 +271,9 @@ def test_prod_uses_rds_with_every_safeguard(stack_run: Any) -> None:
     assert params["family"] == "postgres16"
     assert {"name": "rds.force_ssl", "value": "1", "applyMethod": "immediate"} in params["parameters"]
     assert only(run, "aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"] == [
-        "subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003",
+        "subnet-0a1b2c3d4e5f60001",
+        "subnet-0a1b2c3d4e5f60002",
+        "subnet-0a1b2c3d4e5f60003",
     ]
     assert i["dbSubnetGroupName"] == only(run, "aws:rds/subnetGroup:SubnetGroup").outputs["name"]
     assert i["parameterGroupName"] == only(run, "aws:rds/parameterGroup:ParameterGroup").outputs["name"]
@@ -262,7 +281,12 @@ def test_prod_uses_rds_with_every_safeguard(stack_run: Any) -> None:
     assert only(run, "aws:ec2/securityGroup:SecurityGroup").inputs["vpcId"] == "vpc-0a1b2c3d4e5f60718"
     assert only(run, "aws:ec2/securityGroup:SecurityGroup").inputs.get("egress") in ([], None)
     (rule,) = only(run, "aws:ec2/securityGroup:SecurityGroup").inputs["ingress"]
-    assert (rule["fromPort"], rule["toPort"], rule["protocol"], rule["cidrBlocks"]) == (5432, 5432, "tcp", ["10.40.0.0/16"])
+    assert (rule["fromPort"], rule["toPort"], rule["protocol"], rule["cidrBlocks"]) == (
+        5432,
+        5432,
+        "tcp",
+        ["10.40.0.0/16"],
+    )
     assert not run.of_type("kubernetes:apps/v1:StatefulSet")
 
 
@@ -284,10 +308,15 @@ def test_dev_runs_postgres_on_the_cluster(stack_run: Any) -> None:
 
 
 def test_dev_with_rds_mode_gets_rds_with_dev_defaults() -> None:
-    run = run_program("dev", overrides={
-        "database.mode": "rds", "database.vpcId": "vpc-0abc", "database.subnetIds": ["subnet-0a", "subnet-0b"],
-        "database.allowedCidrs": ["10.1.0.0/16"],
-    })
+    run = run_program(
+        "dev",
+        overrides={
+            "database.mode": "rds",
+            "database.vpcId": "vpc-0abc",
+            "database.subnetIds": ["subnet-0a", "subnet-0b"],
+            "database.allowedCidrs": ["10.1.0.0/16"],
+        },
+    )
     i = only(run, "aws:rds/instance:Instance").inputs
     assert i["multiAz"] is False and i["deletionProtection"] is False and i["skipFinalSnapshot"] is True
     assert i["storageEncrypted"] is True and i["publiclyAccessible"] is False and i["backupRetentionPeriod"] >= 7
@@ -296,12 +325,18 @@ def test_dev_with_rds_mode_gets_rds_with_dev_defaults() -> None:
     assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
     (job,) = bootstrap_jobs(run)
     env = {e["name"]: e.get("value") for e in job.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["PGHOST"].endswith(".rds.amazonaws.com") and env["PGSSLMODE"] == "require" and env["PGUSER"] == "mlops_admin"
+    assert (
+        env["PGHOST"].endswith(".rds.amazonaws.com")
+        and env["PGSSLMODE"] == "require"
+        and env["PGUSER"] == "mlops_admin"
+    )
 
 
 def bootstrap_jobs(run: Any) -> list[Any]:
     """The database bootstrap Job(s) (MLflow's client-user Job lives in the same run with basic auth)."""
-    return [r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"].startswith("db-bootstrap-")]
+    return [
+        r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"].startswith("db-bootstrap-")
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -309,7 +344,9 @@ def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(st
     run = stack_run(stack)
     (job,) = bootstrap_jobs(run)
     pod = job.manifest["spec"]["template"]["spec"]
-    (sql_map,) = [r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"]
+    (sql_map,) = [
+        r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"
+    ]
     sql = sql_map.manifest["data"]["bootstrap.sql"]
     assert "CREATE ROLE mlflow" in sql and "CREATE DATABASE airflow OWNER airflow" in sql
     assert "PASSWORD :'mlflow_password'" in sql
@@ -327,8 +364,11 @@ def test_prod_rds_safeguards_cannot_be_switched_off(key: str) -> None:
         load_settings("prod", config, set(cfg.secret_keys), cfg.source)
     dev = read_stack_file("dev")
     rds_dev = {
-        **dev.config, f"mlops-platform:{key}": "false", "mlops-platform:database.mode": "rds",
-        "mlops-platform:database.vpcId": "vpc-0abc", "mlops-platform:database.subnetIds": '["subnet-0a", "subnet-0b"]',
+        **dev.config,
+        f"mlops-platform:{key}": "false",
+        "mlops-platform:database.mode": "rds",
+        "mlops-platform:database.vpcId": "vpc-0abc",
+        "mlops-platform:database.subnetIds": '["subnet-0a", "subnet-0b"]',
         "mlops-platform:database.allowedCidrs": '["10.1.0.0/16"]',
     }
     load_settings("dev", rds_dev, set(dev.secret_keys), dev.source)  # dev may
@@ -340,19 +380,30 @@ def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, 
     (job,) = bootstrap_jobs(run)
     template = job.manifest["spec"]["template"]
     env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
-    sql = next(r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql")
+    sql = next(
+        r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"
+    )
     passwords = {r.name: r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")}
     roles = ["mlflow", "airflow"] + (["mlflow_auth"] if stack == "prod" else [])  # prod: MLflow basic auth's database
-    inputs = [sql.manifest["data"]["bootstrap.sql"], env["PGHOST"], int(env["PGPORT"]), *[passwords[f"database-{r}-password"] for r in roles]]
+    inputs = [
+        sql.manifest["data"]["bootstrap.sql"],
+        env["PGHOST"],
+        int(env["PGPORT"]),
+        *[passwords[f"database-{r}-password"] for r in roles],
+    ]
     digest = template["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION]
     assert digest == bootstrap_inputs_digest(inputs)
     for changed in range(len(inputs)):  # any input changing (a password, the server) replaces the Job
         other = [f"{v}-changed" if i == changed else v for i, v in enumerate(inputs)]
         assert bootstrap_inputs_digest(other) != digest
-    assert not isinstance(job.inputs["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION], SecretValue)
+    assert not isinstance(
+        job.inputs["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION], SecretValue
+    )
     assert all(pw not in digest for pw in passwords.values())
     # the Airflow metadata Secret, the MLflow release and the exported host wait for the bootstrap
-    metadata = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-metadata")
+    metadata = next(
+        r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-metadata"
+    )
     assert job.urn in metadata.dependencies
     mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     assert job.urn in mlflow.dependencies
@@ -363,7 +414,9 @@ def test_airflow_parses_the_logging_connection(stack_run: Any, tmp_path: Path) -
     """The Secret's AIRFLOW_CONN_MLOPS_S3_LOGS read by Airflow 3's own environment-variable secrets
     backend (in a subprocess with a throwaway AIRFLOW_HOME): the key id, secret and region survive."""
     run = stack_run("prod")
-    secret = next(r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-s3-logs")
+    secret = next(
+        r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == "airflow-s3-logs"
+    )
     env_value = reveal(secret.inputs["stringData"])["AIRFLOW_CONN_MLOPS_S3_LOGS"]
     keys = [k for k in run.of_type("aws:iam/accessKey:AccessKey") if k.name.startswith("artifacts-airflow-")]
     (active,) = [k for k in keys if k.outputs["id"] in env_value]
@@ -377,7 +430,9 @@ def test_airflow_parses_the_logging_connection(stack_run: Any, tmp_path: Path) -
     result = subprocess.run(
         [sys.executable, "-c", script],
         env={**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW_CONN_MLOPS_S3_LOGS": env_value},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     conn_type, login, password, extra = json.loads(result.stdout.strip().splitlines()[-1])
@@ -395,23 +450,43 @@ def test_nfs_volumes_are_static_retained_and_bound_to_their_claims(stack: str, s
     pv, pvc = pvs[f"mlops-{stack}-serving-logs"], pvcs["serving-logs"]
     spec = pv.manifest["spec"]
     assert spec["accessModes"] == ["ReadWriteMany"] and spec["persistentVolumeReclaimPolicy"] == "Retain"
-    assert spec["storageClassName"] == "" and spec["mountOptions"] == ["nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"]
+    assert spec["storageClassName"] == "" and spec["mountOptions"] == [
+        "nfsvers=4.1",
+        "hard",
+        "timeo=600",
+        "retrans=2",
+        "noresvport",
+    ]
     assert spec["nfs"]["path"].endswith("/serving-logs")
-    assert spec["claimRef"] == {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "name": "serving-logs", "namespace": f"mlops-{stack}-serving"}
-    assert pvc.manifest["spec"]["volumeName"] == f"mlops-{stack}-serving-logs" and pvc.manifest["spec"]["storageClassName"] == ""
+    assert spec["claimRef"] == {
+        "kind": "PersistentVolumeClaim",
+        "apiVersion": "v1",
+        "name": "serving-logs",
+        "namespace": f"mlops-{stack}-serving",
+    }
+    assert (
+        pvc.manifest["spec"]["volumeName"] == f"mlops-{stack}-serving-logs"
+        and pvc.manifest["spec"]["storageClassName"] == ""
+    )
     for reg in (pv, pvc):
         assert reg.protect and reg.retain_on_delete
 
 
 def test_airflow_log_volume_exists_only_without_remote_logging() -> None:
     run = run_program("dev", overrides={"airflow.remoteLogging": "false"})
-    claims = {r.manifest["metadata"]["name"]: r.manifest for r in run.of_type("kubernetes:core/v1:PersistentVolumeClaim")}
+    claims = {
+        r.manifest["metadata"]["name"]: r.manifest for r in run.of_type("kubernetes:core/v1:PersistentVolumeClaim")
+    }
     assert claims["airflow-logs"]["metadata"]["namespace"] == "mlops-dev-airflow"
     values = next(reveal(r.inputs)["values"] for r in run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
     assert values["logs"]["persistence"] == {"enabled": True, "existingClaim": "airflow-logs"}
     assert checks.reference_problems(run) == []
     assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
-    pv = next(r for r in run.of_type("kubernetes:core/v1:PersistentVolume") if r.manifest["metadata"]["name"] == "mlops-dev-airflow-logs")
+    pv = next(
+        r
+        for r in run.of_type("kubernetes:core/v1:PersistentVolume")
+        if r.manifest["metadata"]["name"] == "mlops-dev-airflow-logs"
+    )
     assert pv.manifest["spec"]["claimRef"]["name"] == "airflow-logs" and pv.protect and pv.retain_on_delete
 
 
@@ -419,8 +494,12 @@ def test_airflow_log_volume_exists_only_without_remote_logging() -> None:
 def test_every_data_bearing_resource_is_protected(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     data_types = {
-        "aws:s3/bucket:Bucket", "aws:rds/instance:Instance", "kubernetes:apps/v1:StatefulSet",
-        "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim", *BUCKET_COMPANIONS,
+        "aws:s3/bucket:Bucket",
+        "aws:rds/instance:Instance",
+        "kubernetes:apps/v1:StatefulSet",
+        "kubernetes:core/v1:PersistentVolume",
+        "kubernetes:core/v1:PersistentVolumeClaim",
+        *BUCKET_COMPANIONS,
     }
     data = [r for r in run.registrations if r.type in data_types]
     assert data and all(r.protect for r in data), [r.name for r in data if not r.protect]
@@ -525,7 +604,9 @@ def test_each_user_reaches_its_prefix_only(iam_moto: IamMoto, consumer: str, own
     assert _denied(lambda: s3.put_object(Bucket=other, Key=f"{own}x", Body=b"x"))
     assert _denied(lambda: s3.get_object(Bucket=other, Key=f"{own}x"))
     assert _denied(lambda: s3.delete_bucket(Bucket=bucket))
-    assert _denied(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": []})))
+    assert _denied(
+        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    )
     assert _denied(lambda: s3.create_bucket(Bucket=f"new-{uuid.uuid4().hex[:8]}"))
     assert _denied(lambda: _client("iam", iam_moto.endpoint, *iam_moto.keys[consumer]).create_access_key())
     # Listing is limited by an `s3:prefix` condition, which moto 5.2 does not evaluate (it only
@@ -593,7 +674,9 @@ def _run_sql(sql: str, user: str, passwords: dict[str, str], tmp_path: Path) -> 
     variables = [arg for role, pw in passwords.items() for arg in ("-v", f"{password_variable(role)}={pw}")]
     result = subprocess.run(
         ["psql", "-X", "-h", "127.0.0.1", "-U", user, "-d", "postgres", *variables, "-f", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -620,9 +703,14 @@ def app_names(postgres_available: Any) -> Iterator[tuple[str, str, str]]:
 
 
 @pytest.mark.parametrize("as_superuser", [True, False], ids=["superuser", "rds-like-master"])
-def test_bootstrap_sql_is_idempotent_and_isolates_roles(app_names: tuple[str, str, str], as_superuser: bool, tmp_path: Path) -> None:
+def test_bootstrap_sql_is_idempotent_and_isolates_roles(
+    app_names: tuple[str, str, str], as_superuser: bool, tmp_path: Path
+) -> None:
     mlflow, airflow, master = app_names
-    apps = [AppDatabase(mlflow, mlflow, "ns", "s", "username-password"), AppDatabase(airflow, airflow, "ns", "s", "sqlalchemy-url")]
+    apps = [
+        AppDatabase(mlflow, mlflow, "ns", "s", "username-password"),
+        AppDatabase(airflow, airflow, "ns", "s", "sqlalchemy-url"),
+    ]
     user = "postgres"
     if not as_superuser:
         # like the RDS master user: may create roles and databases, is no superuser
@@ -636,9 +724,13 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(app_names: tuple[str, st
     assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
     assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
-        owners: dict[str, str] = dict(conn.execute(
-            "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname IN (%s, %s)", (mlflow, airflow)
-        ).fetchall())
+        owners: dict[str, str] = dict(
+            conn.execute(
+                "SELECT datname, pg_get_userbyid(datdba) FROM pg_database WHERE datname IN (%s, %s)", (mlflow, airflow)
+            ).fetchall()
+        )
         assert owners == {mlflow: mlflow, airflow: airflow}
-        flags = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone()
+        flags = conn.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", (mlflow,)
+        ).fetchone()
         assert flags == (False, False, False)

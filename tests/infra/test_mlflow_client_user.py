@@ -63,11 +63,15 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory, postgres_available: An
             env.pop(var.name, None)
         argv = [*mlflow_server_argv(tracking_url, str(tmp / "artifacts"), port), "--app-name", "basic-auth"]
         (tmp / "artifacts").mkdir()
-        with ManagedProcess("mlflow-auth", argv, env=env, ready=lambda: http_ok(f"{url}/health"), start_timeout=240, ports=(port,)):
+        with ManagedProcess(
+            "mlflow-auth", argv, env=env, ready=lambda: http_ok(f"{url}/health"), start_timeout=240, ports=(port,)
+        ):
             yield AuthServer(url=url, admin=admin)
 
 
-def run_script(server: AuthServer, username: str, password: str, admin_password: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_script(
+    server: AuthServer, username: str, password: str, admin_password: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = env_with_venv(
         {
             "MLFLOW_URL": server.url,
@@ -82,8 +86,12 @@ def run_script(server: AuthServer, username: str, password: str, admin_password:
     return subprocess.run([sys.executable, "-I", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
 
 
-def status(server: AuthServer, path: str, auth: tuple[str, str] | None, body: dict[str, Any] | None = None, method: str = "GET") -> int:
-    request = urllib.request.Request(server.url + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+def status(
+    server: AuthServer, path: str, auth: tuple[str, str] | None, body: dict[str, Any] | None = None, method: str = "GET"
+) -> int:
+    request = urllib.request.Request(
+        server.url + path, method=method, data=json.dumps(body).encode() if body is not None else None
+    )
     if body is not None:
         request.add_header("Content-Type", "application/json")
     if auth:
@@ -112,7 +120,12 @@ def test_the_script_creates_the_user_then_sets_its_password(auth_server: AuthSer
     assert status(auth_server, get, (user, first)) == 401
     assert status(auth_server, get, (user, second)) == 200
     # the user is no admin: it cannot create users
-    assert status(auth_server, "/api/2.0/mlflow/users/create", (user, second), {"username": "x", "password": "y" * 16}, "POST") == 403
+    assert (
+        status(
+            auth_server, "/api/2.0/mlflow/users/create", (user, second), {"username": "x", "password": "y" * 16}, "POST"
+        )
+        == 403
+    )
 
 
 def test_the_script_fails_clearly(auth_server: AuthServer) -> None:
@@ -120,11 +133,15 @@ def test_the_script_fails_clearly(auth_server: AuthServer) -> None:
     assert wrong_admin.returncode == 1 and "MLflow refused: HTTP 401" in wrong_admin.stderr
     short = run_script(auth_server, "someone", "short")
     assert short.returncode == 1 and "MLflow refused: HTTP 400" in short.stderr
-    missing = subprocess.run([sys.executable, "-I", str(SCRIPT)], env={"PATH": "/usr/bin"}, capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-I", str(SCRIPT)], env={"PATH": "/usr/bin"}, capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2 and "missing environment" in missing.stderr
 
 
-def test_the_pipelines_user_can_do_what_the_dags_and_serving_do(auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pipelines_user_can_do_what_the_dags_and_serving_do(
+    auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Through MLflow's own client and the contract's variables: register a model version and move an
     alias (the DAGs), resolve it (serving); read an experiment the admin made, but not delete it."""
     from mlflow import MlflowClient

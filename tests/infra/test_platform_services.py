@@ -15,8 +15,18 @@ from services.common import contract
 
 STACKS = ["dev", "prod"]
 EXPECTED_EXPORTS = {
-    "mlflowUrl", "mlflowExternalUrl", "airflowUrl", "servingUrl", "servingExternalUrl", "servingReloadUrl",
-    "artifactBucket", "mlflowArtifactPrefix", "airflowLogPrefix", "databaseHost", "namespaces", "caCertificate",
+    "mlflowUrl",
+    "mlflowExternalUrl",
+    "airflowUrl",
+    "servingUrl",
+    "servingExternalUrl",
+    "servingReloadUrl",
+    "artifactBucket",
+    "mlflowArtifactPrefix",
+    "airflowLogPrefix",
+    "databaseHost",
+    "namespaces",
+    "caCertificate",
 }
 
 
@@ -48,9 +58,17 @@ def test_every_named_reference_exists_and_no_secret_is_in_plaintext(stack: str, 
     assert checks.reference_problems(run) == []
     assert checks.plaintext_secret_problems(run) == []
     named = {(ns, name) for kind, ns, name in checks.inventory(run) if kind == "Secret"}
-    for secret in ("mlflow-db", "mlflow-s3-credentials") + (("mlflow-admin", "mlflow-auth-db", "mlflow-client-user") if stack == "prod" else ()):
+    for secret in ("mlflow-db", "mlflow-s3-credentials") + (
+        ("mlflow-admin", "mlflow-auth-db", "mlflow-client-user") if stack == "prod" else ()
+    ):
         assert (f"mlops-{stack}-mlflow", secret) in named, secret
-    for secret in ("airflow-metadata", "airflow-s3-logs", "airflow-fernet-key", "airflow-api-secret-key", "airflow-jwt-secret"):
+    for secret in (
+        "airflow-metadata",
+        "airflow-s3-logs",
+        "airflow-fernet-key",
+        "airflow-api-secret-key",
+        "airflow-jwt-secret",
+    ):
         assert (f"mlops-{stack}-airflow", secret) in named, secret
 
 
@@ -69,8 +87,12 @@ def _walk_keys(value: Any) -> set[str]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_airflow_values_use_only_the_official_charts_keys(stack: str, stack_run: Any) -> None:
     values = release(stack_run(stack), "airflow")["values"]
-    assert not {k for k in _walk_keys(values) if k.startswith("external")}, "externalDatabase-style keys are not the official chart's"
-    chart, problem = checks.release_chart(next(r for r in stack_run(stack).helm_releases() if reveal(r.inputs)["chart"] == "airflow"))
+    assert not {k for k in _walk_keys(values) if k.startswith("external")}, (
+        "externalDatabase-style keys are not the official chart's"
+    )
+    chart, problem = checks.release_chart(
+        next(r for r in stack_run(stack).helm_releases() if reveal(r.inputs)["chart"] == "airflow")
+    )
     assert chart is not None, problem
     assert set(values) <= set(chart.default_values)
     assert values["postgresql"] == {"enabled": False}
@@ -82,7 +104,12 @@ def test_airflow_values_use_only_the_official_charts_keys(stack: str, stack_run:
     # the DAGs import services.common from the repository root that git-sync checks out
     assert {"name": "PYTHONPATH", "value": "/opt/airflow/dags/repo"} in values["env"]
     git = values["dags"]["gitSync"]
-    assert git["enabled"] and git["repo"].endswith("mlops-platform.git") and git["branch"] == "main" and git["subPath"] == "dags"
+    assert (
+        git["enabled"]
+        and git["repo"].endswith("mlops-platform.git")
+        and git["branch"] == "main"
+        and git["subPath"] == "dags"
+    )
     assert values["config"]["logging"]["remote_logging"] == "True"
     assert values["config"]["logging"]["remote_base_log_folder"].endswith("/airflow-logs")
 
@@ -148,7 +175,11 @@ def test_every_ingress_has_tls_and_the_issuer_annotation(stack: str, stack_run: 
 @pytest.mark.parametrize("stack", STACKS)
 def test_http_redirects_to_https_and_each_stack_has_its_own_class(stack: str, stack_run: Any) -> None:
     values = release(stack_run(stack), "traefik")["values"]
-    assert values["ports"]["web"]["http"]["redirections"]["entryPoint"] == {"to": "websecure", "scheme": "https", "permanent": True}
+    assert values["ports"]["web"]["http"]["redirections"]["entryPoint"] == {
+        "to": "websecure",
+        "scheme": "https",
+        "permanent": True,
+    }
     assert values["ingressClass"] == {"enabled": True, "isDefaultClass": False, "name": f"mlops-{stack}-traefik"}
     assert values["providers"]["kubernetesIngress"]["ingressClass"] == f"mlops-{stack}-traefik"
 
@@ -222,14 +253,18 @@ def test_airflow_workers_get_the_contract_environment(stack: str, stack_run: Any
 
 
 def test_slack_webhook_reaches_only_secrets(tmp_path: Any) -> None:
-    text = (ROOT / "Pulumi.prod.yaml").read_text() + "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAA:BBBB\n"
+    text = (
+        ROOT / "Pulumi.prod.yaml"
+    ).read_text() + "  mlops-platform:alerts.slackWebhookUrl:\n    secure: v1:AAAA:BBBB\n"
     path = tmp_path / "Pulumi.prod.yaml"
     path.write_text(text)
     run = run_program("prod", path)
     assert checks.plaintext_secret_problems(run) == []
     slack = [o for o in objects(run, "Secret") if o["metadata"]["name"] == contract.SLACK_SECRET]
     assert len(slack) == 2
-    raw = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.SLACK_SECRET]
+    raw = [
+        r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.SLACK_SECRET
+    ]
     for reg in raw:
         value = reg.inputs["stringData"]
         inner = value.value if isinstance(value, SecretValue) else value[contract.SLACK_WEBHOOK_URL.name]
@@ -240,7 +275,8 @@ def test_slack_webhook_reaches_only_secrets(tmp_path: Any) -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_namespaces_have_pod_security_levels(stack: str, stack_run: Any) -> None:
     levels = {
-        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for o in objects(stack_run(stack), "Namespace")
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in objects(stack_run(stack), "Namespace")
     }
     p = f"mlops-{stack}"
     assert levels[f"{p}-serving"] == levels[f"{p}-data"] == levels[f"{p}-ingress"] == "restricted"
@@ -249,9 +285,14 @@ def test_namespaces_have_pod_security_levels(stack: str, stack_run: Any) -> None
 
 
 def test_existing_controller_installs_no_traefik() -> None:
-    run = run_program("dev", overrides={
-        "ingress.controller": "existing", "ingress.className": "nginx-internal", "ingress.controllerNamespace": "ingress-system",
-    })
+    run = run_program(
+        "dev",
+        overrides={
+            "ingress.controller": "existing",
+            "ingress.className": "nginx-internal",
+            "ingress.controllerNamespace": "ingress-system",
+        },
+    )
     assert "traefik" not in {reveal(r.inputs)["chart"] for r in run.helm_releases()}
     assert all(i["spec"]["ingressClassName"] == "nginx-internal" for i in objects(run, "Ingress"))
     assert checks.reference_problems(run) == []
@@ -259,7 +300,10 @@ def test_existing_controller_installs_no_traefik() -> None:
 
 def test_second_stack_on_a_shared_cluster_does_not_collide() -> None:
     def names(run: ProgramRun) -> set[tuple[str, str, str]]:
-        return {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in (r.manifest for r in run.kubernetes_objects())}
+        return {
+            (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            for o in (r.manifest for r in run.kubernetes_objects())
+        }
 
     dev = run_program("dev")
     prod = run_program("prod", overrides={"ingress.installCertManager": "false"})
@@ -270,10 +314,14 @@ def test_second_stack_on_a_shared_cluster_does_not_collide() -> None:
 def test_no_contract_variable_is_spelled_outside_the_contract() -> None:
     """Code reads and writes these variables through services.common.contract: a name written as a
     string literal ("NAME", 'NAME', NAME=) or a shell variable ($NAME) elsewhere is a second definition."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     scanned = [
-        f for f in files
-        if not f.startswith(("tests/", "docs/")) and f not in ("services/common/contract.py", "README.md")
+        f
+        for f in files
+        if not f.startswith(("tests/", "docs/"))
+        and f not in ("services/common/contract.py", "README.md")
         and re.search(r"(\.py|\.ya?ml|Dockerfile|Makefile|\.sh|/run)$", f)
     ]
     offenders = []
@@ -305,8 +353,14 @@ def test_airflow_waits_for_the_database_bootstrap(stack: str, stack_run: Any) ->
 @pytest.mark.parametrize("stack", STACKS)
 def test_workloads_wait_for_their_configuration(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
-    configmaps = {r.urn for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP}
-    deployment = next(r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "serving")
+    configmaps = {
+        r.urn
+        for r in run.of_type("kubernetes:core/v1:ConfigMap")
+        if r.manifest["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP
+    }
+    deployment = next(
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "serving"
+    )
     assert configmaps & set(deployment.dependencies)
     mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     issuers = {r.urn for r in run.registrations if r.type == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
@@ -320,16 +374,24 @@ def test_mlflow_basic_auth_keeps_users_in_postgres_not_in_a_sqlite_file_per_pod(
     assert values["replicaCount"] == 2
     postgres = values["auth"]["postgres"]
     assert postgres["enabled"] is True and postgres["database"] == "mlflow_auth" and postgres["driver"] == "psycopg2"
-    assert postgres["existingSecret"] == {"name": "mlflow-auth-db", "usernameKey": "username", "passwordKey": "password"}
+    assert postgres["existingSecret"] == {
+        "name": "mlflow-auth-db",
+        "usernameKey": "username",
+        "passwordKey": "password",
+    }
     assert postgres["host"] == values["backendStore"]["postgres"]["host"]
     # the data layer creates the role and database, and the Secret in MLflow's namespace
-    sql = next(o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"]["bootstrap.sql"]
+    sql = next(o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"][
+        "bootstrap.sql"
+    ]
     assert "CREATE DATABASE mlflow_auth OWNER mlflow_auth" in sql
     assert ("Secret", "mlops-prod-mlflow", "mlflow-auth-db") in checks.inventory(run)
     # dev has no basic auth: no auth database either
     dev = stack_run("dev")
     assert release(dev, "mlflow")["values"]["auth"] == {"enabled": False}
-    dev_sql = next(o for o in objects(dev, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"]["bootstrap.sql"]
+    dev_sql = next(o for o in objects(dev, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"][
+        "bootstrap.sql"
+    ]
     assert "mlflow_auth" not in dev_sql
 
 
@@ -341,9 +403,20 @@ def test_basic_auth_without_its_database_is_refused() -> None:
     cfg = read_stack_file("prod")
     settings = load_settings("prod", cfg.config, set(cfg.secret_keys))
     common: dict[str, Any] = dict(
-        namespace="ns", settings=settings.mlflow, host="mlflow.example.com", ingress_class="c", cluster_issuer="i",
-        region="eu-west-1", bucket="b", artifact_prefix="mlflow/", s3_secret="s3", db_secret="db", db_host="h",
-        db_port=5432, db_name="mlflow", rotation_annotation="r",
+        namespace="ns",
+        settings=settings.mlflow,
+        host="mlflow.example.com",
+        ingress_class="c",
+        cluster_issuer="i",
+        region="eu-west-1",
+        bucket="b",
+        artifact_prefix="mlflow/",
+        s3_secret="s3",
+        db_secret="db",
+        db_host="h",
+        db_port=5432,
+        db_name="mlflow",
+        rotation_annotation="r",
     )
     assert settings.mlflow.basic_auth
     with pytest.raises(ValueError, match="basic auth needs its Postgres database"):
@@ -356,7 +429,11 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
     import yaml
 
     run = stack_run(stack)
-    creds = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET]
+    creds = [
+        r
+        for r in run.of_type("kubernetes:core/v1:Secret")
+        if r.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET
+    ]
     assert {r.manifest["metadata"]["namespace"] for r in creds} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
     expected = {v.name for v in contract.MLFLOW_CLIENT_VARS} if stack == "prod" else set()
     for reg in creds:
@@ -375,7 +452,9 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
 
 def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_run: Any) -> None:
     run = stack_run("prod")
-    (job,) = [r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"]
+    (job,) = [
+        r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"
+    ]
     assert job.manifest["metadata"]["namespace"] == "mlops-prod-mlflow"
     mlflow_release = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     assert mlflow_release.urn in job.dependencies
@@ -393,7 +472,11 @@ def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_r
     for reg in run.of_type("kubernetes:core/v1:Secret"):
         if reg.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET:
             assert job.urn in reg.dependencies, reg.name
-    assert not [r for r in stack_run("dev").of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"]
+    assert not [
+        r
+        for r in stack_run("dev").of_type("kubernetes:batch/v1:Job")
+        if r.manifest["metadata"]["name"] == "mlflow-client-user"
+    ]
 
 
 def test_the_job_image_follows_the_pinned_charts_app_version() -> None:
@@ -427,7 +510,10 @@ def _restricted_container_problems(ctx: dict[str, Any], pod: dict[str, Any]) -> 
         problems.append("privileged")
     if not (ctx.get("runAsNonRoot") or pod.get("runAsNonRoot")):
         problems.append("runAsNonRoot")
-    if ((ctx.get("seccompProfile") or pod.get("seccompProfile")) or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+    if ((ctx.get("seccompProfile") or pod.get("seccompProfile")) or {}).get("type") not in (
+        "RuntimeDefault",
+        "Localhost",
+    ):
         problems.append("seccompProfile")
     return problems
 
@@ -443,9 +529,16 @@ def test_mlflow_runs_under_pod_security_restricted(stack: str, stack_run: Any) -
     assert chart is not None
     merged = checks.helm_merge(chart.default_values, reveal(reg.inputs)["values"])
     assert _restricted_container_problems(merged["securityContext"], merged["podSecurityContext"]) == []
-    levels = {o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for o in objects(run, "Namespace")}
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in objects(run, "Namespace")
+    }
     assert levels[f"mlops-{stack}-mlflow"] == "restricted"
-    job_pods = [o["spec"]["template"]["spec"] for o in objects(run, "Job") if o["metadata"]["namespace"] == f"mlops-{stack}-mlflow"]
+    job_pods = [
+        o["spec"]["template"]["spec"]
+        for o in objects(run, "Job")
+        if o["metadata"]["namespace"] == f"mlops-{stack}-mlflow"
+    ]
     for pod in job_pods:
         for c in pod["containers"]:
             assert _restricted_container_problems(c["securityContext"], pod["securityContext"]) == []

@@ -46,7 +46,15 @@ def one(run: ProgramRun, kind: str) -> dict[str, Any]:
 def test_objects_are_schema_valid_and_under_the_component(stack: str) -> None:
     run = build(stack)
     kinds = sorted(r.manifest["kind"] for r in run.kubernetes_objects())
-    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert kinds == [
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
     assert checks.kubernetes_schema_problems(run, ["1.30", "1.37"]) == []
     assert checks.structure_problems(run) == []
     component = next(r for r in run.registrations if r.type == "mlops:platform:ServingService")
@@ -66,7 +74,9 @@ def test_pod_is_hardened_with_probes_and_resources() -> None:
     assert not c["image"].endswith(":latest") and ":" in c["image"]
     assert pod["automountServiceAccountToken"] is False
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    assert {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}["logs"] == "serving-logs"
+    assert {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}[
+        "logs"
+    ] == "serving-logs"
     assert mounts["logs"] == "/var/log/mlops-serving"
 
 

@@ -61,7 +61,9 @@ def test_main_only_builds_the_mandatory_pack(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(pulumi_policy, "PolicyPack", RecordingPack)
     runpy.run_path(str(PACK / "__main__.py"), run_name="__main__")
-    assert built == [{"name": PACK_NAME, "policies": POLICIES, "enforcement_level": pulumi_policy.EnforcementLevel.MANDATORY}]
+    assert built == [
+        {"name": PACK_NAME, "policies": POLICIES, "enforcement_level": pulumi_policy.EnforcementLevel.MANDATORY}
+    ]
 
 
 @pytest.fixture
@@ -109,14 +111,22 @@ def test_pack_serves_its_policies_over_grpc(served_pack: analyzer_pb2_grpc.Analy
         proto.AnalyzeRequest(type=leaked.type, urn=leaked.urn, name=leaked.name, properties=to_struct(leaked.props)),
         timeout=30,
     )
-    assert [(d.policyName, d.enforcementLevel) for d in response.diagnostics] == [("k8s-configmap-no-secrets", proto.MANDATORY)]
+    assert [(d.policyName, d.enforcementLevel) for d in response.diagnostics] == [
+        ("k8s-configmap-no-secrets", proto.MANDATORY)
+    ]
     assert "Move it to a Kubernetes Secret" in response.diagnostics[0].message
 
     resources = without(secure_bucket(), "Versioning")
     stack = served_pack.AnalyzeStack(
         proto.AnalyzeStackRequest(
             resources=[
-                proto.AnalyzerResource(type=r.type, urn=r.urn, name=r.name, properties=to_struct(r.props), dependencies=list(r.dependencies))
+                proto.AnalyzerResource(
+                    type=r.type,
+                    urn=r.urn,
+                    name=r.name,
+                    properties=to_struct(r.props),
+                    dependencies=list(r.dependencies),
+                )
                 for r in resources
             ]
         ),

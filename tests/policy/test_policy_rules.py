@@ -34,7 +34,9 @@ def _of(policy: str, found: list[Violation]) -> list[Violation]:
 
 
 def test_every_policy_has_compliant_and_violating_cases() -> None:
-    assert sorted(CASES) == sorted(names()), "add cases to tests/policy/cases.py for new policies (and drop removed ones)"
+    assert sorted(CASES) == sorted(names()), (
+        "add cases to tests/policy/cases.py for new policies (and drop removed ones)"
+    )
     for name, cases in CASES.items():
         assert any(c.expect is None for c in cases), f"{name} has no compliant case"
         assert any(c.expect is not None for c in cases), f"{name} has no violating case"
@@ -65,7 +67,13 @@ def test_violation_is_reported(name: str, case: Case, monkeypatch: pytest.Monkey
     assert found, f"{name} did not report {case.label}"
     assert any(expect in v.message for v in found), [v.message for v in found]
     # Each message names the change to make.
-    assert all(any(verb in v.message for verb in ("Set ", "Add ", "Keep ", "Move ", "Pin ", "Remove ", "Attach ", "List ", "Create ", "Pass ")) for v in found), found
+    assert all(
+        any(
+            verb in v.message
+            for verb in ("Set ", "Add ", "Keep ", "Move ", "Pin ", "Remove ", "Attach ", "List ", "Create ", "Pass ")
+        )
+        for v in found
+    ), found
     # The engine gets the same violation, mandatory, prefixed with the policy's description.
     diagnostics = _of(name, analyze(_targets(case)))
     assert diagnostics and all(d.enforcement == "mandatory" for d in diagnostics), diagnostics
@@ -80,7 +88,10 @@ def test_pod_specs_of_every_workload_kind_are_checked(kind: str) -> None:
     assert [v for v in analyze([good])] == []
     reported = {v.policy for v in analyze([bad])}
     assert reported == {
-        "k8s-run-as-non-root", "k8s-no-privilege-escalation", "k8s-resource-requests-and-limits", "k8s-pinned-image-tags"
+        "k8s-run-as-non-root",
+        "k8s-no-privilege-escalation",
+        "k8s-resource-requests-and-limits",
+        "k8s-pinned-image-tags",
     }, (kind, reported)
 
 
@@ -113,7 +124,9 @@ def test_configmap_heuristic_agrees_with_the_endpoints_contract() -> None:
 
     assert contract.SECRET_VARS, "the contract declares no secret variables"
     for var in contract.ALL_VARS:
-        assert secret_looking_key(var.name) == var.secret, f"{var.name}: secret={var.secret} in services/common/contract.py"
+        assert secret_looking_key(var.name) == var.secret, (
+            f"{var.name}: secret={var.secret} in services/common/contract.py"
+        )
 
 
 def test_preview_of_a_new_bucket() -> None:
@@ -122,5 +135,8 @@ def test_preview_of_a_new_bucket() -> None:
     from tests.policy.cases import secure_bucket
 
     found = analyze(secure_bucket(preview=True))
-    assert sorted((v.policy, v.enforcement) for v in found) == [("iam-no-wildcard-admin", "advisory"), ("s3-tls-only", "advisory")], found
+    assert sorted((v.policy, v.enforcement) for v in found) == [
+        ("iam-no-wildcard-admin", "advisory"),
+        ("s3-tls-only", "advisory"),
+    ], found
     assert all("can't be known during preview" in v.message for v in found)

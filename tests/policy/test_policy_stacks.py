@@ -32,9 +32,13 @@ def stack_resources(stack_run: Callable[[str], Any]) -> Callable[[str], list[Res
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_stack_passes_every_policy(stack: str, stack_resources: Callable[[str], list[Resource]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stack_passes_every_policy(
+    stack: str, stack_resources: Callable[[str], list[Resource]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     resources = stack_resources(stack)
-    assert any(r.type == "kubernetes:core/v1:Namespace" for r in resources), "the program registered nothing recognisable"
+    assert any(r.type == "kubernetes:core/v1:Namespace" for r in resources), (
+        "the program registered nothing recognisable"
+    )
     monkeypatch.setenv("PULUMI_STACK", stack)  # as the CLI sets it for the pack
     violations = analyze(resources)
     assert not violations, f"stack {stack} violates the policy pack:\n{_report(violations)}"
@@ -42,28 +46,48 @@ def test_stack_passes_every_policy(stack: str, stack_resources: Callable[[str], 
 
 # What the policies govern must really be in the runs, or "passes every policy" would say little.
 GOVERNED = {
-    "aws:s3/bucket:Bucket", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "aws:s3/bucketVersioning:BucketVersioning",
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "aws:s3/bucketPolicy:BucketPolicy",
-    "aws:iam/user:User", "aws:iam/accessKey:AccessKey", "aws:iam/userPolicy:UserPolicy",
-    "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job", "kubernetes:core/v1:ConfigMap",
-    "kubernetes:core/v1:PersistentVolume", "kubernetes:networking.k8s.io/v1:Ingress", "kubernetes:helm.sh/v3:Release",
+    "aws:s3/bucket:Bucket",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "aws:iam/user:User",
+    "aws:iam/accessKey:AccessKey",
+    "aws:iam/userPolicy:UserPolicy",
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:batch/v1:Job",
+    "kubernetes:core/v1:ConfigMap",
+    "kubernetes:core/v1:PersistentVolume",
+    "kubernetes:networking.k8s.io/v1:Ingress",
+    "kubernetes:helm.sh/v3:Release",
 }
-GOVERNED_BY_STACK = {"dev": GOVERNED | {"kubernetes:apps/v1:StatefulSet"}, "prod": GOVERNED | {"aws:rds/instance:Instance"}}
+GOVERNED_BY_STACK = {
+    "dev": GOVERNED | {"kubernetes:apps/v1:StatefulSet"},
+    "prod": GOVERNED | {"aws:rds/instance:Instance"},
+}
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_runs_contain_what_the_policies_govern(stack: str, stack_resources: Callable[[str], list[Resource]]) -> None:
+def test_the_runs_contain_what_the_policies_govern(
+    stack: str, stack_resources: Callable[[str], list[Resource]]
+) -> None:
     missing = GOVERNED_BY_STACK[stack] - {r.type for r in stack_resources(stack)}
-    assert not missing, f"the {stack} run no longer registers {sorted(missing)}: update GOVERNED_BY_STACK if that is intended"
+    assert not missing, (
+        f"the {stack} run no longer registers {sorted(missing)}: update GOVERNED_BY_STACK if that is intended"
+    )
 
 
-def test_prod_database_is_recognised_as_production_by_its_own_provider(stack_resources: Callable[[str], list[Resource]]) -> None:
+def test_prod_database_is_recognised_as_production_by_its_own_provider(
+    stack_resources: Callable[[str], list[Resource]],
+) -> None:
     """With no PULUMI_STACK and no stack config, the real prod RDS instance still counts as production
     (its AWS provider's default tags), and it has deletion protection."""
     (instance,) = [r for r in stack_resources("prod") if r.type == "aws:rds/instance:Instance"]
     assert instance.provider is not None and instance.provider.type == "pulumi:providers:aws"
     assert check(policy_named("rds-deletion-protection-in-prod"), instance) == []
-    stripped = Resource(instance.type, instance.name, {**instance.props, "deletionProtection": False}, provider=instance.provider)
+    stripped = Resource(
+        instance.type, instance.name, {**instance.props, "deletionProtection": False}, provider=instance.provider
+    )
     assert check(policy_named("rds-deletion-protection-in-prod"), stripped), "prod RDS not recognised as production"
 
 
@@ -72,14 +96,18 @@ def test_stack_check_would_catch_a_violation(stack: str, stack_resources: Callab
     """The stack-wide check is not vacuous: the same run plus one bad object and one bare bucket fails."""
     resources = [*stack_resources(stack), config_map({"DB_PASSWORD": "hunter2"}), bucket("stray")]
     reported = {v.policy for v in analyze(resources)}
-    assert {"k8s-configmap-no-secrets", "s3-public-access-blocked", "s3-encryption-configured", "s3-versioning-enabled", "s3-tls-only"} <= reported
+    assert {
+        "k8s-configmap-no-secrets",
+        "s3-public-access-blocked",
+        "s3-encryption-configured",
+        "s3-versioning-enabled",
+        "s3-tls-only",
+    } <= reported
 
 
 def test_prod_provider_tags_mark_prod_databases(stack_resources: Callable[[str], list[Resource]]) -> None:
     """Without PULUMI_STACK or stack config, the program's own AWS provider tags decide "production"."""
-    providers = {
-        stack: next(r for r in stack_resources(stack) if r.type == "pulumi:providers:aws") for stack in STACKS
-    }
+    providers = {stack: next(r for r in stack_resources(stack) if r.type == "pulumi:providers:aws") for stack in STACKS}
     unprotected = {stack: db(deletionProtection=False, provider=p) for stack, p in providers.items()}
     policy = policy_named("rds-deletion-protection-in-prod")
     assert check(policy, unprotected["dev"]) == []

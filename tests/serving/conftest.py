@@ -171,8 +171,13 @@ def start_service(stack: MlflowStack, tmp_path: Path) -> Iterator[Callable[..., 
         yield start
 
 
-def predict(client: httpx.Client, base: str, rows: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None, path: str = "/predict") -> httpx.Response:
+def predict(
+    client: httpx.Client,
+    base: str,
+    rows: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    path: str = "/predict",
+) -> httpx.Response:
     return client.post(f"{base}{path}", json={"rows": rows if rows is not None else [ROW]}, headers=headers or {})
 
 

@@ -26,15 +26,17 @@ def test_push_to_one_process_reaches_the_other_through_the_watcher(
     assert loaded_versions(a.base_url) == loaded_versions(b.base_url) == {"champion": first}
     new = model.add(alias="champion", C=0.3)
     with httpx.Client(timeout=60) as client:
-        pushed = client.post(f"{a.base_url}{contract.reload_path('champion')}",
-                             headers={"Authorization": f"Bearer {a.reload_token}"})
+        pushed = client.post(
+            f"{a.base_url}{contract.reload_path('champion')}", headers={"Authorization": f"Bearer {a.reload_token}"}
+        )
         assert pushed.json()["version"] == new.version
         assert predict(client, a.base_url).json()["version"] == new.version
 
         def b_converged() -> bool:
             # new connections, so both of B's workers are asked
-            return all(predict(httpx.Client(timeout=30), b.base_url).json()["version"] == new.version
-                       for _ in range(20))
+            return all(
+                predict(httpx.Client(timeout=30), b.base_url).json()["version"] == new.version for _ in range(20)
+            )
 
         wait_until(b_converged, 120, "process B to serve the new version")
     assert "watcher" in b.process.log_tail(400_000)
@@ -61,6 +63,12 @@ def test_blue_green_switch_through_one_process_reaches_the_other(
         answers = [predict(client, b.base_url).json() for _ in range(20)]
         assert {(x["alias"], x["version"]) for x in answers} == {("green", model.versions[1].version)}
         # and back
-        assert client.post(f"{b.base_url}{ACTIVE_PATH}", json={"alias": "blue"},
-                           headers={"Authorization": f"Bearer {b.reload_token}"}).status_code == 200
+        assert (
+            client.post(
+                f"{b.base_url}{ACTIVE_PATH}",
+                json={"alias": "blue"},
+                headers={"Authorization": f"Bearer {b.reload_token}"},
+            ).status_code
+            == 200
+        )
         wait_until(lambda: client.get(f"{a.base_url}/models").json()["active"] == "blue", 120, "A to switch back")

@@ -31,8 +31,9 @@ def test_whole_process_group_is_stopped(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     # A leader that ignores SIGTERM, with children: stop() must still leave nothing behind.
     script = f"trap '' TERM; sleep 300 & sleep 300 & touch {marker}; wait"
-    proc = ManagedProcess("group", ["sh", "-c", script], ready=marker.exists, start_timeout=10, stop_timeout=2,
-                          log_path=tmp_path / "log")
+    proc = ManagedProcess(
+        "group", ["sh", "-c", script], ready=marker.exists, start_timeout=10, stop_timeout=2, log_path=tmp_path / "log"
+    )
     with proc:
         pgid = proc.pid
         assert len(_group_members(pgid)) >= 3
@@ -50,19 +51,32 @@ def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_missing_binary_is_a_clear_error() -> None:
-    with pytest.raises(DevstackError, match=r"no-such-binary-xyz.*not found"), ManagedProcess("x", ["no-such-binary-xyz"]):
+    with (
+        pytest.raises(DevstackError, match=r"no-such-binary-xyz.*not found"),
+        ManagedProcess("x", ["no-such-binary-xyz"]),
+    ):
         pass
 
 
 def test_start_timeout_and_early_exit_show_the_log(tmp_path: Path) -> None:
-    never = ManagedProcess("never-ready", ["sh", "-c", "echo booting; sleep 30"], ready=lambda: False,
-                           start_timeout=1, log_path=tmp_path / "a.log")
+    never = ManagedProcess(
+        "never-ready",
+        ["sh", "-c", "echo booting; sleep 30"],
+        ready=lambda: False,
+        start_timeout=1,
+        log_path=tmp_path / "a.log",
+    )
     started = time.monotonic()
     with pytest.raises(DevstackError, match=r"(?s)not ready within 1 s.*booting"), never:
         pass
     assert time.monotonic() - started < 25  # bounded: it did not wait for the command to end
-    crash = ManagedProcess("crash", ["sh", "-c", "echo broken config >&2; exit 3"], ready=lambda: False,
-                           start_timeout=30, log_path=tmp_path / "b.log")
+    crash = ManagedProcess(
+        "crash",
+        ["sh", "-c", "echo broken config >&2; exit 3"],
+        ready=lambda: False,
+        start_timeout=30,
+        log_path=tmp_path / "b.log",
+    )
     with pytest.raises(DevstackError, match=r"(?s)exited with code 3.*broken config"), crash:
         pass
 

@@ -14,7 +14,11 @@ from devstack.stack import MlflowStack
 from services.serving.loader import Loader, LoadError
 from tests.serving.test_reload import corrupt_artifact
 
-pytestmark = [pytest.mark.servers, pytest.mark.slow, pytest.mark.filterwarnings("ignore:X does not have valid feature names")]
+pytestmark = [
+    pytest.mark.servers,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:X does not have valid feature names"),
+]
 
 
 @pytest.mark.parametrize("use_process", [True, False], ids=["process", "thread"])

@@ -23,15 +23,21 @@ def test_shadow_answers_with_primary_and_compares_the_challenger(
     new_model: Callable[..., Any], start_service: Callable[..., Any], tmp_path: Path
 ) -> None:
     model = new_model(champion=1.0, challenger=0.01)
-    svc = start_service(model, aliases=("champion", "challenger"), log_dir=tmp_path / "logs",
-                        routing={"mode": "shadow", "primary": "champion", "shadow": "challenger"})
+    svc = start_service(
+        model,
+        aliases=("champion", "challenger"),
+        log_dir=tmp_path / "logs",
+        routing={"mode": "shadow", "primary": "champion", "shadow": "challenger"},
+    )
     n = 30
     with httpx.Client(timeout=30) as client:
         answers = [predict(client, svc.base_url).json() for _ in range(n)]
     assert {(a["alias"], a["version"]) for a in answers} == {("champion", model.versions[0].version)}
 
     def compared() -> float:
-        return sum(metric_value(svc.base_url, "serving_shadow_comparisons_total", outcome=o) for o in ("agree", "differ"))
+        return sum(
+            metric_value(svc.base_url, "serving_shadow_comparisons_total", outcome=o) for o in ("agree", "differ")
+        )
 
     wait_until(lambda: compared() == n, 60, "every shadow comparison")
     [log_file] = (tmp_path / "logs").glob("serving-*.log")
@@ -70,6 +76,7 @@ def test_metrics_and_json_logs_carry_alias_version_and_request_id(
     assert (mine[-1]["alias"], mine[-1]["version"]) == ("champion", version)
     assert all({"ts", "level", "logger", "msg", "instance"} <= set(r) for r in file_records)
     # the same JSON lines go to stdout
-    stdout_records = [json.loads(line) for line in svc.process.log_tail(10_000_000).splitlines()
-                      if line.startswith("{")]
+    stdout_records = [
+        json.loads(line) for line in svc.process.log_tail(10_000_000).splitlines() if line.startswith("{")
+    ]
     assert any(r.get("request_id") == "req-test-0001" for r in stdout_records)

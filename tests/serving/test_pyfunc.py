@@ -15,7 +15,7 @@ from devstack.stack import MlflowStack
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-MODEL_CODE = '''
+MODEL_CODE = """
 import mlflow
 import pandas as pd
 
@@ -26,7 +26,7 @@ class Scorer(mlflow.pyfunc.PythonModel):
 
 
 mlflow.models.set_model(Scorer())
-'''
+"""
 
 
 def register_pyfunc(stack: MlflowStack, name: str, code_dir: Path) -> str:
@@ -40,16 +40,20 @@ def register_pyfunc(stack: MlflowStack, name: str, code_dir: Path) -> str:
     mlflow.set_tracking_uri(stack.tracking_uri)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(code), input_example=example,
-            signature=infer_signature(example, [3.0, 4.5]), pip_requirements=pip_requirements(),
+            name="model",
+            python_model=str(code),
+            input_example=example,
+            signature=infer_signature(example, [3.0, 4.5]),
+            pip_requirements=pip_requirements(),
             registered_model_name=name,
         )
     mlflow.MlflowClient(stack.tracking_uri).set_registered_model_alias(name, "champion", info.registered_model_version)
     return str(info.registered_model_version)
 
 
-def test_pyfunc_model_is_served_and_validated(stack: MlflowStack, new_model: Callable[..., Any],
-                                              start_service: Callable[..., Any], tmp_path: Path) -> None:
+def test_pyfunc_model_is_served_and_validated(
+    stack: MlflowStack, new_model: Callable[..., Any], start_service: Callable[..., Any], tmp_path: Path
+) -> None:
     model = new_model()
     version = register_pyfunc(stack, model.name, tmp_path)
     svc = start_service(model)
@@ -59,7 +63,11 @@ def test_pyfunc_model_is_served_and_validated(stack: MlflowStack, new_model: Cal
         ok = client.post(f"{svc.base_url}/predict", json={"rows": [{"name": "abc", "x": 2.0}, {"name": "", "x": 1}]})
         assert ok.status_code == 200, ok.text
         assert ok.json()["predictions"] == [5.0, 1.0]
-        for row, field in (({"name": 3, "x": 1.0}, "rows[0].name"), ({"name": "a"}, "rows[0].x"),
-                           ({"name": "a", "x": "1"}, "rows[0].x"), ({"name": "a", "x": 1.0, "y": 2}, "rows[0].y")):
+        for row, field in (
+            ({"name": 3, "x": 1.0}, "rows[0].name"),
+            ({"name": "a"}, "rows[0].x"),
+            ({"name": "a", "x": "1"}, "rows[0].x"),
+            ({"name": "a", "x": 1.0, "y": 2}, "rows[0].y"),
+        ):
             bad = client.post(f"{svc.base_url}/predict", json={"rows": [row]})
             assert bad.status_code == 422 and bad.json()["field"] == field, bad.text

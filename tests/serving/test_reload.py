@@ -77,8 +77,9 @@ class Traffic:
             thread.join(timeout=60)
 
 
-def test_hot_swap_under_load_has_no_failed_request(new_model: Callable[..., Any],
-                                                   start_service: Callable[..., Any]) -> None:
+def test_hot_swap_under_load_has_no_failed_request(
+    new_model: Callable[..., Any], start_service: Callable[..., Any]
+) -> None:
     model = new_model(champion=1.0)
     svc = start_service(model, poll_seconds=3600)  # only the explicit reloads swap
     with Traffic(svc.base_url) as traffic, httpx.Client(timeout=120) as admin:
@@ -109,9 +110,9 @@ def corrupt_artifact(stack: MlflowStack, source: str) -> str:
     return targets[0]
 
 
-def test_broken_version_keeps_the_old_one_and_alerts(stack: MlflowStack, webhook: Webhook,
-                                                      new_model: Callable[..., Any],
-                                                      start_service: Callable[..., Any]) -> None:
+def test_broken_version_keeps_the_old_one_and_alerts(
+    stack: MlflowStack, webhook: Webhook, new_model: Callable[..., Any], start_service: Callable[..., Any]
+) -> None:
     model = new_model(champion=1.0)
     good = model.versions[0].version
     svc = start_service(model, slack_webhook_url=webhook.url, poll_seconds=3600)
@@ -156,21 +157,26 @@ def test_concurrent_reloads_coalesce(new_model: Callable[..., Any], start_servic
         responses = list(pool.map(call, range(8)))
     assert [r.status_code for r in responses] == [200] * 8
     assert {r.json()["version"] for r in responses} == {new.version}
-    runs = sum(metric_value(svc.base_url, "serving_reloads_total", alias="champion", outcome=o, trigger="api")
-               for o in ("reloaded", "unchanged", "failed"))
+    runs = sum(
+        metric_value(svc.base_url, "serving_reloads_total", alias="champion", outcome=o, trigger="api")
+        for o in ("reloaded", "unchanged", "failed")
+    )
     # one load for the calls that arrived first, at most one more for those arriving during it
     assert 1 <= runs <= 2, runs
     assert metric_value(svc.base_url, "serving_reloads_total", alias="champion", outcome="reloaded", trigger="api") == 1
 
 
-def test_alerts_without_a_webhook_are_skipped_not_errors(new_model: Callable[..., Any],
-                                                          start_service: Callable[..., Any]) -> None:
+def test_alerts_without_a_webhook_are_skipped_not_errors(
+    new_model: Callable[..., Any], start_service: Callable[..., Any]
+) -> None:
     model = new_model(champion=1.0)
     svc = start_service(model, poll_seconds=3600)
     model.add(alias="champion", C=0.3)
-    response = httpx.post(f"{svc.base_url}{contract.reload_path('champion')}", headers=bearer(svc.reload_token),
-                          timeout=120)
+    response = httpx.post(
+        f"{svc.base_url}{contract.reload_path('champion')}", headers=bearer(svc.reload_token), timeout=120
+    )
     assert response.status_code == 200 and response.json()["outcome"] == "reloaded"
-    wait_until(lambda: "no webhook configured, not sent" in svc.process.log_tail(400_000), 30,
-               "the skipped alert to be logged")
+    wait_until(
+        lambda: "no webhook configured, not sent" in svc.process.log_tail(400_000), 30, "the skipped alert to be logged"
+    )
     assert '"level":"error"' not in svc.process.log_tail(400_000)

@@ -27,8 +27,11 @@ def assert_binomial(k: int, n: int, p: float, what: str) -> None:
 def test_canary_shares_and_sticky_clients(new_model: Callable[..., Any], start_service: Callable[..., Any]) -> None:
     model = new_model(champion=1.0, challenger=0.05)
     versions = {"champion": model.versions[0].version, "challenger": model.versions[1].version}
-    svc = start_service(model, aliases=("champion", "challenger"),
-                        routing={"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 20})
+    svc = start_service(
+        model,
+        aliases=("champion", "challenger"),
+        routing={"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 20},
+    )
     n = 600
     with httpx.Client(timeout=30) as client:
         answers = [predict(client, svc.base_url).json() for _ in range(n)]
@@ -61,11 +64,15 @@ def test_ab_three_ways_across_two_workers(new_model: Callable[..., Any], start_s
             assert_binomial(counts[alias], n, weight / 100, f"ab share of {alias}")
         # stickiness holds whichever worker takes the connection (new connection per request)
         for cid in (f"c{i}" for i in range(40)):
-            seen = {predict(httpx.Client(timeout=30), svc.base_url, headers={"X-Client-Id": cid}).json()["alias"]
-                    for _ in range(4)}
+            seen = {
+                predict(httpx.Client(timeout=30), svc.base_url, headers={"X-Client-Id": cid}).json()["alias"]
+                for _ in range(4)
+            }
             assert len(seen) == 1, (cid, seen)
     # /metrics adds up both workers (Prometheus multiprocess mode): every request is counted, whichever
     # worker answers the scrape
     total = n + 40 * 4
     for _ in range(4):
-        assert sum(metric_value(svc.base_url, "serving_requests_total", alias=a, status="200") for a in weights) == total
+        assert (
+            sum(metric_value(svc.base_url, "serving_requests_total", alias=a, status="200") for a in weights) == total
+        )

@@ -16,22 +16,38 @@ pytestmark = [pytest.mark.servers, pytest.mark.slow]
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
-def test_no_server_error_under_schemathesis(new_model: Callable[..., Any], start_service: Callable[..., Any],
-                                            tmp_path: Path) -> None:
+def test_no_server_error_under_schemathesis(
+    new_model: Callable[..., Any], start_service: Callable[..., Any], tmp_path: Path
+) -> None:
     model = new_model(champion=1.0, challenger=0.2)
-    svc = start_service(model, aliases=("champion", "challenger"), max_batch=50,
-                        routing={"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 30})
+    svc = start_service(
+        model,
+        aliases=("champion", "challenger"),
+        max_batch=50,
+        routing={"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 30},
+    )
     st = Path(sys.executable).parent / "st"
     command = [
-        str(st), "run", f"{svc.base_url}/openapi.json",
-        "--checks", CHECKS,
-        "--max-examples", "40",
-        "--max-time", "90",
-        "--seed", "20261123",
-        "--workers", "2",
+        str(st),
+        "run",
+        f"{svc.base_url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "40",
+        "--max-time",
+        "90",
+        "--seed",
+        "20261123",
+        "--workers",
+        "2",
         "--no-color",
-        "--header", f"Authorization: Bearer {svc.reload_token}",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        "--header",
+        f"Authorization: Bearer {svc.reload_token}",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     summary = done.stdout[-6000:]

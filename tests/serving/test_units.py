@@ -90,7 +90,10 @@ def test_settings_defaults_and_routing_aliases(env: pytest.MonkeyPatch) -> None:
     assert s.aliases == ("champion",)
     assert s.port == contract.SERVING_PORT
     env.setenv(contract.SERVING_ALIASES.name, "champion,extra")
-    env.setenv(contract.SERVING_ROUTING.name, '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 5}')
+    env.setenv(
+        contract.SERVING_ROUTING.name,
+        '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 5}',
+    )
     assert Settings.from_env().aliases == ("champion", "challenger", "extra")
 
 
@@ -170,7 +173,11 @@ def test_mixed_schema_uses_a_frame_and_checks_types() -> None:
     frame = v.validate({"rows": [{"x": 1.0, "s": "a"}, {"x": 2, "s": "b", "o": None}]})
     assert not isinstance(frame, np.ndarray)
     assert list(frame.columns) == ["x", "s", "o"] and len(frame) == 2
-    for bad, field in (({"x": 1.0, "s": 3}, "rows[0].s"), ({"s": "a"}, "rows[0].x"), ({"x": float("inf"), "s": "a"}, "rows[0].x")):
+    for bad, field in (
+        ({"x": 1.0, "s": 3}, "rows[0].s"),
+        ({"s": "a"}, "rows[0].x"),
+        ({"x": float("inf"), "s": "a"}, "rows[0].x"),
+    ):
         with pytest.raises(RequestError) as err:
             v.validate({"rows": [bad]})
         assert err.value.field == field

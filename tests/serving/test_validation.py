@@ -23,8 +23,9 @@ COL = "sepal length (cm)"
 def service(stack: MlflowStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingProcess]:
     train_and_register(stack.tracking_uri, "validation-iris", alias="champion")
     logs = tmp_path_factory.mktemp("validation")
-    with serving_service(stack.tracking_uri, "validation-iris", max_batch=MAX_BATCH, log_dir=logs,
-                         log_path=logs / "service.out") as svc:
+    with serving_service(
+        stack.tracking_uri, "validation-iris", max_batch=MAX_BATCH, log_dir=logs, log_path=logs / "service.out"
+    ) as svc:
         yield svc
 
 
@@ -49,12 +50,33 @@ CASES: list[tuple[str, bytes | Any, int, str]] = [
     ("boolean value", {"rows": [row(sepal_length=True)]}, 422, f"rows[0].{COL}"),
     ("null value", {"rows": [row(sepal_length=None)]}, 422, f"rows[0].{COL}"),
     ("nested value", {"rows": [row(sepal_length=[5.1])]}, 422, f"rows[0].{COL}"),
-    ("huge integer", raw('{"rows": [{"sepal length (cm)": 1' + "0" * 400 + ', "sepal width (cm)": 3.5, '
-                         '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'), 422, f"rows[0].{COL}"),
-    ("NaN literal", raw('{"rows": [{"sepal length (cm)": NaN, "sepal width (cm)": 3.5, '
-                        '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'), 422, f"rows[0].{COL}"),
-    ("Infinity literal", raw('{"rows": [{"sepal length (cm)": 5.1, "sepal width (cm)": -Infinity, '
-                             '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'), 422, "rows[0].sepal width (cm)"),
+    (
+        "huge integer",
+        raw(
+            '{"rows": [{"sepal length (cm)": 1' + "0" * 400 + ', "sepal width (cm)": 3.5, '
+            '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'
+        ),
+        422,
+        f"rows[0].{COL}",
+    ),
+    (
+        "NaN literal",
+        raw(
+            '{"rows": [{"sepal length (cm)": NaN, "sepal width (cm)": 3.5, '
+            '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'
+        ),
+        422,
+        f"rows[0].{COL}",
+    ),
+    (
+        "Infinity literal",
+        raw(
+            '{"rows": [{"sepal length (cm)": 5.1, "sepal width (cm)": -Infinity, '
+            '"petal length (cm)": 1.4, "petal width (cm)": 0.2}]}'
+        ),
+        422,
+        "rows[0].sepal width (cm)",
+    ),
     ("bad second row", {"rows": [ROW, row(petal_width="x")]}, 422, "rows[1].petal width (cm)"),
     ("row not an object", {"rows": [ROW, 3]}, 422, "rows[1]"),
     ("empty batch", {"rows": []}, 422, "rows"),
@@ -70,11 +92,13 @@ CASES: list[tuple[str, bytes | Any, int, str]] = [
 
 @pytest.mark.parametrize(("case", "body", "status", "field"), CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("path", ["/predict", "/variants/champion/predict"])
-def test_bad_input_is_4xx_naming_the_field(service: ServingProcess, path: str, case: str, body: Any, status: int,
-                                           field: str) -> None:
+def test_bad_input_is_4xx_naming_the_field(
+    service: ServingProcess, path: str, case: str, body: Any, status: int, field: str
+) -> None:
     kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
-    response = httpx.post(f"{service.base_url}{path}", headers={"Content-Type": "application/json"}, timeout=30,
-                          **kwargs)
+    response = httpx.post(
+        f"{service.base_url}{path}", headers={"Content-Type": "application/json"}, timeout=30, **kwargs
+    )
     assert response.status_code == status, (case, response.text)
     answer = response.json()
     assert answer["field"] == field, answer
@@ -106,8 +130,9 @@ def test_unknown_alias_is_404(service: ServingProcess) -> None:
     assert response.status_code == 404 and response.json()["field"] == "alias"
 
 
-def test_no_model_yet_is_503_until_the_alias_exists(stack: MlflowStack, new_model: Callable[..., Any],
-                                                     start_service: Callable[..., Any]) -> None:
+def test_no_model_yet_is_503_until_the_alias_exists(
+    stack: MlflowStack, new_model: Callable[..., Any], start_service: Callable[..., Any]
+) -> None:
     model = new_model()  # registered nothing: the alias does not exist yet
     svc = start_service(model, wait_for="healthz", poll_seconds=0.5)
     with httpx.Client(timeout=30) as client:
