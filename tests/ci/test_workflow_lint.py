@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
-BROKEN = ROOT / "tests" / "policy" / "fixtures" / "broken-workflow.yml"
+BROKEN = ROOT / "tests" / "ci" / "fixtures" / "broken-workflow.yml"
 
 
 def actionlint(*files: Path) -> tuple[int, list[dict[str, object]]]:
@@ -84,7 +84,7 @@ def test_actionlint_reports_the_broken_workflow() -> None:
 
 
 def test_yamllint_reports_the_broken_workflow() -> None:
-    # Through stdin: `.yamllint` ignores tests/policy/fixtures/ so a repository-wide `yamllint .` stays clean.
+    # Through stdin: `.yamllint` ignores tests/ci/fixtures/ so a repository-wide `yamllint .` stays clean.
     proc = yamllint(stdin=BROKEN.read_text())
     assert proc.returncode == 1
     assert "(key-duplicates)" in proc.stdout and "(trailing-spaces)" in proc.stdout, proc.stdout

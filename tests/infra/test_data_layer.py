@@ -1,4 +1,4 @@
-"""Issue 3: the data layer (artifact store, database, NFS) under mocks, plus the real checks:
+"""The data layer (artifact store, database, NFS) under mocks, plus the real checks:
 IAM policies enforced by moto's server, bootstrap SQL against the local PostgreSQL."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 4: the platform's services in both stacks, run as the whole program under mocks."""
+"""The platform's services in both stacks, run as the whole program under mocks."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_releases_are_pinned_and_validate_against_their_charts(stack: str, stack
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_named_reference_exists_and_no_secret_is_in_plaintext(stack: str, stack_run: Any) -> None:
-    """Issue 4's acceptance in one place (tests/harness/test_program.py runs every check too): Secrets,
+    """The platform services' guarantees in one place (tests/harness/test_program.py runs every check too): Secrets,
     ConfigMaps, claims and service accounts named in pod specs and Helm values exist in that namespace;
     no secret value in plaintext in Helm values, ConfigMaps, component outputs or exports."""
     run = stack_run(stack)

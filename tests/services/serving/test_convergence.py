@@ -11,7 +11,7 @@ import pytest
 
 from services.common import contract
 from services.serving.app import ACTIVE_PATH
-from tests.serving.conftest import loaded_versions, predict, wait_until
+from tests.services.serving.conftest import loaded_versions, predict, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import pytest
 from services.common import contract
 from services.serving import SERVING_COMMAND
 
-DOCKERFILE = Path(__file__).resolve().parents[2] / "services" / "serving" / "Dockerfile"
+DOCKERFILE = Path(__file__).resolve().parents[3] / "services" / "serving" / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
 

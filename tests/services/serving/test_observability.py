@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving.conftest import metric_value, predict, wait_until
+from tests.services.serving.conftest import metric_value, predict, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

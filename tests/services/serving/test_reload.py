@@ -13,7 +13,7 @@ import pytest
 
 from devstack.stack import MlflowStack
 from services.common import contract
-from tests.serving.conftest import Webhook, metric_value, predict, wait_until
+from tests.services.serving.conftest import Webhook, metric_value, predict, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.serving.routing import client_point
-from tests.serving.conftest import metric_value, predict
+from tests.services.serving.conftest import metric_value, predict
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

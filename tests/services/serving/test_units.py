@@ -28,7 +28,7 @@ from services.serving.settings import (
     ShadowRouting,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 Z = 4.5  # normal bound: a correct router falls outside with probability < 1e-5
 
 

@@ -11,7 +11,7 @@ import pytest
 from devstack.models import iris_rows, train_and_register
 from devstack.serving import ServingProcess, serving_service
 from devstack.stack import MlflowStack
-from tests.serving.conftest import ROW, predict, wait_until
+from tests.services.serving.conftest import ROW, predict, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
