@@ -10,6 +10,8 @@ from mlops_tasks.settings import previous_tag
 
 from tests.dags.conftest import seed_version
 
+pytestmark = [pytest.mark.servers]
+
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"

@@ -702,6 +702,7 @@ def app_names(postgres_available: Any) -> Iterator[tuple[str, str, str]]:
             conn.execute(f"DROP ROLE IF EXISTS {name}")
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("as_superuser", [True, False], ids=["superuser", "rds-like-master"])
 def test_bootstrap_sql_is_idempotent_and_isolates_roles(
     app_names: tuple[str, str, str], as_superuser: bool, tmp_path: Path
