@@ -15,7 +15,9 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 from mlops_tasks.callbacks import alert_on_failure
+from mlops_tasks.dag_tasks import model_name_param, reload_and_verify, verify_timeout_param
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
+from mlops_tasks.steps import announce_manual_rollback
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ml-platform",
@@ -35,11 +37,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     params={
-        "model_name": Param(
-            None,
-            type=["null", "string"],
-            description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier.",
-        ),
+        "model_name": model_name_param(),
         "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$"),
         "target_version": Param(
             "previous",
@@ -47,7 +45,7 @@ DEFAULT_ARGS: dict[str, Any] = {
             pattern="^(previous|[1-9][0-9]*)$",
             description="Version number to restore, or 'previous'.",
         ),
-        "verify_timeout_seconds": Param(120, type="integer", minimum=1),
+        "verify_timeout_seconds": verify_timeout_param(),
     },
     tags=["mlops", "rollback"],
     doc_md=__doc__,
@@ -72,27 +70,10 @@ def rollback_model() -> None:
             record_previous=False,
         )
 
-    @task(multiple_outputs=False)
-    def reload_serving(move: dict[str, str | None]) -> dict[str, Any]:
-        from mlops_tasks import steps
-
-        return steps.reload_serving(str(move["alias"]), str(move["new_version"]))
-
-    @task(multiple_outputs=False)
-    def verify_serving(move: dict[str, str | None], reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from mlops_tasks import steps
-
-        served = steps.verify_serving(
-            str(move["alias"]), str(move["new_version"]), float(context["params"]["verify_timeout_seconds"])
-        )
-        steps.announce_manual_rollback(move)
-        return served
-
     # XComArgs stand for the tasks' return values at run time (typed Any: mypy sees XComArg here).
     target: Any = resolve_target()
     move: Any = move_alias(target)
-    reloaded: Any = reload_serving(move)
-    verify_serving(move, reloaded)
+    reload_and_verify(move, announce_manual_rollback)
 
 
 rollback_model()

@@ -21,7 +21,9 @@ from typing import Any
 from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from mlops_tasks.callbacks import alert_on_failure
+from mlops_tasks.dag_tasks import model_name_param, reload_and_verify, verify_timeout_param
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
+from mlops_tasks.steps import announce_promotion
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ml-platform",
@@ -33,11 +35,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 PARAMS = {
-    "model_name": Param(
-        None,
-        type=["null", "string"],
-        description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier.",
-    ),
+    "model_name": model_name_param(),
     "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$", description="Alias to promote."),
     "C": Param(
         1.0, type="number", exclusiveMinimum=0, description="Inverse regularisation of the logistic regression."
@@ -51,9 +49,7 @@ PARAMS = {
         maximum=1,
         description="Gate: largest accuracy drop allowed against the current alias holder (same held-out rows).",
     ),
-    "verify_timeout_seconds": Param(
-        120, type="integer", minimum=1, description="How long serving may take to answer with the new version."
-    ),
+    "verify_timeout_seconds": verify_timeout_param(),
 }
 
 
@@ -117,22 +113,6 @@ def train_register_promote() -> None:
             remember=lambda record: ti.xcom_push(key=PREVIOUS_VERSION_XCOM_KEY, value=record),
         )
 
-    @task(multiple_outputs=False)
-    def reload_serving(move: dict[str, str | None]) -> dict[str, Any]:
-        from mlops_tasks import steps
-
-        return steps.reload_serving(str(move["alias"]), str(move["new_version"]))
-
-    @task(multiple_outputs=False)
-    def verify_serving(move: dict[str, str | None], reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from mlops_tasks import steps
-
-        served = steps.verify_serving(
-            str(move["alias"]), str(move["new_version"]), float(context["params"]["verify_timeout_seconds"])
-        )
-        steps.announce_promotion(str(move["model"]), str(move["alias"]), move, served)
-        return served
-
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=3, retry_delay=timedelta(seconds=15))
     def rollback(**context: Any) -> str:
         from mlops_tasks import steps
@@ -156,8 +136,7 @@ def train_register_promote() -> None:
     gate >> version
     ready: Any = wait_until_ready(trained, version)
     move: Any = promote(trained, ready)
-    reloaded: Any = reload_serving(move)
-    verified: Any = verify_serving(move, reloaded)
+    reloaded, verified = reload_and_verify(move, announce_promotion)
     undo = rollback()
     [move, reloaded, verified] >> undo
     watcher = fail_run()

@@ -201,7 +201,9 @@ def rollback(record: Mapping[str, str | None], timeout_s: float) -> str:
     return summary
 
 
-def announce_promotion(model: str, alias: str, move: Mapping[str, str | None], served: Mapping[str, Any]) -> None:
+def announce_promotion(move: Mapping[str, str | None], served: Mapping[str, Any]) -> None:
+    """`announce` of the promotion's `verify_serving` (see `mlops_tasks.dag_tasks`)."""
+    model, alias = str(move["model"]), str(move["alias"])
     send_alert(
         Alert(
             PROMOTED_EVENT,
@@ -230,7 +232,8 @@ def resolve_rollback_target(params: Mapping[str, Any]) -> dict[str, str | None]:
     return {"model": model, "alias": alias, "current_version": current, "target_version": target}
 
 
-def announce_manual_rollback(move: Mapping[str, str | None]) -> None:
+def announce_manual_rollback(move: Mapping[str, str | None], served: Mapping[str, Any]) -> None:
+    """`announce` of the manual rollback's `verify_serving` (see `mlops_tasks.dag_tasks`)."""
     send_alert(
         Alert(
             MANUAL_ROLLBACK_EVENT,

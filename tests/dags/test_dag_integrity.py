@@ -94,3 +94,14 @@ def test_rollback_model_structure(report: dict[str, Any]) -> None:
     chain = ["resolve_target", "move_alias", "reload_serving", "verify_serving"]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag["tasks"][downstream]["upstream"], (upstream, downstream)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_reload_and_verify_come_from_the_shared_factory(report: dict[str, Any], dag_id: str) -> None:
+    # Both DAGs end with the tasks of mlops_tasks.dag_tasks.reload_and_verify: same ids, same order, and
+    # the param that verify_serving reads is declared.
+    dag = report["dags"][dag_id]
+    assert dag["tasks"]["verify_serving"]["upstream"] == sorted(
+        {"reload_serving", *dag["tasks"]["reload_serving"]["upstream"]}
+    )
+    assert "verify_timeout_seconds" in dag["params"]
