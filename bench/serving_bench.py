@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from devstack.mlflow_server import MlflowServer  # noqa: E402
 from devstack.models import iris_rows, set_alias, train_and_register  # noqa: E402
-from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok  # noqa: E402
+from devstack.procs import LOOPBACK, env_with_venv, free_port, http_server, loopback_url  # noqa: E402
 from devstack.serving import serving_service  # noqa: E402
 from devstack.stack import mlflow_stack  # noqa: E402
 from services.common import contract  # noqa: E402
@@ -128,17 +128,17 @@ def mlflow_models_serve(server: MlflowServer, log_path: Path, start_timeout: flo
         "1",
     ]
     env = env_with_venv({contract.MLFLOW_TRACKING_URI.name: server.tracking_uri})  # bin/ on PATH: it execs uvicorn
-    process = ManagedProcess(
+    process = http_server(
         "mlflow-models-serve",
         argv,
+        port=port,
+        ready_path="/ping",
         env=env,
         log_path=log_path,
-        ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/ping"),
         start_timeout=start_timeout,
-        ports=(port,),
     )
     with process:
-        yield f"http://{LOOPBACK}:{port}", argv
+        yield loopback_url(port), argv
 
 
 def machine() -> dict[str, Any]:

@@ -10,10 +10,24 @@ process group on exit:
 - `devstack.mlflow_server.mlflow_server()`: `mlflow server` with a PostgreSQL/sqlite backend store and
   proxied artifacts in S3 (moto) or a local folder.
 - `devstack.serving.serving_service()`: the serving service, run with the Dockerfile's command.
-- `devstack.models.train_and_register()`: a registered iris LogisticRegression version, alias set.
+- `devstack.models.train_and_register()`: a registered version of the DAG's model (trained by the DAG's
+  own training code, `mlops_tasks.training`), alias set.
 - `devstack.stack.mlflow_stack()`: PostgreSQL database + moto S3 + MLflow server in one block.
+- `devstack.dag_runs`: the environment of an `airflow` command on this repository's DAGs and the runs it
+  recorded.
+
+Importing `devstack` puts the DAG folder on `sys.path`, as Airflow does, so that the DAGs' helper package
+`mlops_tasks` (training, registry, serving client) is the one devstack uses: one copy of that code.
 """
+
+import sys
+from pathlib import Path
 
 from devstack.procs import DevstackError, ManagedProcess, free_port
 
-__all__ = ["DevstackError", "ManagedProcess", "free_port"]
+REPO = Path(__file__).resolve().parent.parent
+DAGS_FOLDER = REPO / "dags"
+if str(DAGS_FOLDER) not in sys.path:
+    sys.path.append(str(DAGS_FOLDER))
+
+__all__ = ["DAGS_FOLDER", "REPO", "DevstackError", "ManagedProcess", "free_port"]

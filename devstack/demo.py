@@ -23,27 +23,21 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import os
 import secrets
 import signal
-import sqlite3
-import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devstack.procs import DevstackError, ensure_port_free, env_with_venv, find_binary, free_port
+from devstack import DAGS_FOLDER, REPO
+from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
+from devstack.procs import DevstackError, ManagedProcess, ensure_port_free, find_binary, free_port
 from services.common import contract
 
-REPO = Path(__file__).resolve().parent.parent
-DAGS = REPO / "dags"
-if str(DAGS) not in sys.path:
-    sys.path.insert(0, str(DAGS))  # the DAGs' helper package (registry, serving client, sample rows)
 DEFAULT_STATE = REPO / ".local" / "demo"
 DAG_ID = "train_register_promote"
 DEFAULT_MODEL = "iris-classifier"
@@ -89,7 +83,7 @@ def check_dependencies() -> dict[str, str]:
     missing = [m for m in ("sklearn", "fastapi", "uvicorn", "httpx", "services.serving") if not _has_module(m)]
     if missing:
         raise DemoError(f"missing Python modules: {', '.join(missing)}. Build the environment first: make setup")
-    if not (DAGS / f"{DAG_ID}.py").is_file():
+    if not (DAGS_FOLDER / f"{DAG_ID}.py").is_file():
         raise DemoError(f"DAG file dags/{DAG_ID}.py not found under {REPO}")
     return binaries
 
@@ -108,108 +102,6 @@ def check_ports(ports: dict[str, int]) -> None:
         except DevstackError as exc:
             option = "--mlflow-port" if "MLflow" in what else "--serving-port"
             raise DemoError(f"{exc}. Stop what uses it or choose another port: make demo ARGS='{option} N'") from exc
-
-
-# --- Airflow -----------------------------------------------------------------------------------------
-
-
-def airflow_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = env_with_venv(extra)
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        }
-    )
-    return env
-
-
-def run_logged(argv: list[str], env: dict[str, str], log_path: Path, timeout: float) -> int:
-    """Run a command in its own process group, output to `log_path`; the group dies with us."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise DemoError(
-                f"{' '.join(argv[:4])} did not finish within {timeout:.0f} s; its log: {log_path}"
-            ) from None
-        except BaseException:
-            _kill_group(proc)
-            raise
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclass
-class DagRunSummary:
-    run_id: str | None
-    state: str | None
-    tasks: list[tuple[str, str, float | None]]  # task, state, seconds
-    xcoms: dict[tuple[str, str], Any]
-
-
-def run_ids(db: Path, dag_id: str) -> set[str]:
-    if not db.is_file():
-        return set()
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        return {row[0] for row in conn.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (dag_id,))}
-
-
-def new_dag_run(db: Path, dag_id: str, before: set[str]) -> DagRunSummary:
-    """The run of `dag_id` that is not in `before` (None fields if `airflow dags test` created none)."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        rows = [
-            row
-            for row in conn.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id", (dag_id,))
-            if row[0] not in before
-        ]
-        if not rows:
-            return DagRunSummary(None, None, [], {})
-        run_id, state = rows[-1]
-        tasks = [
-            (task_id, task_state or "none", duration)
-            for task_id, task_state, duration in conn.execute(
-                "SELECT task_id, state, duration FROM task_instance WHERE dag_id = ? AND run_id = ? "
-                "ORDER BY start_date IS NULL, start_date",
-                (dag_id, run_id),
-            )
-        ]
-        xcoms = {}
-        for task_id, key, value in conn.execute(
-            "SELECT task_id, key, value FROM xcom WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
-        ):
-            with contextlib.suppress(TypeError, ValueError):
-                xcoms[(task_id, key)] = json.loads(value)
-        return DagRunSummary(run_id, state, tasks, xcoms)
 
 
 # --- the demo ----------------------------------------------------------------------------------------
@@ -292,14 +184,14 @@ def run(args: argparse.Namespace) -> int:
         with step("start MLflow and prepare the Airflow DB (in parallel)", timings):
             migrate = _start_migrate(binaries["airflow"], airflow_home, logs / "airflow-db-migrate.log")
             if migrate is not None:
-                stack.callback(_stop_if_running, migrate)
+                stack.callback(migrate.stop)
             server = stack.enter_context(
                 mlflow_server(backend, artifacts, port=mlflow_port, log_path=logs / "mlflow.log", start_timeout=240)
             )
             if migrate is not None:
                 code = migrate.wait(timeout=300)
                 if code != 0:
-                    raise DemoError(f"airflow db migrate failed ({code}):\n{tail(logs / 'airflow-db-migrate.log')}")
+                    raise DemoError(f"airflow db migrate failed ({code}):\n{migrate.log_tail(4000)}")
                 (airflow_home / MIGRATED_MARKER).write_text(_airflow_version() + "\n")
             say(f"    MLflow {server.tracking_uri} (pid {server.process.pid})")
 
@@ -333,14 +225,16 @@ def run(args: argparse.Namespace) -> int:
         }
         dag_log = logs / f"{DAG_ID}-{time.strftime('%Y%m%d-%H%M%S')}.log"
         with step(f"airflow dags test {DAG_ID}: train, gate, register, promote, reload serving, verify", timings):
-            before = run_ids(airflow_home / "airflow.db", DAG_ID)
-            code = run_logged(
-                [binaries["airflow"], "dags", "test", DAG_ID, "-c", json.dumps({"alias": ALIAS, **conf})],
-                airflow_env(airflow_home, dag_env),
-                dag_log,
-                timeout=args.dag_timeout,
-            )
-            summary = new_dag_run(airflow_home / "airflow.db", DAG_ID, before)
+            before = run_ids(airflow_home / METADATA_DB, DAG_ID)
+            with ManagedProcess(
+                "airflow dags test",
+                dags_test_argv(DAG_ID, {"alias": ALIAS, **conf}),
+                env=airflow_env(airflow_home, dag_env),
+                cwd=REPO,
+                log_path=dag_log,
+            ) as dag_test:
+                code = dag_test.wait(timeout=args.dag_timeout)
+            summary = new_dag_run(airflow_home / METADATA_DB, DAG_ID, before)
             for task_id, task_state, seconds in summary.tasks:
                 say(f"    {task_id:<18} {task_state:<14} {'' if seconds is None else f'{seconds:6.1f} s'}")
             gate = summary.xcoms.get(("quality_gate", "gate"))
@@ -349,8 +243,8 @@ def run(args: argparse.Namespace) -> int:
             say(f"    log: {dag_log}")
             if code != 0 or summary.state != "success":
                 raise DemoError(
-                    f"the DAG run ended {summary.state or 'without a run'} (exit {code}); last lines of {dag_log}:\n"
-                    f"{tail(dag_log)}"
+                    f"the DAG run ended {summary.state or 'without a run'} (exit {code}); end of {dag_log}:\n"
+                    f"{dag_test.log_tail()}"
                 )
         move = summary.xcoms.get(("promote", "return_value"))
         promoted = str(move["new_version"]) if isinstance(move, dict) and move.get("new_version") else None
@@ -391,28 +285,15 @@ def _airflow_version() -> str:
     return version("apache-airflow")
 
 
-def _start_migrate(airflow: str, home: Path, log_path: Path) -> subprocess.Popen[bytes] | None:
-    """`airflow db migrate` in the background, unless this Airflow version already migrated `home`."""
+def _start_migrate(airflow: str, home: Path, log_path: Path) -> ManagedProcess | None:
+    """`airflow db migrate` started in the background, unless this Airflow version already migrated `home`."""
     marker = home / MIGRATED_MARKER
-    if (home / "airflow.db").is_file() and marker.is_file() and marker.read_text().strip() == _airflow_version():
+    if (home / METADATA_DB).is_file() and marker.is_file() and marker.read_text().strip() == _airflow_version():
         return None
     home.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [airflow, "db", "migrate"],
-            env=airflow_env(home, {}),
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def _stop_if_running(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        _kill_group(proc)
+    return ManagedProcess(
+        "airflow db migrate", [airflow, "db", "migrate"], env=airflow_env(home), cwd=REPO, log_path=log_path
+    ).start()
 
 
 def _redact(uri: str) -> str:

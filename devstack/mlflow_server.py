@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok
+from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
 from services.common import contract
 
 
@@ -61,20 +61,20 @@ def mlflow_server(
 ) -> Iterator[MlflowServer]:
     """Run `mlflow server` until the block exits; yields its tracking URI."""
     port = port or free_port()
-    uri = f"http://{LOOPBACK}:{port}"
+    uri = loopback_url(port)
     if "://" not in artifacts_destination:
         Path(artifacts_destination).mkdir(parents=True, exist_ok=True)
     env = env_with_venv({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(s3_env or {})})
     # The server must not inherit a client's tracking URI pointing elsewhere.
     env.pop(contract.MLFLOW_TRACKING_URI.name, None)
-    process = ManagedProcess(
+    process = http_server(
         "mlflow-server",
         mlflow_server_argv(backend_store_uri, artifacts_destination, port, workers=workers),
+        port=port,
+        ready_path="/health",
         env=env,
         log_path=log_path,
-        ready=lambda: http_ok(f"{uri}/health"),
         start_timeout=start_timeout,
-        ports=(port,),
     )
     with process:
         yield MlflowServer(tracking_uri=uri, port=port, process=process)

@@ -1,20 +1,23 @@
-"""Train and register a small real model (iris, StandardScaler + LogisticRegression) in MLflow.
+"""Registered versions of the DAG's own model, for the tests, the benchmark and the demo.
 
-`train_and_register(tracking_uri, "iris", alias="champion")` fits the model on scikit-learn's bundled
-iris data (no network), logs it with a signature, an input example and explicit `pip_requirements`
-(which skips MLflow's ~10 s requirement-inference subprocess: ~1 s per model), registers a new version
-and optionally points an alias at it. `iris_rows()` gives valid request rows for that signature.
+`train_and_register(tracking_uri, "iris", alias="champion")` trains with the DAG's training code
+(`mlops_tasks.training.train_and_log`: iris StandardScaler + LogisticRegression, the fixed split, logged
+with a signature, an input example and explicit `pip_requirements`, which skips MLflow's ~10 s
+requirement-inference subprocess), registers a new version with the DAG's registry code
+(`mlops_tasks.registry`), waits until it is READY and optionally points an alias at it.
+`iris_rows()` gives valid request rows for that signature.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 from services.common.models import pip_requirements
 
-IRIS_COLUMNS = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")
+__all__ = ["RegisteredVersion", "iris_rows", "pip_requirements", "set_alias", "train_and_register"]
+
+# Seconds to wait for a new version to be READY (MLflow's own default for `register_model`).
+REGISTRATION_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class RegisteredVersion:
     name: str
     version: str
     run_id: str
-    model_uri: str  # runs:/ or models:/ URI of the logged model
+    model_uri: str  # models:/ URI of the logged model
     source: str  # the version's source as the registry stores it
 
 
@@ -34,7 +37,7 @@ def iris_rows(n: int = 3, offset: int = 0) -> list[dict[str, float]]:
     rows = []
     for i in range(offset, offset + n):
         values = data.data[i % len(data.data)]
-        rows.append({col: float(v) for col, v in zip(IRIS_COLUMNS, values, strict=True)})
+        rows.append({str(col): float(v) for col, v in zip(data.feature_names, values, strict=True)})
     return rows
 
 
@@ -48,51 +51,29 @@ def train_and_register(
     experiment: str = "devstack",
     tags: dict[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Fit, log and register a new version of `model_name`; move `alias` to it when given."""
+    """Train as the DAG trains, register a new READY version of `model_name`; move `alias` to it when given."""
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_iris
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from mlops_tasks import registry
+    from mlops_tasks.training import Hyperparameters, train_and_log
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
-    features, target = load_iris(return_X_y=True, as_frame=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(features, target)
-    with mlflow.start_run(tags=tags or {}) as run:
-        mlflow.log_params({"C": C, "max_iter": max_iter})
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(features, model.predict(features)),
-            input_example=features.head(3),
-            pip_requirements=pip_requirements(),
-            registered_model_name=model_name,
-        )
-    client = MlflowClient(tracking_uri=tracking_uri)
-    version = str(info.registered_model_version)
-    mv = client.get_model_version(model_name, version)
+    logged = train_and_log(
+        tracking_uri=tracking_uri, experiment=experiment, hyper=Hyperparameters(C=C, max_iter=max_iter), tags=tags or {}
+    )
+    mlflow.set_tracking_uri(tracking_uri)  # registry.register uses the process's tracking URI
+    version = registry.register(model_name, logged["model_uri"], tags={}, await_seconds=REGISTRATION_TIMEOUT_S)
+    client = registry.client(tracking_uri)
     if alias:
-        client.set_registered_model_alias(model_name, alias, version)
+        registry.set_alias(client, model_name, alias, version)
     return RegisteredVersion(
-        name=model_name, version=version, run_id=run.info.run_id, model_uri=info.model_uri, source=str(mv.source)
+        name=model_name,
+        version=version,
+        run_id=logged["run_id"],
+        model_uri=logged["model_uri"],
+        source=str(client.get_model_version(model_name, version).source),
     )
 
 
 def set_alias(tracking_uri: str, model_name: str, alias: str, version: str) -> None:
-    from mlflow import MlflowClient
+    from mlops_tasks import registry
 
-    MlflowClient(tracking_uri=tracking_uri).set_registered_model_alias(model_name, alias, version)
-
-
-def alias_version(tracking_uri: str, model_name: str, alias: str) -> str:
-    from mlflow import MlflowClient
-
-    mv: Any = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(model_name, alias)
-    return str(mv.version)
+    registry.set_alias(registry.client(tracking_uri), model_name, alias, version)

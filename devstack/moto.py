@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok
+from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
 
 # moto accepts any credentials unless INITIAL_NO_AUTH_ACTION_COUNT is set.
 DUMMY_CREDENTIALS = {
@@ -61,18 +61,17 @@ def moto_s3(
 ) -> Iterator[MotoS3]:
     """Run moto's server on `port` (a free one by default) and create `buckets`."""
     port = port or free_port()
-    endpoint = f"http://{LOOPBACK}:{port}"
-    process = ManagedProcess(
+    process = http_server(
         "moto_server",
         ["moto_server", "-H", LOOPBACK, "-p", str(port)],
+        port=port,
+        ready_path="/moto-api/",
         env=env_with_venv(DUMMY_CREDENTIALS),
         log_path=log_path,
-        ready=lambda: http_ok(f"{endpoint}/moto-api/"),
         start_timeout=start_timeout,
-        ports=(port,),
     )
     with process:
-        server = MotoS3(endpoint_url=endpoint, port=port, process=process)
+        server = MotoS3(endpoint_url=loopback_url(port), port=port, process=process)
         for bucket in buckets:
             server.create_bucket(bucket)
         yield server

@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -170,6 +170,19 @@ class ManagedProcess:
             f"--- log {self.log_path} ---\n{self.log_tail()}"
         )
 
+    def wait(self, timeout: float) -> int:
+        """Wait until the command ends; its exit code. `DevstackError` with the log's tail when it runs
+        longer than `timeout` seconds (it keeps running: `stop()`, or leaving the block, ends it)."""
+        if self.proc is None:
+            raise DevstackError(f"{self.name} is not started")
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DevstackError(
+                f"{self.name} did not finish within {timeout:.0f} s (command: {' '.join(self.argv)})\n"
+                f"--- log {self.log_path} ---\n{self.log_tail()}"
+            ) from None
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -231,8 +244,31 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def managed(process: ManagedProcess) -> Iterator[ManagedProcess]:
-    """`with managed(ManagedProcess(...)) as p:` for callers that prefer a generator form."""
-    with process:
-        yield process
+def loopback_url(port: int) -> str:
+    return f"http://{LOOPBACK}:{port}"
+
+
+def http_server(
+    name: str,
+    argv: Sequence[str],
+    *,
+    port: int,
+    ready_path: str,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    log_path: str | os.PathLike[str] | None = None,
+    start_timeout: float = 60.0,
+) -> ManagedProcess:
+    """A server that listens on the loopback `port`: the port must be free before it starts, and it is
+    ready once `GET ready_path` answers 2xx. Use it as a context manager, like any `ManagedProcess`."""
+    ready_url = f"{loopback_url(port)}{ready_path}"
+    return ManagedProcess(
+        name,
+        argv,
+        env=env,
+        cwd=cwd,
+        log_path=log_path,
+        ready=lambda: http_ok(ready_url),
+        start_timeout=start_timeout,
+        ports=(port,),
+    )

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok
+from devstack import REPO
+from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
 from services.common import contract
 from services.serving import SERVING_COMMAND
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def serving_service(
     """Run the service until the block exits (a random reload token unless one is given)."""
     port = port or free_port()
     reload_token = reload_token or secrets.token_urlsafe(24)
-    base = f"http://{LOOPBACK}:{port}"
+    base = loopback_url(port)
     env = env_with_venv(
         serving_env(
             tracking_uri=tracking_uri,
@@ -111,18 +110,18 @@ def serving_service(
     )
     if slack_webhook_url is None:
         env.pop(contract.SLACK_WEBHOOK_URL.name, None)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(REPO) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
     if extra_env:
         env.update(extra_env)
-    process = ManagedProcess(
+    process = http_server(
         "serving",
         list(SERVING_COMMAND),
+        port=port,
+        ready_path=f"/{wait_for}",
         env=env,
-        cwd=REPO_ROOT,
+        cwd=REPO,
         log_path=log_path,
-        ready=lambda: http_ok(f"{base}/{wait_for}"),
         start_timeout=start_timeout,
-        ports=(port,),
     )
     with process:
         yield ServingProcess(

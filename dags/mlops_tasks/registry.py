@@ -57,12 +57,13 @@ def version_status(c: MlflowClient, model: str, version: str) -> str | None:
         raise
 
 
-def register(model: str, model_uri: str, tags: dict[str, str]) -> str:
-    """Create a new version of `model` from a logged model (``models:/m-...``); does not wait for READY
-    (a sensor does). Uses the tracking URI set with `mlflow.set_tracking_uri`."""
+def register(model: str, model_uri: str, tags: dict[str, str], await_seconds: int = 0) -> str:
+    """Create a new version of `model` from a logged model (``models:/m-...``). By default does not wait
+    for READY (the DAG's sensor does); `await_seconds` waits that long at most. Uses the tracking URI set
+    with `mlflow.set_tracking_uri`."""
     import mlflow
 
-    version = mlflow.register_model(model_uri, model, await_registration_for=0, tags=tags)
+    version = mlflow.register_model(model_uri, model, await_registration_for=await_seconds, tags=tags)
     log.info("registered %s version %s (status %s)", model, version.version, version.status)
     return str(version.version)
 

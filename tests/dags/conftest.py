@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,30 +19,10 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "dags"
-VENV_BIN = Path(sys.executable).parent
-if str(DAGS) not in sys.path:
-    sys.path.insert(0, str(DAGS))  # the DAGs' helper package, as Airflow puts the DAG folder on sys.path
-
-
-def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment of an `airflow` subprocess using `home` (SQLite DB there) and this repo's dags/."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra or {})
-    return env
-
+# Importing devstack puts the DAG folder on sys.path, as Airflow does: `mlops_tasks` is importable.
+from devstack import REPO
+from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
+from devstack.procs import find_binary
 
 # --- Airflow --------------------------------------------------------------------------------------
 
@@ -58,6 +35,7 @@ class DagRunResult:
     run_id: str | None
     state: str | None
     task_states: dict[str, str]
+    xcoms: dict[tuple[str, str], Any]
     seconds: float
 
 
@@ -69,18 +47,14 @@ class AirflowHome:
 
     @property
     def db(self) -> Path:
-        return self.path / "airflow.db"
-
-    def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        with sqlite3.connect(self.db) as conn:
-            return list(conn.execute(sql, args))
+        return self.path / METADATA_DB
 
     def dags_test(self, dag_id: str, conf: dict[str, Any], env: dict[str, str], timeout: float = 600) -> DagRunResult:
-        """`airflow dags test DAG_ID -c CONF`; returns the run's state and its task states from the DB."""
-        before = {row[0] for row in self._query("SELECT run_id FROM dag_run WHERE dag_id = ?", dag_id)}
+        """`airflow dags test DAG_ID -c CONF`; returns the run's state, task states and XComs from the DB."""
+        before = run_ids(self.db, dag_id)
         started = time.monotonic()
         proc = subprocess.run(
-            [str(VENV_BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+            dags_test_argv(dag_id, conf),
             env=airflow_env(self.path, env),
             cwd=REPO,
             capture_output=True,
@@ -88,40 +62,24 @@ class AirflowHome:
             timeout=timeout,
         )
         seconds = time.monotonic() - started
-        output = proc.stdout + proc.stderr
-        new = [
-            row
-            for row in self._query("SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id", dag_id)
-            if row[0] not in before
-        ]
-        run_id, state = new[-1] if new else (None, None)
-        task_states = (
-            {
-                task_id: state_ or "none"
-                for task_id, state_ in self._query(
-                    "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
-                )
-            }
-            if run_id
-            else {}
+        run = new_dag_run(self.db, dag_id, before)
+        result = DagRunResult(
+            dag_id,
+            proc.returncode,
+            proc.stdout + proc.stderr,
+            run.run_id,
+            run.state,
+            run.task_states,
+            run.xcoms,
+            seconds,
         )
-        result = DagRunResult(dag_id, proc.returncode, output, run_id, state, task_states, seconds)
         self.runs.append(result)
-        print(f"airflow dags test {dag_id} {conf}: rc={proc.returncode} state={state} in {seconds:.1f} s {task_states}")
+        print(f"airflow dags test {dag_id} {conf}: rc={proc.returncode} state={run.state} in {seconds:.1f} s")
+        print(f"  tasks: {run.task_states}")
         return result
 
     def xcom(self, run: DagRunResult, task_id: str, key: str = "return_value") -> Any:
-        rows = self._query(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
-            run.dag_id,
-            run.run_id,
-            task_id,
-            key,
-        )
-        if not rows:
-            return None
-        value = rows[0][0]
-        return json.loads(value) if isinstance(value, str | bytes) else value
+        return run.xcoms.get((task_id, key))
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +88,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
     home = tmp_path_factory.mktemp("airflow-home")
     started = time.monotonic()
     proc = subprocess.run(
-        [str(VENV_BIN / "airflow"), "db", "migrate"],
+        [find_binary("airflow"), "db", "migrate"],
         env=airflow_env(home),
         capture_output=True,
         text=True,
@@ -207,31 +165,6 @@ def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory, postgres_avail
         yield stack.tracking_uri
     finally:
         stack_cm.__exit__(None, None, None)
-
-
-@dataclass(frozen=True)
-class Seeded:
-    model: str
-    version: str
-    run_id: str
-
-
-def seed_version(
-    tracking_uri: str, model: str, alias: str | None = None, C: float = 1.0, max_iter: int = 200
-) -> Seeded:
-    """A READY version trained exactly as the DAG trains (same split), optionally under `alias`."""
-    import mlflow
-    from mlops_tasks import registry
-    from mlops_tasks.training import Hyperparameters, train_and_log
-
-    logged = train_and_log(
-        tracking_uri=tracking_uri, experiment=f"{model}-seed", hyper=Hyperparameters(C=C, max_iter=max_iter), tags={}
-    )
-    mlflow.set_tracking_uri(tracking_uri)
-    version = registry.register(model, logged["model_uri"], tags={})
-    if alias:
-        registry.client(tracking_uri).set_registered_model_alias(model, alias, version)
-    return Seeded(model, version, logged["run_id"])
 
 
 # --- serving ---------------------------------------------------------------------------------------

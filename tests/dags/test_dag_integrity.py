@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.dags.conftest import DAGS, REPO, airflow_env
+from devstack import DAGS_FOLDER, REPO
+from devstack.dag_runs import airflow_env
 
 EXPECTED_DAGS = {"train_register_promote", "rollback_model"}
 
@@ -21,7 +22,7 @@ EXPECTED_DAGS = {"train_register_promote", "rollback_model"}
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("airflow-integrity")
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("inspect_dags.py")), str(DAGS)],
+        [sys.executable, str(Path(__file__).with_name("inspect_dags.py")), str(DAGS_FOLDER)],
         env=airflow_env(home),
         cwd=REPO,
         capture_output=True,

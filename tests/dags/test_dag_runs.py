@@ -13,8 +13,9 @@ from mlops_tasks import serving as serving_client
 from mlops_tasks.settings import GATE_REASON_TAG, GATE_TAG, PREVIOUS_VERSION_XCOM_KEY, previous_tag
 from mlops_tasks.training import sample_rows
 
+from devstack.models import train_and_register
 from services.common import contract
-from tests.dags.conftest import AirflowHome, DagRunResult, ReloadProxy, WebhookReceiver, running_serving, seed_version
+from tests.dags.conftest import AirflowHome, DagRunResult, ReloadProxy, WebhookReceiver, running_serving
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -53,7 +54,7 @@ def test_happy_path_promotes_and_serves_the_new_version(
     import mlflow
 
     model = _model("happy")
-    seeded = seed_version(mlflow_tracking_uri, model, alias="champion")
+    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
     client = registry.client(mlflow_tracking_uri)
     with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
         assert _served(serving) == ("champion", seeded.version)
@@ -108,7 +109,7 @@ def test_model_below_the_gate_changes_nothing(
     airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     model = _model("gate")
-    seeded = seed_version(mlflow_tracking_uri, model, alias="champion")
+    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
     client = registry.client(mlflow_tracking_uri)
     with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
         webhook.clear()
@@ -147,7 +148,7 @@ def test_failure_after_promotion_restores_the_previous_version(
     airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     model = _model("rollback")
-    seeded = seed_version(mlflow_tracking_uri, model, alias="champion")
+    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
     client = registry.client(mlflow_tracking_uri)
     with (
         running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving,
@@ -186,8 +187,8 @@ def test_manual_rollback_restores_a_chosen_version_and_refuses_an_invalid_one(
     airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
 ) -> None:
     model = _model("manual")
-    v1 = seed_version(mlflow_tracking_uri, model).version
-    v2 = seed_version(mlflow_tracking_uri, model, alias="champion").version
+    v1 = train_and_register(mlflow_tracking_uri, model).version
+    v2 = train_and_register(mlflow_tracking_uri, model, alias="champion").version
     client = registry.client(mlflow_tracking_uri)
     with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
         assert _served(serving) == ("champion", v2)
@@ -219,8 +220,8 @@ def test_verification_sees_the_promoted_alias_whatever_the_routing(mlflow_tracki
     from devstack.serving import serving_service
 
     model = _model("canary")
-    seed_version(mlflow_tracking_uri, model, alias="champion")
-    challenger = seed_version(mlflow_tracking_uri, model, alias="challenger", C=0.5)
+    train_and_register(mlflow_tracking_uri, model, alias="champion")
+    challenger = train_and_register(mlflow_tracking_uri, model, alias="challenger", C=0.5)
     routing = {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 0}
     with serving_service(
         mlflow_tracking_uri,

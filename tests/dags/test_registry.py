@@ -8,7 +8,7 @@ import pytest
 from mlops_tasks import registry
 from mlops_tasks.settings import previous_tag
 
-from tests.dags.conftest import seed_version
+from devstack.models import train_and_register
 
 pytestmark = [pytest.mark.servers]
 
@@ -21,7 +21,7 @@ def test_alias_holder_is_none_for_missing_model_and_missing_alias(mlflow_trackin
     c = registry.client(mlflow_tracking_uri)
     model = _name("reg-missing")
     assert registry.alias_holder(c, model, "champion") is None
-    seed_version(mlflow_tracking_uri, model)
+    train_and_register(mlflow_tracking_uri, model)
     assert registry.alias_holder(c, model, "champion") is None
     assert registry.version_status(c, model, "1") == registry.READY
     assert registry.version_status(c, model, "7") is None
@@ -30,9 +30,9 @@ def test_alias_holder_is_none_for_missing_model_and_missing_alias(mlflow_trackin
 def test_restore_undoes_a_move_and_refuses_to_clobber_someone_elses(mlflow_tracking_uri: str) -> None:
     c = registry.client(mlflow_tracking_uri)
     model = _name("reg-restore")
-    v1 = seed_version(mlflow_tracking_uri, model, alias="champion").version
-    v2 = seed_version(mlflow_tracking_uri, model).version
-    v3 = seed_version(mlflow_tracking_uri, model).version
+    v1 = train_and_register(mlflow_tracking_uri, model, alias="champion").version
+    v2 = train_and_register(mlflow_tracking_uri, model).version
+    v3 = train_and_register(mlflow_tracking_uri, model).version
     move = registry.AliasMove(model, "champion", previous_version=v1, new_version=v2)
     registry.record_previous(c, move)
     registry.set_alias(c, model, "champion", v2)
@@ -51,7 +51,7 @@ def test_restore_undoes_a_move_and_refuses_to_clobber_someone_elses(mlflow_track
 def test_restore_of_a_first_promotion_deletes_the_alias(mlflow_tracking_uri: str) -> None:
     c = registry.client(mlflow_tracking_uri)
     model = _name("reg-first")
-    v1 = seed_version(mlflow_tracking_uri, model, alias="champion").version
+    v1 = train_and_register(mlflow_tracking_uri, model, alias="champion").version
     registry.restore(c, registry.AliasMove(model, "champion", previous_version=None, new_version=v1))
     assert registry.alias_holder(c, model, "champion") is None
 
@@ -61,9 +61,9 @@ def test_rollback_target_resolution_and_refusals(mlflow_tracking_uri: str) -> No
     model = _name("reg-target")
     with pytest.raises(registry.RegistryError, match="does not exist"):
         registry.resolve_rollback_target(c, model, "champion", "previous")
-    v1 = seed_version(mlflow_tracking_uri, model).version
-    v2 = seed_version(mlflow_tracking_uri, model).version
-    v3 = seed_version(mlflow_tracking_uri, model, alias="champion").version
+    v1 = train_and_register(mlflow_tracking_uri, model).version
+    v2 = train_and_register(mlflow_tracking_uri, model).version
+    v3 = train_and_register(mlflow_tracking_uri, model, alias="champion").version
 
     # No recorded predecessor: the newest older READY version.
     assert registry.resolve_rollback_target(c, model, "champion", "previous") == (v2, v3)
@@ -84,8 +84,8 @@ def test_rollback_target_must_be_ready(mlflow_tracking_uri: str, monkeypatch: py
     """The SQL registry creates versions READY at once, so a pending one is simulated at the client."""
     c = registry.client(mlflow_tracking_uri)
     model = _name("reg-pending")
-    v1 = seed_version(mlflow_tracking_uri, model).version
-    seed_version(mlflow_tracking_uri, model, alias="champion")
+    v1 = train_and_register(mlflow_tracking_uri, model).version
+    train_and_register(mlflow_tracking_uri, model, alias="champion")
     real = registry.version_status
     monkeypatch.setattr(
         registry,
