@@ -4,10 +4,12 @@ Each check returns a list of problems (strings naming the resource and what is w
 list means it passed. The harness's own tests feed each check a deliberately broken object to show
 it fails.
 
-- `kubernetes_schema_problems`: every Kubernetes object against the Kubernetes OpenAPI schemas
-  (kubernetes-validate, strict) for each version asked (the stack's oldest supported and 1.37).
-  Objects of CRDs the platform installs (cert-manager, Traefik, CloudNativePG, Prometheus operator)
-  have no schema there: they get a structural check and are listed by `crd_objects`.
+- `kubernetes_schema_problems`: every built-in Kubernetes object against the Kubernetes OpenAPI
+  schemas (kubernetes-validate, strict) for each version asked (the stack's oldest supported and
+  1.37), and every custom resource (cert-manager, Traefik, Prometheus operator, ...; listed by
+  `crd_objects`) strictly against the `openAPIV3Schema` of its CRD in ../shared/crds
+  (`custom_resource_problems`, see `harness.crds`). A custom resource whose CRD or version is not
+  there is a problem.
 - `helm_values_problems`: every Helm release's values against its chart's `values.schema.json` in
   ../shared/charts/<chart>/<version>/ (and top-level keys against `values.yaml` where the schema
   root accepts unknown keys). A release without a pinned version or without a folder there fails.
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,14 +35,21 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from harness import crds
 from harness.mocks import Registration, SecretValue, reveal
-from harness.run import ROOT, ProgramRun
+from harness.run import ROOT, ProgramRun, shared_dir
 
 LATEST_KUBERNETES = "1.37"
 
 
 def charts_dir() -> Path:
-    return Path(os.environ.get("MLOPS_SHARED_DIR", ROOT.parent / "shared")) / "charts"
+    return shared_dir() / "charts"
+
+
+def crds_dir() -> Path:
+    """../shared/crds beside the clone (CI has ../shared there too); not moved by MLOPS_SHARED_DIR,
+    which points at fetched chart values files only."""
+    return ROOT.parent / "shared" / "crds"
 
 
 def _full_version(minor: str) -> str:
@@ -49,17 +57,16 @@ def _full_version(minor: str) -> str:
 
 
 # --- Kubernetes schemas -------------------------------------------------------------------------
-# API groups of CRDs the platform installs itself through Helm charts (no schema in kubernetes-validate).
-CRD_GROUPS = ("cert-manager.io", "acme.cert-manager.io", "traefik.io", "postgresql.cnpg.io", "monitoring.coreos.com")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(f"^{crds.DNS_SUBDOMAIN}$")
 
 
-def _group(api_version: str) -> str:
-    return api_version.split("/")[0] if "/" in api_version else ""
+def _is_custom(obj: dict[str, Any]) -> bool:
+    return crds.is_custom_resource(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
 
 
 def crd_objects(run: ProgramRun) -> list[Registration]:
-    return [r for r in run.kubernetes_objects() if _group(str(r.manifest.get("apiVersion", ""))) in CRD_GROUPS]
+    """The custom resources the run creates (objects of API groups served by CRDs)."""
+    return [r for r in run.kubernetes_objects() if _is_custom(r.manifest)]
 
 
 def _describe(reg: Registration) -> str:
@@ -69,17 +76,18 @@ def _describe(reg: Registration) -> str:
     return f"{m.get('kind', reg.type)} {ns}{meta.get('name', reg.name)} ({reg.name})"
 
 
-def validate_object(obj: dict[str, Any], version: str) -> str | None:
-    """One object against one Kubernetes version; returns the problem or None."""
-    api_version = str(obj.get("apiVersion", ""))
-    meta = obj.get("metadata") or {}
-    name = meta.get("name")
+def _name_problem(obj: dict[str, Any]) -> str | None:
+    name = (obj.get("metadata") or {}).get("name")
     if not name or not _DNS_SUBDOMAIN.match(str(name)):
         return f"metadata.name {name!r} is not a valid DNS subdomain name"
-    if _group(api_version) in CRD_GROUPS:
-        if not obj.get("kind") or not isinstance(obj.get("spec"), dict):
-            return "custom resource needs kind and a spec object"
-        return None
+    return None
+
+
+def validate_object(obj: dict[str, Any], version: str) -> str | None:
+    """One built-in object against one Kubernetes version; returns the problem or None."""
+    name_problem = _name_problem(obj)
+    if name_problem:
+        return name_problem
     try:
         kubernetes_validate.validate(obj, _full_version(version), strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -90,15 +98,31 @@ def validate_object(obj: dict[str, Any], version: str) -> str | None:
     return None
 
 
+def custom_resource_problems(run: ProgramRun, folder: Path | None = None) -> list[str]:
+    """Every custom resource strictly against its CRD's schema (the same for every Kubernetes version),
+    from `folder` (default `crds_dir()`); a missing folder raises."""
+    index = crds.load_index(folder or crds_dir())
+    problems: list[str] = []
+    for reg in crd_objects(run):
+        obj = reg.manifest
+        found = index.problems(obj)
+        if not (obj.get("metadata") or {}).get("name"):
+            found.insert(0, "metadata.name: required field missing")
+        problems.extend(f"{_describe(reg)} is invalid against its CRD: {p}" for p in found)
+    return problems
+
+
 def kubernetes_schema_problems(run: ProgramRun, versions: Iterable[str]) -> list[str]:
     problems = []
     for reg in run.kubernetes_objects():
         obj = reg.manifest
+        if _is_custom(obj):
+            continue
         for version in versions:
             problem = validate_object(obj, version)
             if problem:
                 problems.append(f"{_describe(reg)} is invalid for Kubernetes {version}: {problem}")
-    return problems
+    return problems + custom_resource_problems(run)
 
 
 # --- Helm values ---------------------------------------------------------------------------------

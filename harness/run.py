@@ -30,6 +30,12 @@ PROGRAM = ROOT / "infra" / "__main__.py"
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
 
+def shared_dir() -> Path:
+    """Where the Helm checks read chart values files: ../shared beside the clone, or $MLOPS_SHARED_DIR
+    (CI on GitHub fetches the pinned charts there with `harness.fetch_charts`)."""
+    return Path(os.environ.get("MLOPS_SHARED_DIR", ROOT.parent / "shared"))
+
+
 @dataclass
 class StackConfig:
     stack: str

@@ -63,6 +63,15 @@ def k8s(kind: str, name: str, namespace: str | None = "apps", api: str | None = 
     return reg(type_, f"{kind.lower()}-{name}", {"apiVersion": api_version, "kind": kind, "metadata": meta, **body})
 
 
+def custom(api_version: str, kind: str, name: str, namespace: str | None = "apps", **body: Any) -> Registration:
+    """A custom resource as `apiextensions.CustomResource` registers it (type `kubernetes:<apiVersion>:<kind>`)."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    inputs = {"apiVersion": api_version, "kind": kind, "metadata": meta, **body}
+    return reg(f"kubernetes:{api_version}:{kind}", f"{kind.lower()}-{name}", inputs)
+
+
 def deployment(name: str, pod_spec: dict[str, Any], namespace: str = "apps") -> Registration:
     labels = {"app": name}
     return k8s(

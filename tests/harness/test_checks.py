@@ -50,11 +50,14 @@ def test_api_removed_in_newer_kubernetes_fails_there_only() -> None:
     assert any("1.30" in p for p in problems) and any("1.37" in p for p in problems)
 
 
-def test_crd_objects_get_a_structural_check() -> None:
+def test_custom_resources_are_checked_against_their_crd() -> None:
+    # the details are in test_crds.py
     good = k8s("ClusterIssuer", "ca", namespace=None, spec={"ca": {"secretName": "ca"}})
     bad = k8s("ClusterIssuer", "ca2", namespace=None)
     assert checks.kubernetes_schema_problems(run_of(good), VERSIONS) == []
-    assert checks.kubernetes_schema_problems(run_of(bad), VERSIONS)
+    assert checks.kubernetes_schema_problems(run_of(bad), VERSIONS) == [
+        "ClusterIssuer ca2 (clusterissuer-ca2) is invalid against its CRD: spec: required field missing"
+    ]
     assert checks.crd_objects(run_of(good, bad)) == [good, bad]
 
 
