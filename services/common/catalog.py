@@ -1,0 +1,415 @@
+"""The model catalog: every model the platform trains and serves, and the resource profiles they run on.
+
+One definition for everyone. The stack settings (`stacks/`) validate the `models` and `profiles` keys of a
+stack file with these models; the Pulumi program renders one serving deployment per entry and writes the
+catalog (`Catalog.for_airflow`) into the ConfigMap that every Airflow component mounts; the DAG factory
+(`dags/`) generates one training DAG per entry from that same JSON; `make demo` builds it for local runs.
+
+A catalog entry (keys as in `Pulumi.<stack>.yaml`, camelCase):
+
+    models:
+      iris-classifier:
+        training:
+          source: {repo: <git URL; default: airflow.gitRepo>, ref: <default: airflow.gitBranch>, subdir: examples/iris}
+          entrypoint: iris_model.train:train        # package.module:function, or a command list
+          profile: small
+          params: {C: 1.0}                          # defaults; a run may override them
+          dataset: s3://<bucket>/datasets/iris.csv  # optional; inside the artifact bucket: granted automatically
+          schedule: "0 3 * * 1"                     # cron, or null for on demand only
+        gate: {metric: test_accuracy, direction: max, threshold: 0.9, minImprovement: 0.0}
+        serving: {aliases: [champion, challenger], routing: {mode: fixed, alias: champion}, profile: small,
+                  workers: 2, minReplicas: 1, maxReplicas: 3, host: iris.models.<domain>}
+
+Only pydantic is imported here: the Pulumi program, the serving service and the DAGs all load this module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.common import serving_rules as rules
+
+# Registered-model names: what MLflow accepts and what survives URLs, file names and Kubernetes labels.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+# The longest slug: leaves room for the longest derived name (`train_<slug>` DAG ids, `model-<slug>` objects).
+MAX_SLUG = 40
+GPU_RESOURCE = "nvidia.com/gpu"
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+_METRIC = re.compile(r"^[A-Za-z0-9_./ -]{1,250}$")
+
+ParamValue = str | int | float | bool | None
+
+
+class CatalogError(ValueError):
+    """An invalid catalog. `problems` holds (key path, message) pairs, e.g. ("models.iris.gate.metric", ...)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" if path else msg for path, msg in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(str(value)):
+        raise ValueError(f"must be a Kubernetes quantity such as 500m, 2 or 4Gi; got {value!r}")
+    return str(value)
+
+
+Quantity = Annotated[str, Field(min_length=1)]
+
+
+# --- profiles -------------------------------------------------------------------------------------
+class Toleration(_Strict):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, alias="tolerationSeconds")
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The toleration as the Kubernetes API spells it (camelCase, unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class Resources(_Strict):
+    cpu: Quantity
+    memory: Quantity
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _is_quantity(cls, value: str) -> str:
+        return _quantity(value)
+
+
+class ProfileImages(_Strict):
+    """Images of one profile; unset = the platform's own (the Airflow image trains, the serving image serves)."""
+
+    training: str | None = None
+    serving: str | None = None
+
+
+class Profile(_Strict):
+    """Resources of the pods of one kind of model: BOTH its training pod and its serving pods."""
+
+    images: ProfileImages = ProfileImages()
+    requests: Resources
+    limits: Resources
+    gpus: int = Field(default=0, ge=0, le=16)
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: tuple[Toleration, ...] = ()
+    priority_class_name: str | None = Field(default=None, alias="priorityClassName")
+
+    @model_validator(mode="after")
+    def _gpu_placement(self) -> Profile:
+        if self.gpus and not self.node_selector and not self.tolerations:
+            raise ValueError(
+                "a GPU profile needs GPU node selection: set nodeSelector (e.g. nvidia.com/gpu.present: 'true') "
+                "or tolerations for the GPU nodes' taint"
+            )
+        if rules.quantity_bytes(self.requests.memory) > rules.quantity_bytes(self.limits.memory):
+            raise ValueError(f"requests.memory {self.requests.memory} is above limits.memory {self.limits.memory}")
+        return self
+
+    def k8s_resources(self) -> dict[str, dict[str, str]]:
+        """`resources` of a container on this profile: requests and limits, with the GPU count in both."""
+        requests = {"cpu": self.requests.cpu, "memory": self.requests.memory}
+        limits = {"cpu": self.limits.cpu, "memory": self.limits.memory}
+        if self.gpus:
+            requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(self.gpus)
+        return {"requests": requests, "limits": limits}
+
+    def k8s_tolerations(self) -> list[dict[str, Any]]:
+        return [t.to_k8s() for t in self.tolerations]
+
+
+DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
+    # `small` holds the default serving workers (services.common.serving_rules.min_memory_bytes).
+    "small": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "medium": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+    "gpu": {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"cpu": "4", "memory": "16Gi"},
+        "gpus": 1,
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
+
+
+# --- models ---------------------------------------------------------------------------------------
+class Source(_Strict):
+    """Where the training code is: a git repository, a ref and a folder in it."""
+
+    repo: str | None = Field(default=None, pattern=r"^(https://|ssh://|git@)", description="default: airflow.gitRepo")
+    ref: str | None = Field(default=None, min_length=1, description="branch, tag or commit; default: airflow.gitBranch")
+    subdir: str = Field(default="", pattern=r"^[A-Za-z0-9_./-]*$", description="folder of the code in the repository")
+
+    @field_validator("subdir")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"must be a relative folder inside the repository; got {value!r}")
+        return value
+
+
+class Training(_Strict):
+    source: Source = Source()
+    entrypoint: str | tuple[str, ...] = Field(description="package.module:function, or a command as a list")
+    profile: str = "small"
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    dataset: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
+    schedule: str | None = None
+    timeout_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60, alias="timeoutMinutes")
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str):
+            if not _ENTRYPOINT.match(value):
+                raise ValueError(f"must be package.module:function or a command list; got {value!r}")
+        elif not value or not all(isinstance(part, str) and part for part in value):
+            raise ValueError("a command must be a non-empty list of non-empty strings")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = cron_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @property
+    def is_command(self) -> bool:
+        return not isinstance(self.entrypoint, str)
+
+
+class Gate(_Strict):
+    metric: str = Field(description="a metric the training run logs")
+    direction: Literal["max", "min"] = "max"
+    threshold: float | None = None
+    min_improvement: float | None = Field(
+        default=None, alias="minImprovement", description="unset = no comparison with the current champion"
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if not _METRIC.match(value):
+            raise ValueError(f"must be an MLflow metric name; got {value!r}")
+        return value
+
+    def better(self, candidate: float, reference: float) -> float:
+        """How much better `candidate` is than `reference` in the gate's direction (negative: worse)."""
+        return candidate - reference if self.direction == "max" else reference - candidate
+
+    def passes_threshold(self, value: float) -> bool:
+        if self.threshold is None:
+            return True
+        return value >= self.threshold if self.direction == "max" else value <= self.threshold
+
+
+def _default_routing() -> rules.RoutingConfig:
+    return rules.parse_routing({"mode": "fixed", "alias": rules.DEFAULT_ALIASES[0]})
+
+
+class Serving(_Strict):
+    aliases: tuple[rules.Alias, ...] = rules.DEFAULT_ALIASES
+    routing: rules.RoutingConfig = Field(default_factory=_default_routing)
+    profile: str = "small"
+    workers: int = Field(default=rules.DEFAULT_WORKERS, ge=1, le=32)
+    min_replicas: int = Field(default=1, ge=1, le=100, alias="minReplicas")
+    max_replicas: int = Field(default=2, ge=1, le=500, alias="maxReplicas")
+    host: str | None = Field(default=None, description="default <model>.models.<ingress.domain>")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Serving:
+        if not self.aliases:
+            raise ValueError("aliases must name at least one alias")
+        missing = [a for a in self.routing.aliases() if a not in self.aliases]
+        if missing:
+            raise ValueError(f"routing uses aliases {missing} that aliases does not load")
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be <= maxReplicas")
+        return self
+
+
+class ModelSpec(_Strict):
+    training: Training
+    gate: Gate
+    serving: Serving = Serving()
+
+
+class Catalog(_Strict):
+    """The validated catalog: models by registered name, profiles by name."""
+
+    models: dict[str, ModelSpec]
+    profiles: dict[str, Profile]
+
+    def slug(self, model: str) -> str:
+        return slug(model)
+
+    def for_airflow(self, **endpoints: Mapping[str, str]) -> dict[str, Any]:
+        """The catalog as the DAGs receive it (JSON-ready): every model with its settings, the profile it
+        trains on, and per model any endpoint given (e.g. serving_url={model: url})."""
+        out: dict[str, Any] = {"version": 1, "models": {}, "profiles": {}}
+        for name, spec in sorted(self.models.items()):
+            entry = spec.model_dump(mode="json", by_alias=True)
+            entry["names"] = names(name)
+            for key, per_model in sorted(endpoints.items()):
+                if name in per_model:
+                    entry[key] = per_model[name]
+            out["models"][name] = entry
+        for name, profile in sorted(self.profiles.items()):
+            out["profiles"][name] = profile.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return out
+
+
+# --- names ----------------------------------------------------------------------------------------
+def slug(model: str) -> str:
+    """The model's name as a DNS label: lower case, runs of other characters as one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+
+
+def names(model: str) -> dict[str, str]:
+    """Every name derived from a model: Kubernetes objects, the DAG id, the MLflow experiment."""
+    s = slug(model)
+    return {
+        "slug": s,
+        "k8s": f"model-{s}",  # Deployment, Service, HPA, PDB, NetworkPolicy, Ingress of its serving
+        "dag_id": f"train_{s.replace('-', '_')}",
+        "rollback_dag_id": f"rollback_{s.replace('-', '_')}",
+        "experiment": f"mlops/{model}",
+    }
+
+
+# --- cron -----------------------------------------------------------------------------------------
+_CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
+_CRON_FIELDS = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    (
+        "month",
+        1,
+        12,
+        {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+    ),
+    ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
+)
+
+
+def cron_problem(expression: str) -> str | None:
+    """None when `expression` is a five-field cron expression (or a preset such as @daily), else why not."""
+    text = expression.strip()
+    if text.lower() in _CRON_PRESETS:
+        return None
+    parts = text.split()
+    if len(parts) != 5:
+        return f"must be a cron expression with 5 fields (minute hour day month weekday) or @daily etc.; got {text!r}"
+    for part, (label, low, high, named) in zip(parts, _CRON_FIELDS, strict=True):
+        for item in part.split(","):
+            problem = _cron_item(item.lower(), low, high, named)
+            if problem:
+                return f"is not a valid cron expression: {label} field {part!r} {problem}"
+    return None
+
+
+def _cron_item(item: str, low: int, high: int, named: Mapping[str, int]) -> str | None:
+    base, _, step = item.partition("/")
+    if step and (not step.isdigit() or int(step) < 1):
+        return f"has a bad step {step!r}"
+    if base == "*":
+        return None
+    bounds = base.split("-")
+    if len(bounds) > 2:
+        return f"has a bad range {base!r}"
+    values = []
+    for bound in bounds:
+        value = named.get(bound) if bound in named else (int(bound) if bound.isdigit() else None)
+        if value is None or not low <= value <= high:
+            return f"has {bound!r} outside {low}-{high}"
+        values.append(value)
+    if len(values) == 2 and values[0] > values[1]:
+        return f"has a descending range {base!r}"
+    return None
+
+
+# --- parsing --------------------------------------------------------------------------------------
+def parse_catalog(models: Mapping[str, Any], profiles: Mapping[str, Any] | None = None) -> Catalog:
+    """Validate raw `models` and `profiles` objects (as a stack file holds them) into a Catalog.
+
+    Raises CatalogError whose problems name the key path of each mistake, e.g.
+    ("models.iris.gate.metric", "Field required") or ("models.b.serving.profile", "unknown profile 'huge' ...").
+    """
+    problems: list[tuple[str, str]] = []
+    parsed_profiles = _parse_map("profiles", DEFAULT_PROFILES if profiles is None else profiles, Profile, problems)
+    parsed_models = _parse_map("models", models, ModelSpec, problems)
+    for name in parsed_models:
+        if not re.match(MODEL_NAME_PATTERN, name):
+            problems.append((f"models.{name}", f"is not a valid registered-model name ({MODEL_NAME_PATTERN})"))
+    if not isinstance(models, Mapping) or not models:
+        problems.append(("models", "must name at least one model"))
+    _cross_check(parsed_models, parsed_profiles, problems)
+    if problems:
+        raise CatalogError(problems)
+    return Catalog(models=parsed_models, profiles=parsed_profiles)
+
+
+def _parse_map(root: str, raw: Any, model: type[BaseModel], problems: list[tuple[str, str]]) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        problems.append((root, "must be an object keyed by name"))
+        return {}
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            out[str(name)] = model.model_validate(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problems.append((f"{root}.{name}" + (f".{loc}" if loc else ""), msg))
+    return out
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union member into the location (`routing.fixed.alias`, `entrypoint.str`)
+    return part in ("fixed", "ab", "canary", "blue-green", "shadow", "str", "tuple[str, ...]")
+
+
+def _cross_check(models: dict[str, ModelSpec], profiles: dict[str, Profile], problems: list[tuple[str, str]]) -> None:
+    known = ", ".join(sorted(profiles)) or "none"
+    by_slug: dict[str, str] = {}
+    for name, spec in models.items():
+        s = slug(name)
+        if not s or not s[0].isalpha():
+            problems.append((f"models.{name}", f"yields the Kubernetes name {s!r}, which must start with a letter"))
+        elif len(s) > MAX_SLUG:
+            problems.append((f"models.{name}", f"is too long for Kubernetes names (at most {MAX_SLUG} characters)"))
+        if s in by_slug:
+            problems.append((f"models.{name}", f"yields the same Kubernetes name {s!r} as models.{by_slug[s]}"))
+        by_slug.setdefault(s, name)
+        for part, profile in (("training", spec.training.profile), ("serving", spec.serving.profile)):
+            if profile not in profiles:
+                problems.append((f"models.{name}.{part}.profile", f"unknown profile {profile!r}; profiles: {known}"))
+        serving_profile = profiles.get(spec.serving.profile)
+        if serving_profile is not None:
+            need = rules.min_memory_bytes(spec.serving.workers)
+            if rules.quantity_bytes(serving_profile.limits.memory) < need:
+                problems.append(
+                    (
+                        f"models.{name}.serving.workers",
+                        f"is {spec.serving.workers}: that many workers need a memory limit of at least "
+                        f"{need // 2**20}Mi but profile {spec.serving.profile!r} has {serving_profile.limits.memory}; "
+                        f"lower serving.workers or raise profiles.{spec.serving.profile}.limits.memory",
+                    )
+                )
