@@ -10,31 +10,21 @@ promoted (tag `mlops.previous_version.<alias>`), else the newest older READY ver
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from mlops_tasks.callbacks import alert_on_failure
-from mlops_tasks.dag_tasks import model_name_param, reload_and_verify, verify_timeout_param
+from mlops_tasks.dag_tasks import TRIGGERED, default_args, model_name_param, reload_and_verify, verify_timeout_param
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
 from mlops_tasks.steps import announce_manual_rollback
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "execution_timeout": timedelta(minutes=15),
-    "on_failure_callback": alert_on_failure,
-}
+DEFAULT_ARGS = default_args(retries=2, retry_delay=timedelta(seconds=20), execution_timeout=timedelta(minutes=15))
 
 
 @dag(
     dag_id="rollback_model",
     description="Manual rollback of a model alias to a chosen READY version; reload serving and verify.",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
+    **TRIGGERED,
     default_args=DEFAULT_ARGS,
     params={
         "model_name": model_name_param(),

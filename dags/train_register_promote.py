@@ -15,24 +15,21 @@ inside the tasks.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from mlops_tasks.callbacks import alert_on_failure
-from mlops_tasks.dag_tasks import model_name_param, reload_and_verify, verify_timeout_param
+from mlops_tasks.dag_tasks import TRIGGERED, default_args, model_name_param, reload_and_verify, verify_timeout_param
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
 from mlops_tasks.steps import announce_promotion
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "execution_timeout": timedelta(minutes=30),
-    "on_failure_callback": alert_on_failure,
-}
+DEFAULT_ARGS = default_args(
+    retries=2,
+    retry_delay=timedelta(seconds=30),
+    retry_exponential_backoff=True,
+    execution_timeout=timedelta(minutes=30),
+)
 
 PARAMS = {
     "model_name": model_name_param(),
@@ -56,10 +53,7 @@ PARAMS = {
 @dag(
     dag_id="train_register_promote",
     description="Train, gate, register, promote (alias), reload serving, verify; automatic rollback.",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
+    **TRIGGERED,
     dagrun_timeout=timedelta(hours=2),
     default_args=DEFAULT_ARGS,
     params=PARAMS,
