@@ -482,6 +482,131 @@ class ChartSettings:
     cert_manager: str = setting("charts.certManager", "cert-manager chart version", default="v1.21.1")
 
 
+# --- images (the platform's own container images) --------------------------------------------------
+# One registry path for every image the platform builds (.github/workflows/images.yml pushes there);
+# a reference without a registry path (`serving@sha256:...`, `serving:0.1.0`) is an image under it.
+# Prod runs images pinned by digest only: the deploy workflow passes the digests it built from the
+# deployed commit as `images.*` configuration (docs/delivery.md).
+_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_HOST = r"(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+)(?::[0-9]+)?"
+_IMAGE_REF = re.compile(
+    rf"^(?P<repository>(?:{_IMAGE_HOST}/)?{_IMAGE_NAME}(?:/{_IMAGE_NAME})*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>[a-z0-9]+:[a-zA-Z0-9]+))?$"
+)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REGISTRY = re.compile(rf"^{_IMAGE_HOST}(?:/{_IMAGE_NAME})*$")
+DEFAULT_REGISTRY = "ghcr.io/acme/mlops-platform"  # this repository's own GitHub container registry path
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A container image reference: repository, and a tag, a digest or both."""
+
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, registry: str | None = None) -> ImageRef:
+        """Parse `repo:tag`, `repo@sha256:<64 hex>` or `repo:tag@sha256:...`; a repository without a
+        `/` is an image under `registry`. Raises ValueError saying what is wrong."""
+        m = _IMAGE_REF.match(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError("must be an image reference: <repository>:<tag> or <repository>@sha256:<64 hex digits>")
+        repository, tag, digest = m.group("repository"), m.group("tag"), m.group("digest")
+        if digest is not None and not _DIGEST.match(digest):
+            raise ValueError(f"has a malformed digest {digest!r}: expected sha256: and 64 lowercase hex digits")
+        if digest is None and tag is None:
+            raise ValueError("needs a tag or a digest (without one Kubernetes pulls :latest)")
+        if digest is None and tag == "latest":
+            raise ValueError("must be a pinned tag or a digest, not 'latest'")
+        if registry and "/" not in repository:
+            repository = f"{registry}/{repository}"
+        return cls(repository, tag, digest)
+
+    @property
+    def pinned(self) -> bool:
+        """Pinned by digest: the reference always pulls the same bytes."""
+        return self.digest is not None
+
+    @property
+    def reference(self) -> str:
+        """What a pod spec's `image:` takes (a digest wins over a tag when both are given)."""
+        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def _check_image(value: Any) -> str | None:
+    try:
+        ImageRef.parse(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_registry(value: Any) -> str | None:
+    if not _REGISTRY.match(str(value)):
+        return "must be a registry path such as ghcr.io/<owner>/<repository> (lowercase, no tag)"
+    return None
+
+
+@dataclass(frozen=True)
+class ImagesSettings:
+    registry: str = setting(
+        "images.registry",
+        "registry path of the images the platform builds (the deploy workflow pushes there); "
+        "default: this repository's GitHub container registry path",
+        default=DEFAULT_REGISTRY,
+        check=_check_registry,
+    )
+    serving: str | None = setting(
+        "images.serving",
+        "serving image: <repository>@sha256:<digest> (what the deploy workflow passes) or <repository>:<tag>; "
+        "a name without '/' is under images.registry; prod: pinned by digest",
+        default_fn=_by_env("serving:0.1.0", None),
+        check=_check_image,
+    )
+    airflow: str | None = setting(
+        "images.airflow",
+        "Airflow image (services/airflow/Dockerfile), same forms as images.serving; prod: pinned by digest",
+        default_fn=_by_env("airflow:3.3.2-mlops-0.1.0", None),
+        check=_check_image,
+    )
+
+    def image(self, name: str) -> ImageRef | None:
+        """The resolved reference of image `name` (`serving`, `airflow`), None when unset."""
+        value = getattr(self, name)
+        return None if value is None else ImageRef.parse(value, self.registry)
+
+    @property
+    def serving_image(self) -> ImageRef | None:
+        return self.image("serving")
+
+    @property
+    def airflow_image(self) -> ImageRef | None:
+        return self.image("airflow")
+
+
+IMAGE_NAMES = ("serving", "airflow")  # every image the platform builds: one images.<name> setting each
+
+
+def _check_images(s: StackSettings, problems: list[str]) -> None:
+    """Prod runs every platform image pinned by digest (the deploy workflow passes the digests).
+
+    Unset in prod is still accepted while the components fall back to serving.image/serving.imageTag and
+    airflow.imageRepository/airflow.imageTag; once those keys are retired, unset must be refused here too."""
+    if not s.is_prod:
+        return
+    for name in IMAGE_NAMES:
+        key = f"{PROJECT}:images.{name}"
+        ref = s.images.image(name)
+        if ref is not None and not ref.pinned:
+            problems.append(
+                f"{s.source}: {key} must be pinned by digest in prod (<repository>@sha256:<64 hex>); "
+                f"got {_quote(getattr(s.images, name))}"
+            )
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Everything the program reads from the stack's configuration."""
@@ -498,6 +623,7 @@ class StackSettings:
     serving: ServingSettings
     alerts: AlertSettings
     charts: ChartSettings
+    images: ImagesSettings
     environment: Environment = setting(
         "environment",
         "dev, staging or prod; default = the stack name when it is one of those",
@@ -552,6 +678,7 @@ _GROUPS: dict[str, type] = {
     "serving": ServingSettings,
     "alerts": AlertSettings,
     "charts": ChartSettings,
+    "images": ImagesSettings,
 }
 _GROUP_FIELDS = {
     "kubernetes",
@@ -564,6 +691,7 @@ _GROUP_FIELDS = {
     "serving",
     "alerts",
     "charts",
+    "images",
 }
 
 
@@ -729,6 +857,7 @@ def load_settings(
 
 def _cross_checks(s: StackSettings, problems: list[str]) -> None:
     """Rules that involve more than one key."""
+    _check_images(s, problems)
     src, ns = s.source, f"{PROJECT}:"
     if s.database.mode == "rds":
         if len(s.database.subnet_ids) < 2:

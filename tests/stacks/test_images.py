@@ -1,0 +1,113 @@
+"""The images settings group: one registry setting whose default is this repository's own registry path, image
+references by tag or digest resolved under it, and prod refusing an image that is not pinned by digest, naming
+the stack file and the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from harness.run import read_stack_file
+from stacks.settings import (
+    DEFAULT_REGISTRY,
+    IMAGE_NAMES,
+    PROJECT,
+    ImageRef,
+    SettingsError,
+    declared,
+    load_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+P = f"{PROJECT}:"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+BASE = {
+    f"{P}ingress.domain": "dev.example.internal",
+    f"{P}nfs.server": "10.0.0.5",
+    f"{P}nfs.path": "/exports/mlops",
+    f"{P}airflow.gitRepo": "https://github.com/acme/mlops.git",
+}
+PROD = {
+    **BASE,
+    f"{P}database.vpcId": "vpc-0abc",
+    f"{P}database.subnetIds": '["subnet-0a", "subnet-0b"]',
+    f"{P}database.allowedCidrs": '["10.40.0.0/16"]',
+}
+
+
+def problems_of(stack: str, config: dict[str, str]) -> list[str]:
+    with pytest.raises(SettingsError) as info:
+        load_settings(stack, config)
+    return info.value.problems
+
+
+def test_the_default_registry_is_this_repositorys_own_path() -> None:
+    # The repository the stacks deploy their DAGs from is this one: its GitHub container registry path.
+    repo = read_stack_file("dev").config[f"{P}airflow.gitRepo"]
+    owner_name = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(\.git)?", repo)
+    assert owner_name is not None
+    assert f"ghcr.io/{owner_name.group(1).lower()}" == DEFAULT_REGISTRY
+    assert load_settings("dev", BASE).images.registry == DEFAULT_REGISTRY
+
+
+def test_dev_defaults_are_images_under_the_registry_and_one_setting_moves_them_all() -> None:
+    dev = load_settings("dev", BASE).images
+    assert dev.serving_image == ImageRef(f"{DEFAULT_REGISTRY}/serving", "0.1.0")
+    assert dev.airflow_image == ImageRef(f"{DEFAULT_REGISTRY}/airflow", "3.3.2-mlops-0.1.0")
+    moved = load_settings("dev", {**BASE, f"{P}images.registry": "registry.example.com:5000/team/ml"}).images
+    assert [moved.image(n).reference for n in IMAGE_NAMES] == [  # type: ignore[union-attr]
+        "registry.example.com:5000/team/ml/serving:0.1.0",
+        "registry.example.com:5000/team/ml/airflow:3.3.2-mlops-0.1.0",
+    ]
+    # a full reference is taken as it is
+    full = load_settings("dev", {**BASE, f"{P}images.serving": f"quay.io/acme/serving@{DIGEST}"}).images
+    assert full.serving_image == ImageRef("quay.io/acme/serving", None, DIGEST)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("serving:latest", "must be a pinned tag or a digest, not 'latest'"),
+        ("serving", "needs a tag or a digest (without one Kubernetes pulls :latest)"),
+        ("serving@sha256:abc", "has a malformed digest 'sha256:abc': expected sha256: and 64 lowercase hex digits"),
+        ("Serving:1.0", "must be an image reference: <repository>:<tag> or <repository>@sha256:<64 hex digits>"),
+    ],
+)
+def test_malformed_references_are_refused_naming_file_and_key(value: str, problem: str) -> None:
+    assert problems_of("dev", {**BASE, f"{P}images.serving": value}) == [
+        f'Pulumi.dev.yaml: mlops-platform:images.serving {problem}; got "{value}"'
+    ]
+
+
+def test_a_registry_is_a_lowercase_path_without_tag() -> None:
+    (problem,) = problems_of("dev", {**BASE, f"{P}images.registry": "ghcr.io/Acme/x:1"})
+    assert problem.startswith("Pulumi.dev.yaml: mlops-platform:images.registry must be a registry path")
+
+
+@pytest.mark.parametrize("name", IMAGE_NAMES)
+def test_prod_refuses_an_image_without_a_digest(name: str) -> None:
+    assert problems_of("prod", {**PROD, f"{P}images.{name}": f"{name}:1.2.3"}) == [
+        f"Pulumi.prod.yaml: mlops-platform:images.{name} must be pinned by digest in prod "
+        f'(<repository>@sha256:<64 hex>); got "{name}:1.2.3"'
+    ]
+    pinned = load_settings("prod", {**PROD, f"{P}images.{name}": f"{name}:1.2.3@{DIGEST}"}).images.image(name)
+    assert pinned is not None and pinned.pinned
+    assert pinned.reference == f"{DEFAULT_REGISTRY}/{name}:1.2.3@{DIGEST}"
+
+
+def test_dev_accepts_a_tag_and_the_prod_stack_file_carries_digests() -> None:
+    assert not load_settings("dev", {**BASE, f"{P}images.serving": "serving:1.2.3"}).images.serving_image.pinned  # type: ignore[union-attr]
+    cfg = read_stack_file("prod")
+    prod = load_settings("prod", cfg.config, set(cfg.secret_keys), cfg.source).images
+    for name in IMAGE_NAMES:
+        ref = prod.image(name)
+        assert ref is not None and ref.pinned and ref.repository == f"{DEFAULT_REGISTRY}/{name}"
+
+
+def test_every_image_the_repository_builds_has_a_setting() -> None:
+    built = {p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")}
+    assert built == set(IMAGE_NAMES)
+    keys = {key for key, _, _ in declared()}
+    assert {f"images.{n}" for n in IMAGE_NAMES} | {"images.registry"} <= keys
