@@ -34,6 +34,19 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _demo_once(state: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> tuple[int, str]:
+    """`python -m devstack.demo --once --state-dir STATE ARGS...`: its exit code and output."""
+    proc = subprocess.run(
+        [*DEMO, "--once", "--state-dir", str(state), *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else _env(),
+        timeout=timeout,
+        cwd=REPO,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 def _ports(output: str) -> dict[str, int]:
     found = dict(re.findall(r"^ {4}(MLflow|serving) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M))
     return {name: int(port) for name, port in found.items()}
@@ -145,43 +158,18 @@ def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.run(
-            [*DEMO, "--once", "--serving-port", str(port), "--mlflow-port", "0", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=120,
-            cwd=REPO,
-        )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
+        code, out = _demo_once(state, "--serving-port", str(port), "--mlflow-port", "0", timeout=120)
+    assert code == 1, out
     assert f"port 127.0.0.1:{port} is already in use" in out and "--serving-port N" in out
     assert "start MLflow" not in out  # checked before anything is started
     _nothing_left(out, state)
 
 
 def test_a_failing_step_stops_everything(state: Path) -> None:
-    proc = subprocess.run(
-        [
-            *DEMO,
-            "--once",
-            "--mlflow-port",
-            "0",
-            "--serving-port",
-            "0",
-            "--state-dir",
-            str(state),
-            "--conf",
-            json.dumps({"C": -1}),
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=600,
-        cwd=REPO,
+    code, out = _demo_once(
+        state, "--mlflow-port", "0", "--serving-port", "0", "--conf", json.dumps({"C": -1}), timeout=600
     )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out[-4000:]
+    assert code == 1, out[-4000:]
     assert "demo failed: the DAG run ended without a run" in out
     assert "Invalid input for param C" in out  # the log tail says why
     assert set(_ports(out)) == {"MLflow", "serving"}  # both had started
@@ -217,16 +205,8 @@ def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, i
                 **s3.client_env(),
             }
         )
-        proc = subprocess.run(
-            [*DEMO, "--once", "--mlflow-port", "0", "--serving-port", "0", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=900,
-            cwd=REPO,
-        )
-        out = proc.stdout + proc.stderr
-        assert proc.returncode == 0, out[-6000:]
+        code, out = _demo_once(state, "--mlflow-port", "0", "--serving-port", "0", env=env)
+        assert code == 0, out[-6000:]
         assert "MLflow backend postgresql+psycopg://" in out and "artifacts s3://demo-artifacts/mlflow" in out
         assert "RESULT: OK: version 1 promoted to champion and served" in out
         keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="demo-artifacts").get("Contents", [])]
