@@ -24,6 +24,7 @@ it fails.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -32,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
+import kubernetes_validate.utils as kv_utils
 import yaml
+from referencing import Registry, Resource
 
 from harness import crds
 from harness.mocks import Registration, SecretValue, reveal
@@ -83,19 +85,51 @@ def _name_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in _full_version(version).split("."))
+
+
+@functools.cache
+def _schema_version(version: str) -> str:
+    """kubernetes-validate's schemas for `version`: the newest it ships that is not newer."""
+    wanted = _version_key(version)
+    shipped = [v for v in kv_utils.all_versions() if _version_key(v) <= wanted]
+    if wanted > _version_key(kv_utils.latest_version()) or not shipped:
+        raise kv_utils.VersionNotSupportedError(version)
+    return shipped[-1]
+
+
+@functools.cache
+def _builtin_validator(schema_version: str, kind: str, api_version: str) -> jsonschema.protocols.Validator | None:
+    """kubernetes-validate's strict schema of one kind, compiled once (`kubernetes_validate.validate`
+    re-reads the 1.8 MB definitions for every object); None when it has no schema for the kind."""
+    schema_dir = f"kubernetes-json-schema/v{schema_version}-local-strict"
+    # its file naming: rbac.authorization.k8s.io/v1 -> rbac-v1
+    stem = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = kv_utils.schema_contents(f"{schema_dir}/{kind.lower()}-{stem}.json", schema_version)
+    except FileNotFoundError:
+        return None
+    definitions = Resource.from_contents(kv_utils.schema_contents(f"{schema_dir}/_definitions.json", schema_version))
+    registry = definitions @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
 def validate_object(obj: dict[str, Any], version: str) -> str | None:
-    """One built-in object against one Kubernetes version; returns the problem or None."""
+    """One built-in object against one Kubernetes version (kubernetes-validate's strict schemas);
+    returns the problem or None."""
     name_problem = _name_problem(obj)
     if name_problem:
         return name_problem
-    try:
-        kubernetes_validate.validate(obj, _full_version(version), strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        path = "/".join(str(p) for p in getattr(exc, "path", []) or [])
-        return f"{exc.message}" + (f" (at {path})" if path else "")
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        return f"no schema: {exc}"
-    return None
+    api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
+    validator = _builtin_validator(_schema_version(version), kind, api_version)
+    if validator is None:
+        return f"no schema for kind {kind} with api version {api_version} in Kubernetes {version}"
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is None:
+        return None
+    path = "/".join(str(p) for p in error.path)
+    return error.message + (f" (at {path})" if path else "")
 
 
 def custom_resource_problems(run: ProgramRun, folder: Path | None = None) -> list[str]:
