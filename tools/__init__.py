@@ -1,0 +1,1 @@
+"""Repository tools (run by the workflows and by hand); not part of the deployed program."""
