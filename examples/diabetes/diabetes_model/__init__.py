@@ -1,0 +1,1 @@
+"""Diabetes progression regression: an example model trained by the platform (`diabetes_model.train:train`)."""
