@@ -16,6 +16,8 @@ from pulumi_aws import iam, s3
 from pulumi_kubernetes.core.v1 import Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import labels, stack_name
+
 MLFLOW_PREFIX = "mlflow/"
 AIRFLOW_LOG_PREFIX = "airflow-logs/"
 # Rotation periods are counted from this instant (a fixed epoch keeps them stable across runs).
@@ -162,23 +164,66 @@ class ArtifactStore(pulumi.ComponentResource):
     prefix only, two rotating access-key slots (see `RotationPlan`), and a Kubernetes Secret in the
     consumer's namespace holding the active key. The bucket and its configuration are protected.
 
-    Exports `bucket_name`, `bucket_arn`, `prefixes` (consumer -> prefix), `rotation_annotations`
-    (consumer -> a value that changes with the active key, for pod templates; no secret in it) and
-    `active_key_ids` (consumer -> access key id, secret).
+    Exports the attributes below; `rotation` (the `RotationPlan` in force) is not an output.
     """
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    prefixes: dict[str, str]
+    """Consumer -> its key prefix."""
+    rotation_annotations: dict[str, pulumi.Output[str]]
+    """Consumer -> a value that changes with its active key, for pod templates (no secret in it)."""
+    rotation_period: int
+    """The rotation period in force (see `RotationPlan`)."""
+    active_key_ids: dict[str, pulumi.Output[str]]
+    """Consumer -> its active access key id (secret)."""
 
     def __init__(self, name: str, args: ArtifactStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:ArtifactStore", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        data = pulumi.ResourceOptions(parent=self, protect=args.protect)
-        bucket = s3.Bucket(
+        bucket = self._bucket(name, args)
+        self._access_controls(name, args, bucket)
+        self._encryption(name, args, bucket)
+        self._lifecycle(name, args, bucket)
+        self.rotation: RotationPlan = rotation_plan(args.now, args.key_rotation_days)
+        self.rotation_period = self.rotation.period
+        self.rotation_annotations = {}
+        self.active_key_ids = {}
+        for consumer, spec in args.consumers.items():
+            user = self._user(name, args, consumer, spec, bucket)
+            keys = self._key_slots(name, consumer, user)
+            active = keys[self.rotation.active.slot]
+            self.active_key_ids[consumer] = pulumi.Output.secret(active.id)
+            credentials = self._credentials(name, args, consumer, spec, active, keys)
+            self.rotation_annotations[consumer] = self._rotation_annotation(consumer, credentials)
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.prefixes = {consumer: spec.prefix for consumer, spec in args.consumers.items()}
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "prefixes": self.prefixes,
+                "rotation_annotations": self.rotation_annotations,
+                "rotation_period": self.rotation_period,
+                "active_key_ids": self.active_key_ids,
+            }
+        )
+
+    def _bucket(self, name: str, args: ArtifactStoreArgs) -> s3.Bucket:
+        return s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"mlops-{args.stack}-artifacts-",
+            bucket_prefix=stack_name(args.stack, "artifacts", ""),
             force_destroy=False,
             tags={"mlops-platform/purpose": "artifacts"},
-            opts=data,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        after_bucket = pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[bucket])
+
+    def _after(self, args: ArtifactStoreArgs, bucket: s3.Bucket) -> pulumi.ResourceOptions:
+        """Options of the bucket's configuration: protected like the bucket, created after it."""
+        return pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[bucket])
+
+    def _access_controls(self, name: str, args: ArtifactStoreArgs, bucket: s3.Bucket) -> None:
+        """No public access, bucket-owner-enforced ownership, versioning, TLS-only bucket policy."""
         s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
             bucket=bucket.id,
@@ -186,20 +231,29 @@ class ArtifactStore(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=after_bucket,
+            opts=self._after(args, bucket),
         )
         s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
             rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=after_bucket,
+            opts=self._after(args, bucket),
         )
         s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket.id,
             versioning_configuration=s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=after_bucket,
+            opts=self._after(args, bucket),
         )
+        s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
+            opts=self._after(args, bucket),
+        )
+
+    def _encryption(self, name: str, args: ArtifactStoreArgs, bucket: s3.Bucket) -> None:
+        """SSE-KMS with the configured key (and an S3 bucket key), else SSE-S3."""
         sse = (
             s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                 sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
@@ -217,14 +271,11 @@ class ArtifactStore(pulumi.ComponentResource):
                     apply_server_side_encryption_by_default=sse, bucket_key_enabled=bool(args.kms_key_arn)
                 )
             ],
-            opts=after_bucket,
+            opts=self._after(args, bucket),
         )
-        s3.BucketPolicy(
-            f"{name}-tls-only",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
-            opts=after_bucket,
-        )
+
+    def _lifecycle(self, name: str, args: ArtifactStoreArgs, bucket: s3.Bucket) -> None:
+        """Noncurrent versions expire; incomplete multipart uploads are aborted."""
         s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
@@ -246,87 +297,80 @@ class ArtifactStore(pulumi.ComponentResource):
                     ),
                 ),
             ],
-            opts=after_bucket,
+            opts=self._after(args, bucket),
         )
 
-        plan = rotation_plan(args.now, args.key_rotation_days)
-        self.rotation = plan
-        self.rotation_annotations: dict[str, pulumi.Output[str]] = {}
-        self.active_key_ids: dict[str, pulumi.Output[str]] = {}
-        for consumer, spec in args.consumers.items():
-            user = iam.User(
-                f"{name}-{consumer}-user",
-                name=f"mlops-{args.stack}-{consumer}",
-                path="/mlops-platform/",
-                tags={"mlops-platform/consumer": consumer},
-                opts=child,
-            )
-            iam.UserPolicy(
-                f"{name}-{consumer}-policy",
+    def _user(self, name: str, args: ArtifactStoreArgs, consumer: str, spec: Consumer, bucket: s3.Bucket) -> iam.User:
+        """The consumer's IAM user, allowed read/write under its own prefix only."""
+        child = pulumi.ResourceOptions(parent=self)
+        user = iam.User(
+            f"{name}-{consumer}-user",
+            name=stack_name(args.stack, consumer),
+            path="/mlops-platform/",
+            tags={"mlops-platform/consumer": consumer},
+            opts=child,
+        )
+        iam.UserPolicy(
+            f"{name}-{consumer}-policy",
+            user=user.name,
+            policy=bucket.arn.apply(functools.partial(_policy_json, prefix=spec.prefix)),
+            opts=child,
+        )
+        return user
+
+    def _key_slots(self, name: str, consumer: str, user: iam.User) -> list[iam.AccessKey]:
+        """The user's two access-key slots; a slot's key is replaced when its generation changes."""
+        return [
+            iam.AccessKey(
+                f"{name}-{consumer}-key-slot{slot.slot}",
                 user=user.name,
-                policy=bucket.arn.apply(functools.partial(_policy_json, prefix=spec.prefix)),
-                opts=child,
-            )
-            keys = [
-                iam.AccessKey(
-                    f"{name}-{consumer}-key-slot{slot.slot}",
-                    user=user.name,
-                    opts=pulumi.ResourceOptions(
-                        parent=self,
-                        # a new key when this slot's generation changes; the expired key goes first
-                        replacement_trigger=str(slot.generation),
-                        delete_before_replace=True,
-                        additional_secret_outputs=["secret", "sesSmtpPasswordV4"],
-                    ),
-                )
-                for slot in plan.slots
-            ]
-            active = keys[plan.active.slot]
-            key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
-            secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
-            self.active_key_ids[consumer] = key_id
-            if spec.secret_format == "aws-env":
-                string_data: dict[str, pulumi.Input[str]] = {
-                    "AWS_ACCESS_KEY_ID": key_id,
-                    "AWS_SECRET_ACCESS_KEY": secret,
-                }
-            elif spec.secret_format == "airflow-connection":
-                env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
-                string_data = {
-                    env: pulumi.Output.all(key_id, secret).apply(
-                        lambda v: airflow_aws_connection(v[0], v[1], args.region)
-                    )
-                }
-            else:
-                raise ValueError(f"unknown secret format {spec.secret_format!r}")
-            credentials = Secret(
-                f"{name}-{consumer}-credentials",
-                metadata=ObjectMetaArgs(
-                    name=spec.secret_name,
-                    namespace=spec.namespace,
-                    labels={"app.kubernetes.io/part-of": "mlops-platform", "mlops-platform/rotation": "s3-key"},
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # a new key when this slot's generation changes; the expired key goes first
+                    replacement_trigger=str(slot.generation),
+                    delete_before_replace=True,
+                    additional_secret_outputs=["secret", "sesSmtpPasswordV4"],
                 ),
-                type="Opaque",
-                string_data=string_data,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=keys),
             )
-            # Changes whenever the active key changes (slot + generation + key id), reveals nothing.
-            # It is derived from the Secret too, so a workload carrying it rolls only once the Secret
-            # holds the new key (pods that started earlier would keep the outgoing key a period late).
-            marker = f"{consumer}/slot{plan.active.slot}/gen{plan.active.generation}"
-            self.rotation_annotations[consumer] = pulumi.Output.unsecret(
-                pulumi.Output.all(key_id, credentials.id).apply(functools.partial(_active_key_marker, marker=marker))
-            )
-        self.bucket_name: pulumi.Output[str] = bucket.bucket
-        self.bucket_arn: pulumi.Output[str] = bucket.arn
-        self.prefixes = {consumer: spec.prefix for consumer, spec in args.consumers.items()}
-        self.register_outputs(
-            {
-                "bucket_name": self.bucket_name,
-                "bucket_arn": self.bucket_arn,
-                "prefixes": self.prefixes,
-                "rotation_annotations": self.rotation_annotations,
-                "rotation_period": plan.period,
-                "active_key_ids": self.active_key_ids,
+            for slot in self.rotation.slots
+        ]
+
+    def _credentials(
+        self,
+        name: str,
+        args: ArtifactStoreArgs,
+        consumer: str,
+        spec: Consumer,
+        active: iam.AccessKey,
+        keys: list[iam.AccessKey],
+    ) -> Secret:
+        """The Secret in the consumer's namespace holding the active key, in the consumer's format."""
+        key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
+        secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
+        if spec.secret_format == "aws-env":
+            string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+        elif spec.secret_format == "airflow-connection":
+            env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
+            string_data = {
+                env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region))
             }
+        else:
+            raise ValueError(f"unknown secret format {spec.secret_format!r}")
+        return Secret(
+            f"{name}-{consumer}-credentials",
+            metadata=ObjectMetaArgs(name=spec.secret_name, namespace=spec.namespace, labels=labels(rotation="s3-key")),
+            type="Opaque",
+            string_data=string_data,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=keys),
+        )
+
+    def _rotation_annotation(self, consumer: str, credentials: Secret) -> pulumi.Output[str]:
+        """Changes whenever the active key changes (slot + generation + key id), reveals nothing.
+        It is derived from the Secret too, so a workload carrying it rolls only once the Secret
+        holds the new key (pods that started earlier would keep the outgoing key a period late)."""
+        active = self.rotation.active
+        marker = f"{consumer}/slot{active.slot}/gen{active.generation}"
+        key_id = self.active_key_ids[consumer]
+        return pulumi.Output.unsecret(
+            pulumi.Output.all(key_id, credentials.id).apply(functools.partial(_active_key_marker, marker=marker))
         )

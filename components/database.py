@@ -18,6 +18,7 @@ from pulumi_kubernetes.apps.v1 import (
     StatefulSetPersistentVolumeClaimRetentionPolicyArgs,
     StatefulSetSpecArgs,
 )
+from pulumi_kubernetes.batch.v1 import Job
 from pulumi_kubernetes.core.v1 import (
     ConfigMap,
     ConfigMapVolumeSourceArgs,
@@ -45,6 +46,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from components.jobs import rerun_on_change_job
+from components.naming import APP_NAME, cluster_host, labels, platform_key, stack_name
 from components.pod_security import restricted_container, restricted_pod
 
 # Official image tags pinned per major version (in-cluster mode and the bootstrap Job's psql).
@@ -56,7 +58,14 @@ POSTGRES_IMAGES = {
 }
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 POSTGRES_UID = 999
-BOOTSTRAP_INPUTS_ANNOTATION = "mlops-platform/bootstrap-inputs"
+BOOTSTRAP_INPUTS_ANNOTATION = platform_key("bootstrap-inputs")
+# Object names in the database namespace: the in-cluster server's Service and StatefulSet, its
+# superuser Secret; the bootstrap's Secret (its Job is `db-bootstrap-<digest of the SQL>`) and SQL.
+SERVER = "postgres"
+SUPERUSER_SECRET = "postgres-superuser"
+BOOTSTRAP = "db-bootstrap"
+BOOTSTRAP_SQL = "db-bootstrap-sql"
+RDS_ADMIN_USER = "mlops_admin"
 
 
 @dataclass(frozen=True)
@@ -83,13 +92,6 @@ def _sqlalchemy_url(parts: list[object], role: str, database: str, sslmode: str)
     password, host, port = parts
     secret = urllib.parse.quote(str(password), safe="")
     return f"postgresql://{role}:{secret}@{host}:{port}/{database}?sslmode={sslmode}"
-
-
-def bootstrap_inputs_digest(parts: list[object]) -> str:
-    """A digest of everything the bootstrap applies (SQL, server, role passwords): it goes on the
-    Job's pod template, so a change to any of them replaces the Job and the bootstrap runs again.
-    SHA-256 of 190-bit random passwords reveals nothing about them."""
-    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:16]
 
 
 def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
@@ -141,6 +143,73 @@ class DatabaseArgs:
     storage_class: str | None = None
 
 
+@dataclass(frozen=True)
+class _Server:
+    """Where the bootstrap reaches the server, as whom, and the resource that must exist first."""
+
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    admin_user: str
+    sslmode: str
+    ready: pulumi.Resource
+
+
+def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTemplateSpecArgs:
+    """The in-cluster server's pod: the official image, non-root, probes, resources, data on its claim."""
+    probe = ExecActionArgs(command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1"])
+    container = ContainerArgs(
+        name="postgres",
+        image=POSTGRES_IMAGES[args.engine_version],
+        ports=[ContainerPortArgs(name="postgres", container_port=5432)],
+        env=[EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata")],
+        env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=SUPERUSER_SECRET))],
+        resources=ResourceRequirementsArgs(
+            requests={"cpu": "250m", "memory": "512Mi"},
+            limits={"cpu": "2", "memory": "2Gi"},
+        ),
+        readiness_probe=ProbeArgs(exec_=probe, period_seconds=5, failure_threshold=6),
+        liveness_probe=ProbeArgs(exec_=probe, initial_delay_seconds=30, period_seconds=10, failure_threshold=6),
+        security_context=restricted_container(POSTGRES_UID),
+        volume_mounts=[
+            VolumeMountArgs(name="data", mount_path="/var/lib/postgresql/data"),
+            VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
+        ],
+    )
+    return PodTemplateSpecArgs(
+        metadata=ObjectMetaArgs(labels=dict(pod_labels)),
+        spec=PodSpecArgs(
+            security_context=restricted_pod(POSTGRES_UID),
+            automount_service_account_token=False,
+            containers=[container],
+            volumes=[VolumeArgs(name="run", empty_dir=EmptyDirVolumeSourceArgs())],
+        ),
+    )
+
+
+def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
+    """psql applying the bootstrap SQL as the admin user, each role's password as a psql variable."""
+    psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
+    return ContainerArgs(
+        name="bootstrap",
+        image=POSTGRES_IMAGES[args.engine_version],
+        command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
+        env=[
+            EnvVarArgs(name="PGHOST", value=server.host),
+            EnvVarArgs(name="PGPORT", value=server.port.apply(str)),
+            EnvVarArgs(name="PGUSER", value=server.admin_user),
+            EnvVarArgs(name="PGDATABASE", value="postgres"),
+            EnvVarArgs(name="PGSSLMODE", value=server.sslmode),
+            EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
+        ],
+        env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=BOOTSTRAP))],
+        resources=ResourceRequirementsArgs(
+            requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
+        ),
+        security_context=restricted_container(POSTGRES_UID),
+        volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
+    )
+
+
 class Database(pulumi.ComponentResource):
     """Builds the platform's Postgres. `rds`: an encrypted, private `aws.rds.Instance` (pinned major
     version, Multi-AZ, deletion protection and a final snapshot as configured, automated backups)
@@ -154,234 +223,210 @@ class Database(pulumi.ComponentResource):
     password changes (a digest of them is on the Job's pod template), and `host` resolves only after
     it has completed, so whatever uses the host waits for the roles and databases to exist.
 
-    Exports `host`, `port`, `databases` (app role -> database) and `admin_password` (secret).
+    Exports the attributes below.
     """
+
+    host: pulumi.Output[str]
+    """The server's host name; resolves once the bootstrap Job has completed."""
+    port: pulumi.Output[int]
+    databases: dict[str, str]
+    """Application role -> its database."""
+    admin_password: pulumi.Output[str]
+    """The admin (RDS master, or in-cluster superuser) password; secret."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Database", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        data = pulumi.ResourceOptions(parent=self, protect=args.protect)
-        major = args.engine_version
-        labels = {"app.kubernetes.io/part-of": "mlops-platform", "app.kubernetes.io/name": "postgres"}
-        admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
-        admin_secret: pulumi.Output[str] = pulumi.Output.secret(admin_password.result)
-        self.admin_password = admin_secret
-        depends: list[pulumi.Resource] = []
+        self.admin_password = self._admin_password(name)
         if args.mode == "rds":
-            if len(args.subnet_ids) < 2 or not args.vpc_id or not args.allowed_cidrs:
-                raise ValueError("rds mode needs vpc_id, two or more subnet_ids and allowed_cidrs")
-            subnets = rds.SubnetGroup(
-                f"{name}-subnets",
-                subnet_ids=list(args.subnet_ids),
-                description=f"mlops-platform {args.stack} database",
-                opts=child,
-            )
-            group = ec2.SecurityGroup(
-                f"{name}-sg",
-                vpc_id=args.vpc_id,
-                description=f"mlops-platform {args.stack}: Postgres from the cluster network only",
-                ingress=[
-                    ec2.SecurityGroupIngressArgs(
-                        protocol="tcp",
-                        from_port=5432,
-                        to_port=5432,
-                        cidr_blocks=list(args.allowed_cidrs),
-                        description="Postgres from the cluster",
-                    )
-                ],
-                egress=[],
-                opts=child,
-            )
-            params = rds.ParameterGroup(
-                f"{name}-params",
-                family=f"postgres{major}",
-                description=f"mlops-platform {args.stack}: TLS required",
-                parameters=[
-                    rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1", apply_method="immediate"),
-                    rds.ParameterGroupParameterArgs(name="log_connections", value="1", apply_method="immediate"),
-                ],
-                opts=child,
-            )
-            instance = rds.Instance(
-                f"{name}-rds",
-                identifier_prefix=f"mlops-{args.stack}-",
-                engine="postgres",
-                engine_version=major,
-                instance_class=args.instance_class,
-                allocated_storage=args.allocated_storage_gb,
-                storage_type="gp3",
-                storage_encrypted=True,
-                publicly_accessible=False,
-                multi_az=args.multi_az,
-                deletion_protection=args.deletion_protection,
-                backup_retention_period=args.backup_retention_days,
-                skip_final_snapshot=not args.final_snapshot,
-                final_snapshot_identifier=f"mlops-{args.stack}-final" if args.final_snapshot else None,
-                copy_tags_to_snapshot=True,
-                auto_minor_version_upgrade=True,
-                username="mlops_admin",
-                password=admin_secret,
-                db_name="postgres",
-                db_subnet_group_name=subnets.name,
-                vpc_security_group_ids=[group.id],
-                parameter_group_name=params.name,
-                performance_insights_enabled=True,
-                apply_immediately=False,
-                opts=data,
-            )
-            host: pulumi.Output[str] = instance.address
-            port: pulumi.Output[int] = instance.port
-            admin_user = "mlops_admin"
-            sslmode = "require"
-            depends.append(instance)
+            server = self._rds(name, args)
         elif args.mode == "in-cluster":
-            superuser = Secret(
-                f"{name}-superuser",
-                metadata=ObjectMetaArgs(name="postgres-superuser", namespace=args.namespace, labels=labels),
-                type="Opaque",
-                string_data={"POSTGRES_PASSWORD": admin_secret},
-                opts=child,
-            )
-            selector = {"app.kubernetes.io/name": "postgres"}
-            service = Service(
-                f"{name}-service",
-                metadata=ObjectMetaArgs(name="postgres", namespace=args.namespace, labels=labels),
-                spec=ServiceSpecArgs(
-                    selector=selector, ports=[ServicePortArgs(name="postgres", port=5432, target_port="postgres")]
-                ),
-                opts=child,
-            )
-            probe = ExecActionArgs(command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1"])
-            server = StatefulSet(
-                f"{name}-statefulset",
-                metadata=ObjectMetaArgs(name="postgres", namespace=args.namespace, labels=labels),
-                spec=StatefulSetSpecArgs(
-                    service_name="postgres",
-                    replicas=1,
-                    selector=LabelSelectorArgs(match_labels=selector),
-                    template=PodTemplateSpecArgs(
-                        metadata=ObjectMetaArgs(labels=labels),
-                        spec=PodSpecArgs(
-                            security_context=restricted_pod(POSTGRES_UID),
-                            automount_service_account_token=False,
-                            containers=[
-                                ContainerArgs(
-                                    name="postgres",
-                                    image=POSTGRES_IMAGES[major],
-                                    ports=[ContainerPortArgs(name="postgres", container_port=5432)],
-                                    env=[EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata")],
-                                    env_from=[
-                                        EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="postgres-superuser"))
-                                    ],
-                                    resources=ResourceRequirementsArgs(
-                                        requests={"cpu": "250m", "memory": "512Mi"},
-                                        limits={"cpu": "2", "memory": "2Gi"},
-                                    ),
-                                    readiness_probe=ProbeArgs(exec_=probe, period_seconds=5, failure_threshold=6),
-                                    liveness_probe=ProbeArgs(
-                                        exec_=probe, initial_delay_seconds=30, period_seconds=10, failure_threshold=6
-                                    ),
-                                    security_context=restricted_container(POSTGRES_UID),
-                                    volume_mounts=[
-                                        VolumeMountArgs(name="data", mount_path="/var/lib/postgresql/data"),
-                                        VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
-                                    ],
-                                )
-                            ],
-                            volumes=[VolumeArgs(name="run", empty_dir=EmptyDirVolumeSourceArgs())],
-                        ),
-                    ),
-                    volume_claim_templates=[
-                        PersistentVolumeClaimArgs(
-                            metadata=ObjectMetaArgs(name="data", labels=labels),
-                            spec=PersistentVolumeClaimSpecArgs(
-                                access_modes=["ReadWriteOnce"],
-                                storage_class_name=args.storage_class,
-                                resources=VolumeResourceRequirementsArgs(requests={"storage": args.storage_size}),
-                            ),
-                        )
-                    ],
-                    persistent_volume_claim_retention_policy=StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
-                        when_deleted="Retain", when_scaled="Retain"
-                    ),
-                ),
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[superuser, service]),
-            )
-            host = pulumi.Output.concat("postgres.", pulumi.Output.from_input(args.namespace), ".svc.cluster.local")
-            port = pulumi.Output.from_input(5432)
-            admin_user = "postgres"
-            sslmode = "disable"
-            depends.append(server)
+            server = self._in_cluster(name, args)
         else:
             raise ValueError(f"unknown database mode {args.mode!r}")
+        passwords = self._app_passwords(name, args)
+        job = self._bootstrap(name, args, server, passwords)
+        # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
+        # the bootstrap: the roles and databases exist before anything tries to use them.
+        self.host = pulumi.Output.all(server.host, job.id).apply(lambda v: str(v[0]))
+        self.port = server.port
+        self._connection_secrets(name, args, passwords, server.sslmode)
+        self.databases = {app.role: app.database for app in args.apps}
+        self.register_outputs(
+            {"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password}
+        )
 
-        # One random password per application role.
+    def _admin_password(self, name: str) -> pulumi.Output[str]:
+        generated = random.RandomPassword(
+            f"{name}-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.secret(generated.result)
+
+    def _rds(self, name: str, args: DatabaseArgs) -> _Server:
+        """The RDS instance (protected) in its subnet group, security group and TLS-only parameter group."""
+        if len(args.subnet_ids) < 2 or not args.vpc_id or not args.allowed_cidrs:
+            raise ValueError("rds mode needs vpc_id, two or more subnet_ids and allowed_cidrs")
+        child = pulumi.ResourceOptions(parent=self)
+        subnets = rds.SubnetGroup(
+            f"{name}-subnets",
+            subnet_ids=list(args.subnet_ids),
+            description=f"mlops-platform {args.stack} database",
+            opts=child,
+        )
+        group = ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description=f"mlops-platform {args.stack}: Postgres from the cluster network only",
+            ingress=[
+                ec2.SecurityGroupIngressArgs(
+                    protocol="tcp",
+                    from_port=5432,
+                    to_port=5432,
+                    cidr_blocks=list(args.allowed_cidrs),
+                    description="Postgres from the cluster",
+                )
+            ],
+            egress=[],
+            opts=child,
+        )
+        params = rds.ParameterGroup(
+            f"{name}-params",
+            family=f"postgres{args.engine_version}",
+            description=f"mlops-platform {args.stack}: TLS required",
+            parameters=[
+                rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1", apply_method="immediate"),
+                rds.ParameterGroupParameterArgs(name="log_connections", value="1", apply_method="immediate"),
+            ],
+            opts=child,
+        )
+        instance = rds.Instance(
+            f"{name}-rds",
+            identifier_prefix=stack_name(args.stack, ""),
+            engine="postgres",
+            engine_version=args.engine_version,
+            instance_class=args.instance_class,
+            allocated_storage=args.allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            publicly_accessible=False,
+            multi_az=args.multi_az,
+            deletion_protection=args.deletion_protection,
+            backup_retention_period=args.backup_retention_days,
+            skip_final_snapshot=not args.final_snapshot,
+            final_snapshot_identifier=stack_name(args.stack, "final") if args.final_snapshot else None,
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            username=RDS_ADMIN_USER,
+            password=self.admin_password,
+            db_name="postgres",
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[group.id],
+            parameter_group_name=params.name,
+            performance_insights_enabled=True,
+            apply_immediately=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        return _Server(instance.address, instance.port, RDS_ADMIN_USER, "require", ready=instance)
+
+    def _in_cluster(self, name: str, args: DatabaseArgs) -> _Server:
+        """The superuser Secret, the Service and the StatefulSet (protected, claims retained)."""
+        child = pulumi.ResourceOptions(parent=self)
+        server_labels = labels(name=SERVER)
+        superuser = Secret(
+            f"{name}-superuser",
+            metadata=ObjectMetaArgs(name=SUPERUSER_SECRET, namespace=args.namespace, labels=server_labels),
+            type="Opaque",
+            string_data={"POSTGRES_PASSWORD": self.admin_password},
+            opts=child,
+        )
+        selector = {APP_NAME: SERVER}
+        service = Service(
+            f"{name}-service",
+            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace, labels=server_labels),
+            spec=ServiceSpecArgs(
+                selector=selector, ports=[ServicePortArgs(name="postgres", port=5432, target_port="postgres")]
+            ),
+            opts=child,
+        )
+        server = StatefulSet(
+            f"{name}-statefulset",
+            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace, labels=server_labels),
+            spec=StatefulSetSpecArgs(
+                service_name=SERVER,
+                replicas=1,
+                selector=LabelSelectorArgs(match_labels=selector),
+                template=_postgres_pod(args, server_labels),
+                volume_claim_templates=[
+                    PersistentVolumeClaimArgs(
+                        metadata=ObjectMetaArgs(name="data", labels=server_labels),
+                        spec=PersistentVolumeClaimSpecArgs(
+                            access_modes=["ReadWriteOnce"],
+                            storage_class_name=args.storage_class,
+                            resources=VolumeResourceRequirementsArgs(requests={"storage": args.storage_size}),
+                        ),
+                    )
+                ],
+                persistent_volume_claim_retention_policy=StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                    when_deleted="Retain", when_scaled="Retain"
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[superuser, service]),
+        )
+        host = cluster_host(SERVER, args.namespace)
+        return _Server(host, pulumi.Output.from_input(5432), "postgres", "disable", ready=server)
+
+    def _app_passwords(self, name: str, args: DatabaseArgs) -> dict[str, pulumi.Output[str]]:
+        """One random password per application role (secret)."""
         passwords: dict[str, pulumi.Output[str]] = {}
         for app in args.apps:
-            pw = random.RandomPassword(f"{name}-{app.role}-password", length=32, special=False, opts=child)
+            pw = random.RandomPassword(
+                f"{name}-{app.role}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+            )
             passwords[app.role] = pulumi.Output.secret(pw.result)
+        return passwords
 
+    def _bootstrap(
+        self, name: str, args: DatabaseArgs, server: _Server, passwords: Mapping[str, pulumi.Output[str]]
+    ) -> Job:
+        """The SQL ConfigMap, the passwords' Secret and the Job applying them once the server exists."""
+        child = pulumi.ResourceOptions(parent=self)
+        job_labels = labels(name=SERVER)
         sql = bootstrap_sql(args.apps)
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",
-            metadata=ObjectMetaArgs(name="db-bootstrap-sql", namespace=args.namespace, labels=labels),
+            metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace, labels=job_labels),
             data={"bootstrap.sql": sql},
             opts=child,
         )
-        job_env: dict[str, pulumi.Input[str]] = {"PGPASSWORD": admin_secret}
+        job_env: dict[str, pulumi.Input[str]] = {"PGPASSWORD": self.admin_password}
         job_env.update({password_variable(role).upper(): pw for role, pw in passwords.items()})
         job_secret = Secret(
             f"{name}-bootstrap-secret",
-            metadata=ObjectMetaArgs(name="db-bootstrap", namespace=args.namespace, labels=labels),
+            metadata=ObjectMetaArgs(name=BOOTSTRAP, namespace=args.namespace, labels=job_labels),
             type="Opaque",
             string_data=job_env,
             opts=child,
         )
-        inputs_digest = pulumi.Output.unsecret(
-            pulumi.Output.all(sql, host, port, *[passwords[a.role] for a in args.apps]).apply(bootstrap_inputs_digest)
-        )
-        psql_vars = " ".join(
-            f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps
-        )
         # New SQL (a new name) or new inputs (the digest: server, passwords) run the bootstrap again.
-        job = rerun_on_change_job(
+        return rerun_on_change_job(
             f"{name}-bootstrap",
-            name=f"db-bootstrap-{hashlib.sha256(sql.encode()).hexdigest()[:8]}",
+            name=f"{BOOTSTRAP}-{hashlib.sha256(sql.encode()).hexdigest()[:8]}",
             namespace=args.namespace,
-            labels=labels,
+            labels=job_labels,
             digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
-            digest=inputs_digest,
+            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps]],
             uid=POSTGRES_UID,
-            container=ContainerArgs(
-                name="bootstrap",
-                image=POSTGRES_IMAGES[major],
-                command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
-                env=[
-                    EnvVarArgs(name="PGHOST", value=host),
-                    EnvVarArgs(name="PGPORT", value=port.apply(str)),
-                    EnvVarArgs(name="PGUSER", value=admin_user),
-                    EnvVarArgs(name="PGDATABASE", value="postgres"),
-                    EnvVarArgs(name="PGSSLMODE", value=sslmode),
-                    EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
-                ],
-                env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name="db-bootstrap"))],
-                resources=ResourceRequirementsArgs(
-                    requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
-                ),
-                security_context=restricted_container(POSTGRES_UID),
-                volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
-            ),
-            volumes=[VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name="db-bootstrap-sql"))],
+            container=_bootstrap_container(args, server),
+            volumes=[VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name=BOOTSTRAP_SQL))],
             backoff_limit=20,
             deadline_seconds=1800,
             parent=self,
-            depends_on=[*depends, sql_map, job_secret],
+            depends_on=[server.ready, sql_map, job_secret],
         )
 
-        # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
-        # the bootstrap: the roles and databases exist before anything tries to use them.
-        self.host: pulumi.Output[str] = pulumi.Output.all(host, job.id).apply(lambda v: str(v[0]))
-        self.port: pulumi.Output[int] = port
+    def _connection_secrets(
+        self, name: str, args: DatabaseArgs, passwords: Mapping[str, pulumi.Output[str]], sslmode: str
+    ) -> None:
+        """Each application's connection Secret in its namespace, in the format its chart reads."""
         for app in args.apps:
             if app.secret_format == "username-password":
                 content: Mapping[str, pulumi.Input[str]] = {
@@ -397,16 +442,8 @@ class Database(pulumi.ComponentResource):
                 raise ValueError(f"unknown secret format {app.secret_format!r}")
             Secret(
                 f"{name}-{app.role}-connection",
-                metadata=ObjectMetaArgs(
-                    name=app.secret_name,
-                    namespace=app.namespace,
-                    labels={"app.kubernetes.io/part-of": "mlops-platform"},
-                ),
+                metadata=ObjectMetaArgs(name=app.secret_name, namespace=app.namespace, labels=labels()),
                 type="Opaque",
                 string_data=content,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
-        self.databases = {app.role: app.database for app in args.apps}
-        self.register_outputs(
-            {"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password}
-        )

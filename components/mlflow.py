@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
 from components.jobs import rerun_on_change_job
+from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
 from stacks.settings import MlflowSettings
@@ -32,7 +32,6 @@ from stacks.settings import MlflowSettings
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
 RELEASE = "mlflow"
 SERVICE_PORT = 80  # the chart's Service port (container port 5000)
-ROTATION_ANNOTATION = "mlops-platform/s3-key"
 IMAGE = "burakince/mlflow"
 # The chart runs `IMAGE:<appVersion>` unless mlflow.imageTag is set; the client-user Job uses the same
 # image (already on the nodes). A test keeps this in step with ../shared/charts/mlflow/*/Chart.yaml.
@@ -41,7 +40,7 @@ MLFLOW_UID = 1001  # the chart's default user
 ADMIN_SECRET = "mlflow-admin"
 CLIENT_SECRET = "mlflow-client-user"
 CLIENT_USERNAME = "mlops-pipelines"
-CLIENT_INPUTS_ANNOTATION = "mlops-platform/client-user-inputs"
+CLIENT_INPUTS_ANNOTATION = platform_key("client-user-inputs")
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,136 @@ class MlflowServerArgs:
             )
 
 
-def client_inputs_digest(parts: list[object]) -> str:
-    """Digest of what the client-user Job applies (script, URL, password): on the Job's pod
-    template, so a change replaces the Job and it runs again. Reveals nothing of the password."""
-    return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:16]
+# every container of the chart (server, migration and auth init containers) takes this
+_CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": MLFLOW_UID,
+    "runAsGroup": MLFLOW_UID,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_POD_SECURITY = {
+    "fsGroup": MLFLOW_UID,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _auth_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The chart's `auth`: basic auth with the admin Secret and users in their own Postgres database."""
+    if not args.settings.basic_auth:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "existingAdminSecret": {"name": ADMIN_SECRET, "usernameKey": "username", "passwordKey": "password"},
+        "defaultPermission": "READ",
+        "postgres": {
+            "enabled": True,
+            "host": args.db_host,
+            "port": args.db_port,
+            "database": args.auth_db_name,
+            "driver": "psycopg2",
+            "existingSecret": {"name": args.auth_db_secret, "usernameKey": "username", "passwordKey": "password"},
+        },
+    }
+
+
+def _backend_store_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The chart's `backendStore`: Postgres through the existing database Secret, migrated on upgrade."""
+    return {
+        "databaseMigration": True,
+        "postgres": {
+            "enabled": True,
+            "host": args.db_host,
+            "port": args.db_port,
+            "database": args.db_name,
+            "driver": "psycopg2",
+        },
+        "existingDatabaseSecret": {"name": args.db_secret, "usernameKey": "username", "passwordKey": "password"},
+    }
+
+
+def _artifact_root_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The chart's `artifactRoot`: proxied artifacts in the bucket's MLflow prefix, rotated-key Secret."""
+    prefix = args.artifact_prefix.strip("/")
+    return {
+        "proxiedArtifactStorage": True,
+        "defaultArtifactsDestination": pulumi.Output.concat("s3://", args.bucket, f"/{prefix}"),
+        "s3": {
+            "enabled": True,
+            "bucket": args.bucket,
+            "path": prefix,
+            "existingSecret": {
+                "name": args.s3_secret,
+                "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
+                "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+            },
+        },
+    }
+
+
+def chart_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The MLflow chart's values for these arguments."""
+    s = args.settings
+    image: dict[str, str] = {"repository": IMAGE}
+    if s.image_tag:
+        image["tag"] = s.image_tag
+    return {
+        "replicaCount": s.replicas,
+        "image": image,
+        "podAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+        "podSecurityContext": _POD_SECURITY,
+        "securityContext": _CONTAINER_SECURITY,
+        "backendStore": _backend_store_values(args),
+        "artifactRoot": _artifact_root_values(args),
+        "extraEnvVars": {
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
+            "AWS_DEFAULT_REGION": args.region,
+        },
+        "auth": _auth_values(args),
+        "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace)],
+        "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},
+        "ingress": {
+            "enabled": True,
+            "className": args.ingress_class,
+            "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
+            "hosts": [{"host": args.host, "paths": [{"path": "/", "pathType": "Prefix"}]}],
+            "tls": [{"secretName": "mlflow-tls", "hosts": [args.host]}],
+        },
+    }
+
+
+def _from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
+    return EnvVarArgs(
+        name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key))
+    )
+
+
+def _client_user_container(image: str, internal_url: pulumi.Input[str]) -> ContainerArgs:
+    """Runs `services/mlflow/ensure_user.py` (mounted at /script) with the admin's and the user's Secrets."""
+    return ContainerArgs(
+        name="ensure-user",
+        image=image,
+        image_pull_policy="IfNotPresent",
+        command=["python", "/script/ensure_user.py"],
+        env=[
+            EnvVarArgs(name="MLFLOW_URL", value=internal_url),
+            EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
+            _from_secret("ADMIN_USERNAME", ADMIN_SECRET, "username"),
+            _from_secret("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
+            _from_secret("CLIENT_USERNAME", CLIENT_SECRET, "username"),
+            _from_secret("CLIENT_PASSWORD", CLIENT_SECRET, "password"),
+        ],
+        resources=ResourceRequirementsArgs(
+            requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
+        ),
+        security_context=restricted_container(MLFLOW_UID, read_only_root=True),
+        volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
+    )
 
 
 class MlflowServer(pulumi.ComponentResource):
@@ -97,126 +222,28 @@ class MlflowServer(pulumi.ComponentResource):
     `mlflow-client-user`) that a Job creates through MLflow's API once the server is up (again
     whenever the password changes).
 
-    Exports `internal_url`, `external_url`, `admin_secret` and `client_username` (None without
-    basic auth); `client_password` (secret Output, resolves once the user exists) is an attribute.
+    Exports the attributes below; `release` (the Helm release) is a handle, not an output.
     """
+
+    internal_url: pulumi.Output[str]
+    """The tracking server's in-cluster URL."""
+    external_url: pulumi.Output[str]
+    """Its URL through the TLS Ingress."""
+    admin_secret: str | None
+    """Secret holding the admin's `username` and `password`; None without basic auth."""
+    client_username: str | None
+    """The DAGs' and serving's MLflow user; None without basic auth."""
+    client_password: pulumi.Output[str] | None
+    """That user's password (secret), resolving once the user exists; None without basic auth."""
 
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:MlflowServer", name, None, opts)
         s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-        self.internal_url: pulumi.Output[str] = pulumi.Output.concat(
-            f"http://{RELEASE}.", args.namespace, f".svc.cluster.local:{SERVICE_PORT}"
-        )
-        self.external_url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
-        image_tag = s.image_tag or CHART_APP_VERSIONS[s.chart_version]
-
-        depends: list[pulumi.Resource] = []
-        auth: dict[str, object] = {"enabled": False}
-        admin_password: pulumi.Output[str] | None = None
-        if s.basic_auth:
-            admin_pw = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
-            admin_password = pulumi.Output.secret(admin_pw.result)
-            depends.append(
-                Secret(
-                    f"{name}-admin",
-                    metadata=ObjectMetaArgs(name=ADMIN_SECRET, namespace=args.namespace),
-                    type="Opaque",
-                    string_data={"username": pulumi.Output.secret("admin"), "password": admin_password},
-                    opts=child,
-                )
-            )
-            auth = {
-                "enabled": True,
-                "existingAdminSecret": {"name": ADMIN_SECRET, "usernameKey": "username", "passwordKey": "password"},
-                "defaultPermission": "READ",
-                "postgres": {
-                    "enabled": True,
-                    "host": args.db_host,
-                    "port": args.db_port,
-                    "database": args.auth_db_name,
-                    "driver": "psycopg2",
-                    "existingSecret": {
-                        "name": args.auth_db_secret,
-                        "usernameKey": "username",
-                        "passwordKey": "password",
-                    },
-                },
-            }
-        artifacts = pulumi.Output.concat("s3://", args.bucket, f"/{args.artifact_prefix.strip('/')}")
-        image: dict[str, str] = {"repository": IMAGE}
-        if s.image_tag:
-            image["tag"] = s.image_tag
-        values = {
-            "replicaCount": s.replicas,
-            "image": image,
-            "podAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
-            "podSecurityContext": {
-                "fsGroup": MLFLOW_UID,
-                "fsGroupChangePolicy": "OnRootMismatch",
-                "runAsNonRoot": True,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            # every container of the chart (server, migration and auth init containers) takes this
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": MLFLOW_UID,
-                "runAsGroup": MLFLOW_UID,
-                "allowPrivilegeEscalation": False,
-                "privileged": False,
-                "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "backendStore": {
-                "databaseMigration": True,
-                "postgres": {
-                    "enabled": True,
-                    "host": args.db_host,
-                    "port": args.db_port,
-                    "database": args.db_name,
-                    "driver": "psycopg2",
-                },
-                "existingDatabaseSecret": {
-                    "name": args.db_secret,
-                    "usernameKey": "username",
-                    "passwordKey": "password",
-                },
-            },
-            "artifactRoot": {
-                "proxiedArtifactStorage": True,
-                "defaultArtifactsDestination": artifacts,
-                "s3": {
-                    "enabled": True,
-                    "bucket": args.bucket,
-                    "path": args.artifact_prefix.strip("/"),
-                    "existingSecret": {
-                        "name": args.s3_secret,
-                        "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
-                        "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
-                    },
-                },
-            },
-            "extraEnvVars": {
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
-                "AWS_DEFAULT_REGION": args.region,
-            },
-            "auth": auth,
-            "serverAllowedHosts": [
-                args.host,
-                "mlflow",
-                pulumi.Output.concat("mlflow.", args.namespace, ".svc.cluster.local"),
-            ],
-            "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},
-            "ingress": {
-                "enabled": True,
-                "className": args.ingress_class,
-                "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
-                "hosts": [{"host": args.host, "paths": [{"path": "/", "pathType": "Prefix"}]}],
-                "tls": [{"secretName": "mlflow-tls", "hosts": [args.host]}],
-            },
-        }
-        self.release = Release(
+        self.internal_url = cluster_url(RELEASE, args.namespace, SERVICE_PORT)
+        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
+        self.admin_secret = ADMIN_SECRET if s.basic_auth else None
+        admin = [self._admin(name, args)] if s.basic_auth else []
+        self.release: Release = Release(
             f"{name}-release",
             name=RELEASE,
             chart="mlflow",
@@ -225,22 +252,33 @@ class MlflowServer(pulumi.ComponentResource):
             namespace=args.namespace,
             atomic=True,
             timeout=900,
-            values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *inherited_depends_on(opts)]),
+            values=chart_values(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*admin, *inherited_depends_on(opts)]),
         )
-
-        self.client_username: str | None = None
-        self.client_password: pulumi.Output[str] | None = None
-        if s.basic_auth:
-            self.client_username = CLIENT_USERNAME
-            self.client_password = self._client_user(name, args, f"{IMAGE}:{image_tag}")
+        self.client_username = CLIENT_USERNAME if s.basic_auth else None
+        image = f"{IMAGE}:{s.image_tag or CHART_APP_VERSIONS[s.chart_version]}"
+        self.client_password = self._client_user(name, args, image) if s.basic_auth else None
         self.register_outputs(
             {
                 "internal_url": self.internal_url,
                 "external_url": self.external_url,
-                "admin_secret": ADMIN_SECRET if s.basic_auth else None,
+                "admin_secret": self.admin_secret,
                 "client_username": self.client_username,
+                "client_password": self.client_password,
             }
+        )
+
+    def _admin(self, name: str, args: MlflowServerArgs) -> Secret:
+        """The admin account's Secret, with a generated password."""
+        child = pulumi.ResourceOptions(parent=self)
+        generated = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
+        password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
+        return Secret(
+            f"{name}-admin",
+            metadata=ObjectMetaArgs(name=ADMIN_SECRET, namespace=args.namespace),
+            type="Opaque",
+            string_data={"username": pulumi.Output.secret("admin"), "password": password},
+            opts=child,
         )
 
     def _client_user(self, name: str, args: MlflowServerArgs, image: str) -> pulumi.Output[str]:
@@ -250,10 +288,10 @@ class MlflowServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         generated = random.RandomPassword(f"{name}-client-password", length=32, special=False, opts=child)
         password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
-        labels = {"app.kubernetes.io/part-of": "mlops-platform", "app.kubernetes.io/component": "mlflow-client-user"}
+        user_labels = labels(component=CLIENT_SECRET)
         secret = Secret(
             f"{name}-client-user",
-            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=labels),
+            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=user_labels),
             type="Opaque",
             string_data={"username": pulumi.Output.secret(CLIENT_USERNAME), "password": password},
             opts=child,
@@ -261,47 +299,20 @@ class MlflowServer(pulumi.ComponentResource):
         script = Path(ensure_user_script.__file__).read_text()
         script_map = ConfigMap(
             f"{name}-client-user-script",
-            metadata=ObjectMetaArgs(name=f"{CLIENT_SECRET}-script", namespace=args.namespace, labels=labels),
+            metadata=ObjectMetaArgs(name=f"{CLIENT_SECRET}-script", namespace=args.namespace, labels=user_labels),
             data={"ensure_user.py": script},
             opts=child,
         )
-        digest = pulumi.Output.unsecret(
-            pulumi.Output.all(script, self.internal_url, password).apply(client_inputs_digest)
-        )
-
-        def from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
-            return EnvVarArgs(
-                name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key))
-            )
-
-        # a new digest (password, server) runs the Job again
+        # new inputs (script, server, password) run the Job again
         job = rerun_on_change_job(
             f"{name}-client-user-job",
             name=CLIENT_SECRET,
             namespace=args.namespace,
-            labels=labels,
+            labels=user_labels,
             digest_annotation=CLIENT_INPUTS_ANNOTATION,
-            digest=digest,
+            inputs=[script, self.internal_url, password],
             uid=MLFLOW_UID,
-            container=ContainerArgs(
-                name="ensure-user",
-                image=image,
-                image_pull_policy="IfNotPresent",
-                command=["python", "/script/ensure_user.py"],
-                env=[
-                    EnvVarArgs(name="MLFLOW_URL", value=self.internal_url),
-                    EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
-                    from_secret("ADMIN_USERNAME", ADMIN_SECRET, "username"),
-                    from_secret("ADMIN_PASSWORD", ADMIN_SECRET, "password"),
-                    from_secret("CLIENT_USERNAME", CLIENT_SECRET, "username"),
-                    from_secret("CLIENT_PASSWORD", CLIENT_SECRET, "password"),
-                ],
-                resources=ResourceRequirementsArgs(
-                    requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
-                ),
-                security_context=restricted_container(MLFLOW_UID, read_only_root=True),
-                volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
-            ),
+            container=_client_user_container(image, self.internal_url),
             volumes=[VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script"))],
             backoff_limit=10,
             deadline_seconds=1200,

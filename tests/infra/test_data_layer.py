@@ -22,13 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ROTATION_EPOCH, prefix_policy, rotation_plan
-from components.database import (
-    BOOTSTRAP_INPUTS_ANNOTATION,
-    AppDatabase,
-    bootstrap_inputs_digest,
-    bootstrap_sql,
-    password_variable,
-)
+from components.database import BOOTSTRAP_INPUTS_ANNOTATION, AppDatabase, bootstrap_sql, password_variable
+from components.jobs import inputs_digest
 from devstack.moto import moto_s3
 from harness import checks
 from harness.mocks import SecretValue, reveal
@@ -392,10 +387,10 @@ def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, 
         *[passwords[f"database-{r}-password"] for r in roles],
     ]
     digest = template["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION]
-    assert digest == bootstrap_inputs_digest(inputs)
+    assert digest == inputs_digest(inputs)
     for changed in range(len(inputs)):  # any input changing (a password, the server) replaces the Job
         other = [f"{v}-changed" if i == changed else v for i, v in enumerate(inputs)]
-        assert bootstrap_inputs_digest(other) != digest
+        assert inputs_digest(other) != digest
     assert not isinstance(
         job.inputs["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION], SecretValue
     )
