@@ -11,6 +11,7 @@ from pulumi_kubernetes.core.v1 import Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
 from services.common import contract
 from stacks.settings import AirflowSettings
@@ -18,7 +19,6 @@ from stacks.settings import AirflowSettings
 AIRFLOW_REPO = "https://airflow.apache.org"
 RELEASE = "airflow"
 API_PORT = 8080
-ROTATION_ANNOTATION = "mlops-platform/s3-key"
 # Secret names and the keys the official chart reads from them.
 FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
 API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
@@ -50,6 +50,12 @@ class AirflowPlatformArgs:
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
 
 
+# Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
+_RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+_RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+_STATSD_POD = {"runAsNonRoot": True, "runAsUser": STATSD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def _secret(
     name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]
 ) -> Secret:
@@ -60,6 +66,103 @@ def _secret(
         string_data={key: pulumi.Output.secret(value)},
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+def _git_sync_values(s: AirflowSettings) -> dict[str, object]:
+    """The chart's `dags.gitSync`: the DAGs' repository, with the SSH key Secret when one is configured."""
+    git_sync: dict[str, object] = {
+        "enabled": True,
+        "repo": s.git_repo,
+        "branch": s.git_branch,
+        "rev": "HEAD",
+        "depth": 1,
+        "subPath": s.git_sub_path,
+        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+    }
+    if s.git_ssh_key is not None:
+        git_sync["sshKeySecret"] = GIT_SSH_SECRET
+    # git-sync and StatsD do not take the global contexts: without these they would run with
+    # only a runAsUser (privilege escalation allowed, capabilities kept)
+    git_sync["securityContexts"] = {"container": {"runAsUser": GIT_SYNC_UID, **_RESTRICTED_CONTAINER}}
+    return git_sync
+
+
+def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
+    """Task logs: to the bucket's Airflow prefix through the rotated-key connection (its variable
+    from the connection Secret), or to the NFS claim. Returns the chart's `logs`, `secret` and
+    `config.logging`."""
+    if not args.settings.remote_logging:
+        return {
+            "logs": {"persistence": {"enabled": True, "existingClaim": args.logs_claim}},
+            "secret": [],
+            "logging": {"remote_logging": "False", "colored_console_log": "False"},
+        }
+    conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
+    return {
+        "logs": {"persistence": {"enabled": False}},
+        "secret": [{"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}],
+        "logging": {
+            "remote_logging": "True",
+            "remote_base_log_folder": pulumi.Output.concat("s3://", args.bucket, f"/{args.log_prefix.strip('/')}"),
+            "remote_log_conn_id": args.logs_connection_id,
+            "colored_console_log": "False",
+        },
+    }
+
+
+def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> dict[str, object]:
+    """The Airflow chart's values for these arguments (`internal_url`: the API server's Service)."""
+    s = args.settings
+    env_from = [
+        {"configMapRef": {"name": args.endpoints_configmap}},
+        {"secretRef": {"name": args.reload_token_secret}},
+        {"secretRef": {"name": args.slack_secret}},
+        {"secretRef": {"name": args.mlflow_credentials_secret}},
+    ]
+    logs = _log_values(args)
+    return {
+        "executor": s.executor,
+        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
+        "postgresql": {"enabled": False},
+        "redis": {"enabled": s.executor == "CeleryExecutor"},
+        "data": {"metadataSecretName": args.metadata_secret},
+        "fernetKeySecretName": FERNET_SECRET,
+        "apiSecretKeySecretName": API_SECRET,
+        "jwtSecretName": JWT_SECRET,
+        "createUserJob": {"enabled": False},
+        "migrateDatabaseJob": {"enabled": True},
+        "dags": {"gitSync": _git_sync_values(s)},
+        "logs": logs["logs"],
+        "secret": logs["secret"],
+        "env": [{"name": "PYTHONPATH", "value": GIT_SYNC_ROOT}],
+        "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
+        "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+        "securityContexts": {"pod": _RESTRICTED_POD, "containers": _RESTRICTED_CONTAINER},
+        "statsd": {"securityContexts": {"pod": _STATSD_POD, "container": _RESTRICTED_CONTAINER}},
+        "config": {
+            # Airflow 3 derives the workers' Execution API URL from api.base_url (the public
+            # host, behind TLS with the internal CA): task pods must call the API server's Service
+            "core": {
+                "load_examples": "False",
+                "execution_api_server_url": pulumi.Output.concat(internal_url, "/execution/"),
+            },
+            "logging": logs["logging"],
+            "api": {"base_url": f"https://{args.host}"},
+        },
+        "apiServer": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
+        "scheduler": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
+        "workers": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}},
+        "ingress": {
+            "apiServer": {
+                "enabled": True,
+                "ingressClassName": args.ingress_class,
+                "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
+                "path": "/",
+                "pathType": "Prefix",
+                "hosts": [{"name": args.host, "tls": {"enabled": True, "secretName": "airflow-tls"}}],
+            }
+        },
+    }
 
 
 class AirflowPlatform(pulumi.ComponentResource):
@@ -75,136 +178,52 @@ class AirflowPlatform(pulumi.ComponentResource):
     server's TLS Ingress.
     The chart's create-user job is off: it would create `admin/admin`.
 
-    Exports `url` (external), `internal_url` (API server Service).
+    Exports the attributes below; `release` (the Helm release) is a handle, not an output.
     """
+
+    url: pulumi.Output[str]
+    """The API server's URL through the TLS Ingress."""
+    internal_url: pulumi.Output[str]
+    """The API server's in-cluster URL."""
 
     def __init__(self, name: str, args: AirflowPlatformArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:AirflowPlatform", name, None, opts)
+        secrets = self._secrets(name, args)
+        self.internal_url = cluster_url(f"{RELEASE}-api-server", args.namespace, API_PORT)
+        self.release: Release = Release(
+            f"{name}-release",
+            name=RELEASE,
+            chart="airflow",
+            version=args.settings.chart_version,
+            repository_opts=RepositoryOptsArgs(repo=AIRFLOW_REPO),
+            namespace=args.namespace,
+            timeout=1200,
+            values=chart_values(args, self.internal_url),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
+        )
+        self.url = pulumi.Output.from_input(f"https://{args.host}")
+        self.register_outputs({"url": self.url, "internal_url": self.internal_url})
+
+    def _secrets(self, name: str, args: AirflowPlatformArgs) -> list[Secret]:
+        """Fernet, API and JWT secrets from pulumi-random, and the git SSH key's Secret when set."""
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         fernet = random.RandomBytes(f"{name}-fernet", length=32, opts=child)
         api_key = random.RandomPassword(f"{name}-api-secret-key", length=48, special=False, opts=child)
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
+        # Fernet wants 32 url-safe base64-encoded bytes (with padding)
+        fernet_key = fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
         secrets = [
-            # Fernet wants 32 url-safe base64-encoded bytes (with padding)
-            _secret(
-                FERNET_SECRET,
-                self,
-                args.namespace,
-                FERNET_KEY,
-                fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_")),
-            ),
+            _secret(FERNET_SECRET, self, args.namespace, FERNET_KEY, fernet_key),
             _secret(API_SECRET, self, args.namespace, API_KEY, api_key.result),
             _secret(JWT_SECRET, self, args.namespace, JWT_KEY, jwt.result),
         ]
-        git_sync: dict[str, object] = {
-            "enabled": True,
-            "repo": s.git_repo,
-            "branch": s.git_branch,
-            "rev": "HEAD",
-            "depth": 1,
-            "subPath": s.git_sub_path,
-            "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-        }
-        if s.git_ssh_key is None and not s.git_repo.startswith("https://"):
+        if s.git_ssh_key is not None:
+            secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, s.git_ssh_key.output()))
+        elif not s.git_repo.startswith("https://"):
             pulumi.log.warn(
                 f"airflow.gitRepo {s.git_repo} is an SSH URL but airflow.gitSshKey is not set: git-sync cannot "
                 "clone it (pulumi config set --secret airflow.gitSshKey ...)",
                 self,
             )
-        if s.git_ssh_key is not None:
-            secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, s.git_ssh_key.output()))
-            git_sync["sshKeySecret"] = GIT_SSH_SECRET
-
-        env_from = [
-            {"configMapRef": {"name": args.endpoints_configmap}},
-            {"secretRef": {"name": args.reload_token_secret}},
-            {"secretRef": {"name": args.slack_secret}},
-            {"secretRef": {"name": args.mlflow_credentials_secret}},
-        ]
-        logging: dict[str, object] = {"remote_logging": "False", "colored_console_log": "False"}
-        logs: dict[str, object] = {"persistence": {"enabled": False}}
-        extra_secret_env: list[dict[str, str]] = []
-        if s.remote_logging:
-            logging = {
-                "remote_logging": "True",
-                "remote_base_log_folder": pulumi.Output.concat("s3://", args.bucket, f"/{args.log_prefix.strip('/')}"),
-                "remote_log_conn_id": args.logs_connection_id,
-                "colored_console_log": "False",
-            }
-            conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
-            extra_secret_env.append(
-                {"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}
-            )
-        else:
-            logs = {"persistence": {"enabled": True, "existingClaim": args.logs_claim}}
-
-        internal_url = pulumi.Output.concat(
-            f"http://{RELEASE}-api-server.", args.namespace, f".svc.cluster.local:{API_PORT}"
-        )
-        execution_api = pulumi.Output.concat(internal_url, "/execution/")
-        restricted_pod = {
-            "runAsNonRoot": True,
-            "runAsUser": 50000,
-            "fsGroup": 0,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-        restricted_container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-        # git-sync and StatsD do not take the global contexts: without these they would run with
-        # only a runAsUser (privilege escalation allowed, capabilities kept)
-        git_sync["securityContexts"] = {"container": {"runAsUser": GIT_SYNC_UID, **restricted_container}}
-        statsd_pod = {"runAsNonRoot": True, "runAsUser": STATSD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
-        values = {
-            "executor": s.executor,
-            "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
-            "postgresql": {"enabled": False},
-            "redis": {"enabled": s.executor == "CeleryExecutor"},
-            "data": {"metadataSecretName": args.metadata_secret},
-            "fernetKeySecretName": FERNET_SECRET,
-            "apiSecretKeySecretName": API_SECRET,
-            "jwtSecretName": JWT_SECRET,
-            "createUserJob": {"enabled": False},
-            "migrateDatabaseJob": {"enabled": True},
-            "dags": {"gitSync": git_sync},
-            "logs": logs,
-            "secret": extra_secret_env,
-            "env": [{"name": "PYTHONPATH", "value": GIT_SYNC_ROOT}],
-            "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
-            "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
-            "securityContexts": {"pod": restricted_pod, "containers": restricted_container},
-            "statsd": {"securityContexts": {"pod": statsd_pod, "container": restricted_container}},
-            "config": {
-                # Airflow 3 derives the workers' Execution API URL from api.base_url (the public
-                # host, behind TLS with the internal CA): task pods must call the API server's Service
-                "core": {"load_examples": "False", "execution_api_server_url": execution_api},
-                "logging": logging,
-                "api": {"base_url": f"https://{args.host}"},
-            },
-            "apiServer": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
-            "scheduler": {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}},
-            "workers": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}},
-            "ingress": {
-                "apiServer": {
-                    "enabled": True,
-                    "ingressClassName": args.ingress_class,
-                    "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
-                    "path": "/",
-                    "pathType": "Prefix",
-                    "hosts": [{"name": args.host, "tls": {"enabled": True, "secretName": "airflow-tls"}}],
-                }
-            },
-        }
-        self.release = Release(
-            f"{name}-release",
-            name=RELEASE,
-            chart="airflow",
-            version=s.chart_version,
-            repository_opts=RepositoryOptsArgs(repo=AIRFLOW_REPO),
-            namespace=args.namespace,
-            timeout=1200,
-            values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
-        )
-        self.url: pulumi.Output[str] = pulumi.Output.from_input(f"https://{args.host}")
-        self.internal_url: pulumi.Output[str] = internal_url
-        self.register_outputs({"url": self.url, "internal_url": self.internal_url})
+        return secrets

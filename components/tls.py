@@ -11,8 +11,15 @@ from pulumi_kubernetes.core.v1 import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import labels
+
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 CERT_MANAGER_API = "cert-manager.io/v1"
+
+
+def root_ca_name(prefix: str) -> str:
+    """The root CA's Certificate and the Secret cert-manager writes it to."""
+    return f"{prefix}-root-ca"
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,17 @@ class TlsIssuersArgs:
     acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"
 
 
+_CERT_MANAGER_VALUES = {
+    # CRDs come with the release and are kept if the release is ever removed
+    "crds": {"enabled": True, "keep": True},
+    "replicaCount": 1,
+    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    "webhook": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
+    "cainjector": {"resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
+    "prometheus": {"enabled": True},
+}
+
+
 class TlsIssuers(pulumi.ComponentResource):
     """Builds cert-manager (namespace with Pod Security `restricted` and a Helm release with its
     CRDs, when `install_cert_manager`), a self-signed bootstrap ClusterIssuer, the stack's internal
@@ -38,73 +56,77 @@ class TlsIssuers(pulumi.ComponentResource):
     every service certificate, and, with issuer=acme, an ACME ClusterIssuer (HTTP-01 through the
     platform's IngressClass) for public hosts.
 
-    Exports `cluster_issuer` (the issuer the Ingresses annotate), `ca_issuer`, and
-    `ca_certificate` (PEM of the internal CA, public, for users to trust).
+    Exports the attributes below.
     """
+
+    cluster_issuer: pulumi.Output[str]
+    """The ClusterIssuer the Ingresses annotate (the CA issuer, or the ACME issuer)."""
+    ca_issuer: pulumi.Output[str]
+    """The internal CA's ClusterIssuer."""
+    ca_certificate: pulumi.Output[str]
+    """PEM of the internal CA (public, for users to trust)."""
 
     def __init__(self, name: str, args: TlsIssuersArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:TlsIssuers", name, None, opts)
-        labels = {"app.kubernetes.io/part-of": "mlops-platform", "mlops-platform/stack": args.stack}
+        crds_ready = [self._cert_manager(name, args)] if args.install_cert_manager else []
+        root_ca = self._root_ca(name, args, crds_ready)
+        self.ca_issuer = self._ca_issuer(name, args, root_ca)
+        self.cluster_issuer = self._acme_issuer(name, args, crds_ready) if args.issuer == "acme" else self.ca_issuer
+        self.ca_certificate = self._ca_certificate(name, args, root_ca)
+        self.register_outputs(
+            {"cluster_issuer": self.cluster_issuer, "ca_issuer": self.ca_issuer, "ca_certificate": self.ca_certificate}
+        )
+
+    def _cert_manager(self, name: str, args: TlsIssuersArgs) -> Release:
+        """cert-manager's namespace (kept on delete) and release, with its CRDs."""
         ns = args.cert_manager_namespace
-        crds_ready: list[pulumi.Resource] = []
-        if args.install_cert_manager:
-            namespace = Namespace(
-                f"{name}-namespace",
-                metadata=ObjectMetaArgs(
-                    name=ns,
-                    labels={
-                        **labels,
+        namespace = Namespace(
+            f"{name}-namespace",
+            metadata=ObjectMetaArgs(
+                name=ns,
+                labels=labels(
+                    stack=args.stack,
+                    base={
                         "kubernetes.io/metadata.name": ns,
                         "pod-security.kubernetes.io/enforce": "restricted",
                         "pod-security.kubernetes.io/enforce-version": "latest",
                     },
                 ),
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
-            )
-            release = Release(
-                f"{name}-cert-manager",
-                name="cert-manager",
-                chart="cert-manager",
-                version=args.chart_version,
-                repository_opts=RepositoryOptsArgs(repo=CERT_MANAGER_REPO),
-                namespace=ns,
-                atomic=True,
-                timeout=600,
-                values={
-                    # CRDs come with the release and are kept if the release is ever removed
-                    "crds": {"enabled": True, "keep": True},
-                    "replicaCount": 1,
-                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-                    "webhook": {
-                        "resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
-                    },
-                    "cainjector": {
-                        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
-                    },
-                    "prometheus": {"enabled": True},
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
-            )
-            crds_ready = [release]
+            ),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        return Release(
+            f"{name}-cert-manager",
+            name="cert-manager",
+            chart="cert-manager",
+            version=args.chart_version,
+            repository_opts=RepositoryOptsArgs(repo=CERT_MANAGER_REPO),
+            namespace=ns,
+            atomic=True,
+            timeout=600,
+            values=_CERT_MANAGER_VALUES,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+        )
 
-        after_crds = pulumi.ResourceOptions(parent=self, depends_on=crds_ready)
+    def _root_ca(self, name: str, args: TlsIssuersArgs, crds_ready: list[Release]) -> CustomResource:
+        """The self-signed bootstrap issuer and the stack's root CA Certificate it signs."""
         selfsigned = CustomResource(
             f"{name}-selfsigned",
             api_version=CERT_MANAGER_API,
             kind="ClusterIssuer",
-            metadata=ObjectMetaArgs(name=f"{args.prefix}-selfsigned", labels=labels),
+            metadata=ObjectMetaArgs(name=f"{args.prefix}-selfsigned", labels=labels(stack=args.stack)),
             spec={"selfSigned": {}},
-            opts=after_crds,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=crds_ready),
         )
-        ca_secret = f"{args.prefix}-root-ca"
-        root_ca = CustomResource(
+        ca_secret = root_ca_name(args.prefix)
+        return CustomResource(
             f"{name}-root-ca",
             api_version=CERT_MANAGER_API,
             kind="Certificate",
             metadata=ObjectMetaArgs(
                 name=ca_secret,
-                namespace=ns,
-                labels=labels,
+                namespace=args.cert_manager_namespace,
+                labels=labels(stack=args.stack),
                 # `pulumi up` waits until cert-manager has issued the CA
                 annotations={"pulumi.com/waitFor": "condition=Ready"},
             ),
@@ -119,48 +141,50 @@ class TlsIssuers(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[selfsigned, *crds_ready]),
         )
+
+    def _ca_issuer(self, name: str, args: TlsIssuersArgs, root_ca: CustomResource) -> pulumi.Output[str]:
+        """The CA ClusterIssuer; returns its name, resolving once it exists."""
         ca_issuer = CustomResource(
             f"{name}-ca-issuer",
             api_version=CERT_MANAGER_API,
             kind="ClusterIssuer",
-            metadata=ObjectMetaArgs(name=f"{args.prefix}-ca", labels=labels),
-            spec={"ca": {"secretName": ca_secret}},
+            metadata=ObjectMetaArgs(name=f"{args.prefix}-ca", labels=labels(stack=args.stack)),
+            spec={"ca": {"secretName": root_ca_name(args.prefix)}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[root_ca]),
         )
         # the names are known; deriving them from the resources makes users of them wait for those
-        self.ca_issuer: pulumi.Output[str] = ca_issuer.urn.apply(lambda _: f"{args.prefix}-ca")
-        issuer = self.ca_issuer
-        if args.issuer == "acme":
-            if not args.acme_email:
-                raise ValueError("an ACME issuer needs acme_email")
-            acme = CustomResource(
-                f"{name}-acme-issuer",
-                api_version=CERT_MANAGER_API,
-                kind="ClusterIssuer",
-                metadata=ObjectMetaArgs(name=f"{args.prefix}-acme", labels=labels),
-                spec={
-                    "acme": {
-                        "server": args.acme_server,
-                        "email": args.acme_email,
-                        "privateKeySecretRef": {"name": f"{args.prefix}-acme-account"},
-                        "solvers": [{"http01": {"ingress": {"ingressClassName": args.ingress_class}}}],
-                    }
-                },
-                opts=after_crds,
-            )
-            issuer = acme.urn.apply(lambda _: f"{args.prefix}-acme")
-        self.cluster_issuer: pulumi.Output[str] = issuer
+        return ca_issuer.urn.apply(lambda _: f"{args.prefix}-ca")
 
-        # The CA's certificate, read back from the Secret cert-manager wrote. The Secret's id is
-        # derived from the Certificate's id, so a first `pulumi preview` (Certificate not yet
-        # created: unknown) does not try to read a Secret that does not exist yet.
+    def _acme_issuer(self, name: str, args: TlsIssuersArgs, crds_ready: list[Release]) -> pulumi.Output[str]:
+        """The ACME ClusterIssuer (HTTP-01 through the stack's IngressClass); returns its name."""
+        if not args.acme_email:
+            raise ValueError("an ACME issuer needs acme_email")
+        acme = CustomResource(
+            f"{name}-acme-issuer",
+            api_version=CERT_MANAGER_API,
+            kind="ClusterIssuer",
+            metadata=ObjectMetaArgs(name=f"{args.prefix}-acme", labels=labels(stack=args.stack)),
+            spec={
+                "acme": {
+                    "server": args.acme_server,
+                    "email": args.acme_email,
+                    "privateKeySecretRef": {"name": f"{args.prefix}-acme-account"},
+                    "solvers": [{"http01": {"ingress": {"ingressClassName": args.ingress_class}}}],
+                }
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=crds_ready),
+        )
+        return acme.urn.apply(lambda _: f"{args.prefix}-acme")
+
+    def _ca_certificate(self, name: str, args: TlsIssuersArgs, root_ca: CustomResource) -> pulumi.Output[str]:
+        """The CA's certificate, read back from the Secret cert-manager wrote. The Secret's id is
+        derived from the Certificate's id, so a first `pulumi preview` (Certificate not yet
+        created: unknown) does not try to read a Secret that does not exist yet."""
+        ns, ca_secret = args.cert_manager_namespace, root_ca_name(args.prefix)
         secret_id = root_ca.id.apply(lambda _: f"{ns}/{ca_secret}")
         ca = Secret.get(
             f"{name}-root-ca-secret", secret_id, opts=pulumi.ResourceOptions(parent=self, depends_on=[root_ca])
         )
-        self.ca_certificate: pulumi.Output[str] = pulumi.Output.unsecret(
+        return pulumi.Output.unsecret(
             ca.data.apply(lambda data: base64.b64decode((data or {}).get("ca.crt", "")).decode())
-        )
-        self.register_outputs(
-            {"cluster_issuer": self.cluster_issuer, "ca_issuer": self.ca_issuer, "ca_certificate": self.ca_certificate}
         )
