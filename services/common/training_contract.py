@@ -34,7 +34,9 @@ PARAMS = EnvVar(
     "The platform has already logged them on the run.",
 )
 DATASET_URI = EnvVar(
-    "MLOPS_DATASET_URI", "The dataset to train on (`file://`, `s3://`, ...); unset = the code's own data."
+    "MLOPS_DATASET_URI",
+    "The dataset to train on, a URI (the SDK reads CSV from a path, `file://` or `s3://`); unset = the code's own "
+    "data.",
 )
 GATE_METRIC = EnvVar("MLOPS_GATE_METRIC", "The metric the code must log on the run: the quality gate reads it.")
 GATE_DIRECTION = EnvVar("MLOPS_GATE_DIRECTION", "`max` or `min`: whether a higher or a lower gate metric is better.")
