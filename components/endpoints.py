@@ -10,6 +10,7 @@ import pulumi_random as random
 from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import labels
 from services.common import contract
 from stacks.settings import Secret as SecretSetting
 
@@ -42,20 +43,45 @@ class Endpoints(pulumi.ComponentResource):
     when no webhook is configured, which the alert helper treats as "log only") and the Secret
     `mlops-mlflow-credentials` (the MLflow client's user and password; empty when MLflow has no
     auth, so the variables stay unset). Pods take them with `envFrom`, so the variable names are
-    the keys.
+    the keys. The names are the contract's (`services/common/contract.py`).
 
-    Exports `configmap_name`, `reload_token_secret`, `slack_secret`, `mlflow_credentials_secret`
-    and `reload_token` (secret).
+    Exports the attributes below.
     """
+
+    configmap_name: str
+    reload_token_secret: str
+    slack_secret: str
+    mlflow_credentials_secret: str
+    reload_token: pulumi.Output[str]
+    """The serving admin API's bearer token (secret)."""
 
     def __init__(self, name: str, args: EndpointsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Endpoints", name, None, opts)
+        self.configmap_name = contract.ENDPOINTS_CONFIGMAP
+        self.reload_token_secret = contract.RELOAD_TOKEN_SECRET
+        self.slack_secret = contract.SLACK_SECRET
+        self.mlflow_credentials_secret = contract.MLFLOW_CREDENTIALS_SECRET
+        token = random.RandomPassword(
+            f"{name}-reload-token", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.reload_token = pulumi.Output.secret(token.result)
+        for consumer, namespace in args.consumers.items():
+            self._objects(f"{name}-{consumer}", namespace, args)
+        self.register_outputs(
+            {
+                "configmap_name": self.configmap_name,
+                "reload_token_secret": self.reload_token_secret,
+                "slack_secret": self.slack_secret,
+                "mlflow_credentials_secret": self.mlflow_credentials_secret,
+                "reload_token": self.reload_token,
+            }
+        )
+
+    def _objects(self, prefix: str, namespace: pulumi.Input[str], args: EndpointsArgs) -> None:
+        """The ConfigMap and the three Secrets in one consumer's namespace."""
         child = pulumi.ResourceOptions(parent=self)
-        token = random.RandomPassword(f"{name}-reload-token", length=48, special=False, opts=child)
-        self.reload_token: pulumi.Output[str] = pulumi.Output.secret(token.result)
+        endpoint_labels = labels(component="endpoints")
         webhook = args.slack_webhook.output() if args.slack_webhook else pulumi.Output.secret("")
-        labels = {"app.kubernetes.io/part-of": "mlops-platform", "app.kubernetes.io/component": "endpoints"}
-        data = {var.name: args.values[var.name] for var in contract.CONFIGMAP_VARS}
         credentials: dict[str, pulumi.Input[str]] = {}
         if args.mlflow_credentials is not None:
             username, password = args.mlflow_credentials
@@ -63,41 +89,22 @@ class Endpoints(pulumi.ComponentResource):
                 contract.MLFLOW_TRACKING_USERNAME.name: pulumi.Output.secret(username),
                 contract.MLFLOW_TRACKING_PASSWORD.name: pulumi.Output.secret(password),
             }
-        for consumer, namespace in args.consumers.items():
-            ConfigMap(
-                f"{name}-{consumer}-configmap",
-                metadata=ObjectMetaArgs(name=contract.ENDPOINTS_CONFIGMAP, namespace=namespace, labels=labels),
-                data=data,
-                opts=child,
-            )
-            Secret(
-                f"{name}-{consumer}-reload-token",
-                metadata=ObjectMetaArgs(name=contract.RELOAD_TOKEN_SECRET, namespace=namespace, labels=labels),
-                type="Opaque",
-                string_data={contract.RELOAD_TOKEN.name: self.reload_token},
-                opts=child,
-            )
-            Secret(
-                f"{name}-{consumer}-slack",
-                metadata=ObjectMetaArgs(name=contract.SLACK_SECRET, namespace=namespace, labels=labels),
-                type="Opaque",
-                string_data={contract.SLACK_WEBHOOK_URL.name: webhook},
-                opts=child,
-            )
-            Secret(
-                f"{name}-{consumer}-mlflow-credentials",
-                metadata=ObjectMetaArgs(name=contract.MLFLOW_CREDENTIALS_SECRET, namespace=namespace, labels=labels),
-                type="Opaque",
-                string_data=credentials,
-                opts=child,
-            )
-        self.configmap_name = contract.ENDPOINTS_CONFIGMAP
-        self.register_outputs(
-            {
-                "configmap_name": contract.ENDPOINTS_CONFIGMAP,
-                "reload_token_secret": contract.RELOAD_TOKEN_SECRET,
-                "slack_secret": contract.SLACK_SECRET,
-                "mlflow_credentials_secret": contract.MLFLOW_CREDENTIALS_SECRET,
-                "reload_token": self.reload_token,
-            }
+        ConfigMap(
+            f"{prefix}-configmap",
+            metadata=ObjectMetaArgs(name=self.configmap_name, namespace=namespace, labels=endpoint_labels),
+            data={var.name: args.values[var.name] for var in contract.CONFIGMAP_VARS},
+            opts=child,
         )
+        secrets = {
+            "reload-token": (self.reload_token_secret, {contract.RELOAD_TOKEN.name: self.reload_token}),
+            "slack": (self.slack_secret, {contract.SLACK_WEBHOOK_URL.name: webhook}),
+            "mlflow-credentials": (self.mlflow_credentials_secret, credentials),
+        }
+        for suffix, (secret_name, string_data) in secrets.items():
+            Secret(
+                f"{prefix}-{suffix}",
+                metadata=ObjectMetaArgs(name=secret_name, namespace=namespace, labels=endpoint_labels),
+                type="Opaque",
+                string_data=string_data,
+                opts=child,
+            )

@@ -23,14 +23,40 @@ class IngressControllerArgs:
     replicas: int
 
 
+def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
+    """Traefik serving only the stack's IngressClass; HTTP redirected to HTTPS permanently."""
+    return {
+        "deployment": {"replicas": args.replicas},
+        "ingressClass": {"enabled": True, "isDefaultClass": False, "name": args.class_name},
+        "providers": {
+            "kubernetesIngress": {"enabled": True, "ingressClass": args.class_name},
+            "kubernetesCRD": {"enabled": False},
+        },
+        "ports": {
+            "web": {
+                "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}
+            },
+            "websecure": {"http": {"tls": {"enabled": True}}},
+        },
+        "service": {"type": args.service_type},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
+    }
+
+
 class IngressController(pulumi.ComponentResource):
     """Builds, when `install`, a Traefik Helm release whose IngressClass is the stack's own (not the
     cluster default, so several stacks can share a cluster), whose `web` entry point redirects every
     HTTP request to HTTPS permanently, and whose pods satisfy Pod Security `restricted` (the chart's
     defaults: non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp).
 
-    Exports `class_name` and `namespace` (where the controller's pods run, for NetworkPolicies).
+    Exports the attributes below; `release` (None unless `install`) is a handle, not an output.
     """
+
+    class_name: pulumi.Output[str]
+    """The IngressClass of the stack's Ingresses."""
+    namespace: pulumi.Output[str]
+    """Where the controller's pods run (for NetworkPolicies)."""
 
     def __init__(self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:IngressController", name, None, opts)
@@ -47,27 +73,7 @@ class IngressController(pulumi.ComponentResource):
                 namespace=args.namespace,
                 atomic=True,
                 timeout=600,
-                values={
-                    "deployment": {"replicas": args.replicas},
-                    "ingressClass": {"enabled": True, "isDefaultClass": False, "name": args.class_name},
-                    "providers": {
-                        "kubernetesIngress": {"enabled": True, "ingressClass": args.class_name},
-                        "kubernetesCRD": {"enabled": False},
-                    },
-                    "ports": {
-                        "web": {
-                            "http": {
-                                "redirections": {
-                                    "entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}
-                                }
-                            }
-                        },
-                        "websecure": {"http": {"tls": {"enabled": True}}},
-                    },
-                    "service": {"type": args.service_type},
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-                    "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
-                },
+                values=_traefik_values(args),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         self.register_outputs({"class_name": self.class_name, "namespace": self.namespace})

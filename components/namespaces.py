@@ -9,6 +9,8 @@ import pulumi
 from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import labels
+
 PSA_LEVELS = ("privileged", "baseline", "restricted")
 
 
@@ -31,10 +33,11 @@ class PlatformNamespaces(pulumi.ComponentResource):
     """Builds one Namespace per service, named `<prefix>-<service>`, labelled with the stack and the
     service, enforcing its Pod Security Admission level (audit and warn at `restricted`).
 
-    Exports `names`: service -> namespace name (an Output per service).
+    Exports the attribute below; `namespaces` (service -> Namespace) are handles, not outputs.
     """
 
     names: dict[str, pulumi.Output[str]]
+    """Service -> its namespace's name."""
 
     def __init__(self, name: str, args: PlatformNamespacesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Namespaces", name, None, opts)
@@ -46,17 +49,18 @@ class PlatformNamespaces(pulumi.ComponentResource):
                 f"{name}-{svc}",
                 metadata=ObjectMetaArgs(
                     name=ns_name,
-                    labels={
-                        **dict(args.labels),
-                        "app.kubernetes.io/part-of": "mlops-platform",
-                        "mlops-platform/stack": args.stack,
-                        "mlops-platform/service": svc,
-                        "kubernetes.io/metadata.name": ns_name,
-                        "pod-security.kubernetes.io/enforce": level,
-                        "pod-security.kubernetes.io/enforce-version": "latest",
-                        "pod-security.kubernetes.io/audit": "restricted",
-                        "pod-security.kubernetes.io/warn": "restricted",
-                    },
+                    labels=labels(
+                        stack=args.stack,
+                        service=svc,
+                        base={
+                            **args.labels,
+                            "kubernetes.io/metadata.name": ns_name,
+                            "pod-security.kubernetes.io/enforce": level,
+                            "pod-security.kubernetes.io/enforce-version": "latest",
+                            "pod-security.kubernetes.io/audit": "restricted",
+                            "pod-security.kubernetes.io/warn": "restricted",
+                        },
+                    ),
                 ),
                 opts=child,
             )

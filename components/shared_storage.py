@@ -17,6 +17,8 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.naming import labels, stack_name
+
 
 @dataclass(frozen=True)
 class NfsVolume:
@@ -45,20 +47,24 @@ class SharedStorage(pulumi.ComponentResource):
     by `volumeName`. Volumes and claims are protected and retained on delete: `pulumi destroy` or a
     refactor never removes the data.
 
-    Exports `claims` (volume -> claim name) and `volumes` (volume -> PersistentVolume name).
+    Exports the attributes below.
     """
+
+    claims: dict[str, str]
+    """Volume -> its claim's name."""
+    volumes: dict[str, str]
+    """Volume -> its PersistentVolume's name."""
 
     def __init__(self, name: str, args: SharedStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:SharedStorage", name, None, opts)
         keep = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=True)
-        self.claims: dict[str, str] = {}
-        self.volumes: dict[str, str] = {}
-        labels = {"app.kubernetes.io/part-of": "mlops-platform", "mlops-platform/stack": args.stack}
+        self.claims = {}
+        self.volumes = {}
         for key, vol in args.volumes.items():
-            pv_name = f"mlops-{args.stack}-{key}"
+            pv_name = stack_name(args.stack, key)
             PersistentVolume(
                 f"{name}-{key}-pv",
-                metadata=ObjectMetaArgs(name=pv_name, labels={**labels, "mlops-platform/volume": key}),
+                metadata=ObjectMetaArgs(name=pv_name, labels=labels(stack=args.stack, volume=key)),
                 spec=PersistentVolumeSpecArgs(
                     capacity={"storage": vol.size},
                     access_modes=["ReadWriteMany"],
@@ -75,7 +81,7 @@ class SharedStorage(pulumi.ComponentResource):
             )
             PersistentVolumeClaim(
                 f"{name}-{key}-pvc",
-                metadata=ObjectMetaArgs(name=vol.claim, namespace=vol.namespace, labels=labels),
+                metadata=ObjectMetaArgs(name=vol.claim, namespace=vol.namespace, labels=labels(stack=args.stack)),
                 spec=PersistentVolumeClaimSpecArgs(
                     access_modes=["ReadWriteMany"],
                     storage_class_name="",
