@@ -4,7 +4,8 @@ The CLI sends each resource to the pack as an `AnalyzeRequest` (properties as a 
 secrets and unknowns in Pulumi's wire encoding) and the whole stack as an `AnalyzeStackRequest`.
 `pulumi_policy` turns those into `ResourceValidationArgs` / `StackValidationArgs`: properties go
 through `MessageToDict` (every number becomes a float), `deserialize_properties` (secrets
-unwrapped) and `unknown_checking_proxy` (Mappings and Sequences that raise on unknown values).
+unwrapped; with the pack's `policy.common.install_secret_marks`, secret strings arrive as `SecretText`)
+and `unknown_checking_proxy` (Mappings and Sequences that raise on unknown values).
 
 `resource_args` / `stack_args` build the args that way, for calling one policy's `validate`;
 `analyze` drives the SDK's own analyzer servicer (the object `PolicyPack` serves over gRPC) with
@@ -33,10 +34,11 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from policy.common import deserialize_properties
 from policy.policies import PACK_NAME, POLICIES
 
 UNKNOWN = UNKNOWN_STRING_VALUE  # what a not-yet-known value looks like during preview

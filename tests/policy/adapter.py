@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pulumi_policy.deserialize import SPECIAL_SIG_KEY
+
 from harness.mocks import Registration, SecretValue
 from harness.run import ProgramRun
 from policy.testing import Resource, secret
@@ -21,9 +23,16 @@ def _wire(value: Any) -> Any:
 
 
 def _props(reg: Registration) -> dict[str, Any]:
-    """Inputs merged with the provider's outputs (what the engine has after the step)."""
+    """Inputs merged with the provider's outputs (what the engine has after the step).
+
+    The engine marks the outputs a resource declares secret (`additional_secret_outputs`, which the
+    providers' SDKs set for access keys, passwords, Secret data...); mocks do not, so this does.
+    """
     props = _wire(reg.inputs)
+    secret_outputs = set(reg.additional_secret_outputs)
     for key, value in _wire(reg.outputs).items():
+        if key in secret_outputs and not (isinstance(value, dict) and SPECIAL_SIG_KEY in value):
+            value = secret(value)
         props.setdefault(key, value)
     return props
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.testing import UNKNOWN, Resource
+from policy.testing import UNKNOWN, Resource, secret
 
 ACCOUNT = "123456789012"
 
@@ -104,6 +105,49 @@ READ_ARTIFACTS = {
     "Resource": ["arn:aws:s3:::artifacts-3f2a1b", "arn:aws:s3:::artifacts-3f2a1b/*"],
 }
 ADMIN = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+ARTIFACTS_ARNS = ["arn:aws:s3:::artifacts-3f2a1b", "arn:aws:s3:::artifacts-3f2a1b/*"]
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+
+
+def allow(actions: str | list[str], resources: str | list[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def public_read(**extra: Any) -> dict[str, Any]:
+    return {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"{ARTIFACTS_ARNS[0]}/*",
+        **extra,
+    }
+
+
+def not_principal(statement: dict[str, Any]) -> dict[str, Any]:
+    """The statement for everyone except the account (NotPrincipal instead of Principal)."""
+    rest = {k: v for k, v in statement.items() if k != "Principal"}
+    return {**rest, "NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}
+
+
+def ingress_rule(
+    from_port: int, to_port: int | None = None, cidrs: list[str] | None = None, ipv6: list[str] | None = None
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "protocol": "tcp",
+        "fromPort": from_port,
+        "toPort": from_port if to_port is None else to_port,
+    }
+    rule["cidrBlocks"] = ["0.0.0.0/0"] if cidrs is None else cidrs
+    if ipv6:
+        rule["ipv6CidrBlocks"] = ipv6
+    return rule
+
+
+def security_group(*ingress: dict[str, Any]) -> Resource:
+    return Resource(
+        "aws:ec2/securityGroup:SecurityGroup", "web", {"vpcId": "vpc-1", "ingress": list(ingress), "egress": []}
+    )
 
 
 def iam(kind: str, name: str, **props: Any) -> Resource:
@@ -170,57 +214,114 @@ GOOD_POD_CONTEXT = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": 
 
 def container(**changes: Any) -> dict[str, Any]:
     """GOOD_CONTAINER with top-level keys replaced (None removes a key)."""
-    c = {**GOOD_CONTAINER, **changes}
+    c = {**copy.deepcopy(GOOD_CONTAINER), **changes}
     return {k: v for k, v in c.items() if v is not None}
 
 
+def ephemeral_container(**changes: Any) -> dict[str, Any]:
+    """A debug container as `kubectl debug` adds it: no resources (the API refuses them there)."""
+    return container(name="debug", resources=None, **changes)
+
+
 def pod_spec(
-    *containers: dict[str, Any], init: Iterable[dict[str, Any]] = (), context: dict[str, Any] | None = None
+    *containers: dict[str, Any],
+    init: Iterable[dict[str, Any]] = (),
+    ephemeral: Iterable[dict[str, Any]] = (),
+    context: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "securityContext": GOOD_POD_CONTEXT if context is None else context,
+        "securityContext": copy.deepcopy(GOOD_POD_CONTEXT) if context is None else context,
         "containers": list(containers or [container()]),
+        **fields,
     }
     if init:
         spec["initContainers"] = list(init)
+    if ephemeral:
+        spec["ephemeralContainers"] = list(ephemeral)
     return spec
 
 
-def k8s(kind: str, name: str, api: str, body: dict[str, Any]) -> Resource:
+def k8s(kind: str, name: str, api: str, body: dict[str, Any], namespace: str | None = "mlops-serving") -> Resource:
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
     return Resource(
         f"kubernetes:{api}:{kind}",
         name,
-        {
-            "apiVersion": api.replace("core/", ""),
-            "kind": kind,
-            "metadata": {"name": name, "namespace": "mlops-serving"},
-            **body,
-        },
+        {"apiVersion": api.replace("core/", ""), "kind": kind, "metadata": metadata, **body},
     )
 
 
-def workload(kind: str, spec: dict[str, Any], name: str = "serving") -> Resource:
-    template = {"metadata": {"labels": {"app": name}}, "spec": spec}
-    if kind == "Deployment":
-        return k8s(kind, name, "apps/v1", {"spec": {"selector": {"matchLabels": {"app": name}}, "template": template}})
-    if kind in ("StatefulSet", "DaemonSet", "ReplicaSet"):
-        return k8s(kind, name, "apps/v1", {"spec": {"selector": {"matchLabels": {"app": name}}, "template": template}})
+# Every kind that renders pods, and where its pod template is (the policies must find each).
+WORKLOAD_KINDS = (
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+    "Pod",
+    "PodTemplate",
+)
+# One kind per distinct pod template path: spec.template, spec.jobTemplate.spec.template, the object, template.
+KINDS_BY_TEMPLATE_PATH = ("Deployment", "CronJob", "Pod", "PodTemplate")
+
+
+def workload(
+    kind: str, spec: dict[str, Any], name: str = "serving", annotations: dict[str, str] | None = None
+) -> Resource:
+    meta: dict[str, Any] = {"labels": {"app": name}}
+    if annotations:
+        meta["annotations"] = annotations
+    template = {"metadata": meta, "spec": spec}
+    selector = {"selector": {"matchLabels": {"app": name}}}
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"):
+        return k8s(kind, name, "apps/v1", {"spec": {**selector, "template": template}})
+    if kind == "ReplicationController":
+        return k8s(kind, name, "core/v1", {"spec": {"selector": {"app": name}, "template": template}})
     if kind == "Job":
         return k8s(kind, name, "batch/v1", {"spec": {"template": template}})
     if kind == "CronJob":
         return k8s(
             kind, name, "batch/v1", {"spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}}}
         )
+    if kind == "PodTemplate":
+        return k8s(kind, name, "core/v1", {"template": template})
     if kind == "Pod":
-        return k8s(kind, name, "core/v1", {"spec": spec})
+        pod = k8s(kind, name, "core/v1", {"spec": spec})
+        pod.props["metadata"].update(meta)
+        return pod
     raise ValueError(kind)
 
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod")
+def deployment(*containers: dict[str, Any], annotations: dict[str, str] | None = None, **kw: Any) -> Resource:
+    return workload("Deployment", pod_spec(*containers, **kw), annotations=annotations)
 
 
-def deployment(*containers: dict[str, Any], **kw: Any) -> Resource:
-    return workload("Deployment", pod_spec(*containers, **kw))
+def service(
+    service_type: str | None = "ClusterIP",
+    ports: Iterable[int] = (8000,),
+    app: str = "serving",
+    namespace: str = "mlops-serving",
+    **spec: Any,
+) -> Resource:
+    body: dict[str, Any] = {
+        "selector": {"app.kubernetes.io/name": app},
+        "ports": [{"name": f"p{p}", "port": p, "targetPort": p} for p in ports],
+        **spec,
+    }
+    if service_type:
+        body["type"] = service_type
+    return k8s("Service", app, "core/v1", {"spec": body}, namespace)
+
+
+def namespace(name: str, enforce: str | None = "restricted") -> Resource:
+    labels = {"kubernetes.io/metadata.name": name}
+    if enforce is not None:
+        labels["pod-security.kubernetes.io/enforce"] = enforce
+    return Resource("kubernetes:core/v1:Namespace", f"ns-{name}", {"metadata": {"name": name, "labels": labels}})
 
 
 def ingress(tls: list[dict[str, Any]] | None, hosts: Iterable[str] = ("serving.mlops.example.com",)) -> Resource:
@@ -260,14 +361,20 @@ def config_map(data: dict[str, str]) -> Resource:
     return k8s("ConfigMap", "serving-config", "core/v1", {"data": data})
 
 
-def helm_release(version: str | None, chart: str = "traefik", kind: str = "kubernetes:helm.sh/v3:Release") -> Resource:
-    props: dict[str, Any] = {
-        "chart": chart,
-        "repositoryOpts": {"repo": "https://traefik.github.io/charts"},
-        "namespace": "mlops-ingress",
-    }
+def helm_release(
+    version: str | None = "41.3.0",
+    chart: str = "traefik",
+    kind: str = "kubernetes:helm.sh/v3:Release",
+    values: dict[str, Any] | None = None,
+    namespace: str | None = "mlops-ingress",
+) -> Resource:
+    props: dict[str, Any] = {"chart": chart, "repositoryOpts": {"repo": "https://traefik.github.io/charts"}}
+    if namespace is not None:
+        props["namespace"] = namespace
     if version is not None:
         props["version"] = version
+    if values is not None:
+        props["values"] = values
     return Resource(kind, chart, props)
 
 
@@ -281,56 +388,21 @@ class Case:
     expect: str | None = None  # a violating case: text the reported message must contain
     env: dict[str, str] = field(default_factory=dict)
     label: str = ""
+    tags: frozenset[str] = frozenset()  # what the case exercises: "list:initContainers", "kind:CronJob"...
 
 
-def ok(target: Target, label: str = "", env: dict[str, str] | None = None) -> Case:
-    return Case(target, None, env or {}, label)
+def ok(target: Target, label: str = "", env: dict[str, str] | None = None, tags: Iterable[str] = ()) -> Case:
+    return Case(target, None, env or {}, label, frozenset(tags))
 
 
-def bad(target: Target, expect: str, label: str = "", env: dict[str, str] | None = None) -> Case:
-    return Case(target, expect, env or {}, label)
+def bad(
+    target: Target, expect: str, label: str = "", env: dict[str, str] | None = None, tags: Iterable[str] = ()
+) -> Case:
+    return Case(target, expect, env or {}, label, frozenset(tags))
 
 
 def _k8s_cases() -> dict[str, list[Case]]:
     return {
-        "k8s-run-as-non-root": [
-            ok(deployment(), "pod-level runAsNonRoot"),
-            ok(
-                deployment(
-                    container(securityContext={**GOOD_CONTAINER["securityContext"], "runAsUser": 999}), context={}
-                ),
-                "container UID only",
-            ),
-            bad(deployment(context={}), "may run as root", "no security context"),
-            bad(
-                deployment(container(securityContext={**GOOD_CONTAINER["securityContext"], "runAsUser": 0})),
-                "runs as UID 0",
-                "container overrides with UID 0",
-            ),
-            bad(
-                deployment(init=[container(name="migrate")], context={"runAsNonRoot": False}),
-                "initContainer 'migrate'",
-                "init container",
-            ),
-        ],
-        "k8s-not-privileged": [
-            ok(deployment()),
-            bad(
-                deployment(container(securityContext={**GOOD_CONTAINER["securityContext"], "privileged": True})),
-                "is privileged",
-            ),
-        ],
-        "k8s-no-privilege-escalation": [
-            ok(deployment()),
-            bad(
-                deployment(container(securityContext={"privileged": False})), "allowPrivilegeEscalation: false", "unset"
-            ),
-            bad(
-                deployment(container(securityContext={"allowPrivilegeEscalation": True})),
-                "allows privilege escalation",
-                "true",
-            ),
-        ],
         "k8s-resource-requests-and-limits": [
             ok(deployment()),
             bad(
@@ -347,6 +419,7 @@ def _k8s_cases() -> dict[str, list[Case]]:
             ),
         ],
         "k8s-pinned-image-tags": [
+            ok(deployment(ephemeral=[ephemeral_container(image="busybox:1.37.0")]), "ephemeral container pinned"),
             ok(deployment(container(image="ghcr.io/acme/mlops-airflow:3.2.0-mlops-0.1.0")), "version tag"),
             ok(deployment(container(image="registry.local:5000/mlops/serving@sha256:" + "a" * 64)), "digest"),
             bad(deployment(container(image="python")), "without a tag", "no tag"),
@@ -424,6 +497,23 @@ def _k8s_cases() -> dict[str, list[Case]]:
             ),
             bad(
                 config_map({"ALERTS": "https://hooks.slack.com/services/T0/B0/x"}), "a webhook URL", "webhook URL value"
+            ),
+            bad(config_map({"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE"}), "an AWS access key ID", "AWS key ID value"),
+            bad(config_map({"AUTH_HEADER_VALUE": f"Bearer {JWT}"}), "a JSON Web Token", "JWT value"),
+            bad(config_map({"GIT_REMOTE_AUTH": "ghp_" + "a1B2" * 9}), "a GitHub token", "GitHub token value"),
+            bad(
+                config_map({"airflow.cfg": "[database]\nsql_alchemy_pool_size = 5\nfernet_key = 3v8iR2m1Kq9x\n"}),
+                "sets fernet_key (named like a credential) in its text",
+                "credential line in a config file",
+            ),
+            ok(
+                config_map(
+                    {
+                        "ensure_user.py": "token = base64.b64encode(f'{user}:{pw}'.encode()).decode()\n",
+                        "app.ini": "password_file = /run/secrets/db\napi_key = ${API_KEY}\n",
+                    }
+                ),
+                "computed values and references in files",
             ),
         ],
         "helm-chart-version-pinned": [
@@ -514,20 +604,15 @@ def _aws_cases() -> dict[str, list[Case]]:
                 "second bucket: the first's policy does not count",
             ),
         ],
-        "iam-no-wildcard-admin": [
+        "iam-no-wildcard-actions": [
             ok(iam("aws:iam/policy:Policy", "artifacts-rw", policy=document(READ_ARTIFACTS))),
             ok(
-                iam(
-                    "aws:iam/rolePolicy:RolePolicy",
-                    "s3-all",
-                    policy=document({"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
-                ),
-                "service wildcard",
+                iam("aws:iam/rolePolicy:RolePolicy", "bucket-admin", policy=document(allow("s3:*", ARTIFACTS_ARNS))),
+                "every s3 action on one bucket",
             ),
+            ok(iam("aws:iam/policy:Policy", "deny-all", policy=document({**ADMIN, "Effect": "Deny"})), "Deny *"),
             bad(
-                iam("aws:iam/policy:Policy", "admin", policy=document(ADMIN)),
-                "allows Action '*' on Resource '*'",
-                "policy",
+                iam("aws:iam/policy:Policy", "admin", policy=document(ADMIN)), "every action of every service", "admin"
             ),
             bad(
                 iam(
@@ -544,19 +629,275 @@ def _aws_cases() -> dict[str, list[Case]]:
                 "role inline",
             ),
             bad(
+                iam("aws:iam/rolePolicy:RolePolicy", "s3-all", policy=document(allow("s3:*", "*"))),
+                "allows every s3 action (s3:*) on every resource",
+                "service wildcard on *",
+            ),
+            bad(
+                iam("aws:iam/policy:Policy", "s3-all-buckets", policy=document(allow("S3:*", "arn:aws:s3:::*"))),
+                "every S3 action",
+                "service wildcard on every bucket ARN, action in capitals",
+            ),
+            bad(
+                iam("aws:iam/groupPolicy:GroupPolicy", "iam-all", policy=document(allow("iam:*", "arn:aws:iam::*:*"))),
+                "every iam action",
+                "iam:* on every IAM ARN",
+            ),
+            bad(
+                iam(
+                    "aws:iam/policy:Policy",
+                    "poweruser",
+                    policy=document({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}),
+                ),
+                "allows every action except iam:* (NotAction)",
+                "NotAction",
+            ),
+            bad(
                 iam(
                     "aws:s3/bucketPolicy:BucketPolicy",
                     "open",
                     bucket="b",
                     policy=json.loads(document({**ADMIN, "Principal": "*"})),
                 ),
-                "Resource '*'",
+                "every action of every service",
                 "object document",
             ),
             bad(
                 iam("aws:iam/policy:Policy", "garbled", policy="{not json"),
                 "is not a JSON policy document",
                 "unparseable",
+            ),
+        ],
+        "iam-no-privilege-escalation": [
+            ok(iam("aws:iam/userPolicy:UserPolicy", "read", policy=document(READ_ARTIFACTS))),
+            ok(
+                iam(
+                    "aws:iam/rolePolicy:RolePolicy",
+                    "pass",
+                    policy=document(allow("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/mlops-training")),
+                ),
+                "PassRole of one role",
+            ),
+            ok(
+                iam(
+                    "aws:iam/policy:Policy",
+                    "self-keys",
+                    policy=document(
+                        allow(["iam:CreateAccessKey", "iam:UpdateLoginProfile"], "arn:aws:iam::*:user/${aws:username}")
+                    ),
+                ),
+                "self-service keys",
+            ),
+            ok(
+                iam(
+                    "aws:iam/policy:Policy",
+                    "deny",
+                    policy=document({"Effect": "Deny", "Action": "iam:*", "Resource": "*"}),
+                ),
+                "Deny",
+            ),
+            bad(
+                iam(
+                    "aws:iam/userPolicy:UserPolicy",
+                    "grant",
+                    policy=document(allow("iam:PutUserPolicy", f"arn:aws:iam::{ACCOUNT}:user/mlops-prod-mlflow")),
+                ),
+                "allows iam:PutUserPolicy",
+                "put a policy on itself",
+            ),
+            bad(
+                iam("aws:iam/policy:Policy", "attach", policy=document(allow("iam:Attach*", "*"))),
+                "iam:AttachUserPolicy, iam:AttachGroupPolicy, iam:AttachRolePolicy",
+                "action wildcard",
+            ),
+            bad(
+                iam(
+                    "aws:iam/role:Role",
+                    "ci",
+                    inlinePolicies=[{"name": "pass", "policy": document(allow("iam:PassRole", "*"))}],
+                ),
+                "allows iam:PassRole",
+                "PassRole on any role",
+            ),
+            bad(
+                iam(
+                    "aws:iam/policy:Policy",
+                    "versions",
+                    policy=document(allow(["s3:GetObject", "iam:CreatePolicyVersion"], "*")),
+                ),
+                "iam:CreatePolicyVersion",
+                "new policy version",
+            ),
+            bad(
+                iam(
+                    "aws:iam/policy:Policy", "assume", policy=document(allow("sts:AssumeRole", "arn:aws:iam::*:role/*"))
+                ),
+                "sts:AssumeRole",
+                "assume any role",
+            ),
+            bad(
+                iam(
+                    "aws:iam/policy:Policy",
+                    "keys",
+                    policy=document(allow("iam:CreateAccessKey", "arn:aws:iam::*:user/*")),
+                ),
+                "iam:CreateAccessKey",
+                "access keys for any user",
+            ),
+        ],
+        "s3-no-public-acl": [
+            ok(iam("aws:s3/bucketAcl:BucketAcl", "acl", bucket="b", acl="private")),
+            ok(iam("aws:s3/bucketAcl:BucketAcl", "logs", bucket="b", acl="log-delivery-write"), "log delivery"),
+            bad(
+                iam("aws:s3/bucketAcl:BucketAcl", "acl", bucket="b", acl="public-read"),
+                "canned ACL 'public-read'",
+                "BucketAcl",
+            ),
+            bad(
+                iam(
+                    "aws:s3/bucketAcl:BucketAcl",
+                    "grants",
+                    bucket="b",
+                    accessControlPolicy={
+                        "grants": [{"grantee": {"type": "Group", "uri": ALL_USERS}, "permission": "READ"}],
+                        "owner": {"id": "o"},
+                    },
+                ),
+                "grants AllUsers (READ)",
+                "grant to AllUsers",
+            ),
+            bad(bucket("legacy", acl="public-read-write"), "'public-read-write'", "inline bucket ACL"),
+            bad(
+                bucket("legacy", grants=[{"type": "Group", "uri": AUTHENTICATED_USERS, "permissions": ["READ"]}]),
+                "grants AuthenticatedUsers",
+                "inline grant",
+            ),
+            bad(
+                iam("aws:s3/bucketObjectv2:BucketObjectv2", "model", bucket="b", key="m.pkl", acl="authenticated-read"),
+                "anyone with an AWS account",
+                "object ACL",
+            ),
+        ],
+        "s3-no-public-policy": [
+            ok(bucket_policy(bucket()), "TLS-only deny"),
+            ok(
+                bucket_policy(
+                    bucket(), document(public_read(Condition={"StringEquals": {"aws:SourceVpce": "vpce-0a1b2c3d"}}))
+                ),
+                "pinned to a VPC endpoint",
+            ),
+            ok(
+                bucket_policy(
+                    bucket(), document(public_read(Condition={"IpAddress": {"aws:SourceIp": ["203.0.113.0/24"]}}))
+                ),
+                "pinned to a CIDR",
+            ),
+            ok(
+                bucket_policy(
+                    bucket(), document({**public_read(), "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}})
+                ),
+                "one account",
+            ),
+            bad(bucket_policy(bucket(), document(public_read())), "statement 0 allows anyone", "Principal *"),
+            bad(
+                bucket_policy(bucket(), document({**public_read(), "Principal": {"AWS": ["*"]}})),
+                "allows anyone",
+                "AWS *",
+            ),
+            bad(
+                bucket_policy(bucket(), tls_only_document(bucket(), extra=[public_read()])),
+                "statement 0 allows anyone",
+                "next to the TLS deny",
+            ),
+            bad(
+                bucket_policy(
+                    bucket(), document(public_read(Condition={"StringNotEquals": {"aws:SourceVpce": "vpce-1"}}))
+                ),
+                "allows anyone",
+                "negated condition",
+            ),
+            bad(
+                bucket_policy(bucket(), document(public_read(Condition={"IpAddress": {"aws:SourceIp": "0.0.0.0/0"}}))),
+                "allows anyone",
+                "world CIDR",
+            ),
+            bad(
+                bucket_policy(
+                    bucket(), document(public_read(Condition={"StringEqualsIfExists": {"aws:SourceVpc": "vpc-1"}}))
+                ),
+                "allows anyone",
+                "IfExists",
+            ),
+            bad(
+                bucket_policy(bucket(), document(public_read(Condition={"ArnLike": {"aws:SourceArn": "arn:aws:*"}}))),
+                "allows anyone",
+                "wildcard ARN",
+            ),
+            bad(
+                bucket_policy(
+                    bucket(),
+                    document(not_principal(public_read())),
+                ),
+                "allows anyone",
+                "NotPrincipal",
+            ),
+            bad(bucket("inline", policy=document(public_read())), "allows anyone", "inline bucket policy"),
+        ],
+        "ec2-no-world-open-ingress": [
+            ok(security_group(ingress_rule(443)), "HTTPS from the world"),
+            ok(security_group(ingress_rule(5432, cidrs=["10.40.0.0/16"])), "Postgres from the VPC"),
+            ok(
+                Resource(
+                    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                    "http",
+                    {
+                        "securityGroupId": "sg-1",
+                        "ipProtocol": "tcp",
+                        "fromPort": 80,
+                        "toPort": 80,
+                        "cidrIpv4": "0.0.0.0/0",
+                    },
+                ),
+                "HTTP rule",
+            ),
+            bad(security_group(ingress_rule(22)), "ingress[0] opens tcp ports 22-22 to 0.0.0.0/0", "SSH"),
+            bad(security_group(ingress_rule(0, 65535, cidrs=[], ipv6=["::/0"])), "to ::/0", "IPv6 world"),
+            bad(
+                security_group({"protocol": "-1", "fromPort": 0, "toPort": 0, "cidrBlocks": ["0.0.0.0/0"]}),
+                "all ports",
+                "all traffic",
+            ),
+            bad(security_group(ingress_rule(80, 443)), "ports 80-443", "range around the web ports"),
+            bad(
+                Resource(
+                    "aws:ec2/securityGroupRule:SecurityGroupRule",
+                    "rdp",
+                    {
+                        "type": "ingress",
+                        "protocol": "tcp",
+                        "fromPort": 3389,
+                        "toPort": 3389,
+                        "cidrBlocks": ["0.0.0.0/0"],
+                        "securityGroupId": "sg-1",
+                    },
+                ),
+                "3389",
+                "RDP rule",
+            ),
+            bad(
+                Resource(
+                    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                    "pg",
+                    {
+                        "securityGroupId": "sg-1",
+                        "ipProtocol": "tcp",
+                        "fromPort": 5432,
+                        "toPort": 5432,
+                        "cidrIpv4": "0.0.0.0/0",
+                    },
+                ),
+                "5432",
+                "Postgres rule",
             ),
         ],
         "iam-no-aws-managed-full-access": [
@@ -631,6 +972,17 @@ def _aws_cases() -> dict[str, list[Case]]:
                 "cluster instance",
             ),
         ],
+        "rds-credentials-secret": [
+            ok(db(username="mlops_admin", password=secret("s3cr3t-from-config"))),
+            ok(db(username="mlops_admin", manageMasterUserPassword=True), "managed by RDS"),
+            ok(db(kind="aws:rds/cluster:Cluster", masterUsername="mlops_admin", masterPassword=secret("x")), "cluster"),
+            bad(db(username="mlops_admin", password="hunter2-in-code"), "password is not a Pulumi secret", "instance"),
+            bad(
+                db(kind="aws:rds/cluster:Cluster", masterPassword="hunter2"),
+                "masterPassword is not a Pulumi secret",
+                "cluster",
+            ),
+        ],
         "rds-backup-retention": [
             ok(db(backupRetentionPeriod=7), "exactly 7"),
             bad(db(backupRetentionPeriod=1), "for 1 day(s)", "one day"),
@@ -671,5 +1023,183 @@ def _aws_cases() -> dict[str, list[Case]]:
     }
 
 
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtbG9wcy1zZXJ2aW5nIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+SLACK_HOOK = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+TRAEFIK = {"service": {"type": "LoadBalancer"}, "ports": {"websecure": {"http": {"tls": {"enabled": True}}}}}
+
+
+def _exposure_cases() -> dict[str, list[Case]]:
+    ns = namespace("mlops-ingress")
+    return {
+        "k8s-external-exposure": [
+            ok(service(), "ClusterIP"),
+            ok(service("LoadBalancer", (80, 443), app="traefik", namespace="mlops-ingress"), "ingress controller web"),
+            ok(service("NodePort", (443,), app="ingress-nginx"), "ingress-nginx NodePort"),
+            ok(helm_release(values=TRAEFIK), "traefik chart, web entry points only"),
+            ok(
+                helm_release(
+                    values={
+                        **TRAEFIK,
+                        "service": {"type": "ClusterIP"},
+                        "ports": {"metrics": {"expose": {"default": True}}},
+                    }
+                ),
+                "traefik behind ClusterIP",
+            ),
+            bad(service("LoadBalancer", (8000,)), "does not select the ingress controller", "app LoadBalancer"),
+            bad(
+                service("NodePort", (80,), app="mlflow"), "exposed outside the cluster (type NodePort)", "app NodePort"
+            ),
+            bad(
+                service("LoadBalancer", (443, 8080), app="traefik"),
+                "exposes port(s) p8080 (8080)",
+                "ingress controller dashboard port",
+            ),
+            bad(service(externalIPs=["203.0.113.10"]), "(externalIPs)", "externalIPs on a ClusterIP service"),
+            bad(
+                helm_release(values={**TRAEFIK, "ports": {"traefik": {"expose": {"default": True}}}}),
+                "exposes its 'traefik' entry point",
+                "traefik dashboard entry point",
+            ),
+            bad(
+                helm_release(values={"ports": {"metrics": {"expose": True}}}),
+                "exposes its 'metrics' entry point on the LoadBalancer Service",
+                "traefik metrics, default service type",
+            ),
+        ],
+        "k8s-namespace-pod-security": [
+            ok([ns, helm_release()], "release into a restricted namespace of the stack"),
+            ok([namespace("mlops-airflow", "baseline"), helm_release(chart="airflow", namespace="mlops-airflow")]),
+            bad([namespace("mlops-ingress", None), helm_release()], "label pod-security.kubernetes.io/enforce is None"),
+            bad([namespace("mlops-ingress", "privileged")], "is 'privileged'", "privileged namespace"),
+            bad(
+                [ns, helm_release(namespace="kube-system")], "namespace 'kube-system', which this stack does not create"
+            ),
+            bad([ns, helm_release(namespace=None)], "the provider's default namespace", "release without namespace"),
+        ],
+    }
+
+
+def _secret_cases() -> dict[str, list[Case]]:
+    env_ref = {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+    issuer = {
+        "acme": {
+            "server": "https://acme-v02.api.letsencrypt.org/directory",
+            "privateKeySecretRef": {"name": "acme-account"},
+            "externalAccountBinding": {"keyID": "kid-1", "keySecretRef": {"name": "eab", "key": "secret"}},
+        }
+    }
+    secret_values = {
+        "auth": {"adminPassword": secret("hunter2hunter2"), "existingSecret": "mlflow-admin"},
+        "backendStore": {"existingDatabaseSecret": {"name": "mlflow-db", "passwordKey": "password"}},
+        "secret": [{"envName": "AIRFLOW_CONN_S3", "secretName": "airflow-s3", "secretKey": "AIRFLOW_CONN_S3"}],
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+        "podAnnotations": {"mlops-platform/s3-key": "0f99eac3fb0ccbb0"},
+    }
+    k8s_secret = k8s("Secret", "db", "core/v1", {"stringData": {"password": secret("hunter2hunter2")}})
+    plain_secret = k8s("Secret", "db", "core/v1", {"stringData": {"DATABASE_URL": "postgresql://u:hunter2@db/x"}})
+    ssm = "aws:ssm/parameter:Parameter"
+    return {
+        "k8s-objects-no-credentials": [
+            ok(deployment(container(env=[env_ref])), "secretKeyRef"),
+            ok(k8s("ClusterIssuer", "acme", "cert-manager.io/v1", {"spec": issuer}, None), "issuer refers to Secrets"),
+            bad(
+                deployment(container(args=["--backend-store-uri=postgresql://mlflow:hunter2@db:5432/mlflow"])),
+                "a URL with an embedded password",
+                "password in a container argument",
+            ),
+            bad(
+                deployment(container(env=[{"name": "MLOPS_ALERTS", "value": SLACK_HOOK}])),
+                "a webhook URL",
+                "webhook under an innocuous name",
+            ),
+            bad(
+                deployment(annotations={"example.com/api-token": "tok-8f2d1c"}),
+                "is named like a credential ('example.com/api-token')",
+                "token in a pod annotation",
+            ),
+            bad(
+                deployment(container(env=[{"name": "DB_PASSWORD", "value": secret("hunter2")}])),
+                "marking it secret in Pulumi does not change that",
+                "secret-marked env value",
+            ),
+            bad(
+                k8s(
+                    "ClusterIssuer",
+                    "acme",
+                    "cert-manager.io/v1",
+                    {"spec": {"acme": {"email": "ops@example.com", "note": PEM}}},
+                    None,
+                ),
+                "a PEM private key",
+                "private key in a custom resource",
+            ),
+        ],
+        "credentials-marked-secret": [
+            ok(helm_release(chart="mlflow", values=secret_values), "secret values and Secret references"),
+            ok(k8s_secret, "Kubernetes Secret data from a Pulumi secret"),
+            ok(
+                Resource(
+                    ssm, "db-password", {"name": "/mlops/db/password", "type": "SecureString", "value": secret("x")}
+                )
+            ),
+            ok(
+                Resource(
+                    "pulumi:providers:kubernetes",
+                    "k8s",
+                    {"kubeconfig": secret(f"users:\n- user:\n    client-key-data: {PEM}")},
+                )
+            ),
+            bad(
+                helm_release(chart="mlflow", values={"auth": {"adminPassword": "hunter2"}}),
+                "values.auth.adminPassword is named like a credential",
+                "Helm value",
+            ),
+            bad(
+                plain_secret,
+                "stringData.DATABASE_URL contains a URL with an embedded password",
+                "Kubernetes Secret data",
+            ),
+            bad(
+                Resource(
+                    ssm, "db-password", {"name": "/mlops/db/password", "type": "SecureString", "value": "hunter2"}
+                ),
+                "value is named like a credential ('/mlops/db/password')",
+                "SSM parameter value",
+            ),
+            bad(
+                helm_release(chart="airflow", values={"config": {"webserver": {"notify": SLACK_HOOK}}}),
+                "contains a webhook URL",
+                "webhook in Helm values",
+            ),
+            bad(
+                Resource(
+                    "pulumi:providers:kubernetes", "k8s", {"kubeconfig": f"users:\n- user:\n    client-key-data: {PEM}"}
+                ),
+                "kubeconfig contains a PEM private key",
+                "provider kubeconfig",
+            ),
+            bad(
+                Resource(
+                    "aws:secretsmanager/secretVersion:SecretVersion", "v", {"secretId": "arn:x", "secretString": "pw"}
+                ),
+                "secretString is named like a credential",
+                "Secrets Manager value",
+            ),
+        ],
+    }
+
+
+def _merge(*tables: dict[str, list[Case]]) -> dict[str, list[Case]]:
+    merged: dict[str, list[Case]] = {}
+    for table in tables:
+        for name, cases in table.items():
+            merged.setdefault(name, []).extend(cases)
+    return merged
+
+
 def all_cases() -> dict[str, list[Case]]:
-    return {**_aws_cases(), **_k8s_cases()}
+    from tests.policy.pod_cases import pod_security_cases
+
+    return _merge(_aws_cases(), _k8s_cases(), _exposure_cases(), _secret_cases(), pod_security_cases())

@@ -25,8 +25,8 @@ from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
 from policy.policies import PACK_NAME, POLICIES, names
-from policy.testing import to_struct
-from tests.policy.cases import config_map, secure_bucket, without
+from policy.testing import secret, to_struct
+from tests.policy.cases import config_map, db, secure_bucket, without
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "policy"
@@ -115,6 +115,17 @@ def test_pack_serves_its_policies_over_grpc(served_pack: analyzer_pb2_grpc.Analy
         ("k8s-configmap-no-secrets", proto.MANDATORY)
     ]
     assert "Move it to a Kubernetes Secret" in response.diagnostics[0].message
+
+    # The served pack tells a secret password (as the engine marks it) from a plaintext one.
+    for password, expected in (
+        (secret("from-config"), []),
+        ("in-the-code", [("rds-credentials-secret", proto.MANDATORY)]),
+    ):
+        rds = db(password=password)
+        answer = served_pack.Analyze(
+            proto.AnalyzeRequest(type=rds.type, urn=rds.urn, name=rds.name, properties=to_struct(rds.props)), timeout=30
+        )
+        assert [(d.policyName, d.enforcementLevel) for d in answer.diagnostics] == expected, answer.diagnostics
 
     resources = without(secure_bucket(), "Versioning")
     stack = served_pack.AnalyzeStack(
