@@ -22,7 +22,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 
-from policy.common import UnknownValueError, as_list, get, group_kind, k8s_name, kind, truthy
+from policy.common import UnknownValueError, as_list, get, group_kind, k8s_name, kind, known_items, truthy
 
 # Where the pod template (an object with `metadata` and `spec`) sits in each kind; () = the object itself.
 POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
@@ -485,7 +485,7 @@ def _port_numbers(ports: Any) -> Iterator[tuple[str, Any]]:
 
 def validate_external_exposure(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type in HELM_TYPES:
-        _traefik_exposure(args, report)
+        _helm_exposure(args, report)
         return
     if group_kind(args.resource_type) != "core:Service":
         return
@@ -525,9 +525,37 @@ def _chart_name(chart: Any) -> str:
     return str(chart or "").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _traefik_exposure(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if _chart_name(args.props.get("chart")) != "traefik":
+def _service_types(values: Any, path: str = "values") -> Iterator[tuple[str, Any]]:
+    """(path, type) of every `<...>service.type` in Helm values (`service.type`, `apiServer.service.type`...)."""
+    if not isinstance(values, Mapping):
         return
+    for key, value in known_items(values):
+        sub = f"{path}.{key}"
+        if isinstance(value, Mapping):
+            if str(key).lower().endswith("service") and value.get("type") in EXPOSED_SERVICE_TYPES:
+                yield f"{sub}.type", value.get("type")
+            yield from _service_types(value, sub)
+
+
+def _helm_exposure(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    chart = _chart_name(args.props.get("chart"))
+    if chart == "traefik":
+        _traefik_exposure(args, report)
+        return
+    controllers = [str(c) for c in as_list(args.get_config().get("ingressControllers"))] or list(
+        DEFAULT_INGRESS_CONTROLLERS
+    )
+    if chart in controllers:
+        return
+    for path, service_type in _service_types(args.props.get("values")):
+        report(
+            f"Helm release {args.name!r} ({chart}) exposes a Service outside the cluster: {path} is {service_type}. "
+            f"Set {path} to ClusterIP and publish the service through an Ingress.",
+            None,
+        )
+
+
+def _traefik_exposure(args: ResourceValidationArgs, report: ReportViolation) -> None:
     values = args.props.get("values")
     if (
         get(values, "service", "type") not in (None, *EXPOSED_SERVICE_TYPES)

@@ -341,11 +341,25 @@ def validate_credentials_marked_secret(args: ResourceValidationArgs, report: Rep
         return  # Kubernetes objects: validate_k8s_objects_no_credentials / validate_configmap_no_secrets
     skip = OWN_POLICY_FIELDS.get(args.resource_type, frozenset()) | IDENTIFIERS
     label = f"{kind(args.resource_type)} {args.name!r}"
+    fix = "Pass it as a secret: pulumi.Output.secret(...) or config.require_secret(...)."
+    if gk == "core:Secret":  # everything a Secret holds is secret, whatever its name or shape
+        label = f"Secret {k8s_name(args.props, args.name)}"
+        skip |= SECRET_DATA
+        for section in SECRET_DATA:
+            for key, value in known_items(args.props.get(section)):
+                if isinstance(value, str) and not is_secret(value):
+                    report(
+                        f"{label}: {section}.{key} is not a Pulumi secret, so it is stored in plaintext in the "
+                        f"state and shown in previews. {fix}",
+                        None,
+                    )
     for finding in findings(args.props, skip=skip):
         if not finding.secret:
             report(
                 f"{label}: {finding.path} {finding.what} but is not a Pulumi secret, so it is stored in plaintext "
-                "in the state and shown in previews. Pass it as a secret: pulumi.Output.secret(...) or "
-                "config.require_secret(...).",
+                f"in the state and shown in previews. {fix}",
                 None,
             )
+
+
+SECRET_DATA = frozenset({"data", "stringData"})

@@ -1062,6 +1062,17 @@ def _exposure_cases() -> dict[str, list[Case]]:
                 "exposes its 'traefik' entry point",
                 "traefik dashboard entry point",
             ),
+            ok(helm_release(chart="airflow", values={"apiServer": {"service": {"type": "ClusterIP"}}}), "ClusterIP"),
+            bad(
+                helm_release(chart="mlflow", values={"service": {"type": "LoadBalancer", "port": 5000}}),
+                "values.service.type is LoadBalancer",
+                "chart service made a LoadBalancer",
+            ),
+            bad(
+                helm_release(chart="airflow", values={"apiServer": {"service": {"type": "NodePort"}}}),
+                "values.apiServer.service.type is NodePort",
+                "nested chart service made a NodePort",
+            ),
             bad(
                 helm_release(values={"ports": {"metrics": {"expose": True}}}),
                 "exposes its 'metrics' entry point on the LoadBalancer Service",
@@ -1158,8 +1169,13 @@ def _secret_cases() -> dict[str, list[Case]]:
             ),
             bad(
                 plain_secret,
-                "stringData.DATABASE_URL contains a URL with an embedded password",
+                "stringData.DATABASE_URL is not a Pulumi secret",
                 "Kubernetes Secret data",
+            ),
+            bad(
+                k8s("Secret", "htpasswd", "core/v1", {"stringData": {"auth": "admin:$apr1$H6uskkkW$IgXLP6ewTrSu/"}}),
+                "stringData.auth is not a Pulumi secret",
+                "Kubernetes Secret data of any name",
             ),
             bad(
                 Resource(
