@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -145,7 +144,7 @@ class ServingService(pulumi.ComponentResource):
                 value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
             ),
             EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
-            EnvVarArgs(name=contract.SERVING_ROUTING.name, value=json.dumps(dict(s.routing), sort_keys=True)),
+            EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
             EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
             EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(s.poll_seconds)),
             EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),

@@ -26,8 +26,23 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
-from services.serving.settings import parse_routing, routing_aliases
-from services.serving.sizing import QUANTITY, min_memory_bytes, quantity_bytes
+from pydantic import BaseModel
+
+from services.common.serving_rules import (
+    ALIAS_PATTERN,
+    DEFAULT_ALIASES,
+    DEFAULT_WORKERS,
+    PROCESS_MEMORY_BYTES,
+    QUANTITY,
+    ROUTING_MODES,
+    CanaryRouting,
+    FixedRouting,
+    RoutingConfig,
+    invalid_aliases,
+    min_memory_bytes,
+    parse_routing,
+    quantity_bytes,
+)
 
 PROJECT = "mlops-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -89,6 +104,7 @@ class Meta:
     maximum: float | None = None
     pattern: str | None = None
     check: Validator | None = None
+    parse: Callable[[Any], Any] | None = None  # JSON value -> the field's type; ValueError names the problem
 
 
 def setting(
@@ -104,9 +120,10 @@ def setting(
     maximum: float | None = None,
     pattern: str | None = None,
     check: Validator | None = None,
+    parse: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Declare one setting as a dataclass field. Values are filled in by `load_settings`."""
-    meta = Meta(key, doc, default, default_fn, required, secret, choices, minimum, maximum, pattern, check)
+    meta = Meta(key, doc, default, default_fn, required, secret, choices, minimum, maximum, pattern, check, parse)
     return field(metadata={"setting": meta})
 
 
@@ -388,7 +405,7 @@ class ModelProfile:
 
 
 _DEFAULT_PROFILES = {
-    # 1Gi holds the default two workers (services.serving.sizing: ~320Mi each, loads in threads).
+    # 1Gi holds DEFAULT_WORKERS workers (serving_rules.min_memory_bytes; _cross_checks refuses less).
     "small": {"cpu": "250m", "memory": "1Gi"},
     "large": {"cpu": "2", "memory": "4Gi"},
     "gpu": {
@@ -418,12 +435,12 @@ def _check_profiles(value: Any) -> str | None:
     return None
 
 
-def _check_routing(value: Any) -> str | None:
+def _routing(value: Any) -> RoutingConfig:
+    """The serving service's own routing models: a pod never starts on a routing the stack accepted."""
     try:
-        parse_routing(value)  # the serving service's own validation: a pod never starts on a routing it refuses
+        return parse_routing(value)
     except ValueError as exc:
-        return f"is not a valid routing: {exc}"
-    return None
+        raise ValueError(f"is not a valid routing: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -435,27 +452,26 @@ class ServingSettings:
     )
     aliases: tuple[str, ...] = setting(
         "serving.aliases",
-        "MLflow aliases to load",
-        default=("champion", "challenger"),
-        check=lambda v: (
-            None if v and all(re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", a) for a in v) else "must be alias names"
-        ),
+        f"MLflow aliases to load, each matching `{ALIAS_PATTERN}`",
+        default=DEFAULT_ALIASES,
+        check=lambda v: None if v and not invalid_aliases(v) else f"must be alias names matching {ALIAS_PATTERN}",
     )
-    routing: Mapping[str, Any] = setting(
+    routing: RoutingConfig = setting(
         "serving.routing",
-        "routing object: {mode: fixed|ab|canary|blue-green|shadow, ...} (see docs/serving.md)",
+        f'routing object `{{"mode": ..., ...}}`; mode one of {", ".join(ROUTING_MODES)} (docs/serving.md, Routing)',
         default_fn=_by_env(
-            {"mode": "fixed", "alias": "champion"},
-            {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10},
+            FixedRouting(alias=DEFAULT_ALIASES[0]),
+            CanaryRouting(primary=DEFAULT_ALIASES[0], challenger=DEFAULT_ALIASES[1], percent=10),
         ),
-        check=_check_routing,
+        parse=_routing,
     )
     min_replicas: int = setting("serving.minReplicas", "HPA minimum", default_fn=_by_env(1, 2), minimum=1, maximum=100)
     max_replicas: int = setting("serving.maxReplicas", "HPA maximum", default_fn=_by_env(2, 10), minimum=1, maximum=500)
     workers: int = setting(
         "serving.workers",
-        "uvicorn workers per pod (each needs 320Mi of the profile's memory)",
-        default=2,
+        f"uvicorn workers per pod; each needs {PROCESS_MEMORY_BYTES // 2**20}Mi of the profile's memory "
+        "(docs/serving.md, Sizing)",
+        default=DEFAULT_WORKERS,
         minimum=1,
         maximum=32,
     )
@@ -758,6 +774,20 @@ def _parse(raw: Any, annotation: Any) -> tuple[Any, str | None]:
     raise TypeError(f"unsupported setting type {annotation!r}")
 
 
+def _parse_with(parse: Callable[[Any], Any], raw: Any) -> tuple[Any, str | None]:
+    """A JSON value (or its text) converted by a setting's own parser."""
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            return None, "must be a JSON value"
+    try:
+        return parse(value), None
+    except ValueError as exc:
+        return None, str(exc)
+
+
 def _validate(meta: Meta, value: Any) -> str | None:
     if meta.choices and value not in meta.choices:
         return f"must be one of {', '.join(meta.choices)}"
@@ -825,7 +855,7 @@ def load_settings(
                         f"`pulumi config set --secret {meta.key} ...` (it is in plaintext now)"
                     )
                     continue
-                value, problem = _parse(raw, hints[f.name])
+                value, problem = _parse_with(meta.parse, raw) if meta.parse else _parse(raw, hints[f.name])
                 if problem is None and value is not None and not meta.secret:
                     problem = _validate(meta, value)
                 if problem is not None:
@@ -893,8 +923,7 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
             )
     if s.serving.min_replicas > s.serving.max_replicas:
         problems.append(f"{src}: {ns}serving.minReplicas must be <= serving.maxReplicas")
-    routed = _routed_aliases(s.serving.routing)
-    missing = [a for a in routed if a not in s.serving.aliases]
+    missing = [a for a in s.serving.routing.aliases() if a not in s.serving.aliases]
     if missing:
         problems.append(f"{src}: {ns}serving.routing uses aliases {missing} that serving.aliases does not load")
     if s.is_prod and not s.protect:
@@ -903,10 +932,6 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
         for key, on in (("multiAz", s.database.multi_az), ("deletionProtection", s.database.deletion_protection)):
             if not on:
                 problems.append(f"{src}: {ns}database.{key} must stay true in prod")
-
-
-def _routed_aliases(routing: Mapping[str, Any]) -> list[str]:
-    return list(routing_aliases(parse_routing(routing)))
 
 
 def from_pulumi() -> StackSettings:
@@ -936,6 +961,8 @@ def settings_table() -> str:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return json.dumps(value.model_dump(mode="json"))
     return json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
 
 
@@ -948,6 +975,6 @@ def _type_name(annotation: Any, meta: Meta) -> str:
         origin = get_origin(annotation)
     if origin is tuple:
         return "list"
-    if origin in (Mapping, dict):
+    if origin in (Mapping, dict) or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         return "object"
     return getattr(annotation, "__name__", str(annotation))

@@ -2,7 +2,7 @@
 
 Native sklearn versions are fetched and deserialized in a separate loader process (one per service
 process, started with `spawn`, at a lower CPU priority: nice +10) when the container's memory limit
-leaves room for it (`services.serving.sizing.loader_process_fits`; no limit counts as room). The serving
+leaves room for it (`services.common.serving_rules.loader_process_fits`; no limit counts as room). The serving
 process then only unpickles the ready estimator it gets back over the pipe (sub-millisecond for a linear model), so a
 hot swap under load costs the event loop almost nothing: no GIL contention with a loading thread and
 no competition for the CPU while requests are waiting. Only the files the native path needs are

@@ -1,27 +1,22 @@
 """Choosing the variant (alias) that answers `POST /predict`.
 
-With a client id (header `X-Client-Id`) the choice is a pure function of the id: a 64-bit BLAKE2b hash
-mapped to [0, 1) and compared with the cumulative weights, so the same client always reaches the same
-variant, in every worker and replica, for as long as the weights stay the same. Without a client id
-the point in [0, 1) is random. Shadow routing always answers with the primary and names the alias that
-receives a copy.
+The routing model (`services.common.serving_rules`) says which share of traffic each alias gets now; the
+router turns the shares into cumulative buckets over [0, 1). With a client id (header `X-Client-Id`) the
+point in [0, 1) is a pure function of the id: a 64-bit BLAKE2b hash, so the same client always reaches the
+same variant, in every worker and replica, for as long as the shares stay the same. Without a client id
+the point is random. Shadow routing always answers with the primary and names the alias that receives a
+copy.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.serving.settings import (
-    ABRouting,
-    BlueGreenRouting,
-    CanaryRouting,
-    FixedRouting,
-    RoutingConfig,
-    ShadowRouting,
-)
+from services.common.serving_rules import RoutingConfig
 
 CLIENT_ID_HEADER = "x-client-id"
 _SCALE = float(2**64)
@@ -41,59 +36,45 @@ class Decision:
     shadow: str | None = None
 
 
+@dataclass(frozen=True)
+class _Buckets:
+    """Cumulative upper bounds over [0, 1) and their aliases, for one value of the active alias."""
+
+    active: str | None
+    bounds: tuple[float, ...]
+    aliases: tuple[str, ...]
+
+
 class Router:
-    """Routes by the configured mode; blue-green reads the current active alias from `active()`."""
+    """Routes by the configured mode; `active()` is the blue-green alias switched to at run time."""
 
     def __init__(self, routing: RoutingConfig, active: Callable[[], str | None]) -> None:
         self.routing = routing
         self._active = active
         self._rng = random.Random()
-        self._table: tuple[tuple[float, str], ...] = ()
-        if isinstance(routing, ABRouting):
-            self._table = _cumulative(routing.weights)
-        elif isinstance(routing, CanaryRouting):
-            self._table = _cumulative({routing.primary: 100.0 - routing.percent, routing.challenger: routing.percent})
+        self._shadow = routing.shadow_alias()
+        self._buckets = self._bucket(active())
 
     def weights(self) -> dict[str, float]:
         """The share of traffic (0..1) each alias gets now."""
-        r = self.routing
-        if isinstance(r, FixedRouting):
-            return {r.alias: 1.0}
-        if isinstance(r, ShadowRouting):
-            return {r.primary: 1.0}
-        if isinstance(r, BlueGreenRouting):
-            return {self._active() or r.active: 1.0}
-        out: dict[str, float] = {}
-        low = 0.0
-        for high, alias in self._table:
-            out[alias] = out.get(alias, 0.0) + (high - low)
-            low = high
-        return out
+        return self.routing.shares(self._active())
 
     def choose(self, client_id: str | None) -> Decision:
-        r = self.routing
-        if isinstance(r, FixedRouting):
-            return Decision(r.alias)
-        if isinstance(r, BlueGreenRouting):
-            return Decision(self._active() or r.active)
-        if isinstance(r, ShadowRouting):
-            return Decision(r.primary, shadow=r.shadow)
+        active = self._active()
+        buckets = self._buckets if self._buckets.active == active else self._bucket(active)
+        if len(buckets.aliases) == 1:
+            return Decision(buckets.aliases[0], shadow=self._shadow)
         point = client_point(client_id) if client_id else self._rng.random()
-        for high, alias in self._table:
-            if point < high:
-                return Decision(alias)
-        return Decision(self._table[-1][1])
+        index = min(bisect.bisect_right(buckets.bounds, point), len(buckets.aliases) - 1)
+        return Decision(buckets.aliases[index], shadow=self._shadow)
 
-
-def _cumulative(weights: dict[str, float]) -> tuple[tuple[float, str], ...]:
-    total = sum(weights.values())
-    table: list[tuple[float, str]] = []
-    acc = 0.0
-    for alias, weight in weights.items():
-        if weight <= 0:
-            continue
-        acc += weight / total
-        table.append((acc, alias))
-    # Guard against rounding: the last bucket closes the interval.
-    table[-1] = (1.0, table[-1][1])
-    return tuple(table)
+    def _bucket(self, active: str | None) -> _Buckets:
+        shares = self.routing.shares(active)
+        bounds: list[float] = []
+        acc = 0.0
+        for share in shares.values():
+            acc += share
+            bounds.append(acc)
+        bounds[-1] = 1.0  # guard against rounding: the last bucket closes the interval
+        self._buckets = _Buckets(active, tuple(bounds), tuple(shares))
+        return self._buckets

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from services.common.alerts import Severity
+from services.common.serving_rules import loader_process_fits
 from services.serving.batching import MicroBatcher
 from services.serving.loader import Loader, LoadError, memory_limit_bytes
 from services.serving.observability import Alerter, Metrics
 from services.serving.schema import InputValidator, RequestError
-from services.serving.settings import BlueGreenRouting, Settings
-from services.serving.sizing import loader_process_fits
+from services.serving.settings import Settings
 
 log = logging.getLogger("mlops.serving.variants")
 
@@ -152,8 +152,8 @@ class VariantManager:
         self.errors: dict[str, str] = {}  # alias -> last load error
         self._slots: dict[str, _ReloadSlot] = {}
         self._alerted_failures: set[tuple[str, str | None]] = set()
-        routing = settings.routing
-        self.active: str | None = routing.active if isinstance(routing, BlueGreenRouting) else None
+        pair = settings.routing.switch_pair()
+        self.active: str | None = pair[0] if pair else None  # the alias taking traffic, when it can switch
         self.on_change: list[Callable[[], None]] = []
         limit = memory_limit_bytes()
         use_process = loader_process_fits(settings.workers, limit)
@@ -329,13 +329,11 @@ class VariantManager:
     # --- blue-green --------------------------------------------------------------------------------
     async def switch_active(self, alias: str) -> str:
         """Make `alias` the blue-green active variant here and, through the registry, everywhere."""
-        routing = self.settings.routing
-        if not isinstance(routing, BlueGreenRouting):
+        pair = self.settings.routing.switch_pair()
+        if not pair:
             raise RequestError(409, "routing is not blue-green: there is no active alias to switch", "mode")
-        if alias not in (routing.active, routing.standby):
-            raise RequestError(
-                422, f"alias {alias!r} is not one of the blue-green pair {[routing.active, routing.standby]}", "alias"
-            )
+        if alias not in pair:
+            raise RequestError(422, f"alias {alias!r} is not one of the blue-green pair {list(pair)}", "alias")
         if alias not in self.variants:
             raise RequestError(409, f"alias {alias!r} has no loaded version: refusing to switch traffic to it", "alias")
         try:
@@ -372,14 +370,8 @@ class VariantManager:
             if a not in self.variants or (a in aliases and aliases[a] != self.variants[a].version)
         ]
         await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
-        routing = self.settings.routing
         tagged = tags.get(ACTIVE_TAG)
-        if (
-            isinstance(routing, BlueGreenRouting)
-            and tagged in (routing.active, routing.standby)
-            and tagged != self.active
-            and tagged in self.variants
-        ):
+        if tagged in self.settings.routing.switch_pair() and tagged != self.active and tagged in self.variants:
             log.info(
                 "blue-green active alias follows the registry: %s (was %s)",
                 tagged,

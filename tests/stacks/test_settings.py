@@ -1,10 +1,17 @@
-"""Typed stack settings: defaults, validation messages naming file and key, unknown keys, secrets."""
+"""Typed stack settings: defaults, validation messages naming file and key, unknown keys, secrets; the serving
+settings accept exactly the aliases, routings and default workers the serving service accepts."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from harness.run import read_stack_file
+from services.common import contract
+from services.common.serving_rules import DEFAULT_WORKERS, CanaryRouting, FixedRouting
+from services.serving.settings import Settings
+from services.serving.settings import SettingsError as ServiceSettingsError
 from stacks.settings import PROJECT, Secret, SettingsError, declared, load_settings, settings_table
 
 P = f"{PROJECT}:"
@@ -113,7 +120,7 @@ def test_cross_key_rules() -> None:
 
 def test_serving_profile_must_hold_its_workers() -> None:
     """A pod whose memory limit cannot hold serving.workers processes would be OOM-killed: refuse it."""
-    assert load_settings("dev", MINIMAL).serving.workers == 2  # the defaults fit: small = 1Gi
+    assert load_settings("dev", MINIMAL).serving.workers == DEFAULT_WORKERS  # the defaults fit: small = 1Gi
     problems = problems_of("dev", {**MINIMAL, f"{P}serving.workers": "4"})
     assert problems == [
         f"Pulumi.dev.yaml: {P}serving.workers is 4: that many workers need a memory limit of at least 1280Mi "
@@ -163,3 +170,69 @@ def test_configuration_doc_is_current() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == generated, (
         "run `make docs` and commit docs/configuration.md"
     )
+
+
+# --- the stack and the serving service apply the same serving rules -----------------------------------------
+ALIASES = [
+    ("champion", True),
+    ("Champion-2", True),
+    ("1st", True),
+    ("_private", True),
+    ("-dash", True),
+    ("a" * 64, True),
+    ("a" * 65, False),
+    ("bad alias", False),
+    ("é", False),
+    ("a.b", False),
+    ("a/b", False),
+]
+
+
+def service_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
+    """The serving service's settings from exactly `env` (plus its two required variables)."""
+    for var in contract.ALL_VARS:
+        monkeypatch.delenv(var.name, raising=False)
+    required = {contract.MLFLOW_TRACKING_URI.name: "http://127.0.0.1:1", contract.MODEL_NAME.name: "m"}
+    for name, value in {**required, **env}.items():
+        monkeypatch.setenv(name, value)
+    return Settings.from_env()
+
+
+def service_accepts(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> bool:
+    try:
+        service_settings(monkeypatch, env)
+    except ServiceSettingsError:
+        return False
+    return True
+
+
+def stack_accepts(config: dict[str, str]) -> bool:
+    try:
+        load_settings("dev", {**MINIMAL, **{f"{P}{k}": v for k, v in config.items()}})
+    except SettingsError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("alias", "valid"), ALIASES)
+def test_stack_and_service_accept_the_same_aliases(monkeypatch: pytest.MonkeyPatch, alias: str, valid: bool) -> None:
+    listed = {"serving.aliases": json.dumps(["champion", alias])}
+    assert stack_accepts(listed) is valid
+    assert service_accepts(monkeypatch, {contract.SERVING_ALIASES.name: f"champion,{alias}"}) is valid
+    routing = json.dumps({"mode": "canary", "primary": "champion", "challenger": alias, "percent": 5})
+    assert stack_accepts({**listed, "serving.routing": routing}) is (valid and alias != "champion")
+    assert service_accepts(monkeypatch, {contract.SERVING_ROUTING.name: routing}) is (valid and alias != "champion")
+
+
+def test_stack_routing_is_the_typed_object_the_pods_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    dev, prod = load_settings("dev", MINIMAL), load_settings("prod", {**MINIMAL, **PROD_NETWORK})
+    assert dev.serving.routing == FixedRouting(alias="champion")
+    assert prod.serving.routing == CanaryRouting(primary="champion", challenger="challenger", percent=10)
+    for routing in (dev.serving.routing, prod.serving.routing):
+        env = {contract.SERVING_ROUTING.name: routing.env_value()}
+        assert service_settings(monkeypatch, env).routing == routing
+
+
+def test_workers_default_is_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = service_settings(monkeypatch, {})
+    assert load_settings("dev", MINIMAL).serving.workers == service.workers == DEFAULT_WORKERS

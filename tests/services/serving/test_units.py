@@ -1,4 +1,5 @@
-"""In-process tests of the serving service's pure parts: routing, settings, validation, batching."""
+"""In-process tests of the serving service's pure parts: routing, settings, validation, batching, and the API's
+wiring: one unknown-alias check and one body-size check answer for every route that needs them."""
 
 from __future__ import annotations
 
@@ -7,26 +8,34 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from services.common import contract
-from services.serving import SERVING_COMMAND
-from services.serving.batching import MicroBatcher
-from services.serving.routing import Router, client_point
-from services.serving.schema import Column, InputValidator, RequestError
-from services.serving.settings import (
+from services.common.serving_rules import (
+    PROCESS_MEMORY_BYTES,
     ABRouting,
     BlueGreenRouting,
     CanaryRouting,
     FixedRouting,
-    Settings,
-    SettingsError,
     ShadowRouting,
+    loader_process_fits,
 )
+from services.serving import SERVING_COMMAND
+from services.serving.api.deps import ServingState, known_alias, request_body
+from services.serving.app import create_app
+from services.serving.batching import MicroBatcher
+from services.serving.routing import Router, client_point
+from services.serving.schema import Column, InputValidator, RequestError
+from services.serving.settings import Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[3]
 Z = 4.5  # normal bound: a correct router falls outside with probability < 1e-5
@@ -208,7 +217,6 @@ def test_micro_batcher_shares_one_call_and_isolates_failures() -> None:
 # --- loader process policy -------------------------------------------------------------------------
 def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     from services.serving.loader import memory_limit_bytes
-    from services.serving.sizing import PROCESS_MEMORY_BYTES, loader_process_fits
 
     v2 = tmp_path / "memory.max"
     v2.write_text("max\n")
@@ -225,14 +233,56 @@ def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     assert not loader_process_fits(2, 2 * PROCESS_MEMORY_BYTES)
 
 
-def test_memory_quantities_and_minimum() -> None:
-    from services.serving.sizing import PROCESS_MEMORY_BYTES, min_memory_bytes, quantity_bytes
+# --- API wiring --------------------------------------------------------------------------------------
+def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to the application in this process (no lifespan, no server)."""
 
-    assert quantity_bytes("512Mi") == 512 * 2**20
-    assert quantity_bytes("1Gi") == 2**30
-    assert quantity_bytes("1.5Gi") == 3 * 2**29
-    assert quantity_bytes("2G") == 2 * 10**9
-    assert quantity_bytes("1048576") == 2**20
-    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
-        quantity_bytes("lots")
-    assert min_memory_bytes(3) == 3 * PROCESS_MEMORY_BYTES
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serving") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(send())
+
+
+@pytest.fixture
+def offline_app(env: pytest.MonkeyPatch) -> Iterator[FastAPI]:
+    """The application with the state its lifespan builds, but nothing loaded (no registry is reached)."""
+    env.setenv(contract.SERVING_ALIASES.name, "champion,challenger")
+    env.setenv(contract.RELOAD_TOKEN.name, "token")
+    env.setenv(contract.SERVING_MAX_BATCH.name, "1")
+    app = create_app()
+    app.state.serving = ServingState.build(app.state.settings)
+    yield app
+    app.state.serving.manager.close()
+
+
+def _calls(dependant: Dependant) -> set[Any]:
+    return {dependant.call} | {call for sub in dependant.dependencies for call in _calls(sub)}
+
+
+def test_unknown_alias_is_one_404_on_every_alias_route(offline_app: FastAPI) -> None:
+    app = offline_app
+    routes = [r for r in app.routes if isinstance(r, APIRoute) and "{alias}" in r.path]
+    assert {r.path for r in routes} == {"/variants/{alias}/predict", "/variants/{alias}/reload"}
+    expected = {"detail": "unknown alias 'nope'; this service serves ['challenger', 'champion']", "field": "alias"}
+    for route in routes:
+        assert known_alias in _calls(route.dependant), route.path
+        (method,) = route.methods
+        path = route.path.replace("{alias}", "nope")
+        response = call(app, method, path, json={"rows": [{"x": 1.0}]}, headers={"Authorization": "Bearer token"})
+        assert (response.status_code, response.json()) == (404, expected), path
+    # the admin token is checked before the alias: no alias is revealed without it
+    assert call(app, "POST", "/variants/nope/reload").status_code == 401
+
+
+def test_oversized_body_is_one_413_on_every_prediction_route(offline_app: FastAPI) -> None:
+    app = offline_app
+    readers = [r for r in app.routes if isinstance(r, APIRoute) and request_body in _calls(r.dependant)]
+    assert {r.path for r in readers} == {"/predict", "/variants/{alias}/predict"}
+    limit = 1 * 4096 + 65536  # max_batch 1
+    for route in readers:
+        path = route.path.replace("{alias}", "champion")
+        response = call(app, "POST", path, content=b" " * (limit + 1), headers={"Content-Type": "application/json"})
+        assert response.status_code == 413, path
+        assert response.json() == {"detail": f"request body larger than {limit} bytes", "field": "body"}
+    assert 'serving_rejected_requests_total{status="413"} 2.0' in call(app, "GET", "/metrics").text

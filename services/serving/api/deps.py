@@ -1,0 +1,102 @@
+"""The state of one serving process and the typed dependencies of the routes.
+
+`ServingState` is built once per process in the application's lifespan and held on `app.state.serving`;
+routes receive it as `State`. `KnownAlias` is THE unknown-alias check (404) of every route with an
+`{alias}` in its path, `RequestBody` is THE body-size check (413) of every route that reads a raw body,
+and `require_token` guards the admin router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.exceptions import HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.common import contract
+from services.serving.observability import Alerter, Metrics
+from services.serving.routing import Router
+from services.serving.schema import RequestError
+from services.serving.settings import Settings
+from services.serving.variants import VariantManager
+
+
+@dataclass
+class ServingState:
+    """Everything the routes of one process share."""
+
+    settings: Settings
+    metrics: Metrics
+    alerter: Alerter
+    manager: VariantManager
+    router: Router
+    known: frozenset[str]  # the aliases this process serves
+    max_body: int  # bytes; larger prediction bodies are refused with 413
+    reload_token: bytes | None
+    shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings) -> ServingState:
+        metrics = Metrics()
+        alerter = Alerter(settings.slack_webhook_url, {"instance": settings.instance, "service": "serving"})
+        manager = VariantManager(settings, metrics, alerter)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            alerter=alerter,
+            manager=manager,
+            router=Router(settings.routing, lambda: manager.active),
+            known=frozenset(settings.aliases),
+            max_body=settings.max_batch * 4096 + 65536,
+            reload_token=settings.reload_token.encode() if settings.reload_token else None,
+        )
+
+
+async def get_state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+State = Annotated[ServingState, Depends(get_state)]
+
+
+async def known_alias(alias: str, state: State) -> str:
+    """The `{alias}` of the path, 404 unless this service serves it."""
+    if alias not in state.known:
+        raise RequestError(404, f"unknown alias {alias!r}; this service serves {sorted(state.known)}", "alias")
+    return alias
+
+
+KnownAlias = Annotated[str, Depends(known_alias)]
+
+
+async def request_body(request: Request, state: State) -> bytes:
+    """The raw request body, 413 (counted) when it is larger than `max_body`, announced or not."""
+    length = request.headers.get("content-length")
+    announced = int(length) if length is not None and length.isdigit() else 0
+    raw = b"" if announced > state.max_body else await request.body()
+    if announced > state.max_body or len(raw) > state.max_body:
+        state.metrics.rejected.labels("413").inc()
+        raise RequestError(413, f"request body larger than {state.max_body} bytes", "body")
+    return raw
+
+
+RequestBody = Annotated[bytes, Depends(request_body)]
+
+_bearer = HTTPBearer(auto_error=False, description="The reload token")
+
+
+async def require_token(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """401 without a bearer token, 403 with a wrong one (compared in constant time)."""
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    if state.reload_token is None:
+        raise HTTPException(403, f"the admin API is disabled: {contract.RELOAD_TOKEN.name} is not set")
+    if not hmac.compare_digest(credentials.credentials.encode("utf-8", "surrogateescape"), state.reload_token):
+        raise HTTPException(403, "wrong bearer token")
