@@ -107,10 +107,16 @@ def test_deployed_cli_writes_the_outputs_the_jobs_read(tmp_path: Path, monkeypat
     lines = out.read_text().splitlines()
     assert lines[:2] == ["found=true", f"commit={SHA}"]
     assert json.loads(lines[2].removeprefix("config-map="))["mlops-platform:images.serving"]["value"] == SERVING
+    assert lines[3:] == [
+        "config-lines<<__CONFIG__",
+        "mlops-platform:images.registry=ghcr.io/acme/mlops-platform",
+        f"mlops-platform:images.serving={SERVING}",
+        "__CONFIG__",
+    ]
     out.write_text("")
     (tmp_path / "empty.json").write_text("[]")  # a stack never updated: main's commit, the stack file's images
     assert deployed_main([str(tmp_path / "empty.json"), "--fallback-commit", "c" * 40, "--github-output"]) == 0
-    assert out.read_text() == f"found=false\ncommit={'c' * 40}\nconfig-map=\n"
+    assert out.read_text() == f"found=false\ncommit={'c' * 40}\nconfig-map=\nconfig-lines<<__CONFIG__\n__CONFIG__\n"
 
 
 # --- drift issue ---------------------------------------------------------------------------------------

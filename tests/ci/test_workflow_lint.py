@@ -50,8 +50,15 @@ def yamllint(*files: Path, stdin: str | None = None) -> subprocess.CompletedProc
 
 
 def test_the_workflows_exist() -> None:
-    assert {f.name for f in WORKFLOWS} >= {"preview.yml", "deploy.yml"}
-    assert ACTIONS, "the shared setup action .github/actions/setup/action.yml is missing"
+    assert {f.name for f in WORKFLOWS} >= {
+        "preview.yml",
+        "deploy.yml",
+        "images.yml",
+        "drift.yml",
+        "drift-dev.yml",
+        "drift-prod.yml",
+    }
+    assert {a.parent.name for a in ACTIONS} >= {"setup", "stack-credentials", "deployed", "pulumi-up", "image"}
 
 
 def test_actionlint_passes_on_the_workflows() -> None:
@@ -59,6 +66,15 @@ def test_actionlint_passes_on_the_workflows() -> None:
     assert (code, problems) == (0, []), "\n".join(
         f"{p['file']}:{p['line']}:{p['column']}: {p['message']} [{p['kind']}]" for p in problems
     )
+
+
+def test_only_the_newer_permission_scopes_are_accepted() -> None:
+    # The WebAssembly build predates the `attestations` scope (actions/attest-build-provenance needs it).
+    code, problems = actionlint(ROOT / "tests" / "ci" / "fixtures" / "newer-permission-scopes.yml")
+    assert code == 1
+    assert [p["message"] for p in problems if p["kind"] == "permissions"] == [
+        next(str(p["message"]) for p in problems if "attestationz" in str(p["message"]))
+    ]
 
 
 def test_yamllint_passes_on_workflows_actions_and_pack() -> None:

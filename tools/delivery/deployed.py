@@ -7,8 +7,9 @@ Scheduled jobs (drift check, self-heal, key rotation) run the program at the com
 last deployed from (`git.head`, which Pulumi records with each update) and with the image
 references that update used (`mlops-platform:images.*` from its recorded configuration), so they
 compare the stack with what was deployed, not with whatever `main` holds now, and never roll images
-back to the stack file's placeholders. Writes `found`, `commit` and `config-map` (the
-`pulumi/actions` input: `{key: {value, secret}}` as one line of JSON) to $GITHUB_OUTPUT.
+back to the stack file's placeholders. Writes `found`, `commit`, `config-map` (the `pulumi/actions`
+input: `{key: {value, secret}}` as one line of JSON) and `config-lines` (`key=value` per line, for
+`pulumi config set`) to $GITHUB_OUTPUT.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as fh:
             fh.write(f"found={'true' if deployed.commit else 'false'}\ncommit={commit or ''}\n")
             fh.write(f"config-map={deployed.config_map()}\n")
+            lines = "".join(f"{k}={v['value']}\n" for k, v in deployed.config.items())
+            fh.write(f"config-lines<<__CONFIG__\n{lines}__CONFIG__\n")
     return 0 if commit else 1
 
 

@@ -1,6 +1,6 @@
 """The platform's container images: what each is built from, its tags, and the digest a tag points to.
 
-    python -m tools.delivery.images list                           # serving, airflow (services/*/Dockerfile)
+    python -m tools.delivery.images list [--json]                  # airflow, serving (services/*/Dockerfile)
     python -m tools.delivery.images inputs --image serving         # the files the image is built from
     python -m tools.delivery.images plan --image serving --registry ghcr.io/OWNER/REPO --commit SHA
     python -m tools.delivery.images digest ghcr.io/owner/repo/serving:inputs-0123abcd
@@ -188,7 +188,7 @@ def _write_outputs(values: Mapping[str, str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.delivery.images", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list")
+    sub.add_parser("list").add_argument("--json", action="store_true", help="as a JSON list (a job matrix)")
     sub.add_parser("inputs").add_argument("--image", required=True)
     pl = sub.add_parser("plan")
     pl.add_argument("--image", required=True)
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dg.add_argument("--github-output", metavar="NAME", help="also write NAME=<digest> to $GITHUB_OUTPUT")
     args = p.parse_args(argv)
     if args.command == "list":
-        print("\n".join(images()))
+        print(json.dumps(list(images())) if args.json else "\n".join(images()))
     elif args.command == "inputs":
         print("\n".join(inputs(args.image)))
     elif args.command == "plan":

@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not targets.keys:
         print(f"no IAM key slot ({KEY_TYPE}) in the stack: nothing to rotate", file=sys.stderr)
         return 2
+    if any("," in urn for urn in targets.all):  # pulumi/actions splits its `target` input at commas
+        print("a target URN contains a comma: it cannot be passed to pulumi/actions", file=sys.stderr)
+        return 1
     print("\n".join(targets.all))
     print(f"{len(targets.keys)} key slots, {len(targets.dependents)} dependents", file=sys.stderr)
     if args.github_output and os.environ.get("GITHUB_OUTPUT"):
