@@ -292,30 +292,23 @@ def _pump(stream: IO[bytes], label: str, tail: collections.deque[str]) -> None:
     stream.close()
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _end_group(pgid: int, grace: float) -> None:
-    """SIGTERM the process group, SIGKILL what is left after `grace` seconds; return once it is gone."""
+def _end_group(leader: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the leader's process group, SIGKILL what is left after `grace` seconds; return once it is gone
+    (signal 0 probes it: ProcessLookupError once no process of the group is left, zombies included)."""
+    pgid = leader.pid
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30.0)):
-        if not _group_alive(pgid):
-            return
+        deadline = time.monotonic() + wait
         try:
             os.killpg(pgid, sig)
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+                leader.poll()  # reap the leader: unreaped, it would keep the group alive
+                os.killpg(pgid, 0)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + wait
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    if _group_alive(pgid):
-        log.warning("process group %d survived SIGKILL for 30 s", pgid)
+        except PermissionError:  # a member changed its user: it cannot be signalled (nor waited for)
+            break
+    log.warning("process group %d is still there after SIGKILL", pgid)
 
 
 def run_entrypoint(
@@ -377,7 +370,7 @@ def run_entrypoint(
         timed_out = True
         log.error("%s did not finish within %.0f s: ending its process group %d", entry, timeout, proc.pid)
     finally:
-        _end_group(proc.pid, kill_grace)  # on timeout, on any error here, and children left after a normal exit
+        _end_group(proc, kill_grace)  # on timeout, on any error here, and children left after a normal exit
         proc.wait()
         for pump in pumps:
             pump.join(timeout=30)

@@ -81,6 +81,21 @@ class TrainingContext:
         """The run's dataset as a DataFrame (a CSV file), or None when no dataset URI was given."""
         return read_csv(self.dataset_uri) if self.dataset_uri else None
 
+    def features_and_target(
+        self, target: str, default: Callable[[], pd.DataFrame] | None = None
+    ) -> tuple[pd.DataFrame, pd.Series]:
+        """The run's dataset (else `default()`, e.g. a bundled data set) split into the feature columns and the
+        `target` column; ValueError naming the data and its columns when there is no such column."""
+        frame = self.read_dataset()
+        source = self.dataset_uri or "the default data"
+        if frame is None:
+            if default is None:
+                raise ValueError("no dataset URI was given and the code has no default data")
+            frame = default()
+        if target not in frame.columns:
+            raise ValueError(f"{source} has no {target!r} column (columns: {', '.join(map(str, frame.columns))})")
+        return frame.drop(columns=[target]), frame[target]
+
 
 def context(environ: Mapping[str, str] | None = None) -> TrainingContext:
     """The context of the running training process, from its environment (`os.environ` by default).

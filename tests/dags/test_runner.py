@@ -8,6 +8,7 @@ MLflow run marked FAILED with that reason, the timed-out process group gone; bad
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -139,6 +140,8 @@ class Double(PythonModel):
 
 
 ctx = context()
+print(f"training {ctx.model_name} with {sorted(ctx.params)}")
+print("a warning on stderr", file=sys.stderr)
 with open(sys.argv[1], "w") as f:
     json.dump({"argv": sys.argv[1:], "cwd": os.getcwd(), "env": sorted(os.environ), "params": dict(ctx.params),
                "output_dir_exists": ctx.output_dir.is_dir()}, f)
@@ -303,8 +306,9 @@ def test_examples_read_a_file_and_an_s3_dataset(
 
 
 def test_a_command_entrypoint_runs_with_the_contract_environment_only(
-    mlflow_tracking_uri: str, broken_source: Path, tmp_path: Path
+    mlflow_tracking_uri: str, broken_source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger=runner.log.name)
     record = tmp_path / "record.json"
     spec = _spec(["python", "train_cmd.py", str(record)], params={"lr": 0.1, "tag": None})
     base_env = {
@@ -333,6 +337,9 @@ def test_a_command_entrypoint_runs_with_the_contract_environment_only(
     assert {contract.MLFLOW_TRACKING_USERNAME.name, "AWS_REGION", "PATH", "PYTHONPATH"} <= env
     assert not env & {contract.RELOAD_TOKEN.name, contract.SLACK_WEBHOOK_URL.name, tc.DATASET_URI.name}
     assert outcome.metrics == {"score": 0.5}
+    streamed = [r.getMessage() for r in caplog.records if r.name == runner.log.name]
+    assert "stdout | training runner-command with ['lr', 'tag']" in streamed  # the output reaches the task log
+    assert "stderr | a warning on stderr" in streamed
     run = _client(mlflow_tracking_uri).get_run(outcome.run_id)
     assert run.info.status == "FINISHED" and run.data.params == {"lr": "0.1", "tag": "x"}
 
@@ -383,7 +390,9 @@ def test_a_broken_entrypoint_fails_the_run_naming_the_problem(
     assert run.data.tags[runner.TAG_FAILURE] == message
 
 
-def test_a_timeout_kills_the_whole_process_group(mlflow_tracking_uri: str, broken_source: Path, tmp_path: Path) -> None:
+def test_a_timeout_kills_the_whole_process_group(
+    mlflow_tracking_uri: str, broken_source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pid_file = tmp_path / "pids"
     spec = _spec("broken_model.steps:sleeper", params={"pid_file": str(pid_file)})
     with pytest.raises(runner.TrainingContractError) as info:
@@ -395,6 +404,7 @@ def test_a_timeout_kills_the_whole_process_group(mlflow_tracking_uri: str, broke
     for pid in (leader, child):  # the child ignored SIGTERM: SIGKILL ended it
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+    assert not [r for r in caplog.records if "still there after SIGKILL" in r.getMessage()]
     run = _failed_run(mlflow_tracking_uri, "runner-sleeper")
     assert "did not finish within 20 s" in run.data.tags[runner.TAG_FAILURE]
 

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from services.common.training_sdk import TrainingContext
 
 log = logging.getLogger(__name__)
@@ -24,18 +22,6 @@ TARGET = "target"
 SPLIT_SEED = 0
 TEST_SIZE = 0.25
 DEFAULT_ALPHA = 0.1
-
-
-def features_and_target(ctx: TrainingContext) -> tuple[pd.DataFrame, pd.Series]:
-    frame = ctx.read_dataset()
-    if frame is None:
-        from sklearn.datasets import load_diabetes
-
-        frame = load_diabetes(as_frame=True).frame  # ten scaled features and `target`
-    missing = {TARGET} - set(frame.columns)
-    if missing:
-        raise ValueError(f"dataset {ctx.dataset_uri} has no {TARGET!r} column (columns: {list(frame.columns)})")
-    return frame.drop(columns=[TARGET]).astype(float), frame[TARGET].astype(float)
 
 
 def requirements() -> list[str]:
@@ -58,6 +44,7 @@ def train(ctx: TrainingContext) -> None:
     import numpy as np
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
+    from sklearn.datasets import load_diabetes
     from sklearn.model_selection import train_test_split
 
     from diabetes_model.ridge import RidgeModel, fit_ridge
@@ -65,7 +52,9 @@ def train(ctx: TrainingContext) -> None:
     alpha = ctx.float_param("alpha", DEFAULT_ALPHA)
     if alpha < 0:
         raise ValueError(f"param alpha must be >= 0, got {alpha}")
-    features, target = features_and_target(ctx)
+    # the bundled frame: ten scaled features and `target`
+    features, target = ctx.features_and_target(TARGET, default=lambda: load_diabetes(as_frame=True).frame)
+    features, target = features.astype(float), target.astype(float)
     x_train, x_test, y_train, y_test = train_test_split(features, target, test_size=TEST_SIZE, random_state=SPLIT_SEED)
     coef, intercept = fit_ridge(x_train.to_numpy(), y_train.to_numpy(), alpha)
     model = RidgeModel(list(features.columns), coef, intercept)

@@ -13,8 +13,6 @@ import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from services.common.training_sdk import TrainingContext
 
 log = logging.getLogger(__name__)
@@ -25,19 +23,6 @@ SPLIT_SEED = 0
 TEST_SIZE = 0.3
 DEFAULT_C = 1.0
 DEFAULT_MAX_ITER = 200
-
-
-def load_data(ctx: TrainingContext) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and labels: the run's dataset when it names one, else the bundled iris data."""
-    frame = ctx.read_dataset()
-    if frame is None:
-        from sklearn.datasets import load_iris
-
-        features, target = load_iris(return_X_y=True, as_frame=True)
-        return features, target
-    if TARGET not in frame.columns:
-        raise ValueError(f"dataset {ctx.dataset_uri} has no {TARGET!r} column (columns: {list(frame.columns)})")
-    return frame.drop(columns=[TARGET]), frame[TARGET]
 
 
 def hyperparameters(ctx: TrainingContext) -> dict[str, float | int]:
@@ -54,6 +39,7 @@ def train(ctx: TrainingContext) -> None:
     import mlflow
     from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
@@ -64,7 +50,7 @@ def train(ctx: TrainingContext) -> None:
     from services.common.models import pip_requirements
 
     hyper = hyperparameters(ctx)
-    features, target = load_data(ctx)
+    features, target = ctx.features_and_target(TARGET, default=lambda: load_iris(as_frame=True).frame)
     x_train, x_test, y_train, y_test = train_test_split(
         features, target, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=target
     )

@@ -97,6 +97,20 @@ def test_read_csv_from_a_path_and_a_file_uri(tmp_path: Path) -> None:
         sdk.read_csv("gs://b/d.csv")
 
 
+def test_features_and_target(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0], "target": [0, 1]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with_data = sdk.context({**ENV, tc.DATASET_URI.name: (tmp_path / "d.csv").as_uri()})
+    features, target = with_data.features_and_target("target", default=lambda: frame.head(0))
+    assert list(features.columns) == ["x", "y"] and list(target) == [0, 1]  # the dataset wins over the default
+    features, target = sdk.context(ENV).features_and_target("target", default=lambda: frame.head(1))
+    assert len(features) == 1 and list(target) == [0]
+    with pytest.raises(ValueError, match=r"d\.csv has no 'label' column \(columns: x, y, target\)"):
+        with_data.features_and_target("label")
+    with pytest.raises(ValueError, match="no dataset URI was given and the code has no default data"):
+        sdk.context(ENV).features_and_target("target")
+
+
 @pytest.fixture
 def entrypoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A package `sdk_probe` on sys.path whose functions record how they were called in calls.json."""
