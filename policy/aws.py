@@ -30,6 +30,7 @@ from policy.common import (
     is_secret,
     json_document,
     known,
+    show_number,
     statements,
     truthy,
 )
@@ -777,16 +778,12 @@ def validate_no_world_open_ingress(args: ResourceValidationArgs, report: ReportV
     for where, protocol, from_port, to_port, world in _ingress_rules(args.resource_type, args.props):
         if _web_only(protocol, from_port, to_port):
             continue
-        ports = "all ports" if str(protocol) in ("-1", "all") else f"ports {_show(from_port)}-{_show(to_port)}"
+        ports = (
+            "all ports" if str(protocol) in ("-1", "all") else f"ports {show_number(from_port)}-{show_number(to_port)}"
+        )
         report(
             f"{args.name!r}: {where} opens {protocol} {ports} to {', '.join(world)}. Restrict the CIDRs to the "
             "networks that need it (a VPC CIDR, a VPN range) or a security group; only TCP 80 and 443 may be open "
             "to the world.",
             None,
         )
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

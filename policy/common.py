@@ -188,6 +188,13 @@ def known_items(value: Any) -> Iterator[tuple[str | int, Any]]:
                 continue
 
 
+def show_number(value: Any) -> str:
+    """1000.0 (numbers arrive as floats) -> '1000'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def kind(resource_type: str) -> str:
     return resource_type.rsplit(":", 1)[-1]
 

@@ -16,13 +16,23 @@ clusters the stacks support (`kubernetes.minVersion` 1.30).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 
-from policy.common import UnknownValueError, as_list, get, group_kind, k8s_name, kind, known_items, truthy
+from policy.common import (
+    UnknownValueError,
+    as_list,
+    get,
+    group_kind,
+    k8s_name,
+    kind,
+    known_items,
+    show_number,
+    truthy,
+)
 
 # Where the pod template (an object with `metadata` and `spec`) sits in each kind; () = the object itself.
 POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
@@ -145,28 +155,35 @@ def pod_of(resource_type: str, props: Mapping[str, Any], name: str) -> Pod | Non
     )
 
 
-def _pod(args: ResourceValidationArgs) -> Pod | None:
-    return pod_of(args.resource_type, args.props, args.name)
+Report = Callable[[str], None]
+
+
+def pod_check(check: Callable[[Pod, Report], None]) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    """A resource policy's `validate` from a check of one pod: it runs on every object that renders a pod."""
+
+    def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        pod = pod_of(args.resource_type, args.props, args.name)
+        if pod is not None:
+            check(pod, lambda message: report(message, None))
+
+    validate.__name__ = check.__name__
+    validate.__doc__ = check.__doc__
+    return validate
 
 
 # --- baseline ------------------------------------------------------------------------------------------
-def validate_host_namespaces(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_host_namespaces(pod: Pod, report: Report) -> None:
     for fld, what in (("hostNetwork", "network"), ("hostPID", "process"), ("hostIPC", "IPC")):
         if truthy(pod.spec.get(fld)):
             report(
                 f"{pod.label}: {pod.path}.{fld} is true (the pod shares the node's {what} namespace). "
                 f"Remove {fld} (or set it to false).",
-                None,
             )
 
 
-def validate_host_ports(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_host_ports(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         for port in as_list(c.spec.get("ports")):
             host_port = get(port, "hostPort")
@@ -174,32 +191,24 @@ def validate_host_ports(args: ResourceValidationArgs, report: ReportViolation) -
                 report(
                     f"{pod.label}: {c.label} binds hostPort {show_number(host_port)} on the node. "
                     "Remove hostPort and reach the pod through a Service.",
-                    None,
                 )
 
 
-def validate_no_host_path(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_no_host_path(pod: Pod, report: Report) -> None:
     for i, volume in enumerate(as_list(pod.spec.get("volumes"))):
         if get(volume, "hostPath") is not None:
             report(
                 f"{pod.label}: volume {get(volume, 'name') or i!r} is a hostPath volume (the node's filesystem). "
                 "Use a persistentVolumeClaim, emptyDir, configMap or secret volume instead.",
-                None,
             )
 
 
-def validate_not_privileged(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_not_privileged(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         if truthy(c.context("privileged")):
-            report(
-                f"{pod.label}: {c.label} is privileged. Remove securityContext.privileged (or set it to false).", None
-            )
+            report(f"{pod.label}: {c.label} is privileged. Remove securityContext.privileged (or set it to false).")
     host_process = [("the pod", pod.context("windowsOptions", "hostProcess"))]
     host_process += [(c.label, c.context("windowsOptions", "hostProcess")) for c in pod.containers]
     for who, value in host_process:
@@ -207,14 +216,11 @@ def validate_not_privileged(args: ResourceValidationArgs, report: ReportViolatio
             report(
                 f"{pod.label}: {who} runs as a Windows HostProcess (full access to the node). "
                 "Remove securityContext.windowsOptions.hostProcess.",
-                None,
             )
 
 
-def validate_capabilities(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_capabilities(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         added = [str(a) for a in as_list(c.context("capabilities", "add"))]
         dropped = [str(d) for d in as_list(c.context("capabilities", "drop"))]
@@ -223,7 +229,6 @@ def validate_capabilities(args: ResourceValidationArgs, report: ReportViolation)
             report(
                 f"{pod.label}: {c.label} adds {', '.join(beyond_baseline)}, beyond the baseline set. "
                 "Remove them from securityContext.capabilities.add (only NET_BIND_SERVICE may be added).",
-                None,
             )
         if pod.windows:
             continue
@@ -232,26 +237,21 @@ def validate_capabilities(args: ResourceValidationArgs, report: ReportViolation)
             report(
                 f"{pod.label}: {c.label} adds {', '.join(beyond_restricted)}; restricted allows only NET_BIND_SERVICE. "
                 "Remove them from securityContext.capabilities.add.",
-                None,
             )
         if "ALL" not in dropped:
             report(
                 f"{pod.label}: {c.label} does not drop ALL capabilities. "
                 'Set securityContext.capabilities.drop: ["ALL"].',
-                None,
             )
 
 
-def validate_seccomp(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_seccomp(pod: Pod, report: Report) -> None:
     pod_type = pod.context("seccompProfile", "type")
     if pod_type == "Unconfined":
         report(
             f"{pod.label}: {pod.path}.securityContext.seccompProfile is Unconfined. "
             "Set its type to RuntimeDefault (or Localhost).",
-            None,
         )
     for c in pod.containers:
         c_type = c.context("seccompProfile", "type")
@@ -259,7 +259,6 @@ def validate_seccomp(args: ResourceValidationArgs, report: ReportViolation) -> N
             report(
                 f"{pod.label}: {c.label} sets seccompProfile Unconfined. "
                 "Set its type to RuntimeDefault (or Localhost).",
-                None,
             )
         elif pod.windows:
             continue
@@ -267,16 +266,13 @@ def validate_seccomp(args: ResourceValidationArgs, report: ReportViolation) -> N
             report(
                 f"{pod.label}: {c.label} runs without a seccomp profile (neither it nor the pod sets one). "
                 f"Set {pod.path}.securityContext.seccompProfile.type: RuntimeDefault.",
-                None,
             )
         elif c_type is not None and c_type not in SECCOMP_TYPES:
-            report(f"{pod.label}: {c.label} sets seccompProfile {c_type!r}. Set it to RuntimeDefault.", None)
+            report(f"{pod.label}: {c.label} sets seccompProfile {c_type!r}. Set it to RuntimeDefault.")
 
 
-def validate_apparmor(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_apparmor(pod: Pod, report: Report) -> None:
     profiles = [("the pod", pod.context("appArmorProfile", "type"))]
     profiles += [(c.label, c.context("appArmorProfile", "type")) for c in pod.containers]
     for who, profile in profiles:
@@ -284,7 +280,6 @@ def validate_apparmor(args: ResourceValidationArgs, report: ReportViolation) -> 
             report(
                 f"{pod.label}: {who} sets appArmorProfile {profile!r}. "
                 "Remove it or set its type to RuntimeDefault (or Localhost).",
-                None,
             )
     annotations = pod.metadata.get("annotations")
     if isinstance(annotations, Mapping):
@@ -296,14 +291,11 @@ def validate_apparmor(args: ResourceValidationArgs, report: ReportViolation) -> 
                 report(
                     f"{pod.label}: annotation {key}={value!r} overrides the AppArmor profile. "
                     "Remove it (or set runtime/default).",
-                    None,
                 )
 
 
-def validate_selinux(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_selinux(pod: Pod, report: Report) -> None:
     options = [("the pod", pod.context("seLinuxOptions"))]
     options += [(c.label, c.context("seLinuxOptions")) for c in pod.containers]
     for who, opts in options:
@@ -314,46 +306,37 @@ def validate_selinux(args: ResourceValidationArgs, report: ReportViolation) -> N
             report(
                 f"{pod.label}: {who} sets seLinuxOptions.type {selinux_type!r}. "
                 f"Remove it or use one of {', '.join(sorted(t for t in SELINUX_TYPES if t))}.",
-                None,
             )
         for fld in ("user", "role"):
             if opts.get(fld) not in (None, ""):
-                report(f"{pod.label}: {who} sets seLinuxOptions.{fld}. Remove seLinuxOptions.{fld}.", None)
+                report(f"{pod.label}: {who} sets seLinuxOptions.{fld}. Remove seLinuxOptions.{fld}.")
 
 
-def validate_proc_mount(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_proc_mount(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         proc_mount = c.context("procMount")
         if proc_mount not in (None, "Default"):
             report(
                 f"{pod.label}: {c.label} sets procMount {proc_mount!r} (unmasked /proc). "
                 "Remove securityContext.procMount (or set Default).",
-                None,
             )
 
 
-def validate_sysctls(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_sysctls(pod: Pod, report: Report) -> None:
     for sysctl in as_list(pod.context("sysctls")):
         name = get(sysctl, "name")
         if name not in SAFE_SYSCTLS:
             report(
                 f"{pod.label}: sysctl {name!r} is not one of the safe sysctls. "
                 f"Remove it from {pod.path}.securityContext.sysctls (safe: {', '.join(sorted(SAFE_SYSCTLS))}).",
-                None,
             )
 
 
 # --- restricted -----------------------------------------------------------------------------------------
-def validate_volume_types(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_volume_types(pod: Pod, report: Report) -> None:
     for i, volume in enumerate(as_list(pod.spec.get("volumes"))):
         if not isinstance(volume, Mapping):
             continue
@@ -364,54 +347,40 @@ def validate_volume_types(args: ResourceValidationArgs, report: ReportViolation)
                 f"{pod.label}: volume {volume.get('name') or i!r} is of type {', '.join(other)}. "
                 "Use a persistentVolumeClaim (backed by a PersistentVolume for NFS, EBS, ...) or one of "
                 f"{', '.join(sorted(RESTRICTED_VOLUME_TYPES))}.",
-                None,
             )
 
 
-def validate_no_privilege_escalation(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None or pod.windows:
+@pod_check
+def validate_no_privilege_escalation(pod: Pod, report: Report) -> None:
+    if pod.windows:
         return
     for c in pod.containers:
         if c.context("allowPrivilegeEscalation") is not False:
             report(
                 f"{pod.label}: {c.label} allows privilege escalation (the default when unset). "
                 "Set securityContext.allowPrivilegeEscalation: false.",
-                None,
             )
 
 
-def validate_run_as_non_root(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_run_as_non_root(pod: Pod, report: Report) -> None:
     fix = f"Set {pod.path}.securityContext.runAsNonRoot: true."
     pod_non_root = pod.context("runAsNonRoot")
     if pod_non_root is False:
-        report(f"{pod.label}: {pod.path}.securityContext.runAsNonRoot is false. {fix}", None)
+        report(f"{pod.label}: {pod.path}.securityContext.runAsNonRoot is false. {fix}")
     if _is_root_uid(pod.context("runAsUser")):
-        report(f"{pod.label}: {pod.path}.securityContext.runAsUser is 0 (root). Set a non-zero runAsUser.", None)
+        report(f"{pod.label}: {pod.path}.securityContext.runAsUser is 0 (root). Set a non-zero runAsUser.")
     for c in pod.containers:
         if _is_root_uid(c.context("runAsUser")):
-            report(
-                f"{pod.label}: {c.label} runs as UID 0 (root). Set securityContext.runAsUser to a non-zero UID.", None
-            )
+            report(f"{pod.label}: {c.label} runs as UID 0 (root). Set securityContext.runAsUser to a non-zero UID.")
         non_root = c.context("runAsNonRoot")
         if non_root is False:
-            report(f"{pod.label}: {c.label} sets runAsNonRoot: false. Remove it from the container. {fix}", None)
+            report(f"{pod.label}: {c.label} sets runAsNonRoot: false. Remove it from the container. {fix}")
         elif non_root is None and pod_non_root is None:
             report(
                 f"{pod.label}: {c.label} is not required to run as non-root (runAsNonRoot unset on the container "
                 f"and the pod; a non-zero runAsUser does not count). {fix}",
-                None,
             )
-
-
-def show_number(value: Any) -> str:
-    """1000.0 (numbers arrive as floats) -> '1000'."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _is_root_uid(value: Any) -> bool:
@@ -419,10 +388,8 @@ def _is_root_uid(value: Any) -> bool:
 
 
 # --- container hygiene ---------------------------------------------------------------------------------
-def validate_resources(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_resources(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         if c.kind == "ephemeralContainer":
             continue  # the API refuses resources on ephemeral containers
@@ -436,7 +403,6 @@ def validate_resources(args: ResourceValidationArgs, report: ReportViolation) ->
             report(
                 f"{pod.label}: {c.label} has no resources.{', resources.'.join(missing)}. "
                 "Set CPU and memory requests and limits.",
-                None,
             )
 
 
@@ -457,16 +423,12 @@ def image_tag_problem(image: Any) -> str | None:
     return None
 
 
-def validate_pinned_images(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod = _pod(args)
-    if pod is None:
-        return
+@pod_check
+def validate_pinned_images(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         problem = image_tag_problem(c.spec.get("image"))
         if problem:
-            report(
-                f"{pod.label}: {c.label} {problem}. Pin a version tag (e.g. :3.3.2) or a digest (@sha256:...).", None
-            )
+            report(f"{pod.label}: {c.label} {problem}. Pin a version tag (e.g. :3.3.2) or a digest (@sha256:...).")
 
 
 # --- exposure ---------------------------------------------------------------------------------------------
