@@ -105,14 +105,17 @@ def passes_through(name: str) -> bool:
 
 
 def markdown_table() -> str:
-    """The table of docs/models.md (a test keeps the page in sync)."""
-    rows = ["| variable | set | description |", "| --- | --- | --- |"]
-    for var in TRAINING_VARS:
-        when = "when the catalog or the run names a dataset" if var is DATASET_URI else "always"
-        rows.append(f"| `{var.name}` | {when} | {var.description} |")
-    for var in CREDENTIAL_VARS:
-        rows.append(f"| `{var.name}` | when MLflow needs auth | {var.description} |")
-    return "\n".join(rows)
+    """The table of docs/models.md (a test keeps the page in sync): `python -m services.common.training_contract`."""
+    when = {DATASET_URI.name: "when the catalog or the run names a dataset"}
+    when.update({var.name: "when MLflow needs auth" for var in CREDENTIAL_VARS})
+    header = ("| variable | set | description |", "| --- | --- | --- |")
+    return "\n".join(
+        header
+        + tuple(
+            f"| `{var.name}` | {when.get(var.name, 'always')} | {var.description} |"
+            for var in TRAINING_VARS + CREDENTIAL_VARS
+        )
+    )
 
 
 if __name__ == "__main__":
