@@ -18,6 +18,8 @@ from mlops_tasks.dag_tasks import TRIGGERED, default_args, model_name_param, rel
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
 from mlops_tasks.steps import announce_manual_rollback
 
+from services.common.serving_rules import ALIAS_PATTERN
+
 DEFAULT_ARGS = default_args(retries=2, retry_delay=timedelta(seconds=20), execution_timeout=timedelta(minutes=15))
 
 
@@ -28,7 +30,7 @@ DEFAULT_ARGS = default_args(retries=2, retry_delay=timedelta(seconds=20), execut
     default_args=DEFAULT_ARGS,
     params={
         "model_name": model_name_param(),
-        "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$"),
+        "alias": Param(DEFAULT_ALIAS, type="string", pattern=ALIAS_PATTERN),
         "target_version": Param(
             "previous",
             type="string",

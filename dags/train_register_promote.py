@@ -24,6 +24,8 @@ from mlops_tasks.dag_tasks import TRIGGERED, default_args, model_name_param, rel
 from mlops_tasks.settings import DEFAULT_ALIAS, PREVIOUS_VERSION_XCOM_KEY
 from mlops_tasks.steps import announce_promotion
 
+from services.common.serving_rules import ALIAS_PATTERN
+
 DEFAULT_ARGS = default_args(
     retries=2,
     retry_delay=timedelta(seconds=30),
@@ -33,7 +35,7 @@ DEFAULT_ARGS = default_args(
 
 PARAMS = {
     "model_name": model_name_param(),
-    "alias": Param(DEFAULT_ALIAS, type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$", description="Alias to promote."),
+    "alias": Param(DEFAULT_ALIAS, type="string", pattern=ALIAS_PATTERN, description="Alias to promote."),
     "C": Param(
         1.0, type="number", exclusiveMinimum=0, description="Inverse regularisation of the logistic regression."
     ),

@@ -37,11 +37,12 @@ from devstack import DAGS_FOLDER, REPO
 from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
 from devstack.procs import DevstackError, ManagedProcess, ensure_port_free, find_binary, free_port
 from services.common import contract
+from services.common.serving_rules import DEFAULT_ALIASES
 
 DEFAULT_STATE = REPO / ".local" / "demo"
 DAG_ID = "train_register_promote"
 DEFAULT_MODEL = "iris-classifier"
-ALIAS = "champion"
+ALIAS = DEFAULT_ALIASES[0]
 
 
 class DemoError(RuntimeError):

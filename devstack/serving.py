@@ -20,6 +20,7 @@ from typing import Any, Literal
 from devstack import REPO
 from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
 from services.common import contract
+from services.common.serving_rules import DEFAULT_ALIASES
 from services.serving import SERVING_COMMAND
 
 
@@ -36,7 +37,7 @@ def serving_env(
     *,
     tracking_uri: str,
     model_name: str,
-    aliases: list[str] | tuple[str, ...] = ("champion",),
+    aliases: list[str] | tuple[str, ...] = DEFAULT_ALIASES[:1],
     routing: Mapping[str, Any] | None = None,
     reload_token: str,
     port: int,
@@ -75,7 +76,7 @@ def serving_service(
     tracking_uri: str,
     model_name: str,
     *,
-    aliases: list[str] | tuple[str, ...] = ("champion",),
+    aliases: list[str] | tuple[str, ...] = DEFAULT_ALIASES[:1],
     routing: Mapping[str, Any] | None = None,
     reload_token: str | None = None,
     port: int | None = None,

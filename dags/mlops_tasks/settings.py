@@ -16,9 +16,10 @@ from services.common.contract import (
     SERVING_RELOAD_URL,
     SERVING_URL,
 )
+from services.common.serving_rules import DEFAULT_ALIASES
 
 DEFAULT_MODEL_NAME = "iris-classifier"
-DEFAULT_ALIAS = "champion"
+DEFAULT_ALIAS = DEFAULT_ALIASES[0]
 
 # XCom key under which `promote` (and the manual rollback's `move_alias`) remembers the version that
 # held the alias before it was moved: {"model", "alias", "previous_version", "new_version"}.
