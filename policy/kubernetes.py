@@ -125,6 +125,10 @@ class Pod:
     def context(self, *path: str) -> Any:
         return get(self.spec, "securityContext", *path)
 
+    def contexts(self, *path: str) -> list[tuple[str, Any]]:
+        """(who, value) of a securityContext field of the pod, then of each container."""
+        return [("the pod", self.context(*path))] + [(c.label, c.context(*path)) for c in self.containers]
+
     @property
     def windows(self) -> bool:
         """PSS exempts Windows pods (spec.os.name: windows) from the Linux-only restricted controls."""
@@ -209,8 +213,7 @@ def validate_not_privileged(pod: Pod, report: Report) -> None:
     for c in pod.containers:
         if truthy(c.context("privileged")):
             report(f"{pod.label}: {c.label} is privileged. Remove securityContext.privileged (or set it to false).")
-    host_process = [("the pod", pod.context("windowsOptions", "hostProcess"))]
-    host_process += [(c.label, c.context("windowsOptions", "hostProcess")) for c in pod.containers]
+    host_process = pod.contexts("windowsOptions", "hostProcess")
     for who, value in host_process:
         if truthy(value):
             report(
@@ -273,8 +276,7 @@ def validate_seccomp(pod: Pod, report: Report) -> None:
 
 @pod_check
 def validate_apparmor(pod: Pod, report: Report) -> None:
-    profiles = [("the pod", pod.context("appArmorProfile", "type"))]
-    profiles += [(c.label, c.context("appArmorProfile", "type")) for c in pod.containers]
+    profiles = pod.contexts("appArmorProfile", "type")
     for who, profile in profiles:
         if profile is not None and profile not in APPARMOR_TYPES:
             report(
@@ -296,8 +298,7 @@ def validate_apparmor(pod: Pod, report: Report) -> None:
 
 @pod_check
 def validate_selinux(pod: Pod, report: Report) -> None:
-    options = [("the pod", pod.context("seLinuxOptions"))]
-    options += [(c.label, c.context("seLinuxOptions")) for c in pod.containers]
+    options = pod.contexts("seLinuxOptions")
     for who, opts in options:
         if not isinstance(opts, Mapping):
             continue
