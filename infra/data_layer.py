@@ -20,6 +20,17 @@ from stacks.settings import StackSettings
 # environment variable rather than a stack setting, so a drill cannot be committed to a stack file.
 ROTATION_CLOCK_VAR = "MLOPS_ROTATION_NOW"
 
+# Names of the data layer's Secrets and claims in the services' namespaces, defined here and read
+# by the services' composition through `DataLayer` (the services themselves never spell them).
+MLFLOW_S3_SECRET = "mlflow-s3-credentials"
+AIRFLOW_LOGS_SECRET = "airflow-s3-logs"
+AIRFLOW_LOGS_CONN_ID = "mlops_s3_logs"
+MLFLOW_DB_SECRET = "mlflow-db"
+AIRFLOW_DB_SECRET = "airflow-metadata"
+MLFLOW_AUTH_DB_SECRET = "mlflow-auth-db"
+SERVING_LOGS_CLAIM = "serving-logs"
+AIRFLOW_LOGS_CLAIM = "airflow-logs"
+
 
 def rotation_now() -> datetime:
     raw = os.environ.get(ROTATION_CLOCK_VAR)
@@ -34,7 +45,7 @@ def rotation_now() -> datetime:
 @dataclass
 class DataLayer:
     """What the platform's services need from the data layer (names are plain where they are known).
-    The field names are an interface (infra/services.py reads them): add fields, do not rename.
+    The field names are an interface (infra/platform_services.py reads them): add fields, do not rename.
 
     - `artifacts`, `database`, `storage`: the three components.
     - `bucket_name`: the artifact bucket; `mlflow_prefix` ("mlflow/") and `airflow_log_prefix`
@@ -79,14 +90,27 @@ class DataLayer:
     mlflow_auth_database: str | None = None
 
 
-def build_data_layer(
-    s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces
-) -> DataLayer:
-    both = pulumi.ResourceOptions.merge(aws_opts, k8s_opts)
-    after_ns = pulumi.ResourceOptions.merge(both, pulumi.ResourceOptions(depends_on=[namespaces]))
-    k8s_after_ns = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces]))
+def app_databases(s: StackSettings) -> dict[str, AppDatabase]:
+    """Role -> its database and connection Secret: MLflow's and Airflow's, and with MLflow basic auth
+    the database of its users and permissions (shared by the replicas)."""
     mlflow_ns, airflow_ns = s.namespace("mlflow"), s.namespace("airflow")
-    artifacts = ArtifactStore(
+    apps = [
+        AppDatabase("mlflow", "mlflow", mlflow_ns, MLFLOW_DB_SECRET, "username-password"),
+        AppDatabase("airflow", "airflow", airflow_ns, AIRFLOW_DB_SECRET, "sqlalchemy-url"),
+    ]
+    if s.mlflow.basic_auth:
+        apps.append(AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, MLFLOW_AUTH_DB_SECRET, "username-password"))
+    return {app.role: app for app in apps}
+
+
+def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactStore:
+    consumers = {
+        "mlflow": Consumer(MLFLOW_PREFIX, s.namespace("mlflow"), MLFLOW_S3_SECRET, "aws-env"),
+        "airflow": Consumer(
+            AIRFLOW_LOG_PREFIX, s.namespace("airflow"), AIRFLOW_LOGS_SECRET, "airflow-connection", AIRFLOW_LOGS_CONN_ID
+        ),
+    }
+    return ArtifactStore(
         "artifacts",
         ArtifactStoreArgs(
             stack=s.stack,
@@ -97,33 +121,22 @@ def build_data_layer(
             abort_multipart_days=s.artifacts.abort_multipart_days,
             kms_key_arn=s.artifacts.kms_key_arn,
             protect=s.protect,
-            consumers={
-                "mlflow": Consumer(MLFLOW_PREFIX, mlflow_ns, "mlflow-s3-credentials", "aws-env"),
-                "airflow": Consumer(
-                    AIRFLOW_LOG_PREFIX, airflow_ns, "airflow-s3-logs", "airflow-connection", "mlops_s3_logs"
-                ),
-            },
+            consumers=consumers,
         ),
-        opts=after_ns,
+        opts=opts,
     )
+
+
+def _database(s: StackSettings, apps: dict[str, AppDatabase], opts: pulumi.ResourceOptions) -> Database:
     db = s.database
-    database = Database(
+    return Database(
         "database",
         DatabaseArgs(
             stack=s.stack,
             mode=db.mode,
             engine_version=db.engine_version,
             namespace=s.namespace("data"),
-            apps=[
-                AppDatabase("mlflow", "mlflow", mlflow_ns, "mlflow-db", "username-password"),
-                AppDatabase("airflow", "airflow", airflow_ns, "airflow-metadata", "sqlalchemy-url"),
-                # MLflow basic auth keeps users and permissions in their own database (shared by the replicas)
-                *(
-                    [AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, "mlflow-auth-db", "username-password")]
-                    if s.mlflow.basic_auth
-                    else []
-                ),
-            ],
+            apps=list(apps.values()),
             protect=s.protect,
             instance_class=db.instance_class,
             allocated_storage_gb=db.allocated_storage_gb,
@@ -137,14 +150,22 @@ def build_data_layer(
             storage_size=db.storage_size,
             storage_class=db.storage_class,
         ),
-        opts=after_ns,
+        opts=opts,
     )
+
+
+def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedStorage:
+    """The serving logs' volume, and Airflow's task logs' volume unless they go to the bucket."""
     volumes = {
-        "serving-logs": NfsVolume("serving-logs", s.namespace("serving"), "serving-logs", s.nfs.serving_logs_size)
+        SERVING_LOGS_CLAIM: NfsVolume(
+            SERVING_LOGS_CLAIM, s.namespace("serving"), SERVING_LOGS_CLAIM, s.nfs.serving_logs_size
+        )
     }
     if not s.airflow.remote_logging:
-        volumes["airflow-logs"] = NfsVolume("airflow-logs", airflow_ns, "airflow-logs", s.nfs.airflow_logs_size)
-    storage = SharedStorage(
+        volumes[AIRFLOW_LOGS_CLAIM] = NfsVolume(
+            AIRFLOW_LOGS_CLAIM, s.namespace("airflow"), AIRFLOW_LOGS_CLAIM, s.nfs.airflow_logs_size
+        )
+    return SharedStorage(
         "storage",
         SharedStorageArgs(
             stack=s.stack,
@@ -154,8 +175,20 @@ def build_data_layer(
             volumes=volumes,
             protect=s.protect,
         ),
-        opts=k8s_after_ns,
+        opts=opts,
     )
+
+
+def build_data_layer(
+    s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces
+) -> DataLayer:
+    after_ns = pulumi.ResourceOptions(depends_on=[namespaces])
+    both_after_ns = pulumi.ResourceOptions.merge(pulumi.ResourceOptions.merge(aws_opts, k8s_opts), after_ns)
+    apps = app_databases(s)
+    artifacts = _artifact_store(s, both_after_ns)
+    database = _database(s, apps, both_after_ns)
+    storage = _shared_storage(s, pulumi.ResourceOptions.merge(k8s_opts, after_ns))
+    auth = apps.get("mlflow_auth")
     return DataLayer(
         artifacts=artifacts,
         database=database,
@@ -163,18 +196,18 @@ def build_data_layer(
         bucket_name=artifacts.bucket_name,
         mlflow_prefix=MLFLOW_PREFIX,
         airflow_log_prefix=AIRFLOW_LOG_PREFIX,
-        mlflow_s3_secret="mlflow-s3-credentials",
-        airflow_logs_secret="airflow-s3-logs",
-        airflow_logs_conn_id="mlops_s3_logs",
-        mlflow_db_secret="mlflow-db",
-        airflow_db_secret="airflow-metadata",
-        serving_logs_claim="serving-logs",
-        airflow_logs_claim="airflow-logs",
+        mlflow_s3_secret=MLFLOW_S3_SECRET,
+        airflow_logs_secret=AIRFLOW_LOGS_SECRET,
+        airflow_logs_conn_id=AIRFLOW_LOGS_CONN_ID,
+        mlflow_db_secret=apps["mlflow"].secret_name,
+        airflow_db_secret=apps["airflow"].secret_name,
+        serving_logs_claim=SERVING_LOGS_CLAIM,
+        airflow_logs_claim=AIRFLOW_LOGS_CLAIM,
         rotation_annotations=artifacts.rotation_annotations,
         db_host=database.host,
         db_port=database.port,
-        mlflow_database="mlflow",
-        airflow_database="airflow",
-        mlflow_auth_db_secret="mlflow-auth-db" if s.mlflow.basic_auth else None,
-        mlflow_auth_database="mlflow_auth" if s.mlflow.basic_auth else None,
+        mlflow_database=apps["mlflow"].database,
+        airflow_database=apps["airflow"].database,
+        mlflow_auth_db_secret=auth.secret_name if auth else None,
+        mlflow_auth_database=auth.database if auth else None,
     )

@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs
 from infra.data_layer import build_data_layer
-from infra.services import build_services, export_endpoints
+from infra.platform_services import build_services, export_endpoints
 from stacks.settings import StackSettings
 
 

@@ -4,7 +4,6 @@ contract and the serving service (called by infra/platform.py after the data lay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 
@@ -13,8 +12,10 @@ from components.endpoints import Endpoints, EndpointsArgs
 from components.ingress import IngressController, IngressControllerArgs
 from components.mlflow import MlflowServer, MlflowServerArgs
 from components.namespaces import PlatformNamespaces
+from components.naming import cluster_url
 from components.serving import ServingService, ServingServiceArgs
 from components.tls import TlsIssuers, TlsIssuersArgs
+from infra.data_layer import DataLayer
 from services.common import contract
 from stacks.settings import StackSettings
 
@@ -29,12 +30,12 @@ class PlatformServices:
     serving: ServingService
 
 
-def build_services(
-    s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: Any
-) -> PlatformServices:
-    """`data` is the data layer (infra.data_layer.DataLayer): bucket, prefixes, Secret and claim names."""
-    ns = namespaces.names
-    tls = TlsIssuers(
+def _after(k8s_opts: pulumi.ResourceOptions, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=list(resources)))
+
+
+def _tls(s: StackSettings, opts: pulumi.ResourceOptions) -> TlsIssuers:
+    return TlsIssuers(
         "tls",
         TlsIssuersArgs(
             prefix=s.namespace_prefix,
@@ -47,9 +48,12 @@ def build_services(
             acme_email=s.ingress.acme_email,
             acme_server=s.ingress.acme_server,
         ),
-        opts=k8s_opts,
+        opts=opts,
     )
-    ingress = IngressController(
+
+
+def _ingress(s: StackSettings, ns: dict[str, pulumi.Output[str]], opts: pulumi.ResourceOptions) -> IngressController:
+    return IngressController(
         "ingress",
         IngressControllerArgs(
             install=s.ingress.controller == "traefik",
@@ -59,10 +63,14 @@ def build_services(
             service_type=s.ingress.service_type,
             replicas=2 if s.is_prod else 1,
         ),
-        opts=k8s_opts,
+        opts=opts,
     )
-    after_tls = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress]))
-    mlflow = MlflowServer(
+
+
+def _mlflow(
+    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
+) -> MlflowServer:
+    return MlflowServer(
         "mlflow",
         MlflowServerArgs(
             namespace=ns["mlflow"],
@@ -82,12 +90,16 @@ def build_services(
             auth_db_secret=data.mlflow_auth_db_secret,
             auth_db_name=data.mlflow_auth_database,
         ),
-        opts=after_tls,
+        opts=opts,
     )
-    serving_internal = (
-        f"http://{contract.SERVING_SERVICE}.{s.namespace('serving')}.svc.cluster.local:{contract.SERVING_PORT}"
-    )
-    values: dict[str, pulumi.Input[str]] = {
+
+
+def endpoint_values(
+    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, mlflow: MlflowServer
+) -> dict[str, pulumi.Input[str]]:
+    """The value of every variable of the endpoints contract's ConfigMap."""
+    serving_internal = cluster_url(contract.SERVING_SERVICE, s.namespace("serving"), contract.SERVING_PORT)
+    return {
         contract.MLFLOW_TRACKING_URI.name: mlflow.internal_url,
         contract.MLFLOW_EXTERNAL_URL.name: mlflow.external_url,
         contract.AIRFLOW_URL.name: f"https://{s.host('airflow')}",
@@ -103,28 +115,36 @@ def build_services(
         contract.SERVING_NAMESPACE.name: ns["serving"],
         contract.MODEL_NAME.name: s.serving.model_name,
     }
-    endpoints = Endpoints(
+
+
+def _endpoints(
+    s: StackSettings,
+    ns: dict[str, pulumi.Output[str]],
+    data: DataLayer,
+    mlflow: MlflowServer,
+    opts: pulumi.ResourceOptions,
+) -> Endpoints:
+    credentials = (
+        (mlflow.client_username, mlflow.client_password)
+        if mlflow.client_username is not None and mlflow.client_password is not None
+        else None
+    )
+    return Endpoints(
         "endpoints",
         EndpointsArgs(
             consumers={"airflow": ns["airflow"], "serving": ns["serving"]},
-            values=values,
+            values=endpoint_values(s, ns, data, mlflow),
             slack_webhook=s.alerts.slack_webhook_url,
-            mlflow_credentials=(
-                (mlflow.client_username, mlflow.client_password)
-                if mlflow.client_username is not None and mlflow.client_password is not None
-                else None
-            ),
+            mlflow_credentials=credentials,
         ),
-        opts=k8s_opts,
+        opts=opts,
     )
-    after_endpoints = pulumi.ResourceOptions.merge(
-        k8s_opts, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints])
-    )
-    # Airflow's migration job needs its role and database: wait for the data layer's bootstrap
-    after_database = pulumi.ResourceOptions.merge(
-        after_endpoints, pulumi.ResourceOptions(depends_on=[tls, ingress, endpoints, data.database])
-    )
-    airflow = AirflowPlatform(
+
+
+def _airflow(
+    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
+) -> AirflowPlatform:
+    return AirflowPlatform(
         "airflow",
         AirflowPlatformArgs(
             namespace=ns["airflow"],
@@ -140,9 +160,19 @@ def build_services(
             logs_claim=data.airflow_logs_claim,
             rotation_annotation=data.rotation_annotations["airflow"],
         ),
-        opts=after_database,
+        opts=opts,
     )
-    serving = ServingService(
+
+
+def _serving(
+    s: StackSettings,
+    ns: dict[str, pulumi.Output[str]],
+    data: DataLayer,
+    tls: TlsIssuers,
+    ingress: IngressController,
+    opts: pulumi.ResourceOptions,
+) -> ServingService:
+    return ServingService(
         "serving",
         ServingServiceArgs(
             namespace=ns["serving"],
@@ -154,14 +184,31 @@ def build_services(
             airflow_namespace=ns["airflow"],
             logs_claim=data.serving_logs_claim,
         ),
-        opts=after_endpoints,
+        opts=opts,
     )
+
+
+def build_services(
+    s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: DataLayer
+) -> PlatformServices:
+    """The services in dependency order: MLflow after TLS and ingress; the endpoints contract after
+    MLflow (its URL, its client user); Airflow after the endpoints and the database's bootstrap (its
+    migration job needs its role and database); serving after the endpoints."""
+    ns = namespaces.names
+    tls = _tls(s, k8s_opts)
+    ingress = _ingress(s, ns, k8s_opts)
+    mlflow = _mlflow(s, ns, data, tls, _after(k8s_opts, tls, ingress))
+    endpoints = _endpoints(s, ns, data, mlflow, k8s_opts)
+    airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database))
+    serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints))
     return PlatformServices(
         tls=tls, ingress=ingress, mlflow=mlflow, airflow=airflow, endpoints=endpoints, serving=serving
     )
 
 
-def export_endpoints(s: StackSettings, namespaces: PlatformNamespaces, data: Any, services: PlatformServices) -> None:
+def export_endpoints(
+    s: StackSettings, namespaces: PlatformNamespaces, data: DataLayer, services: PlatformServices
+) -> None:
     """The stack's exports: the endpoints contract's values for people and CI (no secrets)."""
     pulumi.export("mlflowUrl", services.mlflow.internal_url)
     pulumi.export("mlflowExternalUrl", services.mlflow.external_url)
