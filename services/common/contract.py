@@ -106,6 +106,18 @@ PROMETHEUS_MULTIPROC_DIR = EnvVar(
     "PROMETHEUS_MULTIPROC_DIR", "prometheus_client multiprocess directory (set by the serving start command)."
 )
 
+# --- the model catalog (ConfigMap `mlops-model-catalog`, mounted in every Airflow component) ---------
+# The program writes `Catalog.for_airflow()` (services.common.catalog) with each model's serving URLs as JSON
+# under MODEL_CATALOG_KEY; the DAG factory reads the file MODEL_CATALOG names and generates one DAG per model.
+MODEL_CATALOG = EnvVar(
+    "MLOPS_MODEL_CATALOG",
+    "Path of the model catalog JSON (ConfigMap mlops-model-catalog mounted in every Airflow component); "
+    "the DAG factory generates one training and one rollback DAG per model from it.",
+)
+MODEL_CATALOG_CONFIGMAP = "mlops-model-catalog"
+MODEL_CATALOG_KEY = "catalog.json"
+MODEL_CATALOG_MOUNT = "/opt/mlops/catalog"
+
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
 SLACK_SECRET = "mlops-slack-webhook"
@@ -142,7 +154,10 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_HOST,
 )
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
-ALL_VARS: tuple[EnvVar, ...] = CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + DEMO_VARS
+CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
+ALL_VARS: tuple[EnvVar, ...] = (
+    CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS
+)
 
 # Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.
 RELOAD_ALL_PATH = "/admin/reload"
@@ -169,6 +184,10 @@ def markdown_table() -> str:
         rows.append(f"| `{var.name}` | Secret `{MLFLOW_CREDENTIALS_SECRET}` | {var.description} |")
     for var in SERVING_VARS:
         rows.append(f"| `{var.name}` | serving pod env | {var.description} |")
+    for var in CATALOG_VARS:
+        rows.append(
+            f"| `{var.name}` | Airflow pod env (ConfigMap `{MODEL_CATALOG_CONFIGMAP}` mounted) | {var.description} |"
+        )
     for var in DEMO_VARS:
         rows.append(f"| `{var.name}` | `make demo` only | {var.description} |")
     return "\n".join(rows)
