@@ -104,7 +104,7 @@ class Meta:
     maximum: float | None = None
     pattern: str | None = None
     check: Validator | None = None
-    parse: Callable[[Any], Any] | None = None  # JSON value -> the field's type; ValueError names the problem
+    parse: Callable[[Any], Any] | None = None  # JSON object -> the field's type; ValueError names the problem
 
 
 def setting(
@@ -775,13 +775,10 @@ def _parse(raw: Any, annotation: Any) -> tuple[Any, str | None]:
 
 
 def _parse_with(parse: Callable[[Any], Any], raw: Any) -> tuple[Any, str | None]:
-    """A JSON value (or its text) converted by a setting's own parser."""
-    value = raw
-    if isinstance(raw, str):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            return None, "must be a JSON value"
+    """A JSON object (or its text) converted by a setting's own parser."""
+    value, problem = _parse(raw, dict)
+    if problem is not None:
+        return None, problem
     try:
         return parse(value), None
     except ValueError as exc:

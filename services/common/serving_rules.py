@@ -22,7 +22,7 @@ import json
 import re
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import Annotated, Literal, get_args
+from typing import Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError, model_validator
 
@@ -95,6 +95,8 @@ class Routing(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    mode: str  # each mode narrows it to its own literal, the discriminator of `RoutingConfig`
+
     @abstractmethod
     def aliases(self) -> tuple[str, ...]:
         """Every alias the routing can send a request to (or shadow to), primary first."""
@@ -150,59 +152,51 @@ class ABRouting(Routing):
         return _normalised(self.weights)
 
 
-class CanaryRouting(Routing):
+class _PairRouting(Routing):
+    """A routing between two distinct aliases, named by the fields in `PAIR` (the first is the primary)."""
+
+    PAIR: ClassVar[tuple[str, str]]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        first, second = self.PAIR
+        if getattr(self, first) == getattr(self, second):
+            raise ValueError(f"{self.mode} {first} and {second} must differ")
+        return self
+
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(getattr(self, name) for name in self.PAIR)
+
+
+class CanaryRouting(_PairRouting):
+    PAIR = ("primary", "challenger")
     mode: Literal["canary"] = "canary"
     primary: Alias
     challenger: Alias
     percent: Annotated[Share, Field(le=100)]
 
-    @model_validator(mode="after")
-    def _distinct(self) -> CanaryRouting:
-        if self.primary == self.challenger:
-            raise ValueError("canary primary and challenger must differ")
-        return self
-
-    def aliases(self) -> tuple[str, ...]:
-        return (self.primary, self.challenger)
-
     def shares(self, active: str | None = None) -> dict[str, float]:
         return _normalised({self.primary: 100.0 - self.percent, self.challenger: self.percent})
 
 
-class BlueGreenRouting(Routing):
+class BlueGreenRouting(_PairRouting):
+    PAIR = ("active", "standby")
     mode: Literal["blue-green"] = "blue-green"
     active: Alias
     standby: Alias
-
-    @model_validator(mode="after")
-    def _distinct(self) -> BlueGreenRouting:
-        if self.active == self.standby:
-            raise ValueError("blue-green active and standby must differ")
-        return self
-
-    def aliases(self) -> tuple[str, ...]:
-        return (self.active, self.standby)
 
     def shares(self, active: str | None = None) -> dict[str, float]:
         return {active or self.active: 1.0}
 
     def switch_pair(self) -> tuple[str, ...]:
-        return (self.active, self.standby)
+        return self.aliases()
 
 
-class ShadowRouting(Routing):
+class ShadowRouting(_PairRouting):
+    PAIR = ("primary", "shadow")
     mode: Literal["shadow"] = "shadow"
     primary: Alias
     shadow: Alias
-
-    @model_validator(mode="after")
-    def _distinct(self) -> ShadowRouting:
-        if self.primary == self.shadow:
-            raise ValueError("shadow primary and shadow must differ")
-        return self
-
-    def aliases(self) -> tuple[str, ...]:
-        return (self.primary, self.shadow)
 
     def shares(self, active: str | None = None) -> dict[str, float]:
         return {self.primary: 1.0}
