@@ -300,26 +300,14 @@ def drift(args: argparse.Namespace, env: Mapping[str, str], now: float) -> int:
         return 0
     if state == "drift":
         counts = preview_counts(output)
-        changes = Changes.from_counts(counts)
-        fields["Changes"] = changes.counts_text() if counts else "see the diff"
+        fields["Changes"] = Changes.from_counts(counts).counts_text() if counts else "see the diff"
         fields["Self-heal"] = _HEAL[args.heal]
-        alert = Alert(
-            event="drift.detected",
-            summary=f"{ctx.stack} differs from commit {ctx.commit[:7]}. {_HEAL[args.heal]}",
-            severity=Severity.WARNING,
-            fields=fields,
-            links=ctx.links(),
-            details=output.strip(),
-        )
+        event, severity, details = "drift.detected", Severity.WARNING, output.strip()
+        summary = f"{ctx.stack} differs from commit {ctx.commit[:7]}. {_HEAL[args.heal]}"
     else:
-        alert = Alert(
-            event="drift.check-failed",
-            summary=f"{ctx.stack}: the drift check could not run (exit {args.exit_code})",
-            severity=Severity.ERROR,
-            fields=fields,
-            links=ctx.links(),
-            details=output.strip()[-4000:],
-        )
+        event, severity, details = "drift.check-failed", Severity.ERROR, output.strip()[-4000:]
+        summary = f"{ctx.stack}: the drift check could not run (exit {args.exit_code})"
+    alert = Alert(event, summary, severity, fields=fields, links=ctx.links(), details=details)
     if args.markdown_out:
         Path(args.markdown_out).write_text(alert.markdown())
     deliver(alert, env)

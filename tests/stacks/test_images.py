@@ -19,22 +19,13 @@ from stacks.settings import (
     declared,
     load_settings,
 )
+from tests.stacks.test_settings import MINIMAL, PROD_NETWORK
 
 ROOT = Path(__file__).resolve().parents[2]
 P = f"{PROJECT}:"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
-BASE = {
-    f"{P}ingress.domain": "dev.example.internal",
-    f"{P}nfs.server": "10.0.0.5",
-    f"{P}nfs.path": "/exports/mlops",
-    f"{P}airflow.gitRepo": "https://github.com/acme/mlops.git",
-}
-PROD = {
-    **BASE,
-    f"{P}database.vpcId": "vpc-0abc",
-    f"{P}database.subnetIds": '["subnet-0a", "subnet-0b"]',
-    f"{P}database.allowedCidrs": '["10.40.0.0/16"]',
-}
+BASE = MINIMAL
+PROD = {**MINIMAL, **PROD_NETWORK}
 
 
 def problems_of(stack: str, config: dict[str, str]) -> list[str]:
