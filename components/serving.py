@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 from pulumi_kubernetes.apps.v1 import (
@@ -70,6 +71,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
@@ -106,6 +108,129 @@ class ServingServiceArgs:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
+    """The serving settings as the contract's variables, and the reload token and Slack webhook."""
+    s = args.settings
+    return [
+        EnvVarArgs(
+            name="POD_NAME",
+            value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
+        ),
+        EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
+        EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
+        EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
+        EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(s.poll_seconds)),
+        EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),
+        EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(contract.SERVING_PORT)),
+        # one directory per pod on the shared volume: replicas never write the same file
+        EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
+        EnvVarArgs(
+            name=contract.RELOAD_TOKEN.name,
+            value_from=EnvVarSourceArgs(
+                secret_key_ref=SecretKeySelectorArgs(name=args.reload_token_secret, key=contract.RELOAD_TOKEN.name)
+            ),
+        ),
+        EnvVarArgs(
+            name=contract.SLACK_WEBHOOK_URL.name,
+            value_from=EnvVarSourceArgs(
+                secret_key_ref=SecretKeySelectorArgs(
+                    name=args.slack_secret, key=contract.SLACK_WEBHOOK_URL.name, optional=True
+                )
+            ),
+        ),
+    ]
+
+
+def _container(args: ServingServiceArgs) -> ContainerArgs:
+    """The serving container: the profile's resources (and GPUs), probes, non-root, read-only root."""
+    s = args.settings
+    profile = s.profiles[s.profile]
+    limits = {"cpu": profile.cpu, "memory": profile.memory}
+    if profile.gpus:
+        limits["nvidia.com/gpu"] = str(profile.gpus)
+    return ContainerArgs(
+        name="serving",
+        image=f"{s.image}:{s.image_tag}",
+        image_pull_policy="IfNotPresent",
+        ports=[ContainerPortArgs(name="http", container_port=contract.SERVING_PORT, protocol="TCP")],
+        env_from=[
+            EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
+            # MLflow's user when MLflow has basic auth (the Secret is empty otherwise)
+            EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
+        ],
+        env=_env(args),
+        resources=ResourceRequirementsArgs(requests={"cpu": profile.cpu, "memory": profile.memory}, limits=limits),
+        startup_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60
+        ),
+        liveness_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=10, failure_threshold=3
+        ),
+        readiness_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/readyz", port="http"), period_seconds=5, failure_threshold=2
+        ),
+        # let the endpoints controller take the pod out of rotation before it stops
+        lifecycle=LifecycleArgs(pre_stop=LifecycleHandlerArgs(exec_=ExecActionArgs(command=["sleep", "5"]))),
+        security_context=restricted_container(RUN_AS, read_only_root=True),
+        volume_mounts=[
+            VolumeMountArgs(name="logs", mount_path=LOG_MOUNT),
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
+        ],
+    )
+
+
+def _pod(
+    args: ServingServiceArgs, pod_labels: dict[str, str], selector: dict[str, str], account: ServiceAccount
+) -> PodTemplateSpecArgs:
+    """The pod: scraped by Prometheus, log claim and /tmp volumes, the profile's node placement,
+    spread over nodes."""
+    profile = args.settings.profiles[args.settings.profile]
+    return PodTemplateSpecArgs(
+        metadata=ObjectMetaArgs(
+            labels=pod_labels,
+            annotations={
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(contract.SERVING_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        ),
+        spec=PodSpecArgs(
+            service_account_name=account.metadata.name,
+            automount_service_account_token=False,
+            termination_grace_period_seconds=30,
+            security_context=restricted_pod(RUN_AS),
+            containers=[_container(args)],
+            volumes=[
+                VolumeArgs(
+                    name="logs",
+                    persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(claim_name=args.logs_claim),
+                ),
+                VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="2Gi")),
+            ],
+            node_selector=dict(profile.node_selector) or None,
+            tolerations=[
+                TolerationArgs(
+                    key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect")
+                )
+                for t in profile.tolerations
+            ]
+            or None,
+            topology_spread_constraints=[
+                TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key="kubernetes.io/hostname",
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=LabelSelectorArgs(match_labels=selector),
+                )
+            ],
+        ),
+    )
+
+
+def _from_namespace(ns: pulumi.Input[str]) -> NetworkPolicyPeerArgs:
+    return NetworkPolicyPeerArgs(namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}))
+
+
 class ServingService(pulumi.ComponentResource):
     """Builds the serving service: a ServiceAccount without API token, a Deployment (rolling update
     with no unavailable pod, probes on /healthz (liveness, startup) and /readyz (readiness),
@@ -115,162 +240,104 @@ class ServingService(pulumi.ComponentResource):
     PodDisruptionBudget, a TLS Ingress exposing only the public paths, and a NetworkPolicy
     admitting only the ingress controller's and Airflow's namespaces.
 
-    Exports `url` (in-cluster), `reload_url` (in-cluster admin base URL), `external_url`,
-    `deployment_name` and `service_name`.
+    Exports the attributes below; `deployment` and `service` are handles, not outputs.
     """
+
+    url: pulumi.Output[str]
+    """In-cluster URL of the service (predictions)."""
+    reload_url: pulumi.Output[str]
+    """In-cluster base URL of the admin API."""
+    external_url: pulumi.Output[str]
+    """URL through the TLS Ingress."""
+    deployment_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ServingServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:ServingService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        s = args.settings
-        profile = s.profiles[s.profile]
-        app_labels = {"app.kubernetes.io/name": "serving", "app.kubernetes.io/component": "model-serving"}
-        labels = {**args.labels, **app_labels, "app.kubernetes.io/part-of": "mlops-platform"}
-        port = contract.SERVING_PORT
+        selector = {APP_NAME: "serving", APP_COMPONENT: "model-serving"}
+        object_labels = labels(name="serving", component="model-serving", base=args.labels)
+        account = self._service_account(name, args, object_labels)
+        self.deployment: Deployment = self._deployment(name, args, object_labels, selector, account, opts)
+        self.service: Service = self._service(name, args, object_labels, selector)
+        self._autoscaler(name, args, object_labels)
+        self._disruption_budget(name, args, object_labels, selector)
+        self._ingress(name, args, object_labels)
+        self._network_policy(name, args, object_labels, selector)
+        self.url = cluster_url(self.service.metadata.name, args.namespace, contract.SERVING_PORT)
+        self.reload_url = self.url
+        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
+        self.deployment_name = self.deployment.metadata.name
+        self.service_name = self.service.metadata.name
+        self.register_outputs(
+            {
+                "url": self.url,
+                "reload_url": self.reload_url,
+                "external_url": self.external_url,
+                "deployment_name": self.deployment_name,
+                "service_name": self.service_name,
+            }
+        )
 
-        account = ServiceAccount(
+    def _metadata(self, args: ServingServiceArgs, object_labels: dict[str, str], **extra: Any) -> ObjectMetaArgs:
+        return ObjectMetaArgs(name="serving", namespace=args.namespace, labels=object_labels, **extra)
+
+    def _service_account(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> ServiceAccount:
+        return ServiceAccount(
             f"{name}-sa",
-            metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
+            metadata=self._metadata(args, object_labels),
             automount_service_account_token=False,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        limits = {"cpu": profile.cpu, "memory": profile.memory}
-        if profile.gpus:
-            limits["nvidia.com/gpu"] = str(profile.gpus)
-        env = [
-            EnvVarArgs(
-                name="POD_NAME",
-                value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
-            ),
-            EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
-            EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
-            EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
-            EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(s.poll_seconds)),
-            EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),
-            EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(port)),
-            # one directory per pod on the shared volume: replicas never write the same file
-            EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
-            EnvVarArgs(
-                name=contract.RELOAD_TOKEN.name,
-                value_from=EnvVarSourceArgs(
-                    secret_key_ref=SecretKeySelectorArgs(name=args.reload_token_secret, key=contract.RELOAD_TOKEN.name)
-                ),
-            ),
-            EnvVarArgs(
-                name=contract.SLACK_WEBHOOK_URL.name,
-                value_from=EnvVarSourceArgs(
-                    secret_key_ref=SecretKeySelectorArgs(
-                        name=args.slack_secret, key=contract.SLACK_WEBHOOK_URL.name, optional=True
-                    )
-                ),
-            ),
-        ]
-        container = ContainerArgs(
-            name="serving",
-            image=f"{s.image}:{s.image_tag}",
-            image_pull_policy="IfNotPresent",
-            ports=[ContainerPortArgs(name="http", container_port=port, protocol="TCP")],
-            env_from=[
-                EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
-                # MLflow's user when MLflow has basic auth (the Secret is empty otherwise)
-                EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
-            ],
-            env=env,
-            resources=ResourceRequirementsArgs(requests={"cpu": profile.cpu, "memory": profile.memory}, limits=limits),
-            startup_probe=ProbeArgs(
-                http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60
-            ),
-            liveness_probe=ProbeArgs(
-                http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=10, failure_threshold=3
-            ),
-            readiness_probe=ProbeArgs(
-                http_get=HTTPGetActionArgs(path="/readyz", port="http"), period_seconds=5, failure_threshold=2
-            ),
-            # let the endpoints controller take the pod out of rotation before it stops
-            lifecycle=LifecycleArgs(pre_stop=LifecycleHandlerArgs(exec_=ExecActionArgs(command=["sleep", "5"]))),
-            security_context=restricted_container(RUN_AS, read_only_root=True),
-            volume_mounts=[
-                VolumeMountArgs(name="logs", mount_path=LOG_MOUNT),
-                VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
-            ],
-        )
-        self.deployment = Deployment(
+    def _deployment(
+        self,
+        name: str,
+        args: ServingServiceArgs,
+        object_labels: dict[str, str],
+        selector: dict[str, str],
+        account: ServiceAccount,
+        opts: pulumi.ResourceOptions | None,
+    ) -> Deployment:
+        """Rolling update with no unavailable pod; waits for what the component was told to wait for."""
+        return Deployment(
             f"{name}-deployment",
-            metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
+            metadata=self._metadata(args, object_labels),
             spec=DeploymentSpecArgs(
-                replicas=s.min_replicas,
-                selector=LabelSelectorArgs(match_labels=app_labels),
+                replicas=args.settings.min_replicas,
+                selector=LabelSelectorArgs(match_labels=selector),
                 strategy=DeploymentStrategyArgs(
                     type="RollingUpdate", rolling_update=RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
                 ),
-                template=PodTemplateSpecArgs(
-                    metadata=ObjectMetaArgs(
-                        labels=labels,
-                        annotations={
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(port),
-                            "prometheus.io/path": "/metrics",
-                        },
-                    ),
-                    spec=PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        termination_grace_period_seconds=30,
-                        security_context=restricted_pod(RUN_AS),
-                        containers=[container],
-                        volumes=[
-                            VolumeArgs(
-                                name="logs",
-                                persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=args.logs_claim
-                                ),
-                            ),
-                            VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="2Gi")),
-                        ],
-                        node_selector=dict(profile.node_selector) or None,
-                        tolerations=[
-                            TolerationArgs(
-                                key=t.get("key"),
-                                operator=t.get("operator"),
-                                value=t.get("value"),
-                                effect=t.get("effect"),
-                            )
-                            for t in profile.tolerations
-                        ]
-                        or None,
-                        topology_spread_constraints=[
-                            TopologySpreadConstraintArgs(
-                                max_skew=1,
-                                topology_key="kubernetes.io/hostname",
-                                when_unsatisfiable="ScheduleAnyway",
-                                label_selector=LabelSelectorArgs(match_labels=app_labels),
-                            )
-                        ],
-                    ),
-                ),
+                template=_pod(args, object_labels, selector, account),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *inherited_depends_on(opts)]),
         )
-        self.service = Service(
+
+    def _service(
+        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
+    ) -> Service:
+        return Service(
             f"{name}-service",
-            metadata=ObjectMetaArgs(name=contract.SERVING_SERVICE, namespace=args.namespace, labels=labels),
+            metadata=ObjectMetaArgs(name=contract.SERVING_SERVICE, namespace=args.namespace, labels=object_labels),
             spec=ServiceSpecArgs(
                 type="ClusterIP",
-                selector=app_labels,
-                ports=[ServicePortArgs(name="http", port=port, target_port="http", protocol="TCP")],
+                selector=selector,
+                ports=[ServicePortArgs(name="http", port=contract.SERVING_PORT, target_port="http", protocol="TCP")],
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _autoscaler(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
+        """Scales the Deployment between the settings' bounds on CPU (70 %), down slowly (5 minutes)."""
         HorizontalPodAutoscaler(
             f"{name}-hpa",
-            metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
+            metadata=self._metadata(args, object_labels),
             spec=HorizontalPodAutoscalerSpecArgs(
                 scale_target_ref=ScaleTargetArgs(
                     api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name
                 ),
-                min_replicas=s.min_replicas,
-                max_replicas=s.max_replicas,
+                min_replicas=args.settings.min_replicas,
+                max_replicas=args.settings.max_replicas,
                 metrics=[
                     MetricSpecArgs(
                         type="Resource",
@@ -283,85 +350,62 @@ class ServingService(pulumi.ComponentResource):
                     scale_down=HPAScalingRulesArgs(stabilization_window_seconds=300)
                 ),
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _disruption_budget(
+        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
+    ) -> None:
+        several = args.settings.min_replicas >= 2
         PodDisruptionBudget(
             f"{name}-pdb",
-            metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
+            metadata=self._metadata(args, object_labels),
             spec=PodDisruptionBudgetSpecArgs(
-                selector=LabelSelectorArgs(match_labels=app_labels),
+                selector=LabelSelectorArgs(match_labels=selector),
                 # one pod may always be drained; with two or more replicas one must stay up
-                min_available=1 if s.min_replicas >= 2 else None,
-                max_unavailable=None if s.min_replicas >= 2 else 1,
+                min_available=1 if several else None,
+                max_unavailable=None if several else 1,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _ingress(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
+        """TLS Ingress exposing only the public paths (Exact)."""
         backend = IngressBackendArgs(
             service=IngressServiceBackendArgs(name=self.service.metadata.name, port=ServiceBackendPortArgs(name="http"))
         )
+        paths = [
+            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in public_paths(args.settings.aliases)
+        ]
         Ingress(
             f"{name}-ingress",
-            metadata=ObjectMetaArgs(
-                name="serving",
-                namespace=args.namespace,
-                labels=labels,
-                annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer},
+            metadata=self._metadata(
+                args, object_labels, annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer}
             ),
             spec=IngressSpecArgs(
                 ingress_class_name=args.ingress_class,
                 tls=[IngressTLSArgs(hosts=[args.host], secret_name="serving-tls")],
-                rules=[
-                    IngressRuleArgs(
-                        host=args.host,
-                        http=HTTPIngressRuleValueArgs(
-                            paths=[
-                                HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend)
-                                for p in public_paths(s.aliases)
-                            ]
-                        ),
-                    )
-                ],
+                rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        def from_namespace(ns: pulumi.Input[str]) -> NetworkPolicyPeerArgs:
-            return NetworkPolicyPeerArgs(
-                namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns})
-            )
-
+    def _network_policy(
+        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
+    ) -> None:
+        """Admits only the ingress controller's and Airflow's namespaces, on the service port."""
         NetworkPolicy(
             f"{name}-netpol",
-            metadata=ObjectMetaArgs(name="serving", namespace=args.namespace, labels=labels),
+            metadata=self._metadata(args, object_labels),
             spec=NetworkPolicySpecArgs(
-                pod_selector=LabelSelectorArgs(match_labels=app_labels),
+                pod_selector=LabelSelectorArgs(match_labels=selector),
                 policy_types=["Ingress"],
                 ingress=[
                     NetworkPolicyIngressRuleArgs(
-                        from_=[from_namespace(args.controller_namespace), from_namespace(args.airflow_namespace)],
-                        ports=[NetworkPolicyPortArgs(port=port, protocol="TCP")],
+                        from_=[_from_namespace(args.controller_namespace), _from_namespace(args.airflow_namespace)],
+                        ports=[NetworkPolicyPortArgs(port=contract.SERVING_PORT, protocol="TCP")],
                     )
                 ],
             ),
-            opts=child,
-        )
-
-        internal = pulumi.Output.concat(
-            "http://",
-            self.service.metadata.name,
-            ".",
-            pulumi.Output.from_input(args.namespace),
-            f".svc.cluster.local:{port}",
-        )
-        self.url = internal
-        self.reload_url = internal
-        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
-        self.register_outputs(
-            {
-                "url": self.url,
-                "reload_url": self.reload_url,
-                "external_url": self.external_url,
-                "deployment_name": self.deployment.metadata.name,
-                "service_name": self.service.metadata.name,
-            }
+            opts=pulumi.ResourceOptions(parent=self),
         )
