@@ -787,3 +787,56 @@ def validate_no_world_open_ingress(args: ResourceValidationArgs, report: ReportV
             "to the world.",
             None,
         )
+
+
+# --- IAM role trust ------------------------------------------------------------------------------------------
+GITHUB_OIDC = "token.actions.githubusercontent.com"
+
+
+def _federated(statement: Mapping[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    return [str(p) for p in as_list(get(principal, "Federated"))] if isinstance(principal, Mapping) else []
+
+
+def _pins_github_subject(statement: Mapping[str, Any]) -> bool:
+    """Whether the statement restricts the GitHub OIDC token's `sub` (repository, branch, environment)."""
+    condition = statement.get("Condition")
+    if not isinstance(condition, Mapping):
+        return False
+    for operator in condition:
+        if str(operator).lower().removeprefix("foranyvalue:") not in ("stringequals", "stringlike"):
+            continue
+        block = condition.get(operator)
+        if not isinstance(block, Mapping):
+            continue
+        for key in block:
+            if str(key).lower() == f"{GITHUB_OIDC}:sub":
+                values = [str(v) for v in as_list(block.get(key))]
+                if values and not any(v.strip("*") in ("", "repo:") for v in values):
+                    return True
+    return False
+
+
+def validate_iam_no_public_trust(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "aws:iam/role:Role":
+        return
+    document = args.props.get("assumeRolePolicy")
+    if not document:
+        return
+    for index in public_statements(document):
+        report(
+            f"{args.name!r}: assume_role_policy statement {index} lets any AWS principal assume the role (Principal "
+            "'*' with no condition that pins the caller). Set Principal to the account, role or service that "
+            "assumes it, or add an aws:PrincipalOrgID / aws:PrincipalArn condition.",
+            None,
+        )
+    doc = json_document(document)
+    for index, statement in enumerate(statements(doc) if doc is not None else []):
+        if _allows(statement) and any(GITHUB_OIDC in f for f in _federated(statement)):
+            if not _pins_github_subject(statement):
+                report(
+                    f"{args.name!r}: assume_role_policy statement {index} trusts GitHub's OIDC provider without "
+                    f"pinning {GITHUB_OIDC}:sub, so a workflow of any repository can assume the role. Add a "
+                    f'StringEquals/StringLike condition on it (e.g. "repo:<owner>/<repo>:environment:production").',
+                    None,
+                )

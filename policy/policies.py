@@ -85,6 +85,12 @@ AWS_POLICIES: list[Policy] = [
         aws.validate_iam_no_privilege_escalation,
     ),
     _resource(
+        "iam-no-public-trust",
+        "IAM roles cannot be assumed by anyone: no trust to Principal '*' or to GitHub's OIDC provider without a "
+        "repository condition.",
+        aws.validate_iam_no_public_trust,
+    ),
+    _resource(
         "iam-no-aws-managed-full-access",
         "No AWS-managed AdministratorAccess, PowerUserAccess or *FullAccess policy is attached.",
         aws.validate_iam_no_aws_managed_full_access,

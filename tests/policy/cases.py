@@ -124,6 +124,29 @@ def public_read(**extra: Any) -> dict[str, Any]:
     }
 
 
+GITHUB_SUB = "token.actions.githubusercontent.com:sub"
+
+
+def trust(principal: Any, **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole", **extra}
+
+
+def github_trust(condition: dict[str, Any] | None) -> dict[str, Any]:
+    provider = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    statement = {**trust({"Federated": provider}), "Action": "sts:AssumeRoleWithWebIdentity"}
+    aud = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
+    statement["Condition"] = (
+        {"StringEquals": aud}
+        if condition is None
+        else {**condition, "StringEquals": {**aud, **condition.get("StringEquals", {})}}
+    )
+    return statement
+
+
+def role(*statements: dict[str, Any]) -> Resource:
+    return Resource("aws:iam/role:Role", "deployer", {"assumeRolePolicy": document(*statements)})
+
+
 def not_principal(statement: dict[str, Any]) -> dict[str, Any]:
     """The statement for everyone except the account (NotPrincipal instead of Principal)."""
     rest = {k: v for k, v in statement.items() if k != "Principal"}
@@ -744,6 +767,20 @@ def _aws_cases() -> dict[str, list[Case]]:
                 "iam:CreateAccessKey",
                 "access keys for any user",
             ),
+        ],
+        "iam-no-public-trust": [
+            ok(role(trust(principal={"Service": "ec2.amazonaws.com"})), "service principal"),
+            ok(role(trust(principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"})), "own account"),
+            ok(
+                role(github_trust({"StringEquals": {GITHUB_SUB: "repo:acme/mlops-platform:environment:production"}})),
+                "GitHub, one environment",
+            ),
+            ok(
+                role(trust(principal="*", Condition={"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3"}})), "org-pinned"
+            ),
+            bad(role(trust(principal={"AWS": "*"})), "lets any AWS principal assume the role", "AWS *"),
+            bad(role(github_trust(None)), "without pinning token.actions.githubusercontent.com:sub", "GitHub, no sub"),
+            bad(role(github_trust({"StringLike": {GITHUB_SUB: "repo:*"}})), "any repository", "GitHub, any repo"),
         ],
         "s3-no-public-acl": [
             ok(iam("aws:s3/bucketAcl:BucketAcl", "acl", bucket="b", acl="private")),
