@@ -54,8 +54,11 @@ GOVERNED = {
     "aws:iam/user:User",
     "aws:iam/accessKey:AccessKey",
     "aws:iam/userPolicy:UserPolicy",
+    "kubernetes:core/v1:Namespace",
     "kubernetes:apps/v1:Deployment",
     "kubernetes:batch/v1:Job",
+    "kubernetes:core/v1:Service",
+    "kubernetes:core/v1:Secret",
     "kubernetes:core/v1:ConfigMap",
     "kubernetes:core/v1:PersistentVolume",
     "kubernetes:networking.k8s.io/v1:Ingress",
@@ -63,7 +66,7 @@ GOVERNED = {
 }
 GOVERNED_BY_STACK = {
     "dev": GOVERNED | {"kubernetes:apps/v1:StatefulSet"},
-    "prod": GOVERNED | {"aws:rds/instance:Instance"},
+    "prod": GOVERNED | {"aws:rds/instance:Instance", "aws:ec2/securityGroup:SecurityGroup"},
 }
 
 
