@@ -1,8 +1,9 @@
 """Kubernetes names and labels of the platform, from one place (no ComponentResource here).
 
-Every object the components render carries `app.kubernetes.io/part-of: mlops-platform`; `labels()`
-adds the application name, component, stack and the platform's own `mlops-platform/<key>` labels.
-The platform's annotation keys and the in-cluster DNS names of Services are defined here too.
+The labels the components put on their objects come from `labels()`: `app.kubernetes.io/part-of:
+mlops-platform`, and the application name, component, stack and the platform's own
+`mlops-platform/<key>` labels. Names unique to a stack, the platform's annotation keys and the
+in-cluster DNS names of Services are defined here too.
 """
 
 from __future__ import annotations
