@@ -208,7 +208,7 @@ def embedded_assignments(text: str) -> Iterator[tuple[str, str]]:
 @dataclass(frozen=True)
 class Finding:
     path: str
-    what: str  # "looks like a credential by its key" / "contains a PEM private key" ...
+    what: str  # "is named like a credential (...)", "contains a PEM private key", ...
     secret: bool  # the value was marked secret
 
 
