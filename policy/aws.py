@@ -686,25 +686,25 @@ def _fixed_value(key: str, values: list[Any]) -> bool:
     return True
 
 
-def _restricted_by_condition(statement: Mapping[str, Any]) -> bool:
+def _pinning_conditions(statement: Mapping[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+    """(condition key in lower case, values) of the conditions that pin a key to given values: positive
+    string, ARN and IP operators (`ForAnyValue:` allowed), not negations, `...IfExists` or `ForAllValues:`."""
     condition = statement.get("Condition")
     if not isinstance(condition, Mapping):
-        return False
+        return
     for operator in condition:
         op = str(operator).lower()
         if op.startswith("forallvalues:") or op.endswith("ifexists"):
             continue
-        op = op.removeprefix("foranyvalue:")
-        if op not in RESTRICTING_OPERATORS:
-            continue
         block = condition.get(operator)
-        if not isinstance(block, Mapping):
+        if op.removeprefix("foranyvalue:") not in RESTRICTING_OPERATORS or not isinstance(block, Mapping):
             continue
         for key in block:
-            lowered = str(key).lower()
-            if lowered in RESTRICTING_KEYS and _fixed_value(lowered, as_list(block.get(key))):
-                return True
-    return False
+            yield str(key).lower(), as_list(block.get(key))
+
+
+def _restricted_by_condition(statement: Mapping[str, Any]) -> bool:
+    return any(key in RESTRICTING_KEYS and _fixed_value(key, values) for key, values in _pinning_conditions(statement))
 
 
 def public_statements(document: Any) -> list[int]:
@@ -800,20 +800,10 @@ def _federated(statement: Mapping[str, Any]) -> list[str]:
 
 def _pins_github_subject(statement: Mapping[str, Any]) -> bool:
     """Whether the statement restricts the GitHub OIDC token's `sub` (repository, branch, environment)."""
-    condition = statement.get("Condition")
-    if not isinstance(condition, Mapping):
-        return False
-    for operator in condition:
-        if str(operator).lower().removeprefix("foranyvalue:") not in ("stringequals", "stringlike"):
-            continue
-        block = condition.get(operator)
-        if not isinstance(block, Mapping):
-            continue
-        for key in block:
-            if str(key).lower() == f"{GITHUB_OIDC}:sub":
-                values = [str(v) for v in as_list(block.get(key))]
-                if values and not any(v.strip("*") in ("", "repo:") for v in values):
-                    return True
+    for key, values in _pinning_conditions(statement):
+        subjects = [str(v) for v in values]
+        if key == f"{GITHUB_OIDC}:sub" and subjects and not any(v.strip("*") in ("", "repo:") for v in subjects):
+            return True
     return False
 
 
