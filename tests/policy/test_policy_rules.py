@@ -2,7 +2,9 @@
 
 Each case is checked twice: by calling the policy's `validate` with `ResourceValidationArgs` /
 `StackValidationArgs` built as the SDK builds them, and through the SDK's analyzer servicer (what
-`PolicyPack` serves to the CLI), which must report it as a mandatory diagnostic.
+`PolicyPack` serves to the CLI), which must report it as a mandatory diagnostic. A one-mistake pod is
+reported by its policy alone, and its compliant twin passes the whole pack; every Pod Security control
+is tried in every container list and every pod template path.
 """
 
 from __future__ import annotations
