@@ -95,22 +95,25 @@ _POD_SECURITY = {
 }
 
 
+def _postgres(args: MlflowServerArgs, database: str | None) -> dict[str, object]:
+    """One of the chart's Postgres connections: a database on the platform's server."""
+    return {"enabled": True, "host": args.db_host, "port": args.db_port, "database": database, "driver": "psycopg2"}
+
+
+def _credentials(secret: str | None) -> dict[str, str | None]:
+    """A Secret holding `username` and `password`, as the chart refers to one."""
+    return {"name": secret, "usernameKey": "username", "passwordKey": "password"}
+
+
 def _auth_values(args: MlflowServerArgs) -> dict[str, object]:
     """The chart's `auth`: basic auth with the admin Secret and users in their own Postgres database."""
     if not args.settings.basic_auth:
         return {"enabled": False}
     return {
         "enabled": True,
-        "existingAdminSecret": {"name": ADMIN_SECRET, "usernameKey": "username", "passwordKey": "password"},
+        "existingAdminSecret": _credentials(ADMIN_SECRET),
         "defaultPermission": "READ",
-        "postgres": {
-            "enabled": True,
-            "host": args.db_host,
-            "port": args.db_port,
-            "database": args.auth_db_name,
-            "driver": "psycopg2",
-            "existingSecret": {"name": args.auth_db_secret, "usernameKey": "username", "passwordKey": "password"},
-        },
+        "postgres": {**_postgres(args, args.auth_db_name), "existingSecret": _credentials(args.auth_db_secret)},
     }
 
 
@@ -118,14 +121,8 @@ def _backend_store_values(args: MlflowServerArgs) -> dict[str, object]:
     """The chart's `backendStore`: Postgres through the existing database Secret, migrated on upgrade."""
     return {
         "databaseMigration": True,
-        "postgres": {
-            "enabled": True,
-            "host": args.db_host,
-            "port": args.db_port,
-            "database": args.db_name,
-            "driver": "psycopg2",
-        },
-        "existingDatabaseSecret": {"name": args.db_secret, "usernameKey": "username", "passwordKey": "password"},
+        "postgres": _postgres(args, args.db_name),
+        "existingDatabaseSecret": _credentials(args.db_secret),
     }
 
 
