@@ -118,6 +118,33 @@ MODEL_CATALOG_CONFIGMAP = "mlops-model-catalog"
 MODEL_CATALOG_KEY = "catalog.json"
 MODEL_CATALOG_MOUNT = "/opt/mlops/catalog"
 
+# --- the platform API (services/api; written by the PlatformApi component into its pod env) ------------
+# Besides these it reads MLFLOW_TRACKING_URI, MLOPS_DATABASE_HOST, MLOPS_MODEL_CATALOG and the MLflow client vars.
+API_DATABASE_PORT = EnvVar("MLOPS_API_DATABASE_PORT", "Port of the API's PostgreSQL database (default 5432).")
+API_DATABASE_NAME = EnvVar("MLOPS_API_DATABASE_NAME", "Name of the API's own database.")
+API_DATABASE_USER = EnvVar("MLOPS_API_DATABASE_USER", "Role the API connects as (owner of its database).")
+API_DATABASE_PASSWORD = EnvVar("MLOPS_API_DATABASE_PASSWORD", "Password of that role.", secret=True)
+API_DATABASE_SSLMODE = EnvVar(
+    "MLOPS_API_DATABASE_SSLMODE", "libpq sslmode of the API's database connections (default prefer)."
+)
+API_ADMIN_TOKEN = EnvVar(
+    "MLOPS_API_ADMIN_TOKEN",
+    "The API's admin bearer token (all scopes; creates and revokes scoped tokens).",
+    secret=True,
+)
+API_AIRFLOW_URL = EnvVar("MLOPS_API_AIRFLOW_URL", "In-cluster base URL of the Airflow API server the API calls.")
+API_AIRFLOW_USERNAME = EnvVar("MLOPS_API_AIRFLOW_USERNAME", "Airflow user the API triggers and reads DAG runs as.")
+API_AIRFLOW_PASSWORD = EnvVar("MLOPS_API_AIRFLOW_PASSWORD", "Password of that Airflow user.", secret=True)
+API_HOST = EnvVar("MLOPS_API_HOST", "Interface the API binds to (default 0.0.0.0).")
+API_PORT_VAR = EnvVar("MLOPS_API_PORT", "Port the API listens on (default 8080).")
+API_RECONCILE_SECONDS = EnvVar(
+    "MLOPS_API_RECONCILE_SECONDS", "Interval of the reconciler that brings unfinished runs up to date (default 5)."
+)
+API_EVENTS_POLL_SECONDS = EnvVar(
+    "MLOPS_API_EVENTS_POLL_SECONDS", "How often an open event stream looks for new events (default 1)."
+)
+API_PORT = 8080
+
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
 SLACK_SECRET = "mlops-slack-webhook"
@@ -154,9 +181,24 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_HOST,
 )
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
+API_VARS: tuple[EnvVar, ...] = (
+    API_DATABASE_PORT,
+    API_DATABASE_NAME,
+    API_DATABASE_USER,
+    API_DATABASE_PASSWORD,
+    API_DATABASE_SSLMODE,
+    API_ADMIN_TOKEN,
+    API_AIRFLOW_URL,
+    API_AIRFLOW_USERNAME,
+    API_AIRFLOW_PASSWORD,
+    API_HOST,
+    API_PORT_VAR,
+    API_RECONCILE_SECONDS,
+    API_EVENTS_POLL_SECONDS,
+)
 CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
 ALL_VARS: tuple[EnvVar, ...] = (
-    CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS
+    CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS + API_VARS
 )
 
 # Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.

@@ -1,0 +1,115 @@
+"""The model catalog as the API reads it: the JSON file `MLOPS_MODEL_CATALOG` names (`Catalog.for_airflow()`,
+the same document the DAG factory reads), re-read when the file changes (a ConfigMap update).
+
+The checks of a request reuse what the DAGs apply: `merge_params` of the training runner (a param unknown to
+the model, not a scalar, or of another type than its default is refused, naming the param) and the profile
+names of the catalog. The DAG ids are the catalog's `names()`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_tasks.runner import merge_params, model_spec
+
+from services.api.errors import ApiError
+from services.common.catalog import ModelSpec, ParamValue, names
+
+log = logging.getLogger("mlops.api.catalog")
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    name: str
+    spec: ModelSpec
+    entry: Mapping[str, Any]  # the model's entry of the JSON (derived names, endpoints such as serving_url)
+
+    @property
+    def dag_id(self) -> str:
+        return str(self.entry.get("names", {}).get("dag_id") or names(self.name)["dag_id"])
+
+    @property
+    def rollback_dag_id(self) -> str:
+        return str(self.entry.get("names", {}).get("rollback_dag_id") or names(self.name)["rollback_dag_id"])
+
+    @property
+    def serving_url(self) -> str | None:
+        url = self.entry.get("serving_url")
+        return str(url).rstrip("/") if url else None
+
+    @property
+    def promote_alias(self) -> str:
+        """The alias a training promotes and a rollback moves back: the first the model's serving loads."""
+        return str(self.spec.serving.aliases[0])
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    models: dict[str, CatalogModel]
+    profiles: tuple[str, ...]
+
+    def model(self, name: str) -> CatalogModel:
+        found = self.models.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ApiError(404, f"unknown model {name!r}; the catalog has: {known}", "model")
+        return found
+
+    def check_params(self, model: CatalogModel, params: Mapping[str, Any]) -> dict[str, ParamValue]:
+        """The run's params merged over the model's defaults; 422 naming the first wrong param."""
+        defaults = model.spec.training.params
+        for name, value in params.items():
+            try:
+                merge_params(defaults, {name: value})
+            except ValueError as exc:
+                raise ApiError(422, str(exc), f"params.{name}") from None
+        return merge_params(defaults, params)
+
+    def check_profile(self, profile: str | None) -> None:
+        if profile is not None and profile not in self.profiles:
+            known = ", ".join(self.profiles) or "none"
+            raise ApiError(422, f"unknown profile {profile!r}; profiles: {known}", "profile")
+
+
+def parse(document: Mapping[str, Any]) -> CatalogSnapshot:
+    """A snapshot of a `Catalog.for_airflow()` document; ValueError naming the model whose entry is invalid."""
+    models = {}
+    for name, entry in (document.get("models") or {}).items():
+        try:
+            models[str(name)] = CatalogModel(str(name), model_spec(entry), entry)
+        except ValueError as exc:
+            raise ValueError(f"catalog model {name!r} is invalid: {exc}") from exc
+    return CatalogSnapshot(models=models, profiles=tuple(sorted(document.get("profiles") or {})))
+
+
+class CatalogFile:
+    """The catalog file, parsed again whenever its modification time or size changes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[float, int] | None = None
+        self._snapshot: CatalogSnapshot | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> CatalogSnapshot:
+        """The catalog now. At start a missing or invalid file raises (the process does not start); later the
+        last good snapshot stays in use while the file is missing or invalid (a ConfigMap being swapped)."""
+        with self._lock:
+            try:
+                stat = self.path.stat()
+                stamp = (stat.st_mtime, stat.st_size)
+                if self._snapshot is None or stamp != self._stamp:
+                    self._snapshot = parse(json.loads(self.path.read_text()))
+                    self._stamp = stamp
+            except (OSError, ValueError) as exc:
+                if self._snapshot is None:
+                    raise
+                log.warning("catalog %s unreadable, keeping the last one: %s", self.path, exc)
+            return self._snapshot

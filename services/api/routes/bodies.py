@@ -1,0 +1,160 @@
+"""Request and response bodies of the API (the OpenAPI document; schemathesis checks answers against it) and
+the one shape of every error answer: `{"detail", "field"}` (+ `dependency` on a 503)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.auth import Scope
+from services.api.states import RunState
+from services.common.catalog import MODEL_NAME_PATTERN, ParamValue
+
+_PROFILE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong")
+    field: str | None = Field(default=None, description="The offending field (JSON path, header or parameter)")
+    dependency: str | None = Field(default=None, description="On 503: the dependency that is unavailable")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainingRequest(_Strict):
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="A model of the catalog")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Overrides of the model's params (same names and types as its defaults)"
+    )
+    profile: str | None = Field(default=None, pattern=_PROFILE, description="A resource profile of the catalog")
+
+
+class RollbackRequest(_Strict):
+    version: str | None = Field(
+        default=None, pattern=r"^[1-9][0-9]{0,9}$", description="Version to restore; unset = the previous one"
+    )
+
+
+class AirflowRef(BaseModel):
+    dag_id: str
+    dag_run_id: str
+    state: str | None
+
+
+class Links(BaseModel):
+    self: str
+    events: str
+
+
+class _RunBase(BaseModel):
+    id: str
+    kind: str
+    model: str
+    state: RunState
+    airflow: AirflowRef
+    error: str | None
+    cancel_requested: bool
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    links: Links
+
+
+class Training(_RunBase):
+    params: dict[str, Any]
+    profile: str | None
+    mlflow_run_id: str | None
+    metrics: dict[str, float]
+    registered_version: str | None
+    aliases: list[str] = Field(description="Aliases the registered version holds")
+    promoted: bool = Field(description="The registered version holds an alias")
+    gate: dict[str, Any] | None = Field(description="The quality gate's decision and reason")
+
+
+class Rollback(_RunBase):
+    alias: str | None
+    target_version: str | None
+    version: str | None = Field(description="The version the alias points at after the rollback")
+
+
+class TrainingPage(BaseModel):
+    items: list[Training]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class ModelVersionInfo(BaseModel):
+    version: str
+    status: str
+    run_id: str | None
+    aliases: list[str]
+    created_at: int | None
+
+
+class ServingInfo(BaseModel):
+    url: str | None
+    ready: bool | None = Field(description="null when the model has no serving URL or it did not answer")
+    detail: str | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    dag_id: str
+    rollback_dag_id: str
+    promote_alias: str
+    params: dict[str, Any]
+    training_profile: str
+    schedule: str | None
+    aliases: dict[str, str] = Field(description="Alias -> version")
+    versions: list[ModelVersionInfo]
+    routing: dict[str, Any]
+    serving: ServingInfo
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class TokenRequest(_Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\x20-\x7e]+$")
+    scopes: list[Scope] = Field(min_length=1, max_length=4)
+
+
+class TokenInfo(BaseModel):
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_by: str
+    created_at: str
+    revoked_at: str | None
+
+
+class TokenCreated(TokenInfo):
+    token: str = Field(description="The token; shown once, only its hash is stored")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenInfo]
+
+
+def error(status: int, description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: error(401, "No bearer token, or not a valid token"),
+    403: error(403, "The token lacks the scope"),
+    422: error(422, "A parameter or a field is invalid"),
+    503: error(503, "The database is unavailable"),
+}
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: error(404, "Unknown id")}
+DEPENDENCY_ERRORS: Responses = {503: error(503, "Airflow, MLflow or the database is unavailable")}
+
+
+def error_response(status: int, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, "field": field, **extra}, status_code=status)

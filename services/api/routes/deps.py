@@ -1,0 +1,86 @@
+"""The state of one API process and the typed dependencies of the routes.
+
+`require(scope)` is THE authentication of every `/v1` route: 401 without a bearer token or with one that is not
+a live token of this API, 403 when the token lacks the scope (`admin` holds every scope).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.api import auth, store
+from services.api.airflow import AirflowClient
+from services.api.catalog import CatalogFile
+from services.api.db import Pool
+from services.api.errors import ApiError
+from services.api.mlflow import MlflowClient
+from services.api.reconciler import Reconciler
+from services.api.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    pool: Pool
+    airflow: AirflowClient
+    mlflow: MlflowClient
+    catalog: CatalogFile
+    reconciler: Reconciler
+    admin_hash: str
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (mlops_<id>_<secret>) or the admin token")
+
+
+async def principal(
+    state: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> auth.Principal:
+    """Who is calling: 401 unless the bearer token is the admin token or a live stored token."""
+    if credentials is None or not credentials.credentials:
+        raise ApiError(401, "a bearer token is required (Authorization: Bearer <token>)", "Authorization")
+    token = credentials.credentials
+    if hmac.compare_digest(auth.digest(token).encode(), state.admin_hash.encode()):
+        return auth.ADMIN
+    token_id = auth.token_id(token)
+    if token_id is not None:
+        async with state.pool.connection() as conn:
+            row = await store.find_token(conn, token_id)
+        if row is not None and auth.matches(token, str(row["token_hash"])):
+            return auth.Principal(token_id, str(row["name"]), auth.parse_scopes(row["scopes"]))
+    raise ApiError(401, "the bearer token is not a valid token of this API (unknown or revoked)", "Authorization")
+
+
+Caller = Annotated[auth.Principal, Depends(principal)]
+
+
+def require(scope: auth.Scope) -> Callable[[auth.Principal], Awaitable[auth.Principal]]:
+    """A dependency: the caller, 403 unless its token holds `scope`."""
+
+    async def check(caller: Caller) -> auth.Principal:
+        if not caller.allows(scope):
+            have = ", ".join(sorted(caller.scopes)) or "none"
+            raise ApiError(403, f"this token lacks the {scope.value!r} scope (it has: {have})", "Authorization")
+        return caller
+
+    return check
+
+
+Reader = Annotated[auth.Principal, Depends(require(auth.Scope.READ))]
+Trainer = Annotated[auth.Principal, Depends(require(auth.Scope.TRAIN))]
+Deployer = Annotated[auth.Principal, Depends(require(auth.Scope.DEPLOY))]
+Admin = Annotated[auth.Principal, Depends(require(auth.Scope.ADMIN))]

@@ -1,0 +1,121 @@
+"""Server-Sent Events: every state change and new fact of runs, from the database (see services.api.events)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from services.api import events, runs, store
+from services.api.errors import ApiError
+from services.api.routes.bodies import AUTH_ERRORS, NOT_FOUND, Responses
+from services.api.routes.deps import Reader, State
+
+router = APIRouter(tags=["events"], responses=AUTH_ERRORS)
+
+_SSE: Responses = {
+    200: {
+        "description": "A text/event-stream: `id`, `event` (e.g. training.running) and `data` (JSON) per event",
+        "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+LastEventId = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", max_length=20, pattern=r"^[0-9]+$", description="Resume after this event id"),
+]
+After = Annotated[int | None, Query(ge=0, le=2**62, description="Resume after this event id (as Last-Event-ID)")]
+Follow = Annotated[bool, Query(description="false: send the events there are and end")]
+
+
+def _after(last_event_id: str | None, after: int | None, default: int) -> int:
+    if last_event_id is not None:
+        return int(last_event_id)
+    return after if after is not None else default
+
+
+def _response(state: Any, request: Request, selection: events.StreamFilter) -> StreamingResponse:
+    body = events.stream(
+        state.pool,
+        selection,
+        poll=state.settings.events_poll_seconds,
+        disconnected=request.is_disconnected,
+        stopping=state.stopping,
+    )
+    return StreamingResponse(
+        body,
+        media_type=events.MEDIA_TYPE,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/v1/events",
+    response_class=StreamingResponse,
+    responses=_SSE,
+    summary="Every run's events as they happen (from now on, or after Last-Event-ID / after)",
+)
+async def all_events(
+    request: Request,
+    caller: Reader,
+    state: State,
+    last_event_id: LastEventId = None,
+    after: After = None,
+    model: Annotated[str | None, Query(max_length=63)] = None,
+    kind: Annotated[str | None, Query(pattern="^(training|rollback)$")] = None,
+    follow: Follow = True,
+) -> StreamingResponse:
+    if last_event_id is None and after is None:
+        async with state.pool.connection() as conn:
+            start = await store.last_event_id(conn)
+    else:
+        start = _after(last_event_id, after, 0)
+    return _response(state, request, events.StreamFilter(start, model=model, kind=kind, follow=follow))
+
+
+async def _run_events(
+    kind: str, id: uuid.UUID, request: Request, state: Any, last_event_id: str | None, after: int | None, follow: bool
+) -> StreamingResponse:
+    async with state.pool.connection() as conn:
+        row = await store.get_run(conn, id, kind)
+    if row is None:
+        raise ApiError(404, f"no {kind} {id}", "id")
+    selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
+    return _response(state, request, selection)
+
+
+@router.get(
+    "/v1/trainings/{id}/events",
+    response_class=StreamingResponse,
+    responses={**_SSE, **NOT_FOUND},
+    summary="One training's events from its start (or after Last-Event-ID); ends after its final state",
+)
+async def training_events(
+    id: uuid.UUID,
+    request: Request,
+    caller: Reader,
+    state: State,
+    last_event_id: LastEventId = None,
+    after: After = None,
+    follow: Follow = True,
+) -> StreamingResponse:
+    return await _run_events(runs.TRAINING, id, request, state, last_event_id, after, follow)
+
+
+@router.get(
+    "/v1/rollbacks/{id}/events",
+    response_class=StreamingResponse,
+    responses={**_SSE, **NOT_FOUND},
+    summary="One rollback's events from its start (or after Last-Event-ID); ends after its final state",
+)
+async def rollback_events(
+    id: uuid.UUID,
+    request: Request,
+    caller: Reader,
+    state: State,
+    last_event_id: LastEventId = None,
+    after: After = None,
+    follow: Follow = True,
+) -> StreamingResponse:
+    return await _run_events(runs.ROLLBACK, id, request, state, last_event_id, after, follow)

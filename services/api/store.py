@@ -1,0 +1,239 @@
+"""The API's SQL: tokens, runs and events. Every function takes an open connection (see `services.api.db`).
+
+Events are inserted only inside a transaction that first takes the transaction-scoped advisory lock
+`EVENTS_LOCK`: event ids are then committed in increasing order, so a reader that has seen id N never later
+finds a smaller id appear (`Last-Event-ID` resumes without loss).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from services.api.db import EVENTS_LOCK, Connection
+from services.api.errors import ApiError
+from services.api.states import ACTIVE, RunState
+
+Row = dict[str, Any]
+_RUN_COLUMNS = (
+    "state",
+    "airflow_state",
+    "mlflow_run_id",
+    "metrics",
+    "registered_version",
+    "version_aliases",
+    "gate",
+    "error",
+    "cancel_requested",
+    "started_at",
+    "finished_at",
+)
+_JSON_COLUMNS = {"metrics", "gate"}
+
+
+# --- tokens --------------------------------------------------------------------------------------
+async def insert_token(
+    conn: Connection, token_id: str, name: str, scopes: Sequence[str], token_hash: str, created_by: str
+) -> Row:
+    cur = await conn.execute(
+        "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by) VALUES (%s, %s, %s, %s, %s) "
+        "RETURNING id, name, scopes, created_by, created_at, revoked_at",
+        (token_id, name, list(scopes), token_hash, created_by),
+    )
+    return dict(await _one(cur))
+
+
+async def find_token(conn: Connection, token_id: str) -> Row | None:
+    cur = await conn.execute(
+        "SELECT id, name, scopes, token_hash FROM api_tokens WHERE id = %s AND revoked_at IS NULL", (token_id,)
+    )
+    row = await cur.fetchone()
+    return dict(row) if row else None
+
+
+async def list_tokens(conn: Connection) -> list[Row]:
+    cur = await conn.execute(
+        "SELECT id, name, scopes, created_by, created_at, revoked_at FROM api_tokens ORDER BY created_at, id"
+    )
+    return [dict(r) for r in await cur.fetchall()]
+
+
+async def revoke_token(conn: Connection, token_id: str) -> Row | None:
+    cur = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
+        "RETURNING id, name, scopes, created_by, created_at, revoked_at",
+        (token_id,),
+    )
+    row = await cur.fetchone()
+    return dict(row) if row else None
+
+
+# --- runs ----------------------------------------------------------------------------------------
+async def insert_run(
+    conn: Connection,
+    *,
+    run_id: uuid.UUID,
+    kind: str,
+    model: str,
+    request: Mapping[str, Any],
+    principal: str,
+    idempotency_key: str,
+    request_hash: str,
+    dag_id: str,
+    dag_run_id: str,
+) -> tuple[Row, bool]:
+    """The run of (principal, key): inserted now (True) or the existing one (False). A concurrent insert of the
+    same key waits for the other transaction, then sees its row."""
+    cur = await conn.execute(
+        "INSERT INTO runs (id, kind, model, request, principal, idempotency_key, request_hash, dag_id, dag_run_id,"
+        " state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING *",
+        (
+            run_id,
+            kind,
+            model,
+            Jsonb(dict(request)),
+            principal,
+            idempotency_key,
+            request_hash,
+            dag_id,
+            dag_run_id,
+            RunState.QUEUED.value,
+        ),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return dict(row), True
+    cur = await conn.execute(
+        "SELECT * FROM runs WHERE principal = %s AND idempotency_key = %s", (principal, idempotency_key)
+    )
+    existing = await cur.fetchone()
+    if existing is None:  # the id or DAG-run id is taken by another key: cannot happen with derived ids
+        raise ApiError(409, "this Idempotency-Key cannot be used: its run id is taken", "Idempotency-Key")
+    return dict(existing), False
+
+
+async def get_run(conn: Connection, run_id: uuid.UUID, kind: str | None = None) -> Row | None:
+    if kind is None:
+        cur = await conn.execute("SELECT * FROM runs WHERE id = %s", (run_id,))
+    else:
+        cur = await conn.execute("SELECT * FROM runs WHERE id = %s AND kind = %s", (run_id, kind))
+    row = await cur.fetchone()
+    return dict(row) if row else None
+
+
+async def lock_run(conn: Connection, run_id: uuid.UUID) -> Row | None:
+    """The run, locked FOR UPDATE until the transaction ends (the reconciler and a cancel never interleave)."""
+    cur = await conn.execute("SELECT * FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+    row = await cur.fetchone()
+    return dict(row) if row else None
+
+
+async def unfinished_runs(conn: Connection, limit: int = 200) -> list[Row]:
+    cur = await conn.execute(
+        "SELECT * FROM runs WHERE state = ANY(%s) ORDER BY created_at LIMIT %s",
+        ([s.value for s in ACTIVE], limit),
+    )
+    return [dict(r) for r in await cur.fetchall()]
+
+
+def encode_cursor(row: Mapping[str, Any]) -> str:
+    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = json.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(run_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ApiError(400, "cursor is not a cursor this API returned (use next_cursor as is)", "cursor") from None
+
+
+async def list_runs(
+    conn: Connection, kind: str, *, model: str | None, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[Row], str | None]:
+    """One page of runs, newest first, and the cursor of the next page (None on the last)."""
+    where = ["kind = %s"]
+    args: list[Any] = [kind]
+    if model is not None:
+        where.append("model = %s")
+        args.append(model)
+    if state is not None:
+        where.append("state = %s")
+        args.append(state)
+    if cursor is not None:
+        created, run_id = decode_cursor(cursor)
+        where.append("(created_at, id) < (%s, %s)")
+        args += [created, run_id]
+    cur = await conn.execute(
+        f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*args, limit + 1),
+    )
+    rows = [dict(r) for r in await cur.fetchall()]
+    page = rows[:limit]
+    return page, (encode_cursor(page[-1]) if len(rows) > limit else None)
+
+
+async def update_run(conn: Connection, run_id: uuid.UUID, changes: Mapping[str, Any]) -> Row:
+    """Write `changes` (columns of `_RUN_COLUMNS`) and return the updated row."""
+    unknown = set(changes) - set(_RUN_COLUMNS)
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    sets = [f"{column} = %s" for column in changes]
+    values = [Jsonb(v) if k in _JSON_COLUMNS and v is not None else v for k, v in changes.items()]
+    cur = await conn.execute(
+        f"UPDATE runs SET {', '.join(sets)}, updated_at = now() WHERE id = %s RETURNING *", (*values, run_id)
+    )
+    return dict(await _one(cur))
+
+
+# --- events --------------------------------------------------------------------------------------
+async def add_event(conn: Connection, run: Mapping[str, Any], event_type: str, data: Mapping[str, Any]) -> int:
+    """Append an event of `run` (call inside a transaction); its id."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (EVENTS_LOCK,))
+    cur = await conn.execute(
+        "INSERT INTO events (run_id, kind, model, type, state, data) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (run["id"], run["kind"], run["model"], event_type, run["state"], Jsonb(dict(data))),
+    )
+    row = await _one(cur)
+    return int(row["id"])
+
+
+async def events_after(
+    conn: Connection,
+    after: int,
+    *,
+    run_id: uuid.UUID | None = None,
+    model: str | None = None,
+    kind: str | None = None,
+    limit: int = 200,
+) -> list[Row]:
+    where = ["id > %s"]
+    args: list[Any] = [after]
+    for column, value in (("run_id", run_id), ("model", model), ("kind", kind)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    cur = await conn.execute(f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT %s", (*args, limit))
+    return [dict(r) for r in await cur.fetchall()]
+
+
+async def last_event_id(conn: Connection) -> int:
+    cur = await conn.execute("SELECT coalesce(max(id), 0) AS id FROM events")
+    row = await _one(cur)
+    return int(row["id"])
+
+
+async def _one(cur: Any) -> Row:
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return dict(row)
