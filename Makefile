@@ -8,7 +8,7 @@ FORMAT ?= tree
 ARGS ?=
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint typecheck test test-fast preview docs demo bench clean
+.PHONY: help setup lint typecheck test test-fast test-offline preview docs demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,11 +36,22 @@ lint: ## ruff check + ruff format --check (line length 120 enforced), yamllint o
 typecheck: ## mypy over infra/ components/ stacks/ harness/ policy/ (cached in .mypy_cache)
 	$(PY) -m mypy infra components stacks harness policy
 
-test: setup lint typecheck ## THE test command: lint, types, then every test (harness, infra, serving, DAGs, demo, policy)
-	$(PY) -m pytest
+test: setup lint typecheck ## THE test command: lint, types, the offline tests cut off from every server, then the tests with real servers
+	$(MAKE) --no-print-directory test-offline
+	$(PY) -m pytest -m servers
 
 test-fast: ## every test that needs no server (marker `servers` excluded): runs offline in seconds
 	$(PY) -m pytest -m "not servers" -q
+
+# In a private network namespace only loopback exists and nothing listens on it: no PostgreSQL, no MLflow, no
+# registry. A test that needs a server but lacks the `servers` marker fails here instead of passing by luck.
+test-offline: ## test-fast with no network and no server reachable (unshare -n; plain test-fast where not permitted)
+	@if unshare -n true 2>/dev/null; then \
+	  unshare -n sh -c 'ip link set lo up && $(MAKE) --no-print-directory test-fast'; \
+	else \
+	  echo "unshare -n is not permitted here: running test-fast without network isolation"; \
+	  $(MAKE) --no-print-directory test-fast; \
+	fi
 
 preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=json]
 	@$(PY) -m harness.preview --stack $(STACK) --format $(FORMAT) $(ARGS)
