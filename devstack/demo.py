@@ -1,20 +1,25 @@
-"""`make demo`: the whole ML loop on this machine, no cluster.
+"""`make demo`: the whole ML loop on this machine, no cluster, for every model of the catalog.
 
-    .venv/bin/python -m devstack.demo [--once] [--mlflow-port 5000] [--serving-port 8000] [--conf JSON]
+    .venv/bin/python -m devstack.demo [--once] [--model NAME] [--mlflow-port 5000] [--serving-port 8000]
+                                      [--conf JSON]
 
 1. checks the dependencies and that the ports are free (nothing is started otherwise);
 2. starts on 127.0.0.1 an MLflow server (SQLite + an artifact folder under .local/demo by default;
-   $MLOPS_DEMO_BACKEND_STORE_URI / $MLOPS_DEMO_ARTIFACTS_DESTINATION for PostgreSQL / S3) and the
-   serving service, configured through the endpoints contract's variables, as in the cluster;
-3. runs `airflow dags test train_register_promote` once (AIRFLOW_HOME and its SQLite DB under .local/demo):
-   train, gate, register, promote, reload serving, verify;
-4. sends sample predictions and prints the versions under each alias, the URLs and curl commands;
-5. keeps everything running until Ctrl-C (or, with --once, exits: 0 only if serving answered with the
-   version this run promoted) and stops every process it started.
+   $MLOPS_DEMO_BACKEND_STORE_URI / $MLOPS_DEMO_ARTIFACTS_DESTINATION for PostgreSQL / S3) and ONE serving
+   process PER MODEL (ports --serving-port, +1, ...), configured through the endpoints contract's variables, as
+   in the cluster;
+3. writes the model catalog JSON (`devstack.catalog`: the two examples, each with its own serving URLs) and
+   points MLOPS_MODEL_CATALOG at it, as the ConfigMap does in the cluster;
+4. runs `airflow dags test train_<model>` for each model, one after the other (AIRFLOW_HOME and its SQLite DB
+   under .local/demo): train through the runner, gate, register, promote, reload that model's serving, verify;
+5. prints per model the gate decision, the promoted version and a prediction from its own serving process, then
+   the versions under each alias, the URLs and curl commands;
+6. keeps everything running until Ctrl-C (or, with --once, exits: 0 only if every model's serving answered with
+   the version this run promoted) and stops every process it started.
 
-The state (MLflow DB and artifacts, Airflow DB) persists under .local/demo, so the next run registers
-the next version. A taken port, a missing dependency or a failed step ends the demo with a clear message
-and nothing left running.
+`--model NAME` runs one model of the catalog. The state (MLflow DB and artifacts, Airflow DB) persists under
+.local/demo, so the next run registers the next versions. A taken port, a missing dependency or a failed step
+ends the demo with a clear message and nothing left running.
 """
 
 from __future__ import annotations
@@ -29,20 +34,20 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from devstack import DAGS_FOLDER, REPO
-from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
+from devstack.catalog import catalog_env, local_catalog, write_catalog
+from devstack.dag_runs import METADATA_DB, DagRunSummary, airflow_env, dags_test_argv, new_dag_run, run_ids
 from devstack.procs import DevstackError, ManagedProcess, ensure_port_free, find_binary, free_port
 from services.common import contract
-from services.common.serving_rules import DEFAULT_ALIASES
+from services.common.catalog import Catalog, ModelSpec, names
 
 DEFAULT_STATE = REPO / ".local" / "demo"
-DAG_ID = "train_register_promote"
-DEFAULT_MODEL = "iris-classifier"
-ALIAS = DEFAULT_ALIASES[0]
+DAG_FILE = "model_pipelines.py"
 
 
 class DemoError(RuntimeError):
@@ -84,8 +89,8 @@ def check_dependencies() -> dict[str, str]:
     missing = [m for m in ("sklearn", "fastapi", "uvicorn", "httpx", "services.serving") if not _has_module(m)]
     if missing:
         raise DemoError(f"missing Python modules: {', '.join(missing)}. Build the environment first: make setup")
-    if not (DAGS_FOLDER / f"{DAG_ID}.py").is_file():
-        raise DemoError(f"DAG file dags/{DAG_ID}.py not found under {REPO}")
+    if not (DAGS_FOLDER / DAG_FILE).is_file():
+        raise DemoError(f"DAG file dags/{DAG_FILE} not found under {REPO}")
     return binaries
 
 
@@ -105,20 +110,65 @@ def check_ports(ports: dict[str, int]) -> None:
             raise DemoError(f"{exc}. Stop what uses it or choose another port: make demo ARGS='{option} N'") from exc
 
 
+def choose_models(catalog: Catalog, model: str | None) -> list[str]:
+    """The models this run works on: all of the catalog's, or the one `--model` names."""
+    known = sorted(catalog.models)
+    if model is None:
+        return known
+    if model not in catalog.models:
+        raise DemoError(f"--model {model}: the catalog has no such model; its models: {', '.join(known)}")
+    return [model]
+
+
+def serving_ports(base: int, models: list[str], taken: set[int]) -> dict[str, int]:
+    """One port per model: `base`, `base + 1`, ... (or free ports when `base` is 0), none of them in `taken`."""
+    ports: dict[str, int] = {}
+    for i, model in enumerate(models):
+        port = base + i if base else free_port()
+        while not base and (port in taken or port in ports.values()):
+            port = free_port()
+        ports[model] = port
+    if taken & set(ports.values()):
+        raise DemoError("--mlflow-port and the serving ports (--serving-port, +1, ...) must differ")
+    return ports
+
+
 # --- the demo ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelRun:
+    """One model's part of the demo: its serving process, its DAG run and what came of it."""
+
+    model: str
+    spec: ModelSpec
+    serving_url: str = ""
+    serving_pid: int = 0
+    previous: str | None = None
+    summary: DagRunSummary | None = None
+    promoted: str | None = None
+    answers: list[dict[str, Any]] | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.spec.serving.routing.aliases()[0]
+
+    @property
+    def dag_id(self) -> str:
+        return names(self.model)["dag_id"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--once", action="store_true", help="run the loop once and exit (0 = new version served)")
+    parser.add_argument("--once", action="store_true", help="run the loop once and exit (0 = new versions served)")
+    parser.add_argument("--model", default=None, help="run one model of the catalog (default: every model)")
     parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port (0 = any free port)")
-    parser.add_argument("--serving-port", type=int, default=8000, help="serving port (0 = any free port)")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where the demo keeps its state")
     parser.add_argument(
-        "--model-name", default=None, help=f"registered model (default ${contract.MODEL_NAME.name} or {DEFAULT_MODEL})"
+        "--serving-port", type=int, default=8000, help="port of the first model's serving, +1 for the next (0 = free)"
     )
-    parser.add_argument("--conf", default="{}", help='DAG params as JSON, e.g. \'{"C": 10, "min_accuracy": 0.95}\'')
-    parser.add_argument("--dag-timeout", type=float, default=900.0, help="seconds the DAG run may take")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where the demo keeps its state")
+    parser.add_argument("--conf", default="{}", help="DAG params of the one --model as JSON, e.g. '{\"C\": 10}'")
+    parser.add_argument("--dag-timeout", type=float, default=900.0, help="seconds each DAG run may take")
     return parser.parse_args(argv)
 
 
@@ -158,25 +208,26 @@ def run(args: argparse.Namespace) -> int:
         raise DemoError(f"--conf is not valid JSON: {exc}") from exc
     if not isinstance(conf, dict):
         raise DemoError("--conf must be a JSON object of DAG params")
+    catalog = local_catalog()
+    models = choose_models(catalog, args.model)
+    if conf and len(models) > 1:
+        raise DemoError(f"--conf sets the params of one model: add --model NAME ({', '.join(models)})")
+    runs = [ModelRun(model, catalog.models[model]) for model in models]
     state: Path = args.state_dir.resolve()
     logs = state / "logs"
     airflow_home = state / "airflow"
-    model = args.model_name or contract.MODEL_NAME.get(DEFAULT_MODEL) or DEFAULT_MODEL
     timings: list[tuple[str, float]] = []
 
     with step("check dependencies and ports", timings):
         binaries = check_dependencies()
         mlflow_port = args.mlflow_port or free_port()
-        serving_port = args.serving_port or free_port()
-        while not args.serving_port and serving_port == mlflow_port:
-            serving_port = free_port()
-        if mlflow_port == serving_port:
-            raise DemoError("--mlflow-port and --serving-port must differ")
-        check_ports({"the MLflow server": mlflow_port, "the serving service": serving_port})
+        ports = serving_ports(args.serving_port, models, {mlflow_port})
+        check_ports({"the MLflow server": mlflow_port, **{f"the serving of {m}": p for m, p in ports.items()}})
         state.mkdir(parents=True, exist_ok=True)
         backend = contract.DEMO_BACKEND_STORE_URI.get() or f"sqlite:///{state / 'mlflow.db'}"
         artifacts = contract.DEMO_ARTIFACTS_DESTINATION.get() or str(state / "mlflow-artifacts")
-        say(f"    model {model}; MLflow backend {_redact(backend)}; artifacts {artifacts}; state in {state}")
+        say(f"    models {', '.join(models)}; MLflow backend {_redact(backend)}; artifacts {artifacts}")
+        say(f"    state in {state}")
 
     from devstack.mlflow_server import mlflow_server
     from devstack.serving import serving_service
@@ -196,85 +247,122 @@ def run(args: argparse.Namespace) -> int:
                 (airflow_home / MIGRATED_MARKER).write_text(_airflow_version() + "\n")
             say(f"    MLflow {server.tracking_uri} (pid {server.process.pid})")
 
-        previous = _alias_version(server.tracking_uri, model, ALIAS)
         token = secrets.token_urlsafe(18)
-        with step("start the serving service", timings):
-            serving = stack.enter_context(
-                serving_service(
-                    server.tracking_uri,
-                    model,
-                    aliases=(ALIAS,),
-                    reload_token=token,
-                    port=serving_port,
-                    log_path=logs / "serving.log",
-                    slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
-                    wait_for="readyz" if previous else "healthz",
-                    start_timeout=240,
+        servings = {}
+        with step("start the serving processes (one per model)", timings):
+            for model_run in runs:
+                model_run.previous = _alias_version(server.tracking_uri, model_run.model, model_run.alias)
+                serving = stack.enter_context(
+                    serving_service(
+                        server.tracking_uri,
+                        model_run.model,
+                        aliases=model_run.spec.serving.aliases,
+                        routing=model_run.spec.serving.routing.model_dump(mode="json"),
+                        reload_token=token,
+                        port=ports[model_run.model],
+                        log_path=logs / f"serving-{names(model_run.model)['slug']}.log",
+                        slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
+                        wait_for="readyz" if model_run.previous else "healthz",
+                        start_timeout=240,
+                    )
                 )
+                servings[model_run.model] = serving
+                model_run.serving_url, model_run.serving_pid = serving.base_url, serving.process.pid
+                say(
+                    f"    serving {model_run.model} {serving.base_url} (pid {serving.process.pid}); "
+                    f"{model_run.alias} before this run: "
+                    f"{'version ' + model_run.previous if model_run.previous else 'none yet'}"
+                )
+            # The catalog as the program writes it into the ConfigMap (the models of this run), with each model's
+            # own serving URLs.
+            selected = catalog.model_copy(update={"models": {m: catalog.models[m] for m in models}})
+            catalog_path = write_catalog(
+                selected, state / "catalog.json", {m: serving.base_url for m, serving in servings.items()}
             )
-            say(
-                f"    serving {serving.base_url} (pid {serving.process.pid}); {ALIAS} before this run: "
-                f"{'version ' + previous if previous else 'none yet'}"
-            )
+            say(f"    catalog {catalog_path}")
 
         dag_env = {
             contract.MLFLOW_TRACKING_URI.name: server.tracking_uri,
-            contract.MODEL_NAME.name: model,
-            contract.SERVING_URL.name: serving.base_url,
-            contract.SERVING_RELOAD_URL.name: serving.base_url,
             contract.RELOAD_TOKEN.name: token,
+            **catalog_env(catalog_path),
         }
-        dag_log = logs / f"{DAG_ID}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        with step(f"airflow dags test {DAG_ID}: train, gate, register, promote, reload serving, verify", timings):
-            before = run_ids(airflow_home / METADATA_DB, DAG_ID)
-            with ManagedProcess(
-                "airflow dags test",
-                dags_test_argv(DAG_ID, {"alias": ALIAS, **conf}),
-                env=airflow_env(airflow_home, dag_env),
-                cwd=REPO,
-                log_path=dag_log,
-            ) as dag_test:
-                code = dag_test.wait(timeout=args.dag_timeout)
-            summary = new_dag_run(airflow_home / METADATA_DB, DAG_ID, before)
-            for task_id, task_state, seconds in summary.tasks:
-                say(f"    {task_id:<18} {task_state:<14} {'' if seconds is None else f'{seconds:6.1f} s'}")
-            gate = summary.xcoms.get(("quality_gate", "gate"))
-            if isinstance(gate, dict):
-                say(f"    quality gate: {'passed' if gate.get('passed') else 'REJECTED'}: {gate.get('reason')}")
-            say(f"    log: {dag_log}")
-            if code != 0 or summary.state != "success":
-                raise DemoError(
-                    f"the DAG run ended {summary.state or 'without a run'} (exit {code}); end of {dag_log}:\n"
-                    f"{dag_test.log_tail()}"
-                )
-        move = summary.xcoms.get(("promote", "return_value"))
-        promoted = str(move["new_version"]) if isinstance(move, dict) and move.get("new_version") else None
+        for model_run in runs:
+            _run_dag(model_run, airflow_home, dag_env, conf, logs, args.dag_timeout, timings)
 
-        with step("sample predictions", timings):
-            answers = _predict(serving.base_url)
-            for answer in answers:
-                say(f"    {json.dumps(answer)[:300]}")
+        with step("sample predictions (each model from its own serving)", timings):
+            for model_run in runs:
+                model_run.answers = _predict(server.tracking_uri, model_run)
+                for answer in model_run.answers:
+                    say(f"    {model_run.model}: {json.dumps(answer)[:300]}")
 
-        served = {str(a.get("version")) for a in answers}
-        _print_summary(server.tracking_uri, serving.base_url, model, token, timings)
-        if promoted is None:
-            outcome = f"no version was promoted by this run ({ALIAS} stays at {previous or 'none'})"
-            ok = False
-        elif served != {promoted}:
-            outcome = f"version {promoted} was promoted but serving answered with version(s) {sorted(served)}"
-            ok = False
-        else:
-            outcome = f"version {promoted} promoted to {ALIAS} and served (before: {previous or 'none'})"
-            ok = True
-        say(f"\nRESULT: {'OK' if ok else 'FAILED'}: {outcome}")
+        _print_summary(server.tracking_uri, runs, token, timings)
+        outcomes = [_outcome(model_run) for model_run in runs]
+        for model_run, (ok, outcome) in zip(runs, outcomes, strict=True):
+            say(f"RESULT {model_run.model}: {'OK' if ok else 'FAILED'}: {outcome}")
+        served = sum(ok for ok, _ in outcomes)
+        all_ok = served == len(runs)
+        say(f"\nRESULT: {'OK' if all_ok else 'FAILED'}: {served} of {len(runs)} models promoted and served")
         if args.once:
-            return 0 if ok else 1
+            return 0 if all_ok else 1
         say("\nEverything keeps running: press Ctrl-C to stop.")
+        processes = [("MLflow", server.process)] + [(f"serving of {m}", s.process) for m, s in servings.items()]
         while True:
             time.sleep(1)
-            for name, proc in (("MLflow", server.process), ("serving", serving.process)):
+            for name, proc in processes:
                 if not proc.alive():
                     raise DemoError(f"{name} stopped unexpectedly; its log: {proc.log_path}\n{proc.log_tail(2000)}")
+
+
+def _run_dag(
+    model_run: ModelRun,
+    airflow_home: Path,
+    env: dict[str, str],
+    conf: dict[str, Any],
+    logs: Path,
+    timeout: float,
+    timings: list[tuple[str, float]],
+) -> None:
+    """`airflow dags test train_<model>`; its tasks, gate decision and promoted version go into `model_run`."""
+    dag_id = model_run.dag_id
+    dag_log = logs / f"{dag_id}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    title = f"airflow dags test {dag_id}: train, gate, register, promote, reload its serving, verify"
+    with step(title, timings):
+        before = run_ids(airflow_home / METADATA_DB, dag_id)
+        with ManagedProcess(
+            "airflow dags test",
+            dags_test_argv(dag_id, {"alias": model_run.alias, **conf}),
+            env=airflow_env(airflow_home, env),
+            cwd=REPO,
+            log_path=dag_log,
+        ) as dag_test:
+            code = dag_test.wait(timeout=timeout)
+        summary = new_dag_run(airflow_home / METADATA_DB, dag_id, before)
+        model_run.summary = summary
+        for task_id, task_state, seconds in summary.tasks:
+            say(f"    {task_id:<18} {task_state:<14} {'' if seconds is None else f'{seconds:6.1f} s'}")
+        gate = summary.xcoms.get(("quality_gate", "gate"))
+        if isinstance(gate, dict):
+            say(f"    quality gate: {'passed' if gate.get('passed') else 'REJECTED'}: {gate.get('reason')}")
+        say(f"    log: {dag_log}")
+        if code != 0 or summary.state != "success":
+            raise DemoError(
+                f"the DAG run of {model_run.model} ended {summary.state or 'without a run'} (exit {code}); "
+                f"end of {dag_log}:\n{dag_test.log_tail()}"
+            )
+        move = summary.xcoms.get(("promote", "return_value"))
+        if isinstance(move, dict) and move.get("new_version"):
+            model_run.promoted = str(move["new_version"])
+            say(f"    promoted: version {model_run.promoted} is {model_run.alias} of {model_run.model}")
+
+
+def _outcome(model_run: ModelRun) -> tuple[bool, str]:
+    served = {str(a.get("version")) for a in model_run.answers or []}
+    alias, before = model_run.alias, model_run.previous or "none"
+    if model_run.promoted is None:
+        return False, f"no version was promoted by this run ({alias} stays at {before})"
+    if served != {model_run.promoted}:
+        return False, f"version {model_run.promoted} was promoted but its serving answered with {sorted(served)}"
+    return True, f"version {model_run.promoted} promoted to {alias} and served by its own serving (before: {before})"
 
 
 MIGRATED_MARKER = ".demo-migrated"
@@ -313,57 +401,58 @@ def _alias_version(tracking_uri: str, model: str, alias: str) -> str | None:
     return registry.alias_holder(registry.client(tracking_uri), model, alias)
 
 
-def _predict(serving_url: str) -> list[dict[str, Any]]:
-    """Three one-row predictions; an error answer is kept as {"error": ...} (printed, never raised)."""
+def _rows(tracking_uri: str, model_run: ModelRun, n: int) -> list[dict[str, Any]]:
+    """Rows of the input example of the version serving should answer with (the promoted one, else the holder)."""
+    from mlops_tasks import registry
+
+    version = model_run.promoted or _alias_version(tracking_uri, model_run.model, model_run.alias)
+    return registry.example_rows(tracking_uri, model_run.model, version, n) if version else []
+
+
+def _predict(tracking_uri: str, model_run: ModelRun) -> list[dict[str, Any]]:
+    """One-row predictions from the model's own serving; an error answer is kept as {"error": ...} (printed, never
+    raised)."""
     from mlops_tasks import serving
     from mlops_tasks.errors import PermanentError
-    from mlops_tasks.training import sample_rows
 
-    rows = sample_rows(3)
     answers: list[dict[str, Any]] = []
-    for i in range(len(rows)):
+    for row in _rows(tracking_uri, model_run, 1):
         try:
-            answers.append(serving.predict(serving_url, rows[i : i + 1]))
+            answers.append(serving.predict(model_run.serving_url, [row]))
         except (serving.ServingUnavailable, PermanentError) as exc:
             answers.append({"error": str(exc)})
     return answers
 
 
-def _print_summary(
-    tracking_uri: str, serving_url: str, model: str, token: str, timings: list[tuple[str, float]]
-) -> None:
+def _print_summary(tracking_uri: str, runs: list[ModelRun], token: str, timings: list[tuple[str, float]]) -> None:
     from mlflow import MlflowClient
+    from mlops_tasks import serving
 
     client = MlflowClient(tracking_uri=tracking_uri)
     say("\n=== summary ===")
     say("steps:")
     for title, seconds in timings:
         say(f"  {seconds:6.1f} s  {title}")
-    say(f"versions of {model}:")
-    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
-    if versions:
-        aliases = client.get_registered_model(model).aliases or {}
-        for alias, version in sorted(aliases.items()):
-            say(f"  {alias:<12} -> version {version}")
-        say(f"  all versions: {versions}")
-    else:
-        say("  (none registered yet)")
-    from mlops_tasks.training import sample_rows
-
-    row = json.dumps(_predict_body(sample_rows(1)))
-    say("URLs:")
-    say(f"  MLflow UI            {tracking_uri}/#/models/{model}")
-    say(f"  serving OpenAPI docs {serving_url}/docs")
-    say("try it:")
-    say(f"  curl -s -X POST {serving_url}/predict -H 'Content-Type: application/json' -d '{row}'")
-    say(f"  curl -s -X POST {serving_url}{contract.reload_path(ALIAS)} -H 'Authorization: Bearer {token}'")
-    say(f"  curl -s {serving_url}/models")
-
-
-def _predict_body(rows: list[dict[str, float]]) -> dict[str, Any]:
-    from mlops_tasks import serving
-
-    return serving.predict_body(rows)
+    for model_run in runs:
+        model = model_run.model
+        say(f"\n{model}:")
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
+        if versions:
+            aliases = client.get_registered_model(model).aliases or {}
+            for alias, version in sorted(aliases.items()):
+                say(f"  {alias:<12} -> version {version}")
+            say(f"  all versions: {versions}")
+        else:
+            say("  (none registered yet)")
+        say(f"  MLflow UI            {tracking_uri}/#/models/{model}")
+        say(f"  serving OpenAPI docs {model_run.serving_url}/docs")
+        rows = _rows(tracking_uri, model_run, 1)
+        if rows:
+            body = json.dumps(serving.predict_body(rows))
+            say(f"  curl -s -X POST {model_run.serving_url}/predict -H 'Content-Type: application/json' -d '{body}'")
+        reload_url = f"{model_run.serving_url}{contract.reload_path(model_run.alias)}"
+        say(f"  curl -s -X POST {reload_url} -H 'Authorization: Bearer {token}'")
+        say(f"  curl -s {model_run.serving_url}/models")
 
 
 if __name__ == "__main__":

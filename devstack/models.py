@@ -1,20 +1,27 @@
-"""Registered versions of the DAG's own model, for the tests, the benchmark and the demo.
+"""Registered versions of the example models, for the tests, the benchmark and the demo.
 
-`train_and_register(tracking_uri, "iris", alias="champion")` trains with the DAG's training code
-(`mlops_tasks.training.train_and_log`: iris StandardScaler + LogisticRegression, the fixed split, logged
-with a signature, an input example and explicit `pip_requirements`, which skips MLflow's ~10 s
-requirement-inference subprocess), registers a new version with the DAG's registry code
-(`mlops_tasks.registry`), waits until it is READY and optionally points an alias at it.
-`iris_rows()` gives valid request rows for that signature.
+`train_and_register(tracking_uri, "iris", alias="champion")` trains exactly as the `train_<model>` DAG does: the
+platform's runner (`mlops_tasks.runner.train`) runs the example's entrypoint as a subprocess under the training
+contract and checks what it logged (one model with a signature, an input example and pinned requirements, and
+the gate metric); the version is then registered with the DAGs' registry code (`mlops_tasks.registry`), awaited
+until READY, and an alias optionally pointed at it. The iris example by default (`spec=` names another entry of
+`devstack.catalog.local_catalog()`), whatever the registered name. `register_again` adds another version of an
+already logged model without training again. `iris_rows()` gives valid request rows for the iris signature.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from devstack import REPO
+from devstack.catalog import IRIS, local_catalog
+from services.common.catalog import ModelSpec
 from services.common.models import pip_requirements
 
-__all__ = ["RegisteredVersion", "iris_rows", "pip_requirements", "set_alias", "train_and_register"]
+__all__ = ["RegisteredVersion", "iris_rows", "pip_requirements", "register_again", "set_alias", "train_and_register"]
 
 # Seconds to wait for a new version to be READY (MLflow's own default for `register_model`).
 REGISTRATION_TIMEOUT_S = 300
@@ -46,29 +53,50 @@ def train_and_register(
     model_name: str,
     *,
     alias: str | None = None,
-    C: float = 1.0,
-    max_iter: int = 200,
-    experiment: str = "devstack",
-    tags: dict[str, str] | None = None,
+    spec: ModelSpec | None = None,
+    params: Mapping[str, Any] | None = None,
+    C: float | None = None,
+    max_iter: int | None = None,
 ) -> RegisteredVersion:
-    """Train as the DAG trains, register a new READY version of `model_name`; move `alias` to it when given."""
+    """Train through the runner as the DAG does (the iris example unless `spec` says otherwise; `params`, `C` and
+    `max_iter` override its params), register a new READY version of `model_name`; move `alias` to it when given."""
+    from mlops_tasks import runner
+
+    overrides = dict(params or {})
+    if C is not None:
+        overrides["C"] = float(C)
+    if max_iter is not None:
+        overrides["max_iter"] = int(max_iter)
+    outcome = runner.train(
+        model_name,
+        spec or local_catalog().models[IRIS],
+        overrides,
+        tracking_uri,
+        dag_run_id=f"devstack-{uuid.uuid4().hex[:12]}",
+        workdir=REPO,
+    )
+    return _register(tracking_uri, model_name, outcome.run_id, outcome.model_uri, alias)
+
+
+def register_again(tracking_uri: str, registered: RegisteredVersion, *, alias: str | None = None) -> RegisteredVersion:
+    """Another version of the same logged model (no training): for tests that need several versions."""
+    return _register(tracking_uri, registered.name, registered.run_id, registered.model_uri, alias)
+
+
+def _register(tracking_uri: str, model_name: str, run_id: str, model_uri: str, alias: str | None) -> RegisteredVersion:
     import mlflow
     from mlops_tasks import registry
-    from mlops_tasks.training import Hyperparameters, train_and_log
 
-    logged = train_and_log(
-        tracking_uri=tracking_uri, experiment=experiment, hyper=Hyperparameters(C=C, max_iter=max_iter), tags=tags or {}
-    )
     mlflow.set_tracking_uri(tracking_uri)  # registry.register uses the process's tracking URI
-    version = registry.register(model_name, logged["model_uri"], tags={}, await_seconds=REGISTRATION_TIMEOUT_S)
+    version = registry.register(model_name, model_uri, tags={}, await_seconds=REGISTRATION_TIMEOUT_S)
     client = registry.client(tracking_uri)
     if alias:
         registry.set_alias(client, model_name, alias, version)
     return RegisteredVersion(
         name=model_name,
         version=version,
-        run_id=logged["run_id"],
-        model_uri=logged["model_uri"],
+        run_id=run_id,
+        model_uri=model_uri,
         source=str(client.get_model_version(model_name, version).source),
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 from services.common.alerts import Alert, Severity, send_alert
 
 TASK_FAILED_EVENT = "airflow.task_failed"
+SUMMARY_CHARS = 200
 
 
 def failure_alert(context: Mapping[str, Any]) -> Alert:
@@ -29,9 +30,11 @@ def failure_alert(context: Mapping[str, Any]) -> Alert:
         fields["log"] = str(log_url)
     return Alert(
         event=TASK_FAILED_EVENT,
-        summary=f"task {dag_id}.{task_id} failed in run {run_id}: {reason[:200]}",
+        summary=f"task {dag_id}.{task_id} failed in run {run_id}: {reason[:SUMMARY_CHARS]}",
         severity=Severity.ERROR,
         fields=fields,
+        # the whole message (e.g. the training runner's problems and the entrypoint's last lines of stderr)
+        details=reason if len(reason) > SUMMARY_CHARS else "",
     )
 
 

@@ -1,10 +1,10 @@
-"""What the DAGs share: their triggering policy, task defaults, common params and the tasks every DAG
-that moves an alias ends with.
+"""What the DAGs share: their start date, task defaults, common params and the tasks every DAG that moves an
+alias ends with.
 
-`reload_and_verify(move, announce)` adds `reload_serving -> verify_serving` to the DAG being defined:
-serving reloads the alias and must answer with the version the move put there, then the promoted alias
-must answer with it `verify_timeout_seconds` (a param of the DAG) long at most, then `announce` reports the
-move. Each DAG keeps its own task ids and wiring; the bodies live in `mlops_tasks.steps`.
+`reload_and_verify(entry, move, announce)` adds `reload_serving -> verify_serving` to the DAG being defined:
+the model's serving reloads the alias and must answer with the version the move put there, then the alias must
+answer with it `verify_timeout_seconds` (a param of the DAG) long at most, then `announce` reports the move.
+Each DAG keeps its own task ids and wiring; the bodies live in `mlops_tasks.steps`.
 
 Imports only the Task SDK and light helpers at module level (it runs when the DAG files are parsed).
 """
@@ -18,13 +18,13 @@ from typing import Any
 from airflow.sdk import Param, task
 
 from mlops_tasks.callbacks import alert_on_failure
+from mlops_tasks.model_catalog import ModelEntry
+from services.common.serving_rules import ALIAS_PATTERN
 
 OWNER = "ml-platform"
 
-# `@dag(**TRIGGERED, ...)`: the DAGs run when triggered (by a person, CI or the API), never on a schedule,
-# one run at a time (two runs moving the same alias would race).
-TRIGGERED: dict[str, Any] = {
-    "schedule": None,
+# Every DAG: never catches up on missed intervals, one run at a time (two runs moving the same alias would race).
+RUN_POLICY: dict[str, Any] = {
     "start_date": datetime(2026, 1, 1),
     "catchup": False,
     "max_active_runs": 1,
@@ -43,12 +43,10 @@ def default_args(**retry_policy: Any) -> dict[str, Any]:
     return {"owner": OWNER, **retry_policy, "on_failure_callback": alert_on_failure}
 
 
-def model_name_param() -> Param:
-    """The `model_name` param of every DAG (the same meaning everywhere)."""
+def alias_param(entry: ModelEntry, description: str) -> Param:
+    """The `alias` param: one of the aliases the model's serving loads (the first by default)."""
     return Param(
-        None,
-        type=["null", "string"],
-        description="Registered model; empty = $MLOPS_MODEL_NAME, else iris-classifier.",
+        entry.aliases[0], type="string", pattern=ALIAS_PATTERN, enum=list(entry.aliases), description=description
     )
 
 
@@ -59,8 +57,8 @@ def verify_timeout_param() -> Param:
     )
 
 
-def reload_and_verify(move: Any, announce: Announce) -> tuple[Any, Any]:
-    """Add `reload_serving(move) -> verify_serving(move, reloaded)` to the DAG being defined.
+def reload_and_verify(entry: ModelEntry, move: Any, announce: Announce) -> tuple[Any, Any]:
+    """Add `reload_serving(move) -> verify_serving(move, reloaded)` for the model `entry` to the DAG being defined.
 
     `move` is the XComArg of the task that moved the alias (its return value is a move record).
     Returns the two tasks' XComArgs (typed Any: mypy sees XComArg) for the DAG's own wiring.
@@ -71,14 +69,14 @@ def reload_and_verify(move: Any, announce: Announce) -> tuple[Any, Any]:
     def reload_serving(move: Move) -> dict[str, Any]:
         from mlops_tasks import steps
 
-        return steps.reload_serving(str(move["alias"]), str(move["new_version"]))
+        return steps.reload_serving(entry, str(move["alias"]), str(move["new_version"]))
 
     @task(multiple_outputs=False)
     def verify_serving(move: Move, reloaded: dict[str, Any], **context: Any) -> dict[str, Any]:
         from mlops_tasks import steps
 
         timeout_s = float(context["params"][VERIFY_TIMEOUT_PARAM])
-        served = steps.verify_serving(str(move["alias"]), str(move["new_version"]), timeout_s)
+        served = steps.verify_serving(entry, str(move["alias"]), str(move["new_version"]), timeout_s)
         announce(move, served)
         return served
 

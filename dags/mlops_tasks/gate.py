@@ -1,4 +1,11 @@
-"""The quality gate: a pure decision, unit-tested without MLflow."""
+"""The quality gate: a pure decision over the catalog's `gate` (services.common.catalog.Gate), unit-tested without
+MLflow.
+
+A candidate passes when its gate metric is a number, reaches `threshold` in the gate's direction (`max`: at least,
+`min`: at most) and, when `minImprovement` is set and the alias has a holder (the champion), beats the champion by
+at least `minImprovement` ON THE SAME EVALUATION: the training code scored the champion on its own held-out data
+and logged `champion.<metric>` (services.common.training_contract.champion_metric).
+"""
 
 from __future__ import annotations
 
@@ -6,62 +13,97 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from services.common.catalog import Gate
+from services.common.training_contract import CHAMPION_MODEL_URI, champion_metric
+
+
+class GateError(ValueError):
+    """The gate cannot decide: a metric it needs was not logged."""
+
 
 @dataclass(frozen=True)
 class GateDecision:
     passed: bool
     reason: str
     metric: str
+    direction: str
     candidate: float
-    threshold: float
-    max_regression: float
-    baseline: float | None = None
-    baseline_version: str | None = None
+    threshold: float | None
+    min_improvement: float | None
+    champion: float | None = None
+    champion_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def decide(
-    *,
-    metric: str,
-    candidate: float,
-    threshold: float,
-    max_regression: float,
-    baseline: float | None,
-    baseline_version: str | None,
-) -> GateDecision:
-    """Accept `candidate` iff it reaches `threshold` and is not worse than the current alias holder's
-    `baseline` (measured on the same held-out data) by more than `max_regression`."""
-    if not 0.0 <= max_regression:
-        raise ValueError(f"max_regression must be >= 0, got {max_regression}")
+def _better_word(direction: str) -> str:
+    return "higher is better" if direction == "max" else "lower is better"
+
+
+def missing_champion_metric(gate: Gate, metrics: dict[str, float], champion_version: str | None) -> str | None:
+    """Why the gate cannot compare with the champion (None when it can, or need not)."""
+    if gate.min_improvement is None or champion_version is None:
+        return None
+    name = champion_metric(gate.metric)
+    if name in metrics:
+        return None
+    logged = ", ".join(sorted(metrics)) or "none"
+    return (
+        f"the metric {name!r} was not logged in the run (logged metrics: {logged}); gate.minImprovement compares "
+        f"with the champion (version {champion_version}): score the model of {CHAMPION_MODEL_URI.name} on the same "
+        f"held-out data and log it as {name!r}"
+    )
+
+
+def decide(gate: Gate, candidate: float, champion: float | None, champion_version: str | None) -> GateDecision:
+    """Accept `candidate` iff it passes the threshold and, when `gate.min_improvement` is set and a champion
+    exists, is better than `champion` (its score on the same held-out data) by at least `min_improvement`.
+
+    GateError when the comparison is required and `champion` is None."""
+    fmt = f"{gate.metric} {{:.4f}}"
     rejected = GateDecision(
         passed=False,
         reason="",
-        metric=metric,
+        metric=gate.metric,
+        direction=gate.direction,
         candidate=candidate,
-        threshold=threshold,
-        max_regression=max_regression,
-        baseline=baseline,
-        baseline_version=baseline_version,
+        threshold=gate.threshold,
+        min_improvement=gate.min_improvement,
+        champion=champion,
+        champion_version=champion_version,
     )
+    sense = _better_word(gate.direction)
     if math.isnan(candidate):
-        return replace(rejected, reason=f"candidate {metric} is NaN")
-    if candidate < threshold:
-        return replace(rejected, reason=f"candidate {metric} {candidate:.4f} is below the threshold {threshold:.4f}")
-    if baseline is not None and candidate < baseline - max_regression:
+        return replace(rejected, reason=f"candidate {gate.metric} is NaN")
+    if not gate.passes_threshold(candidate):
+        side = "below" if gate.direction == "max" else "above"
         return replace(
             rejected,
-            reason=(
-                f"candidate {metric} {candidate:.4f} regresses by {baseline - candidate:.4f} against "
-                f"version {baseline_version} ({baseline:.4f}); the allowed regression is {max_regression:.4f}"
-            ),
+            reason=f"candidate {fmt.format(candidate)} is {side} the threshold {gate.threshold:.4f} ({sense})",
         )
-    if baseline is None:
-        reason = f"candidate {metric} {candidate:.4f} >= threshold {threshold:.4f}; no current version to compare"
+    passed: list[str] = []
+    if gate.threshold is not None:
+        passed.append(f"candidate {fmt.format(candidate)} passes the threshold {gate.threshold:.4f} ({sense})")
     else:
-        reason = (
-            f"candidate {metric} {candidate:.4f} >= threshold {threshold:.4f} and within {max_regression:.4f} "
-            f"of version {baseline_version} ({baseline:.4f})"
+        passed.append(f"candidate {fmt.format(candidate)} (no threshold; {sense})")
+    if gate.min_improvement is not None and champion_version is not None:
+        if champion is None:
+            raise GateError(f"{champion_metric(gate.metric)} is needed to compare with version {champion_version}")
+        if math.isnan(champion):
+            return replace(rejected, reason=f"{champion_metric(gate.metric)} of version {champion_version} is NaN")
+        gain = gate.better(candidate, champion)
+        comparison = (
+            f"the champion (version {champion_version}) scores {champion:.4f} on the same held-out data: improvement "
+            f"{gain:+.4f} ({sense}), at least {gate.min_improvement:+.4f} required"
         )
-    return replace(rejected, passed=True, reason=reason)
+        if gain < gate.min_improvement:
+            return replace(
+                rejected, reason=f"candidate {fmt.format(candidate)} does not beat the champion: {comparison}"
+            )
+        passed.append(comparison)
+    elif gate.min_improvement is not None:
+        passed.append("no champion to compare with yet")
+    else:
+        passed.append("no comparison with the champion (gate.minImprovement unset)")
+    return replace(rejected, passed=True, reason="; ".join(passed))

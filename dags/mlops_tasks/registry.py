@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlops_tasks.settings import previous_tag
 
@@ -162,3 +164,24 @@ def resolve_rollback_target(c: MlflowClient, model: str, alias: str, target: str
     if resolved == current:
         raise RegistryError(f"version {resolved} already holds alias {alias} of model {model}")
     return resolved, current
+
+
+def example_rows(tracking_uri: str, model: str, version: str, n: int = 3) -> list[dict[str, Any]]:
+    """Up to `n` rows of the version's own input example (every version the runner let through has one), as
+    JSON-ready request rows: what verification sends to serving, whatever the model."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    root = str(client(tracking_uri).get_model_version_download_uri(model, version)).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="mlops-example-") as tmp:
+        local = Path(download_artifacts(artifact_uri=f"{root}/MLmodel", dst_path=tmp, tracking_uri=tracking_uri))
+        meta = Model.load(str(local))
+        info = meta.saved_input_example_info or {}
+        if not info.get("artifact_path"):
+            raise RegistryError(f"version {version} of {model} has no input example to verify serving with")
+        download_artifacts(artifact_uri=f"{root}/{info['artifact_path']}", dst_path=tmp, tracking_uri=tracking_uri)
+        example = meta.load_input_example(str(local.parent))
+    if not hasattr(example, "to_dict"):
+        raise RegistryError(f"the input example of {model} version {version} is not a table of named columns")
+    rows: list[dict[str, Any]] = example.head(n).to_dict(orient="records")
+    return [{str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()} for row in rows]

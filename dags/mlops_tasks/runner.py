@@ -53,6 +53,7 @@ TAG_ENTRYPOINT = "mlops.training.entrypoint"
 TAG_SOURCE = "mlops.training.source"
 TAG_GATE_METRIC = "mlops.gate.metric"
 TAG_FAILURE = "mlops.training.failure"
+TAG_CHAMPION = "mlops.training.champion"  # the champion's model URI handed to the code
 TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag: the UI shows it
 
 # The directory holding `services/`: put on the entrypoint's PYTHONPATH (after the source folder) for the SDK.
@@ -202,11 +203,13 @@ def start_run(
     dag_run_id: str,
     *,
     commit: str | None = None,
+    champion_model_uri: str | None = None,
 ) -> str:
     """Create the model's experiment if needed and a run for this DAG run; its id.
 
     The run is tagged with the model, the Airflow DAG id and run id, the entrypoint, the source and (when
-    given) the git commit; the merged params are logged on it. ValueError (nothing created) for bad params."""
+    given) the git commit and the champion; the merged params are logged on it. ValueError (nothing created)
+    for bad params."""
     from mlflow.entities import Param
 
     spec = model_spec(spec)
@@ -225,6 +228,8 @@ def start_run(
     }
     if commit:
         tags[TAG_GIT_COMMIT] = commit
+    if champion_model_uri:
+        tags[TAG_CHAMPION] = champion_model_uri
     run = client.create_run(experiment_id, tags=tags, run_name=dag_run_id)
     run_id = str(run.info.run_id)
     if merged:
@@ -243,11 +248,13 @@ def training_env(
     params: Mapping[str, Any] | None,
     output_dir: str | os.PathLike[str],
     dataset: str | None = None,
+    champion_model_uri: str | None = None,
     base_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The entrypoint's whole environment: the contract's variables, the MLflow credentials when set, and the
     pass-through variables of `base_env` (default: this process's environment); the platform's Python first on
-    PATH. `dataset` overrides the catalog's dataset for this run."""
+    PATH. `dataset` overrides the catalog's dataset for this run; `champion_model_uri` is the version the run may
+    replace (unset when the alias has no holder)."""
     spec = model_spec(spec)
     base = os.environ if base_env is None else base_env
     env = {name: value for name, value in base.items() if value != "" and tc.passes_through(name)}
@@ -267,6 +274,8 @@ def training_env(
     dataset_uri = dataset or spec.training.dataset
     if dataset_uri:
         env[tc.DATASET_URI.name] = dataset_uri
+    if champion_model_uri:
+        env[tc.CHAMPION_MODEL_URI.name] = champion_model_uri
     return env
 
 
@@ -519,17 +528,27 @@ def train(
     dag_run_id: str,
     workdir: str | os.PathLike[str],
     dataset: str | None = None,
+    champion_model_uri: str | None = None,
     timeout: float | None = None,
     base_env: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Train `model` from the checkout at `workdir`: start_run, training_env, run_entrypoint, check_outcome.
 
     `params` are the run's overrides of the catalog's params, `dataset` overrides the catalog's dataset,
+    `champion_model_uri` names the version the run may replace (the code scores it: `champion.<gate metric>`),
     `timeout` (seconds) the catalog's timeoutMinutes. Raises ValueError for bad params (no run created) and
     TrainingContractError for a broken contract (the run is marked FAILED with the reason)."""
     spec = model_spec(spec)
     folder = Path(workdir) / spec.training.source.subdir
-    run_id = start_run(tracking_uri, model, spec, params, dag_run_id, commit=source_commit(folder))
+    run_id = start_run(
+        tracking_uri,
+        model,
+        spec,
+        params,
+        dag_run_id,
+        commit=source_commit(folder),
+        champion_model_uri=champion_model_uri,
+    )
     output_dir = tempfile.mkdtemp(prefix=f"mlops-train-{names(model)['slug']}-")
     try:
         env = training_env(
@@ -540,6 +559,7 @@ def train(
             params=params,
             output_dir=output_dir,
             dataset=dataset,
+            champion_model_uri=champion_model_uri,
             base_env=base_env,
         )
         seconds = timeout if timeout is not None else spec.training.timeout_minutes * 60.0

@@ -46,13 +46,13 @@ def reload(endpoints: Endpoints, alias: str, timeout_s: float = 120.0) -> dict[s
     return body
 
 
-def predict_body(rows: list[dict[str, float]]) -> dict[str, Any]:
+def predict_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Request body of `POST /predict`."""
     return {"rows": rows}
 
 
 def predict(
-    serving_url: str, rows: list[dict[str, float]], timeout_s: float = 30.0, alias: str | None = None
+    serving_url: str, rows: list[dict[str, Any]], timeout_s: float = 30.0, alias: str | None = None
 ) -> dict[str, Any]:
     """One prediction request; returns serving's JSON answer (it names the alias and version used).
 
@@ -83,7 +83,7 @@ def wait_until_served(
     endpoints: Endpoints,
     alias: str,
     version: str,
-    rows: list[dict[str, float]],
+    rows: list[dict[str, Any]],
     timeout_s: float,
     interval_s: float = 1.0,
     consecutive: int = 3,

@@ -1,24 +1,21 @@
-"""Runtime settings of the DAGs, resolved from DAG params and the endpoints contract.
+"""Runtime settings of the DAGs: each model's endpoints, from its catalog entry and the endpoints contract.
 
-Endpoints and secrets are read ONLY through `services.common.contract`.
+The MLflow URL and the serving admin token come from the contract (`services.common.contract`); the model's own
+serving URLs come from its entry of the model catalog (`serving_url`, `reload_url`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from services.common.contract import (
-    MLFLOW_TRACKING_URI,
-    MODEL_NAME,
-    RELOAD_TOKEN,
-    SERVING_RELOAD_URL,
-    SERVING_URL,
-)
+from services.common.contract import MLFLOW_TRACKING_URI, RELOAD_TOKEN
 from services.common.serving_rules import DEFAULT_ALIASES
 
-DEFAULT_MODEL_NAME = "iris-classifier"
+if TYPE_CHECKING:
+    from mlops_tasks.model_catalog import ModelEntry
+
 DEFAULT_ALIAS = DEFAULT_ALIASES[0]
 
 # XCom key under which `promote` (and the manual rollback's `move_alias`) remembers the version that
@@ -26,7 +23,7 @@ DEFAULT_ALIAS = DEFAULT_ALIASES[0]
 PREVIOUS_VERSION_XCOM_KEY = "previous_version"
 
 # Model-version tag written on promotion: the version that held the alias before this one.
-# `rollback_model` with target "previous" follows it.
+# `rollback_<model>` with target "previous" follows it.
 PREVIOUS_TAG_PREFIX = "mlops.previous_version."
 
 # Tags written on training runs by the quality gate.
@@ -46,27 +43,22 @@ class Endpoints:
     reload_token: str | None
 
     @classmethod
-    def from_env(cls) -> Endpoints:
-        serving_url = SERVING_URL.require().rstrip("/")
+    def for_model(cls, entry: ModelEntry) -> Endpoints:
+        """The endpoints of one model: MLflow and the token from the contract, its serving from the catalog."""
         return cls(
             tracking_uri=MLFLOW_TRACKING_URI.require(),
-            serving_url=serving_url,
-            # The admin API may live on its own base URL; default to the serving URL.
-            reload_url=(SERVING_RELOAD_URL.get() or serving_url).rstrip("/"),
+            serving_url=entry.serving_url,
+            reload_url=entry.reload_url,
             reload_token=RELOAD_TOKEN.get(),
         )
 
 
-def model_name(params: Mapping[str, Any]) -> str:
-    """The model named in the params, else the contract's MODEL_NAME, else the default."""
-    value = params.get("model_name")
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return MODEL_NAME.get(DEFAULT_MODEL_NAME) or DEFAULT_MODEL_NAME
-
-
-def alias(params: Mapping[str, Any]) -> str:
+def alias(params: Mapping[str, Any], allowed: tuple[str, ...]) -> str:
+    """The run's `alias` param: one the model's serving loads."""
     value = params.get("alias")
     if not isinstance(value, str) or not value.strip():
         raise ValueError("param 'alias' must be a non-empty string")
-    return value.strip()
+    value = value.strip()
+    if value not in allowed:
+        raise ValueError(f"param 'alias' is {value!r}; the model's serving loads only {', '.join(allowed)}")
+    return value

@@ -1,15 +1,24 @@
-"""The body of every DAG task, as plain functions (Airflow only provides params, XCom and retries)."""
+"""The body of every DAG task, as plain functions (Airflow only provides params, XCom and retries).
+
+Every function works on ONE model of the catalog (`entry`, a `model_catalog.ModelEntry`): its registered model,
+its aliases, its own serving process (`Endpoints.for_model`). Two models' pipelines never touch each other's
+aliases or serving.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from mlops_tasks import settings
 from mlops_tasks.errors import PermanentError
-from mlops_tasks.gate import GateDecision, decide
+from mlops_tasks.gate import GateDecision, GateError, decide, missing_champion_metric
+from mlops_tasks.model_catalog import RESERVED_PARAMS, ModelEntry
+from mlops_tasks.settings import Endpoints
 from services.common.alerts import Alert, Severity, send_alert
+from services.common.training_contract import champion_metric
 
 log = logging.getLogger(__name__)
 
@@ -17,63 +26,108 @@ GATE_REJECTED_EVENT = "model.rejected"
 ROLLED_BACK_EVENT = "model.rolled_back"
 MANUAL_ROLLBACK_EVENT = "model.manual_rollback"
 PROMOTED_EVENT = "model.promoted"
+VERIFY_ROWS = 3
 
 
-# --- train_register_promote -------------------------------------------------------------------
+# --- train_<model> ------------------------------------------------------------------------------
 
 
-def train(params: Mapping[str, Any], airflow_run_id: str) -> dict[str, Any]:
-    from mlops_tasks.training import Hyperparameters, train_and_log
+def training_params(entry: ModelEntry, params: Mapping[str, Any], conf: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's params of this run (the catalog's defaults overridden by the run's conf), checked with the
+    runner's rules; PermanentError naming the param (unknown, or of another type than its default)."""
+    from mlops_tasks import runner
 
-    endpoints = settings.Endpoints.from_env()
-    model = settings.model_name(params)
-    alias = settings.alias(params)
-    hyper = Hyperparameters.from_params(dict(params))
-    logged = train_and_log(
-        tracking_uri=endpoints.tracking_uri,
-        experiment=f"{model}-training",
-        hyper=hyper,
-        tags={"mlops.airflow_run_id": airflow_run_id, "mlops.model_name": model, "mlops.alias": alias},
-    )
-    return {"model": model, "alias": alias, **logged}
+    defaults = entry.spec.training.params
+    overrides = {name: params[name] for name in defaults if name in params}
+    unknown = {name: value for name, value in conf.items() if name not in defaults and name not in RESERVED_PARAMS}
+    try:
+        return runner.merge_params(defaults, {**overrides, **unknown})
+    except ValueError as exc:
+        raise PermanentError(f"{entry.dag_id}: {exc}") from None
 
 
-def evaluate(trained: Mapping[str, Any]) -> dict[str, Any]:
-    """Score the candidate and the current alias holder on the same held-out split."""
-    import mlflow
+def train(
+    entry: ModelEntry,
+    params: Mapping[str, Any],
+    conf: Mapping[str, Any],
+    airflow_run_id: str,
+    *,
+    platform_root: Path | None = None,
+) -> dict[str, Any]:
+    """Train the model through the runner (its entrypoint as a subprocess under the training contract), handing it
+    the current holder of the alias as the champion to score. A broken contract is permanent (no retry)."""
+    from mlops_tasks import registry, runner, sources
 
+    endpoints = Endpoints.for_model(entry)
+    alias = _alias(entry, params)
+    run_params = training_params(entry, params, conf)
+    dataset = params.get("dataset") or None
+    champion = registry.alias_holder(registry.client(endpoints.tracking_uri), entry.name, alias)
+    champion_uri = f"models:/{entry.name}/{champion}" if champion is not None else None
+    log.info("training %s for alias %s (champion: %s) with params %s", entry.name, alias, champion_uri, run_params)
+    try:
+        with sources.checkout(entry.spec.training.source, platform_root or runner.PLATFORM_ROOT) as workdir:
+            outcome = runner.train(
+                entry.name,
+                entry.spec,
+                run_params,
+                endpoints.tracking_uri,
+                dag_run_id=airflow_run_id,
+                workdir=workdir,
+                dataset=dataset,
+                champion_model_uri=champion_uri,
+            )
+    except runner.TrainingContractError as exc:
+        raise PermanentError(str(exc)) from exc
+    return {"model": entry.name, "alias": alias, "champion_version": champion, **outcome.as_dict()}
+
+
+def evaluate(entry: ModelEntry, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """What the gate compares: the candidate's gate metric and the champion's, both scored by the training code on
+    the same held-out data. PermanentError naming the champion metric when the gate needs it and it is missing."""
+    gate = entry.spec.gate
+    metrics = {str(k): float(v) for k, v in dict(trained["metrics"]).items()}
+    champion_version = trained.get("champion_version")
+    problem = missing_champion_metric(gate, metrics, champion_version)
+    if problem:
+        raise PermanentError(f"training run {trained['run_id']}: {problem}")
+    evaluation = {
+        "metric": gate.metric,
+        "candidate": metrics[gate.metric],
+        "champion_version": champion_version,
+        "champion": metrics.get(champion_metric(gate.metric)),
+    }
+    log.info("evaluation of %s: %s", entry.name, evaluation)
+    return evaluation
+
+
+def quality_gate(entry: ModelEntry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]) -> GateDecision:
+    """Decide with the catalog's gate, record the decision on the training run, and alert when the candidate is
+    rejected. A champion that changed since training makes the comparison stale: rejected."""
     from mlops_tasks import registry
-    from mlops_tasks.training import score
 
-    endpoints = settings.Endpoints.from_env()
-    mlflow.set_tracking_uri(endpoints.tracking_uri)
-    candidate = score(str(trained["model_uri"]))
+    endpoints = Endpoints.for_model(entry)
     client = registry.client(endpoints.tracking_uri)
-    for key, value in candidate.items():
-        client.log_metric(str(trained["run_id"]), key, value)
-    holder = registry.alias_holder(client, str(trained["model"]), str(trained["alias"]))
-    baseline = score(f"models:/{trained['model']}/{holder}") if holder is not None else None
-    log.info(
-        "candidate %s; current %s@%s: version %s %s", candidate, trained["model"], trained["alias"], holder, baseline
-    )
-    return {"candidate": candidate, "baseline_version": holder, "baseline": baseline}
-
-
-def quality_gate(trained: Mapping[str, Any], evaluation: Mapping[str, Any], params: Mapping[str, Any]) -> GateDecision:
-    """Decide, record the decision on the training run, and alert when the candidate is rejected."""
-    from mlops_tasks import registry
-    from mlops_tasks.training import METRIC
-
-    baseline = evaluation.get("baseline")
-    decision = decide(
-        metric=METRIC,
-        candidate=float(evaluation["candidate"][METRIC]),
-        threshold=float(params["min_accuracy"]),
-        max_regression=float(params["max_regression"]),
-        baseline=float(baseline[METRIC]) if baseline else None,
-        baseline_version=evaluation.get("baseline_version"),
-    )
-    client = registry.client(settings.Endpoints.from_env().tracking_uri)
+    champion_version = evaluation.get("champion_version")
+    try:
+        decision = decide(
+            entry.spec.gate,
+            float(evaluation["candidate"]),
+            None if evaluation.get("champion") is None else float(evaluation["champion"]),
+            champion_version,
+        )
+    except GateError as exc:
+        raise PermanentError(str(exc)) from exc
+    holder = registry.alias_holder(client, entry.name, str(trained["alias"]))
+    if decision.passed and holder != champion_version:
+        decision = GateDecision(
+            **{
+                **decision.as_dict(),
+                "passed": False,
+                "reason": f"{trained['alias']} moved from version {champion_version} to {holder} during this run: "
+                "the comparison is stale; run again",
+            }
+        )
     run_id = str(trained["run_id"])
     client.set_tag(run_id, settings.GATE_TAG, "passed" if decision.passed else "rejected")
     client.set_tag(run_id, settings.GATE_REASON_TAG, decision.reason)
@@ -84,41 +138,43 @@ def quality_gate(trained: Mapping[str, Any], evaluation: Mapping[str, Any], para
         send_alert(
             Alert(
                 event=GATE_REJECTED_EVENT,
-                summary=f"candidate of {trained['model']} rejected, {trained['alias']} unchanged: {decision.reason}",
+                summary=f"candidate of {entry.name} rejected, {trained['alias']} unchanged: {decision.reason}",
                 severity=Severity.WARNING,
-                fields={"model": str(trained["model"]), "alias": str(trained["alias"]), "run": run_id},
+                fields={"model": entry.name, "alias": str(trained["alias"]), "run": run_id},
             )
         )
     return decision
 
 
-def register(trained: Mapping[str, Any]) -> str:
+def register(entry: ModelEntry, trained: Mapping[str, Any]) -> str:
     import mlflow
 
     from mlops_tasks import registry
 
-    mlflow.set_tracking_uri(settings.Endpoints.from_env().tracking_uri)
+    mlflow.set_tracking_uri(Endpoints.for_model(entry).tracking_uri)
     return registry.register(
-        str(trained["model"]), str(trained["model_uri"]), tags={"mlops.candidate_for": str(trained["alias"])}
+        entry.name,
+        str(trained["model_uri"]),
+        tags={"mlops.candidate_for": str(trained["alias"]), "mlops.training_run": str(trained["run_id"])},
     )
 
 
-def registration_done(model: str, version: str) -> bool:
+def registration_done(entry: ModelEntry, version: str) -> bool:
     """True when READY, False while pending; a failed registration is permanent."""
     from mlops_tasks import registry
 
-    client = registry.client(settings.Endpoints.from_env().tracking_uri)
-    status = registry.version_status(client, model, version)
-    log.info("%s version %s: %s", model, version, status)
+    client = registry.client(Endpoints.for_model(entry).tracking_uri)
+    status = registry.version_status(client, entry.name, version)
+    log.info("%s version %s: %s", entry.name, version, status)
     if status is None:
-        raise PermanentError(f"version {version} of {model} does not exist")
+        raise PermanentError(f"version {version} of {entry.name} does not exist")
     if status == registry.FAILED_REGISTRATION:
-        raise PermanentError(f"registration of {model} version {version} failed (FAILED_REGISTRATION)")
+        raise PermanentError(f"registration of {entry.name} version {version} failed (FAILED_REGISTRATION)")
     return status == registry.READY
 
 
 def move_alias(
-    model: str,
+    entry: ModelEntry,
     alias: str,
     version: str,
     remember: Callable[[dict[str, str | None]], None],
@@ -126,51 +182,55 @@ def move_alias(
 ) -> dict[str, str | None]:
     """Move `alias` to `version`. `remember` receives the move record BEFORE the alias moves, so a
     rollback knows what to restore even if this task dies half way. With `record_previous` the new
-    version is tagged with the version it replaces (what `rollback_model` calls "previous"); a manual
+    version is tagged with the version it replaces (what the manual rollback calls "previous"); a manual
     rollback does not re-tag, so rolling back twice walks further back instead of flip-flopping."""
     from mlops_tasks import registry
 
-    client = registry.client(settings.Endpoints.from_env().tracking_uri)
-    previous = registry.alias_holder(client, model, alias)
+    client = registry.client(Endpoints.for_model(entry).tracking_uri)
+    previous = registry.alias_holder(client, entry.name, alias)
     if previous == version:
-        raise PermanentError(f"version {version} already holds {model}@{alias}")
-    move = registry.AliasMove(model=model, alias=alias, previous_version=previous, new_version=version)
+        raise PermanentError(f"version {version} already holds {entry.name}@{alias}")
+    move = registry.AliasMove(model=entry.name, alias=alias, previous_version=previous, new_version=version)
     remember(move.as_dict())
     if record_previous:
         registry.record_previous(client, move)
-    registry.set_alias(client, model, alias, version)
+    registry.set_alias(client, entry.name, alias, version)
     return move.as_dict()
 
 
-def reload_serving(alias: str, expected_version: str | None) -> dict[str, Any]:
-    """Ask serving to load what `alias` points at; it must answer that it now serves `expected_version`
-    (None: do not check, e.g. after the alias was deleted)."""
+def reload_serving(entry: ModelEntry, alias: str, expected_version: str | None) -> dict[str, Any]:
+    """Ask the model's serving to load what `alias` points at; it must answer that it now serves
+    `expected_version` (None: do not check, e.g. after the alias was deleted)."""
     from mlops_tasks import serving
 
-    answer = serving.reload(settings.Endpoints.from_env(), alias)
+    answer = serving.reload(Endpoints.for_model(entry), alias)
     served = answer.get("version")
     if expected_version is not None and str(served) != expected_version:
         raise PermanentError(
-            f"serving reloaded {alias} but serves version {served}, not {expected_version} "
+            f"serving of {entry.name} reloaded {alias} but serves version {served}, not {expected_version} "
             f"(was the alias moved meanwhile?): {answer}"
         )
     return answer
 
 
-def verify_serving(alias: str, version: str, timeout_s: float) -> dict[str, Any]:
-    from mlops_tasks import serving
-    from mlops_tasks.training import sample_rows
+def verify_serving(entry: ModelEntry, alias: str, version: str, timeout_s: float) -> dict[str, Any]:
+    """The model's serving answers from `alias` at `version`, for rows of that version's own input example."""
+    from mlops_tasks import registry, serving
 
-    return serving.wait_until_served(settings.Endpoints.from_env(), alias, version, sample_rows(), timeout_s=timeout_s)
+    endpoints = Endpoints.for_model(entry)
+    rows = registry.example_rows(endpoints.tracking_uri, entry.name, version, VERIFY_ROWS)
+    return serving.wait_until_served(endpoints, alias, version, rows, timeout_s=timeout_s)
 
 
-def rollback(record: Mapping[str, str | None], timeout_s: float) -> str:
+def rollback(entry: ModelEntry, record: Mapping[str, str | None], timeout_s: float) -> str:
     """Restore the version that held the alias before a failed promotion, reload and verify serving,
     and alert. Never touches an alias someone else moved in between."""
     from mlops_tasks import registry
 
     move = registry.AliasMove.from_dict(dict(record))
-    client = registry.client(settings.Endpoints.from_env().tracking_uri)
+    if move.model != entry.name:
+        raise PermanentError(f"the move record is of {move.model}, not of {entry.name}: not touching it")
+    client = registry.client(Endpoints.for_model(entry).tracking_uri)
     fields = {
         "model": move.model,
         "alias": move.alias,
@@ -191,8 +251,8 @@ def rollback(record: Mapping[str, str | None], timeout_s: float) -> str:
             f"exist before and was deleted ({done}); there is no earlier version for serving to go back to"
         )
     else:
-        reload_serving(move.alias, move.previous_version)
-        verify_serving(move.alias, move.previous_version, timeout_s)
+        reload_serving(entry, move.alias, move.previous_version)
+        verify_serving(entry, move.alias, move.previous_version, timeout_s)
         summary = (
             f"promotion of {move.model} version {move.new_version} to {move.alias} failed; rolled back to "
             f"version {move.previous_version}, which serving answers with again"
@@ -215,21 +275,20 @@ def announce_promotion(move: Mapping[str, str | None], served: Mapping[str, Any]
     )
 
 
-# --- rollback_model -----------------------------------------------------------------------------
+# --- rollback_<model> ---------------------------------------------------------------------------
 
 
-def resolve_rollback_target(params: Mapping[str, Any]) -> dict[str, str | None]:
+def resolve_rollback_target(entry: ModelEntry, params: Mapping[str, Any]) -> dict[str, str | None]:
     from mlops_tasks import registry
 
-    model = settings.model_name(params)
-    alias = settings.alias(params)
-    client = registry.client(settings.Endpoints.from_env().tracking_uri)
+    alias = _alias(entry, params)
+    client = registry.client(Endpoints.for_model(entry).tracking_uri)
     try:
-        target, current = registry.resolve_rollback_target(client, model, alias, str(params["target_version"]))
+        target, current = registry.resolve_rollback_target(client, entry.name, alias, str(params["target_version"]))
     except registry.RegistryError as exc:
         raise PermanentError(f"rollback refused: {exc}") from exc
-    log.info("rollback of %s@%s: version %s -> version %s", model, alias, current, target)
-    return {"model": model, "alias": alias, "current_version": current, "target_version": target}
+    log.info("rollback of %s@%s: version %s -> version %s", entry.name, alias, current, target)
+    return {"model": entry.name, "alias": alias, "current_version": current, "target_version": target}
 
 
 def announce_manual_rollback(move: Mapping[str, str | None], served: Mapping[str, Any]) -> None:
@@ -248,3 +307,10 @@ def announce_manual_rollback(move: Mapping[str, str | None], served: Mapping[str
             },
         )
     )
+
+
+def _alias(entry: ModelEntry, params: Mapping[str, Any]) -> str:
+    try:
+        return settings.alias(params, entry.aliases)
+    except ValueError as exc:
+        raise PermanentError(f"{entry.dag_id}: {exc}") from None

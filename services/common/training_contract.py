@@ -40,13 +40,19 @@ DATASET_URI = EnvVar(
 )
 GATE_METRIC = EnvVar("MLOPS_GATE_METRIC", "The metric the code must log on the run: the quality gate reads it.")
 GATE_DIRECTION = EnvVar("MLOPS_GATE_DIRECTION", "`max` or `min`: whether a higher or a lower gate metric is better.")
+CHAMPION_MODEL_URI = EnvVar(
+    "MLOPS_CHAMPION_MODEL_URI",
+    "The model URI (`models:/<model>/<version>`) of the version that holds the alias this run may replace; the "
+    "code scores it on its own held-out data and logs `champion.<gate metric>`, which the gate compares with when "
+    "`gate.minImprovement` is set.",
+)
 OUTPUT_DIR = EnvVar(
     "MLOPS_TRAINING_OUTPUT_DIR",
     "An empty writable directory for the run's scratch files (the source checkout may be read-only); "
     "deleted after the run.",
 )
 
-# Always set by the platform, in this order.
+# Set by the platform, in this order (OPTIONAL_VARS only when they have a value).
 TRAINING_VARS: tuple[EnvVar, ...] = (
     TRACKING_URI,
     RUN_ID,
@@ -56,8 +62,13 @@ TRAINING_VARS: tuple[EnvVar, ...] = (
     DATASET_URI,
     GATE_METRIC,
     GATE_DIRECTION,
+    CHAMPION_MODEL_URI,
     OUTPUT_DIR,
 )
+# Set only when there is something to hand over: a dataset URI, a champion to compare with.
+OPTIONAL_VARS: tuple[EnvVar, ...] = (DATASET_URI, CHAMPION_MODEL_URI)
+# The champion's score on the run's own held-out data is logged as `champion.<gate metric>`.
+CHAMPION_METRIC_PREFIX = "champion."
 # MLflow client credentials: passed through from the platform's environment when set.
 CREDENTIAL_VARS: tuple[EnvVar, ...] = contract.MLFLOW_CLIENT_VARS
 
@@ -95,6 +106,11 @@ PASSTHROUGH_NAMES: frozenset[str] = frozenset(
 PASSTHROUGH_PREFIXES: tuple[str, ...] = ("LC_", "AWS_")
 
 
+def champion_metric(metric: str) -> str:
+    """The name under which the code logs the champion's `metric` (scored on the run's held-out data)."""
+    return f"{CHAMPION_METRIC_PREFIX}{metric}"
+
+
 def passes_through(name: str) -> bool:
     """Whether the platform's variable `name` reaches the training process unchanged."""
     return (
@@ -106,7 +122,10 @@ def passes_through(name: str) -> bool:
 
 def markdown_table() -> str:
     """The table of docs/models.md (a test keeps the page in sync): `python -m services.common.training_contract`."""
-    when = {DATASET_URI.name: "when the catalog or the run names a dataset"}
+    when = {
+        DATASET_URI.name: "when the catalog or the run names a dataset",
+        CHAMPION_MODEL_URI.name: "when the alias has a holder",
+    }
     when.update({var.name: "when MLflow needs auth" for var in CREDENTIAL_VARS})
     header = ("| variable | set | description |", "| --- | --- | --- |")
     return "\n".join(

@@ -9,10 +9,13 @@
             ...
             mlflow.sklearn.log_model(model, name="model", signature=..., input_example=...)
             mlflow.log_metric(ctx.gate_metric, score)
+            champion = ctx.load_champion()            # the version this run may replace, or None
+            if champion is not None:                  # scored on the same held-out rows
+                mlflow.log_metric(ctx.champion_metric, score_of(champion.predict(x_test)))
 
 A function entrypoint takes no argument or one (the `TrainingContext`); a command entrypoint calls `context()`
 itself. The contract is described in docs/models.md. Only the standard library is imported at module level
-(pandas, and boto3 for `s3://` datasets, when a dataset is read).
+(pandas, and boto3 for `s3://` datasets, when a dataset is read; MLflow when the champion is loaded).
 """
 
 from __future__ import annotations
@@ -58,6 +61,21 @@ class TrainingContext:
     output_dir: Path
     params: Mapping[str, ParamValue] = field(default_factory=dict)
     dataset_uri: str | None = None
+    champion_model_uri: str | None = None
+
+    @property
+    def champion_metric(self) -> str:
+        """The metric under which to log the champion's score on this run's held-out data."""
+        return tc.champion_metric(self.gate_metric)
+
+    def load_champion(self) -> Any:
+        """The champion (the version this run may replace) loaded with `mlflow.pyfunc.load_model`, or None when
+        the alias has no holder yet."""
+        if not self.champion_model_uri:
+            return None
+        import mlflow
+
+        return mlflow.pyfunc.load_model(self.champion_model_uri)
 
     def param(self, name: str, default: ParamValue = None) -> ParamValue:
         """The param `name` of this run, or `default` when neither the catalog nor the run sets it."""
@@ -103,7 +121,7 @@ def context(environ: Mapping[str, str] | None = None) -> TrainingContext:
     Raises ContextError naming every missing or malformed variable."""
     env = os.environ if environ is None else environ
     missing = [
-        var.name for var in tc.TRAINING_VARS if var is not tc.DATASET_URI and not (env.get(var.name) or "").strip()
+        var.name for var in tc.TRAINING_VARS if var not in tc.OPTIONAL_VARS and not (env.get(var.name) or "").strip()
     ]
     if missing:
         raise ContextError(
@@ -129,6 +147,7 @@ def context(environ: Mapping[str, str] | None = None) -> TrainingContext:
         output_dir=Path(env[tc.OUTPUT_DIR.name]),
         params=params,
         dataset_uri=(env.get(tc.DATASET_URI.name) or "").strip() or None,
+        champion_model_uri=(env.get(tc.CHAMPION_MODEL_URI.name) or "").strip() or None,
     )
 
 

@@ -3,7 +3,8 @@ flavour. Entrypoint `iris_model.train:train`; gate metric `test_accuracy` (highe
 
 Data: the dataset URI of the run (a CSV with the four feature columns and a `target` column), or else
 scikit-learn's bundled iris data (no network). Params: `C` (inverse regularisation, > 0), `max_iter` (>= 1).
-The held-out split is fixed (SPLIT_SEED, TEST_SIZE), so every version is scored on the same rows.
+The held-out split is fixed (SPLIT_SEED, TEST_SIZE), so every version is scored on the same rows; the champion
+(when the platform names one) is scored on them too and logged as `champion.test_accuracy`.
 """
 
 from __future__ import annotations
@@ -81,4 +82,9 @@ def train(ctx: TrainingContext) -> None:
             "train_accuracy": float(model.score(x_train, y_train)),
         }
         mlflow.log_metrics(metrics, model_id=info.model_id)  # on the run and on the logged model
+        champion = ctx.load_champion()  # the version this run may replace: scored on the same held-out rows
+        if champion is not None:
+            champion_score = float(accuracy_score(y_test, champion.predict(x_test)))
+            mlflow.log_metric(ctx.champion_metric, champion_score)  # on the run only: it is not this model's
+            log.info("champion %s: %s = %s", ctx.champion_model_uri, METRIC, champion_score)
     log.info("logged %s: %s", info.model_uri, metrics)

@@ -1,7 +1,7 @@
-"""The model authors' SDK: `context()` reads exactly the training contract's environment and names every missing
-or malformed variable, typed params refuse the wrong type naming the param, datasets are read from paths and
-file:// URIs (other schemes refused), and entrypoint functions are called with no argument or the context, an
-uncallable one being reported with exit code 2 and its reason."""
+"""The model authors' SDK: `context()` reads exactly the training contract's environment (the dataset and the champion
+optional) and names every missing or malformed variable, typed params refuse the wrong type naming the param,
+datasets are read from paths and file:// URIs (other schemes refused), and entrypoint functions are called with no
+argument or the context, an uncallable one being reported with exit code 2 and its reason."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ def test_context_reads_the_contract() -> None:
     assert sdk.context({**ENV, tc.DATASET_URI.name: ""}).dataset_uri is None
 
 
+def test_the_champion_is_optional_and_logged_under_the_gate_metric() -> None:
+    ctx = sdk.context(ENV)
+    assert ctx.champion_model_uri is None and ctx.load_champion() is None  # no holder yet: nothing to compare
+    assert ctx.champion_metric == tc.champion_metric("test_accuracy") == "champion.test_accuracy"
+    with_champion = sdk.context({**ENV, tc.CHAMPION_MODEL_URI.name: " models:/iris/3 "})
+    assert with_champion.champion_model_uri == "models:/iris/3"
+
+
 def test_context_names_every_missing_variable() -> None:
     env = {k: v for k, v in ENV.items() if k not in (tc.RUN_ID.name, tc.GATE_METRIC.name)}
     env[tc.MODEL_NAME.name] = "  "
@@ -53,7 +61,7 @@ def test_context_names_every_missing_variable() -> None:
     message = str(info.value)
     for name in (tc.RUN_ID.name, tc.GATE_METRIC.name, tc.MODEL_NAME.name):
         assert name in message
-    assert tc.DATASET_URI.name not in message  # optional
+    assert tc.DATASET_URI.name not in message and tc.CHAMPION_MODEL_URI.name not in message  # optional
 
 
 @pytest.mark.parametrize(
