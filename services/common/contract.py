@@ -81,6 +81,24 @@ SERVING_MAX_BATCH = EnvVar("MLOPS_SERVING_MAX_BATCH", "Largest number of rows ac
 SERVING_WORKERS = EnvVar("MLOPS_SERVING_WORKERS", "uvicorn worker processes of one serving pod.")
 SERVING_PORT_VAR = EnvVar("MLOPS_SERVING_PORT", "Port the serving service listens on.")
 SERVING_HOST = EnvVar("MLOPS_SERVING_HOST", "Interface the serving service binds to (default 0.0.0.0).")
+SERVING_AUTH = EnvVar(
+    "MLOPS_SERVING_AUTH",
+    'Authentication of the prediction endpoints as JSON (services/common/serving_auth.py): {"mode": "none"} '
+    '(default), {"mode": "apiKey"} or {"mode": "oidc", "issuer": "https://...", "audience": "...", "jwksUrl": ...}.',
+)
+SERVING_API_KEYS_FILE = EnvVar(
+    "MLOPS_SERVING_API_KEYS_FILE",
+    "With apiKey auth: file of the accepted keys' SHA-256 hashes, one per line (mounted from the keys Secret; "
+    "re-read when it changes, so old and new keys overlap during a rotation).",
+)
+SERVING_MAX_IN_FLIGHT = EnvVar(
+    "MLOPS_SERVING_MAX_IN_FLIGHT",
+    "Most predictions in flight per serving process; one more is answered 429 with Retry-After (default 128).",
+)
+SERVING_PUBLIC_DOCS = EnvVar(
+    "MLOPS_SERVING_PUBLIC_DOCS",
+    "Whether /docs and /openapi.json are served: true (default) or false (then they answer 404).",
+)
 
 # --- `make demo` only: where the local MLflow keeps its data (unset = SQLite + a folder in .local/) --
 DEMO_BACKEND_STORE_URI = EnvVar(
@@ -179,6 +197,10 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_WORKERS,
     SERVING_PORT_VAR,
     SERVING_HOST,
+    SERVING_AUTH,
+    SERVING_API_KEYS_FILE,
+    SERVING_MAX_IN_FLIGHT,
+    SERVING_PUBLIC_DOCS,
 )
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
 API_VARS: tuple[EnvVar, ...] = (
