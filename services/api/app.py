@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The application (uvicorn factory). Settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Airflow/MLflow call is noise
     app = FastAPI(
         title="mlops-platform API",
         version="1.0",

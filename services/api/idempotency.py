@@ -33,7 +33,7 @@ def key_problem(key: str) -> str | None:
 
 def run_id(principal: str, key: str) -> uuid.UUID:
     """The run's id for this caller and key: the same pair always gives the same id."""
-    return uuid.uuid5(_NAMESPACE, f"{principal}\0{key}")
+    return uuid.uuid5(_NAMESPACE, json.dumps([principal, key]))
 
 
 def dag_run_id(run: uuid.UUID) -> str:

@@ -146,6 +146,7 @@ def error(status: int, description: str) -> dict[str, Any]:
 
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error(400, "Malformed JSON body or an invalid header"),
     401: error(401, "No bearer token, or not a valid token"),
     403: error(403, "The token lacks the scope"),
     422: error(422, "A parameter or a field is invalid"),

@@ -15,10 +15,41 @@ from services.api.routes.deps import Reader, State
 
 router = APIRouter(tags=["events"], responses=AUTH_ERRORS)
 
+# One event of the stream (as OpenAPI 3.2 describes Server-Sent Events: `id`, `event`, `data`, `retry`)
+_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {
+            "type": "string",
+            "pattern": r"^(training|rollback)\.(queued|running|success|failed|cancelled|updated)$",
+        },
+        "retry": {"type": "integer"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["id", "type", "run_id", "kind", "model", "state", "created_at", "run"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "type": {"type": "string"},
+                    "run_id": {"type": "string", "format": "uuid"},
+                    "kind": {"type": "string", "enum": ["training", "rollback"]},
+                    "model": {"type": "string"},
+                    "state": {"type": "string", "enum": ["queued", "running", "success", "failed", "cancelled"]},
+                    "created_at": {"type": "string"},
+                    "run": {"type": "object", "description": "The run as GET returns it, at the time of the event"},
+                },
+            },
+        },
+    },
+    "required": ["event", "data"],
+}
 _SSE: Responses = {
     200: {
         "description": "A text/event-stream: `id`, `event` (e.g. training.running) and `data` (JSON) per event",
-        "content": {events.MEDIA_TYPE: {"schema": {"type": "string"}}},
+        "content": {events.MEDIA_TYPE: {"schema": _EVENT}},
     }
 }
 LastEventId = Annotated[
