@@ -11,6 +11,9 @@ Each process accepts connections only after its first load finished (bounded by
 `STARTUP_LOAD_WAIT_SECONDS`), so with several uvicorn workers a worker that is still loading takes no
 requests; a model that cannot be loaded at start leaves the process up with /readyz and predictions
 answering 503 until the watcher loads it. Every client error is a 4xx `{"detail", "field"}` naming the field.
+Prediction routes admit a request only with valid credentials (`MLOPS_SERVING_AUTH`) and under the concurrency
+limit (`services.serving.api.guards`). `/docs` and `/openapi.json` are served only when
+`MLOPS_SERVING_PUBLIC_DOCS` allows it (404 otherwise). An unexpected error is a 500 naming the request's id.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from fastapi.responses import Response
 from services.serving.api import admin, predictions, status
 from services.serving.api.bodies import error_response
 from services.serving.api.deps import ServingState
-from services.serving.api.middleware import RequestContext
+from services.serving.api.middleware import REQUEST_ID_HEADER, RequestContext
 from services.serving.observability import configure_logging, request_id_var
 from services.serving.schema import RequestError
+from services.serving.security import Refusal, refusal_response
 from services.serving.settings import Settings
 
 log = logging.getLogger("mlops.serving")
@@ -57,11 +61,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         description="Predictions from MLflow model versions selected by alias, with routing and hot swap.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.public_docs else None,
+        redoc_url="/redoc" if settings.public_docs else None,
+        openapi_url="/openapi.json" if settings.public_docs else None,
     )
     app.state.settings = settings
     app.state.log_file = configure_logging(settings.instance, settings.log_dir)
     app.add_middleware(RequestContext)
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Refusal, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
     for router in (predictions.router, status.router, admin.router):
         app.include_router(router)
@@ -73,14 +81,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build the process's state, load the variants (bounded wait), watch the registry; undo at exit."""
     settings: Settings = app.state.settings
-    state = app.state.serving = ServingState.build(settings)
+    state = app.state.serving = ServingState.build(settings, app.state.log_file)
     log.info(
         "serving %s, aliases %s, routing %s, polling every %ss, log file %s",
         settings.model_name,
         list(settings.aliases),
         settings.routing.model_dump(),
         settings.poll_seconds,
-        app.state.log_file,
+        app.state.log_file.path or app.state.log_file.error,
     )
     initial = asyncio.create_task(state.manager.start())
     watcher = asyncio.create_task(state.manager.watch())
@@ -102,9 +110,18 @@ async def _request_error(request: Request, exc: RequestError) -> Response:
     return error_response(exc.status, exc.message, exc.field)
 
 
+async def _refused(request: Request, exc: Refusal) -> Response:
+    return refusal_response(exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-    return error_response(500, f"internal error ({type(exc).__name__}); request id {request_id_var.get()}")
+    # Runs in Starlette's outermost middleware, after the request context was left: the id is in the scope.
+    rid = request.scope.get("state", {}).get("request_id") or request_id_var.get()
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc, extra={"request_id": rid})
+    response = error_response(500, f"internal error ({type(exc).__name__}); request id {rid}")
+    if rid:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
 
 
 # --- OpenAPI: the request schema follows the loaded signature ---------------------------------------

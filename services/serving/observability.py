@@ -3,7 +3,8 @@
 - Structured JSON logs (one object per line) to stdout and, when `MLOPS_SERVING_LOG_DIR` is set, to a
   rotating file `serving-<host>-<pid>.log` in that directory (one file per process, so replicas and
   workers sharing the NFS volume never write the same file). Every line carries the request id of the
-  request being served (`request_id_var`).
+  request being served (`request_id_var`). A directory that cannot be written does not stop the process:
+  the logs go to stdout only, and `LogFile` says why (`/readyz` shows it, `serving_log_file_writable` is 0).
 - Prometheus metrics (`/metrics`): requests and latency by alias and version, reloads and their failures,
   model load time, the loaded version per alias, shadow comparisons.
 - `Alerter`: reload, failure and rollback alerts through the shared `services.common.alerts` helper,
@@ -20,6 +21,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,24 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure_logging(instance: str, log_dir: str | None, level: int = logging.INFO) -> Path | None:
-    """JSON logs to stdout and to a rotating file in `log_dir`. Returns the file's path, if any."""
+@dataclass(frozen=True)
+class LogFile:
+    """The log file of this process: its path, or why there is none although a directory was set."""
+
+    directory: str | None = None
+    path: Path | None = None
+    error: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        return self.error is None
+
+    def describe(self) -> dict[str, Any]:
+        return {"directory": self.directory, "path": str(self.path) if self.path else None, "error": self.error}
+
+
+def configure_logging(instance: str, log_dir: str | None, level: int = logging.INFO) -> LogFile:
+    """JSON logs to stdout and to a rotating file in `log_dir` (stdout only when it cannot be written)."""
     formatter = JsonFormatter(instance)
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -74,20 +92,28 @@ def configure_logging(instance: str, log_dir: str | None, level: int = logging.I
     stdout = logging.StreamHandler(sys.stdout)
     stdout.setFormatter(formatter)
     root.addHandler(stdout)
-    path: Path | None = None
+    log_file = LogFile(directory=log_dir)
     if log_dir:
-        directory = Path(log_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"serving-{socket.gethostname()}-{os.getpid()}.log"
-        rotating = logging.handlers.RotatingFileHandler(path, maxBytes=20 * 1024 * 1024, backupCount=5)
-        rotating.setFormatter(formatter)
-        root.addHandler(rotating)
+        path = Path(log_dir) / f"serving-{socket.gethostname()}-{os.getpid()}.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rotating = logging.handlers.RotatingFileHandler(path, maxBytes=20 * 1024 * 1024, backupCount=5)
+        except OSError as exc:  # read-only or foreign-owned volume: serve anyway, log to stdout only
+            log_file = LogFile(directory=log_dir, error=f"{type(exc).__name__}: {exc}")
+        else:
+            rotating.setFormatter(formatter)
+            root.addHandler(rotating)
+            log_file = LogFile(directory=log_dir, path=path)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # the service logs its own access lines
-    return path
+    if not log_file.writable:
+        logging.getLogger("mlops.serving").error(
+            "log directory %s is not writable, logging to stdout only: %s", log_dir, log_file.error
+        )
+    return log_file
 
 
 class Metrics:
@@ -146,6 +172,12 @@ class Metrics:
             "Shadow predictions compared with the primary's, by outcome.",
             ["outcome"],
             registry=r,
+        )
+        self.log_file_writable = Gauge(
+            "serving_log_file_writable",
+            "0 when MLOPS_SERVING_LOG_DIR is set but cannot be written (logs go to stdout only), else 1.",
+            registry=r,
+            multiprocess_mode="min",
         )
 
 

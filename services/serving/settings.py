@@ -4,7 +4,9 @@ Routing (`MLOPS_SERVING_ROUTING`, JSON) is one of the modes of `services.common.
 docs/serving.md, "Routing"); unset, it is ``fixed`` on the first alias of `MLOPS_SERVING_ALIASES`, else on
 the first of `DEFAULT_ALIASES`. Every alias named by the routing is loaded even if `MLOPS_SERVING_ALIASES`
 omits it. Aliases, the default workers and the routing are checked by the same rules as the stack settings'.
-Invalid settings stop the process at start with a message naming the variable.
+Authentication (`MLOPS_SERVING_AUTH`, JSON) is one of the modes of `services.common.serving_auth`; unset, it
+is ``none``. With ``apiKey`` the keys file (`MLOPS_SERVING_API_KEYS_FILE`) must be readable and well formed at
+start. Invalid settings stop the process at start with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import socket
 from dataclasses import dataclass
 
 from services.common import contract
+from services.common.serving_auth import ApiKeyAuth, AuthConfig, NoAuth, parse_auth
 from services.common.serving_rules import (
     ALIAS_PATTERN,
     DEFAULT_ALIASES,
@@ -24,6 +27,8 @@ from services.common.serving_rules import (
     invalid_aliases,
     parse_routing,
 )
+from services.serving.limits import DEFAULT_MAX_IN_FLIGHT
+from services.serving.security import read_key_file
 
 
 class SettingsError(ValueError):
@@ -45,6 +50,10 @@ class Settings:
     port: int
     workers: int
     instance: str  # this process in logs and alerts: host (pod) name and pid
+    auth: AuthConfig = NoAuth()
+    api_keys_file: str | None = None
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    public_docs: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +72,7 @@ class Settings:
             except ValueError as exc:  # json.JSONDecodeError is one
                 raise SettingsError(f"{contract.SERVING_ROUTING.name} is invalid: {exc}") from exc
         aliases = tuple(dict.fromkeys(routing.aliases() + listed))
+        auth, api_keys_file = _auth()
         return cls(
             tracking_uri=tracking_uri,
             model_name=model_name,
@@ -77,7 +87,42 @@ class Settings:
             port=int(_number(contract.SERVING_PORT_VAR, contract.SERVING_PORT, minimum=1, kind=int)),
             workers=int(_number(contract.SERVING_WORKERS, DEFAULT_WORKERS, minimum=1, kind=int)),
             instance=f"{socket.gethostname()}:{os.getpid()}",  # the pod name in Kubernetes
+            auth=auth,
+            api_keys_file=api_keys_file,
+            max_in_flight=int(_number(contract.SERVING_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT, minimum=1, kind=int)),
+            public_docs=_flag(contract.SERVING_PUBLIC_DOCS, default=True),
         )
+
+
+def _auth() -> tuple[AuthConfig, str | None]:
+    raw = contract.SERVING_AUTH.get()
+    try:
+        auth = parse_auth(json.loads(raw)) if raw is not None else NoAuth()
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise SettingsError(f"{contract.SERVING_AUTH.name} is invalid: {exc}") from exc
+    keys_file = contract.SERVING_API_KEYS_FILE.get()
+    if isinstance(auth, ApiKeyAuth):
+        if keys_file is None:
+            raise SettingsError(
+                f"{contract.SERVING_API_KEYS_FILE.name} is not set: {contract.SERVING_AUTH.name} asks for apiKey"
+            )
+        try:
+            read_key_file(keys_file)
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"{contract.SERVING_API_KEYS_FILE.name} ({keys_file}) is unusable: {exc}") from exc
+    return auth, keys_file
+
+
+def _flag(var: contract.EnvVar, *, default: bool) -> bool:
+    raw = var.get()
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise SettingsError(f"{var.name} must be true or false, got {raw!r}")
 
 
 def _required(var: contract.EnvVar) -> str:

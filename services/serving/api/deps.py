@@ -3,7 +3,8 @@
 `ServingState` is built once per process in the application's lifespan and held on `app.state.serving`;
 routes receive it as `State`. `KnownAlias` is THE unknown-alias check (404) of every route with an
 `{alias}` in its path, `RequestBody` is THE body-size check (413) of every route that reads a raw body,
-and `require_token` guards the admin router.
+and `require_token` guards the admin router. The state's `auth` (`services.serving.security`) and `limiter`
+(`services.serving.limits`) are the admission of prediction requests (`services.serving.api.guards`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from fastapi.exceptions import HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.common import contract
-from services.serving.observability import Alerter, Metrics
+from services.serving.limits import ConcurrencyLimiter
+from services.serving.observability import Alerter, LogFile, Metrics
 from services.serving.routing import Router
 from services.serving.schema import RequestError
+from services.serving.security import Authenticator
 from services.serving.settings import Settings
 from services.serving.variants import VariantManager
 
@@ -37,11 +40,16 @@ class ServingState:
     known: frozenset[str]  # the aliases this process serves
     max_body: int  # bytes; larger prediction bodies are refused with 413
     reload_token: bytes | None
+    auth: Authenticator  # who may predict
+    limiter: ConcurrencyLimiter  # how many predictions at once
+    log_file: LogFile
     shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings) -> ServingState:
+    def build(cls, settings: Settings, log_file: LogFile | None = None) -> ServingState:
         metrics = Metrics()
+        log_file = log_file or LogFile(directory=settings.log_dir)
+        metrics.log_file_writable.set(1 if log_file.writable else 0)
         alerter = Alerter(settings.slack_webhook_url, {"instance": settings.instance, "service": "serving"})
         manager = VariantManager(settings, metrics, alerter)
         return cls(
@@ -53,6 +61,9 @@ class ServingState:
             known=frozenset(settings.aliases),
             max_body=settings.max_batch * 4096 + 65536,
             reload_token=settings.reload_token.encode() if settings.reload_token else None,
+            auth=Authenticator.build(settings.auth, settings.api_keys_file, metrics.registry),
+            limiter=ConcurrencyLimiter(settings.max_in_flight, metrics.registry),
+            log_file=log_file,
         )
 
 

@@ -1,26 +1,26 @@
 """`POST /predict` (the variant the routing chooses) and `POST /variants/{alias}/predict` (one variant).
 
-Bodies are read raw and parsed with orjson (stdlib json as a fallback, so that NaN and Infinity literals
-are reported by field instead of as malformed JSON), then validated against the answering version's
-signature (`services.serving.schema`). Shadow routing sends a copy to the shadow alias after the answer,
-compares, logs and counts the outcome, never returns it.
+Both are admitted by `guards.Admitted` (credentials, concurrency limit). Bodies are read raw and parsed by
+`services.serving.jsonbody.parse_json` (NaN, Infinity and out-of-range integers reported by field), then
+validated against the answering version's signature (`services.serving.schema`). Shadow routing sends a
+copy to the shadow alias after the answer, compares, logs and counts the outcome, never returns it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.common import contract
 from services.serving.api.bodies import ERRORS, PredictResponse, json_response
 from services.serving.api.deps import KnownAlias, RequestBody, ServingState, State
+from services.serving.api.guards import Admitted
+from services.serving.jsonbody import parse_json
 from services.serving.observability import request_id_var
 from services.serving.routing import CLIENT_ID_HEADER, Decision
 from services.serving.schema import RequestError
@@ -30,7 +30,7 @@ log = logging.getLogger("mlops.serving")
 
 _MAX_SHADOW_IN_FLIGHT = 64
 
-router = APIRouter()
+router = APIRouter(dependencies=[Admitted])
 
 _PREDICT_BODY = {
     "requestBody": {
@@ -89,7 +89,7 @@ async def _serve(state: ServingState, request: Request, raw: bytes, decision: De
     metrics = state.metrics
     started = time.perf_counter()
     try:
-        payload = _parse_json(raw)
+        payload = parse_json(raw)
         predictions = await _predict(variant, payload)
     except RequestError as exc:
         metrics.requests.labels(variant.alias, variant.version, str(exc.status)).inc()
@@ -105,17 +105,6 @@ async def _serve(state: ServingState, request: Request, raw: bytes, decision: De
         "request_id": scope_state["request_id"],
     }
     return json_response(body, headers={"x-model-alias": variant.alias, "x-model-version": variant.version})
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:  # NaN / Infinity literals and integers beyond 64 bits: parse, then report them by field
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise RequestError(400, f"malformed JSON: {exc}", "body") from None
 
 
 async def _predict(variant: Variant, payload: Any) -> list[Any]:

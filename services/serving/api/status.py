@@ -40,7 +40,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(state: State) -> Response:
     variants = state.manager.variants
     missing = [a for a, w in state.router.weights().items() if w > 0 and a not in variants]
-    body = {"ready": not missing, "missing": missing, "loaded": {a: v.version for a, v in variants.items()}}
+    body = {
+        "ready": not missing,
+        "missing": missing,
+        "loaded": {a: v.version for a, v in variants.items()},
+        "log_file": state.log_file.describe(),  # a volume that cannot be written is reported, not fatal
+    }
     return json_response(body, 503 if missing else 200)
 
 
