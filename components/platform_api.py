@@ -1,0 +1,458 @@
+"""The platform API (services/api) on Kubernetes: trainings and rollbacks on request, events over SSE."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+from pulumi_kubernetes.apps.v1 import (
+    Deployment,
+    DeploymentSpecArgs,
+    DeploymentStrategyArgs,
+    RollingUpdateDeploymentArgs,
+)
+from pulumi_kubernetes.core.v1 import (
+    ConfigMap,
+    ConfigMapEnvSourceArgs,
+    ConfigMapVolumeSourceArgs,
+    ContainerArgs,
+    ContainerPortArgs,
+    EmptyDirVolumeSourceArgs,
+    EnvFromSourceArgs,
+    EnvVarArgs,
+    EnvVarSourceArgs,
+    ExecActionArgs,
+    HTTPGetActionArgs,
+    LifecycleArgs,
+    LifecycleHandlerArgs,
+    PodSpecArgs,
+    PodTemplateSpecArgs,
+    ProbeArgs,
+    ResourceRequirementsArgs,
+    Secret,
+    SecretEnvSourceArgs,
+    SecretKeySelectorArgs,
+    Service,
+    ServiceAccount,
+    ServicePortArgs,
+    ServiceSpecArgs,
+    TopologySpreadConstraintArgs,
+    VolumeArgs,
+    VolumeMountArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.networking.v1 import (
+    HTTPIngressPathArgs,
+    HTTPIngressRuleValueArgs,
+    IngressBackendArgs,
+    IngressRuleArgs,
+    IngressServiceBackendArgs,
+    IngressSpecArgs,
+    IngressTLSArgs,
+    IPBlockArgs,
+    NetworkPolicy,
+    NetworkPolicyEgressRuleArgs,
+    NetworkPolicyIngressRuleArgs,
+    NetworkPolicyPeerArgs,
+    NetworkPolicyPortArgs,
+    NetworkPolicySpecArgs,
+    ServiceBackendPortArgs,
+)
+from pulumi_kubernetes.networking.v1 import Ingress as K8sIngress
+from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
+
+from components.jobs import rerun_on_change_job
+from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
+from components.options import inherited_depends_on
+from components.pod_security import restricted_container, restricted_pod
+from services.api import API_COMMAND
+from services.common import contract
+
+NAME = "platform-api"
+RUN_AS = 10001
+AIRFLOW_UID = 50000  # the Airflow image's user
+ADMIN_TOKEN_SECRET = "mlops-api-admin-token"
+AIRFLOW_CREDENTIALS_SECRET = "mlops-api-airflow-credentials"
+AIRFLOW_USER_JOB = "mlops-api-airflow-user"
+AIRFLOW_USER_INPUTS_ANNOTATION = platform_key("airflow-user-inputs")
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+AIRFLOW_API_PORT = 8080
+MLFLOW_PORT = 5000  # MLflow's container port behind its Service (NetworkPolicies see pod ports)
+POSTGRES_PORT = 5432
+# Exposed through the Ingress: the versioned API, its document and liveness. /readyz stays in the cluster.
+PUBLIC_PREFIXES = ("/v1",)
+PUBLIC_PATHS = ("/docs", "/openapi.json", "/healthz")
+
+
+@dataclass(frozen=True)
+class PlatformApiConfig:
+    """The API's own settings (a stack settings group `api.*` maps onto these)."""
+
+    image: str
+    replicas: int = 1
+    airflow_username: str = "mlops-api"
+    reconcile_seconds: float = 5.0
+    events_poll_seconds: float = 1.0
+    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
+    limits: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError("replicas must be >= 1")
+        if ":" not in self.image.rsplit("/", 1)[-1] and "@sha256:" not in self.image:
+            raise ValueError(f"image {self.image!r} must be pinned by tag or digest")
+
+
+@dataclass(frozen=True)
+class PlatformApiArgs:
+    """Where the API runs and what it reaches. The database role, database and connection Secret (keys
+    `username`, `password`) come from the database bootstrap (`components.database.AppDatabase`, format
+    `username-password`, in this namespace); the endpoints ConfigMap and the MLflow-credentials Secret must be in
+    this namespace too (the `Endpoints` component, with the API's namespace as a consumer)."""
+
+    namespace: pulumi.Input[str]
+    config: PlatformApiConfig
+    host: str
+    ingress_class: str
+    cluster_issuer: pulumi.Input[str]
+    controller_namespace: pulumi.Input[str]
+    catalog_json: pulumi.Input[str]  # Catalog.for_airflow(serving_url=...) as JSON
+    database_secret: str
+    database_name: str
+    database_sslmode: str  # "require" for RDS, "disable" in-cluster (the bootstrap's own choice)
+    airflow_namespace: pulumi.Input[str]
+    airflow_url: pulumi.Input[str]  # the API server's in-cluster URL
+    airflow_image: pulumi.Input[str]  # creates the API's Airflow user (FAB) in the Airflow namespace
+    airflow_metadata_secret: str  # Airflow namespace, key `connection`
+    mlflow_namespace: pulumi.Input[str]
+    serving_namespace: pulumi.Input[str]  # GET /v1/models asks each model's serving /readyz
+    database_namespace: pulumi.Input[str] | None = None  # in-cluster Postgres
+    database_cidrs: Sequence[str] = ()  # RDS: the database subnets
+    endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
+    mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.database_namespace is None and not self.database_cidrs:
+            raise ValueError("the API's database must be reachable: give database_namespace or database_cidrs")
+        if self.database_sslmode not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
+            raise ValueError(f"unknown sslmode {self.database_sslmode!r}")
+
+
+def _secret_env(name: str, secret: str, key: str) -> EnvVarArgs:
+    return EnvVarArgs(
+        name=name, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret, key=key))
+    )
+
+
+def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
+    c = args.config
+    return [
+        EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
+        EnvVarArgs(name=contract.API_DATABASE_NAME.name, value=args.database_name),
+        EnvVarArgs(name=contract.API_DATABASE_SSLMODE.name, value=args.database_sslmode),
+        _secret_env(contract.API_DATABASE_USER.name, args.database_secret, "username"),
+        _secret_env(contract.API_DATABASE_PASSWORD.name, args.database_secret, "password"),
+        _secret_env(contract.API_ADMIN_TOKEN.name, ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN.name),
+        EnvVarArgs(name=contract.API_AIRFLOW_URL.name, value=args.airflow_url),
+        EnvVarArgs(name=contract.API_AIRFLOW_USERNAME.name, value=c.airflow_username),
+        _secret_env(contract.API_AIRFLOW_PASSWORD.name, AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
+        EnvVarArgs(name=contract.API_PORT_VAR.name, value=str(contract.API_PORT)),
+        EnvVarArgs(name=contract.API_RECONCILE_SECONDS.name, value=str(c.reconcile_seconds)),
+        EnvVarArgs(name=contract.API_EVENTS_POLL_SECONDS.name, value=str(c.events_poll_seconds)),
+        EnvVarArgs(
+            name=contract.MODEL_CATALOG.name, value=f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}"
+        ),
+    ]
+
+
+def _container(args: PlatformApiArgs) -> ContainerArgs:
+    c = args.config
+    return ContainerArgs(
+        name="api",
+        image=c.image,
+        image_pull_policy="IfNotPresent",
+        command=list(API_COMMAND),
+        ports=[ContainerPortArgs(name="http", container_port=contract.API_PORT, protocol="TCP")],
+        env_from=[
+            # MLFLOW_TRACKING_URI and MLOPS_DATABASE_HOST among the endpoints
+            EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
+            EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
+        ],
+        env=_env(args),
+        resources=ResourceRequirementsArgs(requests=dict(c.requests), limits=dict(c.limits)),
+        startup_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60
+        ),
+        liveness_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=10, failure_threshold=3
+        ),
+        readiness_probe=ProbeArgs(
+            http_get=HTTPGetActionArgs(path="/readyz", port="http"),
+            period_seconds=5,
+            timeout_seconds=5,
+            failure_threshold=2,
+        ),
+        lifecycle=LifecycleArgs(pre_stop=LifecycleHandlerArgs(exec_=ExecActionArgs(command=["sleep", "5"]))),
+        security_context=restricted_container(RUN_AS, read_only_root=True),
+        volume_mounts=[
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
+            VolumeMountArgs(name="catalog", mount_path=contract.MODEL_CATALOG_MOUNT, read_only=True),
+        ],
+    )
+
+
+def _namespace_peer(ns: pulumi.Input[str], pods: dict[str, str] | None = None) -> NetworkPolicyPeerArgs:
+    return NetworkPolicyPeerArgs(
+        namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}),
+        pod_selector=LabelSelectorArgs(match_labels=pods) if pods else None,
+    )
+
+
+def _tcp(port: int) -> list[NetworkPolicyPortArgs]:
+    return [NetworkPolicyPortArgs(port=port, protocol="TCP")]
+
+
+def egress_rules(args: PlatformApiArgs) -> list[NetworkPolicyEgressRuleArgs]:
+    """DNS, the Airflow API server, MLflow, the database, and the serving pods (readiness of GET /v1/models)."""
+    database: list[NetworkPolicyPeerArgs] = []
+    if args.database_namespace is not None:
+        database.append(_namespace_peer(args.database_namespace))
+    database += [NetworkPolicyPeerArgs(ip_block=IPBlockArgs(cidr=cidr)) for cidr in args.database_cidrs]
+    return [
+        NetworkPolicyEgressRuleArgs(
+            to=[_namespace_peer("kube-system", {"k8s-app": "kube-dns"})],
+            ports=[NetworkPolicyPortArgs(port=53, protocol="UDP"), NetworkPolicyPortArgs(port=53, protocol="TCP")],
+        ),
+        NetworkPolicyEgressRuleArgs(
+            to=[_namespace_peer(args.airflow_namespace, {"component": "api-server"})], ports=_tcp(AIRFLOW_API_PORT)
+        ),
+        NetworkPolicyEgressRuleArgs(to=[_namespace_peer(args.mlflow_namespace)], ports=_tcp(MLFLOW_PORT)),
+        NetworkPolicyEgressRuleArgs(to=database, ports=_tcp(POSTGRES_PORT)),
+        NetworkPolicyEgressRuleArgs(to=[_namespace_peer(args.serving_namespace)], ports=_tcp(contract.SERVING_PORT)),
+    ]
+
+
+def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
+    """`airflow users` (FAB) sets the API user's password, creating the user (role User) the first time."""
+    user = args.config.airflow_username
+    script = (
+        'if airflow users reset-password --username "$API_USER" --password "$API_PASSWORD"; then exit 0; fi; '
+        'exec airflow users create --username "$API_USER" --password "$API_PASSWORD" --role User '
+        '--firstname mlops --lastname api --email "$API_USER@mlops-platform.invalid"'
+    )
+    return ContainerArgs(
+        name="airflow-user",
+        image=args.airflow_image,
+        command=["/bin/bash", "-c", script],
+        env=[
+            EnvVarArgs(name="API_USER", value=user),
+            _secret_env("API_PASSWORD", AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
+            _secret_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", args.airflow_metadata_secret, "connection"),
+            EnvVarArgs(name="AIRFLOW__CORE__AUTH_MANAGER", value=FAB_AUTH_MANAGER),
+        ],
+        resources=ResourceRequirementsArgs(
+            requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "1Gi"}
+        ),
+        security_context=restricted_container(AIRFLOW_UID),
+    )
+
+
+class PlatformApi(pulumi.ComponentResource):
+    """Builds the platform API: a ServiceAccount without API token; a generated admin token and the API's
+    Airflow password (pulumi-random) in Secrets; the catalog as a ConfigMap mounted where `MLOPS_MODEL_CATALOG`
+    points; a Job in the Airflow namespace that creates (or resets) the API's Airflow user; a Deployment (rolling,
+    no unavailable pod, spread over nodes, probes on /healthz and /readyz, non-root, read-only root, settings as
+    the contract's `MLOPS_API_*` variables, database credentials from the bootstrap's connection Secret); a
+    ClusterIP Service; a PodDisruptionBudget; a TLS Ingress exposing /v1, the OpenAPI document and /healthz; a
+    NetworkPolicy admitting only the ingress controller, with egress only to DNS, the Airflow API server,
+    MLflow, the database and the serving pods.
+
+    Exports the attributes below; `deployment` and `service` are handles, not outputs.
+    """
+
+    url: pulumi.Output[str]
+    """In-cluster URL of the API."""
+    external_url: pulumi.Output[str]
+    """URL through the TLS Ingress."""
+    admin_token: pulumi.Output[str]
+    """The admin bearer token (secret)."""
+
+    def __init__(self, name: str, args: PlatformApiArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:PlatformApi", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self._labels = labels(name=NAME, component="platform-api", base=args.labels)
+        selector = {APP_NAME: NAME, APP_COMPONENT: "platform-api"}
+        token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
+        self.admin_token = pulumi.Output.secret(token.result)
+        generated = random.RandomPassword(f"{name}-airflow-password", length=32, special=False, opts=child)
+        airflow_password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
+        secrets = [
+            self._secret(
+                f"{name}-admin-secret",
+                args.namespace,
+                ADMIN_TOKEN_SECRET,
+                contract.API_ADMIN_TOKEN.name,
+                self.admin_token,
+            ),
+            self._secret(
+                f"{name}-airflow-secret",
+                args.namespace,
+                AIRFLOW_CREDENTIALS_SECRET,
+                contract.API_AIRFLOW_PASSWORD.name,
+                airflow_password,
+            ),
+        ]
+        airflow_secret = self._secret(
+            f"{name}-airflow-user-secret",
+            args.airflow_namespace,
+            AIRFLOW_CREDENTIALS_SECRET,
+            contract.API_AIRFLOW_PASSWORD.name,
+            airflow_password,
+        )
+        user_job = rerun_on_change_job(
+            f"{name}-airflow-user",
+            name=AIRFLOW_USER_JOB,
+            namespace=args.airflow_namespace,
+            labels=self._labels,
+            digest_annotation=AIRFLOW_USER_INPUTS_ANNOTATION,
+            inputs=[args.config.airflow_username, airflow_password, args.airflow_image],
+            uid=AIRFLOW_UID,
+            container=_airflow_user_container(args),
+            volumes=[],
+            backoff_limit=10,
+            deadline_seconds=1200,
+            parent=self,
+            depends_on=[airflow_secret, *inherited_depends_on(opts)],
+        )
+        catalog = ConfigMap(
+            f"{name}-catalog",
+            metadata=self._metadata(args, contract.MODEL_CATALOG_CONFIGMAP),
+            data={contract.MODEL_CATALOG_KEY: args.catalog_json},
+            opts=child,
+        )
+        account = ServiceAccount(
+            f"{name}-sa", metadata=self._metadata(args), automount_service_account_token=False, opts=child
+        )
+        self.deployment = self._deployment(name, args, selector, account, [*secrets, catalog, user_job], opts)
+        self.service = Service(
+            f"{name}-service",
+            metadata=self._metadata(args),
+            spec=ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[ServicePortArgs(name="http", port=contract.API_PORT, target_port="http", protocol="TCP")],
+            ),
+            opts=child,
+        )
+        several = args.config.replicas >= 2
+        PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=self._metadata(args),
+            spec=PodDisruptionBudgetSpecArgs(
+                selector=LabelSelectorArgs(match_labels=selector),
+                min_available=1 if several else None,
+                max_unavailable=None if several else 1,
+            ),
+            opts=child,
+        )
+        self._ingress(name, args)
+        NetworkPolicy(
+            f"{name}-netpol",
+            metadata=self._metadata(args),
+            spec=NetworkPolicySpecArgs(
+                pod_selector=LabelSelectorArgs(match_labels=selector),
+                policy_types=["Ingress", "Egress"],
+                ingress=[
+                    NetworkPolicyIngressRuleArgs(
+                        from_=[_namespace_peer(args.controller_namespace)], ports=_tcp(contract.API_PORT)
+                    )
+                ],
+                egress=egress_rules(args),
+            ),
+            opts=child,
+        )
+        self.url = cluster_url(self.service.metadata.name, args.namespace, contract.API_PORT)
+        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
+        self.register_outputs({"url": self.url, "external_url": self.external_url, "admin_token": self.admin_token})
+
+    def _metadata(self, args: PlatformApiArgs, name: str = NAME, **extra: Any) -> ObjectMetaArgs:
+        return ObjectMetaArgs(name=name, namespace=args.namespace, labels=self._labels, **extra)
+
+    def _secret(
+        self, resource: str, namespace: pulumi.Input[str], name: str, key: str, value: pulumi.Input[str]
+    ) -> Secret:
+        return Secret(
+            resource,
+            metadata=ObjectMetaArgs(name=name, namespace=namespace, labels=self._labels),
+            type="Opaque",
+            string_data={key: pulumi.Output.secret(value)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _deployment(
+        self,
+        name: str,
+        args: PlatformApiArgs,
+        selector: dict[str, str],
+        account: ServiceAccount,
+        before: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None,
+    ) -> Deployment:
+        pod = PodTemplateSpecArgs(
+            metadata=ObjectMetaArgs(labels=self._labels),
+            spec=PodSpecArgs(
+                service_account_name=account.metadata.name,
+                automount_service_account_token=False,
+                termination_grace_period_seconds=20,
+                security_context=restricted_pod(RUN_AS),
+                containers=[_container(args)],
+                volumes=[
+                    VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="256Mi")),
+                    VolumeArgs(
+                        name="catalog", config_map=ConfigMapVolumeSourceArgs(name=contract.MODEL_CATALOG_CONFIGMAP)
+                    ),
+                ],
+                topology_spread_constraints=[
+                    TopologySpreadConstraintArgs(
+                        max_skew=1,
+                        topology_key="kubernetes.io/hostname",
+                        when_unsatisfiable="ScheduleAnyway",
+                        label_selector=LabelSelectorArgs(match_labels=selector),
+                    )
+                ],
+            ),
+        )
+        return Deployment(
+            f"{name}-deployment",
+            metadata=self._metadata(args),
+            spec=DeploymentSpecArgs(
+                replicas=args.config.replicas,
+                selector=LabelSelectorArgs(match_labels=selector),
+                strategy=DeploymentStrategyArgs(
+                    type="RollingUpdate", rolling_update=RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
+                ),
+                template=pod,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *before, *inherited_depends_on(opts)]),
+        )
+
+    def _ingress(self, name: str, args: PlatformApiArgs) -> None:
+        backend = IngressBackendArgs(
+            service=IngressServiceBackendArgs(name=self.service.metadata.name, port=ServiceBackendPortArgs(name="http"))
+        )
+        paths = [HTTPIngressPathArgs(path=p, path_type="Prefix", backend=backend) for p in PUBLIC_PREFIXES]
+        paths += [HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in PUBLIC_PATHS]
+        K8sIngress(
+            f"{name}-ingress",
+            metadata=self._metadata(args, annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer}),
+            spec=IngressSpecArgs(
+                ingress_class_name=args.ingress_class,
+                tls=[IngressTLSArgs(hosts=[args.host], secret_name=f"{NAME}-tls")],
+                rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
