@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
 import yaml
-from pulumi_kubernetes.core.v1 import Secret
+from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components.naming import ROTATION_ANNOTATION, cluster_url
+from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from services.common import contract
-from stacks.settings import AirflowSettings
+from stacks.settings import AirflowSettings, ImageRef
 
 AIRFLOW_REPO = "https://airflow.apache.org"
 RELEASE = "airflow"
@@ -28,12 +29,26 @@ GIT_SYNC_UID, STATSD_UID = 65533, 65534  # the chart's defaults for these contai
 # git-sync checks the repository out here (the chart's default dags mount + "repo"); the DAGs
 # import the shared contract and alert helper (services.common) from the repository root.
 GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
+# On every Airflow pod (the chart's components and the KubernetesExecutor's task pods): changes with the catalog's
+# content, so the pods roll onto a new catalog.
+CATALOG_ANNOTATION = platform_key("model-catalog")
+CATALOG_VOLUME = "model-catalog"
+# AWS's own variables in every Airflow container, from the Airflow user's S3 key Secret: training code reads
+# s3:// datasets with them (the IAM policy grants the catalog's datasets in the artifact bucket).
+AWS_KEY_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
 class AirflowPlatformArgs:
+    """`image`: the Airflow image (it also trains); `catalog`: the model catalog's JSON as the DAGs read it;
+    `s3_secret`: the Secret with the Airflow user's S3 key (its connection and AWS's own variables); `region`: the
+    artifact bucket's region."""
+
     namespace: pulumi.Input[str]
     settings: AirflowSettings
+    image: ImageRef
+    catalog: pulumi.Input[str]
+    region: str
     host: str
     ingress_class: str
     cluster_issuer: pulumi.Input[str]
@@ -90,17 +105,18 @@ def _git_sync_values(s: AirflowSettings) -> dict[str, object]:
 def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     """Task logs: to the bucket's Airflow prefix through the rotated-key connection (its variable
     from the connection Secret), or to the NFS claim. Returns the chart's `logs`, `secret` and
-    `config.logging`."""
+    `config.logging`; `secret` always carries AWS's own key variables from the same Secret."""
+    aws_keys = [{"envName": var, "secretName": args.logs_connection_secret, "secretKey": var} for var in AWS_KEY_VARS]
     if not args.settings.remote_logging:
         return {
             "logs": {"persistence": {"enabled": True, "existingClaim": args.logs_claim}},
-            "secret": [],
+            "secret": aws_keys,
             "logging": {"remote_logging": "False", "colored_console_log": "False"},
         }
     conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
     return {
         "logs": {"persistence": {"enabled": False}},
-        "secret": [{"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}],
+        "secret": [{"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}, *aws_keys],
         "logging": {
             "remote_logging": "True",
             "remote_base_log_folder": pulumi.Output.concat("s3://", args.bucket, f"/{args.log_prefix.strip('/')}"),
@@ -108,6 +124,11 @@ def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
             "colored_console_log": "False",
         },
     }
+
+
+def catalog_checksum(document: str) -> str:
+    """The value of the catalog annotation: changes whenever the catalog's JSON does."""
+    return hashlib.sha256(document.encode()).hexdigest()[:16]
 
 
 def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> dict[str, object]:
@@ -120,9 +141,11 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         {"secretRef": {"name": args.mlflow_credentials_secret}},
     ]
     logs = _log_values(args)
+    image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
-        "images": {"airflow": {"repository": s.image_repository, "tag": s.image_tag, "pullPolicy": "IfNotPresent"}},
+        # a digest wins over the tag in the chart, as in the reference
+        "images": {"airflow": {**{k: v for k, v in image.items() if v}, "pullPolicy": "IfNotPresent"}},
         "postgresql": {"enabled": False},
         "redis": {"enabled": s.executor == "CeleryExecutor"},
         "data": {"metadataSecretName": args.metadata_secret},
@@ -134,9 +157,22 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         "dags": {"gitSync": _git_sync_values(s)},
         "logs": logs["logs"],
         "secret": logs["secret"],
-        "env": [{"name": "PYTHONPATH", "value": GIT_SYNC_ROOT}],
+        "env": [
+            {"name": "PYTHONPATH", "value": GIT_SYNC_ROOT},
+            {
+                "name": contract.MODEL_CATALOG.name,
+                "value": f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}",
+            },
+            {"name": "AWS_DEFAULT_REGION", "value": args.region},
+        ],
+        # the model catalog in every Airflow container (the chart's components and the task pods alike)
+        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}],
+        "volumeMounts": [{"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}],
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
-        "airflowPodAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+        "airflowPodAnnotations": {
+            ROTATION_ANNOTATION: args.rotation_annotation,
+            CATALOG_ANNOTATION: pulumi.Output.from_input(args.catalog).apply(catalog_checksum),
+        },
         "securityContexts": {"pod": _RESTRICTED_POD, "containers": _RESTRICTED_CONTAINER},
         "statsd": {"securityContexts": {"pod": _STATSD_POD, "container": _RESTRICTED_CONTAINER}},
         "config": {
@@ -172,10 +208,12 @@ class AirflowPlatform(pulumi.ComponentResource):
     passed by Secret name, DAGs from git via git-sync (SSH key Secret when configured), task logs to
     the bucket's Airflow prefix through the rotated-key connection (or to the NFS claim), the
     endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets as environment of every Airflow
-    container (so the DAGs read the contract's variables), the S3 key's rotation annotation on the
-    pods, security contexts fit for Pod Security `restricted` (git-sync and StatsD included), the
-    workers' Execution API pointed at the API server's Service (not the public host), and the API
-    server's TLS Ingress.
+    container (so the DAGs read the contract's variables), the model catalog as a ConfigMap mounted in every
+    Airflow container (task pods included) with MLOPS_MODEL_CATALOG naming the file, the Airflow user's S3 key as
+    AWS's own variables (s3:// datasets), the S3 key's rotation annotation and the catalog's checksum on the
+    pods (they roll when either changes), the image by digest when it has one, security contexts fit for Pod
+    Security `restricted` (git-sync and StatsD included), the workers' Execution API pointed at the API
+    server's Service (not the public host), and the API server's TLS Ingress.
     The chart's create-user job is off: it would create `admin/admin`.
 
     Exports the attributes below; `release` (the Helm release) is a handle, not an output.
@@ -185,10 +223,23 @@ class AirflowPlatform(pulumi.ComponentResource):
     """The API server's URL through the TLS Ingress."""
     internal_url: pulumi.Output[str]
     """The API server's in-cluster URL."""
+    catalog_checksum: pulumi.Output[str]
+    """The checksum of the model catalog the pods carry (changes with the catalog)."""
 
     def __init__(self, name: str, args: AirflowPlatformArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:AirflowPlatform", name, None, opts)
         secrets = self._secrets(name, args)
+        catalog = ConfigMap(
+            f"{name}-model-catalog",
+            metadata=ObjectMetaArgs(
+                name=contract.MODEL_CATALOG_CONFIGMAP,
+                namespace=args.namespace,
+                labels=labels(component="model-catalog"),
+            ),
+            data={contract.MODEL_CATALOG_KEY: args.catalog},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.catalog_checksum = pulumi.Output.from_input(args.catalog).apply(catalog_checksum)
         self.internal_url = cluster_url(f"{RELEASE}-api-server", args.namespace, API_PORT)
         self.release: Release = Release(
             f"{name}-release",
@@ -199,10 +250,12 @@ class AirflowPlatform(pulumi.ComponentResource):
             namespace=args.namespace,
             timeout=1200,
             values=chart_values(args, self.internal_url),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, catalog, *inherited_depends_on(opts)]),
         )
         self.url = pulumi.Output.from_input(f"https://{args.host}")
-        self.register_outputs({"url": self.url, "internal_url": self.internal_url})
+        self.register_outputs(
+            {"url": self.url, "internal_url": self.internal_url, "catalog_checksum": self.catalog_checksum}
+        )
 
     def _secrets(self, name: str, args: AirflowPlatformArgs) -> list[Secret]:
         """Fernet, API and JWT secrets from pulumi-random, and the git SSH key's Secret when set."""

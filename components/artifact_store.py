@@ -6,7 +6,7 @@ import functools
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,9 +25,27 @@ ROTATION_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 # --- policies (pure functions: the moto test loads exactly these documents) -------------------------
-def prefix_policy(bucket_arn: str, prefix: str) -> dict[str, Any]:
-    """Read/write on `prefix` of one bucket, list only under it; nothing else."""
+def prefix_policy(bucket_arn: str, prefix: str, read_paths: Sequence[str] = ()) -> dict[str, Any]:
+    """Read/write on `prefix` of one bucket, list only under it; read-only on each of `read_paths` (an object key or
+    a key prefix of the same bucket, e.g. a training dataset); nothing else."""
     prefix = prefix.rstrip("/") + "/"
+    reads: list[dict[str, Any]] = []
+    if read_paths:
+        reads = [
+            {
+                "Sid": "ReadDatasets",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [f"{bucket_arn}/{path}*" for path in read_paths],
+            },
+            {
+                "Sid": "ListDatasets",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [p for path in read_paths for p in (path, f"{path}*")]}},
+            },
+        ]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -51,8 +69,20 @@ def prefix_policy(bucket_arn: str, prefix: str) -> dict[str, Any]:
                 "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
             },
             {"Sid": "Locate", "Effect": "Allow", "Action": "s3:GetBucketLocation", "Resource": bucket_arn},
+            *reads,
         ],
     }
+
+
+def paths_in_bucket(bucket: str, uris: Sequence[str]) -> tuple[str, ...]:
+    """The keys (or key prefixes) of the `s3://` URIs that point into `bucket`, sorted and unique; URIs of other
+    buckets or schemes are not this bucket's to grant."""
+    paths = set()
+    for uri in uris:
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.scheme == "s3" and parsed.netloc == bucket and parsed.path.strip("/"):
+            paths.add(parsed.path.lstrip("/"))
+    return tuple(sorted(paths))
 
 
 def tls_only_bucket_policy(bucket_arn: str) -> dict[str, Any]:
@@ -112,8 +142,9 @@ def rotation_plan(now: datetime, period_days: int) -> RotationPlan:
     return RotationPlan(period=period, slots=(slots[0], slots[1]))
 
 
-def _policy_json(bucket_arn: str, prefix: str) -> str:
-    return json.dumps(prefix_policy(bucket_arn, prefix))
+def _policy_json(bucket_arn: str, prefix: str, datasets: Sequence[str] = ()) -> str:
+    bucket = bucket_arn.rpartition(":")[2]
+    return json.dumps(prefix_policy(bucket_arn, prefix, paths_in_bucket(bucket, datasets)))
 
 
 def _rotation_marker(key_id: str, marker: str) -> str:
@@ -134,13 +165,16 @@ def airflow_aws_connection(key_id: str, secret: str, region: str) -> str:
 @dataclass(frozen=True)
 class Consumer:
     """One workload that needs the bucket: its prefix, the namespace and name of the Secret that
-    gets its active key, and that Secret's format ("aws-env" or "airflow-connection")."""
+    gets its active key, and that Secret's format ("aws-env", or "airflow-connection", which holds the
+    AWS variables too, for code that reads them). `datasets`: `s3://` URIs it may read besides its
+    prefix (only those inside this bucket are granted)."""
 
     prefix: str
     namespace: pulumi.Input[str]
     secret_name: str
     secret_format: str
     connection_id: str = ""
+    datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,8 +195,9 @@ class ArtifactStore(pulumi.ComponentResource):
     a key), all four public-access blocks, bucket-owner-enforced ownership, a policy denying any
     request without TLS, and lifecycle rules expiring noncurrent versions and aborting incomplete
     multipart uploads; per consumer an IAM user whose inline policy allows read/write under its own
-    prefix only, two rotating access-key slots (see `RotationPlan`), and a Kubernetes Secret in the
-    consumer's namespace holding the active key. The bucket and its configuration are protected.
+    prefix only (and reading the consumer's datasets in the bucket), two rotating access-key slots
+    (see `RotationPlan`), and a Kubernetes Secret in the consumer's namespace holding the active key.
+    The bucket and its configuration are protected.
 
     Exports the attributes below; `rotation` (the `RotationPlan` in force) is not an output.
     """
@@ -301,7 +336,7 @@ class ArtifactStore(pulumi.ComponentResource):
         )
 
     def _user(self, name: str, args: ArtifactStoreArgs, consumer: str, spec: Consumer, bucket: s3.Bucket) -> iam.User:
-        """The consumer's IAM user, allowed read/write under its own prefix only."""
+        """The consumer's IAM user, allowed read/write under its own prefix only (and to read its datasets)."""
         child = pulumi.ResourceOptions(parent=self)
         user = iam.User(
             f"{name}-{consumer}-user",
@@ -313,7 +348,7 @@ class ArtifactStore(pulumi.ComponentResource):
         iam.UserPolicy(
             f"{name}-{consumer}-policy",
             user=user.name,
-            policy=bucket.arn.apply(functools.partial(_policy_json, prefix=spec.prefix)),
+            policy=bucket.arn.apply(functools.partial(_policy_json, prefix=spec.prefix, datasets=spec.datasets)),
             opts=child,
         )
         return user
@@ -352,7 +387,10 @@ class ArtifactStore(pulumi.ComponentResource):
         elif spec.secret_format == "airflow-connection":
             env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
             string_data = {
-                env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region))
+                env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region)),
+                # the same key for code that reads AWS's own variables (training code reading s3:// datasets)
+                "AWS_ACCESS_KEY_ID": key_id,
+                "AWS_SECRET_ACCESS_KEY": secret,
             }
         else:
             raise ValueError(f"unknown secret format {spec.secret_format!r}")

@@ -1,4 +1,5 @@
-"""The model-serving service on Kubernetes."""
+"""The serving of one model of the catalog on Kubernetes: its own Deployment, Service, autoscaler, disruption
+budget, NetworkPolicy and TLS Ingress, named after the model (`services.common.catalog.names(model)["k8s"]`)."""
 
 from __future__ import annotations
 
@@ -71,14 +72,17 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels
+from components.naming import APP_NAME, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
-from stacks.settings import ServingSettings
+from services.common.catalog import Profile, Serving, names
 
 LOG_MOUNT = "/var/log/mlops-serving"
 RUN_AS = 10001
+APP = "serving"
+COMPONENT = "model-serving"
+MODEL_LABEL = platform_key("model")  # the model's slug, on every object and pod of its serving
 # Paths the Ingress exposes (Exact). The admin API (reload, reload-all, blue-green switch) and
 # /metrics are not among them: they are reachable only inside the cluster, and the NetworkPolicy
 # admits only the ingress controller and the Airflow namespace.
@@ -91,10 +95,15 @@ def public_paths(aliases: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class ServingServiceArgs:
-    """Where and how the serving service runs. Object names default to the endpoints contract."""
+    """One model's serving: the model's registered name, its catalog `serving` entry and the resolved profile
+    and image; where it runs. Secret and ConfigMap names default to the endpoints contract."""
 
     namespace: pulumi.Input[str]
-    settings: ServingSettings
+    model: str
+    serving: Serving
+    profile: Profile
+    image: str
+    poll_seconds: int
     host: str
     ingress_class: str
     cluster_issuer: pulumi.Input[str]
@@ -107,19 +116,30 @@ class ServingServiceArgs:
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def k8s_name(self) -> str:
+        """The name of every object of this model's serving: `model-<slug>`."""
+        return names(self.model)["k8s"]
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """The labels that select this model's serving pods (and no other model's)."""
+        return {APP_NAME: APP, MODEL_LABEL: names(self.model)["slug"]}
+
 
 def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
-    """The serving settings as the contract's variables, and the reload token and Slack webhook."""
-    s = args.settings
+    """The model and its serving settings as the contract's variables, and the reload token and Slack webhook."""
+    s = args.serving
     return [
         EnvVarArgs(
             name="POD_NAME",
             value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
         ),
         EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
+        EnvVarArgs(name=contract.MODEL_NAME.name, value=args.model),
         EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
         EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
-        EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(s.poll_seconds)),
+        EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(args.poll_seconds)),
         EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),
         EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(contract.SERVING_PORT)),
         # one directory per pod on the shared volume: replicas never write the same file
@@ -142,15 +162,11 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
 
 
 def _container(args: ServingServiceArgs) -> ContainerArgs:
-    """The serving container: the profile's resources (and GPUs), probes, non-root, read-only root."""
-    s = args.settings
-    profile = s.profiles[s.profile]
-    limits = {"cpu": profile.cpu, "memory": profile.memory}
-    if profile.gpus:
-        limits["nvidia.com/gpu"] = str(profile.gpus)
+    """The serving container: the profile's requests and limits (GPUs in both), probes, non-root, read-only root."""
+    resources = args.profile.k8s_resources()
     return ContainerArgs(
         name="serving",
-        image=f"{s.image}:{s.image_tag}",
+        image=args.image,
         image_pull_policy="IfNotPresent",
         ports=[ContainerPortArgs(name="http", container_port=contract.SERVING_PORT, protocol="TCP")],
         env_from=[
@@ -159,7 +175,7 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
             EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
         ],
         env=_env(args),
-        resources=ResourceRequirementsArgs(requests={"cpu": profile.cpu, "memory": profile.memory}, limits=limits),
+        resources=ResourceRequirementsArgs(requests=resources["requests"], limits=resources["limits"]),
         startup_probe=ProbeArgs(
             http_get=HTTPGetActionArgs(path="/healthz", port="http"), period_seconds=2, failure_threshold=60
         ),
@@ -179,12 +195,10 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
     )
 
 
-def _pod(
-    args: ServingServiceArgs, pod_labels: dict[str, str], selector: dict[str, str], account: ServiceAccount
-) -> PodTemplateSpecArgs:
-    """The pod: scraped by Prometheus, log claim and /tmp volumes, the profile's node placement,
-    spread over nodes."""
-    profile = args.settings.profiles[args.settings.profile]
+def _pod(args: ServingServiceArgs, pod_labels: dict[str, str], account: ServiceAccount) -> PodTemplateSpecArgs:
+    """The pod: scraped by Prometheus, log claim and /tmp volumes, the profile's node selector, tolerations and
+    priority class, spread over nodes."""
+    profile = args.profile
     return PodTemplateSpecArgs(
         metadata=ObjectMetaArgs(
             labels=pod_labels,
@@ -210,17 +224,22 @@ def _pod(
             node_selector=dict(profile.node_selector) or None,
             tolerations=[
                 TolerationArgs(
-                    key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect")
+                    key=t.key,
+                    operator=t.operator,
+                    value=t.value,
+                    effect=t.effect,
+                    toleration_seconds=t.toleration_seconds,
                 )
                 for t in profile.tolerations
             ]
             or None,
+            priority_class_name=profile.priority_class_name,
             topology_spread_constraints=[
                 TopologySpreadConstraintArgs(
                     max_skew=1,
                     topology_key="kubernetes.io/hostname",
                     when_unsatisfiable="ScheduleAnyway",
-                    label_selector=LabelSelectorArgs(match_labels=selector),
+                    label_selector=LabelSelectorArgs(match_labels=args.selector),
                 )
             ],
         ),
@@ -232,21 +251,23 @@ def _from_namespace(ns: pulumi.Input[str]) -> NetworkPolicyPeerArgs:
 
 
 class ServingService(pulumi.ComponentResource):
-    """Builds the serving service: a ServiceAccount without API token, a Deployment (rolling update
-    with no unavailable pod, probes on /healthz (liveness, startup) and /readyz (readiness),
-    resources and optional GPUs from the chosen model profile, non-root with a read-only root
-    filesystem, per-pod log directory on the NFS claim, environment from the endpoints ConfigMap
-    and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a HorizontalPodAutoscaler, a
-    PodDisruptionBudget, a TLS Ingress exposing only the public paths, and a NetworkPolicy
-    admitting only the ingress controller's and Airflow's namespaces.
+    """Builds the serving of one model, every object named `model-<slug>`: a ServiceAccount without API token, a
+    Deployment (rolling update with no unavailable pod, no replica count: the autoscaler owns it; probes on
+    /healthz (liveness, startup) and /readyz (readiness), the model's name, aliases, routing and workers in its
+    env, requests, limits, GPUs, node selector, tolerations and priority class from the model's serving profile,
+    non-root with a read-only root filesystem, per-pod log directory on the NFS claim, environment from the
+    endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a
+    HorizontalPodAutoscaler between the model's replica bounds, a PodDisruptionBudget, a TLS Ingress on the
+    model's host exposing only the public paths, and a NetworkPolicy admitting only the ingress controller's and
+    Airflow's namespaces.
 
     Exports the attributes below; `deployment` and `service` are handles, not outputs.
     """
 
     url: pulumi.Output[str]
-    """In-cluster URL of the service (predictions)."""
+    """In-cluster URL of the model's serving (predictions)."""
     reload_url: pulumi.Output[str]
-    """In-cluster base URL of the admin API."""
+    """In-cluster base URL of its admin API."""
     external_url: pulumi.Output[str]
     """URL through the TLS Ingress."""
     deployment_name: pulumi.Output[str]
@@ -254,15 +275,15 @@ class ServingService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ServingServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:ServingService", name, None, opts)
-        selector = {APP_NAME: "serving", APP_COMPONENT: "model-serving"}
-        object_labels = labels(name="serving", component="model-serving", base=args.labels)
+        slug = names(args.model)["slug"]
+        object_labels = labels(name=APP, component=COMPONENT, base=args.labels, model=slug)
         account = self._service_account(name, args, object_labels)
-        self.deployment: Deployment = self._deployment(name, args, object_labels, selector, account, opts)
-        self.service: Service = self._service(name, args, object_labels, selector)
+        self.deployment: Deployment = self._deployment(name, args, object_labels, account, opts)
+        self.service: Service = self._service(name, args, object_labels)
         self._autoscaler(name, args, object_labels)
-        self._disruption_budget(name, args, object_labels, selector)
+        self._disruption_budget(name, args, object_labels)
         self._ingress(name, args, object_labels)
-        self._network_policy(name, args, object_labels, selector)
+        self._network_policy(name, args, object_labels)
         self.url = cluster_url(self.service.metadata.name, args.namespace, contract.SERVING_PORT)
         self.reload_url = self.url
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
@@ -279,7 +300,7 @@ class ServingService(pulumi.ComponentResource):
         )
 
     def _metadata(self, args: ServingServiceArgs, object_labels: dict[str, str], **extra: Any) -> ObjectMetaArgs:
-        return ObjectMetaArgs(name="serving", namespace=args.namespace, labels=object_labels, **extra)
+        return ObjectMetaArgs(name=args.k8s_name, namespace=args.namespace, labels=object_labels, **extra)
 
     def _service_account(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> ServiceAccount:
         return ServiceAccount(
@@ -294,41 +315,38 @@ class ServingService(pulumi.ComponentResource):
         name: str,
         args: ServingServiceArgs,
         object_labels: dict[str, str],
-        selector: dict[str, str],
         account: ServiceAccount,
         opts: pulumi.ResourceOptions | None,
     ) -> Deployment:
-        """Rolling update with no unavailable pod; waits for what the component was told to wait for."""
+        """Rolling update with no unavailable pod; waits for what the component was told to wait for. No
+        `replicas`: the HorizontalPodAutoscaler owns the count, so an update never scales a busy model down."""
         return Deployment(
             f"{name}-deployment",
             metadata=self._metadata(args, object_labels),
             spec=DeploymentSpecArgs(
-                replicas=args.settings.min_replicas,
-                selector=LabelSelectorArgs(match_labels=selector),
+                selector=LabelSelectorArgs(match_labels=args.selector),
                 strategy=DeploymentStrategyArgs(
                     type="RollingUpdate", rolling_update=RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
                 ),
-                template=_pod(args, object_labels, selector, account),
+                template=_pod(args, object_labels, account),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *inherited_depends_on(opts)]),
         )
 
-    def _service(
-        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
-    ) -> Service:
+    def _service(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> Service:
         return Service(
             f"{name}-service",
-            metadata=ObjectMetaArgs(name=contract.SERVING_SERVICE, namespace=args.namespace, labels=object_labels),
+            metadata=self._metadata(args, object_labels),
             spec=ServiceSpecArgs(
                 type="ClusterIP",
-                selector=selector,
+                selector=args.selector,
                 ports=[ServicePortArgs(name="http", port=contract.SERVING_PORT, target_port="http", protocol="TCP")],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _autoscaler(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
-        """Scales the Deployment between the settings' bounds on CPU (70 %), down slowly (5 minutes)."""
+        """Scales the Deployment between the model's bounds on CPU (70 %), down slowly (5 minutes)."""
         HorizontalPodAutoscaler(
             f"{name}-hpa",
             metadata=self._metadata(args, object_labels),
@@ -336,8 +354,8 @@ class ServingService(pulumi.ComponentResource):
                 scale_target_ref=ScaleTargetArgs(
                     api_version="apps/v1", kind="Deployment", name=self.deployment.metadata.name
                 ),
-                min_replicas=args.settings.min_replicas,
-                max_replicas=args.settings.max_replicas,
+                min_replicas=args.serving.min_replicas,
+                max_replicas=args.serving.max_replicas,
                 metrics=[
                     MetricSpecArgs(
                         type="Resource",
@@ -353,15 +371,13 @@ class ServingService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _disruption_budget(
-        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
-    ) -> None:
-        several = args.settings.min_replicas >= 2
+    def _disruption_budget(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
+        several = args.serving.min_replicas >= 2
         PodDisruptionBudget(
             f"{name}-pdb",
             metadata=self._metadata(args, object_labels),
             spec=PodDisruptionBudgetSpecArgs(
-                selector=LabelSelectorArgs(match_labels=selector),
+                selector=LabelSelectorArgs(match_labels=args.selector),
                 # one pod may always be drained; with two or more replicas one must stay up
                 min_available=1 if several else None,
                 max_unavailable=None if several else 1,
@@ -375,7 +391,7 @@ class ServingService(pulumi.ComponentResource):
             service=IngressServiceBackendArgs(name=self.service.metadata.name, port=ServiceBackendPortArgs(name="http"))
         )
         paths = [
-            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in public_paths(args.settings.aliases)
+            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in public_paths(args.serving.aliases)
         ]
         Ingress(
             f"{name}-ingress",
@@ -384,21 +400,19 @@ class ServingService(pulumi.ComponentResource):
             ),
             spec=IngressSpecArgs(
                 ingress_class_name=args.ingress_class,
-                tls=[IngressTLSArgs(hosts=[args.host], secret_name="serving-tls")],
+                tls=[IngressTLSArgs(hosts=[args.host], secret_name=f"{args.k8s_name}-tls")],
                 rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _network_policy(
-        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], selector: dict[str, str]
-    ) -> None:
+    def _network_policy(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
         """Admits only the ingress controller's and Airflow's namespaces, on the service port."""
         NetworkPolicy(
             f"{name}-netpol",
             metadata=self._metadata(args, object_labels),
             spec=NetworkPolicySpecArgs(
-                pod_selector=LabelSelectorArgs(match_labels=selector),
+                pod_selector=LabelSelectorArgs(match_labels=args.selector),
                 policy_types=["Ingress"],
                 ingress=[
                     NetworkPolicyIngressRuleArgs(

@@ -53,7 +53,8 @@ class DataLayer:
     - `mlflow_s3_secret`: Secret in the MLflow namespace with `AWS_ACCESS_KEY_ID` and
       `AWS_SECRET_ACCESS_KEY` (the MLflow chart's `artifactRoot.s3.existingSecret`).
     - `airflow_logs_secret`: Secret in the Airflow namespace with `AIRFLOW_CONN_<airflow_logs_conn_id
-      upper-cased>`, an `aws://` connection URI for remote logging (`envFrom` it).
+      upper-cased>`, an `aws://` connection URI for remote logging, and the same key as `AWS_ACCESS_KEY_ID` and
+      `AWS_SECRET_ACCESS_KEY` (for training code reading s3:// datasets).
     - `rotation_annotations`: consumer ("mlflow", "airflow") -> a value to put on that workload's pod
       template (e.g. `podAnnotations`); it changes when the active key changes and resolves only
       after the Secret holds the new key, so the pods roll onto it. Not secret.
@@ -103,11 +104,22 @@ def app_databases(s: StackSettings) -> dict[str, AppDatabase]:
     return {app.role: app for app in apps}
 
 
+def training_datasets(s: StackSettings) -> tuple[str, ...]:
+    """The datasets of the catalog's models (`training.dataset`); those inside the artifact bucket are granted."""
+    return tuple(sorted({m.training.dataset for m in s.catalog.models.values() if m.training.dataset}))
+
+
 def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactStore:
     consumers = {
         "mlflow": Consumer(MLFLOW_PREFIX, s.namespace("mlflow"), MLFLOW_S3_SECRET, "aws-env"),
+        # the training pods are Airflow task pods: the Airflow user reads the catalog's datasets in the bucket
         "airflow": Consumer(
-            AIRFLOW_LOG_PREFIX, s.namespace("airflow"), AIRFLOW_LOGS_SECRET, "airflow-connection", AIRFLOW_LOGS_CONN_ID
+            AIRFLOW_LOG_PREFIX,
+            s.namespace("airflow"),
+            AIRFLOW_LOGS_SECRET,
+            "airflow-connection",
+            AIRFLOW_LOGS_CONN_ID,
+            datasets=training_datasets(s),
         ),
     }
     return ArtifactStore(

@@ -1,9 +1,11 @@
-"""Composition of the platform's services for one stack: TLS, ingress, MLflow, Airflow, the endpoints
-contract and the serving service (called by infra/platform.py after the data layer)."""
+"""Composition of the platform's services for one stack: TLS, ingress, MLflow, Airflow with the model catalog, the
+endpoints contract and one serving deployment per model (called by infra/platform.py after the data layer)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
@@ -12,11 +14,12 @@ from components.endpoints import Endpoints, EndpointsArgs
 from components.ingress import IngressController, IngressControllerArgs
 from components.mlflow import MlflowServer, MlflowServerArgs
 from components.namespaces import PlatformNamespaces
-from components.naming import cluster_url
+from components.naming import CLUSTER_DOMAIN
 from components.serving import ServingService, ServingServiceArgs
 from components.tls import TlsIssuers, TlsIssuersArgs
 from infra.data_layer import DataLayer
 from services.common import contract
+from services.common.catalog import names
 from stacks.settings import StackSettings
 
 
@@ -27,7 +30,8 @@ class PlatformServices:
     mlflow: MlflowServer
     airflow: AirflowPlatform
     endpoints: Endpoints
-    serving: ServingService
+    serving: dict[str, ServingService]
+    """Registered model name -> its serving."""
 
 
 def _after(k8s_opts: pulumi.ResourceOptions, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -97,15 +101,12 @@ def _mlflow(
 def endpoint_values(
     s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, mlflow: MlflowServer
 ) -> dict[str, pulumi.Input[str]]:
-    """The value of every variable of the endpoints contract's ConfigMap."""
-    serving_internal = cluster_url(contract.SERVING_SERVICE, s.namespace("serving"), contract.SERVING_PORT)
+    """The value of every variable of the endpoints contract's ConfigMap (platform-wide: each model's serving URLs
+    are in the model catalog)."""
     return {
         contract.MLFLOW_TRACKING_URI.name: mlflow.internal_url,
         contract.MLFLOW_EXTERNAL_URL.name: mlflow.external_url,
         contract.AIRFLOW_URL.name: f"https://{s.host('airflow')}",
-        contract.SERVING_URL.name: serving_internal,
-        contract.SERVING_EXTERNAL_URL.name: f"https://{s.host('serving')}",
-        contract.SERVING_RELOAD_URL.name: serving_internal,
         contract.ARTIFACT_BUCKET.name: data.bucket_name,
         contract.MLFLOW_ARTIFACT_PREFIX.name: data.mlflow_prefix,
         contract.AIRFLOW_LOG_PREFIX.name: data.airflow_log_prefix,
@@ -113,8 +114,24 @@ def endpoint_values(
         contract.MLFLOW_NAMESPACE.name: ns["mlflow"],
         contract.AIRFLOW_NAMESPACE.name: ns["airflow"],
         contract.SERVING_NAMESPACE.name: ns["serving"],
-        contract.MODEL_NAME.name: s.serving.model_name,
     }
+
+
+def serving_url(s: StackSettings, model: str) -> str:
+    """The in-cluster URL of a model's serving Service (what its ServingService exports as `url`)."""
+    return f"http://{names(model)['k8s']}.{s.namespace('serving')}.{CLUSTER_DOMAIN}:{contract.SERVING_PORT}"
+
+
+def catalog_document(s: StackSettings) -> dict[str, Any]:
+    """The model catalog as Airflow receives it: every model with its settings, names and in-cluster serving URLs
+    (the admin API is the same Service), and the profiles."""
+    urls = {model: serving_url(s, model) for model in s.catalog.models}
+    return s.catalog.for_airflow(**{contract.CATALOG_SERVING_URL_KEY: urls, contract.CATALOG_RELOAD_URL_KEY: urls})
+
+
+def catalog_json(s: StackSettings) -> str:
+    """`catalog_document` as the ConfigMap holds it (sorted keys: the same catalog, the same bytes)."""
+    return json.dumps(catalog_document(s), indent=2, sort_keys=True) + "\n"
 
 
 def _endpoints(
@@ -149,6 +166,9 @@ def _airflow(
         AirflowPlatformArgs(
             namespace=ns["airflow"],
             settings=s.airflow,
+            image=s.airflow_image,
+            catalog=catalog_json(s),
+            region=s.aws_region,
             host=s.host("airflow"),
             ingress_class=s.ingress_class,
             cluster_issuer=tls.cluster_issuer,
@@ -171,21 +191,29 @@ def _serving(
     tls: TlsIssuers,
     ingress: IngressController,
     opts: pulumi.ResourceOptions,
-) -> ServingService:
-    return ServingService(
-        "serving",
-        ServingServiceArgs(
-            namespace=ns["serving"],
-            settings=s.serving,
-            host=s.host("serving"),
-            ingress_class=s.ingress_class,
-            cluster_issuer=tls.cluster_issuer,
-            controller_namespace=ingress.namespace,
-            airflow_namespace=ns["airflow"],
-            logs_claim=data.serving_logs_claim,
-        ),
-        opts=opts,
-    )
+) -> dict[str, ServingService]:
+    """One serving deployment per model of the catalog, named `model-<slug>`, on its serving profile."""
+    return {
+        model: ServingService(
+            names(model)["k8s"],
+            ServingServiceArgs(
+                namespace=ns["serving"],
+                model=model,
+                serving=spec.serving,
+                profile=s.serving_profile(model),
+                image=s.serving_image(model),
+                poll_seconds=s.serving.poll_seconds,
+                host=s.model_host(model),
+                ingress_class=s.ingress_class,
+                cluster_issuer=tls.cluster_issuer,
+                controller_namespace=ingress.namespace,
+                airflow_namespace=ns["airflow"],
+                logs_claim=data.serving_logs_claim,
+            ),
+            opts=opts,
+        )
+        for model, spec in sorted(s.catalog.models.items())
+    }
 
 
 def build_services(
@@ -193,7 +221,7 @@ def build_services(
 ) -> PlatformServices:
     """The services in dependency order: MLflow after TLS and ingress; the endpoints contract after
     MLflow (its URL, its client user); Airflow after the endpoints and the database's bootstrap (its
-    migration job needs its role and database); serving after the endpoints."""
+    migration job needs its role and database); each model's serving after the endpoints."""
     ns = namespaces.names
     tls = _tls(s, k8s_opts)
     ingress = _ingress(s, ns, k8s_opts)
@@ -206,6 +234,22 @@ def build_services(
     )
 
 
+def model_exports(s: StackSettings, services: PlatformServices) -> dict[str, dict[str, Any]]:
+    """Per model: its public URL, its in-cluster URL (predictions and admin API), its DAGs and where it runs."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, serving in sorted(services.serving.items()):
+        derived = names(model)
+        out[model] = {
+            "url": serving.external_url,
+            "internalUrl": serving.url,
+            "dag": derived["dag_id"],
+            "rollbackDag": derived["rollback_dag_id"],
+            "namespace": s.namespace("serving"),
+            "deployment": serving.deployment_name,
+        }
+    return out
+
+
 def export_endpoints(
     s: StackSettings, namespaces: PlatformNamespaces, data: DataLayer, services: PlatformServices
 ) -> None:
@@ -214,9 +258,7 @@ def export_endpoints(
     pulumi.export("mlflowExternalUrl", services.mlflow.external_url)
     pulumi.export("airflowUrl", services.airflow.url)
     pulumi.export("airflowInternalUrl", services.airflow.internal_url)
-    pulumi.export("servingUrl", services.serving.url)
-    pulumi.export("servingExternalUrl", services.serving.external_url)
-    pulumi.export("servingReloadUrl", services.serving.reload_url)
+    pulumi.export("models", model_exports(s, services))
     pulumi.export("artifactBucket", data.bucket_name)
     pulumi.export("mlflowArtifactPrefix", data.mlflow_prefix)
     pulumi.export("airflowLogPrefix", data.airflow_log_prefix)

@@ -28,21 +28,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from services.common.serving_rules import (
-    ALIAS_PATTERN,
-    DEFAULT_ALIASES,
-    DEFAULT_WORKERS,
-    PROCESS_MEMORY_BYTES,
-    QUANTITY,
-    ROUTING_MODES,
-    CanaryRouting,
-    FixedRouting,
-    RoutingConfig,
-    invalid_aliases,
-    min_memory_bytes,
-    parse_routing,
-    quantity_bytes,
-)
+from services.common.catalog import DEFAULT_PROFILES, Catalog, CatalogError, Profile, names, parse_catalog
+from services.common.serving_rules import QUANTITY
 
 PROJECT = "mlops-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -370,7 +357,9 @@ class AirflowSettings:
         choices=("KubernetesExecutor", "CeleryExecutor"),
     )
     image_repository: str = setting(
-        "airflow.imageRepository", "Airflow image that carries the DAGs' dependencies", default="apache/airflow"
+        "airflow.imageRepository",
+        "Airflow image that carries the DAGs' dependencies; used when images.airflow is unset",
+        default="apache/airflow",
     )
     image_tag: str = setting(
         "airflow.imageTag",
@@ -394,95 +383,29 @@ class AirflowSettings:
 
 
 @dataclass(frozen=True)
-class ModelProfile:
-    """Resources of the serving pods for one kind of model."""
-
-    cpu: str
-    memory: str
-    gpus: int = 0
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: tuple[Mapping[str, str], ...] = ()
-
-
-_DEFAULT_PROFILES = {
-    # 1Gi holds DEFAULT_WORKERS workers (serving_rules.min_memory_bytes; _cross_checks refuses less).
-    "small": {"cpu": "250m", "memory": "1Gi"},
-    "large": {"cpu": "2", "memory": "4Gi"},
-    "gpu": {
-        "cpu": "4",
-        "memory": "16Gi",
-        "gpus": 1,
-        "nodeSelector": {"nvidia.com/gpu.present": "true"},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    },
-}
-
-
-def _check_profiles(value: Any) -> str | None:
-    if not isinstance(value, dict) or not value:
-        return "must be a non-empty object of profile name -> {cpu, memory, gpus?, nodeSelector?, tolerations?}"
-    for name, prof in value.items():
-        if not isinstance(prof, dict):
-            return f"profile {name!r} must be an object"
-        unknown = set(prof) - {"cpu", "memory", "gpus", "nodeSelector", "tolerations"}
-        if unknown:
-            return f"profile {name!r} has unknown fields {sorted(unknown)}"
-        for q in ("cpu", "memory"):
-            if q not in prof or _quantity(prof[q]):
-                return f"profile {name!r} needs {q} as a Kubernetes quantity"
-        if not isinstance(prof.get("gpus", 0), int) or prof.get("gpus", 0) < 0:
-            return f"profile {name!r}: gpus must be a whole number >= 0"
-    return None
-
-
-def _routing(value: Any) -> RoutingConfig:
-    """The serving service's own routing models: a pod never starts on a routing the stack accepted."""
-    try:
-        return parse_routing(value)
-    except ValueError as exc:
-        raise ValueError(f"is not a valid routing: {exc}") from None
-
-
-@dataclass(frozen=True)
 class ServingSettings:
-    image: str = setting("serving.image", "serving image repository", default="ghcr.io/mlops-platform/serving")
+    """Platform-wide serving settings; everything per model lives in `models.<name>.serving`."""
+
+    image: str = setting(
+        "serving.image",
+        "serving image repository (used when images.serving is unset)",
+        default="ghcr.io/mlops-platform/serving",
+    )
     image_tag: str = setting("serving.imageTag", "serving image tag (pinned)", default="0.1.0", check=_image_tag)
-    model_name: str = setting(
-        "serving.modelName", "registered model to serve", default="iris-classifier", pattern=r"^[A-Za-z0-9_.-]+$"
-    )
-    aliases: tuple[str, ...] = setting(
-        "serving.aliases",
-        f"MLflow aliases to load, each matching `{ALIAS_PATTERN}`",
-        default=DEFAULT_ALIASES,
-        check=lambda v: None if v and not invalid_aliases(v) else f"must be alias names matching {ALIAS_PATTERN}",
-    )
-    routing: RoutingConfig = setting(
-        "serving.routing",
-        f'routing object `{{"mode": ..., ...}}`; mode one of {", ".join(ROUTING_MODES)} (docs/serving.md, Routing)',
-        default_fn=_by_env(
-            FixedRouting(alias=DEFAULT_ALIASES[0]),
-            CanaryRouting(primary=DEFAULT_ALIASES[0], challenger=DEFAULT_ALIASES[1], percent=10),
-        ),
-        parse=_routing,
-    )
-    min_replicas: int = setting("serving.minReplicas", "HPA minimum", default_fn=_by_env(1, 2), minimum=1, maximum=100)
-    max_replicas: int = setting("serving.maxReplicas", "HPA maximum", default_fn=_by_env(2, 10), minimum=1, maximum=500)
-    workers: int = setting(
-        "serving.workers",
-        f"uvicorn workers per pod; each needs {PROCESS_MEMORY_BYTES // 2**20}Mi of the profile's memory "
-        "(docs/serving.md, Sizing)",
-        default=DEFAULT_WORKERS,
-        minimum=1,
-        maximum=32,
-    )
     poll_seconds: int = setting("serving.pollSeconds", "registry watcher interval", default=30, minimum=1, maximum=3600)
-    profile: str = setting("serving.profile", "model profile the pods use (a key of serving.profiles)", default="small")
-    profiles: Mapping[str, ModelProfile] = setting(
-        "serving.profiles",
-        "model profiles: name -> {cpu, memory, gpus, nodeSelector, tolerations}",
-        default=_DEFAULT_PROFILES,
-        check=_check_profiles,
-    )
+
+
+# Keys of the single-model platform, refused with the key that took their place.
+RETIRED_KEYS: dict[str, str] = {
+    "serving.modelName": "models.<name> (every model of the catalog is served under its own name)",
+    "serving.aliases": "models.<name>.serving.aliases",
+    "serving.routing": "models.<name>.serving.routing",
+    "serving.profile": "models.<name>.serving.profile",
+    "serving.profiles": "profiles (shared by the training and the serving pods)",
+    "serving.minReplicas": "models.<name>.serving.minReplicas",
+    "serving.maxReplicas": "models.<name>.serving.maxReplicas",
+    "serving.workers": "models.<name>.serving.workers",
+}
 
 
 @dataclass(frozen=True)
@@ -640,6 +563,20 @@ class StackSettings:
     alerts: AlertSettings
     charts: ChartSettings
     images: ImagesSettings
+    catalog: Catalog
+    """The model catalog: `models` validated with `profiles` (services/common/catalog.py), parsed once."""
+    models: Mapping[str, Any] = setting(
+        "models",
+        "the model catalog: registered model name -> {training, gate, serving}; every entry is trained by its "
+        "own DAGs and served by its own deployment (docs/models.md)",
+        required=True,
+    )
+    profiles: Mapping[str, Any] = setting(
+        "profiles",
+        "resource profiles of the training and serving pods: name -> {images, requests, limits, gpus, "
+        "nodeSelector, tolerations, priorityClassName}; entries here add to or replace the shipped ones",
+        default=DEFAULT_PROFILES,
+    )
     environment: Environment = setting(
         "environment",
         "dev, staging or prod; default = the stack name when it is one of those",
@@ -679,6 +616,36 @@ class StackSettings:
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    def model_host(self, model: str) -> str:
+        """The public host of a model's serving: `models.<model>.serving.host`, default
+        `<slug>.models.<ingress.domain>`."""
+        return (
+            self.catalog.models[model].serving.host
+            or f"{names(model)['slug']}.{MODELS_SUBDOMAIN}.{self.ingress.domain}"
+        )
+
+    @property
+    def platform_serving_image(self) -> str:
+        """The platform's serving image: images.serving when set, else serving.image:serving.imageTag."""
+        ref = self.images.serving_image
+        return ref.reference if ref is not None else f"{self.serving.image}:{self.serving.image_tag}"
+
+    def serving_image(self, model: str) -> str:
+        """The image of a model's serving pods: its serving profile's `images.serving`, else the platform's."""
+        profile = self.serving_profile(model)
+        if profile.images.serving:
+            return ImageRef.parse(profile.images.serving, self.images.registry).reference
+        return self.platform_serving_image
+
+    def serving_profile(self, model: str) -> Profile:
+        return self.catalog.profiles[self.catalog.models[model].serving.profile]
+
+    @property
+    def airflow_image(self) -> ImageRef:
+        """The Airflow image (it also trains, unless a training profile names its own): images.airflow when set,
+        else airflow.imageRepository:airflow.imageTag."""
+        return self.images.airflow_image or ImageRef(self.airflow.image_repository, self.airflow.image_tag)
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -800,17 +767,32 @@ def _validate(meta: Meta, value: Any) -> str | None:
     return None
 
 
-def _profiles(raw: Mapping[str, Any]) -> dict[str, ModelProfile]:
-    return {
-        name: ModelProfile(
-            cpu=str(p["cpu"]),
-            memory=str(p["memory"]),
-            gpus=int(p.get("gpus", 0)),
-            node_selector=dict(p.get("nodeSelector", {})),
-            tolerations=tuple(dict(t) for t in p.get("tolerations", [])),
-        )
-        for name, p in raw.items()
-    }
+def _catalog(top: Mapping[str, Any], images: Mapping[str, Any], source: str, problems: list[str]) -> Catalog | None:
+    """`models` and `profiles` (the shipped profiles, with the stack's added or replaced) as one Catalog; each
+    problem names its key path, e.g. `mlops-platform:models.iris.gate.metric Field required`. Profile images are
+    resolved under images.registry like the platform's own. None when the catalog cannot be built."""
+    if "models" not in top or "profiles" not in top:
+        return None  # already reported: missing or not an object
+    profiles = {**DEFAULT_PROFILES, **top["profiles"]}
+    try:
+        catalog = parse_catalog(top["models"], profiles)
+    except CatalogError as exc:
+        problems.extend(f"{source}: {PROJECT}:{path} {message}" for path, message in exc.problems)
+        return None
+    registry = images.get("registry", DEFAULT_REGISTRY)
+    resolved = {}
+    for name, profile in catalog.profiles.items():
+        refs = {}
+        for kind in ("training", "serving"):
+            value = getattr(profile.images, kind)
+            if value is None:
+                continue
+            try:
+                refs[kind] = ImageRef.parse(value, registry).reference
+            except ValueError as exc:
+                problems.append(f"{source}: {PROJECT}:profiles.{name}.images.{kind} {exc}; got {_quote(value)}")
+        resolved[name] = profile.model_copy(update={"images": profile.images.model_copy(update=refs)})
+    return catalog.model_copy(update={"profiles": resolved})
 
 
 def load_settings(
@@ -828,7 +810,9 @@ def load_settings(
     ns = f"{PROJECT}:"
     ours = {k[len(ns) :]: v for k, v in config.items() if k.startswith(ns)}
     known = {key for key, _, _ in declared()}
-    for key in sorted(set(ours) - known):
+    for key in sorted(set(ours) & set(RETIRED_KEYS)):
+        problems.append(f"{source}: {ns}{key} is no longer a setting: set {ns}{RETIRED_KEYS[key]}")
+    for key in sorted(set(ours) - known - set(RETIRED_KEYS)):
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
         hint = f" (did you mean {ns}{close[0]}?)" if close else ""
         problems.append(f"{source}: {ns}{key} is not a known setting{hint}")
@@ -867,15 +851,14 @@ def load_settings(
                 if value is None and meta.required:
                     problems.append(f"{source}: {full} is required ({meta.doc})")
                     continue
-            if f.name == "profiles" and cls is ServingSettings:
-                value = _profiles(value)
             groups[cls_name][f.name] = value
 
-    if problems:
+    catalog = _catalog(groups[""], groups["images"], source, problems)
+    if problems or catalog is None:
         raise SettingsError(problems)
 
     nested = {name: _GROUPS[name](**groups[name]) for name in _GROUP_FIELDS}
-    settings = StackSettings(stack=stack, source=source, **groups[""], **nested)
+    settings = StackSettings(stack=stack, source=source, catalog=catalog, **groups[""], **nested)
     _cross_checks(settings, problems)
     if problems:
         raise SettingsError(problems)
@@ -904,31 +887,53 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
                 problems.append(f"{src}: {ns}ingress.{key} is required when ingress.controller is existing")
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
-    if s.serving.profile not in s.serving.profiles:
-        problems.append(
-            f"{src}: {ns}serving.profile must be one of {', '.join(sorted(s.serving.profiles))}; got "
-            f"{_quote(s.serving.profile)}"
-        )
-    else:
-        profile = s.serving.profiles[s.serving.profile]
-        need = min_memory_bytes(s.serving.workers)
-        if quantity_bytes(profile.memory) < need:
-            problems.append(
-                f"{src}: {ns}serving.workers is {s.serving.workers}: that many workers need a memory limit of at least "
-                f"{need // 2**20}Mi but profile {_quote(s.serving.profile)} has {profile.memory}; "
-                f"lower serving.workers or raise serving.profiles.{s.serving.profile}.memory"
-            )
-    if s.serving.min_replicas > s.serving.max_replicas:
-        problems.append(f"{src}: {ns}serving.minReplicas must be <= serving.maxReplicas")
-    missing = [a for a in s.serving.routing.aliases() if a not in s.serving.aliases]
-    if missing:
-        problems.append(f"{src}: {ns}serving.routing uses aliases {missing} that serving.aliases does not load")
+    _check_models(s, problems)
     if s.is_prod and not s.protect:
         problems.append(f"{src}: {ns}protect must stay true in prod")
     if s.is_prod and s.database.mode == "rds":
         for key, on in (("multiAz", s.database.multi_az), ("deletionProtection", s.database.deletion_protection)):
             if not on:
                 problems.append(f"{src}: {ns}database.{key} must stay true in prod")
+
+
+# Hosts of the platform's own services under ingress.domain: no model may take them.
+PLATFORM_HOSTS = ("mlflow", "airflow", "api")
+MODELS_SUBDOMAIN = "models"
+
+
+def _check_models(s: StackSettings, problems: list[str]) -> None:
+    """Per model: its public host under ingress.domain and unique; an s3:// dataset names a key or prefix (never a
+    whole bucket). Prod: profile images pinned by digest, like the platform's."""
+    src, ns = s.source, f"{PROJECT}:"
+    taken = {s.host(service): f"the {service} host" for service in PLATFORM_HOSTS}
+    for model, spec in sorted(s.catalog.models.items()):
+        key = f"{ns}models.{model}"
+        host = s.model_host(model)
+        if spec.serving.host is not None and (
+            not re.match(_DNS_NAME, host) or not host.endswith(f".{s.ingress.domain}")
+        ):
+            problems.append(
+                f"{src}: {key}.serving.host must be a DNS name under ingress.domain ({s.ingress.domain}); "
+                f"got {_quote(host)}"
+            )
+        elif host in taken:
+            problems.append(f"{src}: {key}.serving.host {host} is already {taken[host]}")
+        taken.setdefault(host, f"the host of models.{model}")
+        dataset = spec.training.dataset or ""
+        if dataset.startswith("s3://") and not dataset.removeprefix("s3://").partition("/")[2].strip("/"):
+            problems.append(
+                f"{src}: {key}.training.dataset must name an object or a prefix inside its bucket, not a whole "
+                f"bucket; got {_quote(dataset)}"
+            )
+    if s.is_prod:
+        for name, profile in sorted(s.catalog.profiles.items()):
+            for kind in ("training", "serving"):
+                value = getattr(profile.images, kind)
+                if value is not None and not ImageRef.parse(value).pinned:
+                    problems.append(
+                        f"{src}: {ns}profiles.{name}.images.{kind} must be pinned by digest in prod "
+                        f"(<repository>@sha256:<64 hex>); got {_quote(value)}"
+                    )
 
 
 def from_pulumi() -> StackSettings:

@@ -37,20 +37,15 @@ class EnvVar:
 MLFLOW_TRACKING_URI = EnvVar("MLFLOW_TRACKING_URI", "In-cluster MLflow tracking URL (MLflow's own variable name).")
 MLFLOW_EXTERNAL_URL = EnvVar("MLOPS_MLFLOW_EXTERNAL_URL", "MLflow UI/API URL through the TLS ingress.")
 AIRFLOW_URL = EnvVar("MLOPS_AIRFLOW_URL", "Airflow API server URL through the TLS ingress.")
-SERVING_URL = EnvVar("MLOPS_SERVING_URL", "In-cluster URL of the serving service (predictions).")
-SERVING_EXTERNAL_URL = EnvVar("MLOPS_SERVING_EXTERNAL_URL", "Serving URL through the TLS ingress.")
-SERVING_RELOAD_URL = EnvVar(
-    "MLOPS_SERVING_RELOAD_URL",
-    "In-cluster base URL of the serving admin API (reload); not reachable from outside the cluster.",
-)
 ARTIFACT_BUCKET = EnvVar("MLOPS_ARTIFACT_BUCKET", "S3 bucket of the artifact store.")
 MLFLOW_ARTIFACT_PREFIX = EnvVar("MLOPS_MLFLOW_ARTIFACT_PREFIX", "Key prefix of MLflow artifacts.")
 AIRFLOW_LOG_PREFIX = EnvVar("MLOPS_AIRFLOW_LOG_PREFIX", "Key prefix of Airflow task logs.")
 DATABASE_HOST = EnvVar("MLOPS_DATABASE_HOST", "Host name of the Postgres metadata database.")
 MLFLOW_NAMESPACE = EnvVar("MLOPS_MLFLOW_NAMESPACE", "Kubernetes namespace of MLflow.")
 AIRFLOW_NAMESPACE = EnvVar("MLOPS_AIRFLOW_NAMESPACE", "Kubernetes namespace of Airflow.")
-SERVING_NAMESPACE = EnvVar("MLOPS_SERVING_NAMESPACE", "Kubernetes namespace of the serving service.")
-MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model the serving service and the DAGs work on.")
+SERVING_NAMESPACE = EnvVar("MLOPS_SERVING_NAMESPACE", "Kubernetes namespace of the models' serving deployments.")
+# Each model's serving URLs are not variables: they are in the model catalog (MODEL_CATALOG below), under the
+# keys CATALOG_SERVING_URL_KEY and CATALOG_RELOAD_URL_KEY of the model's entry.
 
 # --- secrets (Secrets `mlops-serving-reload-token` and `mlops-slack-webhook`) -----------------
 RELOAD_TOKEN = EnvVar("MLOPS_SERVING_RELOAD_TOKEN", "Bearer token of the serving admin API (reload).", secret=True)
@@ -69,7 +64,8 @@ MLFLOW_TRACKING_USERNAME = EnvVar(
 )
 MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that MLflow user.", secret=True)
 
-# --- serving service settings (written by the ServingService component into its pod env) ------
+# --- serving service settings (written by the ServingService component into the pod env of each model) ----
+MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model this serving deployment serves (one deployment per model).")
 SERVING_ROUTING = EnvVar(
     "MLOPS_SERVING_ROUTING",
     'Routing as JSON, e.g. {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10}.',
@@ -112,9 +108,9 @@ DEMO_ARTIFACTS_DESTINATION = EnvVar(
     "set MLflow's MLFLOW_S3_ENDPOINT_URL and AWS credentials); unset = a folder under .local/demo.",
 )
 
-# Kubernetes Service of the serving deployment (the program builds URLs from these; the image
-# listens on SERVING_PORT unless MLOPS_SERVING_PORT says otherwise).
-SERVING_SERVICE = "serving"
+# Port of every model's serving Service (the program builds URLs from it; the image listens on
+# SERVING_PORT unless MLOPS_SERVING_PORT says otherwise). The Service is named after the model
+# (services.common.catalog.names(model)["k8s"]).
 SERVING_PORT = 8000
 
 # --- set by the serving start command itself, not configuration (in no tuple above) -----------
@@ -135,6 +131,10 @@ MODEL_CATALOG = EnvVar(
 MODEL_CATALOG_CONFIGMAP = "mlops-model-catalog"
 MODEL_CATALOG_KEY = "catalog.json"
 MODEL_CATALOG_MOUNT = "/opt/mlops/catalog"
+# Keys of each model's entry in that JSON: the in-cluster base URLs of its serving deployment (predictions) and of
+# that deployment's admin API (reload; not reachable from outside the cluster).
+CATALOG_SERVING_URL_KEY = "serving_url"
+CATALOG_RELOAD_URL_KEY = "reload_url"
 
 # --- the platform API (services/api; written by the PlatformApi component into its pod env) ------------
 # Besides these it reads MLFLOW_TRACKING_URI, MLOPS_DATABASE_HOST, MLOPS_MODEL_CATALOG and the MLflow client vars.
@@ -173,9 +173,6 @@ CONFIGMAP_VARS: tuple[EnvVar, ...] = (
     MLFLOW_TRACKING_URI,
     MLFLOW_EXTERNAL_URL,
     AIRFLOW_URL,
-    SERVING_URL,
-    SERVING_EXTERNAL_URL,
-    SERVING_RELOAD_URL,
     ARTIFACT_BUCKET,
     MLFLOW_ARTIFACT_PREFIX,
     AIRFLOW_LOG_PREFIX,
@@ -183,12 +180,12 @@ CONFIGMAP_VARS: tuple[EnvVar, ...] = (
     MLFLOW_NAMESPACE,
     AIRFLOW_NAMESPACE,
     SERVING_NAMESPACE,
-    MODEL_NAME,
 )
 SECRET_VARS: tuple[EnvVar, ...] = (RELOAD_TOKEN, SLACK_WEBHOOK_URL)
 # the keys of MLFLOW_CREDENTIALS_SECRET (both set, or the Secret is empty)
 MLFLOW_CLIENT_VARS: tuple[EnvVar, ...] = (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD)
 SERVING_VARS: tuple[EnvVar, ...] = (
+    MODEL_NAME,
     SERVING_ROUTING,
     SERVING_ALIASES,
     SERVING_POLL_SECONDS,
@@ -223,7 +220,7 @@ ALL_VARS: tuple[EnvVar, ...] = (
     CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS + API_VARS
 )
 
-# Admin API path of the serving service, joined to SERVING_RELOAD_URL by its callers.
+# Admin API path of the serving service, joined to a model's reload URL (CATALOG_RELOAD_URL_KEY) by its callers.
 RELOAD_ALL_PATH = "/admin/reload"
 
 

@@ -18,9 +18,7 @@ EXPECTED_EXPORTS = {
     "mlflowUrl",
     "mlflowExternalUrl",
     "airflowUrl",
-    "servingUrl",
-    "servingExternalUrl",
-    "servingReloadUrl",
+    "models",
     "artifactBucket",
     "mlflowArtifactPrefix",
     "airflowLogPrefix",
@@ -210,9 +208,17 @@ def test_exports_contain_every_endpoint(stack: str, stack_run: Any) -> None:
     assert values["mlflowUrl"] == f"http://mlflow.mlops-{stack}-mlflow.svc.cluster.local:80"
     assert values["mlflowExternalUrl"] == f"https://mlflow.{domain}"
     assert values["airflowUrl"] == f"https://airflow.{domain}"
-    assert values["servingUrl"] == f"http://serving.mlops-{stack}-serving.svc.cluster.local:8000"
-    assert values["servingReloadUrl"] == values["servingUrl"]
-    assert values["servingExternalUrl"] == f"https://serving.{domain}"
+    assert set(values["models"]) == {"iris-classifier", "diabetes-regression"}
+    for model, slug in (("iris-classifier", "iris_classifier"), ("diabetes-regression", "diabetes_regression")):
+        assert values["models"][model] == {
+            "url": f"https://{model}.models.{domain}",
+            "internalUrl": f"http://model-{model}.mlops-{stack}-serving.svc.cluster.local:8000",
+            "dag": f"train_{slug}",
+            "rollbackDag": f"rollback_{slug}",
+            "namespace": f"mlops-{stack}-serving",
+            "deployment": f"model-{model}",
+        }
+    assert not {"servingUrl", "servingExternalUrl", "servingReloadUrl"} & set(values), "one serving per model now"
     assert values["mlflowArtifactPrefix"].startswith("mlflow") and values["airflowLogPrefix"].startswith("airflow-logs")
     assert values["databaseHost"]
     assert set(values["namespaces"]) >= {"mlflow", "airflow", "serving", "data"}
@@ -230,7 +236,6 @@ def test_configmap_keys_equal_the_contract_in_every_consumer_namespace(stack: st
     values = run.export_values()
     data = maps[0]["data"]
     assert data[contract.MLFLOW_TRACKING_URI.name] == values["mlflowUrl"]
-    assert data[contract.SERVING_RELOAD_URL.name] == values["servingReloadUrl"]
     assert data[contract.ARTIFACT_BUCKET.name] == values["artifactBucket"]
     secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects(run, "Secret")}
     for ns in (f"mlops-{stack}-airflow", f"mlops-{stack}-serving"):
@@ -358,10 +363,12 @@ def test_workloads_wait_for_their_configuration(stack: str, stack_run: Any) -> N
         for r in run.of_type("kubernetes:core/v1:ConfigMap")
         if r.manifest["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP
     }
-    deployment = next(
-        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "serving"
-    )
-    assert configmaps & set(deployment.dependencies)
+    deployments = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"].startswith("model-")
+    ]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        assert configmaps & set(deployment.dependencies), deployment.name
     mlflow = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     issuers = {r.urn for r in run.registrations if r.type == "kubernetes:cert-manager.io/v1:ClusterIssuer"}
     assert issuers & set(mlflow.dependencies)
@@ -445,9 +452,9 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
     # Airflow's containers and the serving pods take it with envFrom
     env_from = yaml.safe_load(release(run, "airflow")["values"]["extraEnvFrom"])
     assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in env_from
-    serving = next(o for o in objects(run, "Deployment") if o["metadata"]["name"] == "serving")
-    (container,) = serving["spec"]["template"]["spec"]["containers"]
-    assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in container["envFrom"]
+    for serving in (o for o in objects(run, "Deployment") if o["metadata"]["name"].startswith("model-")):
+        (container,) = serving["spec"]["template"]["spec"]["containers"]
+        assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in container["envFrom"]
 
 
 def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_run: Any) -> None:

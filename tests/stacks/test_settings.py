@@ -1,5 +1,6 @@
-"""Typed stack settings: defaults, validation messages naming file and key, unknown keys, secrets; the serving
-settings accept exactly the aliases, routings and default workers the serving service accepts."""
+"""Typed stack settings: defaults, validation messages naming file and key, unknown keys, secrets; the model
+catalog's mistakes named by their key path under `models` or `profiles`, the single-model keys refused; each model's
+serving settings accept exactly the aliases, routings and default workers the serving service accepts."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ import json
 import pytest
 
 from harness.run import read_stack_file
-from services.common import contract
-from services.common.serving_rules import DEFAULT_WORKERS, CanaryRouting, FixedRouting
-from services.serving.settings import Settings
-from services.serving.settings import SettingsError as ServiceSettingsError
 from stacks.settings import PROJECT, Secret, SettingsError, declared, load_settings, settings_table
 
 P = f"{PROJECT}:"
+# One model: the smallest valid catalog entry.
+IRIS = {"training": {"entrypoint": "iris_model.train:train"}, "gate": {"metric": "test_accuracy"}}
 MINIMAL = {
     f"{P}ingress.domain": "dev.example.internal",
     f"{P}nfs.server": "10.0.0.5",
     f"{P}nfs.path": "/exports/mlops",
     f"{P}airflow.gitRepo": "https://github.com/acme/mlops.git",
+    f"{P}models": json.dumps({"iris": IRIS}),
 }
 PROD_NETWORK = {
     f"{P}database.vpcId": "vpc-0abc",
@@ -81,18 +81,8 @@ def test_other_namespaces_are_not_ours() -> None:
         ("kubernetes.minVersion", "1.20", "must match"),
         ("mlflow.basicAuth", "yes", "must be true or false"),
         ("airflow.imageTag", "latest", "must be a pinned tag"),
-        ("serving.routing", '{"mode": "random"}', "expected tags: 'fixed', 'ab', 'canary', 'blue-green', 'shadow'"),
-        (
-            "serving.routing",
-            '{"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 150}',
-            "is not a valid routing: percent: Input should be less than or equal to 100",
-        ),
-        (
-            "serving.routing",
-            '{"mode": "blue-green", "active": "champion", "standby": "champion"}',
-            "blue-green active and standby must differ",
-        ),
         ("ingress.domain", "Not A Domain", "must match"),
+        ("models", "[1, 2]", "must be an object"),
     ],
 )
 def test_each_validation_names_the_key(key: str, value: str, expected: str) -> None:
@@ -105,34 +95,15 @@ def test_each_validation_names_the_key(key: str, value: str, expected: str) -> N
 def test_missing_required_keys_are_all_reported() -> None:
     problems = problems_of("dev", {})
     keys = sorted(p.split()[1] for p in problems)
-    assert keys == sorted(f"{P}{k}" for k in ("airflow.gitRepo", "ingress.domain", "nfs.path", "nfs.server"))
+    assert keys == sorted(f"{P}{k}" for k in ("airflow.gitRepo", "ingress.domain", "models", "nfs.path", "nfs.server"))
 
 
 def test_cross_key_rules() -> None:
     problems = problems_of("prod", {**MINIMAL})
     assert any("database.subnetIds needs at least two subnets" in p for p in problems)
     assert any("database.vpcId is required" in p for p in problems)
-    problems = problems_of("dev", {**MINIMAL, f"{P}serving.routing": '{"mode": "fixed", "alias": "blue"}'})
-    assert any("serving.routing uses aliases ['blue']" in p for p in problems)
     problems = problems_of("prod", {**MINIMAL, **PROD_NETWORK, f"{P}protect": "false"})
     assert any("protect must stay true in prod" in p for p in problems)
-
-
-def test_serving_profile_must_hold_its_workers() -> None:
-    """A pod whose memory limit cannot hold serving.workers processes would be OOM-killed: refuse it."""
-    assert load_settings("dev", MINIMAL).serving.workers == DEFAULT_WORKERS  # the defaults fit: small = 1Gi
-    problems = problems_of("dev", {**MINIMAL, f"{P}serving.workers": "4"})
-    assert problems == [
-        f"Pulumi.dev.yaml: {P}serving.workers is 4: that many workers need a memory limit of at least 1280Mi "
-        'but profile "small" has 1Gi; lower serving.workers or raise serving.profiles.small.memory'
-    ]
-    tiny = '{"tiny": {"cpu": "100m", "memory": "256Mi"}}'
-    problems = problems_of(
-        "dev", {**MINIMAL, f"{P}serving.profiles": tiny, f"{P}serving.profile": "tiny", f"{P}serving.workers": "1"}
-    )
-    assert len(problems) == 1 and 'profile "tiny" has 256Mi' in problems[0] and "at least 320Mi" in problems[0]
-    large = load_settings("dev", {**MINIMAL, f"{P}serving.profile": "large", f"{P}serving.workers": "8"})
-    assert large.serving.workers == 8  # 4Gi holds eight
 
 
 def test_secret_settings_must_be_encrypted_and_never_print() -> None:
@@ -170,69 +141,3 @@ def test_configuration_doc_is_current() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == generated, (
         "run `make docs` and commit docs/configuration.md"
     )
-
-
-# --- the stack and the serving service apply the same serving rules -----------------------------------------
-ALIASES = [
-    ("champion", True),
-    ("Champion-2", True),
-    ("1st", True),
-    ("_private", True),
-    ("-dash", True),
-    ("a" * 64, True),
-    ("a" * 65, False),
-    ("bad alias", False),
-    ("é", False),
-    ("a.b", False),
-    ("a/b", False),
-]
-
-
-def service_settings(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Settings:
-    """The serving service's settings from exactly `env` (plus its two required variables)."""
-    for var in contract.ALL_VARS:
-        monkeypatch.delenv(var.name, raising=False)
-    required = {contract.MLFLOW_TRACKING_URI.name: "http://127.0.0.1:1", contract.MODEL_NAME.name: "m"}
-    for name, value in {**required, **env}.items():
-        monkeypatch.setenv(name, value)
-    return Settings.from_env()
-
-
-def service_accepts(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> bool:
-    try:
-        service_settings(monkeypatch, env)
-    except ServiceSettingsError:
-        return False
-    return True
-
-
-def stack_accepts(config: dict[str, str]) -> bool:
-    try:
-        load_settings("dev", {**MINIMAL, **{f"{P}{k}": v for k, v in config.items()}})
-    except SettingsError:
-        return False
-    return True
-
-
-@pytest.mark.parametrize(("alias", "valid"), ALIASES)
-def test_stack_and_service_accept_the_same_aliases(monkeypatch: pytest.MonkeyPatch, alias: str, valid: bool) -> None:
-    listed = {"serving.aliases": json.dumps(["champion", alias])}
-    assert stack_accepts(listed) is valid
-    assert service_accepts(monkeypatch, {contract.SERVING_ALIASES.name: f"champion,{alias}"}) is valid
-    routing = json.dumps({"mode": "canary", "primary": "champion", "challenger": alias, "percent": 5})
-    assert stack_accepts({**listed, "serving.routing": routing}) is (valid and alias != "champion")
-    assert service_accepts(monkeypatch, {contract.SERVING_ROUTING.name: routing}) is (valid and alias != "champion")
-
-
-def test_stack_routing_is_the_typed_object_the_pods_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    dev, prod = load_settings("dev", MINIMAL), load_settings("prod", {**MINIMAL, **PROD_NETWORK})
-    assert dev.serving.routing == FixedRouting(alias="champion")
-    assert prod.serving.routing == CanaryRouting(primary="champion", challenger="challenger", percent=10)
-    for routing in (dev.serving.routing, prod.serving.routing):
-        env = {contract.SERVING_ROUTING.name: routing.env_value()}
-        assert service_settings(monkeypatch, env).routing == routing
-
-
-def test_workers_default_is_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
-    service = service_settings(monkeypatch, {})
-    assert load_settings("dev", MINIMAL).serving.workers == service.workers == DEFAULT_WORKERS
