@@ -20,6 +20,7 @@ from typing import Any
 from mlops_tasks.runner import merge_params, model_spec
 
 from services.api.errors import ApiError
+from services.common import contract
 from services.common.catalog import ModelSpec, ParamValue, names
 
 log = logging.getLogger("mlops.api.catalog")
@@ -41,7 +42,7 @@ class CatalogModel:
 
     @property
     def serving_url(self) -> str | None:
-        url = self.entry.get("serving_url")
+        url = self.entry.get(contract.CATALOG_SERVING_URL_KEY)
         return str(url).rstrip("/") if url else None
 
     @property
@@ -72,10 +73,22 @@ class CatalogSnapshot:
                 raise ApiError(422, str(exc), f"params.{name}") from None
         return merge_params(defaults, params)
 
-    def check_profile(self, profile: str | None) -> None:
-        if profile is not None and profile not in self.profiles:
+    def check_profile(self, model: CatalogModel, profile: str | None) -> None:
+        """A known profile, and the model's own: its training DAG runs on the pod of the catalog's profile (fixed
+        when the DAG is generated), so another profile could not be honoured."""
+        if profile is None:
+            return
+        if profile not in self.profiles:
             known = ", ".join(self.profiles) or "none"
             raise ApiError(422, f"unknown profile {profile!r}; profiles: {known}", "profile")
+        own = model.spec.training.profile
+        if profile != own:
+            raise ApiError(
+                422,
+                f"{model.name} trains on the profile {own!r} of its catalog entry; a run cannot choose another "
+                f"(change training.profile in the catalog)",
+                "profile",
+            )
 
 
 def parse(document: Mapping[str, Any]) -> CatalogSnapshot:

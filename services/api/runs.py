@@ -119,7 +119,7 @@ async def start(
                 )
             return row, False
         await airflow.check_dag(dag_id)
-        dag_run = await airflow.trigger(dag_id, dag_run_id, {**conf, "api_run_id": str(run_id)})
+        dag_run = await airflow.trigger(dag_id, dag_run_id, conf)
         row = await store.update_run(conn, run_id, {"airflow_state": dag_run.state})
         await store.add_event(conn, row, event_type(kind, row["state"], True), view(row))
     log.info("%s %s of %s started: DAG run %s of %s", kind, run_id, model, dag_run_id, dag_id)
@@ -251,14 +251,13 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 # --- what a DAG run receives as conf ----------------------------------------------------------------
-def training_conf(model: str, params: Mapping[str, Any], profile: str | None) -> dict[str, Any]:
-    """The conf of a training DAG run: the request as it was validated (params are the run's overrides)."""
-    conf: dict[str, Any] = {"model": model, "params": dict(params)}
-    if profile is not None:
-        conf["profile"] = profile
-    return conf
+# The generated DAGs (dags/mlops_tasks/pipelines.py) take the model's params as DAG params (conf keys of the same
+# names; any other key is refused by the training task), and the rollback DAG `alias` and `target_version`.
+def training_conf(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The conf of a training DAG run: the run's params (validated, as the runner's merge_params typed them)."""
+    return dict(params)
 
 
-def rollback_conf(model: str, alias: str, version: str | None) -> dict[str, Any]:
+def rollback_conf(alias: str, version: str | None) -> dict[str, Any]:
     """The conf of a rollback DAG run: the alias to move back and the version (or "previous")."""
-    return {"model": model, "alias": alias, "target_version": version or "previous"}
+    return {"alias": alias, "target_version": version or "previous"}

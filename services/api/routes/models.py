@@ -116,7 +116,7 @@ async def rollback(
         key=key,
         request={**request, "alias": alias, "target_version": request.get("version") or "previous"},
         dag_id=entry.rollback_dag_id,
-        conf=runs.rollback_conf(entry.name, alias, request.get("version")),
+        conf=runs.rollback_conf(alias, request.get("version")),
     )
     return accepted(row, created)
 

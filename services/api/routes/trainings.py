@@ -58,8 +58,8 @@ def accepted(row: dict[str, Any], created: bool) -> JSONResponse:
 async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Trainer, state: State) -> JSONResponse:
     catalog = state.catalog.current()
     model = catalog.model(body.model)
-    catalog.check_params(model, body.params)
-    catalog.check_profile(body.profile)
+    merged = catalog.check_params(model, body.params)
+    catalog.check_profile(model, body.profile)
     request = body.model_dump(exclude_none=True)
     row, created = await runs.start(
         state.pool,
@@ -70,7 +70,7 @@ async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Tra
         key=key,
         request=request,
         dag_id=model.dag_id,
-        conf=runs.training_conf(model.name, body.params, body.profile),
+        conf=runs.training_conf({name: merged[name] for name in body.params}),
     )
     return accepted(row, created)
 

@@ -105,7 +105,7 @@ def test_idempotency_key_starts_one_run(start_api: Callable[..., ApiProcess], fa
     runs = fake_airflow.triggered()
     assert len(runs) == 1
     assert (runs[0].dag_id, runs[0].dag_run_id) == (IRIS_DAG, body["airflow"]["dag_run_id"])
-    assert runs[0].conf["model"] == "iris-classifier" and runs[0].conf["params"] == {"C": 2}
+    assert runs[0].conf == {"C": 2.0}  # the model's params as the DAG's params, typed like their defaults
     # another caller's same key is another run
     with api.client(token_for(api, "train", name="other")) as client:
         assert start_training(client, key=key, params={"C": 2}).json()["id"] != body["id"]
@@ -199,12 +199,7 @@ def test_rollback_needs_deploy_and_runs_the_rollback_dag(
         assert answer.headers["location"] == f"/v1/rollbacks/{rollback['id']}"
         (run,) = fake_airflow.triggered()
         assert run.dag_id == "rollback_iris_classifier"
-        assert run.conf == {
-            "model": "iris-classifier",
-            "alias": "champion",
-            "target_version": "1",
-            "api_run_id": rollback["id"],
-        }
+        assert run.conf == {"alias": "champion", "target_version": "1"}
         fake_mlflow.model_aliases["iris-classifier"]["champion"] = "1"
         fake_airflow.set_state(run.dag_run_id, "success")
         events = read_events(deployer, f"/v1/rollbacks/{rollback['id']}/events")

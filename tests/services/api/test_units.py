@@ -126,10 +126,13 @@ def test_catalog_checks_name_the_field() -> None:
         catalog.model("nope")
     assert (missing.value.status, missing.value.field) == (404, "model")
     with pytest.raises(ApiError) as profile:
-        catalog.check_profile("huge")
+        catalog.check_profile(iris, "huge")
     assert (profile.value.status, profile.value.field) == (422, "profile")
-    catalog.check_profile("gpu")
-    catalog.check_profile(None)
+    with pytest.raises(ApiError, match="trains on the profile 'small'") as other:
+        catalog.check_profile(iris, "gpu")
+    assert other.value.field == "profile"
+    catalog.check_profile(iris, "small")
+    catalog.check_profile(iris, None)
 
 
 # --- views, cursors, errors ----------------------------------------------------------------------
