@@ -21,7 +21,14 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ROTATION_EPOCH, prefix_policy, rotation_plan
+from components.artifact_store import (
+    AIRFLOW_LOG_PREFIX,
+    MLFLOW_PREFIX,
+    ROTATION_EPOCH,
+    paths_in_bucket,
+    prefix_policy,
+    rotation_plan,
+)
 from components.database import BOOTSTRAP_INPUTS_ANNOTATION, AppDatabase, bootstrap_sql, password_variable
 from components.jobs import inputs_digest
 from devstack.moto import moto_s3
@@ -613,6 +620,36 @@ def test_a_wrong_key_is_rejected(iam_moto: IamMoto) -> None:
     s3 = iam_moto.s3((iam_moto.keys["mlflow"][0], "not-the-secret"))
     with pytest.raises(ClientError):
         s3.get_object(Bucket=iam_moto.bucket, Key=f"{MLFLOW_PREFIX}seed.txt")
+
+
+@pytest.mark.servers
+def test_a_granted_dataset_is_readable_and_nothing_more(iam_moto: IamMoto) -> None:
+    """The Airflow user's policy with a catalog dataset in the bucket (and one elsewhere): the training pods read
+    that dataset, may not change it, and reach no other key outside their prefix nor the other bucket."""
+    bucket, other = iam_moto.bucket, iam_moto.other
+    uris = [f"s3://{bucket}/datasets/iris.csv", f"s3://{other}/datasets/iris.csv"]
+    policy = prefix_policy(f"arn:aws:s3:::{bucket}", AIRFLOW_LOG_PREFIX, paths_in_bucket(bucket, uris))
+    user = f"mlops-test-datasets-{uuid.uuid4().hex[:8]}"
+    iam_moto.admin.create_user(UserName=user)
+    iam_moto.admin.put_user_policy(UserName=user, PolicyName="artifacts", PolicyDocument=json.dumps(policy))
+    created = iam_moto.admin.create_access_key(UserName=user)["AccessKey"]
+    s3 = iam_moto.s3((created["AccessKeyId"], created["SecretAccessKey"]))
+    owner = iam_moto.s3(iam_moto.keys["airflow"])  # writes under its prefix only: seed the keys as the admin would
+    assert _denied(lambda: owner.put_object(Bucket=bucket, Key="datasets/iris.csv", Body=b"x"))
+    admin_user = f"mlops-test-admin-{uuid.uuid4().hex[:8]}"
+    iam_moto.admin.create_user(UserName=admin_user)
+    everything = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam_moto.admin.put_user_policy(UserName=admin_user, PolicyName="admin", PolicyDocument=json.dumps(everything))
+    admin_key = iam_moto.admin.create_access_key(UserName=admin_user)["AccessKey"]
+    admin = iam_moto.s3((admin_key["AccessKeyId"], admin_key["SecretAccessKey"]))
+    for where, key in ((bucket, "datasets/iris.csv"), (bucket, "datasets/private.csv"), (other, "datasets/iris.csv")):
+        admin.put_object(Bucket=where, Key=key, Body=b"sepal_length,species\n5.1,setosa\n")
+    assert s3.get_object(Bucket=bucket, Key="datasets/iris.csv")["Body"].read().startswith(b"sepal_length")
+    assert _denied(lambda: s3.put_object(Bucket=bucket, Key="datasets/iris.csv", Body=b"poisoned"))
+    assert _denied(lambda: s3.delete_object(Bucket=bucket, Key="datasets/iris.csv"))
+    assert _denied(lambda: s3.get_object(Bucket=bucket, Key="datasets/private.csv"))
+    assert _denied(lambda: s3.get_object(Bucket=bucket, Key=f"{MLFLOW_PREFIX}seed.txt"))
+    assert _denied(lambda: s3.get_object(Bucket=other, Key="datasets/iris.csv"))
 
 
 @pytest.mark.parametrize(("consumer", "prefix"), [("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX)])
