@@ -175,6 +175,13 @@ class Chart:
     def default_values(self) -> dict[str, Any]:
         return yaml.safe_load((self.folder / "values.yaml").read_text()) or {}
 
+    @property
+    def subcharts(self) -> frozenset[str]:
+        """The values keys of the chart's dependencies (their alias, else their name), from Chart.yaml."""
+        path = self.folder / "Chart.yaml"
+        meta = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+        return frozenset(str(d.get("alias") or d.get("name")) for d in meta.get("dependencies") or [])
+
 
 def release_chart(reg: Registration) -> tuple[Chart | None, str | None]:
     inputs = reveal(reg.inputs)
@@ -223,12 +230,32 @@ def helm_merge(defaults: Any, overrides: Any) -> Any:
     return overrides
 
 
+def unknown_value_keys(
+    defaults: Any, values: Any, path: str = "values", subcharts: frozenset[str] = frozenset()
+) -> list[str]:
+    """For a chart without a schema (kube-prometheus-stack, Alloy): every key of `values` must be a key of the
+    chart's values.yaml at the same place. Below a key whose default is empty (`{}`, null, a list) or that names
+    a dependency chart (its values are not in this chart's values.yaml), anything goes."""
+    if not isinstance(values, dict) or not isinstance(defaults, dict) or not defaults:
+        return []
+    problems = []
+    for key, value in values.items():
+        where = f"{path}.{key}"
+        if key not in defaults:
+            if not (path == "values" and key in subcharts):
+                problems.append(f"{where} is not a key of the chart's values.yaml")
+            continue
+        if not (path == "values" and key in subcharts):
+            problems.extend(unknown_value_keys(defaults[key], value, where))
+    return problems
+
+
 def values_problems(chart: Chart, values: dict[str, Any]) -> list[str]:
     """Helm validates the chart's schema against the defaults coalesced with the user's values."""
     problems = []
     schema = chart.schema
     if schema is None:
-        return [f"chart {chart.name} {chart.version} has no values.schema.json"]
+        return unknown_value_keys(chart.default_values, values, subcharts=chart.subcharts)
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = validator_cls(schema)
     merged = helm_merge(chart.default_values, values)
