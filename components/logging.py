@@ -1,0 +1,177 @@
+"""Central logs of one stack: Loki (monolithic) in the stack's bucket and Grafana Alloy collecting pod logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+
+from components.naming import ROTATION_ANNOTATION, cluster_url
+from components.options import inherited_depends_on
+from services.observability import logs
+
+GRAFANA_REPO = "https://grafana.github.io/helm-charts"
+LOKI_REPO = "https://grafana-community.github.io/helm-charts"
+LOKI_RELEASE = "loki"
+ALLOY_RELEASE = "alloy"
+# Loki's objects live under this prefix of the stack's bucket; its IAM user may touch nothing else
+# (infra/data_layer.py gives it a consumer of the artifact store like MLflow's and Airflow's).
+LOKI_PREFIX = "loki/"
+LOKI_UID = 10001  # the chart's default user
+ALLOY_UID = 473  # the user of the grafana/alloy image
+
+
+@dataclass(frozen=True)
+class CentralLogsArgs:
+    """`namespace` runs Loki and Alloy; `collect_namespaces` are the namespaces whose pods' logs are shipped.
+    `s3_secret` (in `namespace`) holds the Loki user's rotated key as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY;
+    `rotation_annotation` changes with that key (Loki's pods roll onto a new one)."""
+
+    stack: str
+    namespace: pulumi.Input[str]
+    namespace_name: str
+    loki_chart_version: str
+    alloy_chart_version: str
+    region: str
+    bucket: pulumi.Input[str]
+    s3_secret: str
+    rotation_annotation: pulumi.Input[str]
+    retention_days: int
+    storage_size: str
+    storage_class: str | None
+    collect_namespaces: Sequence[str]
+    prefix: str = LOKI_PREFIX
+
+
+def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
+    """Loki as one binary: chunks and index in the bucket under `prefix` (Thanos object-store client, credentials
+    from the rotated-key Secret's environment), retention by the compactor, no gateway, caches, canary or ruler."""
+    persistence: dict[str, Any] = {"enabled": True, "size": args.storage_size}
+    if args.storage_class:
+        persistence["storageClass"] = args.storage_class
+    return {
+        "deploymentMode": "Monolithic",
+        "loki": {
+            "auth_enabled": False,
+            "commonConfig": {"replication_factor": 1},
+            "schemaConfig": {
+                "configs": [
+                    {
+                        "from": "2026-01-01",
+                        "store": "tsdb",
+                        "object_store": "s3",
+                        "schema": "v13",
+                        "index": {"prefix": "index_", "period": "24h"},
+                    }
+                ]
+            },
+            "storage": {
+                "type": "s3",
+                "bucketNames": {"chunks": args.bucket, "ruler": args.bucket},
+                "use_thanos_objstore": True,
+                "object_store": {
+                    "type": "s3",
+                    "storage_prefix": args.prefix.strip("/"),
+                    "s3": {"endpoint": f"s3.{args.region}.amazonaws.com", "region": args.region},
+                },
+            },
+            "limits_config": {"retention_period": f"{args.retention_days * 24}h", "allow_structured_metadata": True},
+            "compactor": {"retention_enabled": True, "delete_request_store": "s3"},
+            "podAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+        },
+        "singleBinary": {
+            "replicas": 1,
+            "extraEnvFrom": [{"secretRef": {"name": args.s3_secret}}],
+            "persistence": persistence,
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        },
+        "read": {"replicas": 0},
+        "write": {"replicas": 0},
+        "backend": {"replicas": 0},
+        "gateway": {"enabled": False},
+        "chunksCache": {"enabled": False},
+        "resultsCache": {"enabled": False},
+        "lokiCanary": {"enabled": False},
+        "test": {"enabled": False},
+        "ruler": {"enabled": False},
+        "sidecar": {"rules": {"enabled": False}},
+        # Roles in its namespace only: no cluster-wide object, so stacks sharing a cluster do not collide
+        "rbac": {"namespaced": True},
+    }
+
+
+def loki_url(namespace: pulumi.Input[str]) -> pulumi.Output[str]:
+    return cluster_url(LOKI_RELEASE, namespace, logs.LOKI_PORT)
+
+
+def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
+    """Alloy as one Deployment reading pod logs through the Kubernetes API: a Role per collected namespace
+    allowing only pods and their logs (no ClusterRole, no host path), the pipeline of services/observability."""
+    url = f"http://{LOKI_RELEASE}.{args.namespace_name}.svc.cluster.local:{logs.LOKI_PORT}"
+    pipeline = logs.LogPipeline(stack=args.stack, namespaces=args.collect_namespaces, loki_url=url)
+    return {
+        "crds": {"create": False},
+        "alloy": {
+            "configMap": {"create": True, "content": logs.alloy_config(pipeline)},
+            "enableReporting": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": ALLOY_UID,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        },
+        "controller": {"type": "deployment", "replicas": 1},
+        "rbac": {
+            "create": True,
+            "namespaces": sorted(set(args.collect_namespaces)),
+            "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}],
+        },
+        "global": {"podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}},
+    }
+
+
+class CentralLogs(pulumi.ComponentResource):
+    """Builds Loki (the community chart, monolithic: one StatefulSet) storing chunks and index in the stack's
+    bucket under its own prefix with its own rotated-key IAM user, and Grafana Alloy shipping the logs of every
+    pod of the stack's namespaces to it, labelled with stack, namespace, pod, container, app and model; the
+    request id of JSON lines is kept as structured metadata.
+
+    Exports the attribute below; `loki` and `alloy` (the Helm releases) are handles, not outputs.
+    """
+
+    loki_url: pulumi.Output[str]
+    """Loki's HTTP API inside the cluster (Grafana's data source)."""
+
+    def __init__(self, name: str, args: CentralLogsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:CentralLogs", name, None, opts)
+        waits = inherited_depends_on(opts)
+        self.loki: Release = Release(
+            f"{name}-loki",
+            name=LOKI_RELEASE,
+            chart="loki",
+            version=args.loki_chart_version,
+            repository_opts=RepositoryOptsArgs(repo=LOKI_REPO),
+            namespace=args.namespace,
+            timeout=900,
+            values=loki_values(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits),
+        )
+        self.alloy: Release = Release(
+            f"{name}-alloy",
+            name=ALLOY_RELEASE,
+            chart="alloy",
+            version=args.alloy_chart_version,
+            repository_opts=RepositoryOptsArgs(repo=GRAFANA_REPO),
+            namespace=args.namespace,
+            timeout=600,
+            values=alloy_values(args),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.loki, *waits]),
+        )
+        self.loki_url = loki_url(args.namespace)
+        self.register_outputs({"loki_url": self.loki_url})
