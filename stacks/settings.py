@@ -511,9 +511,15 @@ class ImagesSettings:
         default_fn=_by_env("airflow:3.3.2-mlops-0.1.0", None),
         check=_check_image,
     )
+    api: str | None = setting(
+        "images.api",
+        "platform API image (services/api/Dockerfile), same forms as images.serving; prod: pinned by digest",
+        default_fn=_by_env("api:0.1.0", None),
+        check=_check_image,
+    )
 
     def image(self, name: str) -> ImageRef | None:
-        """The resolved reference of image `name` (`serving`, `airflow`), None when unset."""
+        """The resolved reference of image `name` (`serving`, `airflow`, `api`), None when unset."""
         value = getattr(self, name)
         return None if value is None else ImageRef.parse(value, self.registry)
 
@@ -526,7 +532,7 @@ class ImagesSettings:
         return self.image("airflow")
 
 
-IMAGE_NAMES = ("serving", "airflow")  # every image the platform builds: one images.<name> setting each
+IMAGE_NAMES = ("serving", "airflow", "api")  # every image the platform builds: one images.<name> setting each
 
 
 def _check_images(s: StackSettings, problems: list[str]) -> None:

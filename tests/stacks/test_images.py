@@ -47,10 +47,12 @@ def test_dev_defaults_are_images_under_the_registry_and_one_setting_moves_them_a
     dev = load_settings("dev", BASE).images
     assert dev.serving_image == ImageRef(f"{DEFAULT_REGISTRY}/serving", "0.1.0")
     assert dev.airflow_image == ImageRef(f"{DEFAULT_REGISTRY}/airflow", "3.3.2-mlops-0.1.0")
+    assert dev.image("api") == ImageRef(f"{DEFAULT_REGISTRY}/api", "0.1.0")
     moved = load_settings("dev", {**BASE, f"{P}images.registry": "registry.example.com:5000/team/ml"}).images
     assert [moved.image(n).reference for n in IMAGE_NAMES] == [  # type: ignore[union-attr]
         "registry.example.com:5000/team/ml/serving:0.1.0",
         "registry.example.com:5000/team/ml/airflow:3.3.2-mlops-0.1.0",
+        "registry.example.com:5000/team/ml/api:0.1.0",
     ]
     # a full reference is taken as it is
     full = load_settings("dev", {**BASE, f"{P}images.serving": f"quay.io/acme/serving@{DIGEST}"}).images
