@@ -419,6 +419,63 @@ class AlertSettings:
 class ChartSettings:
     traefik: str = setting("charts.traefik", "Traefik chart version", default="41.3.0")
     cert_manager: str = setting("charts.certManager", "cert-manager chart version", default="v1.21.1")
+    kube_prometheus_stack: str = setting(
+        "charts.kubePrometheusStack", "kube-prometheus-stack chart version (observability)", default="88.5.3"
+    )
+    loki: str = setting("charts.loki", "Grafana Loki chart version (grafana-community)", default="18.11.0")
+    alloy: str = setting("charts.alloy", "Grafana Alloy chart version", default="1.11.1")
+
+
+_DURATION = r"^[0-9]+(s|m|h|d|w|y)$"
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Monitoring (Prometheus, Alertmanager, Grafana) and central logs (Loki, Alloy) of the stack:
+    docs/observability.md."""
+
+    enabled: bool = setting(
+        "observability.enabled",
+        "deploy monitoring and central logs with the stack (kube-prometheus-stack, Loki, Alloy)",
+        default=True,
+    )
+    retention: str = setting(
+        "observability.retention",
+        "how long Prometheus keeps samples (a Prometheus duration: 15d, 8w)",
+        default_fn=_by_env("15d", "30d"),
+        pattern=_DURATION,
+    )
+    retention_size: str | None = setting(
+        "observability.retentionSize",
+        "Prometheus deletes the oldest blocks beyond this size (e.g. 40GB); unset = by time only",
+        pattern=r"^[0-9]+(KB|MB|GB|TB)$",
+    )
+    storage_size: str = setting(
+        "observability.storageSize",
+        "Prometheus volume size",
+        default_fn=_by_env("20Gi", "100Gi"),
+        check=_quantity,
+    )
+    storage_class: str | None = setting(
+        "observability.storageClass",
+        "StorageClass of the Prometheus, Alertmanager and Loki volumes; unset = cluster default",
+    )
+    scrape_interval: str = setting(
+        "observability.scrapeInterval", "how often Prometheus scrapes every target", default="30s", pattern=_DURATION
+    )
+    log_retention_days: int = setting(
+        "observability.logRetentionDays",
+        "days Loki keeps log lines (deleted by its compactor)",
+        default_fn=_by_env(14, 30),
+        minimum=1,
+        maximum=3650,
+    )
+    log_storage_size: str = setting(
+        "observability.logStorageSize",
+        "Loki's volume (write-ahead log, index cache); chunks live in the bucket",
+        default="10Gi",
+        check=_quantity,
+    )
 
 
 # --- images (the platform's own container images) --------------------------------------------------
@@ -570,6 +627,7 @@ class StackSettings:
     charts: ChartSettings
     images: ImagesSettings
     catalog: Catalog
+    observability: ObservabilitySettings
     """The model catalog: `models` validated with `profiles` (services/common/catalog.py), parsed once."""
     models: Mapping[str, Any] = setting(
         "models",
@@ -668,6 +726,7 @@ _GROUPS: dict[str, type] = {
     "alerts": AlertSettings,
     "charts": ChartSettings,
     "images": ImagesSettings,
+    "observability": ObservabilitySettings,
 }
 _GROUP_FIELDS = {
     "kubernetes",
@@ -681,6 +740,7 @@ _GROUP_FIELDS = {
     "alerts",
     "charts",
     "images",
+    "observability",
 }
 
 
