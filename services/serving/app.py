@@ -1,11 +1,16 @@
 """The FastAPI application of the serving service (the uvicorn factory `create_app`).
 
-Public API: `POST /predict` (routed), `POST /variants/{alias}/predict` (one variant), `GET /models`,
+Public API: `POST /predict` (routed), `POST /variants/{alias}/predict` (one variant), the Open Inference
+Protocol v2 (`/v2/...`: health, metadata, readiness, `POST /v2/models/{model}[/versions/{version}]/infer`),
+MLflow's scoring protocol (`POST /invocations`, `GET /ping`, `/health`, `/version`), `GET /models`,
 `GET /healthz` (process alive), `GET /readyz` (200 only when every routed variant is loaded),
 `GET /metrics` (Prometheus). Admin API (bearer token, constant-time compare; 401 without a token, 403
 with a wrong one): `POST /variants/{alias}/reload`, `POST /admin/reload` (every alias) and
-`POST /admin/active` (blue-green switch). Paths come from `services.common.contract`; the routes live in
-`services.serving.api` (one router per concern) and share the process's state through typed dependencies.
+`POST /admin/active` (blue-green switch). Paths come from `services.common.contract`. The prediction endpoints
+(`ENDPOINTS`) are answered by the lean request path (`services.serving.api.lean`: plain ASGI, one pipeline for
+every protocol), which also gives every request its id and access-log line; the other routes live in
+`services.serving.api` (one router per concern) and share the process's state through typed dependencies. The
+OpenAPI document describes both.
 
 Each process accepts connections only after its first load finished (bounded by
 `STARTUP_LOAD_WAIT_SECONDS`), so with several uvicorn workers a worker that is still loading takes no
@@ -28,10 +33,11 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
-from services.serving.api import admin, predictions, status
+from services.serving.accesslog import AccessLog
+from services.serving.api import admin, predictions, scoring, status, v2
 from services.serving.api.bodies import error_response
 from services.serving.api.deps import ServingState
-from services.serving.api.middleware import REQUEST_ID_HEADER, RequestContext
+from services.serving.api.lean import REQUEST_ID_HEADER, Endpoint, LeanPath, openapi_paths
 from services.serving.observability import configure_logging, request_id_var
 from services.serving.schema import RequestError
 from services.serving.security import Refusal, refusal_response
@@ -40,6 +46,8 @@ from services.serving.settings import Settings
 log = logging.getLogger("mlops.serving")
 
 STARTUP_LOAD_WAIT_SECONDS = 90.0
+
+ENDPOINTS: tuple[Endpoint, ...] = (*predictions.ENDPOINTS, *v2.ENDPOINTS, *scoring.ENDPOINTS)
 
 _JSON_TYPES = {
     "double": "number",
@@ -67,11 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.log_file = configure_logging(settings.instance, settings.log_dir)
-    app.add_middleware(RequestContext)
+    app.state.access_log = AccessLog(settings.instance)
+    app.add_middleware(LeanPath, endpoints=ENDPOINTS, access_log=app.state.access_log)
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
     app.add_exception_handler(Refusal, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    for router in (predictions.router, status.router, admin.router):
+    for router in (status.router, admin.router, v2.router, scoring.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -104,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.alerter.drain()
         state.manager.close()
+        app.state.access_log.flush()
 
 
 async def _request_error(request: Request, exc: RequestError) -> Response:
@@ -130,6 +140,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         app.openapi_schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
+        openapi_paths(app.openapi_schema, ENDPOINTS)
     schema = app.openapi_schema
     schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = _predict_schema(app)
     return schema

@@ -44,6 +44,24 @@ log = logging.getLogger("mlops.serving.variants")
 ACTIVE_TAG = "mlops.serving.active"
 
 
+class VariantMeters:
+    """The metric series of one variant, resolved once: `labels(...)` on every request costs more than the
+    update itself."""
+
+    def __init__(self, metrics: Metrics, alias: str, version: str) -> None:
+        self._requests = metrics.requests
+        self._labels = (alias, version)
+        self.latency = metrics.latency.labels(alias, version)
+        self._by_status: dict[int, Any] = {}
+
+    def requests(self, status: int) -> Any:
+        """The `serving_requests_total` series of this variant and `status`."""
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self._requests.labels(*self._labels, str(status))
+        return child
+
+
 @dataclass(frozen=True)
 class Variant:
     alias: str
@@ -57,6 +75,7 @@ class Variant:
     predict: Callable[[Any], list[Any]]
     workdir: str | None = None
     batcher: MicroBatcher | None = None  # native flavour: concurrent requests share one predict call
+    meters: VariantMeters | None = field(default=None, compare=False)
 
     async def apredict(self, inputs: Any) -> list[Any]:
         """Predict from the event loop: micro-batched inline (native), else in a worker thread."""
@@ -219,6 +238,7 @@ class VariantManager:
             batcher=MicroBatcher(loaded.predict, max_rows=self.settings.max_batch)
             if loaded.flavor == "sklearn"
             else None,
+            meters=VariantMeters(self.metrics, alias, version),
         )
         self._swap(variant)
         self.metrics.load_seconds.labels(alias).observe(variant.load_seconds)

@@ -1,10 +1,11 @@
 """The state of one serving process and the typed dependencies of the routes.
 
 `ServingState` is built once per process in the application's lifespan and held on `app.state.serving`;
-routes receive it as `State`. `KnownAlias` is THE unknown-alias check (404) of every route with an
-`{alias}` in its path, `RequestBody` is THE body-size check (413) of every route that reads a raw body,
-and `require_token` guards the admin router. The state's `auth` (`services.serving.security`) and `limiter`
-(`services.serving.limits`) are the admission of prediction requests (`services.serving.api.guards`).
+routes receive it as `State`. `check_alias` is THE unknown-alias check (404) of every path with an `{alias}`
+(`KnownAlias` for the routes, the lean request path's `by_alias` for the prediction endpoints), and
+`require_token` guards the admin router. Prediction bodies are read, and refused beyond `max_body` (413), by
+the lean request path (`services.serving.api.lean.read_body`). The state's `auth` (`services.serving.security`)
+and `limiter` (`services.serving.limits`) are the admission of prediction requests (`services.serving.api.guards`).
 """
 
 from __future__ import annotations
@@ -75,28 +76,19 @@ async def get_state(request: Request) -> ServingState:
 State = Annotated[ServingState, Depends(get_state)]
 
 
-async def known_alias(alias: str, state: State) -> str:
-    """The `{alias}` of the path, 404 unless this service serves it."""
+def check_alias(state: ServingState, alias: str) -> str:
+    """The `{alias}` of a path, 404 unless this service serves it."""
     if alias not in state.known:
         raise RequestError(404, f"unknown alias {alias!r}; this service serves {sorted(state.known)}", "alias")
     return alias
 
 
+async def known_alias(alias: str, state: State) -> str:
+    return check_alias(state, alias)
+
+
 KnownAlias = Annotated[str, Depends(known_alias)]
 
-
-async def request_body(request: Request, state: State) -> bytes:
-    """The raw request body, 413 (counted) when it is larger than `max_body`, announced or not."""
-    length = request.headers.get("content-length")
-    announced = int(length) if length is not None and length.isdigit() else 0
-    raw = b"" if announced > state.max_body else await request.body()
-    if announced > state.max_body or len(raw) > state.max_body:
-        state.metrics.rejected.labels("413").inc()
-        raise RequestError(413, f"request body larger than {state.max_body} bytes", "body")
-    return raw
-
-
-RequestBody = Annotated[bytes, Depends(request_body)]
 
 _bearer = HTTPBearer(auto_error=False, description="The reload token")
 

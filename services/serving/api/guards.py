@@ -2,23 +2,19 @@
 under the process's concurrency limit (`services.serving.limits`). Health, readiness, metrics and the admin
 API (its own token) are not admitted here.
 
-- `Admitted`: the dependency of every prediction router (`APIRouter(dependencies=[Admitted])`); the slot is
-  given back when the answer is done.
-- `admit(state, headers)`: the same check for a path that answers without FastAPI's dependencies. None means
-  admitted, and the caller must call `state.limiter.leave()` when its answer is done; otherwise answer the
-  returned `Refusal` (`services.serving.security.refusal_response`).
+`admit(state, headers)` is called by the one request path of every prediction endpoint
+(`services.serving.api.lean.serve`: `/predict`, `/variants/{alias}/predict`, the V2 `.../infer` endpoints and
+`/invocations`). None means admitted, and the caller must call `state.limiter.leave()` when its answer is
+done; otherwise it answers the returned `Refusal` (in its protocol's error shape, with the refusal's headers).
 
 Every refusal (401, 403, 429, 503) is counted in `serving_rejected_requests` by status.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-from fastapi import Depends, Request
-
-from services.serving.api.deps import ServingState, State
+from services.serving.api.deps import ServingState
 from services.serving.security import Refusal
 
 
@@ -30,16 +26,3 @@ async def admit(state: ServingState, headers: Mapping[str, str]) -> Refusal | No
     if refusal is not None:
         state.metrics.rejected.labels(str(refusal.status)).inc()
     return refusal
-
-
-async def admitted(request: Request, state: State) -> AsyncIterator[None]:
-    refusal = await admit(state, request.headers)
-    if refusal is not None:
-        raise refusal
-    try:
-        yield
-    finally:
-        state.limiter.leave()
-
-
-Admitted: Any = Depends(admitted)

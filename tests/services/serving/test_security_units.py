@@ -26,8 +26,7 @@ from fastapi.routing import APIRoute
 from services.common import contract
 from services.common.serving_auth import ApiKeyAuth, NoAuth, OidcAuth, parse_auth
 from services.serving.api.deps import ServingState
-from services.serving.api.guards import admitted
-from services.serving.app import create_app
+from services.serving.app import ENDPOINTS, create_app
 from services.serving.jsonbody import parse_json
 from services.serving.limits import ConcurrencyLimiter
 from services.serving.schema import RequestError
@@ -454,21 +453,36 @@ def secured_app(env: pytest.MonkeyPatch, keys_file: Path) -> Iterator[FastAPI]:
     app.state.serving.manager.close()
 
 
-def test_every_prediction_route_is_admitted_and_nothing_else(secured_app: FastAPI) -> None:
-    routes = {r.path: r for r in secured_app.routes if isinstance(r, APIRoute)}
-    guarded = {path for path, r in routes.items() if any(d.call is admitted for d in r.dependant.dependencies)}
-    assert guarded == {p for p in routes if p.endswith("/predict")}
-    assert guarded >= {"/predict", "/variants/{alias}/predict"}
-    for path in ("/predict", "/variants/champion/predict"):
-        assert call(secured_app, "POST", path, json={"rows": [{}]}).status_code == 401
-        wrong = call(secured_app, "POST", path, json={"rows": [{}]}, headers={"Authorization": "Bearer nope"})
-        assert wrong.status_code == 403 and wrong.json()["field"] == "authorization"
-        good = call(secured_app, "POST", path, json={"rows": [{}]}, headers={"Authorization": "Bearer good-key"})
+def test_every_prediction_endpoint_is_admitted_and_nothing_else(secured_app: FastAPI) -> None:
+    # every prediction endpoint is answered by the lean request path, which admits (no FastAPI route predicts)
+    assert {e.path for e in ENDPOINTS} == {
+        "/predict",
+        "/variants/{alias}/predict",
+        "/v2/models/{model}/infer",
+        "/v2/models/{model}/versions/{version}/infer",
+        "/invocations",
+    }
+    routes = [r.path for r in secured_app.routes if isinstance(r, APIRoute)]
+    assert not [p for p in routes if p.endswith(("/predict", "/infer", "/invocations"))], routes
+    bodies = {
+        "/predict": {"rows": [{}]},
+        "/variants/champion/predict": {"rows": [{}]},
+        "/v2/models/iris/infer": {"inputs": []},
+        "/invocations": {"dataframe_records": [{}]},
+    }
+    for path, body in bodies.items():
+        assert call(secured_app, "POST", path, json=body).status_code == 401
+        wrong = call(secured_app, "POST", path, json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403 and "www-authenticate" in wrong.headers
+        good = call(secured_app, "POST", path, json=body, headers={"Authorization": "Bearer good-key"})
         assert good.status_code == 503, good.text  # admitted: nothing is loaded in this process
-    for path in ("/healthz", "/metrics"):
-        assert call(secured_app, "GET", path).status_code == 200, path
+    assert call(secured_app, "POST", "/predict", json={}, headers={"Authorization": "Bearer x"}).json()["field"] == (
+        "authorization"
+    )
+    for path in ("/healthz", "/metrics", "/v2/health/live", "/ping"):
+        assert call(secured_app, "GET", path).status_code in (200, 503), path
     metrics = call(secured_app, "GET", "/metrics").text
-    assert 'serving_rejected_requests_total{status="401"} 2.0' in metrics
+    assert f'serving_rejected_requests_total{{status="401"}} {float(len(bodies))}' in metrics
     assert "serving_api_keys 1.0" in metrics and "serving_in_flight 0.0" in metrics
 
 

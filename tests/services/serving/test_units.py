@@ -1,5 +1,7 @@
 """In-process tests of the serving service's pure parts: routing, settings, validation, batching, and the API's
-wiring: one unknown-alias check and one body-size check answer for every route that needs them."""
+wiring: one unknown-alias check and one body-size check answer for every path that needs them (each prediction
+endpoint in its protocol's error shape), every request gets an id and one access-log line, the lean path matches
+only its endpoints, and the OpenAPI document describes every endpoint."""
 
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ from services.common.serving_rules import (
     loader_process_fits,
 )
 from services.serving import SERVING_COMMAND
-from services.serving.api.deps import ServingState, known_alias, request_body
-from services.serving.app import create_app
+from services.serving.accesslog import AccessLog
+from services.serving.api.deps import ServingState, known_alias
+from services.serving.api.lean import LeanPath, by_alias
+from services.serving.app import ENDPOINTS, create_app
 from services.serving.batching import MicroBatcher
 from services.serving.routing import Router, client_point
 from services.serving.schema import Column, InputValidator, RequestError
@@ -260,29 +264,88 @@ def _calls(dependant: Dependant) -> set[Any]:
     return {dependant.call} | {call for sub in dependant.dependencies for call in _calls(sub)}
 
 
-def test_unknown_alias_is_one_404_on_every_alias_route(offline_app: FastAPI) -> None:
+def test_unknown_alias_is_one_404_on_every_alias_path(offline_app: FastAPI) -> None:
     app = offline_app
     routes = [r for r in app.routes if isinstance(r, APIRoute) and "{alias}" in r.path]
-    assert {r.path for r in routes} == {"/variants/{alias}/predict", "/variants/{alias}/reload"}
+    assert {r.path for r in routes} == {"/variants/{alias}/reload"}
+    assert all(known_alias in _calls(r.dependant) for r in routes)
+    lean = [e for e in ENDPOINTS if "{alias}" in e.path]
+    assert [(e.path, e.choose) for e in lean] == [("/variants/{alias}/predict", by_alias)]
     expected = {"detail": "unknown alias 'nope'; this service serves ['challenger', 'champion']", "field": "alias"}
-    for route in routes:
-        assert known_alias in _calls(route.dependant), route.path
-        (method,) = route.methods
-        path = route.path.replace("{alias}", "nope")
+    for method, path in [("POST", r.path) for r in routes] + [(e.method, e.path) for e in lean]:
+        path = path.replace("{alias}", "nope")
         response = call(app, method, path, json={"rows": [{"x": 1.0}]}, headers={"Authorization": "Bearer token"})
         assert (response.status_code, response.json()) == (404, expected), path
     # the admin token is checked before the alias: no alias is revealed without it
     assert call(app, "POST", "/variants/nope/reload").status_code == 401
 
 
-def test_oversized_body_is_one_413_on_every_prediction_route(offline_app: FastAPI) -> None:
+def test_oversized_body_is_one_413_on_every_prediction_endpoint(offline_app: FastAPI) -> None:
     app = offline_app
-    readers = [r for r in app.routes if isinstance(r, APIRoute) and request_body in _calls(r.dependant)]
-    assert {r.path for r in readers} == {"/predict", "/variants/{alias}/predict"}
     limit = 1 * 4096 + 65536  # max_batch 1
-    for route in readers:
-        path = route.path.replace("{alias}", "champion")
+    paths = {e.path: e.path.format(alias="champion", model="iris", version="1") for e in ENDPOINTS}
+    assert set(paths) == {
+        "/predict",
+        "/variants/{alias}/predict",
+        "/v2/models/{model}/infer",
+        "/v2/models/{model}/versions/{version}/infer",
+        "/invocations",
+    }
+    shapes = {
+        "native": {"detail": f"request body larger than {limit} bytes", "field": "body"},
+        "v2": {"error": f"request body larger than {limit} bytes"},
+        "mlflow": {"error_code": "BAD_REQUEST", "message": f"request body larger than {limit} bytes"},
+    }
+    for endpoint in ENDPOINTS:
+        path = paths[endpoint.path]
         response = call(app, "POST", path, content=b" " * (limit + 1), headers={"Content-Type": "application/json"})
         assert response.status_code == 413, path
-        assert response.json() == {"detail": f"request body larger than {limit} bytes", "field": "body"}
-    assert 'serving_rejected_requests_total{status="413"} 2.0' in call(app, "GET", "/metrics").text
+        assert response.json() == shapes[endpoint.codec.name], path
+    rejected = f'serving_rejected_requests_total{{status="413"}} {float(len(ENDPOINTS))}'
+    assert rejected in call(app, "GET", "/metrics").text
+
+
+def test_every_request_gets_an_id_and_one_access_log_line(
+    offline_app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="mlops.serving.access"):
+        given = call(offline_app, "POST", "/predict", json={"rows": []}, headers={"X-Request-Id": "rid-7"})
+        made = call(offline_app, "GET", "/healthz")
+    assert given.headers["x-request-id"] == "rid-7" and given.status_code == 503
+    assert len(made.headers["x-request-id"]) == 32
+    lines = [r for r in caplog.records if r.name == "mlops.serving.access"]
+    assert [(r.request_id, r.path, r.status) for r in lines] == [  # type: ignore[attr-defined]
+        ("rid-7", "/predict", 503),
+        (made.headers["x-request-id"], "/healthz", 200),
+    ]
+
+
+def test_lean_path_matches_exact_paths_and_templates_only() -> None:
+    lean = LeanPath(lambda *a: None, ENDPOINTS, AccessLog("test"))  # type: ignore[arg-type, return-value]
+    assert lean.match("POST", "/predict") == (ENDPOINTS[0], {})
+    matched = lean.match("POST", "/v2/models/iris/versions/3/infer")
+    assert matched is not None and matched[1] == {"model": "iris", "version": "3"}
+    assert lean.match("POST", "/variants/a-b_1/predict")[1] == {"alias": "a-b_1"}  # type: ignore[index]
+    for method, path in [
+        ("GET", "/predict"),
+        ("POST", "/predict/"),
+        ("POST", "/variants//predict"),
+        ("POST", "/v2/models/iris/infer/x"),
+        ("POST", "/v2/models/iris/versions/3/ready"),
+    ]:
+        assert lean.match(method, path) is None, (method, path)
+
+
+def test_openapi_describes_every_endpoint(offline_app: FastAPI) -> None:
+    document = call(offline_app, "GET", "/openapi.json").json()
+    for endpoint in ENDPOINTS:
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        assert operation["requestBody"]["required"] is True
+        assert {"200", "401", "403", "413", "429", "503"} <= set(operation["responses"]), endpoint.path
+        assert [p["name"] for p in operation.get("parameters", [])] == [
+            s[1:-1] for s in endpoint.segments if s.startswith("{")
+        ]
+    for path in ("/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model}", "/ping", "/version"):
+        assert "get" in document["paths"][path], path
+    schemas = document["components"]["schemas"]
+    assert {"PredictRequest", "PredictResponse", "V2InferenceRequest", "V2InferenceResponse", "V2Error"} <= set(schemas)
