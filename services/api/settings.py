@@ -84,10 +84,10 @@ class Settings:
 
 
 def _required(var: contract.EnvVar) -> str:
-    value = var.get()
-    if value is None:
-        raise SettingsError(f"environment variable {var.name} is not set: {var.description}")
-    return value
+    try:
+        return var.require()
+    except RuntimeError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _url(var: contract.EnvVar) -> str:
@@ -98,16 +98,10 @@ def _url(var: contract.EnvVar) -> str:
 
 
 def _number(var: contract.EnvVar, default: float, *, minimum: float, kind: type[int] | type[float]) -> float:
-    raw = var.get()
-    if raw is None:
-        return default
     try:
-        value = kind(raw)
+        return var.number(default, minimum=minimum, kind=kind)
     except ValueError as exc:
-        raise SettingsError(f"{var.name} must be a {kind.__name__}, got {raw!r}") from exc
-    if value < minimum:
-        raise SettingsError(f"{var.name} must be >= {minimum}, got {raw!r}")
-    return value
+        raise SettingsError(str(exc)) from None
 
 
 def markdown_table() -> str:

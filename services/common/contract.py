@@ -32,6 +32,20 @@ class EnvVar:
             raise RuntimeError(f"environment variable {self.name} is not set: {self.description}")
         return value
 
+    def number(self, default: float, *, minimum: float, kind: type[int] | type[float] = float) -> float:
+        """The variable as a number of `kind` (`default` when unset); ValueError naming the variable when it is
+        not such a number or is below `minimum`."""
+        raw = self.get()
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"{self.name} must be a {kind.__name__}, got {raw!r}") from None
+        if value < minimum:
+            raise ValueError(f"{self.name} must be >= {minimum}, got {raw!r}")
+        return value
+
 
 # --- endpoints (ConfigMap `mlops-endpoints`, in the Airflow and serving namespaces) -------------
 MLFLOW_TRACKING_URI = EnvVar("MLFLOW_TRACKING_URI", "In-cluster MLflow tracking URL (MLflow's own variable name).")

@@ -105,48 +105,35 @@ async def all_events(
     return _response(state, request, events.StreamFilter(start, model=model, kind=kind, follow=follow))
 
 
-async def _run_events(
-    kind: str, id: uuid.UUID, request: Request, state: Any, last_event_id: str | None, after: int | None, follow: bool
-) -> StreamingResponse:
-    async with state.pool.connection() as conn:
-        row = await store.get_run(conn, id, kind)
-    if row is None:
-        raise ApiError(404, f"no {kind} {id}", "id")
-    selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
-    return _response(state, request, selection)
+def _run_stream(kind: str) -> None:
+    """Register `GET <kind path>/{id}/events`: one run's events from its start (or after Last-Event-ID)."""
+
+    async def run_events(
+        id: uuid.UUID,
+        request: Request,
+        caller: Reader,
+        state: State,
+        last_event_id: LastEventId = None,
+        after: After = None,
+        follow: Follow = True,
+    ) -> StreamingResponse:
+        async with state.pool.connection() as conn:
+            row = await store.get_run(conn, id, kind)
+        if row is None:
+            raise ApiError(404, f"no {kind} {id}", "id")
+        selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
+        return _response(state, request, selection)
+
+    router.add_api_route(
+        f"{runs.PATHS[kind]}/{{id}}/events",
+        run_events,
+        methods=["GET"],
+        name=f"{kind}_events",
+        response_class=StreamingResponse,
+        responses={**_SSE, **NOT_FOUND},
+        summary=f"One {kind}'s events from its start (or after Last-Event-ID); ends after its final state",
+    )
 
 
-@router.get(
-    "/v1/trainings/{id}/events",
-    response_class=StreamingResponse,
-    responses={**_SSE, **NOT_FOUND},
-    summary="One training's events from its start (or after Last-Event-ID); ends after its final state",
-)
-async def training_events(
-    id: uuid.UUID,
-    request: Request,
-    caller: Reader,
-    state: State,
-    last_event_id: LastEventId = None,
-    after: After = None,
-    follow: Follow = True,
-) -> StreamingResponse:
-    return await _run_events(runs.TRAINING, id, request, state, last_event_id, after, follow)
-
-
-@router.get(
-    "/v1/rollbacks/{id}/events",
-    response_class=StreamingResponse,
-    responses={**_SSE, **NOT_FOUND},
-    summary="One rollback's events from its start (or after Last-Event-ID); ends after its final state",
-)
-async def rollback_events(
-    id: uuid.UUID,
-    request: Request,
-    caller: Reader,
-    state: State,
-    last_event_id: LastEventId = None,
-    after: After = None,
-    follow: Follow = True,
-) -> StreamingResponse:
-    return await _run_events(runs.ROLLBACK, id, request, state, last_event_id, after, follow)
+for _kind in runs.KINDS:
+    _run_stream(_kind)

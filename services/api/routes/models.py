@@ -21,10 +21,9 @@ from services.api.routes.bodies import (
     ModelList,
     Rollback,
     RollbackRequest,
-    error,
 )
 from services.api.routes.deps import Deployer, Reader, State
-from services.api.routes.trainings import IdempotencyKey, accepted
+from services.api.routes.trainings import START_ERRORS, IdempotencyKey, accepted
 from services.common.catalog import MODEL_NAME_PATTERN
 
 router = APIRouter(tags=["models"], responses=AUTH_ERRORS)
@@ -93,12 +92,7 @@ ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="A model
     "/v1/models/{model}/rollback",
     status_code=202,
     response_model=Rollback,
-    responses={
-        400: error(400, "Invalid Idempotency-Key"),
-        404: error(404, "Unknown model"),
-        409: error(409, "Key reused for another request, or the DAG is paused"),
-        **DEPENDENCY_ERRORS,
-    },
+    responses=START_ERRORS,
     summary="Move the model's promoted alias back to a version (its rollback DAG); idempotent like trainings",
 )
 async def rollback(

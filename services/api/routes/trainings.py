@@ -14,6 +14,7 @@ from services.api.routes.bodies import (
     AUTH_ERRORS,
     DEPENDENCY_ERRORS,
     NOT_FOUND,
+    Responses,
     Training,
     TrainingPage,
     TrainingRequest,
@@ -43,16 +44,20 @@ def accepted(row: dict[str, Any], created: bool) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers=headers)
 
 
+# The answers of every request that starts a run (a training, a rollback)
+START_ERRORS: Responses = {
+    400: error(400, "Invalid Idempotency-Key"),
+    404: error(404, "Unknown model"),
+    409: error(409, "Key reused for another request, or the DAG is paused"),
+    **DEPENDENCY_ERRORS,
+}
+
+
 @router.post(
     "",
     status_code=202,
     response_model=Training,
-    responses={
-        400: error(400, "Invalid Idempotency-Key"),
-        404: error(404, "Unknown model"),
-        409: error(409, "Key reused for another request, or the DAG is paused"),
-        **DEPENDENCY_ERRORS,
-    },
+    responses=START_ERRORS,
     summary="Start a training of a catalog model (its training DAG); the same Idempotency-Key returns the same run",
 )
 async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Trainer, state: State) -> JSONResponse:
