@@ -2,12 +2,10 @@
 under the process's concurrency limit (`services.serving.limits`). Health, readiness, metrics and the admin
 API (its own token) are not admitted here.
 
-`admit(state, headers)` is called by the one request path of every prediction endpoint
-(`services.serving.api.lean.serve`: `/predict`, `/variants/{alias}/predict`, the V2 `.../infer` endpoints and
-`/invocations`). None means admitted, and the caller must call `state.limiter.leave()` when its answer is
-done; otherwise it answers the returned `Refusal` (in its protocol's error shape, with the refusal's headers).
-
-Every refusal (401, 403, 429, 503) is counted in `serving_rejected_requests` by status.
+`admit(state, headers)` returns None when the request may proceed (a slot is then taken, and the caller must
+call `state.limiter.leave()` when its answer is done), else the `Refusal` to answer with its headers
+(`WWW-Authenticate`, `Retry-After`). The lean request path (`services.serving.api.lean.serve`) calls it for
+every prediction endpoint. Every refusal (401, 403, 429, 503) is counted in `serving_rejected_requests` by status.
 """
 
 from __future__ import annotations
