@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
-from components.naming import ROTATION_ANNOTATION, cluster_url
+from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
 from services.observability import logs
 
@@ -107,10 +107,15 @@ def loki_url(namespace: pulumi.Input[str]) -> pulumi.Output[str]:
     return cluster_url(LOKI_RELEASE, namespace, logs.LOKI_PORT)
 
 
+def loki_base_url(namespace_name: str) -> str:
+    """Loki's HTTP API inside the cluster, for a namespace whose name is known (Alloy's and Grafana's config)."""
+    return f"http://{LOKI_RELEASE}.{namespace_name}.{CLUSTER_DOMAIN}:{logs.LOKI_PORT}"
+
+
 def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
     """Alloy as one Deployment reading pod logs through the Kubernetes API: a Role per collected namespace
     allowing only pods and their logs (no ClusterRole, no host path), the pipeline of services/observability."""
-    url = f"http://{LOKI_RELEASE}.{args.namespace_name}.svc.cluster.local:{logs.LOKI_PORT}"
+    url = loki_base_url(args.namespace_name)
     pipeline = logs.LogPipeline(stack=args.stack, namespaces=args.collect_namespaces, loki_url=url)
     return {
         "crds": {"create": False},

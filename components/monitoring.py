@@ -145,11 +145,8 @@ def grafana_values(args: MonitoringArgs) -> dict[str, Any]:
     `ingressClassName`, `grafana.ini` and `resources` are keys of the Grafana chart (a dependency of
     kube-prometheus-stack), not of kube-prometheus-stack's own values.yaml."""
     values: dict[str, Any] = {
-        "admin": {
-            "existingSecret": GRAFANA_ADMIN_SECRET,
-            "userKey": GRAFANA_USER_KEY,
-            "passwordKey": GRAFANA_PASSWORD_KEY,
-        },
+        # the Secret's keys are the chart's defaults (GRAFANA_USER_KEY, GRAFANA_PASSWORD_KEY)
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET},
         "ingress": {
             "enabled": True,
             "ingressClassName": args.ingress_class,

@@ -10,6 +10,7 @@ import pulumi
 
 from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ArtifactStore, ArtifactStoreArgs, Consumer
 from components.database import AppDatabase, Database, DatabaseArgs
+from components.logging import LOKI_PREFIX
 from components.namespaces import PlatformNamespaces
 from components.shared_storage import NfsVolume, SharedStorage, SharedStorageArgs
 from stacks.settings import StackSettings
@@ -30,6 +31,7 @@ AIRFLOW_DB_SECRET = "airflow-metadata"
 MLFLOW_AUTH_DB_SECRET = "mlflow-auth-db"
 SERVING_LOGS_CLAIM = "serving-logs"
 AIRFLOW_LOGS_CLAIM = "airflow-logs"
+LOKI_S3_SECRET = "loki-s3-credentials"
 
 
 def rotation_now() -> datetime:
@@ -67,6 +69,9 @@ class DataLayer:
       the database of MLflow's basic-auth users and permissions; None unless `mlflow.basicAuth`.
     - `serving_logs_claim` (serving namespace) and `airflow_logs_claim` (Airflow namespace; the claim
       exists only when `airflow.remoteLogging` is false): ReadWriteMany NFS claims.
+    - `loki_s3_secret` (monitoring namespace, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`) and `loki_prefix`
+      ("loki/"): central logs' own consumer of the bucket (rotation annotation under "loki"); None unless
+      `observability.enabled`.
     """
 
     artifacts: ArtifactStore
@@ -89,6 +94,8 @@ class DataLayer:
     airflow_database: str = "airflow"
     mlflow_auth_db_secret: str | None = None
     mlflow_auth_database: str | None = None
+    loki_s3_secret: str | None = None
+    loki_prefix: str | None = None
 
 
 def app_databases(s: StackSettings) -> dict[str, AppDatabase]:
@@ -122,6 +129,9 @@ def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactS
             datasets=training_datasets(s),
         ),
     }
+    if s.observability.enabled:
+        # central logs: Loki's chunks and index under its own prefix, with its own rotated key
+        consumers["loki"] = Consumer(LOKI_PREFIX, s.namespace("monitoring"), LOKI_S3_SECRET, "aws-env")
     return ArtifactStore(
         "artifacts",
         ArtifactStoreArgs(
@@ -222,4 +232,6 @@ def build_data_layer(
         airflow_database=apps["airflow"].database,
         mlflow_auth_db_secret=auth.secret_name if auth else None,
         mlflow_auth_database=auth.database if auth else None,
+        loki_s3_secret=LOKI_S3_SECRET if s.observability.enabled else None,
+        loki_prefix=LOKI_PREFIX if s.observability.enabled else None,
     )

@@ -17,11 +17,14 @@ from stacks.settings import StackSettings
 def namespace_levels(s: StackSettings) -> dict[str, str]:
     """Pod Security level per service namespace. Everything the program renders itself is
     `restricted`, and so is MLflow (every container of its chart takes the values' security context).
-    Airflow runs at `baseline` (audited and warned at `restricted`): its chart renders many
+    Airflow and monitoring run at `baseline` (audited and warned at `restricted`): their charts render many
     components and optional sidecars, not all of which take a restricted context from the values."""
     levels = {"mlflow": "restricted", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
     if s.ingress.controller == "traefik" and not s.ingress.controller_namespace:
         levels["ingress"] = "restricted"
+    if s.observability.enabled:
+        # kube-prometheus-stack, Loki and Alloy: charts of many components and sidecars, like Airflow's
+        levels["monitoring"] = "baseline"
     return levels
 
 

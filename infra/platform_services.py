@@ -12,7 +12,9 @@ import pulumi
 from components.airflow import AirflowPlatform, AirflowPlatformArgs
 from components.endpoints import Endpoints, EndpointsArgs
 from components.ingress import IngressController, IngressControllerArgs
+from components.logging import CentralLogs, CentralLogsArgs, loki_base_url
 from components.mlflow import MlflowServer, MlflowServerArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespaces import PlatformNamespaces
 from components.naming import CLUSTER_DOMAIN
 from components.serving import ServingService, ServingServiceArgs
@@ -20,6 +22,9 @@ from components.tls import TlsIssuers, TlsIssuersArgs
 from infra.data_layer import DataLayer
 from services.common import contract
 from services.common.catalog import names
+from services.observability.dashboards import DashboardContext
+from services.observability.rules import RuleSettings, retrain_days_for
+from services.observability.scrape import ScrapeTargets
 from stacks.settings import StackSettings
 
 
@@ -32,6 +37,9 @@ class PlatformServices:
     endpoints: Endpoints
     serving: dict[str, ServingService]
     """Registered model name -> its serving."""
+    monitoring: Monitoring | None = None
+    logs: CentralLogs | None = None
+    """Monitoring and central logs; None unless `observability.enabled`."""
 
 
 def _after(k8s_opts: pulumi.ResourceOptions, *resources: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -216,6 +224,97 @@ def _serving(
     }
 
 
+def _retrain_days(s: StackSettings) -> dict[str, int]:
+    """Training DAG -> days without a successful run before it alerts, for every scheduled model."""
+    out = {}
+    for model, spec in s.catalog.models.items():
+        days = retrain_days_for(spec.training.schedule)
+        if days is not None:
+            out[names(model)["dag_id"]] = days
+    return out
+
+
+def _logs(
+    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, opts: pulumi.ResourceOptions
+) -> CentralLogs:
+    """Loki in the bucket's own prefix (its rotated-key Secret from the data layer) and Alloy over every
+    namespace of the stack."""
+    o = s.observability
+    if data.loki_s3_secret is None or data.loki_prefix is None:
+        raise ValueError("central logs need the data layer's Loki consumer (observability.enabled)")
+    return CentralLogs(
+        "logs",
+        CentralLogsArgs(
+            stack=s.stack,
+            namespace=ns["monitoring"],
+            namespace_name=s.namespace("monitoring"),
+            loki_chart_version=s.charts.loki,
+            alloy_chart_version=s.charts.alloy,
+            region=s.aws_region,
+            bucket=data.bucket_name,
+            s3_secret=data.loki_s3_secret,
+            rotation_annotation=data.rotation_annotations["loki"],
+            retention_days=o.log_retention_days,
+            storage_size=o.log_storage_size,
+            storage_class=o.storage_class,
+            collect_namespaces=sorted(s.namespace(service) for service in ns),
+            prefix=data.loki_prefix,
+        ),
+        opts=opts,
+    )
+
+
+def _monitoring(
+    s: StackSettings, ns: dict[str, pulumi.Output[str]], tls: TlsIssuers, opts: pulumi.ResourceOptions
+) -> Monitoring:
+    """kube-prometheus-stack with the platform's monitors, alert rules and dashboards."""
+    o = s.observability
+    serving_ns, airflow_ns = s.namespace("serving"), s.namespace("airflow")
+    webhook = s.alerts.slack_webhook_url
+    return Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            stack=s.stack,
+            namespace=ns["monitoring"],
+            namespace_name=s.namespace("monitoring"),
+            release=f"{s.namespace_prefix}-kps",
+            chart_version=s.charts.kube_prometheus_stack,
+            retention=o.retention,
+            retention_size=o.retention_size,
+            storage_size=o.storage_size,
+            storage_class=o.storage_class,
+            scrape_interval=o.scrape_interval,
+            grafana_host=s.host("grafana"),
+            ingress_class=s.ingress_class,
+            cluster_issuer=tls.cluster_issuer,
+            targets=ScrapeTargets(
+                serving_namespace=serving_ns,
+                mlflow_namespace=s.namespace("mlflow"),
+                airflow_namespace=airflow_ns,
+                cert_manager_namespace=s.ingress.cert_manager_namespace,
+                ingress_namespace=s.ingress_namespace if s.ingress.controller == "traefik" else None,
+            ),
+            rules=RuleSettings(
+                stack_prefix=s.namespace_prefix,
+                serving_namespace=serving_ns,
+                airflow_namespace=airflow_ns,
+                watch_interval_seconds=s.serving.poll_seconds,
+                retrain_days=_retrain_days(s),
+            ),
+            dashboards=DashboardContext(
+                stack=s.stack,
+                stack_prefix=s.namespace_prefix,
+                serving_namespace=serving_ns,
+                airflow_namespace=airflow_ns,
+            ),
+            slack_webhook=webhook.output() if webhook is not None else None,
+            loki_url=loki_base_url(s.namespace("monitoring")),
+            prometheus_replicas=2 if s.is_prod else 1,
+        ),
+        opts=opts,
+    )
+
+
 def build_services(
     s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: DataLayer
 ) -> PlatformServices:
@@ -229,8 +328,19 @@ def build_services(
     endpoints = _endpoints(s, ns, data, mlflow, k8s_opts)
     airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database))
     serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints))
+    monitoring = logs = None
+    if s.observability.enabled:
+        logs = _logs(s, ns, data, _after(k8s_opts, data.artifacts))
+        monitoring = _monitoring(s, ns, tls, _after(k8s_opts, tls, ingress, logs))
     return PlatformServices(
-        tls=tls, ingress=ingress, mlflow=mlflow, airflow=airflow, endpoints=endpoints, serving=serving
+        tls=tls,
+        ingress=ingress,
+        mlflow=mlflow,
+        airflow=airflow,
+        endpoints=endpoints,
+        serving=serving,
+        monitoring=monitoring,
+        logs=logs,
     )
 
 
@@ -267,3 +377,5 @@ def export_endpoints(
     pulumi.export("ingressClass", s.ingress_class)
     pulumi.export("clusterIssuer", services.tls.cluster_issuer)
     pulumi.export("caCertificate", services.tls.ca_certificate)
+    if services.monitoring is not None:
+        pulumi.export("grafanaUrl", services.monitoring.grafana_url)

@@ -47,7 +47,7 @@ def types(urns: list[str]) -> set[str]:
 def test_prod_targets_are_the_key_slots_their_secrets_and_the_workloads_that_roll(stack_run: Any) -> None:
     run = stack_run("prod")
     targets = rotation_targets(from_export(export_of(run)))
-    assert names(targets.keys) == {f"artifacts-{c}-key-slot{s}" for c in ("mlflow", "airflow") for s in (0, 1)}
+    assert names(targets.keys) == {f"artifacts-{c}-key-slot{s}" for c in ("mlflow", "airflow", "loki") for s in (0, 1)}
     assert types(targets.keys) == {KEY_TYPE}
     dependents = names(targets.dependents)
     # the Secrets that carry the active key, and the workloads whose pods read them
@@ -94,7 +94,7 @@ def test_the_offline_cli_lists_the_same_targets_as_the_state(stack_run: Any, tmp
     urns = from_state.stdout.splitlines()
     written = output.read_text()
     assert written == f"count={len(urns)}\ntargets<<__URNS__\n" + "\n".join(urns) + "\n__URNS__\n"
-    assert "4 key slots" in from_state.stderr
+    assert "6 key slots" in from_state.stderr  # mlflow, airflow, loki: two each
 
 
 def test_dependencies_are_read_as_pulumi_reads_them(tmp_path: Path) -> None:

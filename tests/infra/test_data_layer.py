@@ -31,6 +31,7 @@ from components.artifact_store import (
 )
 from components.database import BOOTSTRAP_INPUTS_ANNOTATION, AppDatabase, bootstrap_sql, password_variable
 from components.jobs import inputs_digest
+from components.logging import LOKI_PREFIX
 from devstack.moto import moto_s3
 from harness import checks
 from harness.mocks import SecretValue, reveal
@@ -105,9 +106,10 @@ def test_each_consumer_gets_its_own_prefix_only(stack: str, stack_run: Any) -> N
     run = stack_run(stack)
     bucket_arn = only(run, "aws:s3/bucket:Bucket").outputs["arn"]
     policies = {r.name: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/userPolicy:UserPolicy")}
-    assert set(policies) == {"artifacts-mlflow-policy", "artifacts-airflow-policy"}
+    assert set(policies) == {"artifacts-mlflow-policy", "artifacts-airflow-policy", "artifacts-loki-policy"}
     assert policies["artifacts-mlflow-policy"] == prefix_policy(bucket_arn, MLFLOW_PREFIX)
     assert policies["artifacts-airflow-policy"] == prefix_policy(bucket_arn, AIRFLOW_LOG_PREFIX)
+    assert policies["artifacts-loki-policy"] == prefix_policy(bucket_arn, LOKI_PREFIX)
     for doc in policies.values():
         for statement in doc["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -119,7 +121,7 @@ def test_each_consumer_gets_its_own_prefix_only(stack: str, stack_run: Any) -> N
         "no managed policies (AmazonS3FullAccess)"
     )
     users = {r.inputs["name"] for r in run.of_type("aws:iam/user:User")}
-    assert users == {f"mlops-{stack}-mlflow", f"mlops-{stack}-airflow"}
+    assert users == {f"mlops-{stack}-mlflow", f"mlops-{stack}-airflow", f"mlops-{stack}-loki"}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -176,7 +178,7 @@ ROTATION_STEPS = 4  # the initial deployment and three rotations
 
 
 def _active_key_id(consumer: str, content: dict[str, str]) -> str:
-    if consumer == "mlflow":
+    if consumer in ("mlflow", "loki"):
         return content["AWS_ACCESS_KEY_ID"]
     uri = urllib.parse.urlsplit(content["AIRFLOW_CONN_MLOPS_S3_LOGS"])
     return urllib.parse.unquote(uri.username or "")
@@ -198,12 +200,14 @@ def rotation_state(now: datetime) -> dict[str, Any]:
     annotations = {
         "mlflow": reveal(releases["mlflow"].inputs)["values"]["podAnnotations"]["mlops-platform/s3-key"],
         "airflow": reveal(releases["airflow"].inputs)["values"]["airflowPodAnnotations"]["mlops-platform/s3-key"],
+        "loki": reveal(releases["loki"].inputs)["values"]["loki"]["podAnnotations"]["mlops-platform/s3-key"],
     }
     state: dict[str, Any] = {"period": None, "consumers": {}}
     store = next(r for r in run.registrations if r.type == "mlops:platform:ArtifactStore")
     assert store.registered_outputs is not None
     state["period"] = int(store.registered_outputs["rotation_period"])
-    for consumer, secret_name in (("mlflow", "mlflow-s3-credentials"), ("airflow", "airflow-s3-logs")):
+    consumers = (("mlflow", "mlflow-s3-credentials"), ("airflow", "airflow-s3-logs"), ("loki", "loki-s3-credentials"))
+    for consumer, secret_name in consumers:
         secret = secrets[secret_name]
         content = reveal(secret.inputs["stringData"])
         # the workload rolls only after its Secret holds the new key
@@ -224,7 +228,7 @@ def rotation_states() -> list[dict[str, Any]]:
     return [rotation_state(ROTATION_START + timedelta(days=30 * i)) for i in range(ROTATION_STEPS)]
 
 
-@pytest.mark.parametrize("consumer", ["mlflow", "airflow"])
+@pytest.mark.parametrize("consumer", ["mlflow", "airflow", "loki"])
 def test_keys_rotate_over_three_periods_without_downtime(rotation_states: list[dict[str, Any]], consumer: str) -> None:
     periods = [s["period"] for s in rotation_states]
     assert periods == list(range(periods[0], periods[0] + ROTATION_STEPS))
@@ -535,7 +539,7 @@ def program_policies(run: ProgramRun, bucket: str) -> dict[str, str]:
         doc = reg.inputs["policy"]
         assert f"arn:aws:s3:::{mock_bucket}" in doc
         docs[consumer] = doc.replace(f"arn:aws:s3:::{mock_bucket}", f"arn:aws:s3:::{bucket}")
-    assert set(docs) == {"mlflow", "airflow"}
+    assert set(docs) == {"mlflow", "airflow", "loki"}
     return docs
 
 
@@ -572,7 +576,7 @@ def iam_moto(stack_run: Any) -> Iterator[IamMoto]:
         iam.put_user_policy(UserName="test-admin", PolicyName="admin", PolicyDocument=json.dumps(admin_doc))
         admin_key = iam.create_access_key(UserName="test-admin")["AccessKey"]
         env = IamMoto(endpoint, bucket, other, iam, program_policies(stack_run("prod"), bucket), {})
-        for consumer, prefix in (("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX)):
+        for consumer, prefix in (("mlflow", MLFLOW_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX), ("loki", LOKI_PREFIX)):
             key = iam.create_access_key(UserName=env.new_user(consumer))["AccessKey"]
             env.keys[consumer] = (key["AccessKeyId"], key["SecretAccessKey"])
             s3.put_object(Bucket=bucket, Key=f"{prefix}seed.txt", Body=b"seed")
@@ -588,7 +592,11 @@ def iam_moto(stack_run: Any) -> Iterator[IamMoto]:
 
 @pytest.mark.parametrize(
     ("consumer", "own", "foreign"),
-    [("mlflow", MLFLOW_PREFIX, AIRFLOW_LOG_PREFIX), ("airflow", AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX)],
+    [
+        ("mlflow", MLFLOW_PREFIX, AIRFLOW_LOG_PREFIX),
+        ("airflow", AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX),
+        ("loki", LOKI_PREFIX, MLFLOW_PREFIX),
+    ],
 )
 def test_each_user_reaches_its_prefix_only(iam_moto: IamMoto, consumer: str, own: str, foreign: str) -> None:
     bucket, other = iam_moto.bucket, iam_moto.other

@@ -42,7 +42,15 @@ def objects(run: ProgramRun, kind: str) -> list[dict[str, Any]]:
 def test_releases_are_pinned_and_validate_against_their_charts(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     charts = {reveal(r.inputs)["chart"]: reveal(r.inputs)["version"] for r in run.helm_releases()}
-    assert charts == {"cert-manager": "v1.21.1", "traefik": "41.3.0", "mlflow": "1.11.5", "airflow": "1.21.0"}
+    assert charts == {
+        "cert-manager": "v1.21.1",
+        "traefik": "41.3.0",
+        "mlflow": "1.11.5",
+        "airflow": "1.21.0",
+        "kube-prometheus-stack": "88.5.3",
+        "loki": "18.11.0",
+        "alloy": "1.11.1",
+    }
     assert checks.helm_values_problems(run) == []
     assert not any("ingress-nginx" in str(reveal(r.inputs)) for r in run.helm_releases())
 
