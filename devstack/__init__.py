@@ -10,14 +10,15 @@ process group on exit:
 - `devstack.mlflow_server.mlflow_server()`: `mlflow server` with a PostgreSQL/sqlite backend store and
   proxied artifacts in S3 (moto) or a local folder.
 - `devstack.serving.serving_service()`: the serving service, run with the Dockerfile's command.
-- `devstack.models.train_and_register()`: a registered version of the DAG's model (trained by the DAG's
-  own training code, `mlops_tasks.training`), alias set.
+- `devstack.models.train_and_register()`: a registered version of an example model, trained as the DAGs train
+  (the training runner, `mlops_tasks.runner`), alias set.
+- `devstack.catalog`: the model catalog of local runs (the two examples) and its JSON with local serving URLs.
 - `devstack.stack.mlflow_stack()`: PostgreSQL database + moto S3 + MLflow server in one block.
 - `devstack.dag_runs`: the environment of an `airflow` command on this repository's DAGs and the runs it
   recorded.
 
 Importing `devstack` puts the DAG folder on `sys.path`, as Airflow does, so that the DAGs' helper package
-`mlops_tasks` (training, registry, serving client) is the one devstack uses: one copy of that code.
+`mlops_tasks` (runner, registry, serving client) is the one devstack uses: one copy of that code.
 """
 
 import sys

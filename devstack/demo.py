@@ -8,8 +8,8 @@
    $MLOPS_DEMO_BACKEND_STORE_URI / $MLOPS_DEMO_ARTIFACTS_DESTINATION for PostgreSQL / S3) and ONE serving
    process PER MODEL (ports --serving-port, +1, ...), configured through the endpoints contract's variables, as
    in the cluster;
-3. writes the model catalog JSON (`devstack.catalog`: the two examples, each with its own serving URLs) and
-   points MLOPS_MODEL_CATALOG at it, as the ConfigMap does in the cluster;
+3. writes the model catalog JSON (`devstack.catalog`: the dev stack's `models` and `profiles`, the two examples,
+   each with its own serving URLs) and points MLOPS_MODEL_CATALOG at it, as the ConfigMap does in the cluster;
 4. runs `airflow dags test train_<model>` for each model, one after the other (AIRFLOW_HOME and its SQLite DB
    under .local/demo): train through the runner, gate, register, promote, reload that model's serving, verify;
 5. prints per model the gate decision, the promoted version and a prediction from its own serving process, then

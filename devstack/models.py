@@ -78,9 +78,12 @@ def train_and_register(
     return _register(tracking_uri, model_name, outcome.run_id, outcome.model_uri, alias)
 
 
-def register_again(tracking_uri: str, registered: RegisteredVersion, *, alias: str | None = None) -> RegisteredVersion:
-    """Another version of the same logged model (no training): for tests that need several versions."""
-    return _register(tracking_uri, registered.name, registered.run_id, registered.model_uri, alias)
+def register_again(
+    tracking_uri: str, registered: RegisteredVersion, *, model_name: str | None = None, alias: str | None = None
+) -> RegisteredVersion:
+    """Another version of the same logged model (no training), of `model_name` (default: the same registered
+    model): for tests that need several versions."""
+    return _register(tracking_uri, model_name or registered.name, registered.run_id, registered.model_uri, alias)
 
 
 def _register(tracking_uri: str, model_name: str, run_id: str, model_uri: str, alias: str | None) -> RegisteredVersion:

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common import contract
 from services.common.catalog import CatalogError, ModelSpec, names, parse_catalog
 from services.common.contract import MODEL_CATALOG
 
 FORMAT_VERSION = 1
 # The keys of each model's entry that carry its serving endpoints
 # (`Catalog.for_airflow(serving_url=..., reload_url=...)`; no reload_url: the serving URL).
-SERVING_URL_KEY = "serving_url"
-RELOAD_URL_KEY = "reload_url"
+SERVING_URL_KEY = contract.CATALOG_SERVING_URL_KEY
+RELOAD_URL_KEY = contract.CATALOG_RELOAD_URL_KEY
 # Params of every training DAG besides the model's own: a model param may not take these names.
 RESERVED_PARAMS = ("alias", "dataset", "verify_timeout_seconds")
 

@@ -24,6 +24,19 @@ from devstack import REPO
 from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
 from devstack.procs import find_binary
 
+# --- the catalog -----------------------------------------------------------------------------------
+
+
+def catalog_entries(serving_urls: dict[str, str], catalog: Any = None) -> dict[str, Any]:
+    """The DAGs' view (`model_catalog.ModelEntry` by name) of a catalog (default: the local one, the two examples)
+    written as the Pulumi program writes it, with these serving URLs."""
+    from mlops_tasks import model_catalog
+
+    from devstack.catalog import catalog_document, local_catalog
+
+    return model_catalog.parse(catalog_document(catalog or local_catalog(), serving_urls))
+
+
 # --- Airflow --------------------------------------------------------------------------------------
 
 
@@ -167,13 +180,32 @@ def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory, postgres_avail
         stack_cm.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="session")
+def trained_iris(mlflow_tracking_uri: str) -> Any:
+    """One iris model trained through the runner and registered (`devstack.models.RegisteredVersion`); tests that
+    only need versions register it again (`devstack.models.register_again`) instead of training again."""
+    import uuid
+
+    from devstack.models import train_and_register
+
+    return train_and_register(mlflow_tracking_uri, f"trained-iris-{uuid.uuid4().hex[:6]}")
+
+
 # --- serving ---------------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def running_serving(tracking_uri: str, model: str, log_path: Path, webhook_url: str | None = None) -> Iterator[Any]:
-    """The real serving service for `model` (alias champion). The registry watcher is slowed down to an
-    hour so that serving only changes when it is told to reload: what the tests check."""
+def running_serving(
+    tracking_uri: str,
+    model: str,
+    log_path: Path,
+    webhook_url: str | None = None,
+    reload_token: str | None = None,
+    wait_for: str = "readyz",
+) -> Iterator[Any]:
+    """The real serving service for `model` (alias champion), its own process. The registry watcher is slowed
+    down to an hour so that serving only changes when it is told to reload: what the tests check. `wait_for`
+    "healthz" when the model has no version yet."""
     from devstack.procs import DevstackError
     from devstack.serving import serving_service
 
@@ -184,7 +216,9 @@ def running_serving(tracking_uri: str, model: str, log_path: Path, webhook_url: 
             aliases=("champion",),
             poll_seconds=3600,
             slack_webhook_url=webhook_url,
+            reload_token=reload_token,
             log_path=log_path,
+            wait_for="healthz" if wait_for == "healthz" else "readyz",
             start_timeout=180,
         )
         serving = cm.__enter__()

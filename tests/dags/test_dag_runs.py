@@ -1,227 +1,320 @@
-"""Real runs of the DAGs with `airflow dags test` (SQLite metadata DB) against a real MLflow server
-(PostgreSQL + S3 artifacts on moto) and the real serving service, alerts going to a local webhook."""
+"""Real runs of the catalog's DAGs with `airflow dags test` (SQLite metadata DB) against a real MLflow server
+(PostgreSQL + S3 artifacts on moto) and one real serving process per model, alerts going to a local webhook.
+
+One journey through a catalog of three models (the two examples and a model that breaks the contract on demand),
+with a snapshot of every model's alias, versions and served version after each DAG run:
+both examples train through the runner as separate processes, pass their gates and are served by their own
+serving processes; a worse run of the regression model (direction min) is rejected against the champion scored on
+the same held-out data and changes nothing; a failure after promotion rolls that model back and leaves the other
+alone; a crashing entrypoint and one that logs neither a model nor the gate metric fail the run naming each problem,
+alert once (no retry), mark the MLflow run FAILED and promote nothing; a manual rollback works on its own model
+only. (The runner's own tests name every other broken contract one by one.)"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import secrets
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from mlops_tasks import registry
+from mlops_tasks import registry, runner
 from mlops_tasks import serving as serving_client
 from mlops_tasks.settings import GATE_REASON_TAG, GATE_TAG, PREVIOUS_VERSION_XCOM_KEY, previous_tag
-from mlops_tasks.training import sample_rows
 
-from devstack.models import train_and_register
+from devstack.catalog import DIABETES, IRIS, catalog_env, extended, local_catalog, write_catalog
+from devstack.models import RegisteredVersion, register_again
 from services.common import contract
-from tests.dags.conftest import AirflowHome, DagRunResult, ReloadProxy, WebhookReceiver, running_serving
+from services.common.catalog import names
+from tests.dags.conftest import AirflowHome, DagRunResult, Recorded, ReloadProxy, WebhookReceiver, running_serving
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-TRAIN = "train_register_promote"
-ROLLBACK = "rollback_model"
+BROKEN = "broken-model"
+BROKEN_ENTRY = {
+    "training": {
+        "source": {"subdir": "tests/dags/broken_model"},
+        "entrypoint": "broken_model.train:train",
+        "params": {"mode": "crash"},
+        "timeoutMinutes": 10,
+    },
+    "gate": {"metric": "score", "direction": "max", "threshold": 0.5},
+}
+EXAMPLES = (IRIS, DIABETES)
+NOWHERE = "http://127.0.0.1:9"  # the broken model never gets as far as its serving
+# mode -> what the failure names (in the task log, the alert and the MLflow run)
+BROKEN_MODES = {
+    "crash": ("the entrypoint broken_model.train:train exited with code 1", "RuntimeError: boom: the data is bad"),
+    "nothing": (  # neither a model nor the gate metric: one run names both problems
+        "no model was logged in the run",
+        "the gate metric 'score' was not logged in the run (logged metrics: other)",
+    ),
+}
 
 
-def _model(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+@dataclass
+class Snapshot:
+    """One DAG run and the state of every model right after it."""
+
+    run: DagRunResult
+    holders: dict[str, str | None]  # model -> version under champion
+    versions: dict[str, list[str]]  # model -> registered versions
+    served: dict[str, tuple[str | None, str | None]]  # model -> (alias, version) its own serving answers with
+    alerts: list[dict[str, Any]]  # webhook bodies posted during the run
+    reloads: dict[str, list[Recorded]]  # model -> reload requests its serving received during the run
+
+    def events(self, event: str) -> list[str]:
+        """The whole alerts (headline, fields, details) of one event, as JSON text."""
+        return [json.dumps(body) for body in self.alerts if f"*{event}*" in str(body.get("text", ""))]
 
 
-def _env(
-    tracking_uri: str, model: str, serving: Any, webhook: WebhookReceiver, reload_url: str | None = None
-) -> dict[str, str]:
-    return {
-        contract.MLFLOW_TRACKING_URI.name: tracking_uri,
-        contract.MODEL_NAME.name: model,
-        contract.SERVING_URL.name: serving.base_url,
-        contract.SERVING_RELOAD_URL.name: reload_url or serving.base_url,
-        contract.RELOAD_TOKEN.name: serving.reload_token,
-        contract.SLACK_WEBHOOK_URL.name: webhook.url,
-    }
-
-
-def _served(serving: Any) -> tuple[str | None, str | None]:
-    return serving_client.served_version(serving_client.predict(serving.base_url, sample_rows(2)))
+@dataclass
+class Journey:
+    tracking_uri: str
+    serving_models: dict[str, str]  # model -> the model its serving process says it serves (GET /models)
+    steps: dict[str, Snapshot] = field(default_factory=dict)
 
 
 def _explain(run: DagRunResult) -> str:
     return f"state={run.state} rc={run.returncode} tasks={run.task_states}\n--- output tail ---\n{run.output[-6000:]}"
 
 
-def test_happy_path_promotes_and_serves_the_new_version(
-    airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
-) -> None:
+def _state(uri: str, servings: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, list[str]], dict[str, Any]]:
+    client = registry.client(uri)
+    holders = {m: registry.alias_holder(client, m, "champion") for m in (*EXAMPLES, BROKEN)}
+    versions = {
+        m: sorted((v.version for v in client.search_model_versions(f"name = '{m}'")), key=int)
+        for m in (*EXAMPLES, BROKEN)
+    }
+    served: dict[str, tuple[str | None, str | None]] = {}
+    for model, serving in servings.items():
+        holder = holders[model]
+        rows = registry.example_rows(uri, model, holder, 2) if holder else []
+        served[model] = (
+            serving_client.served_version(serving_client.predict(serving.base_url, rows)) if rows else (None, None)
+        )
+    return holders, versions, served
+
+
+@pytest.fixture(scope="module")
+def journey(
+    airflow_home: AirflowHome,
+    mlflow_tracking_uri: str,
+    webhook: WebhookReceiver,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Journey]:
+    tmp = tmp_path_factory.mktemp("journey")
+    uri = mlflow_tracking_uri
+    token = secrets.token_urlsafe(18)
+    with contextlib.ExitStack() as stack:
+        servings = {
+            m: stack.enter_context(
+                running_serving(uri, m, tmp / f"serving-{m}.log", reload_token=token, wait_for="healthz")
+            )
+            for m in EXAMPLES
+        }
+        proxies = {m: stack.enter_context(ReloadProxy(servings[m].base_url)) for m in EXAMPLES}
+        served_models = {m: httpx.get(f"{s.base_url}/models", timeout=30).json()["model"] for m, s in servings.items()}
+        # The catalog as the program writes it: each model with its own serving (reloads through a recording proxy).
+        path = write_catalog(
+            extended(local_catalog(), {BROKEN: BROKEN_ENTRY}),
+            tmp / "catalog.json",
+            {**{m: s.base_url for m, s in servings.items()}, BROKEN: NOWHERE},
+            {**{m: p.url for m, p in proxies.items()}, BROKEN: NOWHERE},
+        )
+        env = {
+            contract.MLFLOW_TRACKING_URI.name: uri,
+            contract.RELOAD_TOKEN.name: token,
+            contract.SLACK_WEBHOOK_URL.name: webhook.url,
+            **catalog_env(path),
+        }
+        result = Journey(uri, served_models)
+
+        def step(name: str, dag_id: str, conf: dict[str, Any]) -> None:
+            webhook.clear()
+            marks = {m: len(p.records) for m, p in proxies.items()}
+            run = airflow_home.dags_test(dag_id, conf, env)
+            holders, versions, served = _state(uri, servings)
+            reloads = {m: p.records[marks[m] :] for m, p in proxies.items()}
+            result.steps[name] = Snapshot(run, holders, versions, served, list(webhook.received), reloads)
+
+        step("iris", "train_iris_classifier", {})
+        step("diabetes", "train_diabetes_regression", {})
+        step("diabetes_worse", "train_diabetes_regression", {"alpha": 10.0})  # a much stronger penalty: worse
+        proxies[IRIS].refuse_left = 1  # the next reload reaches serving but is answered 403
+        step("iris_rolled_back", "train_iris_classifier", {})
+        for mode in BROKEN_MODES:
+            step(mode, "train_broken_model", {"mode": mode})
+        step("manual", "rollback_iris_classifier", {"target_version": "2"})
+        yield result
+
+
+def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_serving(journey: Journey) -> None:
     import mlflow
 
-    model = _model("happy")
-    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
-    client = registry.client(mlflow_tracking_uri)
-    with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
-        assert _served(serving) == ("champion", seeded.version)
-        webhook.clear()
-        run = airflow_home.dags_test(TRAIN, {"model_name": model}, _env(mlflow_tracking_uri, model, serving, webhook))
-
+    assert journey.serving_models == {IRIS: IRIS, DIABETES: DIABETES}  # one serving process per model
+    for model, step in ((IRIS, journey.steps["iris"]), (DIABETES, journey.steps["diabetes"])):
+        run = step.run
         assert run.returncode == 0 and run.state == "success", _explain(run)
         assert run.task_states == {
-            "train": "success",
-            "evaluate": "success",
-            "quality_gate": "success",
-            "register": "success",
-            "wait_until_ready": "success",
-            "promote": "success",
+            **dict.fromkeys(
+                ("train", "evaluate", "quality_gate", "register", "wait_until_ready", "promote"), "success"
+            ),
             "reload_serving": "success",
             "verify_serving": "success",
             "rollback": "skipped",
             "fail_run": "skipped",
         }, _explain(run)
-        new_version = airflow_home.xcom(run, "register")
-        assert new_version == str(int(seeded.version) + 1)
-        # The alias moved, the previous holder was remembered, and serving answers with the new version.
-        assert registry.alias_holder(client, model, "champion") == new_version
-        assert airflow_home.xcom(run, "promote", PREVIOUS_VERSION_XCOM_KEY) == {
-            "model": model,
-            "alias": "champion",
-            "previous_version": seeded.version,
-            "new_version": new_version,
-        }
-        assert client.get_model_version(model, new_version).tags[previous_tag("champion")] == seeded.version
-        assert _served(serving) == ("champion", new_version)
+        assert run.xcoms[("register", "return_value")] == "1"
+        assert step.served[model] == ("champion", "1")
+        # Trained by the runner: the entrypoint ran as its own process, in the model's MLflow run.
+        spec = local_catalog().models[model]
+        entrypoint = spec.training.entrypoint
+        assert f"running {entrypoint} in" in run.output and f"{entrypoint} ended with exit code 0" in run.output
+        trained = run.xcoms[("train", "return_value")]
+        tags = registry.client(journey.tracking_uri).get_run(trained["run_id"]).data.tags
+        assert tags[runner.TAG_MODEL] == model and tags[runner.TAG_DAG_ID] == names(model)["dag_id"]
+        assert tags[runner.TAG_DAG_RUN_ID] == run.run_id and tags[GATE_TAG] == "passed"
+        gate = run.xcoms[("quality_gate", "gate")]
+        assert gate["passed"] and gate["direction"] == spec.gate.direction
+        assert "no champion to compare with yet" in gate["reason"]
+        [promoted] = step.events("model.promoted")
+        assert f"{model} version 1 is now champion" in promoted
+        assert step.events("airflow.task_failed") == []
+        # Only this model's serving was told to reload.
+        assert [r.path for r in step.reloads[model]] == [contract.reload_path("champion")]
+        assert all(not step.reloads[other] for other in EXAMPLES if other != model)
+    # The first model stayed as it was while the second was trained.
+    assert journey.steps["diabetes"].holders[IRIS] == "1" and journey.steps["diabetes"].served[IRIS] == (
+        "champion",
+        "1",
+    )
+    assert journey.steps["iris"].holders[DIABETES] is None
 
-    # The gate compared against the holder measured on the same held-out rows.
-    gate = airflow_home.xcom(run, "quality_gate", "gate")
-    assert gate["passed"] is True and gate["baseline_version"] == seeded.version
-    assert gate["baseline"] == pytest.approx(gate["candidate"])  # same hyper-parameters, same split
-    # The model was logged with signature, input example and the explicit pip requirements.
-    trained = airflow_home.xcom(run, "train")
-    mlflow.set_tracking_uri(mlflow_tracking_uri)
-    registered_uri = f"models:/{model}/{new_version}"
-    info = mlflow.models.get_model_info(registered_uri)
-    assert info.signature is not None and info.signature.inputs.input_names()[0] == "sepal length (cm)"
-    assert info.saved_input_example_info is not None
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{registered_uri}/requirements.txt")).read_text()
-    assert any(line.startswith("scikit-learn==") for line in requirements.splitlines())
-    assert client.get_run(trained["run_id"]).data.tags[GATE_TAG] == "passed"
-    assert len(webhook.events("model.promoted")) == 1
-    assert webhook.events("airflow.task_failed") == []
+    mlflow.set_tracking_uri(journey.tracking_uri)
+    iris = mlflow.models.get_model_info(f"models:/{IRIS}/1")
+    assert iris.signature.inputs.input_names()[0] == "sepal length (cm)" and iris.saved_input_example_info
+    diabetes = mlflow.models.get_model_info(f"models:/{DIABETES}/1")
+    assert "python_function" in diabetes.flavors and "sklearn" not in diabetes.flavors  # a pyfunc PythonModel
 
 
-def test_model_below_the_gate_changes_nothing(
-    airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
-) -> None:
-    model = _model("gate")
-    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
-    client = registry.client(mlflow_tracking_uri)
-    with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
-        webhook.clear()
-        # C=0.01 regularises the model into ~0.82 held-out accuracy, below the 0.9 threshold.
-        run = airflow_home.dags_test(
-            TRAIN, {"model_name": model, "C": 0.01}, _env(mlflow_tracking_uri, model, serving, webhook)
-        )
-
-        assert run.returncode == 0 and run.state == "success", _explain(run)  # a rejection is not an error
-        assert run.task_states["quality_gate"] == "success"
-        for task in (
-            "register",
-            "wait_until_ready",
-            "promote",
-            "reload_serving",
-            "verify_serving",
-            "rollback",
-            "fail_run",
-        ):
-            assert run.task_states[task] == "skipped", _explain(run)
-        assert registry.alias_holder(client, model, "champion") == seeded.version
-        assert [v.version for v in client.search_model_versions(f"name = '{model}'")] == [seeded.version]
-        assert _served(serving) == ("champion", seeded.version)
-
-    # The run says why: task log, the training run's tags, the gate XCom and an alert.
-    gate = airflow_home.xcom(run, "quality_gate", "gate")
-    assert gate["passed"] is False and "below the threshold 0.9000" in gate["reason"]
+def test_a_worse_regression_run_is_rejected_against_the_champion_and_changes_nothing(journey: Journey) -> None:
+    before, step = journey.steps["diabetes"], journey.steps["diabetes_worse"]
+    run = step.run
+    assert run.returncode == 0 and run.state == "success", _explain(run)  # a rejection is not an error
+    assert run.task_states["quality_gate"] == "success"
+    for task in ("register", "wait_until_ready", "promote", "reload_serving", "verify_serving", "rollback"):
+        assert run.task_states[task] == "skipped", _explain(run)
+    gate = run.xcoms[("quality_gate", "gate")]
+    champion_rmse = before.run.xcoms[("train", "return_value")]["metrics"]["test_rmse"]
+    # The champion (version 1) was scored by the new run's own code on the same held-out rows: the same RMSE.
+    assert gate["champion_version"] == "1" and gate["champion"] == pytest.approx(champion_rmse)
+    assert gate["candidate"] > gate["champion"] and gate["candidate"] < 70.0  # below the threshold, but worse
+    assert not gate["passed"] and "does not beat the champion" in gate["reason"] and "lower is better" in gate["reason"]
     assert gate["reason"] in run.output
-    tags = client.get_run(airflow_home.xcom(run, "train")["run_id"]).data.tags
+    trained = run.xcoms[("train", "return_value")]
+    assert trained["metrics"]["champion.test_rmse"] == gate["champion"]
+    tags = registry.client(journey.tracking_uri).get_run(trained["run_id"]).data.tags
+    assert tags[runner.TAG_CHAMPION] == f"models:/{DIABETES}/1"
     assert tags[GATE_TAG] == "rejected" and tags[GATE_REASON_TAG] == gate["reason"]
-    assert len(webhook.events("model.rejected")) == 1
-    assert webhook.events("model.promoted") == []
+    # Nothing changed: versions, aliases, what each serving answers; nobody was told to reload.
+    assert (step.holders, step.versions, step.served) == (before.holders, before.versions, before.served)
+    assert all(not reloads for reloads in step.reloads.values())
+    [rejected] = step.events("model.rejected")
+    assert f"candidate of {DIABETES} rejected, champion unchanged" in rejected
+    assert step.events("model.promoted") == []
 
 
-def test_failure_after_promotion_restores_the_previous_version(
-    airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
+def test_a_failure_after_promotion_rolls_that_model_back_and_leaves_the_other_alone(journey: Journey) -> None:
+    step = journey.steps["iris_rolled_back"]
+    run = step.run
+    assert run.returncode != 0 and run.state == "failed", _explain(run)
+    gate = run.xcoms[("quality_gate", "gate")]
+    assert gate["passed"] and "improvement +0.0000" in gate["reason"]  # as good as the champion: minImprovement 0
+    assert run.task_states["promote"] == "success"
+    assert run.task_states["reload_serving"] == "failed"
+    assert run.task_states["verify_serving"] == "upstream_failed"
+    assert run.task_states["rollback"] == "success", _explain(run)
+    assert run.task_states["fail_run"] == "failed"
+    assert run.xcoms[("promote", PREVIOUS_VERSION_XCOM_KEY)] == {
+        "model": IRIS,
+        "alias": "champion",
+        "previous_version": "1",
+        "new_version": "2",
+    }
+    # Serving really had switched to version 2 before the failure, and the rollback restored version 1.
+    reloads = step.reloads[IRIS]
+    assert [r.returned_status for r in reloads] == [403, 200], reloads
+    assert reloads[0].upstream_status == 200 and '"2"' in reloads[0].upstream_body
+    assert step.holders[IRIS] == "1" and step.versions[IRIS] == ["1", "2"] and step.served[IRIS] == ("champion", "1")
+    client = registry.client(journey.tracking_uri)
+    assert client.get_model_version(IRIS, "2").tags[previous_tag("champion")] == "1"
+    # The other model: untouched.
+    assert step.holders[DIABETES] == "1" and step.served[DIABETES] == ("champion", "1") and not step.reloads[DIABETES]
+    assert any('"*task*\\nreload_serving"' in alert for alert in step.events("airflow.task_failed"))
+    [rolled_back] = step.events("model.rolled_back")
+    assert "rolled back to version 1" in rolled_back
+
+
+@pytest.mark.parametrize("mode", sorted(BROKEN_MODES))
+def test_a_broken_entrypoint_fails_the_run_naming_the_problem_alerts_and_promotes_nothing(
+    journey: Journey, mode: str
 ) -> None:
-    model = _model("rollback")
-    seeded = train_and_register(mlflow_tracking_uri, model, alias="champion")
-    client = registry.client(mlflow_tracking_uri)
-    with (
-        running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving,
-        ReloadProxy(serving.base_url, refuse_after_forwarding=1) as proxy,
-    ):
-        webhook.clear()
-        run = airflow_home.dags_test(
-            TRAIN, {"model_name": model}, _env(mlflow_tracking_uri, model, serving, webhook, reload_url=proxy.url)
-        )
-
-        assert run.returncode != 0 and run.state == "failed", _explain(run)
-        assert run.task_states["promote"] == "success"
-        assert run.task_states["reload_serving"] == "failed"
-        assert run.task_states["verify_serving"] == "upstream_failed"
-        assert run.task_states["rollback"] == "success", _explain(run)
-        assert run.task_states["fail_run"] == "failed"
-        new_version = airflow_home.xcom(run, "register")
-        assert new_version == str(int(seeded.version) + 1)
-
-        # Serving really had switched to the new version before the failure...
-        reloads = [r for r in proxy.records if r.path == contract.reload_path("champion")]
-        assert [r.returned_status for r in reloads] == [403, 200], proxy.records
-        assert reloads[0].upstream_status == 200 and new_version in reloads[0].upstream_body
-        # ...and the rollback restored the previous version under the alias and in serving.
-        assert registry.alias_holder(client, model, "champion") == seeded.version
-        assert seeded.version in reloads[1].upstream_body
-        assert _served(serving) == ("champion", seeded.version)
-
-    failed = webhook.events("airflow.task_failed")
-    assert any("reload_serving" in text for text in failed), webhook.texts()
-    rolled_back = webhook.events("model.rolled_back")
-    assert len(rolled_back) == 1 and f"rolled back to version {seeded.version}" in rolled_back[0]
+    step, before = journey.steps[mode], journey.steps["iris_rolled_back"]
+    run = step.run
+    problem, detail = BROKEN_MODES[mode]
+    assert run.returncode != 0 and run.state == "failed", _explain(run)
+    assert run.task_states["train"] == "failed" and run.task_states["fail_run"] == "failed", _explain(run)
+    for task in ("evaluate", "quality_gate", "register", "promote"):
+        assert run.task_states[task] == "upstream_failed", _explain(run)
+    assert problem in run.output
+    # One alert, for the first and only try (a broken contract is not retried), naming the problem.
+    [alert] = step.events("airflow.task_failed")
+    assert '"*task*\\ntrain"' in alert and '"*try*\\n1"' in alert
+    assert problem in alert and detail in alert
+    # The MLflow run is marked FAILED with the reason.
+    client = registry.client(journey.tracking_uri)
+    experiment = client.get_experiment_by_name(names(BROKEN)["experiment"])
+    [mlflow_run] = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{runner.TAG_DAG_RUN_ID}` = '{run.run_id}'"
+    )
+    assert mlflow_run.info.status == "FAILED" and problem in mlflow_run.data.tags[runner.TAG_FAILURE]
+    # Nothing promoted, nothing else touched.
+    assert step.versions[BROKEN] == [] and step.holders[BROKEN] is None
+    assert (step.holders, step.served) == (before.holders, before.served)
+    assert all(not reloads for reloads in step.reloads.values())
 
 
-def test_manual_rollback_restores_a_chosen_version_and_refuses_an_invalid_one(
-    airflow_home: AirflowHome, mlflow_tracking_uri: str, webhook: WebhookReceiver, tmp_path: Path
+def test_manual_rollback_works_on_its_own_model_only(journey: Journey) -> None:
+    step = journey.steps["manual"]
+    run = step.run
+    assert run.returncode == 0 and run.state == "success", _explain(run)
+    assert set(run.task_states.values()) == {"success"}, _explain(run)
+    assert step.holders[IRIS] == "2" and step.served[IRIS] == ("champion", "2")
+    assert [r.path for r in step.reloads[IRIS]] == [contract.reload_path("champion")]
+    assert step.holders[DIABETES] == "1" and step.served[DIABETES] == ("champion", "1") and not step.reloads[DIABETES]
+    [announced] = step.events("model.manual_rollback")
+    assert f"{IRIS}@champion manually rolled back from version 1 to version 2" in announced
+
+
+def test_verification_sees_the_promoted_alias_whatever_the_routing(
+    mlflow_tracking_uri: str, trained_iris: RegisteredVersion, tmp_path: Path
 ) -> None:
-    model = _model("manual")
-    v1 = train_and_register(mlflow_tracking_uri, model).version
-    v2 = train_and_register(mlflow_tracking_uri, model, alias="champion").version
-    client = registry.client(mlflow_tracking_uri)
-    with running_serving(mlflow_tracking_uri, model, tmp_path / "serving.log") as serving:
-        assert _served(serving) == ("champion", v2)
-        env = _env(mlflow_tracking_uri, model, serving, webhook)
-        webhook.clear()
-
-        run = airflow_home.dags_test(ROLLBACK, {"model_name": model, "target_version": v1}, env)
-        assert run.returncode == 0 and run.state == "success", _explain(run)
-        assert set(run.task_states.values()) == {"success"}, _explain(run)
-        assert registry.alias_holder(client, model, "champion") == v1
-        assert _served(serving) == ("champion", v1)
-        assert len(webhook.events("model.manual_rollback")) == 1
-
-        refused = airflow_home.dags_test(ROLLBACK, {"model_name": model, "target_version": "99"}, env)
-        assert refused.returncode != 0 and refused.state == "failed", _explain(refused)
-        assert refused.task_states["resolve_target"] == "failed"
-        assert refused.task_states["move_alias"] == "upstream_failed"
-        assert "rollback refused: version 99 of model" in refused.output
-        assert registry.alias_holder(client, model, "champion") == v1
-        assert _served(serving) == ("champion", v1)
-    assert any("resolve_target" in text for text in webhook.events("airflow.task_failed"))
-
-
-def test_verification_sees_the_promoted_alias_whatever_the_routing(mlflow_tracking_uri: str, tmp_path: Path) -> None:
     """Under canary routing with 0 % to the challenger, the routed `/predict` never shows the
     challenger; the DAG's verification asks the variant itself and sees its new version."""
     from mlops_tasks.settings import Endpoints
 
     from devstack.serving import serving_service
 
-    model = _model("canary")
-    train_and_register(mlflow_tracking_uri, model, alias="champion")
-    challenger = train_and_register(mlflow_tracking_uri, model, alias="challenger", C=0.5)
+    model = f"canary-{uuid.uuid4().hex[:6]}"
+    register_again(mlflow_tracking_uri, trained_iris, model_name=model, alias="champion")
+    challenger = register_again(mlflow_tracking_uri, trained_iris, model_name=model, alias="challenger")
+    rows = registry.example_rows(mlflow_tracking_uri, model, challenger.version, 2)
     routing = {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 0}
     with serving_service(
         mlflow_tracking_uri,
@@ -233,12 +326,11 @@ def test_verification_sees_the_promoted_alias_whatever_the_routing(mlflow_tracki
         start_timeout=180,
     ) as serving:
         routed = {
-            serving_client.served_version(serving_client.predict(serving.base_url, sample_rows(1)))[0]
-            for _ in range(20)
+            serving_client.served_version(serving_client.predict(serving.base_url, rows[:1]))[0] for _ in range(20)
         }
         assert routed == {"champion"}
         endpoints = Endpoints(mlflow_tracking_uri, serving.base_url, serving.base_url, serving.reload_token)
         answer = serving_client.wait_until_served(
-            endpoints, "challenger", challenger.version, sample_rows(2), timeout_s=30, interval_s=0
+            endpoints, "challenger", challenger.version, rows, timeout_s=30, interval_s=0
         )
         assert serving_client.served_version(answer) == ("challenger", challenger.version)

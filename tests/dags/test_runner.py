@@ -20,33 +20,15 @@ from typing import Any
 import pytest
 from mlops_tasks import runner
 
+from devstack.catalog import local_catalog
 from services.common import contract
 from services.common import training_contract as tc
-from services.common.catalog import ModelSpec, names, parse_catalog
+from services.common.catalog import ModelSpec, names
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-CATALOG = parse_catalog(
-    {
-        "iris-classifier": {
-            "training": {
-                "source": {"subdir": "examples/iris"},
-                "entrypoint": "iris_model.train:train",
-                "params": {"C": 1.0, "max_iter": 200},
-            },
-            "gate": {"metric": "test_accuracy", "direction": "max", "threshold": 0.9},
-        },
-        "diabetes-regression": {
-            "training": {
-                "source": {"subdir": "examples/diabetes"},
-                "entrypoint": "diabetes_model.train:train",
-                "params": {"alpha": 0.1},
-            },
-            "gate": {"metric": "test_rmse", "direction": "min", "threshold": 70.0},
-        },
-    }
-)
+CATALOG = local_catalog()  # the examples as the dev stack, `make demo` and the DAG tests run them
 
 # Entrypoints that break the contract, each in its own way. `score` is their gate metric.
 BROKEN = '''

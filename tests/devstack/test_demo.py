@@ -1,6 +1,7 @@
-"""`make demo`: the whole loop on this machine. Runs the real thing (MLflow, serving, `airflow dags test`)
-in a temporary state directory, on free ports, and checks what it prints, what it leaves running
-(nothing) and that a second run promotes the next version."""
+"""`make demo`: the whole loop on this machine for every model of the catalog. Runs the real thing (MLflow, one
+serving process per model, `airflow dags test train_<model>`) in a temporary state directory, on free ports, and
+checks what it prints (per model: gate, promoted version, a prediction from its own serving), what it leaves
+running (nothing), that `--model` runs one model and that a second run promotes the next version."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from devstack.catalog import DIABETES, IRIS
 from services.common import contract
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = [sys.executable, "-m", "devstack.demo"]
+MODELS = (IRIS, DIABETES)
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,7 +51,8 @@ def _demo_once(state: Path, *args: str, env: dict[str, str] | None = None, timeo
 
 
 def _ports(output: str) -> dict[str, int]:
-    found = dict(re.findall(r"^ {4}(MLflow|serving) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M))
+    """What the demo started and on which port: MLflow, and `serving <model>` for each model."""
+    found = dict(re.findall(r"^ {4}(MLflow|serving [^ ]+) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M))
     return {name: int(port) for name, port in found.items()}
 
 
@@ -83,7 +87,7 @@ def state(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "demo-state"
 
 
-def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
+def test_make_demo_once_then_one_model_again_until_ctrl_c(state: Path) -> None:
     _make_has_demo_target()
     args = f"--mlflow-port 0 --serving-port 0 --state-dir {state}"
 
@@ -93,31 +97,46 @@ def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
         capture_output=True,
         text=True,
         env=_env(),
-        timeout=900,
+        timeout=1200,
     )
     seconds = time.monotonic() - started
     out = first.stdout + first.stderr
-    print(f"make demo ARGS=--once (fresh state): {seconds:.1f} s")
+    print(f"make demo ARGS=--once (fresh state, both models): {seconds:.1f} s")
     assert first.returncode == 0, out[-6000:]
-    assert "RESULT: OK: version 1 promoted to champion and served (before: none)" in out
+    assert set(_ports(out)) == {"MLflow", f"serving {IRIS}", f"serving {DIABETES}"}  # one serving per model
+    for model in MODELS:
+        assert f"RESULT {model}: OK: version 1 promoted to champion and served by its own serving (before: none)" in out
+        assert re.search(rf"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/{model}$", out, flags=re.M)
+        assert f"promoted: version 1 is champion of {model}" in out
+    assert "RESULT: OK: 2 of 2 models promoted and served" in out
+    assert "quality gate: passed: candidate test_accuracy" in out and "quality gate: passed: candidate test_rmse" in out
     for step in (
         "check dependencies and ports",
         "start MLflow",
-        "start the serving service",
-        "airflow dags test train_register_promote",
+        "start the serving processes (one per model)",
+        "airflow dags test train_iris_classifier",
+        "airflow dags test train_diabetes_regression",
         "sample predictions",
     ):
         assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
-    assert re.search(r"^  champion +-> version 1$", out, flags=re.M)
-    assert re.search(r"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/iris-classifier$", out, flags=re.M)
-    assert re.search(r"^  serving OpenAPI docs http://127\.0\.0\.1:\d+/docs$", out, flags=re.M)
-    assert out.count('"alias": "champion", "version": "1"') == 3  # the sample predictions
+    assert len(re.findall(r"^  champion +-> version 1$", out, flags=re.M)) == 2
+    assert len(re.findall(r"^  serving OpenAPI docs http://127\.0\.0\.1:\d+/docs$", out, flags=re.M)) == 2
+    # a prediction from each model's own serving: a class for iris, a number for the regression
+    iris_answer = json.loads(re.search(rf"^    {IRIS}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+    diabetes_answer = json.loads(re.search(rf"^    {DIABETES}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+    assert (iris_answer["version"], diabetes_answer["version"]) == ("1", "1")
+    assert iris_answer["predictions"][0] in (0, 1, 2) and isinstance(diabetes_answer["predictions"][0], float)
+    catalog = json.loads((state / "catalog.json").read_text())
+    assert {m: catalog["models"][m][contract.CATALOG_SERVING_URL_KEY] for m in MODELS} == {
+        m: f"http://127.0.0.1:{_ports(out)[f'serving {m}']}" for m in MODELS
+    }
     assert (state / "mlflow.db").is_file() and (state / "airflow" / "airflow.db").is_file()
     _nothing_left(out, state)
 
-    # Again, without --once: the next version is promoted, the printed curl commands work, Ctrl-C stops all.
+    # Again, one model, without --once: its next version is promoted, the printed curl commands work, Ctrl-C stops
+    # all.
     make = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args}"],
+        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args} --model {IRIS}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -137,14 +156,17 @@ def test_make_demo_once_then_again_until_ctrl_c(state: Path) -> None:
                 break
         second = "".join(lines)
         assert "press Ctrl-C to stop" in second, second[-6000:]
-        assert "RESULT: OK: version 2 promoted to champion and served (before: 1)" in second
+        assert f"RESULT {IRIS}: OK: version 2 promoted to champion and served by its own serving (before: 1)" in second
+        assert "RESULT: OK: 1 of 1 models promoted and served" in second
+        assert DIABETES not in second  # --model: the other model is neither served nor trained
+        assert "improvement +0.0000 (higher is better), at least +0.0000 required" in second  # against the champion
         curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
         assert len(curls) == 3, second[-3000:]
         answers = [subprocess.run(c, capture_output=True, text=True, timeout=60).stdout for c in curls]
         predicted, reloaded, models = (json.loads(a) for a in answers)
         assert (predicted["alias"], predicted["version"]) == ("champion", "2")
         assert reloaded["outcome"] == "unchanged" and reloaded["version"] == "2"
-        assert [v["version"] for v in models["variants"]] == ["2"]
+        assert models["model"] == IRIS and [v["version"] for v in models["variants"]] == ["2"]
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does to the foreground group
         rest, _ = make.communicate(timeout=120)
@@ -167,13 +189,33 @@ def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
 
 def test_a_failing_step_stops_everything(state: Path) -> None:
     code, out = _demo_once(
-        state, "--mlflow-port", "0", "--serving-port", "0", "--conf", json.dumps({"C": -1}), timeout=600
+        state,
+        "--mlflow-port",
+        "0",
+        "--serving-port",
+        "0",
+        "--model",
+        IRIS,
+        "--conf",
+        json.dumps({"C": "strong"}),
+        timeout=600,
     )
     assert code == 1, out[-4000:]
-    assert "demo failed: the DAG run ended without a run" in out
+    assert f"demo failed: the DAG run of {IRIS} ended without a run" in out
     assert "Invalid input for param C" in out  # the log tail says why
-    assert set(_ports(out)) == {"MLflow", "serving"}  # both had started
+    assert set(_ports(out)) == {"MLflow", f"serving {IRIS}"}  # both had started
     _nothing_left(out, state)
+
+
+def test_bad_arguments_are_reported_before_anything_starts(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from devstack import demo
+
+    assert demo.main(["--once", "--state-dir", str(state), "--model", "nope"]) == 1
+    out = capsys.readouterr().out
+    assert f"demo failed: --model nope: the catalog has no such model; its models: {DIABETES}, {IRIS}" in out
+    assert demo.main(["--once", "--state-dir", str(state), "--conf", '{"C": 2}']) == 1
+    assert "--conf sets the params of one model: add --model NAME" in capsys.readouterr().out
+    assert not state.exists()  # failed before creating anything
 
 
 def test_a_missing_dependency_is_reported(
@@ -205,10 +247,10 @@ def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, i
                 **s3.client_env(),
             }
         )
-        code, out = _demo_once(state, "--mlflow-port", "0", "--serving-port", "0", env=env)
+        code, out = _demo_once(state, "--mlflow-port", "0", "--serving-port", "0", "--model", DIABETES, env=env)
         assert code == 0, out[-6000:]
         assert "MLflow backend postgresql+psycopg://" in out and "artifacts s3://demo-artifacts/mlflow" in out
-        assert "RESULT: OK: version 1 promoted to champion and served" in out
+        assert f"RESULT {DIABETES}: OK: version 1 promoted to champion and served" in out  # a pyfunc model from S3
         keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="demo-artifacts").get("Contents", [])]
         assert any(k.endswith("MLmodel") for k in keys), keys
         assert not (state / "mlflow.db").exists()
