@@ -72,6 +72,7 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.monitoring import PROMETHEUS_POD_LABELS
 from components.naming import APP_NAME, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
@@ -115,6 +116,8 @@ class ServingServiceArgs:
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
+    # the stack's monitoring namespace: its Prometheus pods may scrape /metrics (None = no monitoring)
+    prometheus_namespace: pulumi.Input[str] | None = None
 
     @property
     def k8s_name(self) -> str:
@@ -407,7 +410,18 @@ class ServingService(pulumi.ComponentResource):
         )
 
     def _network_policy(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
-        """Admits only the ingress controller's and Airflow's namespaces, on the service port."""
+        """Admits only the ingress controller's and Airflow's namespaces, and the stack's Prometheus pods, on the
+        service port."""
+        peers = [_from_namespace(args.controller_namespace), _from_namespace(args.airflow_namespace)]
+        if args.prometheus_namespace is not None:
+            peers.append(
+                NetworkPolicyPeerArgs(
+                    namespace_selector=LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": args.prometheus_namespace}
+                    ),
+                    pod_selector=LabelSelectorArgs(match_labels=PROMETHEUS_POD_LABELS),
+                )
+            )
         NetworkPolicy(
             f"{name}-netpol",
             metadata=self._metadata(args, object_labels),
@@ -416,7 +430,7 @@ class ServingService(pulumi.ComponentResource):
                 policy_types=["Ingress"],
                 ingress=[
                     NetworkPolicyIngressRuleArgs(
-                        from_=[_from_namespace(args.controller_namespace), _from_namespace(args.airflow_namespace)],
+                        from_=peers,
                         ports=[NetworkPolicyPortArgs(port=contract.SERVING_PORT, protocol="TCP")],
                     )
                 ],
