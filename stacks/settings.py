@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import ipaddress
 import json
+import math
 import re
 import types
 import typing
@@ -29,7 +30,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from services.common.catalog import DEFAULT_PROFILES, Catalog, CatalogError, Profile, names, parse_catalog
-from services.common.serving_rules import QUANTITY
+from services.common.serving_rules import QUANTITY, quantity_bytes
 
 PROJECT = "mlops-platform"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -395,6 +396,65 @@ class ServingSettings:
     poll_seconds: int = setting("serving.pollSeconds", "registry watcher interval", default=30, minimum=1, maximum=3600)
 
 
+_AIRFLOW_USER = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def _resources(value: dict[str, Any]) -> dict[str, str]:
+    """`{cpu, memory}` as Kubernetes quantities (a YAML number such as `cpu: 1` is taken as its text)."""
+    if set(value) != {"cpu", "memory"}:
+        raise ValueError("must be an object with exactly cpu and memory")
+    out = {key: str(value[key]) for key in ("cpu", "memory")}
+    for key, quantity in out.items():
+        if isinstance(value[key], bool) or not QUANTITY.match(quantity):
+            raise ValueError(f"{key} must be a Kubernetes quantity such as 500m, 2 or 4Gi")
+    return out
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The platform API (services/api, docs/api.md): its replicas, its Airflow user, its loops, its pods' size."""
+
+    replicas: int = setting(
+        "api.replicas",
+        "API replicas (any replica serves any client; one at a time leads the reconciler)",
+        default_fn=_by_env(1, 2),
+        minimum=1,
+        maximum=10,
+    )
+    airflow_user: str = setting(
+        "api.airflowUser",
+        "Airflow user the API triggers and follows DAG runs as (created by a Job, role User; password generated)",
+        default="mlops-api",
+        pattern=_AIRFLOW_USER,
+    )
+    reconcile_seconds: float = setting(
+        "api.reconcileSeconds",
+        "interval of the reconciler that brings unfinished trainings and rollbacks up to date from Airflow and MLflow",
+        default=5.0,
+        minimum=0.5,
+        maximum=300,
+    )
+    events_poll_seconds: float = setting(
+        "api.eventsPollSeconds",
+        "how often an open event stream (SSE) looks for new events",
+        default=1.0,
+        minimum=0.1,
+        maximum=30,
+    )
+    requests: Mapping[str, str] = setting(
+        "api.requests",
+        "CPU and memory requests of each API pod: {cpu, memory}",
+        default={"cpu": "100m", "memory": "256Mi"},
+        parse=_resources,
+    )
+    limits: Mapping[str, str] = setting(
+        "api.limits",
+        "CPU and memory limits of each API pod: {cpu, memory} (memory at least the request)",
+        default={"cpu": "1", "memory": "512Mi"},
+        parse=_resources,
+    )
+
+
 # Keys of the single-model platform, refused with the key that took their place.
 RETIRED_KEYS: dict[str, str] = {
     "serving.modelName": "models.<name> (every model of the catalog is served under its own name)",
@@ -623,6 +683,7 @@ class StackSettings:
     mlflow: MlflowSettings
     airflow: AirflowSettings
     serving: ServingSettings
+    api: ApiSettings
     alerts: AlertSettings
     charts: ChartSettings
     images: ImagesSettings
@@ -711,6 +772,16 @@ class StackSettings:
         else airflow.imageRepository:airflow.imageTag."""
         return self.images.airflow_image or ImageRef(self.airflow.image_repository, self.airflow.image_tag)
 
+    @property
+    def api_image(self) -> str:
+        """The platform API's image (images.api; it has no other setting to fall back on)."""
+        ref = self.images.image("api")
+        if ref is None:
+            raise SettingsError(
+                [f"{self.source}: {PROJECT}:images.api is required (the platform API image, services/api/Dockerfile)"]
+            )
+        return ref.reference
+
 
 # --- loading ----------------------------------------------------------------------------------------
 _GROUPS: dict[str, type] = {
@@ -723,6 +794,7 @@ _GROUPS: dict[str, type] = {
     "mlflow": MlflowSettings,
     "airflow": AirflowSettings,
     "serving": ServingSettings,
+    "api": ApiSettings,
     "alerts": AlertSettings,
     "charts": ChartSettings,
     "images": ImagesSettings,
@@ -737,6 +809,7 @@ _GROUP_FIELDS = {
     "mlflow",
     "airflow",
     "serving",
+    "api",
     "alerts",
     "charts",
     "images",
@@ -780,6 +853,14 @@ def _parse(raw: Any, annotation: Any) -> tuple[Any, str | None]:
             return int(str(raw)), None
         except ValueError:
             return None, "must be a whole number"
+    if annotation is float:
+        if isinstance(raw, bool):
+            return None, "must be a number"
+        try:
+            number = float(str(raw))
+        except ValueError:
+            return None, "must be a number"
+        return (number, None) if math.isfinite(number) else (None, "must be a finite number")
     if annotation is str or origin is Literal:
         if isinstance(raw, (dict, list, bool)):
             return None, "must be a string"
@@ -954,12 +1035,23 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
     _check_models(s, problems)
+    _check_api(s, problems)
     if s.is_prod and not s.protect:
         problems.append(f"{src}: {ns}protect must stay true in prod")
     if s.is_prod and s.database.mode == "rds":
         for key, on in (("multiAz", s.database.multi_az), ("deletionProtection", s.database.deletion_protection)):
             if not on:
                 problems.append(f"{src}: {ns}database.{key} must stay true in prod")
+
+
+def _check_api(s: StackSettings, problems: list[str]) -> None:
+    """The API pods' memory request fits their limit (Kubernetes would refuse the Deployment)."""
+    requests, limits = s.api.requests, s.api.limits
+    if quantity_bytes(requests["memory"]) > quantity_bytes(limits["memory"]):
+        problems.append(
+            f"{s.source}: {PROJECT}:api.requests memory {requests['memory']} is above api.limits memory "
+            f"{limits['memory']}"
+        )
 
 
 # Hosts of the platform's own services under ingress.domain: no model may take them.
