@@ -74,7 +74,6 @@ def _ingress(s: StackSettings, ns: dict[str, pulumi.Output[str]], opts: pulumi.R
             chart_version=s.charts.traefik,
             service_type=s.ingress.service_type,
             replicas=2 if s.is_prod else 1,
-            middleware_namespaces=[ns["serving"]],
         ),
         opts=opts,
     )
@@ -218,7 +217,6 @@ def _serving(
                 controller_namespace=ingress.namespace,
                 airflow_namespace=ns["airflow"],
                 logs_claim=data.serving_logs_claim,
-                rate_limit_middleware=s.ingress.controller == "traefik",
                 prometheus_namespace=ns["monitoring"] if s.observability.enabled else None,
             ),
             opts=opts,
