@@ -15,6 +15,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from services.common import contract
+from services.observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from stacks.settings import AirflowSettings, ImageRef
 
 AIRFLOW_REPO = "https://airflow.apache.org"
@@ -174,7 +175,11 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
             CATALOG_ANNOTATION: pulumi.Output.from_input(args.catalog).apply(catalog_checksum),
         },
         "securityContexts": {"pod": _RESTRICTED_POD, "containers": _RESTRICTED_CONTAINER},
-        "statsd": {"securityContexts": {"pod": _STATSD_POD, "container": _RESTRICTED_CONTAINER}},
+        "statsd": {
+            "securityContexts": {"pod": _STATSD_POD, "container": _RESTRICTED_CONTAINER},
+            # task outcomes by DAG, task and state (quality gate, promotion, rollback) for the dashboards
+            "extraMappings": [dict(m) for m in AIRFLOW_STATSD_MAPPINGS],
+        },
         "config": {
             # Airflow 3 derives the workers' Execution API URL from api.base_url (the public
             # host, behind TLS with the internal CA): task pods must call the API server's Service

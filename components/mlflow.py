@@ -37,6 +37,7 @@ IMAGE = "burakince/mlflow"
 # image (already on the nodes). A test keeps this in step with ../shared/charts/mlflow/*/Chart.yaml.
 CHART_APP_VERSIONS = {"1.11.5": "3.15.1"}
 MLFLOW_UID = 1001  # the chart's default user
+METRICS_DIR = "/tmp/mlflow-metrics"  # noqa: S108 - in the chart's /tmp emptyDir (the root filesystem is read-only)
 ADMIN_SECRET = "mlflow-admin"
 CLIENT_SECRET = "mlflow-client-user"
 CLIENT_USERNAME = "mlops-pipelines"
@@ -159,6 +160,8 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
         "securityContext": _CONTAINER_SECURITY,
         "backendStore": _backend_store_values(args),
         "artifactRoot": _artifact_root_values(args),
+        # MLflow's Prometheus exporter (/metrics on the server port), multiprocess files on the /tmp emptyDir
+        "extraArgs": {"exposePrometheus": METRICS_DIR},
         "extraEnvVars": {
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
             "AWS_DEFAULT_REGION": args.region,
