@@ -496,3 +496,12 @@ def queries(model: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
             for target in sub.get("targets", []) or []:
                 source = (target.get("datasource") or sub.get("datasource") or {}).get("uid", "")
                 yield str(sub.get("title", "")), str(source), str(target.get("expr", ""))
+
+
+def markdown_list(ctx: DashboardContext) -> str:
+    """The dashboards and their panels as docs/observability.md lists them (a test keeps them equal)."""
+    lines = []
+    for uid, model in dashboards(ctx).items():
+        panels = [p["title"] for p in model.get("panels", []) if p.get("type") != "row"]
+        lines.append(f"- **{model['title']}** (`{uid}`): {'; '.join(panels)}.")
+    return "\n".join(lines)

@@ -14,6 +14,7 @@ matched with `new_or_increased`: `increase()` alone misses the first event of a 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -188,7 +189,7 @@ def serving_rules(s: RuleSettings) -> list[AlertRule]:
             summary="Model {{ $labels.model }} failed to load a new version of alias {{ $labels.alias }}",
             description="A reload of {{ $labels.model }}@{{ $labels.alias }} failed in the last 15 minutes; the "
             "previous version keeps serving.",
-            runbook="Search the serving logs for the reload error (event reload.failed); check the version in "
+            runbook="Search the serving logs for the reload error (event model.reload_failed); check the version in "
             "MLflow (artifacts, READY) and the pod's memory.",
         ),
         AlertRule(
@@ -342,3 +343,18 @@ def retrain_days_for(schedule: str | None) -> int | None:
     else:
         longest = 1
     return longest + 1
+
+
+def markdown_table(rules: list[AlertRule]) -> str:
+    """The rules as docs/observability.md lists them (a test keeps the document equal to this)."""
+    rows = ["| alert | severity | for | what it means | first thing to do |", "| --- | --- | --- | --- | --- |"]
+    for rule in rules:
+        rows.append(
+            f"| `{rule.name}` | {rule.severity} | {rule.for_} | {_plain(rule.summary)} | {_plain(rule.runbook)} |"
+        )
+    return "\n".join(rows)
+
+
+def _plain(text: str) -> str:
+    """Annotation text for a table: `{{ $labels.x }}` shown as <x>, pipes escaped."""
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", r"<\1>", text).replace("|", "\\|")
