@@ -16,7 +16,9 @@ from pathlib import Path
 
 from components.airflow import AIRFLOW_REPO
 from components.ingress import TRAEFIK_REPO
+from components.logging import GRAFANA_REPO, LOKI_REPO
 from components.mlflow import MLFLOW_REPO
+from components.monitoring import KPS_REPO
 from components.tls import CERT_MANAGER_REPO
 from stacks.settings import declared
 
@@ -31,6 +33,9 @@ def pinned_charts() -> list[tuple[str, str, str]]:
         ("traefik", TRAEFIK_REPO, defaults["charts.traefik"]),
         ("mlflow", MLFLOW_REPO, defaults["mlflow.chartVersion"]),
         ("airflow", AIRFLOW_REPO, defaults["airflow.chartVersion"]),
+        ("kube-prometheus-stack", KPS_REPO, defaults["charts.kubePrometheusStack"]),
+        ("loki", LOKI_REPO, defaults["charts.loki"]),
+        ("alloy", GRAFANA_REPO, defaults["charts.alloy"]),
     ]
 
 

@@ -480,9 +480,9 @@ class ChartSettings:
     traefik: str = setting("charts.traefik", "Traefik chart version", default="41.3.0")
     cert_manager: str = setting("charts.certManager", "cert-manager chart version", default="v1.21.1")
     kube_prometheus_stack: str = setting(
-        "charts.kubePrometheusStack", "kube-prometheus-stack chart version (observability)", default="88.5.3"
+        "charts.kubePrometheusStack", "kube-prometheus-stack chart version: monitoring", default="88.5.3"
     )
-    loki: str = setting("charts.loki", "Grafana Loki chart version (grafana-community)", default="18.11.0")
+    loki: str = setting("charts.loki", "Grafana Loki chart version, grafana-community repository", default="18.11.0")
     alloy: str = setting("charts.alloy", "Grafana Alloy chart version", default="1.11.1")
 
 
