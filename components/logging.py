@@ -156,27 +156,23 @@ class CentralLogs(pulumi.ComponentResource):
     def __init__(self, name: str, args: CentralLogsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:CentralLogs", name, None, opts)
         waits = inherited_depends_on(opts)
-        self.loki: Release = Release(
-            f"{name}-loki",
-            name=LOKI_RELEASE,
-            chart="loki",
-            version=args.loki_chart_version,
-            repository_opts=RepositoryOptsArgs(repo=LOKI_REPO),
-            namespace=args.namespace,
-            timeout=900,
-            values=loki_values(args),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=waits),
-        )
-        self.alloy: Release = Release(
-            f"{name}-alloy",
-            name=ALLOY_RELEASE,
-            chart="alloy",
-            version=args.alloy_chart_version,
-            repository_opts=RepositoryOptsArgs(repo=GRAFANA_REPO),
-            namespace=args.namespace,
-            timeout=600,
-            values=alloy_values(args),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.loki, *waits]),
+
+        def release(chart: str, repo: str, version: str, values: dict[str, Any], after: list[Any]) -> Release:
+            return Release(
+                f"{name}-{chart}",
+                name=chart,
+                chart=chart,
+                version=version,
+                repository_opts=RepositoryOptsArgs(repo=repo),
+                namespace=args.namespace,
+                timeout=900,
+                values=values,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
+
+        self.loki: Release = release(LOKI_RELEASE, LOKI_REPO, args.loki_chart_version, loki_values(args), waits)
+        self.alloy: Release = release(
+            ALLOY_RELEASE, GRAFANA_REPO, args.alloy_chart_version, alloy_values(args), [self.loki, *waits]
         )
         self.loki_url = loki_url(args.namespace)
         self.register_outputs({"loki_url": self.loki_url})

@@ -126,9 +126,31 @@ def _burn(s: RuleSettings, long: str, short: str, rate: float) -> str:
     )
 
 
+def _burn_rule(
+    s: RuleSettings,
+    name: str,
+    windows: tuple[str, str, float],
+    severity: Severity,
+    pace: str,
+    consequence: str,
+    runbook: str,
+) -> AlertRule:
+    """One multi-window burn-rate alert of the serving latency SLO."""
+    long, short, rate = windows
+    objective = f"{s.latency_objective:.2%} of requests under {s.latency_threshold}s"
+    return AlertRule(
+        name=name,
+        expr=_burn(s, long, short, rate),
+        severity=severity,
+        summary=f"Model {{{{ $labels.model }}}} burns its latency error budget{pace} (SLO {objective})",
+        description=f"Over the last {long} and {short} the share of requests slower than {s.latency_threshold}s "
+        f"exceeds {rate} times the budget of the SLO ({objective}){consequence}.",
+        runbook=runbook,
+    )
+
+
 def serving_rules(s: RuleSettings) -> list[AlertRule]:
     ns = s.serving_namespace
-    objective = f"{s.latency_objective:.2%} of requests under {s.latency_threshold}s"
     skew_for = _duration(max(2 * s.watch_interval_seconds, 60))
     return [
         AlertRule(
@@ -159,26 +181,25 @@ def serving_rules(s: RuleSettings) -> list[AlertRule]:
             runbook="Open the Serving dashboard for the model, then its logs (Logs by request id); roll back "
             "with the rollback_<model> DAG if a new version started it.",
         ),
-        AlertRule(
-            name="ServingLatencyBudgetFastBurn",
-            expr=_burn(s, *FAST_BURN),
-            severity="critical",
-            summary=f"Model {{{{ $labels.model }}}} burns its latency error budget fast (SLO {objective})",
-            description=f"Over the last {FAST_BURN[0]} and {FAST_BURN[1]} the share of requests slower than "
-            f"{s.latency_threshold}s exceeds {FAST_BURN[2]} times the budget of the SLO ({objective}): "
-            "at this rate a 30-day budget is gone in about two days.",
-            runbook="Check the Serving dashboard (p99 by version, replicas, CPU); scale out (maxReplicas) or roll "
-            "back a slower version.",
+        _burn_rule(
+            s,
+            "ServingLatencyBudgetFastBurn",
+            FAST_BURN,
+            "critical",
+            " fast",
+            ": at this rate a 30-day budget is gone in about two days",
+            "Check the Serving dashboard (p99 by version, replicas, CPU); scale out (maxReplicas) or roll back a "
+            "slower version.",
         ),
-        AlertRule(
-            name="ServingLatencyBudgetSlowBurn",
-            expr=_burn(s, *SLOW_BURN),
-            severity="warning",
-            summary=f"Model {{{{ $labels.model }}}} burns its latency error budget (SLO {objective})",
-            description=f"Over the last {SLOW_BURN[0]} and {SLOW_BURN[1]} the share of requests slower than "
-            f"{s.latency_threshold}s exceeds {SLOW_BURN[2]} times the budget of the SLO ({objective}).",
-            runbook="Compare p99 by version on the Serving dashboard; raise the profile or the replicas, or "
-            "retrain a lighter model.",
+        _burn_rule(
+            s,
+            "ServingLatencyBudgetSlowBurn",
+            SLOW_BURN,
+            "warning",
+            "",
+            "",
+            "Compare p99 by version on the Serving dashboard; raise the profile or the replicas, or retrain a "
+            "lighter model.",
         ),
         AlertRule(
             name="ServingReloadFailing",

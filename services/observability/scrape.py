@@ -30,28 +30,17 @@ class Relabel:
 
     def operator(self) -> dict[str, Any]:
         """As the Prometheus operator's RelabelConfig spells it (camelCase)."""
-        out: dict[str, Any] = {"action": self.action}
-        if self.source_labels:
-            out["sourceLabels"] = list(self.source_labels)
-        for key, value in (
-            ("targetLabel", self.target_label),
-            ("regex", self.regex),
-            ("replacement", self.replacement),
-        ):
-            if value is not None:
-                out[key] = value
-        return out
+        return self._spelled("sourceLabels", "targetLabel")
 
     def prometheus(self) -> dict[str, Any]:
         """As prometheus.yml spells it (snake_case), for a Prometheus configured by hand (the tests)."""
+        return self._spelled("source_labels", "target_label")
+
+    def _spelled(self, source_key: str, target_key: str) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action}
         if self.source_labels:
-            out["source_labels"] = list(self.source_labels)
-        for key, value in (
-            ("target_label", self.target_label),
-            ("regex", self.regex),
-            ("replacement", self.replacement),
-        ):
+            out[source_key] = list(self.source_labels)
+        for key, value in ((target_key, self.target_label), ("regex", self.regex), ("replacement", self.replacement)):
             if value is not None:
                 out[key] = value
         return out
