@@ -1,13 +1,17 @@
-"""Run in a subprocess by test_dag_integrity.py (own AIRFLOW_HOME, the catalog its environment names): imports
-every DAG file, then loads the folder with Airflow's DagBag, and prints one JSON report on stdout."""
+"""Run in a subprocess (own AIRFLOW_HOME, the catalog its environment names): imports every DAG file, then loads
+the folder with Airflow's DagBag, and prints one JSON report on stdout. `inspect(tmp, catalog_text)` runs it for the
+tests and returns that report."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "httpx", "scipy")
 
@@ -78,6 +82,34 @@ def main(dags_folder: str) -> None:
         "dags": dags,
     }
     print("REPORT " + json.dumps(report, default=str))
+
+
+def inspect(tmp: Path, catalog_text: str | None) -> dict[str, Any]:
+    """The report of this script run on the repository's DAG folder, with MLOPS_MODEL_CATALOG naming a file in
+    `tmp` holding `catalog_text` (None: the variable unset)."""
+    from devstack import DAGS_FOLDER, REPO
+    from devstack.dag_runs import airflow_env
+    from services.common import contract
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = airflow_env(tmp / "home")
+    env.pop(contract.MODEL_CATALOG.name, None)
+    if catalog_text is not None:
+        path = tmp / "catalog.json"
+        path.write_text(catalog_text)
+        env[contract.MODEL_CATALOG.name] = str(path)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), str(DAGS_FOLDER)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, f"inspection failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    report: dict[str, Any] = json.loads(lines[-1].removeprefix("REPORT "))
+    return report
 
 
 if __name__ == "__main__":

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack import DAGS_FOLDER, REPO
 from devstack.catalog import DIABETES, IRIS, catalog_document, extended, local_catalog
-from devstack.dag_runs import airflow_env
 from services.common import contract
+from tests.dags import inspect_dags
 
 DAG_FILE = "model_pipelines.py"
 TWO = {"train_iris_classifier", "rollback_iris_classifier", "train_diabetes_regression", "rollback_diabetes_regression"}
@@ -45,26 +42,7 @@ URLS = {name: f"http://model-{name}.serving.svc:8000" for name in (IRIS, DIABETE
 
 
 def inspect(tmp: Path, catalog_text: str | None) -> dict[str, Any]:
-    """The report of tests/dags/inspect_dags.py run with MLOPS_MODEL_CATALOG naming a file holding `catalog_text`
-    (None: the variable unset)."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = airflow_env(tmp / "home")
-    env.pop(contract.MODEL_CATALOG.name, None)
-    if catalog_text is not None:
-        path = tmp / "catalog.json"
-        path.write_text(catalog_text)
-        env[contract.MODEL_CATALOG.name] = str(path)
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("inspect_dags.py")), str(DAGS_FOLDER)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, f"inspection failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    data: dict[str, Any] = json.loads(lines[-1].removeprefix("REPORT "))
+    data = inspect_dags.inspect(tmp, catalog_text)
     # Measured, reported, not asserted (timing thresholds make flaky tests on a shared machine).
     print(f"Task SDK import: {data['sdk_import_seconds']:.2f} s; DAG files: {data['import_seconds']}")
     return data
