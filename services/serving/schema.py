@@ -21,11 +21,11 @@ set, one finiteness test); only a batch that fails them is walked value by value
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -90,8 +90,7 @@ class Output:
     datatype: str | None
 
 
-@dataclass(frozen=True)
-class Fields:
+class Fields(NamedTuple):  # built per request: a tuple is the cheapest to build
     """How a request names its parts in errors: the whole batch, one row, one cell (row, column name, column
     index). `Fields.records("rows")` names ``rows``, ``rows[3]`` and ``rows[3].<column>``."""
 
@@ -242,6 +241,27 @@ class InputValidator:
         names = self.names or ()
         return self._frame([dict(zip(names, row, strict=True)) for row in rows], fields)
 
+    def numbers(self, values: list[Any], rows: int, fields: Fields, by_column: bool = False) -> np.ndarray:
+        """A numeric signature's matrix from values the caller knows are all ints or floats: flat and row-major,
+        or (`by_column`) one list per column in the signature's order. Finiteness and integer columns are
+        checked here; an anomaly is walked like `table` to name its field."""
+        ncols = len(self.names or ())
+        self.check_batch(rows, fields.whole)
+        flat = chain.from_iterable(values) if by_column else values
+        try:
+            matrix = np.array(values, dtype=np.float64)
+        except OverflowError:
+            matrix = None
+        if matrix is not None and matrix.size == rows * ncols:
+            matrix = np.ascontiguousarray(matrix.T) if by_column else matrix.reshape(rows, ncols)
+            if self._checked(matrix, flat):
+                return matrix
+        if by_column:
+            table: Sequence[Sequence[Any]] = list(zip(*values, strict=True))
+        else:
+            table = [values[i * ncols : (i + 1) * ncols] for i in range(rows)]
+        return self._numeric_table(table, fields)
+
     # --- numeric ------------------------------------------------------------------------------------
     def _numeric_fast(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
         """The float64 matrix when every value is a finite number (integers where the column says so), else
@@ -252,15 +272,20 @@ class InputValidator:
             matrix = np.array(rows, dtype=np.float64)
         except (OverflowError, ValueError):
             return None
-        # one reduction: a NaN or an infinity makes the sum non-finite (so may two huge finite values: the
-        # walk then finds nothing wrong and returns the matrix)
-        if matrix.ndim != 2 or not math.isfinite(matrix.sum()):
-            return None
+        return matrix if matrix.ndim == 2 and self._checked(matrix, chain.from_iterable(rows)) else None
+
+    def _checked(self, matrix: np.ndarray, values: Iterable[int | float]) -> bool:
+        """Every value finite (one sum: a NaN or an infinity makes it non-finite; so may two huge finite values,
+        and the walk then finds nothing wrong), and whole numbers in the integer columns."""
+        try:
+            if not math.isfinite(sum(values)):
+                return False
+        except OverflowError:
+            return False
         if self._integer_index:
             ints = matrix[:, self._integer_index]
-            if not np.array_equal(ints, np.floor(ints)):
-                return None
-        return matrix
+            return bool(np.array_equal(ints, np.floor(ints)))
+        return True
 
     def _numeric_records(self, rows: list[Any], fields: Fields) -> np.ndarray:
         names = self.names or ()

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,6 +46,7 @@ _INT_RANGES = {
     "UINT64": (0, 2**64 - 1),
 }
 _FLOATS = frozenset({"FP16", "FP32", "FP64"})
+_NUMBERS = _FLOATS | frozenset(_INT_RANGES)  # datatypes whose values are ints or floats
 DATATYPES: tuple[str, ...] = ("BOOL", *_INT_RANGES, *sorted(_FLOATS), "BYTES")
 _ALLOWED: dict[str, frozenset[type]] = {
     **{dt: frozenset({int}) for dt in _INT_RANGES},
@@ -78,17 +78,15 @@ def _bad(field: str, message: str) -> RequestError:
     return RequestError(400, f"{field}: {message}", field)
 
 
-@dataclass(frozen=True)
-class Tensor:
-    index: int  # position in `inputs`
+class Tensor(NamedTuple):
+    position: int  # in `inputs`
     name: str
     shape: tuple[int, ...]
     datatype: str
     data: list[Any]  # flat, row-major
 
 
-@dataclass(frozen=True)
-class Extras:
+class Extras(NamedTuple):
     id: str | None
     requested: tuple[tuple[str, bool], ...] | None  # (name, binary) of the outputs asked for
     binary: bool  # every output in binary (`parameters.binary_data_output`)
@@ -112,6 +110,8 @@ def _split(request: Request) -> tuple[bytes, bytes]:
 
 
 def _object(value: Any, field: str, keys: frozenset[str]) -> dict[str, Any]:
+    if type(value) is dict and keys.issuperset(value):
+        return value
     if not isinstance(value, dict):
         raise _bad(field, f"expected an object, got {describe_value(value)}")
     unknown = sorted(k for k in value if k not in keys)
@@ -184,26 +184,30 @@ def _from_binary(blob: bytes, datatype: str, count: int, field: str) -> list[Any
 
 def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
     """The request's input tensors, each checked against its own shape and datatype."""
-    if not isinstance(inputs, list) or not inputs:
+    if type(inputs) is not list or not inputs:
         raise _bad("inputs", f"expected a non-empty list of tensors, got {describe_value(inputs)}")
     tensors = []
     offset = 0
     for index, raw in enumerate(inputs):
-        where = f"inputs[{index}]"
-        item = _object(raw, where, _INPUT_KEYS)
+        item = _object(raw, f"inputs[{index}]", _INPUT_KEYS)
         name = item.get("name")
-        if not isinstance(name, str) or not name:
-            raise _bad(f"{where}.name", f"expected a tensor name, got {describe_value(name)}")
+        if type(name) is not str or not name:
+            raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
         shape = item.get("shape")
-        if not isinstance(shape, list) or not shape or not all(type(d) is int and d >= 0 for d in shape):
-            raise _bad(f"{where}.shape", f"expected a list of non-negative integers, got {shape!r}")
+        if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
+            raise _bad(f"inputs[{index}].shape", f"expected a list of non-negative integers, got {shape!r}")
         datatype = item.get("datatype")
-        if datatype not in _ALLOWED:
-            raise _bad(f"{where}.datatype", f"{datatype!r} is not one of {list(DATATYPES)}")
+        if type(datatype) is not str or datatype not in _ALLOWED:
+            raise _bad(f"inputs[{index}].datatype", f"{datatype!r} is not one of {list(DATATYPES)}")
         count = math.prod(shape)
-        parameters = _parameters(item.get("parameters"), f"{where}.parameters")
-        size = parameters.get("binary_data_size")
+        parameters = item.get("parameters")
+        size = (
+            None
+            if parameters is None
+            else _parameters(parameters, f"inputs[{index}].parameters").get("binary_data_size")
+        )
         if size is not None:
+            where = f"inputs[{index}]"
             if "data" in item:
                 raise _bad(f"{where}.data", "a tensor sent as binary data (binary_data_size) has no 'data'")
             if type(size) is not int or size < 0 or offset + size > len(tail):
@@ -214,13 +218,13 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
             data = _from_binary(tail[offset : offset + size], datatype, count, f"{where}.parameters.binary_data_size")
             offset += size
         else:
-            raw_data = item.get("data")
-            if not isinstance(raw_data, list):
-                raise _bad(f"{where}.data", f"expected a list of values, got {describe_value(raw_data)}")
-            data = _flatten(raw_data, f"{where}.data")
+            values = item.get("data")
+            if type(values) is not list:
+                raise _bad(f"inputs[{index}].data", f"expected a list of values, got {describe_value(values)}")
+            data = _flatten(values, f"inputs[{index}].data") if values and type(values[0]) is list else values
             if len(data) != count:
-                raise _bad(f"{where}.data", f"{len(data)} values for shape {shape} ({count} expected)")
-            _check_values(data, datatype, f"{where}.data")
+                raise _bad(f"inputs[{index}].data", f"{len(data)} values for shape {shape} ({count} expected)")
+            _check_values(data, datatype, f"inputs[{index}].data")
         tensors.append(Tensor(index, name, tuple(shape), datatype, data))
     if offset != len(tail):
         raise _bad("body", f"{len(tail) - offset} bytes of binary data that no input's binary_data_size claims")
@@ -252,15 +256,19 @@ def _columns_layout(tensors: list[Tensor], validator: InputValidator) -> Any:
     first: Tensor | None = None
     for t in tensors:
         if t.name in by_name:
-            raise _bad(f"inputs[{t.index}].name", f"tensor {t.name!r} is sent twice")
+            raise _bad(f"inputs[{t.position}].name", f"tensor {t.name!r} is sent twice")
         if len(t.shape) > 2 or (len(t.shape) == 2 and t.shape[1] != 1):
-            raise _bad(f"inputs[{t.index}].shape", f"a column's tensor has shape [N] or [N, 1], got {list(t.shape)}")
+            raise _bad(f"inputs[{t.position}].shape", f"a column's tensor has shape [N] or [N, 1], got {list(t.shape)}")
         if first is None:
             first, rows = t, t.shape[0]
         elif t.shape[0] != rows:
-            raise _bad(f"inputs[{t.index}].shape", f"{t.shape[0]} rows, but inputs[{first.index}] has {rows}")
+            raise _bad(f"inputs[{t.position}].shape", f"{t.shape[0]} rows, but inputs[{first.position}] has {rows}")
         by_name[t.name] = t
     assert rows is not None
+    if validator.numeric and len(by_name) == len(names) and all(t.datatype in _NUMBERS for t in tensors):
+        index = [by_name[n].position for n in names]
+        fields = Fields("inputs", lambda i: f"inputs[*].data[{i}]", lambda i, name, j: f"inputs[{index[j]}].data[{i}]")
+        return validator.numbers([by_name[n].data for n in names], rows, fields, by_column=True)
     columns = validator.columns or ()
     missing = [c.name for c in columns if c.required and c.name not in by_name]
     if missing:
@@ -269,7 +277,7 @@ def _columns_layout(tensors: list[Tensor], validator: InputValidator) -> Any:
             f"no tensor for column(s) {missing}; send one tensor per column {list(names)} "
             f"or one 2-D tensor of shape [N, {len(names)}] in that order",
         )
-    index = [by_name[n].index if n in by_name else -1 for n in names]
+    index = [by_name[n].position if n in by_name else -1 for n in names]
     data = [by_name[n].data if n in by_name else [None] * rows for n in names]
     table = list(zip(*data, strict=True)) if data else []
     fields = Fields("inputs", lambda i: f"inputs[*].data[{i}]", lambda i, name, j: f"inputs[{index[j]}].data[{i}]")
@@ -279,10 +287,11 @@ def _columns_layout(tensors: list[Tensor], validator: InputValidator) -> Any:
 def _matrix_layout(tensor: Tensor, validator: InputValidator) -> Any:
     rows, width = tensor.shape
     data = tensor.data
-    table = [data[i * width : (i + 1) * width] for i in range(rows)]
-    where = f"inputs[{tensor.index}]"
+    where = f"inputs[{tensor.position}]"
     fields = Fields("inputs", lambda i: f"{where}.data", lambda i, name, j: f"{where}.data[{i * width + j}]")
-    return validator.table(table, fields)
+    if validator.numeric and tensor.datatype in _NUMBERS:
+        return validator.numbers(data, rows, fields)
+    return validator.table([data[i * width : (i + 1) * width] for i in range(rows)], fields)
 
 
 def model_inputs(tensors: list[Tensor], validator: InputValidator) -> Any:
@@ -300,7 +309,7 @@ def model_inputs(tensors: list[Tensor], validator: InputValidator) -> Any:
         return _matrix_layout(single, validator)
     stranger = next(t for t in tensors if t.name not in names)
     raise _bad(
-        f"inputs[{stranger.index}].name",
+        f"inputs[{stranger.position}].name",
         f"unknown input {stranger.name!r}; send one tensor per column {list(validator.names or ())} "
         f"or one 2-D tensor of shape [N, {width}] with the columns in that order",
     )
@@ -310,8 +319,8 @@ def _records_of(tensors: list[Tensor], validator: InputValidator) -> Any:
     rows = tensors[0].shape[0]
     for t in tensors:
         if len(t.shape) > 2 or (len(t.shape) == 2 and t.shape[1] != 1) or t.shape[0] != rows:
-            raise _bad(f"inputs[{t.index}].shape", f"expected [{rows}] like inputs[0], got {list(t.shape)}")
-    index = {t.name: t.index for t in tensors}
+            raise _bad(f"inputs[{t.position}].shape", f"expected [{rows}] like inputs[0], got {list(t.shape)}")
+    index = {t.name: t.position for t in tensors}
     records = [dict(zip(index, values, strict=True)) for values in zip(*(t.data for t in tensors), strict=True)]
     fields = Fields("inputs", lambda i: f"inputs[*].data[{i}]", lambda i, name, j: f"inputs[{index[name]}].data[{i}]")
     return validator.records(records, fields)
@@ -337,18 +346,21 @@ def _fits(datatype: str | None, values: list[Any]) -> bool:
 def output_tensors(predictions: list[Any], spec: tuple[Output, ...]) -> list[dict[str, Any]]:
     """Predictions as V2 output tensors: a table's columns one each, else one tensor of shape [N] or [N, K]."""
     n = len(predictions)
+    first = predictions[0] if n else None
     columns: list[tuple[str | None, list[Any], list[int]]]
-    if n and all(type(p) is dict for p in predictions):
+    if type(first) is dict and all(type(p) is dict for p in predictions):
         keys = list(dict.fromkeys(k for p in predictions for k in p))
         columns = [(str(k), [p.get(k) for p in predictions], [n]) for k in keys]
-    elif n and all(type(p) is list for p in predictions) and len({len(p) for p in predictions}) == 1:
-        width = len(predictions[0])
-        columns = [(None, list(chain.from_iterable(predictions)), [n, width])]
+    elif type(first) is list and all(type(p) is list and len(p) == len(first) for p in predictions):
+        columns = [(None, list(chain.from_iterable(predictions)), [n, len(first)])]
     else:
-        columns = [(None, list(predictions), [n])]
+        columns = [(None, predictions, [n])]
     out = []
     for name, values, shape in columns:
-        declared = next((o for o in spec if o.name == name), spec[0] if len(spec) == 1 and name is None else None)
+        if name is None:
+            declared = spec[0] if len(spec) == 1 else next((o for o in spec if o.name is None), None)
+        else:
+            declared = next((o for o in spec if o.name == name), None)
         datatype = declared.datatype if declared is not None and _fits(declared.datatype, values) else None
         if datatype is None:
             datatype = datatype_of(values)
@@ -376,20 +388,30 @@ class V2Codec(Codec):
         header, tail = _split(request)
         doc = _object(parse_json(header), "body", _TOP_KEYS)
         request_id = doc.get("id")
-        if request_id is not None and not isinstance(request_id, str):
+        if request_id is not None and type(request_id) is not str:
             raise _bad("id", f"expected a string, got {describe_value(request_id)}")
-        parameters = _parameters(doc.get("parameters"), "parameters")
-        extras = Extras(
-            id=request_id,
-            requested=_requested(doc),
-            binary=_flag(parameters, "binary_data_output", "parameters"),
-            outputs=validator.outputs,
+        parameters = doc.get("parameters")
+        binary = (
+            False
+            if parameters is None
+            else _flag(_parameters(parameters, "parameters"), "binary_data_output", "parameters")
         )
-        return Decoded(model_inputs(parse_tensors(doc.get("inputs"), tail), validator), extras)
+        requested = None if doc.get("outputs") is None else _requested(doc)
+        inputs = model_inputs(parse_tensors(doc.get("inputs"), tail), validator)
+        return Decoded(inputs, Extras(request_id, requested, binary, validator.outputs))
 
     def answer(self, predictions: list[Any], decoded: Decoded, who: Answered) -> Reply:
         extras: Extras = decoded.extras
         tensors = output_tensors(predictions, extras.outputs)
+        head = {
+            "model_name": who.model,
+            "model_version": who.version,
+            "id": extras.id if extras.id is not None else who.request_id,
+            "parameters": {"alias": who.alias, "request_id": who.request_id},
+            "outputs": tensors,
+        }
+        if extras.requested is None and not extras.binary:
+            return Reply(200, dumps(head))
         binary = {t["name"]: extras.binary for t in tensors}
         if extras.requested is not None:
             produced = {t["name"]: t for t in tensors}
@@ -397,22 +419,14 @@ class V2Codec(Codec):
                 if name not in produced:
                     raise _bad(f"outputs[{i}].name", f"unknown output {name!r}; the model answers {list(produced)}")
                 binary[name] = as_binary or extras.binary
-            tensors = [produced[name] for name, _ in extras.requested]
+            head["outputs"] = tensors = [produced[name] for name, _ in extras.requested]
         blobs = []
         for tensor in tensors:
             if binary[tensor["name"]]:
                 blob = _to_binary(tensor.pop("data"), tensor["datatype"])
                 tensor["parameters"] = {"binary_data_size": len(blob)}
                 blobs.append(blob)
-        body = dumps(
-            {
-                "model_name": who.model,
-                "model_version": who.version,
-                "id": extras.id if extras.id is not None else who.request_id,
-                "parameters": {"alias": who.alias, "request_id": who.request_id},
-                "outputs": tensors,
-            }
-        )
+        body = dumps(head)
         if not blobs:
             return Reply(200, body)
         header = (HEADER_LENGTH.encode(), str(len(body)).encode())
