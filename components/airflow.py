@@ -21,6 +21,8 @@ from stacks.settings import AirflowSettings, ImageRef
 AIRFLOW_REPO = "https://airflow.apache.org"
 RELEASE = "airflow"
 API_PORT = 8080
+STATSD_EXPORTER_PORT = 9102  # the chart's StatsD exporter (Prometheus metrics of the scheduler and tasks)
+AIRFLOW_UID, AIRFLOW_GID = 50000, 0  # the image's user and group: the owner of the log volume
 # Secret names and the keys the official chart reads from them.
 FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
 API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
@@ -67,7 +69,12 @@ class AirflowPlatformArgs:
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
-_RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}}
+_RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": AIRFLOW_UID,
+    "fsGroup": AIRFLOW_GID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 _RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 _STATSD_POD = {"runAsNonRoot": True, "runAsUser": STATSD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
@@ -185,6 +192,8 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
             # host, behind TLS with the internal CA): task pods must call the API server's Service
             "core": {
                 "load_examples": "False",
+                # the DAGs of the catalog run when triggered (the platform API, the CLI) without unpausing
+                "dags_are_paused_at_creation": "False",
                 "execution_api_server_url": pulumi.Output.concat(internal_url, "/execution/"),
             },
             "logging": logs["logging"],

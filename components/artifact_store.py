@@ -7,7 +7,7 @@ import hashlib
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -188,13 +188,17 @@ class ArtifactStoreArgs:
     consumers: Mapping[str, Consumer]
     kms_key_arn: str | None = None
     protect: bool = True
+    expire_prefixes: Mapping[str, int] = field(default_factory=dict)
+    """Key prefix -> days after which its objects expire (e.g. Airflow's task logs); their noncurrent versions
+    go one day later."""
 
 
 class ArtifactStore(pulumi.ComponentResource):
     """Builds one bucket per stack with versioning, server-side encryption (SSE-S3, or SSE-KMS with
     a key), all four public-access blocks, bucket-owner-enforced ownership, a policy denying any
-    request without TLS, and lifecycle rules expiring noncurrent versions and aborting incomplete
-    multipart uploads; per consumer an IAM user whose inline policy allows read/write under its own
+    request without TLS, and lifecycle rules expiring noncurrent versions, aborting incomplete
+    multipart uploads and expiring the objects of each prefix of `expire_prefixes` after its days;
+    per consumer an IAM user whose inline policy allows read/write under its own
     prefix only (and reading the consumer's datasets in the bucket), two rotating access-key slots
     (see `RotationPlan`), and a Kubernetes Secret in the consumer's namespace holding the active key.
     The bucket and its configuration are protected.
@@ -310,7 +314,20 @@ class ArtifactStore(pulumi.ComponentResource):
         )
 
     def _lifecycle(self, name: str, args: ArtifactStoreArgs, bucket: s3.Bucket) -> None:
-        """Noncurrent versions expire; incomplete multipart uploads are aborted."""
+        """Noncurrent versions expire; incomplete multipart uploads are aborted; the objects of each prefix of
+        `expire_prefixes` expire after its days (the versions they leave behind one day later)."""
+        expiring = [
+            s3.BucketLifecycleConfigurationRuleArgs(
+                id=f"expire-{prefix.strip('/')}",
+                status="Enabled",
+                filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=prefix),
+                expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=days),
+                noncurrent_version_expiration=s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=1
+                ),
+            )
+            for prefix, days in sorted(args.expire_prefixes.items())
+        ]
         s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
@@ -331,6 +348,7 @@ class ArtifactStore(pulumi.ComponentResource):
                         days_after_initiation=args.abort_multipart_days
                     ),
                 ),
+                *expiring,
             ],
             opts=self._after(args, bucket),
         )

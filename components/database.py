@@ -389,7 +389,8 @@ class Database(pulumi.ComponentResource):
     ) -> Job:
         """The SQL ConfigMap, the passwords' Secret and the Job applying them once the server exists."""
         child = pulumi.ResourceOptions(parent=self)
-        job_labels = labels(name=SERVER)
+        # its own name: the server's selector (and the NetworkPolicy admitting the bootstrap) tell them apart
+        job_labels = labels(name=BOOTSTRAP)
         sql = bootstrap_sql(args.apps)
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",

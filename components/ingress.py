@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
 TRAEFIK_REPO = "https://traefik.github.io/charts"
+TRAEFIK_PORTS = (8000, 8443)  # the chart's web and websecure container ports (behind its Service's 80 and 443)
+TRAEFIK_METRICS_PORT = 9100
 
 
 @dataclass(frozen=True)
 class IngressControllerArgs:
     """`install` = deploy Traefik into `namespace` serving only `class_name`; otherwise the
-    cluster's controller for `class_name` (running in `namespace`) is used as it is."""
+    cluster's controller for `class_name` (running in `namespace`) is used as it is. `middleware_namespaces`:
+    where the stack's Ingresses name Traefik Middlewares (the serving namespace: the models' rate limits)."""
 
     install: bool
     namespace: pulumi.Input[str]
@@ -21,16 +25,28 @@ class IngressControllerArgs:
     chart_version: str
     service_type: str
     replicas: int
+    middleware_namespaces: Sequence[pulumi.Input[str]] = ()
 
 
 def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
-    """Traefik serving only the stack's IngressClass; HTTP redirected to HTTPS permanently."""
+    """Traefik serving only the stack's IngressClass; HTTP redirected to HTTPS permanently. Its CRD provider reads
+    Middlewares (the models' rate limits) in the namespaces that use them only, and only those namespaces'
+    Ingresses may name them. A LoadBalancer keeps the clients' addresses (externalTrafficPolicy Local), which the
+    per-client rate limits count by."""
+    namespaces = list(args.middleware_namespaces)
+    service: dict[str, object] = {"type": args.service_type}
+    if args.service_type == "LoadBalancer":
+        service["spec"] = {"externalTrafficPolicy": "Local"}
     return {
         "deployment": {"replicas": args.replicas},
         "ingressClass": {"enabled": True, "isDefaultClass": False, "name": args.class_name},
         "providers": {
-            "kubernetesIngress": {"enabled": True, "ingressClass": args.class_name},
-            "kubernetesCRD": {"enabled": False},
+            "kubernetesIngress": {
+                "enabled": True,
+                "ingressClass": args.class_name,
+                "crossProviderNamespaces": namespaces,
+            },
+            "kubernetesCRD": {"enabled": bool(namespaces), "namespaces": namespaces, "allowCrossNamespace": False},
         },
         "ports": {
             "web": {
@@ -38,7 +54,7 @@ def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
             },
             "websecure": {"http": {"tls": {"enabled": True}}},
         },
-        "service": {"type": args.service_type},
+        "service": service,
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
     }

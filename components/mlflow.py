@@ -32,6 +32,7 @@ from stacks.settings import MlflowSettings
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
 RELEASE = "mlflow"
 SERVICE_PORT = 80  # the chart's Service port (container port 5000)
+CONTAINER_PORT = 5000  # what NetworkPolicies see behind the Service
 IMAGE = "burakince/mlflow"
 # The chart runs `IMAGE:<appVersion>` unless mlflow.imageTag is set; the client-user Job uses the same
 # image (already on the nodes). A test keeps this in step with ../shared/charts/mlflow/*/Chart.yaml.

@@ -1,13 +1,18 @@
 """The serving of one model of the catalog on Kubernetes: its own Deployment, Service, autoscaler, disruption
-budget, NetworkPolicy and TLS Ingress, named after the model (`services.common.catalog.names(model)["k8s"]`)."""
+budget, NetworkPolicy, TLS Ingress with its per-client rate limit (a Traefik Middleware) and, with apiKey
+authentication, its generated keys and the Secret of their hashes, named after the model
+(`services.common.catalog.names(model)["k8s"]`)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+import pulumi_random as random
+from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.apps.v1 import (
     Deployment,
     DeploymentSpecArgs,
@@ -42,8 +47,10 @@ from pulumi_kubernetes.core.v1 import (
     PodTemplateSpecArgs,
     ProbeArgs,
     ResourceRequirementsArgs,
+    Secret,
     SecretEnvSourceArgs,
     SecretKeySelectorArgs,
+    SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
     ServicePortArgs,
@@ -80,6 +87,8 @@ from services.common import contract
 from services.common.catalog import Profile, Serving, names
 
 LOG_MOUNT = "/var/log/mlops-serving"
+KEYS_MOUNT = "/etc/mlops-serving/api-keys"  # the keys Secret, mounted whole (not subPath): updates reach the pod
+KEYS_FILE = "keys"
 RUN_AS = 10001
 APP = "serving"
 COMPONENT = "model-serving"
@@ -88,10 +97,35 @@ MODEL_LABEL = platform_key("model")  # the model's slug, on every object and pod
 # /metrics are not among them: they are reachable only inside the cluster, and the NetworkPolicy
 # admits only the ingress controller and the Airflow namespace.
 PUBLIC_PATHS = ("/predict", "/models", "/healthz", "/readyz", "/docs", "/openapi.json")
+DOCS_PATHS = ("/docs", "/openapi.json")  # exposed only when the model's serving.publicDocs is on
+MIDDLEWARE_API_VERSION = "traefik.io/v1alpha1"
+MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
 
 
-def public_paths(aliases: Sequence[str]) -> list[str]:
-    return [*PUBLIC_PATHS, *(f"/variants/{alias}/predict" for alias in aliases)]
+def public_paths(aliases: Sequence[str], docs: bool = True) -> list[str]:
+    paths = [p for p in PUBLIC_PATHS if docs or p not in DOCS_PATHS]
+    return [*paths, *(f"/variants/{alias}/predict" for alias in aliases)]
+
+
+def keys_file(names: Sequence[str], generated: Sequence[str], external: Sequence[str]) -> str:
+    """The keys file the service reads: `sha256:<hex> <label>` per accepted key (the generated keys, labelled with
+    their names, then the hashes given in the catalog)."""
+    lines = ["# SHA-256 of the accepted API keys (services/serving/security.py); written by the Pulumi program"]
+    lines += [
+        f"sha256:{hashlib.sha256(key.encode()).hexdigest()} {name}" for name, key in zip(names, generated, strict=True)
+    ]
+    lines += [f"sha256:{digest} keyHashes[{i}]" for i, digest in enumerate(external)]
+    return "\n".join(lines) + "\n"
+
+
+def rate_limit_spec(serving: Serving) -> dict[str, Any]:
+    """The Traefik rateLimit middleware of a model: `average` per `period` with `burst`, per client IP (the
+    connection's address as Traefik sees it) or per Authorization header. Traefik answers 429 with Retry-After."""
+    r = serving.rate_limit
+    source: dict[str, Any] = (
+        {"requestHeaderName": "Authorization"} if r.by == "authorization" else {"ipStrategy": {"depth": 0}}
+    )
+    return {"rateLimit": {"average": r.average, "period": f"{r.period}s", "burst": r.burst, "sourceCriterion": source}}
 
 
 @dataclass(frozen=True)
@@ -111,6 +145,7 @@ class ServingServiceArgs:
     controller_namespace: pulumi.Input[str]
     airflow_namespace: pulumi.Input[str]
     logs_claim: pulumi.Input[str]
+    rate_limit_middleware: bool = True  # the ingress controller is the stack's Traefik (it reads Middlewares)
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
@@ -125,9 +160,37 @@ class ServingServiceArgs:
         return names(self.model)["k8s"]
 
     @property
+    def api_keys(self) -> bool:
+        """Callers present a key whose hash is in the keys Secret."""
+        return self.serving.auth.mode == "apiKey"
+
+    @property
+    def keys_secret(self) -> str:
+        return f"{self.k8s_name}-api-keys"
+
+    @property
+    def middleware(self) -> str:
+        return f"{self.k8s_name}-ratelimit"
+
+    @property
     def selector(self) -> dict[str, str]:
         """The labels that select this model's serving pods (and no other model's)."""
         return {APP_NAME: APP, MODEL_LABEL: names(self.model)["slug"]}
+
+
+def _auth_env(args: ServingServiceArgs) -> list[EnvVarArgs]:
+    """Who may call (MLOPS_SERVING_AUTH; with apiKey the mounted keys file), the concurrency limit when the model
+    sets one, and whether /docs and /openapi.json are served."""
+    s = args.serving
+    config = s.auth.service_config(args.keys_secret if args.api_keys else None)
+    env = [EnvVarArgs(name=contract.SERVING_AUTH.name, value=config.env_value())]
+    if args.api_keys:
+        env.append(EnvVarArgs(name=contract.SERVING_API_KEYS_FILE.name, value=f"{KEYS_MOUNT}/{KEYS_FILE}"))
+    if s.max_in_flight is not None:
+        env.append(EnvVarArgs(name=contract.SERVING_MAX_IN_FLIGHT.name, value=str(s.max_in_flight)))
+    docs = "false" if s.public_docs is False else "true"
+    env.append(EnvVarArgs(name=contract.SERVING_PUBLIC_DOCS.name, value=docs))
+    return env
 
 
 def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
@@ -147,6 +210,7 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(contract.SERVING_PORT)),
         # one directory per pod on the shared volume: replicas never write the same file
         EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
+        *_auth_env(args),
         EnvVarArgs(
             name=contract.RELOAD_TOKEN.name,
             value_from=EnvVarSourceArgs(
@@ -194,6 +258,7 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
         volume_mounts=[
             VolumeMountArgs(name="logs", mount_path=LOG_MOUNT),
             VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
+            *([VolumeMountArgs(name="api-keys", mount_path=KEYS_MOUNT, read_only=True)] if args.api_keys else []),
         ],
     )
 
@@ -223,6 +288,11 @@ def _pod(args: ServingServiceArgs, pod_labels: dict[str, str], account: ServiceA
                     persistent_volume_claim=PersistentVolumeClaimVolumeSourceArgs(claim_name=args.logs_claim),
                 ),
                 VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="2Gi")),
+                *(
+                    [VolumeArgs(name="api-keys", secret=SecretVolumeSourceArgs(secret_name=args.keys_secret))]
+                    if args.api_keys
+                    else []
+                ),
             ],
             node_selector=dict(profile.node_selector) or None,
             tolerations=[
@@ -261,8 +331,12 @@ class ServingService(pulumi.ComponentResource):
     non-root with a read-only root filesystem, per-pod log directory on the NFS claim, environment from the
     endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a
     HorizontalPodAutoscaler between the model's replica bounds, a PodDisruptionBudget, a TLS Ingress on the
-    model's host exposing only the public paths, and a NetworkPolicy admitting only the ingress controller's and
-    Airflow's namespaces.
+    model's host exposing only the public paths (/docs and /openapi.json only with `publicDocs`) behind the
+    model's per-client rate limit (a Traefik `Middleware` named in the Ingress's router.middlewares annotation),
+    and a NetworkPolicy admitting only the ingress controller's and Airflow's namespaces. Authentication from the
+    model's `serving.auth` (MLOPS_SERVING_AUTH): with apiKey, one generated key per name in `keys`
+    (pulumi-random) and a Secret holding only their SHA-256 hashes (and the catalog's `keyHashes`), mounted as the
+    keys file that the service re-reads when it changes, so keys rotate without a restart.
 
     Exports the attributes below; `deployment` and `service` are handles, not outputs.
     """
@@ -275,17 +349,21 @@ class ServingService(pulumi.ComponentResource):
     """URL through the TLS Ingress."""
     deployment_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    api_keys: pulumi.Output[dict[str, str]]
+    """apiKey: key name -> the generated key (secret); empty otherwise."""
 
     def __init__(self, name: str, args: ServingServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:ServingService", name, None, opts)
         slug = names(args.model)["slug"]
         object_labels = labels(name=APP, component=COMPONENT, base=args.labels, model=slug)
         account = self._service_account(name, args, object_labels)
-        self.deployment: Deployment = self._deployment(name, args, object_labels, account, opts)
+        keys_secret = self._api_keys(name, args, object_labels)
+        self.deployment: Deployment = self._deployment(name, args, object_labels, account, keys_secret, opts)
         self.service: Service = self._service(name, args, object_labels)
         self._autoscaler(name, args, object_labels)
         self._disruption_budget(name, args, object_labels)
-        self._ingress(name, args, object_labels)
+        middleware = self._rate_limit(name, args, object_labels, opts) if args.rate_limit_middleware else None
+        self._ingress(name, args, object_labels, middleware)
         self._network_policy(name, args, object_labels)
         self.url = cluster_url(self.service.metadata.name, args.namespace, contract.SERVING_PORT)
         self.reload_url = self.url
@@ -299,6 +377,7 @@ class ServingService(pulumi.ComponentResource):
                 "external_url": self.external_url,
                 "deployment_name": self.deployment_name,
                 "service_name": self.service_name,
+                "api_keys": self.api_keys,
             }
         )
 
@@ -313,12 +392,38 @@ class ServingService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _api_keys(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> Secret | None:
+        """apiKey: one generated key per name (its plaintext only in the `api_keys` output, secret) and the Secret
+        of the accepted hashes; sets `api_keys` (empty without apiKey)."""
+        if not args.api_keys:
+            self.api_keys = pulumi.Output.secret({})
+            return None
+        auth = args.serving.auth
+        generated = [
+            random.RandomPassword(
+                f"{name}-api-key-{key}", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
+            for key in auth.keys
+        ]
+        self.api_keys = pulumi.Output.secret(
+            pulumi.Output.all(*generated).apply(lambda keys: dict(zip(auth.keys, keys, strict=True)))
+        )
+        content = pulumi.Output.all(*generated).apply(lambda keys: keys_file(auth.keys, keys, auth.hashes()))
+        return Secret(
+            f"{name}-api-keys",
+            metadata=ObjectMetaArgs(name=args.keys_secret, namespace=args.namespace, labels=object_labels),
+            type="Opaque",
+            string_data={KEYS_FILE: pulumi.Output.secret(content)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _deployment(
         self,
         name: str,
         args: ServingServiceArgs,
         object_labels: dict[str, str],
         account: ServiceAccount,
+        keys_secret: Secret | None,
         opts: pulumi.ResourceOptions | None,
     ) -> Deployment:
         """Rolling update with no unavailable pod; waits for what the component was told to wait for. No
@@ -333,7 +438,10 @@ class ServingService(pulumi.ComponentResource):
                 ),
                 template=_pod(args, object_labels, account),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, *inherited_depends_on(opts)]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[account, *([keys_secret] if keys_secret else []), *inherited_depends_on(opts)],
+            ),
         )
 
     def _service(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> Service:
@@ -388,25 +496,50 @@ class ServingService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _ingress(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
-        """TLS Ingress exposing only the public paths (Exact)."""
+    def _rate_limit(
+        self, name: str, args: ServingServiceArgs, object_labels: dict[str, str], opts: pulumi.ResourceOptions | None
+    ) -> CustomResource:
+        """The model's Traefik rateLimit Middleware (after Traefik and its CRDs: what the component waits for)."""
+        return CustomResource(
+            f"{name}-ratelimit",
+            api_version=MIDDLEWARE_API_VERSION,
+            kind="Middleware",
+            metadata=ObjectMetaArgs(name=args.middleware, namespace=args.namespace, labels=object_labels),
+            spec=rate_limit_spec(args.serving),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=inherited_depends_on(opts)),
+        )
+
+    def _ingress(
+        self,
+        name: str,
+        args: ServingServiceArgs,
+        object_labels: dict[str, str],
+        middleware: CustomResource | None,
+    ) -> None:
+        """TLS Ingress exposing only the public paths (Exact), through the rate-limit Middleware
+        (`<namespace>-<name>@kubernetescrd`, Traefik's name of a Middleware of its CRD provider)."""
         backend = IngressBackendArgs(
             service=IngressServiceBackendArgs(name=self.service.metadata.name, port=ServiceBackendPortArgs(name="http"))
         )
+        docs = args.serving.public_docs is not False
         paths = [
-            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend) for p in public_paths(args.serving.aliases)
+            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend)
+            for p in public_paths(args.serving.aliases, docs)
         ]
+        annotations: dict[str, pulumi.Input[str]] = {"cert-manager.io/cluster-issuer": args.cluster_issuer}
+        if middleware is not None:
+            annotations[MIDDLEWARES_ANNOTATION] = pulumi.Output.concat(
+                args.namespace, "-", args.middleware, "@kubernetescrd"
+            )
         Ingress(
             f"{name}-ingress",
-            metadata=self._metadata(
-                args, object_labels, annotations={"cert-manager.io/cluster-issuer": args.cluster_issuer}
-            ),
+            metadata=self._metadata(args, object_labels, annotations=annotations),
             spec=IngressSpecArgs(
                 ingress_class_name=args.ingress_class,
                 tls=[IngressTLSArgs(hosts=[args.host], secret_name=f"{args.k8s_name}-tls")],
                 rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[middleware] if middleware else None),
         )
 
     def _network_policy(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:

@@ -11,10 +11,17 @@ from pulumi_kubernetes.core.v1 import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components.naming import labels
+from components.naming import APP_NAME, labels
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 CERT_MANAGER_API = "cert-manager.io/v1"
+# Ports and labels NetworkPolicies name: the webhook the API server calls, the metrics, and the pods cert-manager
+# starts in a certificate's namespace to answer ACME HTTP-01 challenges (the ingress controller reaches them).
+WEBHOOK_PORT = 10250
+METRICS_PORT = 9402
+WEBHOOK_PODS = {APP_NAME: "webhook"}
+ACME_SOLVER_PODS = {"acme.cert-manager.io/http01-solver": "true"}
+ACME_SOLVER_PORT = 8089
 
 
 def root_ca_name(prefix: str) -> str:

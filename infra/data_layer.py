@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pulumi
 
+from components import airflow, serving
 from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ArtifactStore, ArtifactStoreArgs, Consumer
 from components.database import AppDatabase, Database, DatabaseArgs
 from components.logging import LOKI_PREFIX
@@ -69,6 +70,8 @@ class DataLayer:
       the database of MLflow's basic-auth users and permissions; None unless `mlflow.basicAuth`.
     - `serving_logs_claim` (serving namespace) and `airflow_logs_claim` (Airflow namespace; the claim
       exists only when `airflow.remoteLogging` is false): ReadWriteMany NFS claims.
+    - `volume_ready`: claim -> what must have completed before a pod mounts it (the Job that prepared its
+      directory, or its EFS access point); absent when there is nothing to wait for.
     - `loki_s3_secret` (monitoring namespace, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`) and `loki_prefix`
       ("loki/"): central logs' own consumer of the bucket (rotation annotation under "loki"); None unless
       `observability.enabled`.
@@ -94,6 +97,7 @@ class DataLayer:
     airflow_database: str = "airflow"
     mlflow_auth_db_secret: str | None = None
     mlflow_auth_database: str | None = None
+    volume_ready: dict[str, pulumi.Resource] = field(default_factory=dict)
     loki_s3_secret: str | None = None
     loki_prefix: str | None = None
 
@@ -144,6 +148,7 @@ def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactS
             kms_key_arn=s.artifacts.kms_key_arn,
             protect=s.protect,
             consumers=consumers,
+            expire_prefixes={AIRFLOW_LOG_PREFIX: s.retention.airflow_logs_days} if s.airflow.remote_logging else {},
         ),
         opts=opts,
     )
@@ -176,16 +181,35 @@ def _database(s: StackSettings, apps: dict[str, AppDatabase], opts: pulumi.Resou
     )
 
 
+def storage_namespace(s: StackSettings) -> str | None:
+    """Where the NFS preparation Jobs run (Pod Security baseline: they chown as root); None with EFS access
+    points."""
+    return s.namespace("storage") if s.nfs.mode == "nfs" else None
+
+
 def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedStorage:
-    """The serving logs' volume, and Airflow's task logs' volume unless they go to the bucket."""
+    """The serving logs' volume, and Airflow's task logs' volume unless they go to the bucket: owned by the uid and
+    gid their pods run as, their files pruned after the retention days."""
     volumes = {
         SERVING_LOGS_CLAIM: NfsVolume(
-            SERVING_LOGS_CLAIM, s.namespace("serving"), SERVING_LOGS_CLAIM, s.nfs.serving_logs_size
+            SERVING_LOGS_CLAIM,
+            s.namespace("serving"),
+            SERVING_LOGS_CLAIM,
+            s.nfs.serving_logs_size,
+            uid=serving.RUN_AS,
+            gid=serving.RUN_AS,
+            prune_days=s.retention.serving_logs_days,
         )
     }
     if not s.airflow.remote_logging:
         volumes[AIRFLOW_LOGS_CLAIM] = NfsVolume(
-            AIRFLOW_LOGS_CLAIM, s.namespace("airflow"), AIRFLOW_LOGS_CLAIM, s.nfs.airflow_logs_size
+            AIRFLOW_LOGS_CLAIM,
+            s.namespace("airflow"),
+            AIRFLOW_LOGS_CLAIM,
+            s.nfs.airflow_logs_size,
+            uid=airflow.AIRFLOW_UID,
+            gid=airflow.AIRFLOW_GID,
+            prune_days=s.retention.airflow_logs_days,
         )
     return SharedStorage(
         "storage",
@@ -195,7 +219,11 @@ def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedSto
             path=s.nfs.path,
             mount_options=s.nfs.mount_options,
             volumes=volumes,
+            image=s.platform_serving_image,
             protect=s.protect,
+            mode=s.nfs.mode,
+            prepare_namespace=storage_namespace(s),
+            file_system_id=s.nfs.file_system_id,
         ),
         opts=opts,
     )
@@ -209,7 +237,7 @@ def build_data_layer(
     apps = app_databases(s)
     artifacts = _artifact_store(s, both_after_ns)
     database = _database(s, apps, both_after_ns)
-    storage = _shared_storage(s, pulumi.ResourceOptions.merge(k8s_opts, after_ns))
+    storage = _shared_storage(s, both_after_ns)
     auth = apps.get("mlflow_auth")
     return DataLayer(
         artifacts=artifacts,
@@ -232,6 +260,7 @@ def build_data_layer(
         airflow_database=apps["airflow"].database,
         mlflow_auth_db_secret=auth.secret_name if auth else None,
         mlflow_auth_database=auth.database if auth else None,
+        volume_ready={storage.claims[key]: ready for key, ready in storage.ready.items()},
         loki_s3_secret=LOKI_S3_SECRET if s.observability.enabled else None,
         loki_prefix=LOKI_PREFIX if s.observability.enabled else None,
     )

@@ -9,7 +9,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.namespaces import PlatformNamespaces, PlatformNamespacesArgs
-from infra.data_layer import build_data_layer
+from infra.data_layer import build_data_layer, storage_namespace
+from infra.network import build_network
 from infra.platform_services import build_services, export_endpoints
 from stacks.settings import StackSettings
 
@@ -22,6 +23,9 @@ def namespace_levels(s: StackSettings) -> dict[str, str]:
     levels = {"mlflow": "restricted", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
     if s.ingress.controller == "traefik" and not s.ingress.controller_namespace:
         levels["ingress"] = "restricted"
+    if storage_namespace(s) is not None:
+        # only the NFS preparation Jobs, which chown as root (with CHOWN, DAC_OVERRIDE and FOWNER only)
+        levels["storage"] = "baseline"
     if s.observability.enabled:
         # kube-prometheus-stack, Loki and Alloy: charts of many components and sidecars, like Airflow's
         levels["monitoring"] = "baseline"
@@ -54,6 +58,9 @@ def build_platform(s: StackSettings) -> None:
         "namespaces",
         PlatformNamespacesArgs(prefix=s.namespace_prefix, stack=s.stack, services=namespace_levels(s)),
         opts=k8s_opts,
+    )
+    build_network(
+        s, namespace_levels(s), pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces]))
     )
     data = build_data_layer(s, aws_opts, k8s_opts, namespaces)
     services = build_services(s, k8s_opts, namespaces, data)

@@ -74,6 +74,7 @@ def _ingress(s: StackSettings, ns: dict[str, pulumi.Output[str]], opts: pulumi.R
             chart_version=s.charts.traefik,
             service_type=s.ingress.service_type,
             replicas=2 if s.is_prod else 1,
+            middleware_namespaces=[ns["serving"]],
         ),
         opts=opts,
     )
@@ -217,6 +218,7 @@ def _serving(
                 controller_namespace=ingress.namespace,
                 airflow_namespace=ns["airflow"],
                 logs_claim=data.serving_logs_claim,
+                rate_limit_middleware=s.ingress.controller == "traefik",
                 prometheus_namespace=ns["monitoring"] if s.observability.enabled else None,
             ),
             opts=opts,
@@ -316,19 +318,27 @@ def _monitoring(
     )
 
 
+def _volume_ready(data: DataLayer, claim: str) -> list[pulumi.Resource]:
+    """What must be done before a pod mounts `claim` (its directory prepared, or its access point)."""
+    return [data.volume_ready[claim]] if claim in data.volume_ready else []
+
+
 def build_services(
     s: StackSettings, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces, data: DataLayer
 ) -> PlatformServices:
     """The services in dependency order: MLflow after TLS and ingress; the endpoints contract after
     MLflow (its URL, its client user); Airflow after the endpoints and the database's bootstrap (its
-    migration job needs its role and database); each model's serving after the endpoints."""
+    migration job needs its role and database); each model's serving after the endpoints; whatever mounts a
+    shared volume after its directory is prepared."""
     ns = namespaces.names
     tls = _tls(s, k8s_opts)
     ingress = _ingress(s, ns, k8s_opts)
     mlflow = _mlflow(s, ns, data, tls, _after(k8s_opts, tls, ingress))
     endpoints = _endpoints(s, ns, data, mlflow, k8s_opts)
-    airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database))
-    serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints))
+    airflow_volumes = [] if s.airflow.remote_logging else _volume_ready(data, data.airflow_logs_claim)
+    airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database, *airflow_volumes))
+    serving_volumes = _volume_ready(data, data.serving_logs_claim)
+    serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints, *serving_volumes))
     monitoring = logs = None
     if s.observability.enabled:
         logs = _logs(s, ns, data, _after(k8s_opts, data.artifacts))
@@ -361,10 +371,22 @@ def model_exports(s: StackSettings, services: PlatformServices) -> dict[str, dic
     return out
 
 
+def model_api_keys(services: PlatformServices) -> pulumi.Output[dict[str, dict[str, str]]]:
+    """Model -> its generated API keys by name (models with apiKey authentication only), as one secret."""
+    keyed = {model: serving.api_keys for model, serving in sorted(services.serving.items()) if serving.api_keys}
+    models = sorted(keyed)
+    return pulumi.Output.secret(
+        pulumi.Output.all(*(keyed[m] for m in models)).apply(
+            lambda keys: {m: k for m, k in zip(models, keys, strict=True) if k}
+        )
+    )
+
+
 def export_endpoints(
     s: StackSettings, namespaces: PlatformNamespaces, data: DataLayer, services: PlatformServices
 ) -> None:
-    """The stack's exports: the endpoints contract's values for people and CI (no secrets)."""
+    """The stack's exports: the endpoints contract's values for people and CI, and one secret: the generated API
+    keys of the models with apiKey authentication (`modelApiKeys`: model -> key name -> key)."""
     pulumi.export("mlflowUrl", services.mlflow.internal_url)
     pulumi.export("mlflowExternalUrl", services.mlflow.external_url)
     pulumi.export("airflowUrl", services.airflow.url)
@@ -378,5 +400,6 @@ def export_endpoints(
     pulumi.export("ingressClass", s.ingress_class)
     pulumi.export("clusterIssuer", services.tls.cluster_issuer)
     pulumi.export("caCertificate", services.tls.ca_certificate)
+    pulumi.export("modelApiKeys", model_api_keys(services))
     if services.monitoring is not None:
         pulumi.export("grafanaUrl", services.monitoring.grafana_url)

@@ -325,6 +325,28 @@ class NfsSettings:
     airflow_logs_size: str = setting(
         "nfs.airflowLogsSize", "capacity of the Airflow log volume", default="20Gi", check=_quantity
     )
+    mode: Literal["nfs", "efsAccessPoint"] = setting(
+        "nfs.mode",
+        "nfs = volumes are sub-directories of nfs.path, created with the pods' ownership by a one-shot Job per volume "
+        "(the export must let root chown: no_root_squash, or EFS); efsAccessPoint = one EFS access point per "
+        "volume (POSIX user and root directory enforced by EFS; needs the EFS CSI driver on the cluster)",
+        default="nfs",
+        choices=("nfs", "efsAccessPoint"),
+    )
+    efs_file_system_id: str | None = setting(
+        "nfs.efsFileSystemId",
+        "EFS file system of the access points (efsAccessPoint); default: the fs-... of nfs.server when it is an "
+        "EFS DNS name",
+        pattern=r"^fs-[0-9a-f]{8,40}$",
+    )
+
+    @property
+    def file_system_id(self) -> str | None:
+        """The EFS file system: nfs.efsFileSystemId, else the one nfs.server names (fs-....efs.<region>...)."""
+        if self.efs_file_system_id:
+            return self.efs_file_system_id
+        match = re.match(r"^(fs-[0-9a-f]{8,40})\.efs\.", self.server)
+        return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -334,7 +356,10 @@ class MlflowSettings:
         "mlflow.imageTag", "MLflow image tag; unset = the chart's appVersion", check=_image_tag
     )
     basic_auth: bool = setting(
-        "mlflow.basicAuth", "enable MLflow basic auth with a generated admin password", default_fn=_by_env(False, True)
+        "mlflow.basicAuth",
+        "MLflow basic auth with a generated admin password and an ordinary user for the DAGs and serving (every "
+        "environment: the tracking server holds the registry that serving loads models from)",
+        default=True,
     )
     job_execution: bool = setting(
         "mlflow.jobExecution", "MLflow background job execution (~2 GB more memory)", default=False
@@ -538,6 +563,64 @@ class ObservabilitySettings:
     )
 
 
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long the platform's own logs are kept (Loki's: observability.logRetentionDays)."""
+
+    airflow_logs_days: int = setting(
+        "retention.airflowLogsDays",
+        "days Airflow's task logs are kept: an S3 lifecycle rule expires the bucket's Airflow log prefix "
+        "(remote logging), the chart's log groomers prune the log volume (airflow.remoteLogging false)",
+        default_fn=_by_env(30, 90),
+        minimum=1,
+        maximum=3650,
+    )
+    serving_logs_days: int = setting(
+        "retention.servingLogsDays",
+        "days the serving log files are kept on their volume: a daily CronJob deletes older files of every pod "
+        "(and the directories of pods gone since)",
+        default_fn=_by_env(7, 30),
+        minimum=1,
+        maximum=3650,
+    )
+
+
+def _egress_cidrs(value: Any) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            return f"must be a list of CIDR blocks; {item!r} is not one"
+    return None if value else "must not be empty (use 0.0.0.0/0 for anywhere)"
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """NetworkPolicies: every namespace of the stack denies by default, then admits the platform's flows
+    (docs/configuration.md, "Network policies")."""
+
+    policies: bool = setting(
+        "network.policies",
+        "render the NetworkPolicies (default-deny per namespace and the platform's allowed flows); they take "
+        "effect on clusters whose network plugin enforces them",
+        default=True,
+    )
+    egress_cidrs: tuple[str, ...] = setting(
+        "network.egressCidrs",
+        "where the pods that call out (S3, git, Slack, OIDC issuers, ACME, the Kubernetes API) may open "
+        "HTTPS (443; 6443 for the API server): narrow it to your NAT or VPC endpoint ranges",
+        default=("0.0.0.0/0",),
+        check=_egress_cidrs,
+    )
+    database_cidrs: tuple[str, ...] = setting(
+        "network.databaseCidrs",
+        "rds mode: networks of the database subnets, where MLflow, Airflow, the API and the bootstrap Job may "
+        "open 5432; default: database.allowedCidrs",
+        default=(),
+        check=_cidrs,
+    )
+
+
 # --- images (the platform's own container images) --------------------------------------------------
 # One registry path for every image the platform builds (.github/workflows/images.yml pushes there);
 # a reference without a registry path (`serving@sha256:...`, `serving:0.1.0`) is an image under it.
@@ -687,6 +770,8 @@ class StackSettings:
     alerts: AlertSettings
     charts: ChartSettings
     images: ImagesSettings
+    retention: RetentionSettings
+    network: NetworkSettings
     catalog: Catalog
     observability: ObservabilitySettings
     """The model catalog: `models` validated with `profiles` (services/common/catalog.py), parsed once."""
@@ -763,6 +848,12 @@ class StackSettings:
             return ImageRef.parse(profile.images.serving, self.images.registry).reference
         return self.platform_serving_image
 
+    @property
+    def database_egress_cidrs(self) -> tuple[str, ...]:
+        """rds mode: where the database's clients may open 5432 (network.databaseCidrs, else
+        database.allowedCidrs)."""
+        return self.network.database_cidrs or self.database.allowed_cidrs
+
     def serving_profile(self, model: str) -> Profile:
         return self.catalog.profiles[self.catalog.models[model].serving.profile]
 
@@ -798,6 +889,8 @@ _GROUPS: dict[str, type] = {
     "alerts": AlertSettings,
     "charts": ChartSettings,
     "images": ImagesSettings,
+    "retention": RetentionSettings,
+    "network": NetworkSettings,
     "observability": ObservabilitySettings,
 }
 _GROUP_FIELDS = {
@@ -813,6 +906,8 @@ _GROUP_FIELDS = {
     "alerts",
     "charts",
     "images",
+    "retention",
+    "network",
     "observability",
 }
 
@@ -1005,7 +1100,9 @@ def load_settings(
         raise SettingsError(problems)
 
     nested = {name: _GROUPS[name](**groups[name]) for name in _GROUP_FIELDS}
-    settings = StackSettings(stack=stack, source=source, catalog=catalog, **groups[""], **nested)
+    settings = StackSettings(
+        stack=stack, source=source, catalog=catalog.for_environment(environment), **groups[""], **nested
+    )
     _cross_checks(settings, problems)
     if problems:
         raise SettingsError(problems)
@@ -1032,6 +1129,11 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
         ):
             if not value:
                 problems.append(f"{src}: {ns}ingress.{key} is required when ingress.controller is existing")
+    if s.nfs.mode == "efsAccessPoint" and not s.nfs.file_system_id:
+        problems.append(
+            f"{src}: {ns}nfs.efsFileSystemId is required when nfs.mode is efsAccessPoint and nfs.server is not an "
+            f"EFS DNS name (fs-....efs.<region>.amazonaws.com); got nfs.server {_quote(s.nfs.server)}"
+        )
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
     _check_models(s, problems)
@@ -1077,6 +1179,12 @@ def _check_models(s: StackSettings, problems: list[str]) -> None:
         elif host in taken:
             problems.append(f"{src}: {key}.serving.host {host} is already {taken[host]}")
         taken.setdefault(host, f"the host of models.{model}")
+        auth = spec.serving.auth
+        if s.is_prod and auth.mode == "none" and not auth.anonymous_reason:
+            problems.append(
+                f"{src}: {key}.serving.auth.mode none lets anyone call the model in prod: use apiKey or oidc, or "
+                "say why in serving.auth.anonymousReason"
+            )
         dataset = spec.training.dataset or ""
         if dataset.startswith("s3://") and not dataset.removeprefix("s3://").partition("/")[2].strip("/"):
             problems.append(

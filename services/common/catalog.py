@@ -18,7 +18,10 @@ A catalog entry (keys as in `Pulumi.<stack>.yaml`, camelCase):
           schedule: "0 3 * * 1"                     # cron, or null for on demand only
         gate: {metric: test_accuracy, direction: max, threshold: 0.9, minImprovement: 0.0}
         serving: {aliases: [champion, challenger], routing: {mode: fixed, alias: champion}, profile: small,
-                  workers: 2, minReplicas: 1, maxReplicas: 3, host: iris.models.<domain>}
+                  workers: 2, minReplicas: 1, maxReplicas: 3, host: iris.models.<domain>,
+                  auth: {mode: apiKey, keys: [key-1]},          # none | apiKey | oidc; default: apiKey in prod
+                  rateLimit: {average: 50, burst: 100, by: clientIp},   # per client, at the ingress
+                  maxInFlight: 64, publicDocs: false}           # per process; /docs default: off in prod
 
 Only pydantic is imported here: the Pulumi program, the serving service and the DAGs all load this module.
 """
@@ -31,6 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.common import serving_auth
 from services.common import serving_rules as rules
 
 # Registered-model names: what MLflow accepts and what survives URLs, file names and Kubernetes labels.
@@ -218,6 +222,77 @@ class Gate(_Strict):
         return value >= self.threshold if self.direction == "max" else value <= self.threshold
 
 
+# --- serving: who may call, how often -------------------------------------------------------------
+AUTH_MODES = serving_auth.AUTH_MODES
+KEY_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
+KEY_HASH_PATTERN = r"^(sha256:)?[0-9a-f]{64}$"
+_OIDC_FIELDS = ("issuer", "audience", "jwks_url")
+
+
+class ServingAuth(_Strict):
+    """Who may call the model's prediction endpoints (the modes of `services.common.serving_auth`).
+
+    `mode` unset = the environment's default (`for_environment`): apiKey in prod, none elsewhere. With apiKey the
+    program generates one key per name in `keys` (exported as a secret stack output) and accepts, besides them,
+    the SHA-256 hashes in `keyHashes` (keys issued elsewhere); only hashes reach the cluster. Rotation: add a key
+    name (or hash), hand out the new key, remove the old name: both are accepted in between.
+    `anonymousReason` is the written justification a prod model needs to run with mode none."""
+
+    mode: Literal["none", "apiKey", "oidc"] | None = None
+    issuer: str | None = Field(default=None, description="oidc: the token issuer (https URL)")
+    audience: str | None = Field(default=None, description="oidc: the audience tokens must be for")
+    jwks_url: str | None = Field(default=None, alias="jwksUrl", description="oidc: default from the issuer")
+    keys: tuple[Annotated[str, Field(pattern=KEY_NAME_PATTERN)], ...] = Field(
+        default=("key-1",), description="apiKey: names of the keys the stack generates"
+    )
+    key_hashes: tuple[Annotated[str, Field(pattern=KEY_HASH_PATTERN)], ...] = Field(
+        default=(), alias="keyHashes", description="apiKey: SHA-256 of keys issued outside the stack"
+    )
+    anonymous_reason: str | None = Field(
+        default=None, alias="anonymousReason", min_length=10, description="why a prod model takes anonymous calls"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServingAuth:
+        given = [f for f in _OIDC_FIELDS if getattr(self, f) is not None]
+        if self.mode == "oidc":
+            self.service_config(None)  # issuer and audience required, URLs checked
+        elif given:
+            raise ValueError(f"issuer, audience and jwksUrl go with mode oidc (mode is {self.mode or 'unset'})")
+        if self.anonymous_reason is not None and self.mode != "none":
+            raise ValueError("anonymousReason goes with mode none")
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys must be distinct names")
+        if self.mode == "apiKey" and not self.keys and not self.key_hashes:
+            raise ValueError("mode apiKey needs at least one key name in keys or one hash in keyHashes")
+        return self
+
+    def service_config(self, keys_secret: str | None) -> serving_auth.AuthConfig:
+        """The setting as the serving service reads it (`MLOPS_SERVING_AUTH`); mode unset counts as none."""
+        if self.mode == "apiKey":
+            return serving_auth.ApiKeyAuth(keysSecret=keys_secret)
+        if self.mode == "oidc":
+            raw = {"mode": "oidc", "issuer": self.issuer, "audience": self.audience, "jwksUrl": self.jwks_url}
+            return serving_auth.parse_auth({k: v for k, v in raw.items() if v is not None})
+        return serving_auth.NoAuth()
+
+    def hashes(self) -> tuple[str, ...]:
+        """`keyHashes` as bare lowercase hex."""
+        return tuple(h.removeprefix("sha256:") for h in self.key_hashes)
+
+
+class RateLimit(_Strict):
+    """Per-client rate limit at the ingress (a Traefik rateLimit middleware): `average` requests per `period`
+    seconds with bursts of `burst`; beyond, 429 with Retry-After. Clients are told apart by their IP address
+    (`by: clientIp`) or by their `Authorization` header (`by: authorization`: one budget per key or token, for
+    clients behind one NAT; requests without the header share one budget)."""
+
+    average: int = Field(default=100, ge=1, le=1_000_000)
+    period: int = Field(default=1, ge=1, le=3600, description="seconds")
+    burst: int = Field(default=200, ge=1, le=1_000_000)
+    by: Literal["clientIp", "authorization"] = "clientIp"
+
+
 def _default_routing() -> rules.RoutingConfig:
     return rules.parse_routing({"mode": "fixed", "alias": rules.DEFAULT_ALIASES[0]})
 
@@ -230,6 +305,24 @@ class Serving(_Strict):
     min_replicas: int = Field(default=1, ge=1, le=100, alias="minReplicas")
     max_replicas: int = Field(default=2, ge=1, le=500, alias="maxReplicas")
     host: str | None = Field(default=None, description="default <model>.models.<ingress.domain>")
+    auth: ServingAuth = ServingAuth()
+    rate_limit: RateLimit = Field(default_factory=RateLimit, alias="rateLimit")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, le=100_000, alias="maxInFlight", description="per process; default: the service's"
+    )
+    public_docs: bool | None = Field(
+        default=None, alias="publicDocs", description="/docs and /openapi.json; default: true, false in prod"
+    )
+
+    def for_environment(self, environment: str) -> Serving:
+        """This entry with the environment's defaults filled in: prod authenticates (apiKey) and hides the API
+        document; other environments take anonymous calls and publish it."""
+        prod = environment == "prod"
+        auth = self.auth
+        if auth.mode is None:
+            auth = auth.model_copy(update={"mode": "apiKey" if prod else "none"})
+        docs = self.public_docs if self.public_docs is not None else not prod
+        return self.model_copy(update={"auth": auth, "public_docs": docs})
 
     @model_validator(mode="after")
     def _consistent(self) -> Serving:
@@ -257,6 +350,14 @@ class Catalog(_Strict):
 
     def slug(self, model: str) -> str:
         return slug(model)
+
+    def for_environment(self, environment: str) -> Catalog:
+        """The catalog with every model's serving defaults of `environment` filled in (`Serving.for_environment`)."""
+        models = {
+            name: spec.model_copy(update={"serving": spec.serving.for_environment(environment)})
+            for name, spec in self.models.items()
+        }
+        return self.model_copy(update={"models": models})
 
     def for_airflow(self, **endpoints: Mapping[str, str]) -> dict[str, Any]:
         """The catalog as the DAGs receive it (JSON-ready): every model with its settings, the profile it

@@ -15,8 +15,11 @@ from components.artifact_store import ArtifactStore
 from components.database import Database
 from components.endpoints import Endpoints
 from components.ingress import IngressController
+from components.logging import CentralLogs
 from components.mlflow import MlflowServer
+from components.monitoring import Monitoring
 from components.namespaces import PlatformNamespaces
+from components.network_policies import NetworkPolicies
 from components.serving import ServingService
 from components.shared_storage import SharedStorage
 from components.tls import TlsIssuers
@@ -25,11 +28,14 @@ from harness.run import ProgramRun
 COMPONENTS: dict[str, type[pulumi.ComponentResource]] = {
     "mlops:platform:AirflowPlatform": AirflowPlatform,
     "mlops:platform:ArtifactStore": ArtifactStore,
+    "mlops:platform:CentralLogs": CentralLogs,
     "mlops:platform:Database": Database,
     "mlops:platform:Endpoints": Endpoints,
     "mlops:platform:IngressController": IngressController,
     "mlops:platform:MlflowServer": MlflowServer,
+    "mlops:platform:Monitoring": Monitoring,
     "mlops:platform:Namespaces": PlatformNamespaces,
+    "mlops:platform:NetworkPolicies": NetworkPolicies,
     "mlops:platform:ServingService": ServingService,
     "mlops:platform:SharedStorage": SharedStorage,
     "mlops:platform:TlsIssuers": TlsIssuers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -91,6 +92,27 @@ def test_bucket_is_hardened(stack: str, stack_run: Any) -> None:
     days = 30 if stack == "dev" else 90
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": days}
     assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 7}
+    # Airflow's remote task logs expire after retention.airflowLogsDays, what versioning keeps of them a day later
+    assert rules["expire-airflow-logs"] == {
+        "id": "expire-airflow-logs",
+        "status": "Enabled",
+        "filter": {"prefix": AIRFLOW_LOG_PREFIX},
+        "expiration": {"days": 30 if stack == "dev" else 90},
+        "noncurrentVersionExpiration": {"noncurrentDays": 1},
+    }
+    assert not any(r["filter"]["prefix"] == MLFLOW_PREFIX for r in rules.values()), "model artifacts never expire"
+
+
+def test_airflow_log_expiry_follows_its_setting_and_the_logs_location() -> None:
+    def rules(run: ProgramRun) -> dict[str, Any]:
+        lifecycle = only(run, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+        return {r["id"]: r for r in lifecycle.inputs["rules"]}
+
+    assert rules(run_program("dev", overrides={"retention.airflowLogsDays": "3"}))["expire-airflow-logs"][
+        "expiration"
+    ] == {"days": 3}
+    # task logs on the NFS volume instead: no bucket rule (the volume's pruning CronJob applies the days)
+    assert "expire-airflow-logs" not in rules(run_program("dev", overrides={"airflow.remoteLogging": "false"}))
 
 
 def test_kms_key_switches_to_sse_kms() -> None:
@@ -136,8 +158,10 @@ def test_credentials_are_secret_end_to_end(stack: str, stack_run: Any) -> None:
         (secret,) = [r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == name]
         data = secret.inputs["stringData"]
         assert isinstance(data, SecretValue) or all(isinstance(v, SecretValue) for v in data.values()), name
-    assert not any(e.secret for e in run.exports.values())
-    exported = json.dumps(run.export_values())
+    # the one secret export: the models' generated API keys
+    secret_exports = {name for name, e in run.exports.items() if e.secret}
+    assert "modelApiKeys" in secret_exports and secret_exports <= {"modelApiKeys", "apiAdminToken"}
+    exported = json.dumps({k: v for k, v in run.export_values().items() if k not in secret_exports})
     for key in run.of_type("aws:iam/accessKey:AccessKey"):
         assert key.outputs["secret"] not in exported
 
@@ -390,7 +414,8 @@ def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, 
         r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"
     )
     passwords = {r.name: r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")}
-    roles = ["mlflow", "airflow"] + (["mlflow_auth"] if stack == "prod" else [])  # prod: MLflow basic auth's database
+    roles = re.findall(r"CREATE ROLE (\w+)", sql.manifest["data"]["bootstrap.sql"])  # in the SQL's order
+    assert {"mlflow", "airflow", "mlflow_auth"} <= set(roles)  # MLflow basic auth's database in both stacks
     inputs = [
         sql.manifest["data"]["bootstrap.sql"],
         env["PGHOST"],
@@ -446,36 +471,180 @@ def test_airflow_parses_the_logging_connection(stack_run: Any, tmp_path: Path) -
     assert extra == {"region_name": "eu-west-1"}
 
 
-# --- NFS and protection ----------------------------------------------------------------------------
-@pytest.mark.parametrize("stack", STACKS)
-def test_nfs_volumes_are_static_retained_and_bound_to_their_claims(stack: str, stack_run: Any) -> None:
-    run = stack_run(stack)
+# --- NFS: volumes, their directories' owners, pruning, protection -------------------------------------
+NFS_OPTIONS = ["nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport"]
+
+
+def named(run: ProgramRun, typ: str, name: str) -> Any:
+    (found,) = [r for r in run.of_type(typ) if r.manifest["metadata"]["name"] == name]
+    return found
+
+
+def test_dev_nfs_volumes_are_static_retained_and_bound_to_their_claims(stack_run: Any) -> None:
+    run = stack_run("dev")
     pvs = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:PersistentVolume")}
     pvcs = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:PersistentVolumeClaim")}
-    assert set(pvs) == {f"mlops-{stack}-serving-logs"} and set(pvcs) == {"serving-logs"}
-    pv, pvc = pvs[f"mlops-{stack}-serving-logs"], pvcs["serving-logs"]
-    spec = pv.manifest["spec"]
-    assert spec["accessModes"] == ["ReadWriteMany"] and spec["persistentVolumeReclaimPolicy"] == "Retain"
-    assert spec["storageClassName"] == "" and spec["mountOptions"] == [
-        "nfsvers=4.1",
-        "hard",
-        "timeo=600",
-        "retrans=2",
-        "noresvport",
+    # the serving logs' volume, and the export's root for the preparation Jobs
+    assert set(pvs) == {"mlops-dev-serving-logs", "mlops-dev-nfs-export"}
+    assert set(pvcs) == {"serving-logs", "nfs-export"}
+    for pv_name, claim, namespace, path in (
+        ("mlops-dev-serving-logs", "serving-logs", "mlops-dev-serving", "/exports/mlops-dev/serving-logs"),
+        ("mlops-dev-nfs-export", "nfs-export", "mlops-dev-storage", "/exports/mlops-dev"),
+    ):
+        pv, pvc = pvs[pv_name], pvcs[claim]
+        spec = pv.manifest["spec"]
+        assert spec["accessModes"] == ["ReadWriteMany"] and spec["persistentVolumeReclaimPolicy"] == "Retain"
+        assert spec["storageClassName"] == "" and spec["mountOptions"] == NFS_OPTIONS
+        assert spec["nfs"] == {"server": "nfs.dev.mlops.internal", "path": path}
+        assert spec["claimRef"] == {
+            "kind": "PersistentVolumeClaim",
+            "apiVersion": "v1",
+            "name": claim,
+            "namespace": namespace,
+        }
+        assert pvc.manifest["spec"]["volumeName"] == pv_name and pvc.manifest["spec"]["storageClassName"] == ""
+        assert pvc.manifest["metadata"]["namespace"] == namespace
+        for reg in (pv, pvc):
+            assert reg.protect and reg.retain_on_delete
+
+
+def test_dev_prepares_each_directory_with_its_pods_owner_before_they_mount_it(stack_run: Any) -> None:
+    """The one-shot Job: in the storage namespace (Pod Security baseline: it runs as root), only CHOWN,
+    DAC_OVERRIDE and FOWNER, nothing else; it creates the directory owned by the serving pods' uid and gid, and
+    every serving Deployment waits for it."""
+    run = stack_run("dev")
+    (job,) = [
+        r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"].startswith("prepare-")
     ]
-    assert spec["nfs"]["path"].endswith("/serving-logs")
-    assert spec["claimRef"] == {
-        "kind": "PersistentVolumeClaim",
-        "apiVersion": "v1",
-        "name": "serving-logs",
-        "namespace": f"mlops-{stack}-serving",
+    manifest = job.manifest
+    assert manifest["metadata"]["namespace"] == "mlops-dev-storage"
+    levels = {
+        o.manifest["metadata"]["name"]: o.manifest["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in run.of_type("kubernetes:core/v1:Namespace")
     }
-    assert (
-        pvc.manifest["spec"]["volumeName"] == f"mlops-{stack}-serving-logs"
-        and pvc.manifest["spec"]["storageClassName"] == ""
+    assert levels["mlops-dev-storage"] == "baseline"
+    pod = manifest["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ctx = container["securityContext"]
+    assert ctx["runAsUser"] == 0 and ctx["runAsNonRoot"] is False
+    assert ctx["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]}
+    assert ctx["allowPrivilegeEscalation"] is False and ctx["privileged"] is False
+    assert ctx["readOnlyRootFilesystem"] is True and ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False and not pod.get("hostNetwork")
+    script = container["command"][-1]
+    assert 'mkdir -p "/export/serving-logs"' in script and 'chown 10001:10001 "/export/serving-logs"' in script
+    assert 'chmod 0770 "/export/serving-logs"' in script
+    assert pod["volumes"] == [{"name": "export", "persistentVolumeClaim": {"claimName": "nfs-export"}}]
+    export_pvc = named(run, "kubernetes:core/v1:PersistentVolumeClaim", "nfs-export")
+    assert export_pvc.urn in job.dependencies
+    deployments = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"].startswith("model-")
+    ]
+    assert len(deployments) == 2 and all(job.urn in d.dependencies for d in deployments)
+    # the owner is the serving pods' own uid and gid
+    for d in deployments:
+        pod_ctx = d.manifest["spec"]["template"]["spec"]["securityContext"]
+        assert (pod_ctx["runAsUser"], pod_ctx["runAsGroup"]) == (10001, 10001)
+    assert checks.kubernetes_schema_problems(run, K8S_VERSIONS) == []
+
+
+def test_the_preparation_runs_again_when_its_inputs_change() -> None:
+    first = run_program("dev")
+    moved = run_program("dev", overrides={"nfs.path": "/exports/elsewhere"})
+
+    def job_name(run: ProgramRun) -> str:
+        (job,) = [
+            r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"].startswith("prepare-")
+        ]
+        assert job.delete_before_replace
+        return str(job.manifest["metadata"]["name"])
+
+    assert job_name(first) != job_name(moved)
+
+
+def test_airflow_waits_for_its_log_directory_when_logs_stay_on_nfs() -> None:
+    run = run_program("dev", overrides={"airflow.remoteLogging": "false"})
+    jobs = {
+        r.manifest["metadata"]["name"].rsplit("-", 1)[0]: r
+        for r in run.of_type("kubernetes:batch/v1:Job")
+        if r.manifest["metadata"]["name"].startswith("prepare-")
+    }
+    assert set(jobs) == {"prepare-serving-logs", "prepare-airflow-logs"}
+    script = jobs["prepare-airflow-logs"].manifest["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    assert 'chown 50000:0 "/export/airflow-logs"' in script  # the Airflow image's user, group root
+    release = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
+    assert jobs["prepare-airflow-logs"].urn in release.dependencies
+
+
+def test_prod_uses_one_efs_access_point_per_volume(stack_run: Any) -> None:
+    """EFS enforces the owner: the access point's POSIX user is the pods' uid and gid and EFS creates its root
+    directory with that owner; the volume mounts it through the EFS CSI driver; no Job, no storage namespace."""
+    run = stack_run("prod")
+    (ap,) = run.of_type("aws:efs/accessPoint:AccessPoint")
+    assert ap.inputs["fileSystemId"] == "fs-0123456789abcdef0"
+    assert ap.inputs["posixUser"] == {"uid": 10001, "gid": 10001}
+    assert ap.inputs["rootDirectory"] == {
+        "path": "/mlops-prod/serving-logs",
+        "creationInfo": {"ownerUid": 10001, "ownerGid": 10001, "permissions": "0770"},
+    }
+    pv = named(run, "kubernetes:core/v1:PersistentVolume", "mlops-prod-serving-logs")
+    spec = pv.manifest["spec"]
+    assert spec["csi"] == {"driver": "efs.csi.aws.com", "volumeHandle": f"fs-0123456789abcdef0::{ap.id}"}
+    assert "nfs" not in spec and spec["persistentVolumeReclaimPolicy"] == "Retain" and pv.protect
+    assert spec["claimRef"]["namespace"] == "mlops-prod-serving"
+    assert not [r for r in run.of_type("kubernetes:batch/v1:Job") if "prepare" in r.manifest["metadata"]["name"]]
+    assert "mlops-prod-storage" not in {
+        o.manifest["metadata"]["name"] for o in run.of_type("kubernetes:core/v1:Namespace")
+    }
+    deployments = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"].startswith("model-")
+    ]
+    assert deployments and all(ap.urn in d.dependencies for d in deployments)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_serving_log_files_are_pruned_by_age(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    cron = named(run, "kubernetes:batch/v1:CronJob", "prune-serving-logs").manifest
+    assert cron["metadata"]["namespace"] == f"mlops-{stack}-serving"
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and spec["schedule"] == "23 3 * * *"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    days = 7 if stack == "dev" else 30
+    assert container["command"][-1] == (
+        f"set -eu; find /data -mindepth 1 -type f -mtime +{days} -print -delete; "
+        f"find /data -mindepth 1 -type d -empty -mtime +{days} -print -delete"
     )
-    for reg in (pv, pvc):
-        assert reg.protect and reg.retain_on_delete
+    # as the files' owner, Pod Security restricted
+    assert pod["securityContext"]["runAsUser"] == 10001 and container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "serving-logs"}}]
+
+
+def test_the_prune_command_deletes_old_files_and_empty_pod_directories(tmp_path: Path) -> None:
+    """The CronJob's own command, run here on a copy of its mount: files older than the days go, recent ones and
+    the directories still holding them stay, a departed pod's emptied directory goes."""
+    from components.shared_storage import DATA_MOUNT, prune_script
+
+    data = tmp_path / "data"
+    old_pod, live_pod = data / "model-a-old", data / "model-a-live"
+    old_pod.mkdir(parents=True)
+    live_pod.mkdir()
+    stale, fresh, stale_live = old_pod / "serving.log.3", live_pod / "serving.log", live_pod / "serving.log.1"
+    for f in (stale, fresh, stale_live):
+        f.write_text("{}\n")
+    ten_days_ago = (datetime.now(UTC) - timedelta(days=10)).timestamp()
+    for path in (stale, stale_live):
+        os.utime(path, (ten_days_ago, ten_days_ago))
+    script = prune_script(7).replace(DATA_MOUNT, str(data))
+    subprocess.run(["/bin/sh", "-c", script], check=True, capture_output=True)
+    os.utime(old_pod, (ten_days_ago, ten_days_ago))  # the directory's own age (its last file went just now)
+    subprocess.run(["/bin/sh", "-c", script], check=True, capture_output=True)
+    assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
+        "model-a-live",
+        "model-a-live/serving.log",
+    ]
 
 
 def test_airflow_log_volume_exists_only_without_remote_logging() -> None:

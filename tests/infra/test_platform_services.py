@@ -64,9 +64,7 @@ def test_every_named_reference_exists_and_no_secret_is_in_plaintext(stack: str, 
     assert checks.reference_problems(run) == []
     assert checks.plaintext_secret_problems(run) == []
     named = {(ns, name) for kind, ns, name in checks.inventory(run) if kind == "Secret"}
-    for secret in ("mlflow-db", "mlflow-s3-credentials") + (
-        ("mlflow-admin", "mlflow-auth-db", "mlflow-client-user") if stack == "prod" else ()
-    ):
+    for secret in ("mlflow-db", "mlflow-s3-credentials", "mlflow-admin", "mlflow-auth-db", "mlflow-client-user"):
         assert (f"mlops-{stack}-mlflow", secret) in named, secret
     for secret in (
         "airflow-metadata",
@@ -151,9 +149,8 @@ def test_mlflow_values(stack: str, stack_run: Any) -> None:
     assert values["extraEnvVars"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     assert values["resources"]["requests"] and values["resources"]["limits"]["memory"]
     assert values["podAnnotations"]["mlops-platform/s3-key"]
-    assert values["auth"]["enabled"] is (stack == "prod")
-    if stack == "prod":
-        assert values["auth"]["existingAdminSecret"]["name"] == "mlflow-admin"
+    assert values["auth"]["enabled"] is True  # MLflow asks for a password in dev as in prod
+    assert values["auth"]["existingAdminSecret"]["name"] == "mlflow-admin"
     for key in ("awsAccessKeyId", "awsSecretAccessKey"):
         assert not values["artifactRoot"]["s3"].get(key), "credentials must come from the Secret"
 
@@ -230,7 +227,22 @@ def test_exports_contain_every_endpoint(stack: str, stack_run: Any) -> None:
     assert values["mlflowArtifactPrefix"].startswith("mlflow") and values["airflowLogPrefix"].startswith("airflow-logs")
     assert values["databaseHost"]
     assert set(values["namespaces"]) >= {"mlflow", "airflow", "serving", "data"}
-    assert not any(e.secret for e in run.exports.values()), "exports are endpoints, not secrets"
+    secret = {name for name, e in run.exports.items() if e.secret}
+    assert secret == {"modelApiKeys"}, "exports are endpoints, the generated credentials among them secrets"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_models_generated_api_keys_are_one_secret_export(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    export = run.exports["modelApiKeys"]
+    assert export.secret
+    keys = reveal(export.value)
+    if stack == "prod":  # apiKey by default: one generated key per model, the one the Secret holds the hash of
+        assert {m: sorted(k) for m, k in keys.items()} == {
+            m: ["key-1"] for m in ("iris-classifier", "diabetes-regression")
+        }
+    else:  # dev: anonymous calls by default
+        assert keys == {}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -383,10 +395,11 @@ def test_workloads_wait_for_their_configuration(stack: str, stack_run: Any) -> N
 
 
 # --- MLflow basic auth (prod): a shared auth database, and an ordinary user for the DAGs and serving --
-def test_mlflow_basic_auth_keeps_users_in_postgres_not_in_a_sqlite_file_per_pod(stack_run: Any) -> None:
-    run = stack_run("prod")
+@pytest.mark.parametrize("stack", STACKS)
+def test_mlflow_basic_auth_keeps_users_in_postgres_not_in_a_sqlite_file_per_pod(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
     values = release(run, "mlflow")["values"]
-    assert values["replicaCount"] == 2
+    assert values["replicaCount"] == (2 if stack == "prod" else 1)
     postgres = values["auth"]["postgres"]
     assert postgres["enabled"] is True and postgres["database"] == "mlflow_auth" and postgres["driver"] == "psycopg2"
     assert postgres["existingSecret"] == {
@@ -400,14 +413,16 @@ def test_mlflow_basic_auth_keeps_users_in_postgres_not_in_a_sqlite_file_per_pod(
         "bootstrap.sql"
     ]
     assert "CREATE DATABASE mlflow_auth OWNER mlflow_auth" in sql
-    assert ("Secret", "mlops-prod-mlflow", "mlflow-auth-db") in checks.inventory(run)
-    # dev has no basic auth: no auth database either
-    dev = stack_run("dev")
-    assert release(dev, "mlflow")["values"]["auth"] == {"enabled": False}
-    dev_sql = next(o for o in objects(dev, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"][
+    assert ("Secret", f"mlops-{stack}-mlflow", "mlflow-auth-db") in checks.inventory(run)
+
+
+def test_basic_auth_switched_off_has_no_auth_database() -> None:
+    off = run_program("dev", overrides={"mlflow.basicAuth": "false"})
+    assert release(off, "mlflow")["values"]["auth"] == {"enabled": False}
+    sql = next(o for o in objects(off, "ConfigMap") if o["metadata"]["name"] == "db-bootstrap-sql")["data"][
         "bootstrap.sql"
     ]
-    assert "mlflow_auth" not in dev_sql
+    assert "mlflow_auth" not in sql
 
 
 def test_basic_auth_without_its_database_is_refused() -> None:
@@ -450,13 +465,12 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
         if r.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET
     ]
     assert {r.manifest["metadata"]["namespace"] for r in creds} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
-    expected = {v.name for v in contract.MLFLOW_CLIENT_VARS} if stack == "prod" else set()
+    expected = {v.name for v in contract.MLFLOW_CLIENT_VARS}  # both stacks: MLflow has basic auth
     for reg in creds:
         data = reveal(reg.inputs).get("stringData") or {}
         assert set(data) == expected
-        if stack == "prod":
-            assert data[contract.MLFLOW_TRACKING_USERNAME.name] == "mlops-pipelines"
-            assert len(data[contract.MLFLOW_TRACKING_PASSWORD.name]) == 32
+        assert data[contract.MLFLOW_TRACKING_USERNAME.name] == "mlops-pipelines"
+        assert len(data[contract.MLFLOW_TRACKING_PASSWORD.name]) == 32
     # Airflow's containers and the serving pods take it with envFrom
     env_from = yaml.safe_load(release(run, "airflow")["values"]["extraEnvFrom"])
     assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in env_from
@@ -465,12 +479,13 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
         assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in container["envFrom"]
 
 
-def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_run: Any) -> None:
-    run = stack_run("prod")
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
     (job,) = [
         r for r in run.of_type("kubernetes:batch/v1:Job") if r.manifest["metadata"]["name"] == "mlflow-client-user"
     ]
-    assert job.manifest["metadata"]["namespace"] == "mlops-prod-mlflow"
+    assert job.manifest["metadata"]["namespace"] == f"mlops-{stack}-mlflow"
     mlflow_release = next(r for r in run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     assert mlflow_release.urn in job.dependencies
     pod = job.manifest["spec"]["template"]
@@ -487,11 +502,6 @@ def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack_r
     for reg in run.of_type("kubernetes:core/v1:Secret"):
         if reg.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET:
             assert job.urn in reg.dependencies, reg.name
-    assert not [
-        r
-        for r in stack_run("dev").of_type("kubernetes:batch/v1:Job")
-        if r.manifest["metadata"]["name"] == "mlflow-client-user"
-    ]
 
 
 def test_the_job_image_follows_the_pinned_charts_app_version() -> None:

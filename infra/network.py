@@ -1,0 +1,122 @@
+"""The stack's network flows: what may connect to what, for the NetworkPolicies (components/network_policies.py).
+
+Every namespace the program creates denies everything by default and resolves DNS; these flows are then admitted
+(ports are the pods' own, behind their Services; docs/configuration.md, "Network policies", has the table):
+
+- the ingress controller (Traefik) on 8000 and 8443 from anywhere (its LoadBalancer or NodePort Service);
+- serving pods on 8000 from the ingress controller, Airflow (reload, verify), the API (readiness) and monitoring;
+- MLflow on 5000 from the ingress controller, MLflow's own Jobs, Airflow, serving and the API;
+- Airflow's API server on 8080 from the ingress controller and the API; Airflow's pods among themselves;
+- Postgres on 5432 (dev, in-cluster) from MLflow, Airflow, the API and the bootstrap Job only (prod: the same
+  clients to `network.databaseCidrs`, the RDS subnets);
+- the API on 8080 from the ingress controller;
+- HTTPS (443, 6443) to `network.egressCidrs` from MLflow and Airflow (S3, git, Slack, the Kubernetes API), serving
+  (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME);
+- cert-manager's webhook on 10250 from anywhere (the Kubernetes API server), ACME HTTP-01 solver pods on 8089 from
+  the ingress controller (tlsIssuer acme);
+- monitoring: among itself, Grafana (3000) from the ingress controller, and out to any pod and address (scrapes).
+
+The storage namespace (NFS preparation Jobs) admits and reaches nothing: NFS is mounted by the kubelet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import pulumi
+
+from components import airflow, ingress, mlflow, serving, tls
+from components.database import BOOTSTRAP, SERVER
+from components.naming import APP_NAME
+from components.network_policies import ANY_NAMESPACE, Flow, NetworkPolicies, NetworkPoliciesArgs, Peer
+from services.common import contract
+from stacks.settings import StackSettings
+
+INTERNET = ("0.0.0.0/0", "::/0")
+HTTPS_OUT = (443, 6443)  # HTTPS, and the Kubernetes API server's port on kubeadm-style clusters
+GRAFANA_PORT = 3000
+# Namespaces with an Ingress (their ACME HTTP-01 solver pods must be reachable from the ingress controller).
+WITH_INGRESS = ("mlflow", "airflow", "serving", "api", "monitoring")
+
+
+def stack_namespaces(s: StackSettings, services: Collection[str]) -> list[str]:
+    """Every namespace the program creates: one per service, and cert-manager's when it installs it."""
+    names = [s.namespace(service) for service in services]
+    if s.ingress.install_cert_manager:
+        names.append(s.ingress.cert_manager_namespace)
+    return names
+
+
+def flows(s: StackSettings, services: Collection[str]) -> list[Flow]:
+    """The flows of the stack whose service namespaces are `services` (keys of infra.platform.namespace_levels)."""
+
+    def ns(service: str, pods: dict[str, str] | None = None) -> Peer:
+        return Peer(s.namespace(service), pods)
+
+    def some(*peers: Peer | None) -> list[Peer]:
+        return [p for p in peers if p is not None]
+
+    controller = Peer(s.ingress_namespace)
+    api = ns("api") if "api" in services else None
+    monitoring = ns("monitoring") if "monitoring" in services else None
+    cert_manager = Peer(s.ingress.cert_manager_namespace) if s.ingress.install_cert_manager else None
+    serving_pods = ns("serving", {APP_NAME: serving.APP})
+    bootstrap = ns("data", {APP_NAME: BOOTSTRAP})
+    out = []
+    if s.ingress.controller == "traefik":
+        out.append(Flow("web", controller, [Peer(cidrs=INTERNET)], ingress.TRAEFIK_PORTS, "clients"))
+    out += [
+        Flow("serving", serving_pods, some(controller, ns("airflow"), api, monitoring), [contract.SERVING_PORT]),
+        Flow(
+            "mlflow",
+            ns("mlflow"),
+            some(controller, ns("mlflow"), ns("airflow"), serving_pods, api),
+            [mlflow.CONTAINER_PORT],
+        ),
+        Flow("airflow", ns("airflow"), some(controller, api), [airflow.API_PORT], "UI, REST API"),
+        Flow("airflow-internal", ns("airflow"), [ns("airflow")], (), "its components and task pods"),
+    ]
+    db_clients = some(ns("mlflow"), ns("airflow"), api, bootstrap)
+    if s.database.mode == "in-cluster":
+        out.append(Flow("postgres", ns("data", {APP_NAME: SERVER}), db_clients, [5432]))
+    else:
+        out.append(Flow("postgres", Peer(cidrs=s.database_egress_cidrs), db_clients, [5432], "RDS"))
+    if api is not None:
+        out.append(Flow("api", api, [controller], [contract.API_PORT]))
+    callers_out = some(ns("mlflow"), ns("airflow"), serving_pods, controller, cert_manager)
+    out.append(Flow("https-out", Peer(cidrs=s.network.egress_cidrs), callers_out, HTTPS_OUT))
+    if not s.airflow.git_repo.startswith("https://"):
+        out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [ns("airflow")], [22], "git-sync"))
+    if cert_manager is not None:
+        webhook = Peer(s.ingress.cert_manager_namespace, tls.WEBHOOK_PODS)
+        out.append(Flow("cert-manager-webhook", webhook, [Peer(cidrs=INTERNET)], [tls.WEBHOOK_PORT]))
+    if s.ingress.tls_issuer == "acme":
+        if cert_manager is not None:  # the HTTP-01 self-check fetches the challenge from the public host
+            out.append(Flow("acme-self-check", Peer(cidrs=s.network.egress_cidrs), [cert_manager], [80]))
+        for service in (svc for svc in WITH_INGRESS if svc in services):
+            solver = ns(service, tls.ACME_SOLVER_PODS)
+            out.append(Flow(f"acme-solver-{service}", solver, [controller], [tls.ACME_SOLVER_PORT]))
+    if monitoring is not None:
+        out += [
+            Flow("monitoring-internal", monitoring, [monitoring]),
+            Flow("grafana", monitoring, [controller], [GRAFANA_PORT]),
+            Flow("scrape", Peer(ANY_NAMESPACE), [monitoring], (), "Prometheus scrapes any pod"),
+            Flow("monitoring-out", Peer(cidrs=INTERNET), [monitoring], (), "nodes, the API server, S3, Slack"),
+            Flow("airflow-metrics", ns("airflow"), [monitoring], [airflow.STATSD_EXPORTER_PORT]),
+        ]
+        if s.ingress.controller == "traefik":
+            out.append(Flow("traefik-metrics", controller, [monitoring], [ingress.TRAEFIK_METRICS_PORT]))
+        if cert_manager is not None:
+            out.append(Flow("cert-manager-metrics", cert_manager, [monitoring], [tls.METRICS_PORT]))
+    return out
+
+
+def build_network(s: StackSettings, services: Collection[str], opts: pulumi.ResourceOptions) -> NetworkPolicies | None:
+    """The stack's NetworkPolicies (None when `network.policies` is off)."""
+    if not s.network.policies:
+        return None
+    return NetworkPolicies(
+        "network",
+        NetworkPoliciesArgs(namespaces=stack_namespaces(s, services), flows=flows(s, services)),
+        opts=opts,
+    )
