@@ -408,12 +408,14 @@ class ServingService(pulumi.ComponentResource):
         self.api_keys = pulumi.Output.secret(
             pulumi.Output.all(*generated).apply(lambda keys: dict(zip(auth.keys, keys, strict=True)))
         )
-        content = pulumi.Output.all(*generated).apply(lambda keys: keys_file(auth.keys, keys, auth.hashes()))
+        content: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(*generated).apply(lambda keys: keys_file(auth.keys, keys, auth.hashes()))
+        )
         return Secret(
             f"{name}-api-keys",
             metadata=ObjectMetaArgs(name=args.keys_secret, namespace=args.namespace, labels=object_labels),
             type="Opaque",
-            string_data={KEYS_FILE: pulumi.Output.secret(content)},
+            string_data={KEYS_FILE: content},
             opts=pulumi.ResourceOptions(parent=self),
         )
 

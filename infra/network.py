@@ -1,7 +1,7 @@
 """The stack's network flows: what may connect to what, for the NetworkPolicies (components/network_policies.py).
 
 Every namespace the program creates denies everything by default and resolves DNS; these flows are then admitted
-(ports are the pods' own, behind their Services; docs/configuration.md, "Network policies", has the table):
+(ports are the pods' own, behind their Services; `make docs` prints this list in docs/configuration.md):
 
 - the ingress controller (Traefik) on 8000 and 8443 from anywhere (its LoadBalancer or NodePort Service);
 - serving pods on 8000 from the ingress controller, Airflow (reload, verify), the API (readiness) and monitoring;

@@ -1,5 +1,7 @@
 """`python -m stacks`: print docs/configuration.md (every stack setting, generated from stacks/settings.py)."""
 
+from infra.network import __doc__ as NETWORK_DOC
+from services.common.catalog import RateLimit
 from stacks.settings import MODELS_SUBDOMAIN, PLATFORM_HOSTS, PROJECT, RETIRED_KEYS, settings_table
 
 HEADER = f"""# Configuration
@@ -41,6 +43,65 @@ code needs its own access to it.
 Keys of the single-model platform are refused, naming their replacement:
 """
 
+_LIMIT = RateLimit()
+_SERVING_ROWS = (
+    (
+        "auth.mode",
+        "prod: `apiKey`, else `none`",
+        "`none`: anyone who reaches the model; `apiKey`: `Authorization: Bearer <key>`; `oidc`: `Authorization: "
+        "Bearer <JWT>` signed by `auth.issuer` (RS256/ES256, keys from `auth.jwksUrl`, by default from the issuer's "
+        "discovery document) for `auth.audience`, not expired",
+    ),
+    (
+        "auth.keys",
+        '`["key-1"]`',
+        "apiKey: names of the keys the program generates (pulumi-random). Each key is only in the secret stack output "
+        "`modelApiKeys` (`pulumi stack output --show-secrets modelApiKeys`); the cluster holds their SHA-256 only "
+        "(Secret `model-<model>-api-keys`, mounted whole as the keys file the service re-reads)",
+    ),
+    (
+        "auth.keyHashes",
+        "`[]`",
+        "apiKey: SHA-256 (`sha256:<64 hex>`) of keys issued elsewhere (`python -m services.serving.security new-key` "
+        "prints a key and its line)",
+    ),
+    ("auth.anonymousReason", "unset", "prod refuses `mode: none` unless this says why"),
+    (
+        "rateLimit",
+        f"`{{average: {_LIMIT.average}, period: {_LIMIT.period}, burst: {_LIMIT.burst}, by: {_LIMIT.by}}}`",
+        "per client, at the ingress (a Traefik `Middleware` named by the model's Ingress): `average` requests per "
+        "`period` seconds, bursts of `burst`; beyond, 429 with `Retry-After`. `by: clientIp` counts per client "
+        "address (a LoadBalancer keeps it: `externalTrafficPolicy: Local`), `by: authorization` per `Authorization` "
+        "header. Traefik counts per replica (prod runs 2). Not rendered with `ingress.controller: existing`",
+    ),
+    (
+        "maxInFlight",
+        "the service's (128)",
+        "predictions in flight per serving process; one more is answered 429 with `Retry-After`",
+    ),
+    ("publicDocs", "prod: `false`, else `true`", "whether `/docs` and `/openapi.json` are served and routed"),
+)
+SERVING = (
+    f"""
+## Serving: who may call a model, and how often
+
+Per model, under `{PROJECT}:models.<model>.serving` (defaults depend on `environment`, like the keys above):
+
+| key | default | what |
+| --- | --- | --- |
+"""
+    + "\n".join(f"| `{key}` | {default} | {what} |" for key, default, what in _SERVING_ROWS)
+    + """
+
+Rotating a generated key without downtime: (1) add a name, `auth: {mode: apiKey, keys: [key-1, key-2]}`, and
+`pulumi up`: both hashes are in the Secret and the pods accept both once the kubelet refreshes the mounted Secret
+(about a minute; no restart); (2) hand out `modelApiKeys.<model>.key-2` and let the clients switch; (3) remove the
+old name, `keys: [key-2]`, and `pulumi up`: key-1 is deleted and refused (403) from then on. A key issued elsewhere
+rotates the same way through `keyHashes`. A leaked key is revoked by removing its name (a new name makes a new key).
+"""
+)
+
+
 if __name__ == "__main__":
     print(HEADER)
     print(settings_table())
@@ -48,3 +109,6 @@ if __name__ == "__main__":
     for key, replacement in RETIRED_KEYS.items():
         target, _, note = replacement.partition(" ")
         print(f"- `{PROJECT}:{key}`: set `{PROJECT}:{target}`" + (f" {note}" if note else ""))
+    print(SERVING)
+    print("## Network policies\n")
+    print((NETWORK_DOC or "").split("\n", 2)[2].strip())

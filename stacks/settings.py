@@ -570,7 +570,7 @@ class RetentionSettings:
     airflow_logs_days: int = setting(
         "retention.airflowLogsDays",
         "days Airflow's task logs are kept: an S3 lifecycle rule expires the bucket's Airflow log prefix "
-        "(remote logging), the chart's log groomers prune the log volume (airflow.remoteLogging false)",
+        "(remote logging), the log volume's daily pruning CronJob deletes older files (airflow.remoteLogging false)",
         default_fn=_by_env(30, 90),
         minimum=1,
         maximum=3650,
