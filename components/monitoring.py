@@ -14,7 +14,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components.naming import cluster_url, labels
+from components.naming import APP_NAME, cluster_url, labels
 from components.options import inherited_depends_on
 from services.observability import alertmanager, dashboards, rules, scrape
 from services.observability.dashboards import DashboardContext
@@ -32,7 +32,7 @@ GRAFANA_PORT = 80
 ALERTMANAGER_PORT = 9093
 # The labels of the stack's Prometheus pods (the operator sets them): what the platform's NetworkPolicies admit,
 # together with the monitoring namespace.
-PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_POD_LABELS = {APP_NAME: "prometheus"}
 # kube-prometheus-stack components that need the control plane's own endpoints (not reachable on managed
 # clusters) or host access (node-exporter: hostNetwork, hostPID and host paths, refused by Pod Security).
 _OFF = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy", "nodeExporter")
