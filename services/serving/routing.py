@@ -43,6 +43,7 @@ class _Buckets:
     active: str | None
     bounds: tuple[float, ...]
     aliases: tuple[str, ...]
+    decisions: tuple[Decision, ...]  # one per alias, built once (a decision per request costs an allocation)
 
 
 class Router:
@@ -63,10 +64,9 @@ class Router:
         active = self._active()
         buckets = self._buckets if self._buckets.active == active else self._bucket(active)
         if len(buckets.aliases) == 1:
-            return Decision(buckets.aliases[0], shadow=self._shadow)
+            return buckets.decisions[0]
         point = client_point(client_id) if client_id else self._rng.random()
-        index = min(bisect.bisect_right(buckets.bounds, point), len(buckets.aliases) - 1)
-        return Decision(buckets.aliases[index], shadow=self._shadow)
+        return buckets.decisions[min(bisect.bisect_right(buckets.bounds, point), len(buckets.aliases) - 1)]
 
     def _bucket(self, active: str | None) -> _Buckets:
         shares = self.routing.shares(active)
@@ -76,5 +76,6 @@ class Router:
             acc += share
             bounds.append(acc)
         bounds[-1] = 1.0  # guard against rounding: the last bucket closes the interval
-        self._buckets = _Buckets(active, tuple(bounds), tuple(shares))
+        decisions = tuple(Decision(alias, shadow=self._shadow) for alias in shares)
+        self._buckets = _Buckets(active, tuple(bounds), tuple(shares), decisions)
         return self._buckets
