@@ -87,7 +87,12 @@ def test_limits_are_checked(serving: dict[str, Any], key: str) -> None:
 
 
 def test_oidc_settings_reach_the_service_as_it_reads_them() -> None:
-    oidc = {"mode": "oidc", "issuer": "https://id.example.com", "audience": "iris", "jwksUrl": "https://id.example.com/k"}
+    oidc = {
+        "mode": "oidc",
+        "issuer": "https://id.example.com",
+        "audience": "iris",
+        "jwksUrl": "https://id.example.com/k",
+    }
     auth = load("prod", with_serving(PROD, auth=oidc)).catalog.models["iris"].serving.auth
     assert json.loads(auth.service_config(None).env_value()) == oidc
 
