@@ -30,6 +30,7 @@ AIRFLOW_LOGS_CONN_ID = "mlops_s3_logs"
 MLFLOW_DB_SECRET = "mlflow-db"
 AIRFLOW_DB_SECRET = "airflow-metadata"
 MLFLOW_AUTH_DB_SECRET = "mlflow-auth-db"
+API_DB_SECRET = "mlops-api-db"  # the platform API's connection Secret (username, password) in its namespace
 SERVING_LOGS_CLAIM = "serving-logs"
 AIRFLOW_LOGS_CLAIM = "airflow-logs"
 LOKI_S3_SECRET = "loki-s3-credentials"
@@ -68,6 +69,8 @@ class DataLayer:
       `mlflow_database`, `airflow_database`.
     - `mlflow_auth_db_secret` (MLflow namespace, `username`/`password`) and `mlflow_auth_database`:
       the database of MLflow's basic-auth users and permissions; None unless `mlflow.basicAuth`.
+    - `api_db_secret` (API namespace, `username`/`password`) and `api_database`: the platform API's own
+      database (runs, events, tokens).
     - `serving_logs_claim` (serving namespace) and `airflow_logs_claim` (Airflow namespace; the claim
       exists only when `airflow.remoteLogging` is false): ReadWriteMany NFS claims.
     - `volume_ready`: claim -> what must have completed before a pod mounts it (the Job that prepared its
@@ -95,6 +98,8 @@ class DataLayer:
     db_port: pulumi.Output[int]
     mlflow_database: str
     airflow_database: str = "airflow"
+    api_db_secret: str = API_DB_SECRET
+    api_database: str = "platform_api"
     mlflow_auth_db_secret: str | None = None
     mlflow_auth_database: str | None = None
     volume_ready: dict[str, pulumi.Resource] = field(default_factory=dict)
@@ -103,12 +108,13 @@ class DataLayer:
 
 
 def app_databases(s: StackSettings) -> dict[str, AppDatabase]:
-    """Role -> its database and connection Secret: MLflow's and Airflow's, and with MLflow basic auth
-    the database of its users and permissions (shared by the replicas)."""
+    """Role -> its database and connection Secret: MLflow's, Airflow's and the platform API's, and with MLflow
+    basic auth the database of its users and permissions (shared by the replicas)."""
     mlflow_ns, airflow_ns = s.namespace("mlflow"), s.namespace("airflow")
     apps = [
         AppDatabase("mlflow", "mlflow", mlflow_ns, MLFLOW_DB_SECRET, "username-password"),
         AppDatabase("airflow", "airflow", airflow_ns, AIRFLOW_DB_SECRET, "sqlalchemy-url"),
+        AppDatabase("platform_api", "platform_api", s.namespace("api"), API_DB_SECRET, "username-password"),
     ]
     if s.mlflow.basic_auth:
         apps.append(AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, MLFLOW_AUTH_DB_SECRET, "username-password"))
@@ -253,6 +259,8 @@ def build_data_layer(
         db_port=database.port,
         mlflow_database=apps["mlflow"].database,
         airflow_database=apps["airflow"].database,
+        api_db_secret=apps["platform_api"].secret_name,
+        api_database=apps["platform_api"].database,
         mlflow_auth_db_secret=auth.secret_name if auth else None,
         mlflow_auth_database=auth.database if auth else None,
         volume_ready={storage.claims[key]: ready for key, ready in storage.ready.items()},

@@ -20,7 +20,13 @@ def namespace_levels(s: StackSettings) -> dict[str, str]:
     `restricted`, and so is MLflow (every container of its chart takes the values' security context).
     Airflow and monitoring run at `baseline` (audited and warned at `restricted`): their charts render many
     components and optional sidecars, not all of which take a restricted context from the values."""
-    levels = {"mlflow": "restricted", "airflow": "baseline", "serving": "restricted", "data": "restricted"}
+    levels = {
+        "mlflow": "restricted",
+        "airflow": "baseline",
+        "serving": "restricted",
+        "data": "restricted",
+        "api": "restricted",
+    }
     if s.ingress.controller == "traefik" and not s.ingress.controller_namespace:
         levels["ingress"] = "restricted"
     if storage_namespace(s) is not None:

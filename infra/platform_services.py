@@ -17,6 +17,7 @@ from components.mlflow import MlflowServer, MlflowServerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespaces import PlatformNamespaces
 from components.naming import CLUSTER_DOMAIN
+from components.platform_api import PlatformApi, PlatformApiArgs, PlatformApiConfig
 from components.serving import ServingService, ServingServiceArgs
 from components.tls import TlsIssuers, TlsIssuersArgs
 from infra.data_layer import DataLayer
@@ -37,6 +38,7 @@ class PlatformServices:
     endpoints: Endpoints
     serving: dict[str, ServingService]
     """Registered model name -> its serving."""
+    api: PlatformApi
     monitoring: Monitoring | None = None
     logs: CentralLogs | None = None
     """Monitoring and central logs; None unless `observability.enabled`."""
@@ -158,7 +160,7 @@ def _endpoints(
     return Endpoints(
         "endpoints",
         EndpointsArgs(
-            consumers={"airflow": ns["airflow"], "serving": ns["serving"]},
+            consumers={"airflow": ns["airflow"], "serving": ns["serving"], "api": ns["api"]},
             values=endpoint_values(s, ns, data, mlflow),
             slack_webhook=s.alerts.slack_webhook_url,
             mlflow_credentials=credentials,
@@ -225,6 +227,52 @@ def _serving(
         )
         for model, spec in sorted(s.catalog.models.items())
     }
+
+
+def _api(
+    s: StackSettings,
+    ns: dict[str, pulumi.Output[str]],
+    data: DataLayer,
+    tls: TlsIssuers,
+    ingress: IngressController,
+    airflow: AirflowPlatform,
+    opts: pulumi.ResourceOptions,
+) -> PlatformApi:
+    """The platform API: the same catalog as Airflow's, its own database from the bootstrap, the DAGs triggered
+    through the API server's Service as its own Airflow user."""
+    a, rds = s.api, s.database.mode == "rds"
+    return PlatformApi(
+        "api",
+        PlatformApiArgs(
+            namespace=ns["api"],
+            config=PlatformApiConfig(
+                image=s.api_image,
+                replicas=a.replicas,
+                airflow_username=a.airflow_user,
+                reconcile_seconds=a.reconcile_seconds,
+                events_poll_seconds=a.events_poll_seconds,
+                requests=dict(a.requests),
+                limits=dict(a.limits),
+            ),
+            host=s.host("api"),
+            ingress_class=s.ingress_class,
+            cluster_issuer=tls.cluster_issuer,
+            controller_namespace=ingress.namespace,
+            catalog_json=catalog_json(s),
+            database_secret=data.api_db_secret,
+            database_name=data.api_database,
+            database_sslmode="require" if rds else "disable",  # as the bootstrap connects (RDS forces TLS)
+            airflow_namespace=ns["airflow"],
+            airflow_url=airflow.internal_url,
+            airflow_image=s.airflow_image.reference,
+            airflow_metadata_secret=data.airflow_db_secret,
+            mlflow_namespace=ns["mlflow"],
+            serving_namespace=ns["serving"],
+            database_namespace=None if rds else ns["data"],
+            database_cidrs=s.database_egress_cidrs if rds else (),
+        ),
+        opts=opts,
+    )
 
 
 def _retrain_days(s: StackSettings) -> dict[str, int]:
@@ -329,7 +377,9 @@ def build_services(
     """The services in dependency order: MLflow after TLS and ingress; the endpoints contract after
     MLflow (its URL, its client user); Airflow after the endpoints and the database's bootstrap (its
     migration job needs its role and database); each model's serving after the endpoints; whatever mounts a
-    shared volume after its directory is prepared."""
+    shared volume after its directory is prepared; the platform API after
+    the endpoints, the database's bootstrap (its own role and database) and Airflow (its Airflow user's Job
+    needs Airflow's migrated metadata database)."""
     ns = namespaces.names
     tls = _tls(s, k8s_opts)
     ingress = _ingress(s, ns, k8s_opts)
@@ -338,6 +388,9 @@ def build_services(
     airflow_volumes = [] if s.airflow.remote_logging else _volume_ready(data, data.airflow_logs_claim)
     airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database, *airflow_volumes))
     serving_volumes = _volume_ready(data, data.serving_logs_claim)
+    api = _api(
+        s, ns, data, tls, ingress, airflow, _after(k8s_opts, tls, ingress, endpoints, data.database, airflow.release)
+    )
     serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints, *serving_volumes))
     monitoring = logs = None
     if s.observability.enabled:
@@ -350,6 +403,7 @@ def build_services(
         airflow=airflow,
         endpoints=endpoints,
         serving=serving,
+        api=api,
         monitoring=monitoring,
         logs=logs,
     )
@@ -385,12 +439,16 @@ def model_api_keys(services: PlatformServices) -> pulumi.Output[dict[str, dict[s
 def export_endpoints(
     s: StackSettings, namespaces: PlatformNamespaces, data: DataLayer, services: PlatformServices
 ) -> None:
-    """The stack's exports: the endpoints contract's values for people and CI, and one secret: the generated API
-    keys of the models with apiKey authentication (`modelApiKeys`: model -> key name -> key)."""
+    """The stack's exports: the endpoints contract's values for people and CI, and two secrets: the generated API
+    keys of the models with apiKey authentication (`modelApiKeys`: model -> key name -> key) and the platform API's
+    admin token (`apiAdminToken`)."""
     pulumi.export("mlflowUrl", services.mlflow.internal_url)
     pulumi.export("mlflowExternalUrl", services.mlflow.external_url)
     pulumi.export("airflowUrl", services.airflow.url)
     pulumi.export("airflowInternalUrl", services.airflow.internal_url)
+    pulumi.export("apiUrl", services.api.url)
+    pulumi.export("apiExternalUrl", services.api.external_url)
+    pulumi.export("apiAdminToken", services.api.admin_token)  # secret
     pulumi.export("models", model_exports(s, services))
     pulumi.export("artifactBucket", data.bucket_name)
     pulumi.export("mlflowArtifactPrefix", data.mlflow_prefix)

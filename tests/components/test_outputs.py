@@ -20,6 +20,7 @@ from components.mlflow import MlflowServer
 from components.monitoring import Monitoring
 from components.namespaces import PlatformNamespaces
 from components.network_policies import NetworkPolicies
+from components.platform_api import PlatformApi
 from components.serving import ServingService
 from components.shared_storage import SharedStorage
 from components.tls import TlsIssuers
@@ -36,6 +37,7 @@ COMPONENTS: dict[str, type[pulumi.ComponentResource]] = {
     "mlops:platform:Monitoring": Monitoring,
     "mlops:platform:Namespaces": PlatformNamespaces,
     "mlops:platform:NetworkPolicies": NetworkPolicies,
+    "mlops:platform:PlatformApi": PlatformApi,
     "mlops:platform:ServingService": ServingService,
     "mlops:platform:SharedStorage": SharedStorage,
     "mlops:platform:TlsIssuers": TlsIssuers,

@@ -25,7 +25,12 @@ EXPECTED_EXPORTS = {
     "databaseHost",
     "namespaces",
     "caCertificate",
+    "apiUrl",
+    "apiExternalUrl",
+    "apiAdminToken",
 }
+# The credentials a person or CI needs from the stack: exported, as secrets only.
+SECRET_EXPORTS = {"apiAdminToken", "modelApiKeys"}
 
 
 def release(run: ProgramRun, chart: str) -> dict[str, Any]:
@@ -228,7 +233,7 @@ def test_exports_contain_every_endpoint(stack: str, stack_run: Any) -> None:
     assert values["databaseHost"]
     assert set(values["namespaces"]) >= {"mlflow", "airflow", "serving", "data"}
     secret = {name for name, e in run.exports.items() if e.secret}
-    assert secret == {"modelApiKeys"}, "exports are endpoints, the generated credentials among them secrets"
+    assert secret == SECRET_EXPORTS, "exports are endpoints, the credentials among them secrets"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -249,7 +254,11 @@ def test_the_models_generated_api_keys_are_one_secret_export(stack: str, stack_r
 def test_configmap_keys_equal_the_contract_in_every_consumer_namespace(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     maps = [o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == contract.ENDPOINTS_CONFIGMAP]
-    assert {m["metadata"]["namespace"] for m in maps} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
+    assert {m["metadata"]["namespace"] for m in maps} == {
+        f"mlops-{stack}-airflow",
+        f"mlops-{stack}-serving",
+        f"mlops-{stack}-api",
+    }
     for m in maps:
         assert set(m["data"]) == {v.name for v in contract.CONFIGMAP_VARS}
         assert all(isinstance(v, str) and v for v in m["data"].values())
@@ -258,7 +267,7 @@ def test_configmap_keys_equal_the_contract_in_every_consumer_namespace(stack: st
     assert data[contract.MLFLOW_TRACKING_URI.name] == values["mlflowUrl"]
     assert data[contract.ARTIFACT_BUCKET.name] == values["artifactBucket"]
     secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objects(run, "Secret")}
-    for ns in (f"mlops-{stack}-airflow", f"mlops-{stack}-serving"):
+    for ns in (f"mlops-{stack}-airflow", f"mlops-{stack}-serving", f"mlops-{stack}-api"):
         assert set(secrets[(ns, contract.RELOAD_TOKEN_SECRET)]["stringData"]) == {contract.RELOAD_TOKEN.name}
         assert set(secrets[(ns, contract.SLACK_SECRET)]["stringData"]) == {contract.SLACK_WEBHOOK_URL.name}
 
@@ -286,7 +295,7 @@ def test_slack_webhook_reaches_only_secrets(tmp_path: Any) -> None:
     run = run_program("prod", path)
     assert checks.plaintext_secret_problems(run) == []
     slack = [o for o in objects(run, "Secret") if o["metadata"]["name"] == contract.SLACK_SECRET]
-    assert len(slack) == 2
+    assert len(slack) == 3  # Airflow, serving, the API
     raw = [
         r for r in run.of_type("kubernetes:core/v1:Secret") if r.manifest["metadata"]["name"] == contract.SLACK_SECRET
     ]
@@ -464,7 +473,11 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
         for r in run.of_type("kubernetes:core/v1:Secret")
         if r.manifest["metadata"]["name"] == contract.MLFLOW_CREDENTIALS_SECRET
     ]
-    assert {r.manifest["metadata"]["namespace"] for r in creds} == {f"mlops-{stack}-airflow", f"mlops-{stack}-serving"}
+    assert {r.manifest["metadata"]["namespace"] for r in creds} == {
+        f"mlops-{stack}-airflow",
+        f"mlops-{stack}-serving",
+        f"mlops-{stack}-api",
+    }
     expected = {v.name for v in contract.MLFLOW_CLIENT_VARS}  # both stacks: MLflow has basic auth
     for reg in creds:
         data = reveal(reg.inputs).get("stringData") or {}

@@ -5,19 +5,15 @@ stack file and the key; the API image comes from images.api, and its absence is 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from stacks.settings import PROJECT, SettingsError, load_settings, settings_table
-from tests.stacks.test_settings import MINIMAL, PROD_NETWORK
+from harness.run import ROOT
+from stacks.settings import PROJECT, SettingsError, declared, load_settings, settings_table
+from tests.stacks.test_settings import MINIMAL, PROD_NETWORK, problems_of
 
 P = f"{PROJECT}:"
-
-
-def problems_of(stack: str, config: dict[str, str]) -> list[str]:
-    with pytest.raises(SettingsError) as info:
-        load_settings(stack, config)
-    return info.value.problems
 
 
 def test_defaults_by_environment() -> None:
@@ -93,6 +89,9 @@ def test_the_api_image_is_images_api_and_required() -> None:
 
 
 def test_the_group_is_documented() -> None:
+    declared_api = {key for key, _, _ in declared() if key.startswith("api.")}
+    in_api_doc = set(re.findall(r"`(api\.[A-Za-z]+)`", (ROOT / "docs" / "api.md").read_text()))
+    assert in_api_doc == declared_api, "docs/api.md names exactly the api.* settings"
     table = settings_table()
     for key in ("replicas", "airflowUser", "reconcileSeconds", "eventsPollSeconds", "requests", "limits"):
         assert f"`{P}api.{key}`" in table
