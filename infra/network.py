@@ -14,7 +14,8 @@ Every namespace the program creates denies everything by default and resolves DN
   (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME);
 - cert-manager's webhook on 10250 from anywhere (the Kubernetes API server), ACME HTTP-01 solver pods on 8089 from
   the ingress controller (tlsIssuer acme);
-- monitoring: among itself, Grafana (3000) from the ingress controller, and out to any pod and address (scrapes).
+- monitoring: among itself, Grafana (3000) from the ingress controller, the Prometheus operator's webhook (10250)
+  from anywhere (the Kubernetes API server), and out to any pod and address (scrapes).
 
 The storage namespace (NFS preparation Jobs) admits and reaches nothing: NFS is mounted by the kubelet.
 """
@@ -35,6 +36,7 @@ from stacks.settings import StackSettings
 INTERNET = ("0.0.0.0/0", "::/0")
 HTTPS_OUT = (443, 6443)  # HTTPS, and the Kubernetes API server's port on kubeadm-style clusters
 GRAFANA_PORT = 3000
+OPERATOR_WEBHOOK_PORT = 10250  # kube-prometheus-stack's operator serves its admission webhook there
 # Namespaces with an Ingress (their ACME HTTP-01 solver pods must be reachable from the ingress controller).
 WITH_INGRESS = ("mlflow", "airflow", "serving", "api", "monitoring")
 
@@ -99,6 +101,8 @@ def flows(s: StackSettings, services: Collection[str]) -> list[Flow]:
     if monitoring is not None:
         out += [
             Flow("monitoring-internal", monitoring, [monitoring]),
+            # the Prometheus operator's admission webhook (PrometheusRule checks), called by the API server
+            Flow("monitoring-webhook", monitoring, [Peer(cidrs=INTERNET)], [OPERATOR_WEBHOOK_PORT]),
             Flow("grafana", monitoring, [controller], [GRAFANA_PORT]),
             Flow("scrape", Peer(ANY_NAMESPACE), [monitoring], (), "Prometheus scrapes any pod"),
             Flow("monitoring-out", Peer(cidrs=INTERNET), [monitoring], (), "nodes, the API server, S3, Slack"),

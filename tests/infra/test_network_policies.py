@@ -184,6 +184,7 @@ def cluster(stack: str) -> Cluster:
     c.add("cert-manager-webhook", cm, {"app.kubernetes.io/name": "webhook"}, tcp(10250))
     c.add("prometheus", ns("monitoring"), {"app.kubernetes.io/name": "prometheus"}, tcp(9090))
     c.add("grafana", ns("monitoring"), {"app.kubernetes.io/name": "grafana"}, tcp(3000))
+    c.add("prometheus-operator", ns("monitoring"), {"app": "kube-prometheus-stack-operator"}, tcp(10250))
     if s.ingress.tls_issuer == "acme":  # HTTP-01 solver pods, started in the namespace of each certificate
         for service in ("mlflow", "airflow", "serving"):
             solver = {"acme.cert-manager.io/http01-solver": "true"}
@@ -233,7 +234,7 @@ def intended(c: Cluster) -> set[Pair]:
     allow(ours, ["kube-dns"])  # DNS from every pod of the stack
     unrestricted = not_ours + monitoring  # whoever may go out at all (the stack's own pods only where allowed)
     allow(unrestricted, ["traefik"], [8000, 8443])  # clients, through its LoadBalancer or NodePort
-    allow(unrestricted, ["cert-manager-webhook"], [10250])  # the API server calls it from wherever it runs
+    allow(unrestricted, ["cert-manager-webhook", "prometheus-operator"], [10250])  # webhooks the API server calls
     allow(["traefik"], models, [8000])
     allow(["traefik"], ["mlflow"], [5000])
     allow(["traefik"], ["airflow-api-server"], [8080])
