@@ -223,6 +223,7 @@ def test_the_issue_script_fails_loudly_without_access(
 def test_every_image_and_what_it_is_built_from() -> None:
     assert images.images() == {
         "airflow": Path("services/airflow/Dockerfile"),
+        "api": Path("services/api/Dockerfile"),
         "serving": Path("services/serving/Dockerfile"),
     }
     serving = images.inputs("serving")
