@@ -25,7 +25,7 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-demo: setup ## THE main job: MLflow + serving + one DAG run on this machine; ARGS=--once to run once and exit
+demo: setup ## THE main job: MLflow, one serving process per model and each model's training DAG on this machine; ARGS="--once [--model NAME]"
 	$(PY) -m devstack.demo $(ARGS)
 
 lint: ## ruff check + ruff format --check (line length 120 enforced), yamllint over the YAML
