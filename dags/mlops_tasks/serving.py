@@ -52,19 +52,25 @@ def predict_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def predict(
-    serving_url: str, rows: list[dict[str, Any]], timeout_s: float = 30.0, alias: str | None = None
+    serving_url: str,
+    rows: list[dict[str, Any]],
+    timeout_s: float = 30.0,
+    alias: str | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """One prediction request; returns serving's JSON answer (it names the alias and version used).
 
     Without `alias` the request is routed like any client's (`POST /predict`); with it, it goes to
-    that variant directly (`POST /variants/{alias}/predict`).
+    that variant directly (`POST /variants/{alias}/predict`). `token` (the pipelines' admin token) is sent as
+    the bearer credential, so verification also works where the model's serving requires authentication.
     """
     import httpx
 
     path = "/predict" if alias is None else variant_predict_path(alias)
     url = f"{serving_url.rstrip('/')}{path}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.post(url, json=predict_body(rows), timeout=timeout_s)
+        response = httpx.post(url, json=predict_body(rows), headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise ServingUnavailable(f"predict at {url}: {type(exc).__name__}: {exc}") from exc
     _raise_for(response, "a prediction")
@@ -101,7 +107,7 @@ def wait_until_served(
     last: dict[str, Any] | str = "no answer"
     while True:
         try:
-            answer = predict(endpoints.serving_url, rows, alias=alias)
+            answer = predict(endpoints.serving_url, rows, alias=alias, token=endpoints.reload_token)
             last = answer
             if served_version(answer) == (alias, version):
                 streak += 1

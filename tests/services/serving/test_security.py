@@ -99,6 +99,17 @@ def test_health_readiness_and_metrics_stay_open_admin_keeps_its_token(keyed: Key
     assert metric_value(base, "serving_rejected_requests_total", status="401") >= 1
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_the_pipelines_admin_token_may_predict_to_verify_a_promotion(keyed: KeyedService, path: str) -> None:
+    """The DAGs verify a promotion with a prediction and hold only the admin (reload) token: it is accepted
+    for predictions whatever serving.auth says, and a token that merely resembles it is not."""
+    token = keyed.svc.reload_token
+    assert token
+    ok = post(keyed.svc.base_url, path, token)
+    assert ok.status_code == 200, ok.text
+    assert post(keyed.svc.base_url, path, token + "x").status_code == 403
+
+
 def test_docs_and_openapi_are_404_when_not_public(keyed: KeyedService) -> None:
     for path in ("/docs", "/openapi.json"):
         assert httpx.get(f"{keyed.svc.base_url}{path}", timeout=30).status_code == 404, path
