@@ -4,7 +4,8 @@ database, against stand-ins for Airflow and MLflow (`fakes`) or the real ones.
 - `catalog_file`: a catalog JSON (`Catalog.for_airflow()`) with two models;
 - `fake_airflow`, `fake_mlflow`: local HTTP servers the test drives;
 - `database`: a fresh database per test (dropped afterwards);
-- `start_api(...)`: `python -m services.api` on a free port, stopped at the end of the test;
+- `start_api(...)`: `python -m services.api` on a free port (`devstack.api.api_process`), stopped at the end of
+  the test;
 - `SseReader`: follows an event stream in a thread and collects the events.
 
 Fixtures that need PostgreSQL FAIL (never skip) when it does not answer.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import threading
 import time
@@ -26,11 +26,10 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack import DAGS_FOLDER, REPO
+from devstack.api import ApiProcess, api_process, parse_sse
+from devstack.api import token_for as token_for  # the API tests import it from here
 from devstack.postgres import fresh_database
-from devstack.procs import DevstackError, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
-from services.api import API_COMMAND
-from services.common import contract
+from devstack.procs import DevstackError
 from services.common.catalog import names, parse_catalog
 from tests.services.api.fakes import FakeAirflow, FakeMlflow
 
@@ -85,70 +84,6 @@ def database(postgres_available: tuple[str, int]) -> Iterator[str]:
         yield url.rsplit("/", 1)[1]
 
 
-@dataclass
-class ApiProcess:
-    base_url: str
-    admin_token: str
-    process: ManagedProcess
-
-    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)
-
-    def admin(self) -> httpx.Client:
-        return self.client(self.admin_token)
-
-
-def api_env(
-    *,
-    database: str,
-    airflow_url: str,
-    tracking_uri: str,
-    catalog: Path,
-    admin_token: str,
-    port: int,
-    airflow_user: tuple[str, str] = (FakeAirflow.USERNAME, FakeAirflow.PASSWORD),
-    reconcile_seconds: float = 0.3,
-    poll_seconds: float = 0.1,
-) -> dict[str, str]:
-    """The API's environment, keyed by the contract's names."""
-    env = env_with_venv(
-        {
-            contract.DATABASE_HOST.name: "127.0.0.1",
-            contract.API_DATABASE_PORT.name: os.environ.get("MLOPS_TEST_PG_PORT", "5432"),
-            contract.API_DATABASE_NAME.name: database,
-            contract.API_DATABASE_USER.name: "postgres",
-            contract.API_DATABASE_SSLMODE.name: "disable",
-            contract.API_ADMIN_TOKEN.name: admin_token,
-            contract.API_AIRFLOW_URL.name: airflow_url,
-            contract.API_AIRFLOW_USERNAME.name: airflow_user[0],
-            contract.API_AIRFLOW_PASSWORD.name: airflow_user[1],
-            contract.MLFLOW_TRACKING_URI.name: tracking_uri,
-            contract.MODEL_CATALOG.name: str(catalog),
-            contract.API_HOST.name: "127.0.0.1",
-            contract.API_PORT_VAR.name: str(port),
-            contract.API_RECONCILE_SECONDS.name: str(reconcile_seconds),
-            contract.API_EVENTS_POLL_SECONDS.name: str(poll_seconds),
-        }
-    )
-    for var in (*contract.MLFLOW_CLIENT_VARS, contract.API_DATABASE_PASSWORD):
-        env.pop(var.name, None)
-    env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(DAGS_FOLDER)))
-    return env
-
-
-@contextlib.contextmanager
-def api_process(log_path: Path, **settings: Any) -> Iterator[ApiProcess]:
-    port = settings.pop("port", None) or free_port()
-    admin_token = settings.pop("admin_token", None) or secrets.token_urlsafe(32)
-    env = api_env(port=port, admin_token=admin_token, **settings)
-    process = http_server(
-        "api", list(API_COMMAND), port=port, ready_path="/readyz", env=env, cwd=REPO, log_path=log_path
-    )
-    with process:
-        yield ApiProcess(loopback_url(port), admin_token, process)
-
-
 @pytest.fixture
 def start_api(
     database: str, fake_airflow: FakeAirflow, fake_mlflow: FakeMlflow, catalog_file: Path, tmp_path: Path
@@ -164,6 +99,7 @@ def start_api(
                 "airflow_url": fake_airflow.url,
                 "tracking_uri": fake_mlflow.url,
                 "catalog": catalog_file,
+                "airflow_user": (FakeAirflow.USERNAME, FakeAirflow.PASSWORD),
                 **overrides,
             }
             try:
@@ -174,32 +110,12 @@ def start_api(
         yield start
 
 
-def token_for(api: ApiProcess, *scopes: str, name: str = "test") -> str:
-    with api.admin() as admin:
-        answer = admin.post("/v1/tokens", json={"name": name, "scopes": list(scopes)})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["token"])
-
-
 def start_training(
     client: httpx.Client, model: str = "iris-classifier", key: str | None = None, **body: Any
 ) -> httpx.Response:
     return client.post(
         "/v1/trainings", json={"model": model, **body}, headers={"Idempotency-Key": key or secrets.token_hex(8)}
     )
-
-
-def parse_sse(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Events of an SSE body: {"id", "event", "data"} per event (comments and retry lines skipped)."""
-    current: dict[str, Any] = {}
-    for line in lines:
-        if line == "":
-            if "data" in current:
-                yield {"id": int(current["id"]), "event": current.get("event"), "data": json.loads(current["data"])}
-            current = {}
-        elif not line.startswith(":"):
-            key, _, value = line.partition(":")
-            current[key] = value.removeprefix(" ")
 
 
 def read_events(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ nothing; scopes are enforced; an unknown model and a param of the wrong type are
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,19 +19,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.airflow_services import AIRFLOW_USER, airflow_services
+from devstack.api import api_process, token_for
 from devstack.catalog import IRIS, local_catalog, write_catalog
-from devstack.dag_runs import airflow_env
-from devstack.postgres import PostgresServer, fresh_database
-from devstack.procs import DevstackError, ManagedProcess, find_binary, free_port, http_ok, loopback_url
+from devstack.postgres import fresh_database
+from devstack.procs import DevstackError, http_ok
 from devstack.serving import serving_service
 from devstack.stack import mlflow_stack
 from services.common import contract
 from services.common.catalog import names
-from tests.services.api.conftest import SseReader, api_process, read_events, start_training, token_for, wait_until
+from tests.services.api.conftest import SseReader, read_events, start_training, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-AIRFLOW_USER = "mlops-api"
 DAG_TIMEOUT = 900.0
 
 
@@ -45,64 +44,6 @@ class RealStack:
     airflow_password: str
     api_database: str
     logs: Path
-
-
-@contextlib.contextmanager
-def airflow(home: Path, logs: Path, extra: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """Airflow's API server, scheduler and DAG processor on a fresh PostgreSQL database; (URL, API user's password)."""
-    port = free_port()
-    url = loopback_url(port)
-    password = secrets.token_urlsafe(16)
-    home.mkdir(parents=True, exist_ok=True)
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({AIRFLOW_USER: password}))
-    with fresh_database("api_airflow") as db_url:
-        dbname = db_url.rsplit("/", 1)[1]
-        server = PostgresServer()
-        env = airflow_env(
-            home,
-            {
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{server.user}@{server.host}:{server.port}/{dbname}",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "2",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:user",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-                "AIRFLOW__API__PORT": str(port),
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                **extra,
-            },
-        )
-        airflow_bin = find_binary("airflow")
-        migrate = ManagedProcess(
-            "airflow-migrate", [airflow_bin, "db", "migrate"], env=env, log_path=logs / "migrate.log"
-        )
-        with migrate:
-            if migrate.wait(timeout=300) != 0:
-                pytest.fail(f"airflow db migrate failed:\n{migrate.log_tail()}")
-        api_server = ManagedProcess(
-            "airflow-api-server",
-            [airflow_bin, "api-server", "--port", str(port)],
-            env=env,
-            log_path=logs / "airflow-api-server.log",
-            ready=lambda: http_ok(f"{url}/api/v2/monitor/health"),
-            start_timeout=180,
-            ports=(port,),
-        )
-        scheduler = ManagedProcess(
-            "airflow-scheduler", [airflow_bin, "scheduler"], env=env, log_path=logs / "scheduler.log"
-        )
-        processor = ManagedProcess(
-            "airflow-dag-processor", [airflow_bin, "dag-processor"], env=env, log_path=logs / "dag-processor.log"
-        )
-        with api_server, scheduler, processor:
-            yield url, password
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +74,8 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory, postgres_available: tup
                 contract.RELOAD_TOKEN.name: token,
                 contract.MODEL_CATALOG.name: str(catalog_path),
             }
-            airflow_url, password = stack.enter_context(airflow(logs / "airflow-home", logs, extra))
+            services = stack.enter_context(airflow_services(logs / "airflow-home", logs, extra))
+            airflow_url, password = services.url, services.password
             api_db = stack.enter_context(fresh_database("api_accept_api")).rsplit("/", 1)[1]
             yield RealStack(mlflow.tracking_uri, serving.base_url, catalog_path, airflow_url, password, api_db, logs)
     except DevstackError as exc:
