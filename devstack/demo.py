@@ -1,7 +1,7 @@
 """`make demo`: the whole ML loop on this machine, no cluster, for every model of the catalog.
 
     .venv/bin/python -m devstack.demo [--once] [--model NAME] [--mlflow-port 5000] [--serving-port 8000]
-                                      [--conf JSON]
+                                      [--api-port 8080] [--conf JSON] [--no-api]
 
 1. checks the dependencies and that the ports are free (nothing is started otherwise);
 2. starts on 127.0.0.1 an MLflow server (SQLite + an artifact folder under .local/demo by default;
@@ -10,16 +10,21 @@
    in the cluster;
 3. writes the model catalog JSON (`devstack.catalog`: the dev stack's `models` and `profiles`, the two examples,
    each with its own serving URLs) and points MLOPS_MODEL_CATALOG at it, as the ConfigMap does in the cluster;
-4. runs `airflow dags test train_<model>` for each model, one after the other (AIRFLOW_HOME and its SQLite DB
-   under .local/demo): train through the runner, gate, register, promote, reload that model's serving, verify;
+4. starts Airflow (API server, scheduler, DAG processor; LocalExecutor on a fresh PostgreSQL database) and the
+   platform API (`services.api`, on its own fresh database), creates a `train`+`read` token with the admin token,
+   and requests each model's training through `POST /v1/trainings`, following its events over SSE until a final
+   state: the `train_<model>` DAG trains through the runner, gates, registers, promotes, reloads that model's
+   serving and verifies. With `--no-api`: `airflow dags test train_<model>` instead (SQLite under .local/demo);
 5. prints per model the gate decision, the promoted version and a prediction from its own serving process, then
-   the versions under each alias, the URLs and curl commands;
+   the versions under each alias, the URLs and curl commands (the API's URL, the token, start a training, follow
+   its events);
 6. keeps everything running until Ctrl-C (or, with --once, exits: 0 only if every model's serving answered with
    the version this run promoted) and stops every process it started.
 
-`--model NAME` runs one model of the catalog. The state (MLflow DB and artifacts, Airflow DB) persists under
-.local/demo, so the next run registers the next versions. A taken port, a missing dependency or a failed step
-ends the demo with a clear message and nothing left running.
+`--model NAME` runs one model of the catalog. The MLflow state (DB and artifacts) persists under .local/demo, so
+the next run registers the next versions; the Airflow and API databases of the API path are dropped on exit.
+PostgreSQL must answer on 127.0.0.1:5432 (not needed with `--no-api`). A taken port, a missing dependency or a
+failed step ends the demo with a clear message and nothing left running.
 """
 
 from __future__ import annotations
@@ -86,7 +91,8 @@ def check_dependencies() -> dict[str, str]:
             binaries[name] = find_binary(name)
         except DevstackError as exc:
             raise DemoError(f"{exc}. Build the environment first: make setup") from exc
-    missing = [m for m in ("sklearn", "fastapi", "uvicorn", "httpx", "services.serving") if not _has_module(m)]
+    modules = ("sklearn", "fastapi", "uvicorn", "httpx", "psycopg", "services.serving", "services.api")
+    missing = [m for m in modules if not _has_module(m)]
     if missing:
         raise DemoError(f"missing Python modules: {', '.join(missing)}. Build the environment first: make setup")
     if not (DAGS_FOLDER / DAG_FILE).is_file():
@@ -106,8 +112,20 @@ def check_ports(ports: dict[str, int]) -> None:
         try:
             ensure_port_free(port, what=what)
         except DevstackError as exc:
-            option = "--mlflow-port" if "MLflow" in what else "--serving-port"
+            option = "--mlflow-port" if "MLflow" in what else "--api-port" if "API" in what else "--serving-port"
             raise DemoError(f"{exc}. Stop what uses it or choose another port: make demo ARGS='{option} N'") from exc
+
+
+def check_postgres() -> None:
+    """The API path keeps Airflow's and the API's state in PostgreSQL: it must answer before anything starts."""
+    from devstack.postgres import check_server
+
+    try:
+        check_server()
+    except DevstackError as exc:
+        raise DemoError(
+            f"{exc}; or run the DAGs without Airflow services and the API: make demo ARGS=--no-api"
+        ) from exc
 
 
 def choose_models(catalog: Catalog, model: str | None) -> list[str]:
@@ -146,6 +164,7 @@ class ModelRun:
     serving_pid: int = 0
     previous: str | None = None
     summary: DagRunSummary | None = None
+    training: dict[str, Any] | None = None  # the API's training, as GET /v1/trainings/<id> answers it
     promoted: str | None = None
     answers: list[dict[str, Any]] | None = None
 
@@ -169,6 +188,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where the demo keeps its state")
     parser.add_argument("--conf", default="{}", help="DAG params of the one --model as JSON, e.g. '{\"C\": 10}'")
     parser.add_argument("--dag-timeout", type=float, default=900.0, help="seconds each DAG run may take")
+    parser.add_argument("--api-port", type=int, default=8080, help="port of the platform API (0 = any free port)")
+    parser.add_argument(
+        "--no-api", action="store_true", help="run each DAG with `airflow dags test` (no Airflow services, no API)"
+    )
     return parser.parse_args(argv)
 
 
@@ -222,7 +245,17 @@ def run(args: argparse.Namespace) -> int:
         binaries = check_dependencies()
         mlflow_port = args.mlflow_port or free_port()
         ports = serving_ports(args.serving_port, models, {mlflow_port})
-        check_ports({"the MLflow server": mlflow_port, **{f"the serving of {m}": p for m, p in ports.items()}})
+        named = {"the MLflow server": mlflow_port, **{f"the serving of {m}": p for m, p in ports.items()}}
+        api_port = 0
+        if not args.no_api:
+            api_port = args.api_port or free_port()
+            while not args.api_port and api_port in named.values():
+                api_port = free_port()
+            if api_port in named.values():
+                raise DemoError("--api-port must differ from --mlflow-port and the serving ports")
+            named["the platform API"] = api_port
+            check_postgres()
+        check_ports(named)
         state.mkdir(parents=True, exist_ok=True)
         backend = contract.DEMO_BACKEND_STORE_URI.get() or f"sqlite:///{state / 'mlflow.db'}"
         artifacts = contract.DEMO_ARTIFACTS_DESTINATION.get() or str(state / "mlflow-artifacts")
@@ -233,8 +266,10 @@ def run(args: argparse.Namespace) -> int:
     from devstack.serving import serving_service
 
     with contextlib.ExitStack() as stack:
-        with step("start MLflow and prepare the Airflow DB (in parallel)", timings):
-            migrate = _start_migrate(binaries["airflow"], airflow_home, logs / "airflow-db-migrate.log")
+        with step("start MLflow and prepare the Airflow DB (in parallel)" if args.no_api else "start MLflow", timings):
+            migrate = None
+            if args.no_api:
+                migrate = _start_migrate(binaries["airflow"], airflow_home, logs / "airflow-db-migrate.log")
             if migrate is not None:
                 stack.callback(migrate.stop)
             server = stack.enter_context(
@@ -286,8 +321,16 @@ def run(args: argparse.Namespace) -> int:
             contract.RELOAD_TOKEN.name: token,
             **catalog_env(catalog_path),
         }
-        for model_run in runs:
-            _run_dag(model_run, airflow_home, dag_env, conf, logs, args.dag_timeout, timings)
+        api: ApiAccess | None = None
+        processes = [("MLflow", server.process)] + [(f"serving of {m}", s.process) for m, s in servings.items()]
+        if args.no_api:
+            for model_run in runs:
+                _run_dag(model_run, airflow_home, dag_env, conf, logs, args.dag_timeout, timings)
+        else:
+            api = _start_api(stack, dag_env, catalog_path, server.tracking_uri, state, logs, api_port, timings)
+            processes += api.processes
+            for model_run in runs:
+                _train_through_api(api, model_run, conf, args.dag_timeout, timings)
 
         with step("sample predictions (each model from its own serving)", timings):
             for model_run in runs:
@@ -295,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
                 for answer in model_run.answers:
                     say(f"    {model_run.model}: {json.dumps(answer)[:300]}")
 
-        _print_summary(server.tracking_uri, runs, token, timings)
+        _print_summary(server.tracking_uri, runs, token, timings, api)
         outcomes = [_outcome(model_run) for model_run in runs]
         for model_run, (ok, outcome) in zip(runs, outcomes, strict=True):
             say(f"RESULT {model_run.model}: {'OK' if ok else 'FAILED'}: {outcome}")
@@ -305,7 +348,6 @@ def run(args: argparse.Namespace) -> int:
         if args.once:
             return 0 if all_ok else 1
         say("\nEverything keeps running: press Ctrl-C to stop.")
-        processes = [("MLflow", server.process)] + [(f"serving of {m}", s.process) for m, s in servings.items()]
         while True:
             time.sleep(1)
             for name, proc in processes:
@@ -353,6 +395,142 @@ def _run_dag(
         if isinstance(move, dict) and move.get("new_version"):
             model_run.promoted = str(move["new_version"])
             say(f"    promoted: version {model_run.promoted} is {model_run.alias} of {model_run.model}")
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """The running platform API: its URL, a `train`+`read` token, and the processes behind it (API and Airflow)."""
+
+    url: str
+    token: str
+    airflow_logs: Path
+    processes: list[tuple[str, ManagedProcess]]
+
+    def client(self) -> Any:
+        import httpx
+
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=httpx.Timeout(30, read=60)
+        )
+
+
+FINAL_STATES = ("success", "failed", "cancelled")
+
+
+def _start_api(
+    stack: contextlib.ExitStack,
+    dag_env: dict[str, str],
+    catalog_path: Path,
+    tracking_uri: str,
+    state: Path,
+    logs: Path,
+    port: int,
+    timings: list[tuple[str, float]],
+) -> ApiAccess:
+    """Airflow's services and the platform API, each on a fresh PostgreSQL database; a `train`+`read` token."""
+    from devstack.airflow_services import airflow_services
+    from devstack.api import api_process, token_for
+    from devstack.postgres import fresh_database
+
+    home = state / "airflow-services"
+    with step("start Airflow (API server, scheduler, DAG processor; LocalExecutor on PostgreSQL)", timings):
+        airflow = stack.enter_context(airflow_services(home, logs, dag_env, db_prefix="demo_airflow"))
+        say(f"    Airflow {airflow.url} (pid {airflow.processes[0].pid}); user {airflow.user}; AIRFLOW_HOME {home}")
+    with step("start the platform API and create a train+read token", timings):
+        database = stack.enter_context(fresh_database("demo_api")).rsplit("/", 1)[1]
+        api = stack.enter_context(
+            api_process(
+                logs / "api.log",
+                database=database,
+                airflow_url=airflow.url,
+                tracking_uri=tracking_uri,
+                catalog=catalog_path,
+                airflow_user=(airflow.user, airflow.password),
+                port=port,
+                reconcile_seconds=1.0,
+                poll_seconds=0.5,
+            )
+        )
+        token = token_for(api, "train", "read", name="demo")
+        say(f"    platform API {api.base_url} (pid {api.process.pid}); database {database}; log {logs / 'api.log'}")
+    names_of = ("Airflow API server", "Airflow scheduler", "Airflow DAG processor")
+    processes = [("platform API", api.process), *zip(names_of, airflow.processes, strict=True)]
+    return ApiAccess(api.base_url, token, home / "logs", processes)
+
+
+def _train_through_api(
+    api: ApiAccess, model_run: ModelRun, conf: dict[str, Any], timeout: float, timings: list[tuple[str, float]]
+) -> None:
+    """`POST /v1/trainings` for the model, then its events over SSE until a final state; the outcome goes into
+    `model_run`."""
+    import httpx
+
+    from devstack.api import parse_sse
+
+    model = model_run.model
+    with step(f"train {model} through the API: POST /v1/trainings, its events over SSE until a final state", timings):
+        key = f"demo-{secrets.token_hex(6)}"
+        body: dict[str, Any] = {"model": model, **({"params": conf} if conf else {})}
+        with api.client() as client:
+            # the DAG processor must have parsed the generated DAGs before Airflow accepts a run
+            deadline = time.monotonic() + 240
+            while True:
+                answer = client.post("/v1/trainings", json=body, headers={"Idempotency-Key": key})
+                if answer.status_code in (200, 201, 202):
+                    break
+                final_refusal = answer.status_code in (400, 401, 403, 422) or (
+                    answer.status_code == 404 and answer.json().get("field") == "model"
+                )
+                if final_refusal or time.monotonic() > deadline:
+                    raise DemoError(
+                        f"the API refused the training of {model} ({answer.status_code}): {answer.text[:1000]}"
+                    )
+                time.sleep(2)
+            training = answer.json()
+            run_id = training["id"]
+            say(f"    training {run_id} (Idempotency-Key {key}), Airflow DAG run {training['airflow']['dag_run_id']}")
+            last: int | None = None
+            deadline = time.monotonic() + timeout
+            while True:
+                params = {"after": last} if last is not None else None
+                with contextlib.suppress(httpx.TransportError):  # a dropped stream resumes after the last event
+                    with client.stream("GET", f"/v1/trainings/{run_id}/events", params=params) as response:
+                        if response.status_code != 200:
+                            raise DemoError(f"GET /v1/trainings/{run_id}/events answered {response.status_code}")
+                        for event in parse_sse(response.iter_lines()):
+                            last = event["id"]
+                            say(f"    event {event['id']:>5} {event['event']:<20} {_facts(event['data'].get('run'))}")
+                final = client.get(f"/v1/trainings/{run_id}").json()
+                if final["state"] in FINAL_STATES:
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoError(f"the training {run_id} of {model} did not end within {timeout:.0f} s")
+        model_run.training = final
+        gate = final.get("gate") or {}
+        if gate.get("decision"):
+            say(f"    quality gate: {'passed' if gate['decision'] == 'passed' else 'REJECTED'}: {gate.get('reason')}")
+        if final["state"] != "success":
+            raise DemoError(
+                f"the training {run_id} of {model} ended {final['state']}: {final.get('error')}; "
+                f"task logs under {api.airflow_logs}"
+            )
+        if final.get("promoted") and final.get("registered_version"):
+            model_run.promoted = str(final["registered_version"])
+            say(f"    promoted: version {model_run.promoted} is {model_run.alias} of {model}")
+
+
+def _facts(run: dict[str, Any] | None) -> str:
+    """What an event's training says, in a few words."""
+    if not run:
+        return ""
+    facts = [f"state {run.get('state')}"]
+    if run.get("registered_version"):
+        facts.append(f"version {run['registered_version']}")
+    if (run.get("gate") or {}).get("decision"):
+        facts.append(f"gate {run['gate']['decision']}")
+    if run.get("aliases"):
+        facts.append(f"aliases {','.join(run['aliases'])}")
+    return "; ".join(facts)
 
 
 def _outcome(model_run: ModelRun) -> tuple[bool, str]:
@@ -424,7 +602,9 @@ def _predict(tracking_uri: str, model_run: ModelRun) -> list[dict[str, Any]]:
     return answers
 
 
-def _print_summary(tracking_uri: str, runs: list[ModelRun], token: str, timings: list[tuple[str, float]]) -> None:
+def _print_summary(
+    tracking_uri: str, runs: list[ModelRun], token: str, timings: list[tuple[str, float]], api: ApiAccess | None
+) -> None:
     from mlflow import MlflowClient
     from mlops_tasks import serving
 
@@ -453,6 +633,22 @@ def _print_summary(tracking_uri: str, runs: list[ModelRun], token: str, timings:
         reload_url = f"{model_run.serving_url}{contract.reload_path(model_run.alias)}"
         say(f"  curl -s -X POST {reload_url} -H 'Authorization: Bearer {token}'")
         say(f"  curl -s {model_run.serving_url}/models")
+        if api is not None:
+            auth = f"-H 'Authorization: Bearer {api.token}'"
+            say("  # start a training through the API (the same Idempotency-Key again answers the same training):")
+            say(
+                f"  curl -sS -X POST {api.url}/v1/trainings {auth} -H 'Idempotency-Key: demo-{secrets.token_hex(6)}' "
+                f"-H 'Content-Type: application/json' -d '{json.dumps({'model': model})}'"
+            )
+            run_id = (model_run.training or {}).get("id", "<id>")
+            say("  # follow a training's events until its final state (this one: the training this demo ran):")
+            say(f"  curl -sSN {api.url}/v1/trainings/{run_id}/events {auth}")
+    if api is not None:
+        say("\nplatform API:")
+        say(f"  URL                  {api.url} (OpenAPI docs {api.url}/docs)")
+        say(f"  token (train, read)  {api.token}")
+        say("  # every event of every model as it happens:")
+        say(f"  curl -sSN {api.url}/v1/events -H 'Authorization: Bearer {api.token}'")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""`make demo`: the whole loop on this machine for every model of the catalog. Runs the real thing (MLflow, one
-serving process per model, `airflow dags test train_<model>`) in a temporary state directory, on free ports, and
-checks what it prints (per model: gate, promoted version, a prediction from its own serving), what it leaves
-running (nothing), that `--model` runs one model and that a second run promotes the next version."""
+"""`make demo`: the whole loop on this machine for every model of the catalog. Runs the real thing in a temporary
+state directory, on free ports: MLflow, one serving process per model, real Airflow services and the platform API,
+each model's training requested through `POST /v1/trainings` and followed over SSE to its promoted version. Checks
+what it prints (per model: gate, promoted version, a prediction from its own serving; the API's URL, a token and
+curl commands that work: one starts the next training, the other follows it to its final state), what it leaves
+running after Ctrl-C (nothing). `--no-api` (`airflow dags test`) still runs the loop, with `--once`, `--model`, a
+failing step stopping everything, and MLflow on PostgreSQL and S3."""
 
 from __future__ import annotations
 
@@ -52,7 +55,11 @@ def _demo_once(state: Path, *args: str, env: dict[str, str] | None = None, timeo
 
 def _ports(output: str) -> dict[str, int]:
     """What the demo started and on which port: MLflow, and `serving <model>` for each model."""
-    found = dict(re.findall(r"^ {4}(MLflow|serving [^ ]+) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M))
+    found = dict(
+        re.findall(
+            r"^ {4}(MLflow|Airflow|platform API|serving [^ ]+) http://127\.0\.0\.1:(\d+) \(pid", output, flags=re.M
+        )
+    )
     return {name: int(port) for name, port in found.items()}
 
 
@@ -87,56 +94,12 @@ def state(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "demo-state"
 
 
-def test_make_demo_once_then_one_model_again_until_ctrl_c(state: Path) -> None:
+def test_make_demo_trains_through_the_api_and_its_curl_commands_work_until_ctrl_c(state: Path) -> None:
     _make_has_demo_target()
-    args = f"--mlflow-port 0 --serving-port 0 --state-dir {state}"
-
+    args = f"--mlflow-port 0 --serving-port 0 --api-port 0 --state-dir {state}"
     started = time.monotonic()
-    first = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS=--once {args}"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=1200,
-    )
-    seconds = time.monotonic() - started
-    out = first.stdout + first.stderr
-    print(f"make demo ARGS=--once (fresh state, both models): {seconds:.1f} s")
-    assert first.returncode == 0, out[-6000:]
-    assert set(_ports(out)) == {"MLflow", f"serving {IRIS}", f"serving {DIABETES}"}  # one serving per model
-    for model in MODELS:
-        assert f"RESULT {model}: OK: version 1 promoted to champion and served by its own serving (before: none)" in out
-        assert re.search(rf"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/{model}$", out, flags=re.M)
-        assert f"promoted: version 1 is champion of {model}" in out
-    assert "RESULT: OK: 2 of 2 models promoted and served" in out
-    assert "quality gate: passed: candidate test_accuracy" in out and "quality gate: passed: candidate test_rmse" in out
-    for step in (
-        "check dependencies and ports",
-        "start MLflow",
-        "start the serving processes (one per model)",
-        "airflow dags test train_iris_classifier",
-        "airflow dags test train_diabetes_regression",
-        "sample predictions",
-    ):
-        assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
-    assert len(re.findall(r"^  champion +-> version 1$", out, flags=re.M)) == 2
-    assert len(re.findall(r"^  serving OpenAPI docs http://127\.0\.0\.1:\d+/docs$", out, flags=re.M)) == 2
-    # a prediction from each model's own serving: a class for iris, a number for the regression
-    iris_answer = json.loads(re.search(rf"^    {IRIS}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
-    diabetes_answer = json.loads(re.search(rf"^    {DIABETES}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
-    assert (iris_answer["version"], diabetes_answer["version"]) == ("1", "1")
-    assert iris_answer["predictions"][0] in (0, 1, 2) and isinstance(diabetes_answer["predictions"][0], float)
-    catalog = json.loads((state / "catalog.json").read_text())
-    assert {m: catalog["models"][m][contract.CATALOG_SERVING_URL_KEY] for m in MODELS} == {
-        m: f"http://127.0.0.1:{_ports(out)[f'serving {m}']}" for m in MODELS
-    }
-    assert (state / "mlflow.db").is_file() and (state / "airflow" / "airflow.db").is_file()
-    _nothing_left(out, state)
-
-    # Again, one model, without --once: its next version is promoted, the printed curl commands work, Ctrl-C stops
-    # all.
     make = subprocess.Popen(
-        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args} --model {IRIS}"],
+        ["make", "--no-print-directory", "-C", str(REPO), "demo", f"ARGS={args}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -146,7 +109,7 @@ def test_make_demo_once_then_one_model_again_until_ctrl_c(state: Path) -> None:
     assert make.stdout is not None
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1200
         while time.monotonic() < deadline:
             line = make.stdout.readline()
             if not line:
@@ -154,22 +117,76 @@ def test_make_demo_once_then_one_model_again_until_ctrl_c(state: Path) -> None:
             lines.append(line)
             if "press Ctrl-C to stop" in line:
                 break
-        second = "".join(lines)
-        assert "press Ctrl-C to stop" in second, second[-6000:]
-        assert f"RESULT {IRIS}: OK: version 2 promoted to champion and served by its own serving (before: 1)" in second
-        assert "RESULT: OK: 1 of 1 models promoted and served" in second
-        assert DIABETES not in second  # --model: the other model is neither served nor trained
-        assert "improvement +0.0000 (higher is better), at least +0.0000 required" in second  # against the champion
+        out = "".join(lines)
+        print(f"make demo (fresh state, both models, through the API): {time.monotonic() - started:.1f} s to ready")
+        assert "press Ctrl-C to stop" in out, out[-6000:]
+        ports = _ports(out)
+        assert set(ports) == {"MLflow", "Airflow", "platform API", f"serving {IRIS}", f"serving {DIABETES}"}
+        api_url = f"http://127.0.0.1:{ports['platform API']}"
+        for model in MODELS:
+            assert (
+                f"RESULT {model}: OK: version 1 promoted to champion and served by its own serving (before: none)"
+                in out
+            )
+            assert re.search(rf"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/{model}$", out, flags=re.M)
+            assert f"promoted: version 1 is champion of {model}" in out
+        assert "RESULT: OK: 2 of 2 models promoted and served" in out
+        assert out.count("quality gate: passed: ") == 2
+        # each training went through the API's states, followed over SSE
+        assert out.count("training.queued") == 2 and out.count("training.success") == 2
+        for step in (
+            "check dependencies and ports",
+            "start MLflow",
+            "start the serving processes (one per model)",
+            "start Airflow",
+            "start the platform API",
+            f"train {IRIS} through the API",
+            f"train {DIABETES} through the API",
+            "sample predictions",
+        ):
+            assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
+        assert len(re.findall(r"^  champion +-> version 1$", out, flags=re.M)) == 2
+        # a prediction from each model's own serving: a class for iris, a number for the regression
+        iris_answer = json.loads(re.search(rf"^    {IRIS}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+        diabetes_answer = json.loads(re.search(rf"^    {DIABETES}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+        assert (iris_answer["version"], diabetes_answer["version"]) == ("1", "1")
+        assert iris_answer["predictions"][0] in (0, 1, 2) and isinstance(diabetes_answer["predictions"][0], float)
+        catalog = json.loads((state / "catalog.json").read_text())
+        assert {m: catalog["models"][m][contract.CATALOG_SERVING_URL_KEY] for m in MODELS} == {
+            m: f"http://127.0.0.1:{ports[f'serving {m}']}" for m in MODELS
+        }
+        # the summary: the API's URL, its token and the curl commands, ready to paste
+        assert re.search(rf"^  URL +{re.escape(api_url)} ", out, flags=re.M)
+        token = re.search(r"^  token \(train, read\) +(\S+)$", out, flags=re.M).group(1)  # type: ignore[union-attr]
         curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
-        assert len(curls) == 3, second[-3000:]
-        answers = [subprocess.run(c, capture_output=True, text=True, timeout=60).stdout for c in curls]
-        predicted, reloaded, models = (json.loads(a) for a in answers)
-        assert (predicted["alias"], predicted["version"]) == ("champion", "2")
-        assert reloaded["outcome"] == "unchanged" and reloaded["version"] == "2"
-        assert models["model"] == IRIS and [v["version"] for v in models["variants"]] == ["2"]
+        start = [c for c in curls if f"{api_url}/v1/trainings" in c and "POST" in c]
+        follow = [c for c in curls if "-sSN" in c and any(a.startswith(f"{api_url}/v1/trainings/") for a in c)]
+        assert len(start) == len(follow) == 2 and f"Authorization: Bearer {token}" in start[0], out[-3000:]
+        assert any(a.startswith("Idempotency-Key: ") for a in start[0])
+        # per model, in the summary's order: its start command, then the follow command of the training the demo ran
+        iris_start, iris_follow = next((c, f) for c, f in zip(start, follow, strict=True) if IRIS in c[-1])
+        # the serving's curl commands answer with the promoted version
+        predict = next(
+            c for c in curls if any(a.endswith("/predict") for a in c) and str(ports[f"serving {IRIS}"]) in " ".join(c)
+        )
+        predicted = json.loads(subprocess.run(predict, capture_output=True, text=True, timeout=60).stdout)
+        assert (predicted["alias"], predicted["version"]) == ("champion", "1")
+        # the printed curl starts the next training of iris; the same key again answers the same training
+        created = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
+        again = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
+        assert created["model"] == IRIS and again["id"] == created["id"]
+        # the printed follow command, for that training: its events until the final one
+        follow_new = [
+            a if not a.endswith("/events") else f"{api_url}/v1/trainings/{created['id']}/events" for a in iris_follow
+        ]
+        streamed = subprocess.run(follow_new, capture_output=True, text=True, timeout=900).stdout
+        events = re.findall(r"^event: (\S+)$", streamed, flags=re.M)
+        assert events[0] == "training.queued" and events[-1] == "training.success", streamed[-3000:]
+        final = json.loads(re.findall(r"^data: (.*)$", streamed, flags=re.M)[-1])["run"]
+        assert final["promoted"] is True and final["registered_version"] == "2" and "champion" in final["aliases"]
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does to the foreground group
-        rest, _ = make.communicate(timeout=120)
+        rest, _ = make.communicate(timeout=180)
     output = "".join(lines) + rest
     assert "interrupted: everything the demo started is stopped" in output, output[-3000:]
     _nothing_left(output, state)
@@ -180,16 +197,17 @@ def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, out = _demo_once(state, "--serving-port", str(port), "--mlflow-port", "0", timeout=120)
+        code, out = _demo_once(state, "--serving-port", str(port), "--mlflow-port", "0", "--api-port", "0", timeout=120)
     assert code == 1, out
     assert f"port 127.0.0.1:{port} is already in use" in out and "--serving-port N" in out
     assert "start MLflow" not in out  # checked before anything is started
     _nothing_left(out, state)
 
 
-def test_a_failing_step_stops_everything(state: Path) -> None:
+def test_without_the_api_a_failing_step_stops_everything(state: Path) -> None:
     code, out = _demo_once(
         state,
+        "--no-api",
         "--mlflow-port",
         "0",
         "--serving-port",
@@ -234,8 +252,8 @@ def test_a_missing_dependency_is_reported(
     assert not state.exists()  # failed before creating anything
 
 
-def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, int]) -> None:
-    """The environment variables switch the embedded defaults to PostgreSQL and an S3 endpoint (moto)."""
+def test_without_the_api_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, int]) -> None:
+    """`--no-api --once`: the environment variables switch MLflow to PostgreSQL and an S3 endpoint (moto)."""
     from devstack.moto import moto_s3
     from devstack.postgres import fresh_database
 
@@ -247,11 +265,15 @@ def test_demo_on_postgresql_and_s3(state: Path, postgres_available: tuple[str, i
                 **s3.client_env(),
             }
         )
-        code, out = _demo_once(state, "--mlflow-port", "0", "--serving-port", "0", "--model", DIABETES, env=env)
+        code, out = _demo_once(
+            state, "--no-api", "--mlflow-port", "0", "--serving-port", "0", "--model", DIABETES, env=env
+        )
         assert code == 0, out[-6000:]
         assert "MLflow backend postgresql+psycopg://" in out and "artifacts s3://demo-artifacts/mlflow" in out
         assert f"RESULT {DIABETES}: OK: version 1 promoted to champion and served" in out  # a pyfunc model from S3
         keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="demo-artifacts").get("Contents", [])]
         assert any(k.endswith("MLmodel") for k in keys), keys
         assert not (state / "mlflow.db").exists()
+        assert (state / "airflow" / "airflow.db").is_file()  # --no-api: `airflow dags test` on SQLite
+        assert "platform API" not in out
     _nothing_left(out, state)
