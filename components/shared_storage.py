@@ -261,7 +261,10 @@ class SharedStorage(pulumi.ComponentResource):
         new Job that runs again)."""
         script = prepare_script(vol)
         digest = hashlib.sha256(f"{args.server}\0{args.path}\0{script}\0{args.image}".encode()).hexdigest()[:8]
-        job_labels = labels(name="nfs-prepare", component="storage", volume=key)
+        # chown needs root: the pod declares the baseline level, which its namespace enforces (policy/kubernetes.py)
+        job_labels = labels(
+            name="nfs-prepare", component="storage", volume=key, base={platform_key("pod-security"): "baseline"}
+        )
         container = ContainerArgs(
             name="prepare",
             image=args.image,

@@ -9,6 +9,11 @@ template of a Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationControl
 so their pods cannot be seen: `k8s-namespace-pod-security` makes sure they land in a namespace this
 stack labels to enforce baseline or restricted, where the cluster's Pod Security Admission checks them.
 
+One declared exception: a pod whose template carries the label `mlops-platform/pod-security: baseline`
+(POD_LEVEL_LABEL) is held to baseline, not restricted (the NFS preparation Job must chown as root). The stack
+policy `k8s-declared-baseline-pods` then requires it to live in a namespace this stack creates with
+`pod-security.kubernetes.io/enforce: baseline`, so the cluster enforces exactly what the pack relaxed.
+
 The field lists follow https://kubernetes.io/docs/concepts/security/pod-security-standards/ for the
 clusters the stacks support (`kubernetes.minVersion` 1.30).
 """
@@ -99,6 +104,10 @@ RESTRICTED_VOLUME_TYPES = frozenset(
 )
 
 
+# The label by which a pod template declares the baseline level (see the module docstring).
+POD_LEVEL_LABEL = "mlops-platform/pod-security"
+
+
 # --- the pod model ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Container:
@@ -128,6 +137,12 @@ class Pod:
     def contexts(self, *path: str) -> list[tuple[str, Any]]:
         """(who, value) of a securityContext field of the pod, then of each container."""
         return [("the pod", self.context(*path))] + [(c.label, c.context(*path)) for c in self.containers]
+
+    @property
+    def baseline(self) -> bool:
+        """The pod declares the baseline level (POD_LEVEL_LABEL): the restricted-only controls do not apply."""
+        labels = self.metadata.get("labels")
+        return isinstance(labels, Mapping) and labels.get(POD_LEVEL_LABEL) == "baseline"
 
     @property
     def windows(self) -> bool:
@@ -233,7 +248,7 @@ def validate_capabilities(pod: Pod, report: Report) -> None:
                 f"{pod.label}: {c.label} adds {', '.join(beyond_baseline)}, beyond the baseline set. "
                 "Remove them from securityContext.capabilities.add (only NET_BIND_SERVICE may be added).",
             )
-        if pod.windows:
+        if pod.windows or pod.baseline:
             continue
         beyond_restricted = [a for a in added if a in BASELINE_CAPABILITIES and a not in RESTRICTED_ADD_CAPABILITIES]
         if beyond_restricted:
@@ -263,7 +278,7 @@ def validate_seccomp(pod: Pod, report: Report) -> None:
                 f"{pod.label}: {c.label} sets seccompProfile Unconfined. "
                 "Set its type to RuntimeDefault (or Localhost).",
             )
-        elif pod.windows:
+        elif pod.windows or pod.baseline:
             continue
         elif c_type is None and pod_type not in SECCOMP_TYPES:
             report(
@@ -338,6 +353,8 @@ def validate_sysctls(pod: Pod, report: Report) -> None:
 # --- restricted -----------------------------------------------------------------------------------------
 @pod_check
 def validate_volume_types(pod: Pod, report: Report) -> None:
+    if pod.baseline:
+        return
     for i, volume in enumerate(as_list(pod.spec.get("volumes"))):
         if not isinstance(volume, Mapping):
             continue
@@ -353,7 +370,7 @@ def validate_volume_types(pod: Pod, report: Report) -> None:
 
 @pod_check
 def validate_no_privilege_escalation(pod: Pod, report: Report) -> None:
-    if pod.windows:
+    if pod.windows or pod.baseline:
         return
     for c in pod.containers:
         if c.context("allowPrivilegeEscalation") is not False:
@@ -365,6 +382,8 @@ def validate_no_privilege_escalation(pod: Pod, report: Report) -> None:
 
 @pod_check
 def validate_run_as_non_root(pod: Pod, report: Report) -> None:
+    if pod.baseline:
+        return
     fix = f"Set {pod.path}.securityContext.runAsNonRoot: true."
     pod_non_root = pod.context("runAsNonRoot")
     if pod_non_root is False:
@@ -580,6 +599,32 @@ def validate_namespace_pod_security(args: StackValidationArgs, report: ReportVio
                 "guarantees Pod Security Admission checks the pods the chart renders (the policy pack cannot see "
                 f"them). Create the namespace in this stack with the label {ENFORCE_LABEL}: restricted (or baseline) "
                 "and set the release's namespace to it.",
+                r.urn,
+            )
+
+
+def validate_declared_baseline_pods(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A pod that declares the baseline level runs only in a namespace this stack creates enforcing baseline."""
+    levels: dict[str, Any] = {}
+    for r in args.resources:
+        if r.resource_type == NAMESPACE_TYPE:
+            try:
+                levels[get(r.props, "metadata", "name")] = get(r.props, "metadata", "labels", ENFORCE_LABEL)
+            except UnknownValueError:
+                continue
+    for r in args.resources:
+        try:
+            pod = pod_of(r.resource_type, r.props, r.name)
+            namespace = get(r.props, "metadata", "namespace")
+        except UnknownValueError:
+            continue
+        if pod is None or not pod.baseline:
+            continue
+        if levels.get(namespace) != "baseline":
+            report(
+                f"{pod.label} declares {POD_LEVEL_LABEL}: baseline, so the pack holds it to baseline only; its "
+                f"namespace {namespace!r} must be created by this stack with {ENFORCE_LABEL}: baseline (it is "
+                f"{levels.get(namespace, 'not created by this stack')!r}). Move it there or drop the label.",
                 r.urn,
             )
 

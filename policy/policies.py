@@ -196,6 +196,11 @@ KUBERNETES_POLICIES: list[Policy] = [
         "The stack's namespaces enforce Pod Security baseline or restricted, and Helm releases deploy into them.",
         kubernetes.validate_namespace_pod_security,
     ),
+    _stack(
+        "k8s-declared-baseline-pods",
+        "A pod declaring mlops-platform/pod-security: baseline runs only in a namespace enforcing baseline.",
+        kubernetes.validate_declared_baseline_pods,
+    ),
     _resource(
         "k8s-resource-requests-and-limits",
         "Kubernetes containers declare CPU and memory requests and limits.",

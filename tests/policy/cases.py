@@ -1116,6 +1116,16 @@ def _exposure_cases() -> dict[str, list[Case]]:
                 "traefik metrics, default service type",
             ),
         ],
+        "k8s-declared-baseline-pods": [
+            ok([namespace("mlops-storage", "baseline"), baseline_job()], "root chown Job in a baseline namespace"),
+            ok([ns, deployment()], "no pod declares baseline"),
+            bad(
+                [namespace("mlops-storage", "restricted"), baseline_job()],
+                "must be created by this stack with pod-security.kubernetes.io/enforce: baseline (it is 'restricted')",
+                "declared baseline in a restricted namespace",
+            ),
+            bad([baseline_job()], "'not created by this stack'", "declared baseline in a foreign namespace"),
+        ],
         "k8s-namespace-pod-security": [
             ok([ns, helm_release()], "release into a restricted namespace of the stack"),
             ok([namespace("mlops-airflow", "baseline"), helm_release(chart="airflow", namespace="mlops-airflow")]),
@@ -1127,6 +1137,23 @@ def _exposure_cases() -> dict[str, list[Case]]:
             bad([ns, helm_release(namespace=None)], "the provider's default namespace", "release without namespace"),
         ],
     }
+
+
+def baseline_job() -> Resource:
+    """The NFS preparation Job's shape: root with the baseline capabilities chown needs, declaring baseline."""
+    root = container(
+        name="prepare",
+        securityContext={
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+        },
+    )
+    job = workload("Job", pod_spec(root, restartPolicy="Never"), name="prepare")
+    job.props["spec"]["template"]["metadata"]["labels"]["mlops-platform/pod-security"] = "baseline"
+    job.props["metadata"]["namespace"] = "mlops-storage"
+    return job
 
 
 def _secret_cases() -> dict[str, list[Case]]:

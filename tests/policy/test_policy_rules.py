@@ -18,9 +18,11 @@ from tests.policy.cases import (
     WORKLOAD_KINDS,
     Case,
     all_cases,
+    baseline_job,
     config_map,
     container,
     deployment,
+    namespace,
     pod_spec,
     workload,
 )
@@ -208,3 +210,17 @@ def test_preview_of_a_new_bucket() -> None:
         ("s3-tls-only", "advisory"),
     ], found
     assert all("can't be known during preview" in v.message for v in found)
+
+
+def test_a_pod_declaring_baseline_is_spared_only_the_restricted_controls() -> None:
+    """The NFS preparation Job's shape (root, CHOWN/DAC_OVERRIDE/FOWNER) passes in a baseline namespace; the same
+    pod adding a capability beyond baseline, or privileged, is still reported: baseline is relaxed, not off."""
+    ns = namespace("mlops-storage", "baseline")
+    assert analyze([ns, baseline_job()]) == []
+    beyond = baseline_job()
+    c = beyond.props["spec"]["template"]["spec"]["containers"][0]
+    c["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
+    assert {v.policy for v in analyze([ns, beyond])} == {"k8s-capabilities"}
+    privileged = baseline_job()
+    privileged.props["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
+    assert {v.policy for v in analyze([ns, privileged])} == {"k8s-not-privileged"}
