@@ -25,7 +25,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy import aws, kubernetes, secrets
+from policy import aws, images, kubernetes, secrets
 from policy.common import install_secret_marks
 from policy.secrets import secret_looking_key, secret_looking_value
 
@@ -257,7 +257,25 @@ SECRET_POLICIES: list[Policy] = [
     ),
 ]
 
-POLICIES: list[Policy] = [*AWS_POLICIES, *KUBERNETES_POLICIES, *SECRET_POLICIES]
+DELIVERY_POLICIES: list[Policy] = [
+    _resource(
+        "platform-images-pinned-by-digest-in-prod",
+        "Production runs the platform's own images pinned by digest (repository@sha256:...).",
+        images.validate_platform_images_pinned,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "registries": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "default": list(images.DEFAULT_REGISTRIES),
+                },
+                "productionStacks": {"type": "array", "items": {"type": "string"}, "default": ["prod", "production"]},
+            }
+        ),
+    ),
+]
+
+POLICIES: list[Policy] = [*AWS_POLICIES, *KUBERNETES_POLICIES, *SECRET_POLICIES, *DELIVERY_POLICIES]
 
 
 def policy_named(name: str) -> Policy:

@@ -1279,7 +1279,39 @@ def _merge(*tables: dict[str, list[Case]]) -> dict[str, list[Case]]:
     return merged
 
 
+def _delivery_cases() -> dict[str, list[Case]]:
+    prod = {"PULUMI_STACK": "prod"}
+    digest = "sha256:" + "ab" * 32
+    pinned = deployment(container(image=f"ghcr.io/acme/mlops-platform/serving@{digest}"))
+    tagged = deployment(container(image="ghcr.io/acme/mlops-platform/serving:0.1.0"))
+    own_registry = deployment(container(image="registry.example.com/ml/serving:0.1.0"))
+    airflow = {"repository": "ghcr.io/acme/mlops-platform/airflow", "tag": "3.3.2"}
+    return {
+        "platform-images-pinned-by-digest-in-prod": [
+            ok(pinned, "prod, serving by digest", env=prod),
+            ok(tagged, "dev may run tags", env={"PULUMI_STACK": "dev"}),
+            ok(deployment(container(image="postgres:16.10-bookworm")), "third-party image", env=prod),
+            ok(helm_release(chart="airflow", values={"images": {"airflow": {**airflow, "digest": digest}}}), env=prod),
+            bad(tagged, "uses ghcr.io/acme/mlops-platform/serving:0.1.0 without a digest", "prod by tag", env=prod),
+            bad(
+                own_registry,
+                "without a digest",
+                "the stack's own images.registry",
+                env={**prod, "PULUMI_CONFIG": '{"mlops-platform:images.registry": "registry.example.com/ml"}'},
+            ),
+            bad(
+                helm_release(chart="airflow", values={"images": {"airflow": airflow}}),
+                "without values.images.airflow.digest",
+                "Airflow chart by tag",
+                env=prod,
+            ),
+        ]
+    }
+
+
 def all_cases() -> dict[str, list[Case]]:
     from tests.policy.pod_cases import pod_security_cases
 
-    return _merge(_aws_cases(), _k8s_cases(), _exposure_cases(), _secret_cases(), pod_security_cases())
+    return _merge(
+        _aws_cases(), _k8s_cases(), _exposure_cases(), _secret_cases(), _delivery_cases(), pod_security_cases()
+    )
