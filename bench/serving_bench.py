@@ -209,7 +209,8 @@ def mlserver(bin_dir: Path, tracking_uri: str, work: Path) -> Iterator[tuple[str
 def ceiling(work: Path) -> Iterator[tuple[str, list[str]]]:
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "bench.asgi_ceiling:app", "--host", LOOPBACK, "--port", str(port)]
-    argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning", "--workers", "1"]
+    argv += ["--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--workers", "1"]
+    argv += ["--log-level", "warning"]  # the service's uvicorn settings (services/serving/__main__.py)
     process = http_server("asgi-ceiling", argv, port=port, ready_path="/", cwd=REPO, log_path=work / "ceiling.out")
     with process:
         yield loopback_url(port), argv

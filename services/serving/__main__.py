@@ -1,9 +1,10 @@
 """`python -m services.serving`: THE start command (Dockerfile CMD, tests, benchmark, demo).
 
 Runs uvicorn on `MLOPS_SERVING_HOST`:`MLOPS_SERVING_PORT` with `MLOPS_SERVING_WORKERS` worker processes
-(uvloop + httptools, no uvicorn access log: the service writes its own JSON access lines). With
-several workers, Prometheus multiprocess mode is switched on so that /metrics covers all of them. Settings are
-checked before uvicorn starts, so a misconfiguration exits at once with a message naming the variable.
+(uvloop + httptools, no uvicorn access log: the service writes its own JSON access lines; no proxy-header
+parsing: nothing reads the client's address). With several workers, Prometheus multiprocess mode is switched
+on so that /metrics covers all of them. Settings are checked before uvicorn starts, so a misconfiguration exits
+at once with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-* parsing per request
         log_config=None,
         timeout_graceful_shutdown=10,
         server_header=False,

@@ -32,6 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from starlette.types import ASGIApp
 
 from services.serving.accesslog import AccessLog
 from services.serving.api import admin, predictions, scoring, status, v2
@@ -61,10 +62,18 @@ _JSON_TYPES = {
 }
 
 
+class ServingApp(FastAPI):
+    """FastAPI with the lean request path outermost: it runs before Starlette's error middleware (the lean
+    path answers its own errors), and every other request goes on through FastAPI's whole stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return LeanPath(super().build_middleware_stack(), ENDPOINTS, self.state.access_log)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application (uvicorn factory). Settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
-    app = FastAPI(
+    app = ServingApp(
         title="mlops-platform model serving",
         version="1.0",
         description="Predictions from MLflow model versions selected by alias, with routing and hot swap.",
@@ -76,7 +85,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.log_file = configure_logging(settings.instance, settings.log_dir)
     app.state.access_log = AccessLog(settings.instance)
-    app.add_middleware(LeanPath, endpoints=ENDPOINTS, access_log=app.state.access_log)
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
     app.add_exception_handler(Refusal, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

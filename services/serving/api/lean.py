@@ -1,7 +1,8 @@
 """THE request path of every prediction endpoint, as plain ASGI: no routing table walk, no dependency solving,
 no request or response objects, no pydantic on the way out.
 
-`LeanPath` is the application's outermost middleware of its own (inside Starlette's error middleware). For
+`LeanPath` is the application's outermost layer (`services.serving.app.ServingApp` puts it before Starlette's
+error middleware; the lean path answers its own errors). For
 every HTTP request it sets the request id (`X-Request-Id`, the caller's or a new one), echoes it, and writes
 one access-log line (`services.serving.accesslog`). A request for one of the prediction `Endpoint`s (exact
 method and path, or a path template of `{param}` segments) is served by `serve` directly; any other request
@@ -406,7 +407,10 @@ class LeanPath:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                    message["headers"] = [*message.get("headers", []), rid_header]
+                    headers = list(message.get("headers", []))
+                    if not any(name == _RID_HEADER for name, _ in headers):  # an error handler may have set it
+                        headers.append(rid_header)
+                    message["headers"] = headers
                 await send(message)
 
             await self.app(scope, receive, send_with_id)
