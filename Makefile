@@ -25,7 +25,7 @@ node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-demo: setup ## THE main job: MLflow, one serving process per model and each model's training DAG on this machine; ARGS="--once [--model NAME]"
+demo: setup ## THE main job: MLflow, one serving process per model, Airflow and the platform API, each model trained through the API; ARGS="--once [--model NAME] [--no-api]"
 	$(PY) -m devstack.demo $(ARGS)
 
 lint: ## ruff check + ruff format --check (line length 120 enforced), yamllint over the YAML
