@@ -33,4 +33,8 @@ async def admit(state: ServingState, headers: Mapping[str, str]) -> Refusal | No
 
 def _is_admin(state: ServingState, headers: Mapping[str, str]) -> bool:
     token = bearer_token(headers.get("authorization"))
-    return bool(token and state.reload_token and hmac.compare_digest(token.encode("utf-8", "surrogateescape"), state.reload_token))
+    return bool(
+        token
+        and state.reload_token
+        and hmac.compare_digest(token.encode("utf-8", "surrogateescape"), state.reload_token)
+    )
