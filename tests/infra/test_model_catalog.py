@@ -8,8 +8,6 @@ and its serving with no other change."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,6 @@ import pytest
 import yaml
 
 from components.airflow import CATALOG_ANNOTATION, catalog_checksum
-from devstack import DAGS_FOLDER, REPO
-from devstack.dag_runs import airflow_env
 from harness import checks
 from harness.mocks import reveal
 from harness.run import ROOT, ProgramRun, read_stack_file, run_program
@@ -27,6 +23,7 @@ from services.common import contract
 from services.common.catalog import DEFAULT_PROFILES, ModelSpec, names, parse_catalog
 from services.common.training_pod import TASK_CONTAINER, training_pod
 from stacks.settings import StackSettings, load_settings
+from tests.dags.inspect_dags import inspect
 
 STACKS = ["dev", "prod"]
 MODELS_KEY = "mlops-platform:models"
@@ -266,26 +263,6 @@ THIRD = {
 }
 
 
-def inspect_dags(tmp_path: Path, catalog_text: str) -> dict[str, Any]:
-    """tests/dags/inspect_dags.py (imports the DAG files, loads the folder with Airflow's DagBag) in a subprocess
-    whose MLOPS_MODEL_CATALOG names a file holding `catalog_text`."""
-    path = tmp_path / "catalog.json"
-    path.write_text(catalog_text)
-    env = {**airflow_env(tmp_path / "airflow-home"), contract.MODEL_CATALOG.name: str(path)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "dags" / "inspect_dags.py"), str(DAGS_FOLDER)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, f"inspection failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    report: dict[str, Any] = json.loads(lines[-1].removeprefix("REPORT "))
-    return report
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_a_third_model_gets_its_dags_and_its_serving_with_no_other_change(stack: str, tmp_path: Path) -> None:
     path = with_models(stack, tmp_path, lambda config: config[MODELS_KEY].update({"Churn.Model": THIRD}))
@@ -315,7 +292,7 @@ def test_a_third_model_gets_its_dags_and_its_serving_with_no_other_change(stack:
     }
     if stack == "dev":  # the DAG file itself, loaded by Airflow with that JSON (one stack is enough: same file)
         text = catalog_configmap(run)["data"][contract.MODEL_CATALOG_KEY]
-        report = inspect_dags(tmp_path, text)
+        report = inspect(tmp_path, text)
         assert report["import_errors"] == {}
         assert {"train_churn_model", "rollback_churn_model"} <= set(report["dags"])
         assert set(report["dags"]) == {
