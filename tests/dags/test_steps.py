@@ -158,21 +158,26 @@ def test_verify_needs_consecutive_answers_from_the_new_version(monkeypatch: pyte
     answers = iter(["3", "4", "3", "4", "4", "4"])
     calls: list[str] = []
 
-    def predict(url: str, rows: Any, timeout_s: float = 30.0, alias: str | None = None) -> dict[str, Any]:
+    def predict(
+        url: str, rows: Any, timeout_s: float = 30.0, alias: str | None = None, token: str | None = None
+    ) -> dict[str, Any]:
         assert alias == "champion"  # the variant itself, not the routed /predict
+        assert token == "admin-token"  # the pipelines' admin token: accepted where the model requires auth
         version = next(answers)
         calls.append(version)
         return {"alias": "champion", "version": version, "predictions": [0]}
 
     monkeypatch.setattr(serving, "predict", predict)
-    endpoints = Endpoints("http://mlflow", "http://serving", "http://serving", None)
+    endpoints = Endpoints("http://mlflow", "http://serving", "http://serving", "admin-token")
     answer = serving.wait_until_served(endpoints, "champion", "4", [], timeout_s=30, interval_s=0)
     assert answer["version"] == "4" and calls == ["3", "4", "3", "4", "4", "4"]
 
 
 def test_verify_gives_up_at_the_deadline_with_the_last_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        serving, "predict", lambda url, rows, timeout_s=30.0, alias=None: {"alias": "champion", "version": "3"}
+        serving,
+        "predict",
+        lambda url, rows, timeout_s=30.0, alias=None, token=None: {"alias": "champion", "version": "3"},
     )
     endpoints = Endpoints("http://mlflow", "http://serving", "http://serving", None)
     with pytest.raises(PermanentError, match=r"did not answer with champion version 4 within 0 s.*'version': '3'"):
