@@ -21,7 +21,6 @@ for too large a request, 503 when no version is loaded, and the admission's 401/
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any, NamedTuple
@@ -188,24 +187,26 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
         raise _bad("inputs", f"expected a non-empty list of tensors, got {describe_value(inputs)}")
     tensors = []
     offset = 0
-    for index, raw in enumerate(inputs):
-        item = _object(raw, f"inputs[{index}]", _INPUT_KEYS)
+    for index, item in enumerate(inputs):
+        if type(item) is not dict or not _INPUT_KEYS.issuperset(item):
+            _object(item, f"inputs[{index}]", _INPUT_KEYS)  # raises, naming the problem
         name = item.get("name")
         if type(name) is not str or not name:
             raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
         shape = item.get("shape")
-        if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
-            raise _bad(f"inputs[{index}].shape", f"expected a list of non-negative integers, got {shape!r}")
+        count = 1
+        for dim in shape if type(shape) is list and shape else (None,):
+            if type(dim) is not int or dim < 0:
+                raise _bad(f"inputs[{index}].shape", f"expected a list of non-negative integers, got {shape!r}")
+            count *= dim
         datatype = item.get("datatype")
-        if type(datatype) is not str or datatype not in _ALLOWED:
+        allowed = _ALLOWED.get(datatype) if type(datatype) is str else None
+        if allowed is None:
             raise _bad(f"inputs[{index}].datatype", f"{datatype!r} is not one of {list(DATATYPES)}")
-        count = math.prod(shape)
         parameters = item.get("parameters")
-        size = (
-            None
-            if parameters is None
-            else _parameters(parameters, f"inputs[{index}].parameters").get("binary_data_size")
-        )
+        size = None
+        if parameters is not None:
+            size = _parameters(parameters, f"inputs[{index}].parameters").get("binary_data_size")
         if size is not None:
             where = f"inputs[{index}]"
             if "data" in item:
@@ -224,7 +225,8 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
             data = _flatten(values, f"inputs[{index}].data") if values and type(values[0]) is list else values
             if len(data) != count:
                 raise _bad(f"inputs[{index}].data", f"{len(data)} values for shape {shape} ({count} expected)")
-            _check_values(data, datatype, f"inputs[{index}].data")
+            if not set(map(type, data)) <= allowed or datatype in _INT_RANGES:
+                _check_values(data, datatype, f"inputs[{index}].data")
         tensors.append(Tensor(index, name, tuple(shape), datatype, data))
     if offset != len(tail):
         raise _bad("body", f"{len(tail) - offset} bytes of binary data that no input's binary_data_size claims")
@@ -287,8 +289,8 @@ def _columns_layout(tensors: list[Tensor], validator: InputValidator) -> Any:
 def _matrix_layout(tensor: Tensor, validator: InputValidator) -> Any:
     rows, width = tensor.shape
     data = tensor.data
-    where = f"inputs[{tensor.position}]"
-    fields = Fields("inputs", lambda i: f"{where}.data", lambda i, name, j: f"{where}.data[{i * width + j}]")
+    at = tensor.position
+    fields = Fields("inputs", lambda i: f"inputs[{at}].data", lambda i, name, j: f"inputs[{at}].data[{i * width + j}]")
     if validator.numeric and tensor.datatype in _NUMBERS:
         return validator.numbers(data, rows, fields)
     return validator.table([data[i * width : (i + 1) * width] for i in range(rows)], fields)
@@ -302,11 +304,11 @@ def model_inputs(tensors: list[Tensor], validator: InputValidator) -> Any:
             return _matrix_layout(single, validator)
         return _records_of(tensors, validator)
     names = validator.name_set
+    width = len(validator.columns)
+    if single is not None and single.name not in names and len(single.shape) == 2 and single.shape[1] == width:
+        return _matrix_layout(single, validator)
     if all(t.name in names for t in tensors):
         return _columns_layout(tensors, validator)
-    width = len(validator.columns)
-    if single is not None and len(single.shape) == 2 and single.shape[1] == width:
-        return _matrix_layout(single, validator)
     stranger = next(t for t in tensors if t.name not in names)
     raise _bad(
         f"inputs[{stranger.position}].name",
