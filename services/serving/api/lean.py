@@ -58,6 +58,7 @@ REQUEST_ID_HEADER = "x-request-id"
 _RID_HEADER = REQUEST_ID_HEADER.encode("latin-1")
 _MAX_REQUEST_ID = 128
 _MAX_SHADOW_IN_FLIGHT = 64
+_MAX_MATCHED = 1024
 CLIENT_GONE = 499  # the access log's status of a request whose client left before the answer
 
 # Request ids: a random prefix per process and a counter (unique, and cheaper than a uuid4 per request).
@@ -359,11 +360,17 @@ class LeanPath:
                 self._templated.setdefault((endpoint.method, len(endpoint.segments)), []).append(endpoint)
             else:
                 self._exact[(endpoint.method, endpoint.path)] = endpoint
+        # templated paths matched before (bounded: a path parameter can be anything a client sends)
+        self._matched: dict[tuple[str, str], tuple[Endpoint, dict[str, str]]] = {}
 
     def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, str]] | None:
+        """The endpoint of a request and its path parameters (not to be modified), or None."""
         endpoint = self._exact.get((method, path))
         if endpoint is not None:
             return endpoint, {}
+        known = self._matched.get((method, path))
+        if known is not None:
+            return known
         parts = path.split("/")
         for candidate in self._templated.get((method, len(parts)), ()):
             params: dict[str, str] = {}
@@ -375,6 +382,8 @@ class LeanPath:
                 elif want != got:
                     break
             else:
+                if len(self._matched) < _MAX_MATCHED:
+                    self._matched[(method, path)] = (candidate, params)
                 return candidate, params
         return None
 
