@@ -15,8 +15,8 @@ it with:
 
 Load: `hey -c 16`, one load per target, in interleaved rounds (the order rotates every round) so that drift
 in the machine's load hits every target alike: single-row requests (ours `/predict` and V2 infer, MLServer V2,
-MLflow `/invocations`, the ceiling, ours at 2 workers) and 64-row requests (ours `/predict`, MLServer V2).
-The V2 body is the same 2-D FP64 tensor for ours and MLServer. Then, under the same load on ours, hot swaps
+MLflow `/invocations`, the ceiling, ours at 2 workers) and 64-row requests (ours and MLServer V2, ours
+`/predict`). A V2 body is the same 2-D FP64 tensor for ours and MLServer. Then, under the same load on ours, hot swaps
 (the alias moved to a new version and the reload API called): every request must succeed. Medians over the
 rounds; targets are ratios within this one run. Writes bench/results/serving.json with the numbers, the exact
 commands, the machine and its load average before and after. `--profile` also samples our service with py-spy
@@ -328,8 +328,9 @@ def main() -> int:
                 "ours": hey_command(hey, f"{ours.base_url}/predict", files["one"], args.seconds),
                 "ours_v2": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_one"], args.seconds),
                 "mlserver": hey_command(hey, f"{mls_base}{v2_path}", files["v2_one"], args.seconds),
-                "ours_batch64": hey_command(hey, f"{ours.base_url}/predict", files["batch"], args.seconds),
+                "ours_batch64": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_batch"], args.seconds),
                 "mlserver_batch64": hey_command(hey, f"{mls_base}{v2_path}", files["v2_batch"], args.seconds),
+                "ours_predict_batch64": hey_command(hey, f"{ours.base_url}/predict", files["batch"], args.seconds),
                 "ours_2workers": hey_command(hey, f"{ours2.base_url}/predict", files["one"], args.seconds),
                 "mlflow": hey_command(hey, f"{theirs_base}/invocations", files["mlflow_one"], args.seconds),
             }
@@ -378,11 +379,13 @@ def main() -> int:
         "v2_p99_ms": round(med["ours_v2"]["p99_ms"], 2),
         "ours_batch64_rows_per_s": round(ours_rows, 1),
         "mlserver_batch64_rows_per_s": round(mls_rows, 1),
+        "ours_predict_batch64_rows_per_s": round(med["ours_predict_batch64"]["rps"] * BATCH, 1),
         "ours_2workers_rps": round(med["ours_2workers"]["rps"], 1),
         "ratios": {
             "ours_over_ceiling": round(ours_rps / med["ceiling"]["rps"], 3),
             "ours_over_mlserver": round(ours_rps / mls_rps, 2),
             "batch64_rows_ours_over_mlserver": round(ours_rows / mls_rows, 2),
+            "predict_batch64_rows_ours_over_mlserver": round(med["ours_predict_batch64"]["rps"] * BATCH / mls_rows, 2),
             "p99_ours_over_mlserver": round(ours_p99 / mls_p99, 3),
             "v2_over_predict": round(med["ours_v2"]["rps"] / ours_rps, 3),
             "two_workers_over_one": round(med["ours_2workers"]["rps"] / ours_rps, 2),
@@ -404,7 +407,9 @@ def main() -> int:
             "rounds_per_target": args.rounds,
             "seconds_per_round": args.seconds,
             "aggregate": "median over the interleaved rounds (the order of the targets rotates every round)",
-            "request": f"one row per request; batch64: {BATCH} rows per request (rows/s = req/s x {BATCH})",
+            "request": f"one row per request; batch64: {BATCH} rows per request (rows/s = req/s x {BATCH}), "
+            "the same V2 body (one 2-D FP64 tensor) for ours and MLServer; ours_predict_batch64: the same rows "
+            "as /predict's JSON objects (4.4x the bytes)",
             "workers": "1 uvicorn worker (MLServer: parallel_workers 0, one process) each; ours also at 2",
             "features": "ours with validation, routing, Prometheus metrics and JSON access logs (stdout + file) on",
             "model": f"{MODEL}: iris StandardScaler+LogisticRegression, registered in MLflow (PostgreSQL + moto S3); "

@@ -266,13 +266,14 @@ class InputValidator:
     def _numeric_fast(self, rows: Sequence[Sequence[Any]]) -> np.ndarray | None:
         """The float64 matrix when every value is a finite number (integers where the column says so), else
         None (the caller then walks the rows to name the problem)."""
-        if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        flat = list(chain.from_iterable(rows))  # one flat list: numpy converts it faster than rows of tuples
+        if not set(map(type, flat)) <= _NUMBER_TYPES or len(flat) != len(rows) * len(self.names or ()):
             return None
         try:
-            matrix = np.array(rows, dtype=np.float64)
+            matrix = np.array(flat, dtype=np.float64).reshape(len(rows), -1)
         except (OverflowError, ValueError):
             return None
-        return matrix if matrix.ndim == 2 and self._checked(matrix, chain.from_iterable(rows)) else None
+        return matrix if self._checked(matrix, flat) else None
 
     def _checked(self, matrix: np.ndarray, values: Iterable[int | float]) -> bool:
         """Every value finite (one sum: a NaN or an infinity makes it non-finite; so may two huge finite values,

@@ -138,7 +138,7 @@ def _flag(parameters: dict[str, Any], key: str, field: str) -> bool:
 def _flatten(data: list[Any], field: str) -> list[Any]:
     """Row-major flat values of nested lists (every level a list of lists, or of values)."""
     while data and type(data[0]) is list:
-        if not all(type(item) is list for item in data):
+        if set(map(type, data)) != {list}:
             raise _bad(field, "nested lists and values are mixed at the same level")
         data = list(chain.from_iterable(data))
     return data

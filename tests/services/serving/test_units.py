@@ -36,7 +36,7 @@ from services.serving.accesslog import AccessLog
 from services.serving.api.deps import ServingState, known_alias
 from services.serving.api.lean import LeanPath, by_alias
 from services.serving.app import ENDPOINTS, create_app
-from services.serving.batching import MicroBatcher
+from services.serving.batching import MAX_TURNS, MicroBatcher
 from services.serving.routing import Router, client_point
 from services.serving.schema import Column, InputValidator, RequestError
 from services.serving.settings import Settings, SettingsError
@@ -216,6 +216,33 @@ def test_micro_batcher_shares_one_call_and_isolates_failures() -> None:
     assert isinstance(results[5], ValueError)
     assert calls[0] == 11  # all six requests were stacked into one call first; it failed...
     assert sorted(calls[1:]) == [1, 2, 2, 2, 2, 2]  # ...so each was predicted on its own
+
+
+def test_micro_batcher_waits_while_requests_keep_joining() -> None:
+    def stream(requests: int) -> tuple[list[int], list[Any]]:
+        """`requests` requests, one per loop turn; the sizes of the model calls and the answers."""
+        calls: list[int] = []
+
+        def predict(matrix: np.ndarray) -> list[Any]:
+            calls.append(len(matrix))
+            return matrix[:, 0].tolist()
+
+        async def run() -> list[Any]:
+            batcher = MicroBatcher(predict)
+            tasks = []
+            for i in range(requests):
+                tasks.append(asyncio.ensure_future(batcher.predict(np.array([[float(i)]]))))
+                await asyncio.sleep(0)  # one turn of the loop
+            return list(await asyncio.gather(*tasks))
+
+        return calls, asyncio.run(run())
+
+    assert stream(1) == ([1], [[0.0]])  # a lone request is not held back
+    calls, answers = stream(5)
+    assert calls == [5] and answers == [[float(i)] for i in range(5)]  # joining every turn: one call
+    calls, answers = stream(3 * MAX_TURNS)
+    assert len(calls) > 1 and max(calls) <= MAX_TURNS and sum(calls) == 3 * MAX_TURNS  # but not forever
+    assert answers == [[float(i)] for i in range(3 * MAX_TURNS)]
 
 
 # --- loader process policy -------------------------------------------------------------------------
