@@ -16,6 +16,7 @@ import tempfile
 import uvicorn
 
 from services.common import contract
+from services.serving.http import HttpProtocol
 from services.serving.settings import Settings, SettingsError
 
 
@@ -35,7 +36,7 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # uvicorn's httptools protocol, one write per response (services/serving/http.py)
         access_log=False,
         proxy_headers=False,  # nothing reads the client's address: no X-Forwarded-* parsing per request
         log_config=None,
