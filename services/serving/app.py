@@ -39,6 +39,7 @@ from services.serving.api import admin, predictions, scoring, status, v2
 from services.serving.api.bodies import error_response
 from services.serving.api.deps import ServingState
 from services.serving.api.lean import REQUEST_ID_HEADER, Endpoint, LeanPath, openapi_paths
+from services.serving.loader import trust_validated_inputs
 from services.serving.observability import configure_logging, request_id_var
 from services.serving.schema import RequestError
 from services.serving.security import Refusal, refusal_response
@@ -99,6 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build the process's state, load the variants (bounded wait), watch the registry; undo at exit."""
     settings: Settings = app.state.settings
     state = app.state.serving = ServingState.build(settings, app.state.log_file)
+    trust_validated_inputs()
     log.info(
         "serving %s, aliases %s, routing %s, polling every %ss, log file %s",
         settings.model_name,

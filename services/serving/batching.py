@@ -30,9 +30,13 @@ class MicroBatcher:
         self._scheduled = False
         self._seen = 0  # requests in the batch at the last turn
         self._batch = 0  # the number of the batch being gathered (a flush starts the next one)
+        # The loop of the last call: `asyncio.get_running_loop()` costs a getpid() syscall per call, so it is
+        # asked only when a batch starts (a batcher lives in one loop; tests may run several in turn).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def predict(self, matrix: np.ndarray) -> list[Any]:
-        loop = asyncio.get_running_loop()
+        loop = self._loop if self._scheduled and self._loop is not None else asyncio.get_running_loop()
+        self._loop = loop
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((matrix, future))
         self._rows += len(matrix)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from services.common import contract
 from services.serving.security import Refusal
 
 RETRY_AFTER_SECONDS = 1
@@ -28,6 +29,7 @@ class ConcurrencyLimiter:
             raise ValueError(f"the concurrency limit must be >= 1, got {limit}")
         self.limit = limit
         self.in_flight = 0
+        self._gauge: Gauge | None = None  # counted per request only where the gauge cannot read the count
         self.gauge = (
             Gauge(
                 "serving_in_flight",
@@ -38,6 +40,11 @@ class ConcurrencyLimiter:
             if registry is not None
             else None
         )
+        if self.gauge is not None:
+            if contract.PROMETHEUS_MULTIPROC_DIR.get():  # each worker's value lives in a file: kept up to date
+                self._gauge = self.gauge
+            else:  # one process: the gauge reads the count when scraped, nothing to do per request
+                self.gauge.set_function(lambda: self.in_flight)
 
     def try_enter(self) -> Refusal | None:
         """Take a slot (None) or refuse: 429 with Retry-After when `limit` predictions are in flight."""
@@ -49,15 +56,15 @@ class ConcurrencyLimiter:
                 {"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         self.in_flight += 1
-        if self.gauge is not None:
-            self.gauge.inc()
+        if self._gauge is not None:
+            self._gauge.inc()
         return None
 
     def leave(self) -> None:
         """Give back the slot taken by a successful `try_enter`."""
         self.in_flight -= 1
-        if self.gauge is not None:
-            self.gauge.dec()
+        if self._gauge is not None:
+            self._gauge.dec()
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:

@@ -41,6 +41,19 @@ log = logging.getLogger("mlops.serving.loader")
 warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 LOADER_NICE = 10
+
+
+def trust_validated_inputs() -> None:
+    """In the calling thread (the event loop's, where micro-batched native predictions run), scikit-learn
+    skips the checks the service has already made: finiteness (the validator requires finite numbers before
+    a matrix reaches a native model, `services.serving.schema`) and parameter validation (the parameters of a
+    fitted estimator were validated when it was fitted). Loading, and pyfunc models, run in other threads with
+    scikit-learn's defaults."""
+    import sklearn
+
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+
+
 _CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 

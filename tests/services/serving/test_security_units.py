@@ -396,6 +396,27 @@ def test_the_limiter_refuses_429_with_retry_after_when_full_and_frees_slots() ->
         ConcurrencyLimiter(0)
 
 
+def test_serving_in_flight_shows_the_count_in_one_process_and_across_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prometheus_client import CollectorRegistry
+
+    def gauge(registry: CollectorRegistry) -> float | None:
+        return registry.get_sample_value("serving_in_flight")
+
+    monkeypatch.delenv(contract.PROMETHEUS_MULTIPROC_DIR.name, raising=False)
+    single = CollectorRegistry()
+    limiter = ConcurrencyLimiter(3, single)
+    assert limiter.try_enter() is None and limiter.try_enter() is None
+    assert gauge(single) == 2  # read from the count when scraped
+    limiter.leave()
+    assert gauge(single) == 1
+    monkeypatch.setenv(contract.PROMETHEUS_MULTIPROC_DIR.name, "/nonexistent-not-read-here")
+    workers = CollectorRegistry()
+    limiter = ConcurrencyLimiter(3, workers)  # a worker's value lives in its file: counted per request
+    assert limiter.try_enter() is None and limiter.try_enter() is None
+    limiter.leave()
+    assert limiter.in_flight == 1 and gauge(workers) == 1
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [

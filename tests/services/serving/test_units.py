@@ -245,6 +245,45 @@ def test_micro_batcher_waits_while_requests_keep_joining() -> None:
     assert answers == [[float(i)] for i in range(3 * MAX_TURNS)]
 
 
+def test_micro_batcher_serves_one_event_loop_after_another() -> None:
+    batcher = MicroBatcher(lambda matrix: matrix[:, 0].tolist())
+
+    async def run(offset: float) -> list[Any]:
+        return list(await asyncio.gather(*(batcher.predict(np.array([[offset + i]])) for i in range(3))))
+
+    for offset in (0.0, 10.0, 20.0):  # a new loop each time (as in tests; a served process has one)
+        assert asyncio.run(run(offset)) == [[offset], [offset + 1], [offset + 2]]
+
+
+def test_native_predictions_skip_only_the_checks_the_service_made() -> None:
+    """In the loop's thread scikit-learn trusts the validated matrix; every other thread keeps its defaults."""
+    import threading
+
+    import sklearn
+
+    from services.serving.loader import trust_validated_inputs
+
+    seen: dict[str, dict[str, Any]] = {}
+
+    def loop_thread() -> None:
+        trust_validated_inputs()
+        seen["loop"] = sklearn.get_config()
+
+    thread = threading.Thread(target=loop_thread)
+    thread.start()
+    thread.join()
+    other = threading.Thread(target=lambda: seen.__setitem__("other", sklearn.get_config()))
+    other.start()
+    other.join()
+    assert seen["loop"]["assume_finite"] is True and seen["loop"]["skip_parameter_validation"] is True
+    assert seen["other"]["assume_finite"] is False and seen["other"]["skip_parameter_validation"] is False
+    # what the model is spared is refused before it: a non-finite value never reaches a native model
+    validator = InputValidator((Column("x", "double", True),), 10)
+    with pytest.raises(RequestError) as err:
+        validator.validate({"rows": [{"x": math.inf}]})
+    assert err.value.status == 422 and err.value.field == "rows[0].x"
+
+
 # --- loader process policy -------------------------------------------------------------------------
 def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     from services.serving.loader import memory_limit_bytes
