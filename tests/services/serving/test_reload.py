@@ -150,8 +150,14 @@ def test_concurrent_reloads_coalesce(new_model: Callable[..., Any], start_servic
     new = model.add(alias="champion", C=0.4)
     url = f"{svc.base_url}{contract.reload_path('champion')}"
 
+    start = threading.Barrier(8)
+
     def call(_: int) -> httpx.Response:
-        return httpx.post(url, headers=bearer(svc.reload_token), timeout=120)
+        # each caller's connection is open before they all send at once: the calls arrive within the first load
+        with httpx.Client(timeout=120) as client:
+            client.get(f"{svc.base_url}/healthz")
+            start.wait(30)
+            return client.post(url, headers=bearer(svc.reload_token))
 
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(call, range(8)))
