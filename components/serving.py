@@ -93,18 +93,23 @@ RUN_AS = 10001
 APP = "serving"
 COMPONENT = "model-serving"
 MODEL_LABEL = platform_key("model")  # the model's slug, on every object and pod of its serving
-# Paths the Ingress exposes (Exact). The admin API (reload, reload-all, blue-green switch) and
-# /metrics are not among them: they are reachable only inside the cluster, and the NetworkPolicy
-# admits only the ingress controller and the Airflow namespace.
+# Paths the Ingress exposes (Exact), besides the inference protocols' (`contract.V2_SERVER_PATHS`,
+# `contract.MLFLOW_SCORING_PATHS`, and the model's V2 paths under one Prefix). The admin API (reload,
+# reload-all, blue-green switch) and /metrics are not among them: they are reachable only inside the cluster,
+# and the NetworkPolicy admits only the ingress controller and the Airflow namespace.
 PUBLIC_PATHS = ("/predict", "/models", "/healthz", "/readyz", "/docs", "/openapi.json")
 DOCS_PATHS = ("/docs", "/openapi.json")  # exposed only when the model's serving.publicDocs is on
 MIDDLEWARE_API_VERSION = "traefik.io/v1alpha1"
 MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
 
 
-def public_paths(aliases: Sequence[str], docs: bool = True) -> list[str]:
-    paths = [p for p in PUBLIC_PATHS if docs or p not in DOCS_PATHS]
-    return [*paths, *(f"/variants/{alias}/predict" for alias in aliases)]
+def public_paths(model: str, aliases: Sequence[str], docs: bool = True) -> list[tuple[str, str]]:
+    """The Ingress paths of one model's serving, with their path types: exact paths, and one Prefix for the
+    model's Open Inference Protocol paths (metadata, ready, infer, and their `/versions/{version}` forms)."""
+    exact = [p for p in PUBLIC_PATHS if docs or p not in DOCS_PATHS]
+    exact += [contract.variant_predict_path(alias) for alias in aliases]
+    exact += [*contract.V2_SERVER_PATHS, *contract.MLFLOW_SCORING_PATHS]
+    return [(p, "Exact") for p in exact] + [(contract.v2_model_prefix(model), "Prefix")]
 
 
 def keys_file(names: Sequence[str], generated: Sequence[str], external: Sequence[str]) -> str:
@@ -518,15 +523,15 @@ class ServingService(pulumi.ComponentResource):
         object_labels: dict[str, str],
         middleware: CustomResource | None,
     ) -> None:
-        """TLS Ingress exposing only the public paths (Exact), through the rate-limit Middleware
+        """TLS Ingress exposing only the public paths (`public_paths`), through the rate-limit Middleware
         (`<namespace>-<name>@kubernetescrd`, Traefik's name of a Middleware of its CRD provider)."""
         backend = IngressBackendArgs(
             service=IngressServiceBackendArgs(name=self.service.metadata.name, port=ServiceBackendPortArgs(name="http"))
         )
         docs = args.serving.public_docs is not False
         paths = [
-            HTTPIngressPathArgs(path=p, path_type="Exact", backend=backend)
-            for p in public_paths(args.serving.aliases, docs)
+            HTTPIngressPathArgs(path=path, path_type=path_type, backend=backend)
+            for path, path_type in public_paths(args.model, args.serving.aliases, docs)
         ]
         annotations: dict[str, pulumi.Input[str]] = {"cert-manager.io/cluster-issuer": args.cluster_issuer}
         if middleware is not None:

@@ -248,6 +248,19 @@ def variant_predict_path(alias: str) -> str:
     return f"/variants/{alias}/predict"
 
 
+# The inference protocols every model deployment speaks besides its own /predict (the Ingress exposes them;
+# services/serving/api/v2.py and scoring.py serve them): the Open Inference Protocol (V2) REST paths, where
+# `{model}` is the model's registered name, and MLflow's scoring protocol.
+V2_SERVER_PATHS = ("/v2", "/v2/health/live", "/v2/health/ready")
+V2_MODEL_PATH = "/v2/models/{model}"  # metadata; + /ready, /infer, /versions/{version}[/ready|/infer]
+MLFLOW_SCORING_PATHS = ("/invocations", "/ping", "/health", "/version")
+
+
+def v2_model_prefix(model: str) -> str:
+    """The path under which every V2 endpoint of one model lies (an Ingress Prefix: whole segments only)."""
+    return V2_MODEL_PATH.format(model=model)
+
+
 def markdown_table() -> str:
     """The README's table of environment variables (a test keeps the README in sync)."""
     rows = ["| variable | from | description |", "| --- | --- | --- |"]

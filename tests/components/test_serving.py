@@ -142,10 +142,14 @@ def test_environment_comes_from_the_contract_and_names_the_model() -> None:
 def test_reload_path_is_not_exposed_and_only_controller_and_airflow_may_connect() -> None:
     run = build("prod")
     ingress = one(run, "Ingress")
-    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert all(p["pathType"] == "Exact" for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"])
+    types = {p["path"]: p["pathType"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    paths = list(types)
+    # one Prefix: the model's own Open Inference Protocol paths (whole segments: not another model's)
+    assert {p: t for p, t in types.items() if t != "Exact"} == {"/v2/models/iris-classifier": "Prefix"}
     assert not any("reload" in p or p.startswith("/admin") or p == "/metrics" for p in paths)
     assert set(PUBLIC_PATHS) - set(DOCS_PATHS) <= set(paths) and "/variants/challenger/predict" in paths
+    # the inference protocols teams' clients already speak: a URL to change, not code
+    assert {*contract.V2_SERVER_PATHS, *contract.MLFLOW_SCORING_PATHS} <= set(paths)
     assert not set(DOCS_PATHS) & set(paths), "the API document is private in prod"
     host = "iris-classifier.models.mlops.example.com"
     assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "model-iris-classifier-tls"}]

@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common import contract
 from services.serving.api.bodies import json_response
 from services.serving.api.deps import ServingState, State
 from services.serving.api.lean import ADMISSION, Choice, Doc, Endpoint, missing_aliases, routed
@@ -22,8 +23,8 @@ from services.serving.protocols.v2 import DATATYPES, V2, model_metadata
 from services.serving.schema import RequestError
 from services.serving.variants import Variant
 
-MODEL_PATH = "/v2/models/{model}"
-VERSION_PATH = "/v2/models/{model}/versions/{version}"
+MODEL_PATH = contract.V2_MODEL_PATH
+VERSION_PATH = f"{MODEL_PATH}/versions/{{version}}"
 SERVER_NAME = "mlops-platform-serving"
 EXTENSIONS = ("binary_tensor_data",)
 

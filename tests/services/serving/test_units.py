@@ -415,3 +415,19 @@ def test_openapi_describes_every_endpoint(offline_app: FastAPI) -> None:
         assert "get" in document["paths"][path], path
     schemas = document["components"]["schemas"]
     assert {"PredictRequest", "PredictResponse", "V2InferenceRequest", "V2InferenceResponse", "V2Error"} <= set(schemas)
+
+
+def test_the_service_serves_every_protocol_path_the_ingress_exposes(offline_app: FastAPI) -> None:
+    """The contract's inference-protocol paths (`components.serving` exposes them) are the service's routes."""
+    served = {r.path for r in offline_app.routes if isinstance(r, APIRoute)} | {e.path for e in ENDPOINTS}
+    assert {*contract.V2_SERVER_PATHS, *contract.MLFLOW_SCORING_PATHS} <= served
+    model_paths = {p for p in served if p.startswith("/v2/models/")}
+    under_prefix = contract.V2_MODEL_PATH
+    assert under_prefix in model_paths and all(
+        p.startswith(under_prefix + "/") or p == under_prefix for p in model_paths
+    )
+    assert {
+        f"{under_prefix}/ready",
+        f"{under_prefix}/infer",
+        f"{under_prefix}/versions/{{version}}/infer",
+    } <= model_paths
