@@ -39,6 +39,10 @@ PROJECT = "mlops-platform"
 ENVIRONMENT_TAG = "mlops-platform/environment"
 
 
+# The words that name a production stack, environment or tag (the default of `productionStacks`).
+PRODUCTION_WORDS = ("prod", "production")
+
+
 def _is_production(
     props: Mapping[str, Any] | None, provider_props: Mapping[str, Any] | None, config: Mapping[str, Any]
 ) -> str | None:
@@ -49,12 +53,12 @@ def _is_production(
     except json.JSONDecodeError:
         stack_config = {}
     env = stack_config.get(f"{PROJECT}:environment") if isinstance(stack_config, Mapping) else None
-    if isinstance(env, str) and env.strip().lower() in ("prod", "production"):
+    if isinstance(env, str) and env.strip().lower() in PRODUCTION_WORDS:
         return f"stack config {PROJECT}:environment is {env!r}"
     stack = os.environ.get("PULUMI_STACK", "")
-    prod_stacks = [str(s) for s in as_list(config.get("productionStacks"))] or ["prod", "production"]
+    prod_stacks = [str(s) for s in as_list(config.get("productionStacks"))] or list(PRODUCTION_WORDS)
     words = set(re.split(r"[-_.]", stack.lower()))
-    if stack and (stack in prod_stacks or words & {"prod", "production"}):
+    if stack and (stack in prod_stacks or words & set(PRODUCTION_WORDS)):
         return f"stack {stack!r} is a production stack"
     for source, read in (
         ("tag", lambda: get(get(props, "tags"), ENVIRONMENT_TAG)),
@@ -65,7 +69,7 @@ def _is_production(
             value = read()
         except UnknownValueError:
             continue
-        if isinstance(value, str) and value.strip().lower() in ("prod", "production"):
+        if isinstance(value, str) and value.strip().lower() in PRODUCTION_WORDS:
             return f"{source} {ENVIRONMENT_TAG}={value}"
     return None
 

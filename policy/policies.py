@@ -37,6 +37,11 @@ MANDATORY = EnforcementLevel.MANDATORY
 install_secret_marks()
 
 
+def _strings(default: Iterable[str]) -> dict[str, Any]:
+    """The config schema of a list of strings with its default."""
+    return {"type": "array", "items": {"type": "string"}, "default": list(default)}
+
+
 def _resource(
     name: str, description: str, validate: Callable[[ResourceValidationArgs, ReportViolation], None], **kw: Any
 ) -> ResourceValidationPolicy:
@@ -124,11 +129,7 @@ AWS_POLICIES: list[Policy] = [
         "rds-deletion-protection-in-prod",
         "Production RDS databases have deletion protection on.",
         aws.validate_rds_deletion_protection,
-        config_schema=PolicyConfigSchema(
-            properties={
-                "productionStacks": {"type": "array", "items": {"type": "string"}, "default": ["prod", "production"]}
-            }
-        ),
+        config_schema=PolicyConfigSchema(properties={"productionStacks": _strings(aws.PRODUCTION_WORDS)}),
     ),
 ]
 
@@ -217,13 +218,7 @@ KUBERNETES_POLICIES: list[Policy] = [
         "externalIPs).",
         kubernetes.validate_external_exposure,
         config_schema=PolicyConfigSchema(
-            properties={
-                "ingressControllers": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "default": list(kubernetes.DEFAULT_INGRESS_CONTROLLERS),
-                }
-            }
+            properties={"ingressControllers": _strings(kubernetes.DEFAULT_INGRESS_CONTROLLERS)}
         ),
     ),
     _resource("k8s-ingress-tls", "Every Ingress terminates TLS for all its hosts.", kubernetes.validate_ingress_tls),
@@ -264,12 +259,8 @@ DELIVERY_POLICIES: list[Policy] = [
         images.validate_platform_images_pinned,
         config_schema=PolicyConfigSchema(
             properties={
-                "registries": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "default": list(images.DEFAULT_REGISTRIES),
-                },
-                "productionStacks": {"type": "array", "items": {"type": "string"}, "default": ["prod", "production"]},
+                "registries": _strings(images.DEFAULT_REGISTRIES),
+                "productionStacks": _strings(aws.PRODUCTION_WORDS),
             }
         ),
     ),
