@@ -284,6 +284,53 @@ def test_native_predictions_skip_only_the_checks_the_service_made() -> None:
     assert err.value.status == 422 and err.value.field == "rows[0].x"
 
 
+def test_dataframe_sniffing_of_a_matrix_is_remembered_with_the_same_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scikit-learn's dataframe detection (narwhals) answers as before for every kind of input, and for a numpy
+    matrix or None it no longer walks the type with `inspect.getattr_static` after the first time."""
+    import inspect
+
+    import narwhals._utils as nw_utils
+    import narwhals.stable.v2 as nw
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from services.serving.loader import remember_dataframe_sniffing
+
+    class Protocol:  # an object that says it is a narwhals dataframe
+        def __narwhals_dataframe__(self) -> None: ...
+
+    samples = [np.zeros((2, 2)), None, pd.DataFrame({"a": [1.0]}), pd.Series([1.0]), [[1.0]], Protocol()]
+
+    def answers() -> list[tuple[bool, bool]]:
+        return [(nw.dependencies.is_into_dataframe(x), nw.dependencies.is_into_series(x)) for x in samples]
+
+    matrix = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0], [3.0, 1.0]])
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(matrix, [0, 0, 1, 1])
+    before, predicted = answers(), model.predict(matrix).tolist()
+    assert before == [(False, False), (False, False), (True, False), (False, True), (False, False), (True, False)]
+    monkeypatch.setattr(nw_utils, "_hasattr_static", nw_utils._hasattr_static)  # undone after the test
+    assert remember_dataframe_sniffing() and remember_dataframe_sniffing()  # installed once
+    wrapped = nw_utils._hasattr_static
+    assert remember_dataframe_sniffing() and nw_utils._hasattr_static is wrapped
+    assert answers() == before and model.predict(matrix).tolist() == predicted
+    walks: list[type] = []
+    real = inspect.getattr_static
+
+    def counting(obj: Any, attr: str, default: Any = None) -> Any:
+        walks.append(type(obj))
+        return real(obj, attr, default)
+
+    monkeypatch.setattr(nw_utils, "getattr_static", counting)
+    model.predict(matrix)
+    nw.dependencies.is_into_dataframe(samples[2])
+    assert np.ndarray not in walks and type(None) not in walks and pd.DataFrame in walks
+    # a narwhals without the helper: nothing is changed
+    monkeypatch.delattr(nw_utils, "_hasattr_static")
+    assert remember_dataframe_sniffing() is False and not hasattr(nw_utils, "_hasattr_static")
+
+
 # --- loader process policy -------------------------------------------------------------------------
 def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     from services.serving.loader import memory_limit_bytes
