@@ -3,7 +3,8 @@
 In-process, against a recording transport: two writes in one loop turn reach the transport as one; a lone write
 goes out at the end of the turn; closing, EOF and the buffer size account for what is held; nothing is reordered.
 Over real sockets (uvicorn on loopback with `HttpProtocol`, no other server): a whole answer is one write
-syscall of the server, keep-alive and pipelined requests are answered in order, a streamed answer's first chunk arrives
+syscall of the server, keep-alive and pipelined requests are answered in order, a busy connection keeps one
+keep-alive timer and is closed only after the keep-alive time without requests, a streamed answer's first chunk arrives
 before its last is sent, `Connection: close` closes, HEAD has no body, and a malformed request gets uvicorn's
 400. `python -m services.serving` runs uvicorn with this protocol.
 """
@@ -11,6 +12,7 @@ before its last is sent, `Connection: close` closes, HEAD has no body, and a mal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -152,14 +154,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[int, int]]:
-    """uvicorn with `HttpProtocol` in a thread: (port, the thread's native id)."""
+@contextlib.contextmanager
+def uvicorn_with_protocol(**options: Any) -> Iterator[tuple[uvicorn.Server, int, int]]:
+    """uvicorn with `HttpProtocol` in a thread: (the server, its port, the thread's native id)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=free, http=HttpProtocol, loop="uvloop", log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=free,
+        http=HttpProtocol,
+        loop="uvloop",
+        log_level="warning",
+        lifespan="on",
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -169,9 +178,18 @@ def server() -> Iterator[tuple[int, int]]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
     assert thread.native_id is not None
-    yield free, thread.native_id
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield server, free, thread.native_id
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[int, int]]:
+    """(port, the server thread's native id)"""
+    with uvicorn_with_protocol() as (_, port, tid):
+        yield port, tid
 
 
 def connect(port: int) -> socket.socket:
@@ -258,6 +276,66 @@ def test_connection_close_head_and_malformed_requests(port: int) -> None:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         data, _ = read_until(sock, b"\x00never")
         assert data.startswith(b"HTTP/1.1 400 Bad Request")
+
+
+KEEP_ALIVE = 1.0  # seconds
+
+
+@pytest.fixture(scope="module")
+def short_keep_alive() -> Iterator[tuple[uvicorn.Server, int]]:
+    with uvicorn_with_protocol(timeout_keep_alive=KEEP_ALIVE) as (server, port, _):
+        yield server, port
+
+
+def keep_alive_timers(server: uvicorn.Server) -> list[Any]:
+    """The pending keep-alive timer of each open connection (None where none is pending)."""
+    return [protocol.timeout_keep_alive_task for protocol in list(server.server_state.connections)]
+
+
+def test_a_busy_connection_keeps_one_keep_alive_timer(short_keep_alive: tuple[uvicorn.Server, int]) -> None:
+    server, port = short_keep_alive
+    with connect(port) as sock:
+        timers = []
+        for i in range(5):  # back to back: uvicorn alone makes (and cancels) a new timer for each answer
+            sock.sendall(post("/k", f"{i}".encode()))
+            read_until(sock, f"echo:{i}:/k".encode())
+            (timer,) = keep_alive_timers(server)
+            timers.append(timer)
+        assert timers[0] is not None and all(timer is timers[0] for timer in timers)
+
+
+def test_a_connection_is_closed_only_after_the_keep_alive_time_without_requests(
+    short_keep_alive: tuple[uvicorn.Server, int],
+) -> None:
+    _, port = short_keep_alive
+    with connect(port) as sock:
+        started = time.monotonic()
+        for i in range(6):  # busy for ~3 keep-alive periods: every request is answered on the same connection
+            sock.sendall(post("/busy", f"{i}".encode()))
+            data, _ = read_until(sock, f"echo:{i}:/busy".encode())
+            assert data.startswith(b"HTTP/1.1 200 OK")
+            time.sleep(KEEP_ALIVE / 2)
+        assert time.monotonic() - started > 2.5 * KEEP_ALIVE
+        last = time.monotonic()
+        assert sock.recv(1) == b""  # then idle: the server closes the connection
+        assert time.monotonic() - last >= KEEP_ALIVE / 2  # not before the idle time has passed (slept half of it)
+    with connect(port) as sock:  # a connection that was only answered once is closed too
+        sock.sendall(post("/once", b"x"))
+        read_until(sock, b"echo:x:/once")
+        assert sock.recv(1) == b""
+
+
+def test_a_closed_connection_leaves_no_timer(short_keep_alive: tuple[uvicorn.Server, int]) -> None:
+    server, port = short_keep_alive
+    with connect(port) as sock:
+        sock.sendall(post("/gone", b"x"))
+        read_until(sock, b"echo:x:/gone")
+        (protocol,) = list(server.server_state.connections)
+    deadline = time.monotonic() + 10
+    while protocol in server.server_state.connections:
+        assert time.monotonic() < deadline, "the server did not see the connection closed"
+        time.sleep(0.02)
+    assert protocol.timeout_keep_alive_task is None
 
 
 def test_the_service_runs_uvicorn_with_this_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
