@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -58,40 +59,54 @@ def trust_validated_inputs() -> None:
 def remember_dataframe_sniffing() -> bool:
     """Make scikit-learn's dataframe detection of a numpy matrix a dictionary lookup (the whole process).
 
-    Before every step of a `predict`, scikit-learn asks narwhals whether its input is a dataframe or a series,
-    and narwhals looks for its protocol attributes with `inspect.getattr_static`, which walks the type's MRO
-    and raises and catches an AttributeError on every call: on CPython 3.11 (no `_shadowed_dict` cache,
-    3.12 added one) 12 such look-ups per `Pipeline.predict` on a 16-row float matrix cost ~4% of the service's
-    instructions per request. For exactly `numpy.ndarray` and `None` the answer depends only on the type:
-    neither has an instance `__dict__`, and neither type accepts new attributes, so it is looked up once per
-    attribute name and remembered. Every other object goes through narwhals' own check. Returns False (and
-    changes nothing) when narwhals is not installed or no longer has the helper this wraps."""
+    Before every step of a `predict`, scikit-learn asks narwhals whether its input is a dataframe or a series
+    (`narwhals.stable.v2.dependencies.is_into_dataframe` / `is_into_series`), and narwhals goes through every
+    dataframe library it knows and its plugins, looking for protocol attributes with `inspect.getattr_static`,
+    which walks the type's MRO and raises and catches an AttributeError each time (CPython 3.11 has no
+    `_shadowed_dict` cache; 3.12 added one): ~25% of a 16-row `Pipeline.predict` here. For exactly
+    `numpy.ndarray` and `None` the answers depend only on the type (neither has an instance `__dict__` or accepts
+    new attributes, and the dataframe libraries and plugins narwhals sees are fixed once imported), so each is
+    computed once, by narwhals, and remembered. Every other object goes through narwhals' own checks. Returns
+    False (and changes nothing) when narwhals is not installed or has none of these functions any more."""
     try:
         import narwhals._utils as nw_utils
+        import narwhals.stable.v2.dependencies as nw_dependencies
     except ImportError:
         return False
-    original = getattr(nw_utils, "_hasattr_static", None)
-    if original is None:
-        return False
-    if getattr(original, "remembers", False):
-        return True
     import numpy as np
 
-    known: dict[tuple[type, str], bool] = {}
-    matrix, none = np.ndarray, type(None)
+    found = False
+    for module, name in (
+        (nw_dependencies, "is_into_dataframe"),
+        (nw_dependencies, "is_into_series"),
+        (nw_utils, "_hasattr_static"),  # narwhals' other callers (the plugins' checks, conversions)
+    ):
+        original = getattr(module, name, None)
+        if original is None:
+            continue
+        found = True
+        if not getattr(original, "remembers", False):
+            setattr(module, name, _remembered(original, (np.ndarray, type(None))))
+    return found
 
-    def hasattr_static(obj: Any, attr: str) -> bool:
+
+def _remembered(original: Any, fixed: tuple[type, ...]) -> Any:
+    """`original(obj, *args)`, computed once per (type, args) when `type(obj)` is one of `fixed`."""
+    known: dict[tuple[Any, ...], Any] = {}
+
+    @functools.wraps(original)
+    def remembered(obj: Any, *args: Any) -> Any:
         kind = type(obj)
-        if kind is matrix or kind is none:
-            found = known.get((kind, attr))
-            if found is None:
-                found = known[(kind, attr)] = bool(original(obj, attr))
-            return found
-        return original(obj, attr)
+        if kind in fixed:
+            key = (kind, *args)
+            answer = known.get(key)
+            if answer is None:
+                answer = known[key] = original(obj, *args)
+            return answer
+        return original(obj, *args)
 
-    hasattr_static.remembers = True  # type: ignore[attr-defined]
-    nw_utils._hasattr_static = hasattr_static
-    return True
+    remembered.remembers = True  # type: ignore[attr-defined]
+    return remembered
 
 
 _CGROUP_LIMIT_FILES = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")

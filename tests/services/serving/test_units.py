@@ -310,10 +310,12 @@ def test_dataframe_sniffing_of_a_matrix_is_remembered_with_the_same_answers(monk
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(matrix, [0, 0, 1, 1])
     before, predicted = answers(), model.predict(matrix).tolist()
     assert before == [(False, False), (False, False), (True, False), (False, True), (False, False), (True, False)]
-    monkeypatch.setattr(nw_utils, "_hasattr_static", nw_utils._hasattr_static)  # undone after the test
-    assert remember_dataframe_sniffing() and remember_dataframe_sniffing()  # installed once
-    wrapped = nw_utils._hasattr_static
-    assert remember_dataframe_sniffing() and nw_utils._hasattr_static is wrapped
+    names = ((nw_utils, "_hasattr_static"), (nw.dependencies, "is_into_dataframe"), (nw.dependencies, "is_into_series"))
+    for module, name in names:
+        monkeypatch.setattr(module, name, getattr(module, name))  # undone after the test
+    assert remember_dataframe_sniffing()
+    wrapped = [getattr(module, name) for module, name in names]
+    assert remember_dataframe_sniffing() and [getattr(module, name) for module, name in names] == wrapped  # once
     assert answers() == before and model.predict(matrix).tolist() == predicted
     walks: list[type] = []
     real = inspect.getattr_static
@@ -326,7 +328,10 @@ def test_dataframe_sniffing_of_a_matrix_is_remembered_with_the_same_answers(monk
     model.predict(matrix)
     nw.dependencies.is_into_dataframe(samples[2])
     assert np.ndarray not in walks and type(None) not in walks and pd.DataFrame in walks
-    # a narwhals without the helper: nothing is changed
+    # a narwhals without these functions: nothing is changed
+    for module, name in ((nw.dependencies, "is_into_dataframe"), (nw.dependencies, "is_into_series")):
+        monkeypatch.setattr(module, name, getattr(module, name))
+        monkeypatch.delattr(module, name)
     monkeypatch.delattr(nw_utils, "_hasattr_static")
     assert remember_dataframe_sniffing() is False and not hasattr(nw_utils, "_hasattr_static")
 
