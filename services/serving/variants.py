@@ -18,6 +18,7 @@ every worker and replica converges even when an admin call reached only one of t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import shutil
@@ -46,13 +47,17 @@ ACTIVE_TAG = "mlops.serving.active"
 
 class VariantMeters:
     """The metric series of one variant, resolved once: `labels(...)` on every request costs more than the
-    update itself."""
+    update itself. The 200 answers are counted in bulk (`answered`): their latencies are kept and, at the end of
+    the event loop's turn, added to the histogram and the request counter in one update per bucket (the same
+    values `observe` and `inc` would give, before any later turn can answer a scrape); a `Histogram.observe` and
+    a `Counter.inc` per request cost 3% of a single-row request."""
 
     def __init__(self, metrics: Metrics, alias: str, version: str) -> None:
         self._requests = metrics.requests
         self._labels = (alias, version)
         self.latency = metrics.latency.labels(alias, version)
         self._by_status: dict[int, Any] = {}
+        self._answered: list[float] = []  # latencies of this turn's 200 answers, not counted yet
 
     def requests(self, status: int) -> Any:
         """The `serving_requests_total` series of this variant and `status`."""
@@ -60,6 +65,43 @@ class VariantMeters:
         if child is None:
             child = self._by_status[status] = self._requests.labels(*self._labels, str(status))
         return child
+
+    def answered(self, seconds: float) -> None:
+        """One 200 answer that took `seconds`: counted at the end of this loop turn (at once without a loop)."""
+        pending = self._answered
+        pending.append(seconds)
+        if len(pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.count_answered)
+            except RuntimeError:
+                self.count_answered()
+
+    def count_answered(self) -> None:
+        """Add the answers kept so far to `serving_requests_total` and the latency histogram."""
+        latencies, self._answered = self._answered, []
+        if latencies:
+            self.requests(200).inc(len(latencies))
+            observe_all(self.latency, latencies)
+
+
+def observe_all(histogram: Any, values: list[float]) -> None:
+    """`histogram.observe(v)` for every value, with one update of the sum and one per bucket that got values.
+    prometheus_client keeps a child histogram's non-cumulative bucket counts in `_buckets` (one per upper bound in
+    `_upper_bounds`, the last +Inf) and its sum in `_sum`; a histogram without them is observed value by value."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect.bisect_left(bounds, value)] += 1  # the first bound >= value, as `observe` finds it
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 @dataclass(frozen=True)

@@ -269,8 +269,7 @@ async def serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, 
         predictions = await _model_predict(variant, decoded.inputs)
         who = Answered(state.settings.model_name, variant.alias, variant.version, rid)
         reply = codec.answer(predictions, decoded, who)
-        meters.latency.observe(time.perf_counter() - started)
-        meters.requests(200).inc()
+        meters.answered(time.perf_counter() - started)
         if choice.shadow is not None:
             _shadow(state, codec, request, choice, predictions, rid)
         alias_headers = ((b"x-model-alias", variant.alias.encode()), (b"x-model-version", variant.version.encode()))

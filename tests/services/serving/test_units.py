@@ -336,6 +336,53 @@ def test_dataframe_sniffing_of_a_matrix_is_remembered_with_the_same_answers(monk
     assert remember_dataframe_sniffing() is False and not hasattr(nw_utils, "_hasattr_static")
 
 
+def test_answers_are_counted_in_bulk_as_observe_and_inc_would_count_them() -> None:
+    """A variant's 200 answers are added to the request counter and the latency histogram at the end of the loop
+    turn, with exactly the samples one `observe` and one `inc` per answer give (bucket edges included)."""
+    from prometheus_client import generate_latest
+
+    from services.serving.observability import Metrics
+    from services.serving.variants import VariantMeters, observe_all
+
+    bounds = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+    latencies = [0.0, 0.0004, *bounds, 0.0031, 0.0049, 0.005, 3.0, 120.0, 0.0031]
+
+    def exposition(metrics: Metrics) -> list[str]:
+        lines = generate_latest(metrics.registry).decode().splitlines()
+        return [line for line in lines if "_created" not in line and line.startswith("serving_request")]
+
+    reference, bulk = Metrics(), Metrics()
+    one_by_one = reference.latency.labels("champion", "3")
+    for seconds in latencies:
+        one_by_one.observe(seconds)
+        reference.requests.labels("champion", "3", "200").inc()
+    meters = VariantMeters(bulk, "champion", "3")
+
+    async def answer_in_one_turn() -> list[str]:
+        for seconds in latencies:
+            meters.answered(seconds)
+        counted_before_the_turn_ends = exposition(bulk)
+        await asyncio.sleep(0)
+        return counted_before_the_turn_ends
+
+    assert "200" not in "".join(asyncio.run(answer_in_one_turn()))
+    assert exposition(bulk) == exposition(reference)
+    assert 'serving_requests_total{alias="champion",status="200",version="3"} 20.0' in exposition(bulk)
+    meters.answered(0.002)  # no running loop: counted at once
+    assert 'serving_requests_total{alias="champion",status="200",version="3"} 21.0' in exposition(bulk)
+
+    class Plain:  # a histogram without prometheus_client's internals: observed value by value
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def observe(self, value: float) -> None:
+            self.seen.append(value)
+
+    plain = Plain()
+    observe_all(plain, latencies)
+    assert plain.seen == latencies
+
+
 # --- loader process policy -------------------------------------------------------------------------
 def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
     from services.serving.loader import memory_limit_bytes
