@@ -12,7 +12,6 @@ size); any other handler gets ordinary `LogRecord`s. Lines carry `ts`, `level`, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import logging.handlers
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from services.serving.observability import JsonFormatter
+from services.serving.observability import JsonFormatter, at_end_of_turn
 
 LOGGER = "mlops.serving.access"
 
@@ -70,13 +69,8 @@ class AccessLog:
             line["version"] = version
         self._lines.append(line)
         if not self._scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
             self._scheduled = True
-            loop.call_soon(self.flush)
+            at_end_of_turn(self.flush)
 
     def _handlers(self) -> list[logging.Handler]:
         handlers: list[logging.Handler] = []

@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,17 @@ def configure_logging(instance: str, log_dir: str | None, level: int = logging.I
             "log directory %s is not writable, logging to stdout only: %s", log_dir, log_file.error
         )
     return log_file
+
+
+def at_end_of_turn(callback: Callable[[], None]) -> None:
+    """Run `callback` at the end of the event loop's current turn, or at once when no loop runs in this thread:
+    how the access log and the answer counts do once per turn what would otherwise be done once per request."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        callback()
+        return
+    loop.call_soon(callback)
 
 
 class Metrics:

@@ -35,7 +35,7 @@ from services.common.alerts import Severity
 from services.common.serving_rules import loader_process_fits
 from services.serving.batching import MicroBatcher
 from services.serving.loader import Loader, LoadError, memory_limit_bytes
-from services.serving.observability import Alerter, Metrics
+from services.serving.observability import Alerter, Metrics, at_end_of_turn
 from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import Settings
 
@@ -71,10 +71,7 @@ class VariantMeters:
         pending = self._answered
         pending.append(seconds)
         if len(pending) == 1:
-            try:
-                asyncio.get_running_loop().call_soon(self.count_answered)
-            except RuntimeError:
-                self.count_answered()
+            at_end_of_turn(self.count_answered)
 
     def count_answered(self) -> None:
         """Add the answers kept so far to `serving_requests_total` and the latency histogram."""
