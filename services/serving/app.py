@@ -3,7 +3,8 @@
 Public API: `POST /predict` (routed), `POST /variants/{alias}/predict` (one variant), the Open Inference
 Protocol v2 (`/v2/...`: health, metadata, readiness, `POST /v2/models/{model}[/versions/{version}]/infer`),
 MLflow's scoring protocol (`POST /invocations`, `GET /ping`, `/health`, `/version`), `GET /models`,
-`GET /healthz` (process alive), `GET /readyz` (200 only when every routed variant is loaded),
+`GET /healthz` (process alive), `GET /readyz` (200 once every routed alias is loaded or has no version in the
+registry),
 `GET /metrics` (Prometheus). Admin API (bearer token, constant-time compare; 401 without a token, 403
 with a wrong one): `POST /variants/{alias}/reload`, `POST /admin/reload` (every alias) and
 `POST /admin/active` (blue-green switch). Paths come from `services.common.contract`. The prediction endpoints
@@ -14,11 +15,14 @@ OpenAPI document describes both.
 
 Each process accepts connections only after its first load finished (bounded by
 `STARTUP_LOAD_WAIT_SECONDS`), so with several uvicorn workers a worker that is still loading takes no
-requests; a model that cannot be loaded at start leaves the process up with /readyz and predictions
-answering 503 until the watcher loads it. Every client error is a 4xx `{"detail", "field"}` naming the field.
-Prediction routes admit a request only with valid credentials (`MLOPS_SERVING_AUTH`) and under the concurrency
-limit (`services.serving.api.guards`). `/docs` and `/openapi.json` are served only when
-`MLOPS_SERVING_PUBLIC_DOCS` allows it (404 otherwise). An unexpected error is a 500 naming the request's id.
+requests; a version that cannot be loaded at start (or a registry that cannot be reached) leaves the process up with
+/readyz and predictions answering 503 until the watcher loads it. An alias with no version in the registry is not
+waited for: its share goes to the loaded aliases, and with nothing loaded at all the process is ready and every
+prediction endpoint answers 503 with Retry-After, naming the model and the missing aliases. Every client error is
+a 4xx `{"detail", "field"}` naming the field. Prediction routes admit a request only with valid credentials
+(`MLOPS_SERVING_AUTH`) and under the concurrency limit (`services.serving.api.guards`). `/docs` and
+`/openapi.json` are served only when `MLOPS_SERVING_PUBLIC_DOCS` allows it (404 otherwise). An unexpected error is
+a 500 naming the request's id.
 """
 
 from __future__ import annotations

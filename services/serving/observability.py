@@ -6,7 +6,8 @@
   request being served (`request_id_var`). A directory that cannot be written does not stop the process:
   the logs go to stdout only, and `LogFile` says why (`/readyz` shows it, `serving_log_file_writable` is 0).
 - Prometheus metrics (`/metrics`): requests and latency by alias and version, reloads and their failures,
-  model load time, the loaded version per alias, shadow comparisons.
+  model load time, the loaded version per alias, the share of traffic each alias takes now and whether it has
+  no version in the registry, shadow comparisons.
 - `Alerter`: reload, failure and rollback alerts through the shared `services.common.alerts` helper,
   sent from a thread so the event loop never waits on Slack.
 """
@@ -175,6 +176,22 @@ class Metrics:
         self.loaded_version = Gauge(
             "serving_model_version",
             "Version loaded per alias (the value is the version number).",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.traffic_share = Gauge(
+            "serving_traffic_share",
+            "Share of routed traffic (0..1) the alias takes now: its configured share if it has a loaded version, "
+            "plus the shares of routed aliases with nothing loaded when it is the first loaded (the primary).",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.alias_missing = Gauge(
+            "serving_alias_missing",
+            "1 while the alias has no version in the model registry (nothing to load; its share goes to a loaded "
+            "alias), else 0.",
             ["alias"],
             registry=r,
             multiprocess_mode="mostrecent",

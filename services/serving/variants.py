@@ -13,6 +13,15 @@ reload follows for all of those that arrived after it started (so nobody is answ
 resolution older than their call). The watcher polls the registry every `poll_seconds` and reloads any
 alias whose version moved, and follows the blue-green active alias stored as a registered-model tag:
 every worker and replica converges even when an admin call reached only one of them.
+
+An alias the registry has no version under (the alias, or the registered model, does not exist yet) is
+`missing`: there is nothing to load, which is not a failure (outcome `absent`, no alert, logged once when it
+becomes missing and once when a version appears). Only the registry saying so counts: an alias that cannot be
+resolved because the registry cannot be reached, or whose version fails to load, is not missing. Readiness
+(`ready`) means "ready to serve what exists": every alias that may take routed traffic
+(`services.serving.routing.candidates`) is loaded or missing. Once a process has been ready it stays ready: a
+later load failure keeps what is loaded serving (and alerts), a registry outage changes nothing, and every
+replica leaving the Service at once because a new version fails to load would stop the versions that work.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from services.common.serving_rules import loader_process_fits
 from services.serving.batching import MicroBatcher
 from services.serving.loader import Loader, LoadError, memory_limit_bytes
 from services.serving.observability import Alerter, Metrics, at_end_of_turn
+from services.serving.routing import candidates
 from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import Settings
 
@@ -138,7 +148,7 @@ class Variant:
 @dataclass(frozen=True)
 class ReloadResult:
     alias: str
-    outcome: str  # reloaded | unchanged | failed
+    outcome: str  # reloaded | unchanged | absent (no version in the registry: nothing to load) | failed
     version: str | None  # the version serving now (None: nothing loaded)
     previous_version: str | None = None
     attempted_version: str | None = None
@@ -188,8 +198,16 @@ class Registry:
         return str(mv.version), mv.run_id, str(mv.source)
 
     def snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
-        """(alias -> version, tags) of the registered model, in one call."""
-        model = self.client.get_registered_model(self.settings.model_name)
+        """(alias -> version, tags) of the registered model, in one call; no aliases and no tags when the
+        registered model does not exist (yet). Raises when the registry cannot answer."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.settings.model_name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return {}, {}
+            raise
         return {str(k): str(v) for k, v in (model.aliases or {}).items()}, dict(model.tags or {})
 
     def set_active(self, alias: str) -> None:
@@ -208,11 +226,15 @@ class VariantManager:
         self._registry = registry
         self.variants: dict[str, Variant] = {}  # replaced as a whole on every swap
         self.errors: dict[str, str] = {}  # alias -> last load error
+        self.missing: frozenset[str] = frozenset()  # aliases the registry has no version under: nothing to load
         self._slots: dict[str, _ReloadSlot] = {}
         self._alerted_failures: set[tuple[str, str | None]] = set()
         pair = settings.routing.switch_pair()
         self.active: str | None = pair[0] if pair else None  # the alias taking traffic, when it can switch
-        self.on_change: list[Callable[[], None]] = []
+        self.ready = False  # see the module's docstring; set once, by `_changed`
+        self.on_change: list[Callable[[], None]] = []  # called when the loaded, missing or active aliases change
+        for alias in settings.aliases:
+            metrics.alias_missing.labels(alias).set(0)
         limit = memory_limit_bytes()
         use_process = loader_process_fits(settings.workers, limit)
         log.info(
@@ -253,9 +275,12 @@ class VariantManager:
         try:
             version, run_id, source = await asyncio.to_thread(self.registry.resolve, alias)
         except Exception as exc:
+            if await self._has_no_version(alias):
+                return self._nothing_to_load(alias, trigger, previous)
             return self._failed(
                 alias, trigger, previous, None, f"cannot resolve {self.settings.model_name}@{alias}: {_short(exc)}"
             )
+        self._mark_missing(alias, False, version)
         if current is not None and current.version == version:
             self.metrics.reloads.labels(alias, "unchanged", trigger).inc()
             return ReloadResult(alias=alias, outcome="unchanged", version=version, previous_version=previous)
@@ -334,10 +359,83 @@ class VariantManager:
         new[variant.alias] = variant
         self.variants = new  # the atomic swap: one reference assignment
         self.metrics.loaded_version.labels(variant.alias).set(_version_number(variant.version))
-        for callback in self.on_change:
-            callback()
+        self._changed()
         if old is not None and old.workdir:
             shutil.rmtree(old.workdir, ignore_errors=True)
+
+    async def _has_no_version(self, alias: str) -> bool:
+        """The registry says that `alias` (or the registered model) does not exist; False when it cannot say."""
+        try:
+            aliases, _ = await asyncio.to_thread(self.registry.snapshot)
+        except Exception:
+            return False
+        return alias not in aliases
+
+    def _nothing_to_load(self, alias: str, trigger: str, previous: str | None) -> ReloadResult:
+        self.metrics.reloads.labels(alias, "absent", trigger).inc()
+        self.errors.pop(alias, None)
+        self._mark_missing(alias, True)
+        reason = f"{self.settings.model_name}@{alias} has no version in the registry: nothing to load"
+        return ReloadResult(
+            alias=alias,
+            outcome="absent",
+            version=previous,
+            previous_version=previous,
+            reason=reason + (f"; version {previous} keeps serving" if previous else ""),
+        )
+
+    def _mark_missing(self, alias: str, missing: bool, version: str | None = None) -> None:
+        """Record whether the registry has a version under `alias`; logged when that changes, never again."""
+        if (alias in self.missing) == missing:
+            return
+        self.missing = self.missing | {alias} if missing else self.missing - {alias}
+        self.metrics.alias_missing.labels(alias).set(1 if missing else 0)
+        model = self.settings.model_name
+        fields = {"model": model, "alias": alias}
+        if missing:
+            share = self.settings.routing.shares(self.active).get(alias)
+            others = [a for a in candidates(self.settings.routing, self.active) if a != alias]
+            log.warning(
+                "%s@%s has no version in the registry: nothing to load%s",
+                model,
+                alias,
+                f"; its {share:.0%} of the routed traffic goes to the first loaded of {others} until a version appears"
+                if share and others
+                else "",
+                extra={**fields, "event": "model.alias_missing"},
+            )
+        else:
+            log.info(
+                "%s@%s now has version %s in the registry: loading it",
+                model,
+                alias,
+                version,
+                extra={**fields, "version": version, "event": "model.alias_appeared"},
+            )
+        self._changed()
+
+    def pending(self) -> dict[str, str]:
+        """The aliases that may take routed traffic and are neither loaded nor missing, with why (the last
+        error, or "loading")."""
+        return {
+            alias: self.errors.get(alias, "loading")
+            for alias in candidates(self.settings.routing, self.active)
+            if alias not in self.variants and alias not in self.missing
+        }
+
+    def _changed(self) -> None:
+        """The loaded, missing or active aliases changed: become ready if that makes it, tell the listeners."""
+        if not self.ready and not self.pending():
+            self.ready = True
+            log.info(
+                "ready to serve %s: loaded %s, no version in the registry for %s",
+                self.settings.model_name,
+                {a: v.version for a, v in self.variants.items()},
+                sorted(self.missing),
+                extra={"event": "serving.ready"},
+            )
+        for callback in self.on_change:
+            callback()
 
     def _failed(
         self, alias: str, trigger: str, previous: str | None, attempted: str | None, reason: str
@@ -400,6 +498,7 @@ class VariantManager:
         except Exception as exc:
             raise RequestError(502, f"could not record the switch in the registry: {_short(exc)}", None) from exc
         previous, self.active = self.active, alias
+        self._changed()
         log.info(
             "blue-green active alias is now %s (was %s)",
             alias,
@@ -417,16 +516,19 @@ class VariantManager:
 
     # --- watcher -----------------------------------------------------------------------------------
     async def poll_once(self) -> None:
-        """One pass: reload aliases that moved (or never loaded) and follow the blue-green tag."""
+        """One pass: reload aliases that moved, appeared or never loaded (unless the registry still has no version
+        under them) and follow the blue-green tag."""
         try:
             aliases, tags = await asyncio.to_thread(self.registry.snapshot)
         except Exception as exc:
             log.warning("registry poll failed: %s", _short(exc), extra={"event": "registry.poll_failed"})
             return
+        variants = self.variants
         stale = [
             a
             for a in self.settings.aliases
-            if a not in self.variants or (a in aliases and aliases[a] != self.variants[a].version)
+            if (a in aliases and (a not in variants or aliases[a] != variants[a].version))
+            or (a not in aliases and a not in variants and a not in self.missing)
         ]
         await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
         tagged = tags.get(ACTIVE_TAG)
@@ -438,6 +540,7 @@ class VariantManager:
                 extra={"alias": tagged, "event": "model.switched"},
             )
             self.active = tagged
+            self._changed()
 
     async def watch(self) -> None:
         """Poll forever (cancelled at shutdown)."""

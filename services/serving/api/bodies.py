@@ -36,9 +36,14 @@ class VariantInfo(BaseModel):
 class ModelsResponse(BaseModel):
     model: str
     routing: dict[str, Any]
-    weights: dict[str, float]
+    weights: dict[str, float] = Field(description="The configured share of each routed alias")
+    traffic: dict[str, float] = Field(
+        description="The share each alias takes now: shares of aliases with nothing loaded go to the first loaded "
+        "(the primary); empty when nothing is loaded"
+    )
     active: str | None
     variants: list[VariantInfo]
+    missing: list[str] = Field(description="Aliases with no version in the registry: nothing to load")
     not_loaded: dict[str, str]
 
 
@@ -70,7 +75,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "Unknown alias"},
     413: {"model": ErrorBody, "description": "Batch or body too large"},
     422: {"model": ErrorBody, "description": "The input does not match the model's signature"},
-    503: {"model": ErrorBody, "description": "No version of the variant is loaded yet"},
+    503: {"model": ErrorBody, "description": "No version is loaded to answer yet (Retry-After)"},
 }
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No bearer token"},

@@ -3,7 +3,9 @@
 `ServingState` is built once per process in the application's lifespan and held on `app.state.serving`;
 routes receive it as `State`. `check_alias` is THE unknown-alias check (404) of every path with an `{alias}`
 (`KnownAlias` for the routes, the lean request path's `by_alias` for the prediction endpoints), and
-`require_token` guards the admin router. Prediction bodies are read, and refused beyond `max_body` (413), by
+`require_token` guards the admin router. The router routes only to loaded aliases: the state refreshes it, and the
+`serving_traffic_share` gauges, whenever the loaded, missing or active aliases change (`follow_variants`), and logs
+the shares when they change. Prediction bodies are read, and refused beyond `max_body` (413), by
 the lean request path (`services.serving.api.lean.read_body`). The state's `auth` (`services.serving.security`)
 and `limiter` (`services.serving.limits`) are the admission of prediction requests (`services.serving.api.guards`).
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -27,6 +31,12 @@ from services.serving.schema import RequestError
 from services.serving.security import Authenticator
 from services.serving.settings import Settings
 from services.serving.variants import VariantManager
+
+log = logging.getLogger("mlops.serving")
+
+# The longest Retry-After of a 503 "nothing loaded": the watcher's interval, but no more than this (an explicit
+# reload makes a version available sooner than the next poll).
+MAX_RETRY_AFTER_SECONDS = 60
 
 
 @dataclass
@@ -44,6 +54,7 @@ class ServingState:
     auth: Authenticator  # who may predict
     limiter: ConcurrencyLimiter  # how many predictions at once
     log_file: LogFile
+    retry_after: int  # seconds, the Retry-After of a 503 answered while nothing is loaded to answer
     shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -53,19 +64,39 @@ class ServingState:
         metrics.log_file_writable.set(1 if log_file.writable else 0)
         alerter = Alerter(settings.slack_webhook_url, {"instance": settings.instance, "service": "serving"})
         manager = VariantManager(settings, metrics, alerter)
-        return cls(
+        state = cls(
             settings=settings,
             metrics=metrics,
             alerter=alerter,
             manager=manager,
-            router=Router(settings.routing, lambda: manager.active),
+            router=Router(settings.routing, lambda: manager.active, lambda: manager.variants),
             known=frozenset(settings.aliases),
             max_body=settings.max_batch * 4096 + 65536,
             reload_token=settings.reload_token.encode() if settings.reload_token else None,
             auth=Authenticator.build(settings.auth, settings.api_keys_file, metrics.registry),
             limiter=ConcurrencyLimiter(settings.max_in_flight, metrics.registry),
             log_file=log_file,
+            retry_after=min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(settings.poll_seconds))),
         )
+        state.follow_variants()
+        manager.on_change.append(state.follow_variants)
+        return state
+
+    def follow_variants(self) -> None:
+        """Route by what is loaded now; show the shares in `serving_traffic_share`, log them when they change."""
+        before = self.router.effective()
+        self.router.refresh()
+        now = self.router.effective()
+        for alias in self.settings.aliases:
+            self.metrics.traffic_share.labels(alias).set(now.get(alias, 0.0))
+        if now != before:
+            log.info(
+                "traffic shares of %s now %s (configured %s)",
+                self.settings.model_name,
+                {a: round(w, 6) for a, w in now.items()},
+                {a: round(w, 6) for a, w in self.router.weights().items()},
+                extra={"event": "serving.traffic_shares", "shares": now},
+            )
 
 
 async def get_state(request: Request) -> ServingState:

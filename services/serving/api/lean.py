@@ -12,7 +12,9 @@ goes on to FastAPI (status, admin, metadata, docs).
 
 1. admission (`guards.admit`: credentials, then a slot under the concurrency limit; given back at the end);
 2. the body, 413 beyond `max_body` bytes (announced or read);
-3. the variant: routed (`X-Client-Id` sticky), one alias, or one loaded version, by the endpoint's `Choose`;
+3. the variant: routed (`X-Client-Id` sticky, among the loaded aliases), one alias, or one loaded version, by the
+   endpoint's `Choose`; 503 with `Retry-After` naming the model and each alias and why it has nothing loaded
+   (`nothing_loaded`) when no variant can answer;
 4. the codec decodes and validates the body against that version's signature, the model predicts
    (micro-batched), the codec answers; `serving_requests_total` and the latency histogram count it, and
    shadow routing sends a copy to the shadow alias after the answer;
@@ -150,23 +152,18 @@ class Endpoint:
 
 
 def routed(state: ServingState, headers: dict[str, str], params: dict[str, str]) -> Choice:
-    """The variant the routing chooses (sticky per `X-Client-Id`); any loaded routed variant when the chosen
-    one never loaded."""
+    """The variant the routing chooses among the loaded aliases (sticky per `X-Client-Id`); any loaded candidate
+    when the chosen one is not loaded (a swap between the router's refresh and now); 503 when none is."""
     decision = state.router.choose(headers.get(CLIENT_ID_HEADER))
     variants = state.manager.variants
     variant = variants.get(decision.alias)
     if variant is None:
-        for alias in state.router.weights():
+        candidates = state.router.candidates()
+        for alias in candidates:
             if alias in variants:
                 return Choice(variants[alias], decision.shadow)
-        raise not_loaded(state, decision.alias)
+        raise nothing_loaded(state, candidates)
     return Choice(variant, decision.shadow)
-
-
-def missing_aliases(state: ServingState) -> list[str]:
-    """The aliases that take traffic but have no loaded version (empty: ready)."""
-    variants = state.manager.variants
-    return [a for a, w in state.router.weights().items() if w > 0 and a not in variants]
 
 
 def by_alias(state: ServingState, headers: dict[str, str], params: dict[str, str]) -> Choice:
@@ -174,17 +171,27 @@ def by_alias(state: ServingState, headers: dict[str, str], params: dict[str, str
     alias = check_alias(state, params["alias"])
     variant = state.manager.variants.get(alias)
     if variant is None:
-        raise not_loaded(state, alias)
+        raise nothing_loaded(state, (alias,))
     return Choice(variant)
 
 
-def not_loaded(state: ServingState, alias: str) -> RequestError:
-    reason = state.manager.errors.get(alias)
-    return RequestError(
+def nothing_loaded(state: ServingState, aliases: Sequence[str]) -> Refusal:
+    """503 with Retry-After (counted in `serving_rejected_requests`): none of `aliases` has a loaded version; the
+    message names the model and, for each alias, whether the registry has no version under it yet or why it is
+    not loaded."""
+    manager, model = state.manager, state.settings.model_name
+    why = []
+    for alias in aliases:
+        if alias in manager.missing:
+            why.append(f"{model}@{alias} has no version in the registry yet")
+        else:
+            error = manager.errors.get(alias)
+            why.append(f"{model}@{alias} is not loaded yet" + (f" (last error: {error})" if error else ""))
+    state.metrics.rejected.labels("503").inc()
+    return Refusal(
         503,
-        f"no version of {state.settings.model_name}@{alias} is loaded yet"
-        + (f" (last error: {reason})" if reason else ""),
-        None,
+        f"no version of {model} is loaded to answer: {'; '.join(why)}; retry after {state.retry_after} s",
+        {"Retry-After": str(state.retry_after)},
     )
 
 

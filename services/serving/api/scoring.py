@@ -1,7 +1,7 @@
 """MLflow's scoring protocol, as `mlflow models serve` answers it (`services.serving.protocols.mlflow` has the
 layouts): `POST /invocations` is routed like `POST /predict` (lean request path, `ENDPOINTS`); `GET /ping` and
-`GET /health` answer 200 once every routed alias is loaded (503 before), `GET /version` the MLflow version
-this service is built with."""
+`GET /health` answer 200 when the process is ready (as `/readyz`: every routed alias loaded or without a version in
+the registry; 503 before), `GET /version` the MLflow version this service is built with."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from services.serving.api.deps import State
-from services.serving.api.lean import ADMISSION, Doc, Endpoint, missing_aliases, routed
+from services.serving.api.lean import ADMISSION, Doc, Endpoint, routed
 from services.serving.protocols.mlflow import MLFLOW
 
 
@@ -98,7 +98,7 @@ ENDPOINTS = (
                 400: ("The input does not fit the protocol or the model's signature", MlflowError),
                 413: ("Too many rows or too large a body", MlflowError),
                 415: ("Not JSON or CSV, or not UTF-8", MlflowError),
-                503: ("No version is loaded yet", MlflowError),
+                503: ("No version is loaded to answer yet (Retry-After)", MlflowError),
                 **{status: (description, MlflowError) for status, description in ADMISSION.items()},
             },
         ),
@@ -114,8 +114,8 @@ _PING_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/ping", response_class=PlainTextResponse, responses=_PING_RESPONSES, summary="200 once ready")
 async def ping(state: State) -> Response:
-    """200 once every routed alias is loaded, 503 before (body: a newline, as MLflow answers)."""
-    return PlainTextResponse("\n", 503 if missing_aliases(state) else 200)
+    """200 once ready (as `/readyz`), 503 before (body: a newline, as MLflow answers)."""
+    return PlainTextResponse("\n", 200 if state.manager.ready else 503)
 
 
 @router.get("/health", response_class=PlainTextResponse, responses=_PING_RESPONSES, summary="The same as /ping")

@@ -1,4 +1,9 @@
-"""What a process serves and whether it can: `GET /models`, `/healthz`, `/readyz`, `/metrics`."""
+"""What a process serves and whether it can: `GET /models`, `/healthz`, `/readyz`, `/metrics`.
+
+Ready means ready to serve what exists (`services.serving.variants`): every alias that may take routed traffic is
+loaded or has no version in the registry. A process with nothing to load is ready, and its predictions answer 503
+with Retry-After until a version appears; MLflow's `/ping` and the V2 server readiness say the same as `/readyz`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.serving.api.bodies import ModelsResponse, json_response
-from services.serving.api.deps import State
+from services.serving.api.deps import ServingState, State
 from services.serving.observability import render_metrics
 
 router = APIRouter()
@@ -23,10 +28,18 @@ async def models(state: State) -> dict[str, Any]:
         "model": settings.model_name,
         "routing": settings.routing.model_dump(),
         "weights": {a: round(w, 6) for a, w in state.router.weights().items()},
+        "traffic": {a: round(w, 6) for a, w in state.router.effective().items()},
         "active": manager.active,
         "variants": [variants[a].describe() for a in settings.aliases if a in variants],
-        "not_loaded": {a: manager.errors.get(a, "loading") for a in settings.aliases if a not in variants},
+        "missing": [a for a in settings.aliases if a in manager.missing],
+        "not_loaded": {a: _why_not_loaded(state, a) for a in settings.aliases if a not in variants},
     }
+
+
+def _why_not_loaded(state: ServingState, alias: str) -> str:
+    if alias in state.manager.missing:
+        return "no version in the registry"
+    return state.manager.errors.get(alias, "loading")
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -35,18 +48,23 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", summary="200 only when every routed variant is loaded", responses={503: {"description": "Not ready"}}
+    "/readyz",
+    summary="200 once every routed alias is loaded or has no version in the registry",
+    responses={
+        503: {"description": "Not ready: an alias with a version is not loaded yet, or the registry cannot be reached"}
+    },
 )
 async def readyz(state: State) -> Response:
-    variants = state.manager.variants
-    missing = [a for a, w in state.router.weights().items() if w > 0 and a not in variants]
+    manager = state.manager
     body = {
-        "ready": not missing,
-        "missing": missing,
-        "loaded": {a: v.version for a, v in variants.items()},
+        "ready": manager.ready,
+        "missing": sorted(manager.missing),  # no version in the registry: nothing to load, served by another
+        "not_loaded": manager.pending(),  # may take traffic, has (or may have) a version, not loaded: why
+        "loaded": {a: v.version for a, v in manager.variants.items()},
+        "traffic": state.router.effective(),  # empty: nothing loaded, predictions answer 503
         "log_file": state.log_file.describe(),  # a volume that cannot be written is reported, not fatal
     }
-    return json_response(body, 503 if missing else 200)
+    return json_response(body, 200 if manager.ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

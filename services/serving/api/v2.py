@@ -2,9 +2,11 @@
 
 `{model}` is the registered model this service serves; without `/versions/{version}` a request is routed like
 `POST /predict` (sticky per `X-Client-Id`, shadow copies included), with it the loaded version answers
-whichever alias loaded it (404 when no alias has it loaded). Inference goes through the lean request path
-(`ENDPOINTS`); health, readiness and metadata are ordinary routes (`router`). As the protocol says, readiness
-is a status code: 200 ready, 400 not ready; errors are `{"error": "..."}`.
+whichever alias loaded it (404 when no alias has it loaded; 503 with Retry-After while nothing at all is loaded).
+Inference goes through the lean request path (`ENDPOINTS`); health, readiness and metadata are ordinary routes
+(`router`). As the protocol says, readiness is a status code: 200 ready, 400 not ready; errors are `{"error": "..."}`.
+The server is ready when `/readyz` is (every routed alias loaded or without a version in the registry); the model
+is ready when it can infer: a routed alias has a loaded version.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import contract
 from services.serving.api.bodies import json_response
 from services.serving.api.deps import ServingState, State
-from services.serving.api.lean import ADMISSION, Choice, Doc, Endpoint, missing_aliases, routed
+from services.serving.api.lean import ADMISSION, Choice, Doc, Endpoint, nothing_loaded, routed
 from services.serving.protocols.v2 import DATATYPES, V2, model_metadata
 from services.serving.schema import RequestError
+from services.serving.security import Refusal
 from services.serving.variants import Variant
 
 MODEL_PATH = contract.V2_MODEL_PATH
@@ -132,6 +135,8 @@ def by_model(state: ServingState, headers: dict[str, str], params: dict[str, str
         return routed(state, headers, params)
     variant = _loaded_version(state, version)
     if variant is None:
+        if not state.manager.variants:
+            raise nothing_loaded(state, state.router.candidates())
         loaded = sorted({v.version for v in state.manager.variants.values()})
         raise RequestError(404, f"version: version {version!r} is not loaded here (loaded: {loaded})", "version")
     return Choice(variant)
@@ -141,7 +146,7 @@ _ERRORS: dict[int, tuple[str, type[BaseModel]]] = {
     400: ("The request does not fit the protocol or the model's signature", V2Error),
     404: ("Unknown model, or version not loaded", V2Error),
     413: ("Too many rows or too large a body", V2Error),
-    503: ("No version is loaded yet", V2Error),
+    503: ("No version is loaded to answer yet (Retry-After)", V2Error),
     **{status: (description, V2Error) for status, description in ADMISSION.items()},
 }
 
@@ -174,7 +179,7 @@ _UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"model": V2Error, "descriptio
 
 
 def _error(exc: RequestError) -> Response:
-    return json_response({"error": exc.message}, exc.status)
+    return json_response({"error": exc.message}, exc.status, headers=exc.headers if isinstance(exc, Refusal) else None)
 
 
 @router.get("/v2", response_model=V2ServerMetadata, summary="Server metadata")
@@ -187,9 +192,14 @@ async def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready", response_model=V2Ready, responses=_NOT_READY, summary="Every routed alias is loaded")
+@router.get(
+    "/v2/health/ready",
+    response_model=V2Ready,
+    responses=_NOT_READY,
+    summary="Ready as /readyz: every routed alias is loaded or has no version in the registry",
+)
 async def ready(state: State) -> Response:
-    is_ready = not missing_aliases(state)
+    is_ready = state.manager.ready
     return json_response({"ready": is_ready}, 200 if is_ready else 400)
 
 
@@ -197,14 +207,14 @@ async def ready(state: State) -> Response:
     f"{MODEL_PATH}/ready",
     response_model=V2ModelReady,
     responses={**_NOT_READY, **_UNKNOWN},
-    summary="The model is ready (every routed alias loaded)",
+    summary="The model can infer: a routed alias has a loaded version",
 )
 async def model_ready(model: str, state: State) -> Response:
     try:
         _check_model(state, model)
     except RequestError as exc:
         return _error(exc)
-    is_ready = not missing_aliases(state)
+    is_ready = bool(state.router.effective())
     return json_response({"name": model, "ready": is_ready}, 200 if is_ready else 400)
 
 
@@ -232,16 +242,17 @@ def _metadata(state: ServingState, variant: Variant) -> Response:
 @router.get(
     MODEL_PATH,
     response_model=V2ModelMetadata,
-    responses={**_UNKNOWN, 503: {"model": V2Error, "description": "No version is loaded yet"}},
+    responses={**_UNKNOWN, 503: {"model": V2Error, "description": "No version is loaded yet (Retry-After)"}},
     summary="Model metadata: one input tensor per signature column, the signature's outputs",
 )
 async def metadata(model: str, state: State) -> Response:
     try:
         _check_model(state, model)
         variants = state.manager.variants
-        primary = next((variants[a] for a in state.router.weights() if a in variants), None)
+        candidates = state.router.candidates()
+        primary = next((variants[a] for a in candidates if a in variants), None)
         if primary is None:
-            raise RequestError(503, f"no version of {model} is loaded yet")
+            raise nothing_loaded(state, candidates)
     except RequestError as exc:
         return _error(exc)
     return _metadata(state, primary)

@@ -6,12 +6,15 @@
 - `new_model`: registers real iris LogisticRegression versions under a model name of the test's own
   (so tests moving aliases never disturb each other).
 - `start_service`: the serving service as a subprocess, run with the Dockerfile's command.
+- `env` and `call`, for the in-process tests: the contract's variables cleared but for a tracking URI nobody
+  answers on and a model name; one request to an application in this process (no lifespan, no server).
 
 Fixtures that need PostgreSQL, moto or MLflow FAIL (never skip) when those cannot start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -26,11 +29,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from devstack.models import RegisteredVersion, iris_rows, set_alias, train_and_register
 from devstack.procs import DevstackError, free_port
 from devstack.serving import ServingProcess, serving_service
 from devstack.stack import MlflowStack, mlflow_stack
+from services.common import contract
 
 ROW = iris_rows(1)[0]
 
@@ -215,3 +220,24 @@ def metric_value(base: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The contract's variables cleared, but a tracking URI nobody answers on and the model name `iris`."""
+    for var in contract.ALL_VARS:
+        monkeypatch.delenv(var.name, raising=False)
+    monkeypatch.setenv(contract.MLFLOW_TRACKING_URI.name, "http://127.0.0.1:1")
+    monkeypatch.setenv(contract.MODEL_NAME.name, "iris")
+    return monkeypatch
+
+
+def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to the application in this process (no lifespan, no server; app errors answered, not raised)."""
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(send())

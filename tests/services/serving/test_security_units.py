@@ -40,6 +40,7 @@ from services.serving.security import (
     parse_key_file,
 )
 from services.serving.settings import Settings, SettingsError
+from tests.services.serving.conftest import call
 
 
 # --- a local OIDC issuer (also used by the real-server tests) --------------------------------------------
@@ -164,15 +165,6 @@ def test_auth_settings_parse_each_mode_and_name_wrong_fields() -> None:
     ):
         with pytest.raises(ValueError, match=named):
             parse_auth(bad)
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in contract.ALL_VARS:
-        monkeypatch.delenv(var.name, raising=False)
-    monkeypatch.setenv(contract.MLFLOW_TRACKING_URI.name, "http://127.0.0.1:1")
-    monkeypatch.setenv(contract.MODEL_NAME.name, "iris")
-    return monkeypatch
 
 
 def test_settings_defaults_are_open_docs_no_auth_and_a_limit(env: pytest.MonkeyPatch) -> None:
@@ -444,17 +436,6 @@ def test_json_parser_keeps_big_but_finite_numbers_and_reports_malformed_bodies()
 
 
 # --- the application's wiring ----------------------------------------------------------------------------------
-def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request to the application in this process (no lifespan, no server; app errors answered, not raised)."""
-
-    async def send() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serving") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(send())
-
-
 @pytest.fixture
 def keys_file(tmp_path: Path) -> Path:
     path = tmp_path / "keys"

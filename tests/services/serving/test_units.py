@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
@@ -40,6 +39,7 @@ from services.serving.batching import MAX_TURNS, MicroBatcher
 from services.serving.routing import Router, client_point
 from services.serving.schema import Column, InputValidator, RequestError
 from services.serving.settings import Settings, SettingsError
+from tests.services.serving.conftest import call
 
 REPO = Path(__file__).resolve().parents[3]
 Z = 4.5  # normal bound: a correct router falls outside with probability < 1e-5
@@ -88,15 +88,6 @@ def test_blue_green_follows_active_and_shadow_names_copy() -> None:
 
 
 # --- settings --------------------------------------------------------------------------------------
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in contract.ALL_VARS:
-        monkeypatch.delenv(var.name, raising=False)
-    monkeypatch.setenv(contract.MLFLOW_TRACKING_URI.name, "http://127.0.0.1:1")
-    monkeypatch.setenv(contract.MODEL_NAME.name, "iris")
-    return monkeypatch
-
-
 def test_settings_defaults_and_routing_aliases(env: pytest.MonkeyPatch) -> None:
     s = Settings.from_env()
     assert s.routing == FixedRouting(mode="fixed", alias="champion")
@@ -403,16 +394,6 @@ def test_loader_process_only_when_memory_allows(tmp_path: Path) -> None:
 
 
 # --- API wiring --------------------------------------------------------------------------------------
-def call(app: FastAPI, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request to the application in this process (no lifespan, no server)."""
-
-    async def send() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serving") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(send())
-
-
 @pytest.fixture
 def offline_app(env: pytest.MonkeyPatch) -> Iterator[FastAPI]:
     """The application with the state its lifespan builds, but nothing loaded (no registry is reached)."""

@@ -1,8 +1,8 @@
-"""Every bad input is a 4xx naming the problem, never a 500; unknown alias 404; no model yet 503."""
+"""Every bad input is a 4xx naming the problem, never a 500; unknown alias 404 (no model yet: test_missing_aliases)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,7 +11,7 @@ import pytest
 from devstack.models import iris_rows, train_and_register
 from devstack.serving import ServingProcess, serving_service
 from devstack.stack import MlflowStack
-from tests.services.serving.conftest import ROW, predict, wait_until
+from tests.services.serving.conftest import ROW, predict
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -128,21 +128,3 @@ def test_unknown_alias_is_404(service: ServingProcess) -> None:
     with httpx.Client(timeout=30) as client:
         response = predict(client, service.base_url, path="/variants/nope/predict")
     assert response.status_code == 404 and response.json()["field"] == "alias"
-
-
-def test_no_model_yet_is_503_until_the_alias_exists(
-    stack: MlflowStack, new_model: Callable[..., Any], start_service: Callable[..., Any]
-) -> None:
-    model = new_model()  # registered nothing: the alias does not exist yet
-    svc = start_service(model, wait_for="healthz", poll_seconds=0.5)
-    with httpx.Client(timeout=30) as client:
-        assert client.get(f"{svc.base_url}/healthz").status_code == 200
-        assert client.get(f"{svc.base_url}/readyz").status_code == 503
-        for path in ("/predict", "/variants/champion/predict"):
-            response = predict(client, svc.base_url, path=path)
-            assert response.status_code == 503, response.text
-            assert "champion" in response.json()["detail"]
-        version = model.add(alias="champion")
-        wait_until(lambda: client.get(f"{svc.base_url}/readyz").status_code == 200, 120, "the watcher to load champion")
-        answer = predict(client, svc.base_url).json()
-        assert (answer["alias"], answer["version"]) == ("champion", version.version)
