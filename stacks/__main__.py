@@ -29,8 +29,13 @@ Airflow namespace, mounted in every Airflow pod, with each model's in-cluster se
 `nodeSelector`, `tolerations`, `priorityClassName` and `images` (`training`, `serving`). A GPU profile must select
 GPU nodes (a node selector or tolerations). `small`, `medium` and `gpu` are shipped; a profile of the stack file
 adds to them or replaces the one of the same name. An image left unset is the platform's own: the Airflow image
-trains (a training image must be built FROM it), the serving image (`images.serving`) serves; an image without a
-registry path is under `images.registry`, and prod takes images pinned by digest only.
+trains, the serving image (`images.serving`) serves. A training image runs the Airflow task too: build it FROM the
+Airflow image, or with the same Airflow and DAG libraries as `profiles/gpu/Dockerfile` does. An image is either
+a reference (one without a registry path is under `images.registry`) or `{{dockerfile, target, context}}`: a
+Dockerfile of this repository that `make images` and the images workflow build and push as `<profile>-<kind>`
+(e.g. `gpu-serving`), recording its reference in `{PROJECT}:images.profiles`; a model that runs such an image
+needs it recorded there. The shipped `gpu` profile's images are built that way, on a CUDA base
+(`profiles/gpu/Dockerfile`). Prod takes images pinned by digest only.
 
 Per model, also checked: its name is a valid registered-model name and yields a Kubernetes name (`model-<slug>`)
 no other model yields; `serving.workers` fit the serving profile's memory limit; `training.schedule` is cron;

@@ -29,7 +29,16 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from services.common.catalog import DEFAULT_PROFILES, Catalog, CatalogError, Profile, names, parse_catalog
+from services.common.catalog import (
+    DEFAULT_PROFILES,
+    IMAGE_KINDS,
+    Catalog,
+    CatalogError,
+    ImageBuild,
+    Profile,
+    names,
+    parse_catalog,
+)
 from services.common.serving_rules import QUANTITY, quantity_bytes
 
 PROJECT = "mlops-platform"
@@ -683,6 +692,18 @@ def _check_image(value: Any) -> str | None:
     return None
 
 
+def _check_profile_images(value: Any) -> str | None:
+    for name, ref in value.items():
+        if not re.fullmatch(_IMAGE_NAME, str(name)):
+            return f"has {name!r}, which is not an image name (<profile>-<kind>, lowercase, e.g. gpu-serving)"
+        if not isinstance(ref, str):
+            return f"has {name!r}: {_quote(ref)}, which is not an image reference"
+        problem = _check_image(ref)
+        if problem is not None:
+            return f"has {name!r}: {_quote(ref)}, which {problem}"
+    return None
+
+
 def _check_registry(value: Any) -> str | None:
     if not _REGISTRY.match(str(value)):
         return "must be a registry path such as ghcr.io/<owner>/<repository> (lowercase, no tag)"
@@ -718,6 +739,15 @@ class ImagesSettings:
         check=_check_image,
     )
 
+    profiles: Mapping[str, str] = setting(
+        "images.profiles",
+        "the profiles' images built from this repository's Dockerfiles (profiles.<p>.images.<kind>: {dockerfile, "
+        "target}), by image name <profile>-<kind> (e.g. gpu-serving): their references, same forms as "
+        "images.serving; written by `make images`, passed by the deploy workflow; prod: pinned by digest",
+        default={},
+        check=_check_profile_images,
+    )
+
     def image(self, name: str) -> ImageRef | None:
         """The resolved reference of image `name` (`serving`, `airflow`, `api`), None when unset."""
         value = getattr(self, name)
@@ -750,6 +780,12 @@ def _check_images(s: StackSettings, problems: list[str]) -> None:
                 f"{s.source}: {key} must be pinned by digest in prod (<repository>@sha256:<64 hex>); "
                 f"got {_quote(getattr(s.images, name))}"
             )
+    for name, value in sorted(s.images.profiles.items()):
+        if not ImageRef.parse(value).pinned:
+            problems.append(
+                f"{s.source}: {PROJECT}:images.profiles.{name} must be pinned by digest in prod "
+                f"(<repository>@sha256:<64 hex>); got {_quote(value)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -773,8 +809,11 @@ class StackSettings:
     retention: RetentionSettings
     network: NetworkSettings
     catalog: Catalog
+    """The model catalog: `models` validated with `profiles` (services/common/catalog.py), parsed once, every
+    profile image resolved to a reference."""
+    profile_builds: Mapping[str, ProfileBuild]
+    """The profile images built from this repository's Dockerfiles, by image name (`profile_builds`)."""
     observability: ObservabilitySettings
-    """The model catalog: `models` validated with `profiles` (services/common/catalog.py), parsed once."""
     models: Mapping[str, Any] = setting(
         "models",
         "the model catalog: registered model name -> {training, gate, serving}; every entry is trained by its "
@@ -1009,32 +1048,129 @@ def _validate(meta: Meta, value: Any) -> str | None:
     return None
 
 
-def _catalog(top: Mapping[str, Any], images: Mapping[str, Any], source: str, problems: list[str]) -> Catalog | None:
-    """`models` and `profiles` (the shipped profiles, with the stack's added or replaced) as one Catalog; each
-    problem names its key path, e.g. `mlops-platform:models.iris.gate.metric Field required`. Profile images are
-    resolved under images.registry like the platform's own. None when the catalog cannot be built."""
+@dataclass(frozen=True)
+class ProfileBuild:
+    """An image the stack builds from a Dockerfile of this repository for its profiles (`profiles.<p>.images.<kind>`
+    is an ImageBuild): its name (the key of its reference in `images.profiles`), the profile images that are it,
+    as (profile, kind), and the models whose training or serving pods run it (empty: no pod of the stack does)."""
+
+    name: str
+    build: ImageBuild
+    uses: tuple[tuple[str, str], ...]
+    used_by: tuple[str, ...]
+
+
+def profile_builds(catalog: Catalog, source: str, problems: list[str]) -> dict[str, ProfileBuild]:
+    """Every image built from a Dockerfile for the profiles of `catalog` (as parsed, before references are
+    resolved), by name. An image name that is not one, or one name built two ways, is a problem."""
+    out: dict[str, ProfileBuild] = {}
+    for profile, spec in sorted(catalog.profiles.items()):
+        for kind, build in spec.images.builds().items():
+            key = f"{source}: {PROJECT}:profiles.{profile}.images.{kind}"
+            name = build.name(profile, kind)
+            if not re.fullmatch(_IMAGE_NAME, name):
+                problems.append(
+                    f"{key} is built from {build.dockerfile} as the image {name!r}, which is not an image name: "
+                    "name it with `image` (lowercase letters, digits and - . _)"
+                )
+                continue
+            users = {m for m, model in catalog.models.items() if getattr(model, kind).profile == profile}
+            seen = out.get(name)
+            if seen is None:
+                out[name] = ProfileBuild(name, build, ((profile, kind),), tuple(sorted(users)))
+            elif seen.build.model_copy(update={"image": None}) != build.model_copy(update={"image": None}):
+                other = "profiles.{}.images.{}".format(*seen.uses[0])
+                problems.append(
+                    f"{key} builds the image {name} from {build.dockerfile} ({build.target}), but {other} builds it "
+                    f"from {seen.build.dockerfile} ({seen.build.target}): one image name, one build"
+                )
+            else:
+                out[name] = ProfileBuild(
+                    name, build, (*seen.uses, (profile, kind)), tuple(sorted(users | set(seen.used_by)))
+                )
+    return out
+
+
+def _raw_catalog(top: Mapping[str, Any], source: str, problems: list[str]) -> Catalog | None:
+    """`models` and `profiles` (the shipped profiles, with the stack's added or replaced) as one Catalog, profile
+    images as written; each problem names its key path, e.g. `mlops-platform:models.iris.gate.metric Field
+    required`. None when the catalog cannot be built."""
     if "models" not in top or "profiles" not in top:
         return None  # already reported: missing or not an object
-    profiles = {**DEFAULT_PROFILES, **top["profiles"]}
     try:
-        catalog = parse_catalog(top["models"], profiles)
+        return parse_catalog(top["models"], {**DEFAULT_PROFILES, **top["profiles"]})
     except CatalogError as exc:
         problems.extend(f"{source}: {PROJECT}:{path} {message}" for path, message in exc.problems)
         return None
+
+
+def _catalog(
+    stack: str, top: Mapping[str, Any], images: Mapping[str, Any], source: str, problems: list[str]
+) -> tuple[Catalog, dict[str, ProfileBuild]] | None:
+    """The stack's Catalog with every profile image resolved to a reference: a reference under images.registry
+    like the platform's own, a Dockerfile-built image to its reference in images.profiles. A built image that a
+    model's pods run must be recorded there; one no pod runs is left unset. Also returns the built images
+    (`profile_builds`). None when the catalog cannot be built."""
+    catalog = _raw_catalog(top, source, problems)
+    if catalog is None:
+        return None
     registry = images.get("registry", DEFAULT_REGISTRY)
-    resolved = {}
+    recorded = images.get("profiles", {})
+    builds = profile_builds(catalog, source, problems)
+    built = {use: build for build in builds.values() for use in build.uses}
+    resolved: dict[str, Profile] = {}
     for name, profile in catalog.profiles.items():
-        refs = {}
-        for kind in ("training", "serving"):
+        refs: dict[str, str | None] = {}
+        for kind in IMAGE_KINDS:
             value = getattr(profile.images, kind)
+            key = f"{PROJECT}:profiles.{name}.images.{kind}"
+            if isinstance(value, ImageBuild):
+                build = built.get((name, kind))
+                if build is None:
+                    continue  # reported by profile_builds
+                value = recorded.get(build.name)
+                if value is None and build.used_by:
+                    problems.append(
+                        f"{source}: {key} is built from {build.build.dockerfile} but {PROJECT}:images.profiles has no "
+                        f"{build.name} (the pods of {', '.join(build.used_by)} run it): build it and record its "
+                        f"reference with `make images STACK={stack}`"
+                    )
+                    continue
+                refs[kind] = None if value is None else ImageRef.parse(value, registry).reference
+                continue
             if value is None:
                 continue
             try:
                 refs[kind] = ImageRef.parse(value, registry).reference
             except ValueError as exc:
-                problems.append(f"{source}: {PROJECT}:profiles.{name}.images.{kind} {exc}; got {_quote(value)}")
+                problems.append(f"{source}: {key} {exc}; got {_quote(value)}")
         resolved[name] = profile.model_copy(update={"images": profile.images.model_copy(update=refs)})
-    return catalog.model_copy(update={"profiles": resolved})
+    return catalog.model_copy(update={"profiles": resolved}), builds
+
+
+def stack_profile_builds(stack: str, config: Mapping[str, Any], source: str | None = None) -> dict[str, ProfileBuild]:
+    """The profile images a stack's configuration builds from Dockerfiles (what `make images` and the images
+    workflow build besides the platform's), found before their references are recorded. Raises SettingsError
+    naming the key when `models` or `profiles` is invalid."""
+    source = source or f"Pulumi.{stack}.yaml"
+    problems: list[str] = []
+    top: dict[str, Any] = {}
+    hints = typing.get_type_hints(StackSettings)
+    for f in dataclasses.fields(StackSettings):
+        meta: Meta | None = f.metadata.get("setting")
+        if meta is None or meta.key not in ("models", "profiles"):
+            continue
+        raw = config.get(f"{PROJECT}:{meta.key}")
+        value, problem = (meta.default, None) if raw is None else _parse(raw, hints[f.name])
+        if problem is not None or value is None:
+            problems.append(f"{source}: {PROJECT}:{meta.key} {problem or 'is required'}")
+        else:
+            top[meta.key] = value
+    catalog = _raw_catalog(top, source, problems)
+    builds = profile_builds(catalog, source, problems) if catalog is not None else {}
+    if problems:
+        raise SettingsError(problems)
+    return builds
 
 
 def load_settings(
@@ -1095,13 +1231,19 @@ def load_settings(
                     continue
             groups[cls_name][f.name] = value
 
-    catalog = _catalog(groups[""], groups["images"], source, problems)
-    if problems or catalog is None:
+    parsed = _catalog(stack, groups[""], groups["images"], source, problems)
+    if problems or parsed is None:
         raise SettingsError(problems)
+    catalog, builds = parsed
 
     nested = {name: _GROUPS[name](**groups[name]) for name in _GROUP_FIELDS}
     settings = StackSettings(
-        stack=stack, source=source, catalog=catalog.for_environment(environment), **groups[""], **nested
+        stack=stack,
+        source=source,
+        catalog=catalog.for_environment(environment),
+        profile_builds=builds,
+        **groups[""],
+        **nested,
     )
     _cross_checks(settings, problems)
     if problems:
@@ -1192,10 +1334,11 @@ def _check_models(s: StackSettings, problems: list[str]) -> None:
                 f"bucket; got {_quote(dataset)}"
             )
     if s.is_prod:
+        built = {use for b in s.profile_builds.values() for use in b.uses}  # checked as images.profiles entries
         for name, profile in sorted(s.catalog.profiles.items()):
-            for kind in ("training", "serving"):
+            for kind in IMAGE_KINDS:
                 value = getattr(profile.images, kind)
-                if value is not None and not ImageRef.parse(value).pinned:
+                if value is not None and (name, kind) not in built and not ImageRef.parse(value).pinned:
                     problems.append(
                         f"{src}: {ns}profiles.{name}.images.{kind} must be pinned by digest in prod "
                         f"(<repository>@sha256:<64 hex>); got {_quote(value)}"

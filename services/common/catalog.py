@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from services.common import serving_auth
 from services.common import serving_rules as rules
@@ -93,11 +93,58 @@ class Resources(_Strict):
         return _quantity(value)
 
 
-class ProfileImages(_Strict):
-    """Images of one profile; unset = the platform's own (the Airflow image trains, the serving image serves)."""
+IMAGE_KINDS = ("training", "serving")  # the images of a profile: its training pods' and its serving pods'
 
-    training: str | None = None
-    serving: str | None = None
+
+class ImageBuild(_Strict):
+    """A profile image this repository builds: `make images` and the images workflow build `dockerfile` (at
+    `target`, with `context` as the build context, both relative to the repository root), push it as the image
+    `image` (default `<profile>-<kind>`) under `images.registry` and record its reference in `images.profiles`
+    of the stack under that name. Profiles that name the same image share it (e.g. a copy of `gpu` with another
+    priority class runs the `gpu` profile's images)."""
+
+    dockerfile: str = Field(pattern=r"^[A-Za-z0-9_./-]+$", description="path of the Dockerfile in the repository")
+    target: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="build stage")
+    context: str = Field(default=".", pattern=r"^[A-Za-z0-9_./-]+$", description="build context folder")
+    image: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$", description="default <profile>-<kind>"
+    )
+
+    def name(self, profile: str, kind: str) -> str:
+        """The image's name: `image`, else `<profile>-<kind>` of the profile image it is."""
+        return self.image or f"{profile}-{kind}"
+
+    @field_validator("dockerfile", "context")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError(f"must be a relative path inside the repository; got {value!r}")
+        return value
+
+
+def _image_form(value: Any) -> str:
+    return "build" if isinstance(value, (Mapping, ImageBuild)) else "reference"
+
+
+# A reference (`<repository>:<tag>`, `...@sha256:...`) or a build (`{dockerfile, target, context}`); the tag names
+# the form in error locations, so a mistake is reported for the form that was written only.
+ProfileImage = Annotated[
+    Annotated[str, Tag("reference")] | Annotated[ImageBuild, Tag("build")], Discriminator(_image_form)
+]
+
+
+class ProfileImages(_Strict):
+    """Images of one profile; unset = the platform's own (the Airflow image trains, the serving image serves).
+
+    Each is a ready image reference, or an `ImageBuild` (`{dockerfile, target, context}`) that the platform's
+    image tooling builds; the stack settings replace the latter by the reference recorded for it."""
+
+    training: ProfileImage | None = None
+    serving: ProfileImage | None = None
+
+    def builds(self) -> dict[str, ImageBuild]:
+        """The images of this profile built from a Dockerfile, by kind (`training`, `serving`)."""
+        return {kind: value for kind in IMAGE_KINDS if isinstance(value := getattr(self, kind), ImageBuild)}
 
 
 class Profile(_Strict):
@@ -134,6 +181,7 @@ class Profile(_Strict):
         return [t.to_k8s() for t in self.tolerations]
 
 
+GPU_DOCKERFILE = "profiles/gpu/Dockerfile"
 DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     # `small` holds the default serving workers (services.common.serving_rules.min_memory_bytes).
     "small": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
@@ -144,6 +192,11 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
         "gpus": 1,
         "nodeSelector": {"nvidia.com/gpu.present": "true"},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        # CUDA images of the platform's runtimes (profiles/gpu/Dockerfile), built by `make images`
+        "images": {
+            "training": {"dockerfile": GPU_DOCKERFILE, "target": "training", "image": "gpu-training"},
+            "serving": {"dockerfile": GPU_DOCKERFILE, "target": "serving", "image": "gpu-serving"},
+        },
     },
 }
 
@@ -484,7 +537,7 @@ def _parse_map(root: str, raw: Any, model: type[BaseModel], problems: list[tuple
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the chosen union member into the location (`routing.fixed.alias`, `entrypoint.str`)
-    return part in ("fixed", "ab", "canary", "blue-green", "shadow", "str", "tuple[str, ...]")
+    return part in ("fixed", "ab", "canary", "blue-green", "shadow", "str", "tuple[str, ...]", "reference", "build")
 
 
 def _cross_check(models: dict[str, ModelSpec], profiles: dict[str, Profile], problems: list[tuple[str, str]]) -> None:

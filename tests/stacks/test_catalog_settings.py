@@ -1,8 +1,9 @@
 """The model catalog as stack settings (`models`, `profiles`): parsed once into the typed catalog, every mistake
 reported as `<stack file>: mlops-platform:<key path> <message>` (model names, Kubernetes names, profiles, gate
-metric, GPU placement, cron, sizing, hosts, datasets, images), the single-model keys refused naming the key that
-replaced them; each model's serving accepts exactly the aliases, routings and workers the serving service accepts;
-the shipped stack files carry both examples."""
+metric, GPU placement, cron, sizing, hosts, datasets, images, images built from a Dockerfile and the reference
+recorded for them), the single-model keys refused naming the key that replaced them; each model's serving
+accepts exactly the aliases, routings and workers the serving service accepts; the shipped stack files carry
+both examples and the references of the gpu profile's images."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from services.common.catalog import DEFAULT_PROFILES, MODEL_NAME_PATTERN
 from services.common.serving_rules import DEFAULT_WORKERS, CanaryRouting, FixedRouting
 from services.serving.settings import Settings
 from services.serving.settings import SettingsError as ServiceSettingsError
-from stacks.settings import PROJECT, RETIRED_KEYS, SettingsError, StackSettings, load_settings
+from stacks.settings import PROJECT, RETIRED_KEYS, ImageRef, SettingsError, StackSettings, load_settings
 from tests.stacks.test_settings import IRIS, MINIMAL, PROD_NETWORK
 
 P = f"{PROJECT}:"
@@ -250,6 +251,96 @@ def test_profile_images_are_references_and_pinned_in_prod() -> None:
     ]
     pinned = {**DEFAULT_PROFILES["small"], "images": {"serving": f"quay.io/acme/gpu-serving@{DIGEST}"}}
     assert load({**with_models({"iris": IRIS}, {"t": pinned}), **PROD_NETWORK}, "prod").catalog.profiles["t"]
+
+
+def test_a_profile_image_built_from_a_dockerfile_runs_the_reference_recorded_for_it() -> None:
+    team = {
+        **DEFAULT_PROFILES["medium"],
+        "images": {"training": {"dockerfile": "teams/vision/Dockerfile", "target": "train"}},
+    }
+    models = {"iris": entry(training={"profile": "vision"}), "other": IRIS}
+    # no reference recorded: refused, naming the key, the Dockerfile, the models that run it and the command
+    assert problems_of(with_models(models, {"vision": team})) == [
+        "Pulumi.dev.yaml: mlops-platform:profiles.vision.images.training is built from teams/vision/Dockerfile but "
+        "mlops-platform:images.profiles has no vision-training (the pods of iris run it): build it and record its "
+        "reference with `make images STACK=dev`"
+    ]
+    recorded = json.dumps({"vision-training": "vision-training:1.4"})
+    s = load(with_models(models, {"vision": team}, **{"images.profiles": recorded}))
+    assert s.catalog.profiles["vision"].images.training == "ghcr.io/acme/mlops-platform/vision-training:1.4"
+    build = s.profile_builds["vision-training"]
+    assert (build.build.dockerfile, build.build.target, build.uses) == (
+        "teams/vision/Dockerfile",
+        "train",
+        (("vision", "training"),),
+    )
+    assert build.used_by == ("iris",)
+    # the shipped gpu profile is built the same way; no model runs it here, so nothing needs recording
+    assert {n: b.used_by for n, b in s.profile_builds.items() if n.startswith("gpu")} == {
+        "gpu-training": (),
+        "gpu-serving": (),
+    }
+    assert s.catalog.profiles["gpu"].images.serving is None
+
+
+def test_profiles_that_name_the_same_built_image_share_it_and_one_name_is_one_build() -> None:
+    # a copy of the shipped gpu profile (another priority class) runs the gpu profile's own images
+    critical = {**DEFAULT_PROFILES["gpu"], "priorityClassName": "ml-high"}
+    models = {"iris": entry(serving={"profile": "gpu-critical"}), "b": entry(training={"profile": "gpu"})}
+    recorded = json.dumps({"gpu-serving": "gpu-serving:2.0", "gpu-training": "gpu-training:2.0"})
+    s = load(with_models(models, {"gpu-critical": critical}, **{"images.profiles": recorded}))
+    assert s.serving_image("iris") == "ghcr.io/acme/mlops-platform/gpu-serving:2.0"
+    serving = s.profile_builds["gpu-serving"]
+    assert serving.uses == (("gpu", "serving"), ("gpu-critical", "serving")) and serving.used_by == ("iris",)
+    assert s.profile_builds["gpu-training"].used_by == ("b",)
+    # the same name built from another Dockerfile would push two images to one repository
+    other = {**DEFAULT_PROFILES["small"], "images": {"serving": {"dockerfile": "x/Dockerfile", "image": "gpu-serving"}}}
+    assert problems_of(with_models({"iris": IRIS}, {"x": other})) == [
+        "Pulumi.dev.yaml: mlops-platform:profiles.x.images.serving builds the image gpu-serving from x/Dockerfile "
+        "(None), but profiles.gpu.images.serving builds it from profiles/gpu/Dockerfile (serving): one image name, "
+        "one build"
+    ]
+
+
+def test_a_built_profile_image_has_an_image_name_and_is_written_in_the_build_form() -> None:
+    upper = {**DEFAULT_PROFILES["small"], "images": {"serving": {"dockerfile": "x/Dockerfile"}}}
+    assert problems_of(with_models({"iris": IRIS}, {"Team_X": upper})) == [
+        "Pulumi.dev.yaml: mlops-platform:profiles.Team_X.images.serving is built from x/Dockerfile as the image "
+        "'Team_X-serving', which is not an image name: name it with `image` (lowercase letters, digits and - . _)"
+    ]
+    named = {**DEFAULT_PROFILES["small"], "images": {"serving": {"dockerfile": "x/Dockerfile", "image": "team-x"}}}
+    assert set(load(with_models({"iris": IRIS}, {"Team_X": named})).profile_builds) == {
+        "gpu-serving",
+        "gpu-training",
+        "team-x",
+    }
+    outside = {**DEFAULT_PROFILES["small"], "images": {"serving": {"dockerfile": "../elsewhere/Dockerfile"}}}
+    assert problems_of(with_models({"iris": IRIS}, {"t": outside})) == [
+        "Pulumi.dev.yaml: mlops-platform:profiles.t.images.serving.dockerfile must be a relative path inside the "
+        "repository; got '../elsewhere/Dockerfile'"
+    ]
+    typo = {**DEFAULT_PROFILES["small"], "images": {"serving": {"dockerFile": "x/Dockerfile"}}}
+    assert problems_of(with_models({"iris": IRIS}, {"t": typo})) == [
+        "Pulumi.dev.yaml: mlops-platform:profiles.t.images.serving.dockerfile Field required",
+        "Pulumi.dev.yaml: mlops-platform:profiles.t.images.serving.dockerFile Extra inputs are not permitted",
+    ]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_stack_files_record_the_gpu_profiles_images_so_a_model_can_move_to_it(stack: str) -> None:
+    cfg = read_stack_file(stack)
+    models = json.loads(cfg.config[f"{P}models"])
+    for spec in models.values():
+        spec["training"]["profile"] = spec["serving"]["profile"] = "gpu"
+    s = load_settings(stack, {**cfg.config, f"{P}models": json.dumps(models)}, set(cfg.secret_keys), cfg.source)
+    registry = s.images.registry
+    gpu = s.catalog.profiles["gpu"].images
+    assert (gpu.training, gpu.serving) == (
+        ImageRef.parse(s.images.profiles["gpu-training"], registry).reference,
+        ImageRef.parse(s.images.profiles["gpu-serving"], registry).reference,
+    )
+    assert all(b.used_by == tuple(sorted(models)) for b in s.profile_builds.values())
+    assert {s.serving_image(m) for m in models} == {gpu.serving}
 
 
 @pytest.mark.parametrize("key", sorted(RETIRED_KEYS))

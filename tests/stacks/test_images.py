@@ -1,6 +1,6 @@
 """The images settings group: one registry setting whose default is this repository's own registry path, image
-references by tag or digest resolved under it, and prod refusing an image that is not pinned by digest, naming
-the stack file and the key."""
+references by tag or digest resolved under it, the profile images' references by image name (`images.profiles`),
+and prod refusing an image that is not pinned by digest, naming the stack file and the key."""
 
 from __future__ import annotations
 
@@ -97,10 +97,35 @@ def test_dev_accepts_a_tag_and_the_prod_stack_file_carries_digests() -> None:
     for name in IMAGE_NAMES:
         ref = prod.image(name)
         assert ref is not None and ref.pinned and ref.repository == f"{DEFAULT_REGISTRY}/{name}"
+    assert set(prod.profiles) == {"gpu-serving", "gpu-training"}
+    for name, value in prod.profiles.items():
+        ref = ImageRef.parse(value, prod.registry)
+        assert ref.pinned and ref.repository == f"{DEFAULT_REGISTRY}/{name}"
 
 
 def test_every_image_the_repository_builds_has_a_setting() -> None:
     built = {p.parent.name for p in (ROOT / "services").glob("*/Dockerfile")}
     assert built == set(IMAGE_NAMES)
     keys = {key for key, _, _ in declared()}
-    assert {f"images.{n}" for n in IMAGE_NAMES} | {"images.registry"} <= keys
+    assert {f"images.{n}" for n in IMAGE_NAMES} | {"images.registry", "images.profiles"} <= keys
+
+
+def test_profile_image_references_are_named_references_and_pinned_in_prod() -> None:
+    recorded = '{"gpu-serving": "gpu-serving:2.0", "gpu-training": "quay.io/acme/trainer@' + DIGEST + '"}'
+    images = load_settings("dev", {**BASE, f"{P}images.profiles": recorded}).images
+    assert images.profiles == {"gpu-serving": "gpu-serving:2.0", "gpu-training": f"quay.io/acme/trainer@{DIGEST}"}
+    assert load_settings("dev", BASE).images.profiles == {}  # nothing recorded: no profile image is built here
+    for value, problem in (
+        ('{"GPU-serving": "a:1"}', "has 'GPU-serving', which is not an image name (<profile>-<kind>, lowercase"),
+        ('{"gpu-serving": "a:latest"}', "has 'gpu-serving': \"a:latest\", which must be a pinned tag or a digest"),
+        ('{"gpu-serving": 3}', "has 'gpu-serving': 3, which is not an image reference"),
+        ('["gpu-serving"]', "must be an object"),
+    ):
+        (found,) = problems_of("dev", {**BASE, f"{P}images.profiles": value})
+        assert found.startswith(f"Pulumi.dev.yaml: {P}images.profiles {problem}"), found
+    # prod: each recorded reference pinned by digest, named by its own key (once, not again as the profile's)
+    (found,) = problems_of("prod", {**PROD, f"{P}images.profiles": recorded})
+    assert found == (
+        f"Pulumi.prod.yaml: {P}images.profiles.gpu-serving must be pinned by digest in prod "
+        '(<repository>@sha256:<64 hex>); got "gpu-serving:2.0"'
+    )
