@@ -12,6 +12,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from services.common import contract
@@ -47,7 +48,7 @@ class AirflowPlatformArgs:
     `s3_secret`: the Secret with the Airflow user's S3 key (its connection and AWS's own variables); `region`: the
     artifact bucket's region."""
 
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     settings: AirflowSettings
     image: ImageRef
     catalog: pulumi.Input[str]
@@ -79,12 +80,10 @@ _RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"dr
 _STATSD_POD = {"runAsNonRoot": True, "runAsUser": STATSD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def _secret(
-    name: str, parent: pulumi.Resource, namespace: pulumi.Input[str], key: str, value: pulumi.Input[str]
-) -> Secret:
+def _secret(name: str, parent: pulumi.Resource, namespace: NamespaceRef, key: str, value: pulumi.Input[str]) -> Secret:
     return Secret(
         name,
-        metadata=ObjectMetaArgs(name=name, namespace=namespace),
+        metadata=ObjectMetaArgs(name=name, namespace=namespace.output),
         type="Opaque",
         string_data={key: pulumi.Output.secret(value)},
         opts=pulumi.ResourceOptions(parent=parent),
@@ -247,21 +246,21 @@ class AirflowPlatform(pulumi.ComponentResource):
             f"{name}-model-catalog",
             metadata=ObjectMetaArgs(
                 name=contract.MODEL_CATALOG_CONFIGMAP,
-                namespace=args.namespace,
+                namespace=args.namespace.output,
                 labels=labels(component="model-catalog"),
             ),
             data={contract.MODEL_CATALOG_KEY: args.catalog},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.catalog_checksum = pulumi.Output.from_input(args.catalog).apply(catalog_checksum)
-        self.internal_url = cluster_url(f"{RELEASE}-api-server", args.namespace, API_PORT)
+        self.internal_url = cluster_url(f"{RELEASE}-api-server", args.namespace.name, API_PORT)
         self.release: Release = Release(
             f"{name}-release",
             name=RELEASE,
             chart="airflow",
             version=args.settings.chart_version,
             repository_opts=RepositoryOptsArgs(repo=AIRFLOW_REPO),
-            namespace=args.namespace,
+            namespace=args.namespace.output,
             timeout=1200,
             values=chart_values(args, self.internal_url),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, catalog, *inherited_depends_on(opts)]),

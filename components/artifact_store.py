@@ -16,6 +16,7 @@ from pulumi_aws import iam, s3
 from pulumi_kubernetes.core.v1 import Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import labels, stack_name
 
 MLFLOW_PREFIX = "mlflow/"
@@ -170,7 +171,7 @@ class Consumer:
     prefix (only those inside this bucket are granted)."""
 
     prefix: str
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     secret_name: str
     secret_format: str
     connection_id: str = ""
@@ -414,7 +415,9 @@ class ArtifactStore(pulumi.ComponentResource):
             raise ValueError(f"unknown secret format {spec.secret_format!r}")
         return Secret(
             f"{name}-{consumer}-credentials",
-            metadata=ObjectMetaArgs(name=spec.secret_name, namespace=spec.namespace, labels=labels(rotation="s3-key")),
+            metadata=ObjectMetaArgs(
+                name=spec.secret_name, namespace=spec.namespace.output, labels=labels(rotation="s3-key")
+            ),
             type="Opaque",
             string_data=string_data,
             opts=pulumi.ResourceOptions(parent=self, depends_on=keys),

@@ -46,6 +46,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from components.jobs import rerun_on_change_job
+from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, stack_name
 from components.pod_security import restricted_container, restricted_pod
 
@@ -74,7 +75,7 @@ class AppDatabase:
 
     database: str
     role: str
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     secret_name: str
     secret_format: str  # "username-password" (MLflow chart) or "sqlalchemy-url" (Airflow chart)
 
@@ -125,7 +126,7 @@ class DatabaseArgs:
     stack: str
     mode: str  # "rds" | "in-cluster"
     engine_version: str
-    namespace: pulumi.Input[str]  # where the in-cluster server and the bootstrap Job run
+    namespace: NamespaceRef  # where the in-cluster server and the bootstrap Job run
     apps: Sequence[AppDatabase]
     protect: bool = True
     # rds
@@ -333,7 +334,7 @@ class Database(pulumi.ComponentResource):
         server_labels = labels(name=SERVER)
         superuser = Secret(
             f"{name}-superuser",
-            metadata=ObjectMetaArgs(name=SUPERUSER_SECRET, namespace=args.namespace, labels=server_labels),
+            metadata=ObjectMetaArgs(name=SUPERUSER_SECRET, namespace=args.namespace.output, labels=server_labels),
             type="Opaque",
             string_data={"POSTGRES_PASSWORD": self.admin_password},
             opts=child,
@@ -341,7 +342,7 @@ class Database(pulumi.ComponentResource):
         selector = {APP_NAME: SERVER}
         service = Service(
             f"{name}-service",
-            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace, labels=server_labels),
+            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace.output, labels=server_labels),
             spec=ServiceSpecArgs(
                 selector=selector, ports=[ServicePortArgs(name="postgres", port=5432, target_port="postgres")]
             ),
@@ -349,7 +350,7 @@ class Database(pulumi.ComponentResource):
         )
         server = StatefulSet(
             f"{name}-statefulset",
-            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace, labels=server_labels),
+            metadata=ObjectMetaArgs(name=SERVER, namespace=args.namespace.output, labels=server_labels),
             spec=StatefulSetSpecArgs(
                 service_name=SERVER,
                 replicas=1,
@@ -371,7 +372,7 @@ class Database(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=[superuser, service]),
         )
-        host = cluster_host(SERVER, args.namespace)
+        host = cluster_host(SERVER, args.namespace.name)
         return _Server(host, pulumi.Output.from_input(5432), "postgres", "disable", ready=server)
 
     def _app_passwords(self, name: str, args: DatabaseArgs) -> dict[str, pulumi.Output[str]]:
@@ -394,7 +395,7 @@ class Database(pulumi.ComponentResource):
         sql = bootstrap_sql(args.apps)
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",
-            metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace, labels=job_labels),
+            metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace.output, labels=job_labels),
             data={"bootstrap.sql": sql},
             opts=child,
         )
@@ -402,7 +403,7 @@ class Database(pulumi.ComponentResource):
         job_env.update({password_variable(role).upper(): pw for role, pw in passwords.items()})
         job_secret = Secret(
             f"{name}-bootstrap-secret",
-            metadata=ObjectMetaArgs(name=BOOTSTRAP, namespace=args.namespace, labels=job_labels),
+            metadata=ObjectMetaArgs(name=BOOTSTRAP, namespace=args.namespace.output, labels=job_labels),
             type="Opaque",
             string_data=job_env,
             opts=child,
@@ -443,7 +444,7 @@ class Database(pulumi.ComponentResource):
                 raise ValueError(f"unknown secret format {app.secret_format!r}")
             Secret(
                 f"{name}-{app.role}-connection",
-                metadata=ObjectMetaArgs(name=app.secret_name, namespace=app.namespace, labels=labels()),
+                metadata=ObjectMetaArgs(name=app.secret_name, namespace=app.namespace.output, labels=labels()),
                 type="Opaque",
                 string_data=content,
                 opts=pulumi.ResourceOptions(parent=self),

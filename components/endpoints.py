@@ -10,6 +10,7 @@ import pulumi_random as random
 from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import labels
 from services.common import contract
 from stacks.settings import Secret as SecretSetting
@@ -22,7 +23,7 @@ class EndpointsArgs:
     webhook secret setting; `mlflow_credentials` the MLflow user of the consumers when MLflow has
     basic auth."""
 
-    consumers: Mapping[str, pulumi.Input[str]]
+    consumers: Mapping[str, NamespaceRef]
     values: Mapping[str, pulumi.Input[str]]
     slack_webhook: SecretSetting | None = None
     mlflow_credentials: tuple[str, pulumi.Output[str]] | None = None  # (username, secret password)
@@ -77,7 +78,7 @@ class Endpoints(pulumi.ComponentResource):
             }
         )
 
-    def _objects(self, prefix: str, namespace: pulumi.Input[str], args: EndpointsArgs) -> None:
+    def _objects(self, prefix: str, namespace: NamespaceRef, args: EndpointsArgs) -> None:
         """The ConfigMap and the three Secrets in one consumer's namespace."""
         child = pulumi.ResourceOptions(parent=self)
         endpoint_labels = labels(component="endpoints")
@@ -91,7 +92,7 @@ class Endpoints(pulumi.ComponentResource):
             }
         ConfigMap(
             f"{prefix}-configmap",
-            metadata=ObjectMetaArgs(name=self.configmap_name, namespace=namespace, labels=endpoint_labels),
+            metadata=ObjectMetaArgs(name=self.configmap_name, namespace=namespace.output, labels=endpoint_labels),
             data={var.name: args.values[var.name] for var in contract.CONFIGMAP_VARS},
             opts=child,
         )
@@ -103,7 +104,7 @@ class Endpoints(pulumi.ComponentResource):
         for suffix, (secret_name, string_data) in secrets.items():
             Secret(
                 f"{prefix}-{suffix}",
-                metadata=ObjectMetaArgs(name=secret_name, namespace=namespace, labels=endpoint_labels),
+                metadata=ObjectMetaArgs(name=secret_name, namespace=namespace.output, labels=endpoint_labels),
                 type="Opaque",
                 string_data=string_data,
                 opts=child,

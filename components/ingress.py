@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.namespaces import NamespaceRef
+
 TRAEFIK_REPO = "https://traefik.github.io/charts"
 TRAEFIK_PORTS = (8000, 8443)  # the chart's web and websecure container ports (behind its Service's 80 and 443)
 TRAEFIK_METRICS_PORT = 9100
@@ -20,12 +22,12 @@ class IngressControllerArgs:
     where the stack's Ingresses name Traefik Middlewares (the serving namespace: the models' rate limits)."""
 
     install: bool
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     class_name: str
     chart_version: str
     service_type: str
     replicas: int
-    middleware_namespaces: Sequence[pulumi.Input[str]] = ()
+    middleware_namespaces: Sequence[NamespaceRef] = ()
 
 
 def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
@@ -33,7 +35,8 @@ def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
     Middlewares (the models' rate limits) in the namespaces that use them only, and only those namespaces'
     Ingresses may name them. A LoadBalancer keeps the clients' addresses (externalTrafficPolicy Local), which the
     per-client rate limits count by."""
-    namespaces = list(args.middleware_namespaces)
+    # the release waits for the namespaces it watches
+    namespaces = [ns.output for ns in args.middleware_namespaces]
     service: dict[str, object] = {"type": args.service_type}
     if args.service_type == "LoadBalancer":
         service["spec"] = {"externalTrafficPolicy": "Local"}
@@ -77,7 +80,7 @@ class IngressController(pulumi.ComponentResource):
     def __init__(self, name: str, args: IngressControllerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:IngressController", name, None, opts)
         self.class_name = pulumi.Output.from_input(args.class_name)
-        self.namespace = pulumi.Output.from_input(args.namespace)
+        self.namespace = args.namespace.output
         self.release: Release | None = None
         if args.install:
             self.release = Release(
@@ -86,7 +89,7 @@ class IngressController(pulumi.ComponentResource):
                 chart="traefik",
                 version=args.chart_version,
                 repository_opts=RepositoryOptsArgs(repo=TRAEFIK_REPO),
-                namespace=args.namespace,
+                namespace=args.namespace.output,
                 atomic=True,
                 timeout=600,
                 values=_traefik_values(args),

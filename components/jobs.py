@@ -17,6 +17,7 @@ from pulumi_kubernetes.batch.v1 import Job, JobSpecArgs
 from pulumi_kubernetes.core.v1 import ContainerArgs, PodSpecArgs, PodTemplateSpecArgs, VolumeArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.pod_security import restricted_pod
 
 
@@ -30,7 +31,7 @@ def rerun_on_change_job(
     resource_name: str,
     *,
     name: str,
-    namespace: pulumi.Input[str],
+    namespace: NamespaceRef,
     labels: Mapping[str, str],
     digest_annotation: str,
     inputs: Sequence[pulumi.Input[Any]],
@@ -43,11 +44,13 @@ def rerun_on_change_job(
     depends_on: Sequence[pulumi.Resource],
 ) -> Job:
     """A Job named `name` that runs `container` (with `volumes`) once, and again whenever one of its
-    `inputs` changes: their `inputs_digest` (not secret) is the pod template's `digest_annotation`."""
+    `inputs` changes: their `inputs_digest` (not secret) is the pod template's `digest_annotation`. It waits for its
+    namespace (by construction) and for `depends_on`: what it works on (the Secrets and ConfigMaps it mounts, the
+    server it talks to; `harness.order` checks it)."""
     digest = pulumi.Output.unsecret(pulumi.Output.all(*inputs).apply(inputs_digest))
     return Job(
         resource_name,
-        metadata=ObjectMetaArgs(name=name, namespace=namespace, labels=dict(labels)),
+        metadata=ObjectMetaArgs(name=name, namespace=namespace.output, labels=dict(labels)),
         spec=JobSpecArgs(
             backoff_limit=backoff_limit,
             active_deadline_seconds=deadline_seconds,

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
 from services.observability import logs
@@ -28,11 +29,11 @@ ALLOY_UID = 473  # the user of the grafana/alloy image
 class CentralLogsArgs:
     """`namespace` runs Loki and Alloy; `collect_namespaces` are the namespaces whose pods' logs are shipped.
     `s3_secret` (in `namespace`) holds the Loki user's rotated key as AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY;
-    `rotation_annotation` changes with that key (Loki's pods roll onto a new one)."""
+    `rotation_annotation` changes with that key (Loki's pods roll onto a new one). Alloy's release puts a Role in each
+    collected namespace: it waits for those the stack creates."""
 
     stack: str
-    namespace: pulumi.Input[str]
-    namespace_name: str
+    namespace: NamespaceRef
     loki_chart_version: str
     alloy_chart_version: str
     region: str
@@ -42,7 +43,7 @@ class CentralLogsArgs:
     retention_days: int
     storage_size: str
     storage_class: str | None
-    collect_namespaces: Sequence[str]
+    collect_namespaces: Sequence[NamespaceRef]
     prefix: str = LOKI_PREFIX
 
 
@@ -115,8 +116,9 @@ def loki_base_url(namespace_name: str) -> str:
 def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
     """Alloy as one Deployment reading pod logs through the Kubernetes API: a Role per collected namespace
     allowing only pods and their logs (no ClusterRole, no host path), the pipeline of services/observability."""
-    url = loki_base_url(args.namespace_name)
-    pipeline = logs.LogPipeline(stack=args.stack, namespaces=args.collect_namespaces, loki_url=url)
+    url = loki_base_url(args.namespace.name)
+    collected = sorted({ns.name for ns in args.collect_namespaces})
+    pipeline = logs.LogPipeline(stack=args.stack, namespaces=collected, loki_url=url)
     return {
         "crds": {"create": False},
         "alloy": {
@@ -134,7 +136,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
         "controller": {"type": "deployment", "replicas": 1},
         "rbac": {
             "create": True,
-            "namespaces": sorted(set(args.collect_namespaces)),
+            "namespaces": collected,
             "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}],
         },
         "global": {"podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}},
@@ -164,15 +166,16 @@ class CentralLogs(pulumi.ComponentResource):
                 chart=chart,
                 version=version,
                 repository_opts=RepositoryOptsArgs(repo=repo),
-                namespace=args.namespace,
+                namespace=args.namespace.output,
                 timeout=900,
                 values=values,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after),
             )
 
         self.loki: Release = release(LOKI_RELEASE, LOKI_REPO, args.loki_chart_version, loki_values(args), waits)
+        roles_in = [ready for ns in args.collect_namespaces for ready in ns.wait_for]
         self.alloy: Release = release(
-            ALLOY_RELEASE, GRAFANA_REPO, args.alloy_chart_version, alloy_values(args), [self.loki, *waits]
+            ALLOY_RELEASE, GRAFANA_REPO, args.alloy_chart_version, alloy_values(args), [self.loki, *waits, *roles_in]
         )
-        self.loki_url = loki_url(args.namespace)
+        self.loki_url = loki_url(args.namespace.name)
         self.register_outputs({"loki_url": self.loki_url})

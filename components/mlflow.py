@@ -24,6 +24,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
 from components.jobs import rerun_on_change_job
+from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
@@ -49,7 +50,7 @@ CLIENT_INPUTS_ANNOTATION = platform_key("client-user-inputs")
 class MlflowServerArgs:
     """`auth_db_secret`/`auth_db_name`: the basic-auth database (required with `settings.basic_auth`)."""
 
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     settings: MlflowSettings
     host: str
     ingress_class: str
@@ -168,7 +169,7 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
             "AWS_DEFAULT_REGION": args.region,
         },
         "auth": _auth_values(args),
-        "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace)],
+        "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace.name)],
         "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},
         "ingress": {
             "enabled": True,
@@ -240,7 +241,7 @@ class MlflowServer(pulumi.ComponentResource):
     def __init__(self, name: str, args: MlflowServerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:MlflowServer", name, None, opts)
         s = args.settings
-        self.internal_url = cluster_url(RELEASE, args.namespace, SERVICE_PORT)
+        self.internal_url = cluster_url(RELEASE, args.namespace.name, SERVICE_PORT)
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
         self.admin_secret = ADMIN_SECRET if s.basic_auth else None
         admin = [self._admin(name, args)] if s.basic_auth else []
@@ -250,7 +251,7 @@ class MlflowServer(pulumi.ComponentResource):
             chart="mlflow",
             version=s.chart_version,
             repository_opts=RepositoryOptsArgs(repo=MLFLOW_REPO),
-            namespace=args.namespace,
+            namespace=args.namespace.output,
             atomic=True,
             timeout=900,
             values=chart_values(args),
@@ -276,7 +277,7 @@ class MlflowServer(pulumi.ComponentResource):
         password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
         return Secret(
             f"{name}-admin",
-            metadata=ObjectMetaArgs(name=ADMIN_SECRET, namespace=args.namespace),
+            metadata=ObjectMetaArgs(name=ADMIN_SECRET, namespace=args.namespace.output),
             type="Opaque",
             string_data={"username": pulumi.Output.secret("admin"), "password": password},
             opts=child,
@@ -292,7 +293,7 @@ class MlflowServer(pulumi.ComponentResource):
         user_labels = labels(component=CLIENT_SECRET)
         secret = Secret(
             f"{name}-client-user",
-            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace, labels=user_labels),
+            metadata=ObjectMetaArgs(name=CLIENT_SECRET, namespace=args.namespace.output, labels=user_labels),
             type="Opaque",
             string_data={"username": pulumi.Output.secret(CLIENT_USERNAME), "password": password},
             opts=child,
@@ -300,7 +301,9 @@ class MlflowServer(pulumi.ComponentResource):
         script = Path(ensure_user_script.__file__).read_text()
         script_map = ConfigMap(
             f"{name}-client-user-script",
-            metadata=ObjectMetaArgs(name=f"{CLIENT_SECRET}-script", namespace=args.namespace, labels=user_labels),
+            metadata=ObjectMetaArgs(
+                name=f"{CLIENT_SECRET}-script", namespace=args.namespace.output, labels=user_labels
+            ),
             data={"ensure_user.py": script},
             opts=child,
         )

@@ -14,6 +14,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_url, labels
 from components.options import inherited_depends_on
 from services.observability import alertmanager, dashboards, rules, scrape
@@ -40,14 +41,13 @@ _OFF = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy", "node
 
 @dataclass(frozen=True)
 class MonitoringArgs:
-    """One stack's monitoring. `namespace` is the monitoring namespace (`namespace_name` its known name: the
-    stack's Prometheus reads monitors and rules there only); `release` names the kube-prometheus-stack release
+    """One stack's monitoring. `namespace` is the monitoring namespace (the stack's Prometheus reads monitors and
+    rules there only); `release` names the kube-prometheus-stack release
     (unique per cluster: its cluster-wide objects are named after it). `slack_webhook` (a secret) is the stack's
     alerts webhook, None = alerts stay in Alertmanager. `loki_url`: the stack's Loki, None = no log data source."""
 
     stack: str
-    namespace: pulumi.Input[str]
-    namespace_name: str
+    namespace: NamespaceRef
     release: str
     chart_version: str
     retention: str
@@ -85,7 +85,7 @@ def _only_here(namespace: str) -> dict[str, Any]:
 def prometheus_values(args: MonitoringArgs) -> dict[str, Any]:
     """Prometheus: retention and storage of the stack, the stack's label on every alert, monitors and rules read
     from the monitoring namespace only (so stacks sharing a cluster never scrape each other's targets twice)."""
-    here = _only_here(args.namespace_name)
+    here = _only_here(args.namespace.name)
     spec: dict[str, Any] = {
         "replicas": args.prometheus_replicas,
         "retention": args.retention,
@@ -190,14 +190,14 @@ def rule_manifest(args: MonitoringArgs, object_labels: Mapping[str, str]) -> dic
     return {
         "apiVersion": scrape.MONITORING_GROUP,
         "kind": "PrometheusRule",
-        "metadata": {"name": "mlops-platform", "namespace": args.namespace_name, "labels": dict(object_labels)},
+        "metadata": {"name": "mlops-platform", "namespace": args.namespace.name, "labels": dict(object_labels)},
         "spec": {"groups": rules.rule_groups(rules.alert_rules(args.rules))},
     }
 
 
 def monitor_manifests(args: MonitoringArgs, object_labels: Mapping[str, str]) -> list[dict[str, Any]]:
     return [
-        m.manifest(args.namespace_name, object_labels, args.scrape_interval)
+        m.manifest(args.namespace.name, object_labels, args.scrape_interval)
         for m in scrape.platform_monitors(args.targets)
     ]
 
@@ -232,7 +232,7 @@ class Monitoring(pulumi.ComponentResource):
                 Secret(
                     f"{name}-slack",
                     metadata=ObjectMetaArgs(
-                        name=SLACK_SECRET, namespace=args.namespace, labels=labels(stack=args.stack)
+                        name=SLACK_SECRET, namespace=args.namespace.output, labels=labels(stack=args.stack)
                     ),
                     type="Opaque",
                     string_data={SLACK_KEY: pulumi.Output.secret(args.slack_webhook)},
@@ -245,7 +245,7 @@ class Monitoring(pulumi.ComponentResource):
             chart="kube-prometheus-stack",
             version=args.chart_version,
             repository_opts=RepositoryOptsArgs(repo=KPS_REPO),
-            namespace=args.namespace,
+            namespace=args.namespace.output,
             timeout=900,
             values=chart_values(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*secrets, *inherited_depends_on(opts)]),
@@ -259,7 +259,7 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-{manifest['kind'].lower()}-{meta['name']}",
                 api_version=manifest["apiVersion"],
                 kind=manifest["kind"],
-                metadata=ObjectMetaArgs(name=meta["name"], namespace=args.namespace, labels=meta["labels"]),
+                metadata=ObjectMetaArgs(name=meta["name"], namespace=args.namespace.output, labels=meta["labels"]),
                 spec=manifest["spec"],
                 opts=after_release,
             )
@@ -269,15 +269,16 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-dashboard-{uid}",
                 metadata=ObjectMetaArgs(
                     name=f"dashboard-{uid}",
-                    namespace=args.namespace,
+                    namespace=args.namespace.output,
                     labels=labels(stack=args.stack, base={DASHBOARD_LABEL: "1"}),
                 ),
                 data={f"{uid}.json": dashboards.dashboard_json(model)},
                 opts=after_release,
             )
         self.grafana_url = pulumi.Output.from_input(f"https://{args.grafana_host}")
-        self.prometheus_url = cluster_url(f"{fullname(args.release)}-prometheus", args.namespace, PROMETHEUS_PORT)
-        self.alertmanager_url = cluster_url(f"{fullname(args.release)}-alertmanager", args.namespace, ALERTMANAGER_PORT)
+        here = args.namespace.name
+        self.prometheus_url = cluster_url(f"{fullname(args.release)}-prometheus", here, PROMETHEUS_PORT)
+        self.alertmanager_url = cluster_url(f"{fullname(args.release)}-alertmanager", here, ALERTMANAGER_PORT)
         self.dashboard_uids = sorted(models)
         self.alert_names = [r.name for r in rules.alert_rules(args.rules)]
         self.register_outputs(
@@ -298,7 +299,7 @@ class Monitoring(pulumi.ComponentResource):
         return Secret(
             f"{name}-grafana-admin",
             metadata=ObjectMetaArgs(
-                name=GRAFANA_ADMIN_SECRET, namespace=args.namespace, labels=labels(stack=args.stack)
+                name=GRAFANA_ADMIN_SECRET, namespace=args.namespace.output, labels=labels(stack=args.stack)
             ),
             type="Opaque",
             string_data={

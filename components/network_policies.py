@@ -25,6 +25,7 @@ from pulumi_kubernetes.networking.v1 import (
     NetworkPolicySpecArgs,
 )
 
+from components.namespaces import NamespaceRef
 from components.naming import labels
 
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
@@ -94,13 +95,17 @@ class Flow:
 
 @dataclass(frozen=True)
 class NetworkPoliciesArgs:
-    """`namespaces`: the stack's namespaces (each denies by default and may resolve DNS); `flows`: what is admitted."""
+    """`namespaces`: the stack's namespaces (each denies by default and may resolve DNS); `flows`: what is admitted,
+    naming namespaces by their names."""
 
-    namespaces: Sequence[str]
+    namespaces: Sequence[NamespaceRef]
     flows: Sequence[Flow]
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        namespaces = [ns.name for ns in self.namespaces]
+        if len(set(namespaces)) != len(namespaces):
+            raise ValueError(f"namespaces must be distinct: {namespaces}")
         names = [f.name for f in self.flows]
         if len(set(names)) != len(names):
             raise ValueError(f"flow names must be distinct: {sorted(n for n in set(names) if names.count(n) > 1)}")
@@ -122,11 +127,12 @@ class NetworkPolicies(pulumi.ComponentResource):
         super().__init__("mlops:platform:NetworkPolicies", name, None, opts)
         self._name = name
         self._labels = labels(component="network-policy", base=args.labels)
-        ours = set(args.namespaces)
-        self.policies = {ns: [] for ns in args.namespaces}
+        self._refs = {ref.name: ref for ref in args.namespaces}
+        ours = set(self._refs)
+        self.policies = {ns: [] for ns in self._refs}
         dns = Peer(DNS_NAMESPACE, DNS_PODS)
-        allows: dict[str, list[pulumi.Resource]] = {ns: [] for ns in args.namespaces}
-        for ns in args.namespaces:
+        allows: dict[str, list[pulumi.Resource]] = {ns: [] for ns in self._refs}
+        for ns in self._refs:
             allows[ns].append(
                 self._policy(
                     ns,
@@ -164,7 +170,7 @@ class NetworkPolicies(pulumi.ComponentResource):
                     )
                 )
         # the deny comes last: an update never has a moment that denies what the allows are about to admit
-        for ns in args.namespaces:
+        for ns in self._refs:
             self._policy(ns, DEFAULT_DENY, LabelSelectorArgs(), ingress=[], egress=[], after=allows[ns])
         self.register_outputs({"policies": self.policies})
 
@@ -181,7 +187,7 @@ class NetworkPolicies(pulumi.ComponentResource):
         self.policies[namespace].append(policy)
         return NetworkPolicy(
             f"{self._name}-{namespace}-{policy}",
-            metadata=ObjectMetaArgs(name=policy, namespace=namespace, labels=self._labels),
+            metadata=ObjectMetaArgs(name=policy, namespace=self._refs[namespace].output, labels=self._labels),
             spec=NetworkPolicySpecArgs(pod_selector=pods, policy_types=types, ingress=ingress, egress=egress),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
         )

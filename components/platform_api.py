@@ -65,6 +65,7 @@ from pulumi_kubernetes.networking.v1 import Ingress as K8sIngress
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
 from components.jobs import rerun_on_change_job
+from components.namespaces import NamespaceRef
 from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
@@ -113,7 +114,7 @@ class PlatformApiArgs:
     `username-password`, in this namespace); the endpoints ConfigMap and the MLflow-credentials Secret must be in
     this namespace too (the `Endpoints` component, with the API's namespace as a consumer)."""
 
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     config: PlatformApiConfig
     host: str
     ingress_class: str
@@ -123,7 +124,7 @@ class PlatformApiArgs:
     database_secret: str
     database_name: str
     database_sslmode: str  # "require" for RDS, "disable" in-cluster (the bootstrap's own choice)
-    airflow_namespace: pulumi.Input[str]
+    airflow_namespace: NamespaceRef  # its Airflow user's Secret and Job run there
     airflow_url: pulumi.Input[str]  # the API server's in-cluster URL
     airflow_image: pulumi.Input[str]  # creates the API's Airflow user (FAB) in the Airflow namespace
     airflow_metadata_secret: str  # Airflow namespace, key `connection`
@@ -228,7 +229,8 @@ def egress_rules(args: PlatformApiArgs) -> list[NetworkPolicyEgressRuleArgs]:
             ports=[NetworkPolicyPortArgs(port=53, protocol="UDP"), NetworkPolicyPortArgs(port=53, protocol="TCP")],
         ),
         NetworkPolicyEgressRuleArgs(
-            to=[_namespace_peer(args.airflow_namespace, {"component": "api-server"})], ports=_tcp(AIRFLOW_API_PORT)
+            to=[_namespace_peer(args.airflow_namespace.name, {"component": "api-server"})],
+            ports=_tcp(AIRFLOW_API_PORT),
         ),
         NetworkPolicyEgressRuleArgs(to=[_namespace_peer(args.mlflow_namespace)], ports=_tcp(MLFLOW_PORT)),
         NetworkPolicyEgressRuleArgs(to=database, ports=_tcp(POSTGRES_PORT)),
@@ -375,19 +377,17 @@ class PlatformApi(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.url = cluster_url(self.service.metadata.name, args.namespace, contract.API_PORT)
+        self.url = cluster_url(self.service.metadata.name, args.namespace.name, contract.API_PORT)
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
         self.register_outputs({"url": self.url, "external_url": self.external_url, "admin_token": self.admin_token})
 
     def _metadata(self, args: PlatformApiArgs, name: str = NAME, **extra: Any) -> ObjectMetaArgs:
-        return ObjectMetaArgs(name=name, namespace=args.namespace, labels=self._labels, **extra)
+        return ObjectMetaArgs(name=name, namespace=args.namespace.output, labels=self._labels, **extra)
 
-    def _secret(
-        self, resource: str, namespace: pulumi.Input[str], name: str, key: str, value: pulumi.Input[str]
-    ) -> Secret:
+    def _secret(self, resource: str, namespace: NamespaceRef, name: str, key: str, value: pulumi.Input[str]) -> Secret:
         return Secret(
             resource,
-            metadata=ObjectMetaArgs(name=name, namespace=namespace, labels=self._labels),
+            metadata=ObjectMetaArgs(name=name, namespace=namespace.output, labels=self._labels),
             type="Opaque",
             string_data={key: pulumi.Output.secret(value)},
             opts=pulumi.ResourceOptions(parent=self),

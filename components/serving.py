@@ -80,6 +80,7 @@ from pulumi_kubernetes.networking.v1 import (
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
 from components.monitoring import PROMETHEUS_POD_LABELS
+from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
@@ -138,7 +139,7 @@ class ServingServiceArgs:
     """One model's serving: the model's registered name, its catalog `serving` entry and the resolved profile
     and image; where it runs. Secret and ConfigMap names default to the endpoints contract."""
 
-    namespace: pulumi.Input[str]
+    namespace: NamespaceRef
     model: str
     serving: Serving
     profile: Profile
@@ -370,7 +371,7 @@ class ServingService(pulumi.ComponentResource):
         middleware = self._rate_limit(name, args, object_labels, opts) if args.rate_limit_middleware else None
         self._ingress(name, args, object_labels, middleware)
         self._network_policy(name, args, object_labels)
-        self.url = cluster_url(self.service.metadata.name, args.namespace, contract.SERVING_PORT)
+        self.url = cluster_url(self.service.metadata.name, args.namespace.name, contract.SERVING_PORT)
         self.reload_url = self.url
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
         self.deployment_name = self.deployment.metadata.name
@@ -387,7 +388,7 @@ class ServingService(pulumi.ComponentResource):
         )
 
     def _metadata(self, args: ServingServiceArgs, object_labels: dict[str, str], **extra: Any) -> ObjectMetaArgs:
-        return ObjectMetaArgs(name=args.k8s_name, namespace=args.namespace, labels=object_labels, **extra)
+        return ObjectMetaArgs(name=args.k8s_name, namespace=args.namespace.output, labels=object_labels, **extra)
 
     def _service_account(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> ServiceAccount:
         return ServiceAccount(
@@ -418,7 +419,7 @@ class ServingService(pulumi.ComponentResource):
         )
         return Secret(
             f"{name}-api-keys",
-            metadata=ObjectMetaArgs(name=args.keys_secret, namespace=args.namespace, labels=object_labels),
+            metadata=ObjectMetaArgs(name=args.keys_secret, namespace=args.namespace.output, labels=object_labels),
             type="Opaque",
             string_data={KEYS_FILE: content},
             opts=pulumi.ResourceOptions(parent=self),
@@ -511,7 +512,7 @@ class ServingService(pulumi.ComponentResource):
             f"{name}-ratelimit",
             api_version=MIDDLEWARE_API_VERSION,
             kind="Middleware",
-            metadata=ObjectMetaArgs(name=args.middleware, namespace=args.namespace, labels=object_labels),
+            metadata=ObjectMetaArgs(name=args.middleware, namespace=args.namespace.output, labels=object_labels),
             spec=rate_limit_spec(args.serving),
             opts=pulumi.ResourceOptions(parent=self, depends_on=inherited_depends_on(opts)),
         )
@@ -535,9 +536,7 @@ class ServingService(pulumi.ComponentResource):
         ]
         annotations: dict[str, pulumi.Input[str]] = {"cert-manager.io/cluster-issuer": args.cluster_issuer}
         if middleware is not None:
-            annotations[MIDDLEWARES_ANNOTATION] = pulumi.Output.concat(
-                args.namespace, "-", args.middleware, "@kubernetescrd"
-            )
+            annotations[MIDDLEWARES_ANNOTATION] = f"{args.namespace.name}-{args.middleware}@kubernetescrd"
         Ingress(
             f"{name}-ingress",
             metadata=self._metadata(args, object_labels, annotations=annotations),

@@ -39,6 +39,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import labels, platform_key, stack_name
 from components.pod_security import restricted_container, restricted_pod
 
@@ -61,7 +62,7 @@ class NfsVolume:
     pods that write it, and the age in days after which its files are deleted (None: kept)."""
 
     claim: str
-    namespace: str
+    namespace: NamespaceRef
     subdirectory: str
     size: str
     uid: int
@@ -83,7 +84,7 @@ class SharedStorageArgs:
     image: str
     protect: bool = True
     mode: str = "nfs"
-    prepare_namespace: str | None = None
+    prepare_namespace: NamespaceRef | None = None
     file_system_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -145,7 +146,8 @@ class SharedStorage(pulumi.ComponentResource):
         self.claims = {}
         self.volumes = {}
         self.ready: dict[str, pulumi.Resource] = {}
-        export = self._export(args) if args.mode == "nfs" and args.prepare_namespace else None
+        prepare = args.prepare_namespace if args.mode == "nfs" else None
+        export = self._export(args, prepare) if prepare is not None else None
         for key, vol in args.volumes.items():
             if args.mode == "efsAccessPoint":
                 access_point = self._access_point(key, args, vol)
@@ -153,8 +155,8 @@ class SharedStorage(pulumi.ComponentResource):
                 self.ready[key] = access_point
             else:
                 source = self._volume(key, args, vol, None)
-                if export is not None:
-                    self.ready[key] = self._prepare(key, args, vol, export)
+                if prepare is not None and export is not None:
+                    self.ready[key] = self._prepare(key, args, vol, prepare, export)
             if vol.prune_days is not None:
                 self._prune(key, args, vol, [source, *([self.ready[key]] if key in self.ready else [])])
             self.claims[key] = vol.claim
@@ -187,7 +189,7 @@ class SharedStorage(pulumi.ComponentResource):
                 storage_class_name="",
                 volume_mode="Filesystem",
                 claim_ref=ObjectReferenceArgs(
-                    kind="PersistentVolumeClaim", api_version="v1", name=vol.claim, namespace=vol.namespace
+                    kind="PersistentVolumeClaim", api_version="v1", name=vol.claim, namespace=vol.namespace.name
                 ),
                 **source,  # type: ignore[arg-type]
             ),
@@ -195,7 +197,7 @@ class SharedStorage(pulumi.ComponentResource):
         )
         return PersistentVolumeClaim(
             f"{self._name}-{key}-pvc",
-            metadata=ObjectMetaArgs(name=vol.claim, namespace=vol.namespace, labels=labels(stack=args.stack)),
+            metadata=ObjectMetaArgs(name=vol.claim, namespace=vol.namespace.output, labels=labels(stack=args.stack)),
             spec=PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteMany"],
                 storage_class_name="",
@@ -222,7 +224,7 @@ class SharedStorage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _export(self, args: SharedStorageArgs) -> PersistentVolumeClaim:
+    def _export(self, args: SharedStorageArgs, namespace: NamespaceRef) -> PersistentVolumeClaim:
         """A volume and claim of the export's root in the preparation namespace (protected, retained)."""
         pv_name = stack_name(args.stack, EXPORT_CLAIM)
         PersistentVolume(
@@ -237,16 +239,14 @@ class SharedStorage(pulumi.ComponentResource):
                 mount_options=list(args.mount_options),
                 nfs=NFSVolumeSourceArgs(server=args.server, path=args.path),
                 claim_ref=ObjectReferenceArgs(
-                    kind="PersistentVolumeClaim", api_version="v1", name=EXPORT_CLAIM, namespace=args.prepare_namespace
+                    kind="PersistentVolumeClaim", api_version="v1", name=EXPORT_CLAIM, namespace=namespace.name
                 ),
             ),
             opts=self._keep,
         )
         return PersistentVolumeClaim(
             f"{self._name}-export-pvc",
-            metadata=ObjectMetaArgs(
-                name=EXPORT_CLAIM, namespace=args.prepare_namespace, labels=labels(stack=args.stack)
-            ),
+            metadata=ObjectMetaArgs(name=EXPORT_CLAIM, namespace=namespace.output, labels=labels(stack=args.stack)),
             spec=PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteMany"],
                 storage_class_name="",
@@ -256,7 +256,9 @@ class SharedStorage(pulumi.ComponentResource):
             opts=self._keep,
         )
 
-    def _prepare(self, key: str, args: SharedStorageArgs, vol: NfsVolume, export: PersistentVolumeClaim) -> Job:
+    def _prepare(
+        self, key: str, args: SharedStorageArgs, vol: NfsVolume, namespace: NamespaceRef, export: PersistentVolumeClaim
+    ) -> Job:
         """The one-shot Job creating the volume's directory with its owner (named after its inputs: new inputs, a
         new Job that runs again)."""
         script = prepare_script(vol)
@@ -285,9 +287,7 @@ class SharedStorage(pulumi.ComponentResource):
         )
         return Job(
             f"{self._name}-{key}-prepare",
-            metadata=ObjectMetaArgs(
-                name=f"prepare-{key}-{digest}", namespace=args.prepare_namespace, labels=job_labels
-            ),
+            metadata=ObjectMetaArgs(name=f"prepare-{key}-{digest}", namespace=namespace.output, labels=job_labels),
             spec=JobSpecArgs(
                 backoff_limit=6,
                 active_deadline_seconds=900,
@@ -342,7 +342,7 @@ class SharedStorage(pulumi.ComponentResource):
         )
         return CronJob(
             f"{self._name}-{key}-prune",
-            metadata=ObjectMetaArgs(name=f"prune-{key}", namespace=vol.namespace, labels=prune_labels),
+            metadata=ObjectMetaArgs(name=f"prune-{key}", namespace=vol.namespace.output, labels=prune_labels),
             spec=CronJobSpecArgs(
                 schedule=PRUNE_SCHEDULE,
                 concurrency_policy="Forbid",

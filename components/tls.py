@@ -11,6 +11,7 @@ from pulumi_kubernetes.core.v1 import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, labels
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
@@ -63,7 +64,8 @@ class TlsIssuers(pulumi.ComponentResource):
     every service certificate, and, with issuer=acme, an ACME ClusterIssuer (HTTP-01 through the
     platform's IngressClass) for public hosts.
 
-    Exports the attributes below.
+    Exports the attributes below; `cert_manager_namespace` (cert-manager's namespace: the stack's own Namespace
+    when it installs cert-manager) is a handle, not an output.
     """
 
     cluster_issuer: pulumi.Output[str]
@@ -75,6 +77,7 @@ class TlsIssuers(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TlsIssuersArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:TlsIssuers", name, None, opts)
+        self.cert_manager_namespace = NamespaceRef(args.cert_manager_namespace)
         crds_ready = [self._cert_manager(name, args)] if args.install_cert_manager else []
         root_ca = self._root_ca(name, args, crds_ready)
         self.ca_issuer = self._ca_issuer(name, args, root_ca)
@@ -85,7 +88,7 @@ class TlsIssuers(pulumi.ComponentResource):
         )
 
     def _cert_manager(self, name: str, args: TlsIssuersArgs) -> Release:
-        """cert-manager's namespace (kept on delete) and release, with its CRDs."""
+        """cert-manager's namespace (kept on delete; sets `cert_manager_namespace`) and release, with its CRDs."""
         ns = args.cert_manager_namespace
         namespace = Namespace(
             f"{name}-namespace",
@@ -102,17 +105,18 @@ class TlsIssuers(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
         )
+        self.cert_manager_namespace = NamespaceRef(ns, namespace)
         return Release(
             f"{name}-cert-manager",
             name="cert-manager",
             chart="cert-manager",
             version=args.chart_version,
             repository_opts=RepositoryOptsArgs(repo=CERT_MANAGER_REPO),
-            namespace=ns,
+            namespace=self.cert_manager_namespace.output,
             atomic=True,
             timeout=600,
             values=_CERT_MANAGER_VALUES,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _root_ca(self, name: str, args: TlsIssuersArgs, crds_ready: list[Release]) -> CustomResource:
@@ -132,7 +136,7 @@ class TlsIssuers(pulumi.ComponentResource):
             kind="Certificate",
             metadata=ObjectMetaArgs(
                 name=ca_secret,
-                namespace=args.cert_manager_namespace,
+                namespace=self.cert_manager_namespace.output,
                 labels=labels(stack=args.stack),
                 # `pulumi up` waits until cert-manager has issued the CA
                 annotations={"pulumi.com/waitFor": "condition=Ready"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ from components import airflow, serving
 from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ArtifactStore, ArtifactStoreArgs, Consumer
 from components.database import AppDatabase, Database, DatabaseArgs
 from components.logging import LOKI_PREFIX
-from components.namespaces import PlatformNamespaces
+from components.namespaces import NamespaceRef, PlatformNamespaces
 from components.shared_storage import NfsVolume, SharedStorage, SharedStorageArgs
 from stacks.settings import StackSettings
 
@@ -107,14 +108,15 @@ class DataLayer:
     loki_prefix: str | None = None
 
 
-def app_databases(s: StackSettings) -> dict[str, AppDatabase]:
-    """Role -> its database and connection Secret: MLflow's, Airflow's and the platform API's, and with MLflow
-    basic auth the database of its users and permissions (shared by the replicas)."""
-    mlflow_ns, airflow_ns = s.namespace("mlflow"), s.namespace("airflow")
+def app_databases(s: StackSettings, ns: Mapping[str, NamespaceRef]) -> dict[str, AppDatabase]:
+    """Role -> its database and connection Secret (in the namespace of `ns`, service -> namespace): MLflow's,
+    Airflow's and the platform API's, and with MLflow basic auth the database of its users and permissions (shared by
+    the replicas)."""
+    mlflow_ns, airflow_ns = ns["mlflow"], ns["airflow"]
     apps = [
         AppDatabase("mlflow", "mlflow", mlflow_ns, MLFLOW_DB_SECRET, "username-password"),
         AppDatabase("airflow", "airflow", airflow_ns, AIRFLOW_DB_SECRET, "sqlalchemy-url"),
-        AppDatabase("platform_api", "platform_api", s.namespace("api"), API_DB_SECRET, "username-password"),
+        AppDatabase("platform_api", "platform_api", ns["api"], API_DB_SECRET, "username-password"),
     ]
     if s.mlflow.basic_auth:
         apps.append(AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, MLFLOW_AUTH_DB_SECRET, "username-password"))
@@ -126,13 +128,13 @@ def training_datasets(s: StackSettings) -> tuple[str, ...]:
     return tuple(sorted({m.training.dataset for m in s.catalog.models.values() if m.training.dataset}))
 
 
-def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactStore:
+def _artifact_store(s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulumi.ResourceOptions) -> ArtifactStore:
     consumers = {
-        "mlflow": Consumer(MLFLOW_PREFIX, s.namespace("mlflow"), MLFLOW_S3_SECRET, "aws-env"),
+        "mlflow": Consumer(MLFLOW_PREFIX, ns["mlflow"], MLFLOW_S3_SECRET, "aws-env"),
         # the training pods are Airflow task pods: the Airflow user reads the catalog's datasets in the bucket
         "airflow": Consumer(
             AIRFLOW_LOG_PREFIX,
-            s.namespace("airflow"),
+            ns["airflow"],
             AIRFLOW_LOGS_SECRET,
             "airflow-connection",
             AIRFLOW_LOGS_CONN_ID,
@@ -141,7 +143,7 @@ def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactS
     }
     if s.observability.enabled:
         # central logs: Loki's chunks and index under its own prefix, with its own rotated key
-        consumers["loki"] = Consumer(LOKI_PREFIX, s.namespace("monitoring"), LOKI_S3_SECRET, "aws-env")
+        consumers["loki"] = Consumer(LOKI_PREFIX, ns["monitoring"], LOKI_S3_SECRET, "aws-env")
     return ArtifactStore(
         "artifacts",
         ArtifactStoreArgs(
@@ -160,7 +162,9 @@ def _artifact_store(s: StackSettings, opts: pulumi.ResourceOptions) -> ArtifactS
     )
 
 
-def _database(s: StackSettings, apps: dict[str, AppDatabase], opts: pulumi.ResourceOptions) -> Database:
+def _database(
+    s: StackSettings, apps: dict[str, AppDatabase], namespace: NamespaceRef, opts: pulumi.ResourceOptions
+) -> Database:
     db = s.database
     return Database(
         "database",
@@ -168,7 +172,7 @@ def _database(s: StackSettings, apps: dict[str, AppDatabase], opts: pulumi.Resou
             stack=s.stack,
             mode=db.mode,
             engine_version=db.engine_version,
-            namespace=s.namespace("data"),
+            namespace=namespace,
             apps=list(apps.values()),
             protect=s.protect,
             instance_class=db.instance_class,
@@ -193,17 +197,17 @@ def storage_namespace(s: StackSettings) -> str | None:
     return s.namespace("storage") if s.nfs.mode == "nfs" else None
 
 
-def _log_volume(s: StackSettings, claim: str, service: str, size: str, uid: int, gid: int, days: int) -> NfsVolume:
-    """A log volume of `service`'s namespace: its claim and sub-directory named `claim`, owned by the uid and gid its
-    pods run as, its files pruned after `days`."""
-    return NfsVolume(claim, s.namespace(service), claim, size, uid=uid, gid=gid, prune_days=days)
+def _log_volume(claim: str, namespace: NamespaceRef, size: str, uid: int, gid: int, days: int) -> NfsVolume:
+    """A log volume of `namespace`: its claim and sub-directory named `claim`, owned by the uid and gid its pods run
+    as, its files pruned after `days`."""
+    return NfsVolume(claim, namespace, claim, size, uid=uid, gid=gid, prune_days=days)
 
 
-def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedStorage:
+def _shared_storage(s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulumi.ResourceOptions) -> SharedStorage:
     """The serving logs' volume, and Airflow's task logs' volume unless they go to the bucket: owned by the uid and
     gid their pods run as, their files pruned after the retention days."""
     serving_logs = (s.nfs.serving_logs_size, serving.RUN_AS, serving.RUN_AS, s.retention.serving_logs_days)
-    volumes = {SERVING_LOGS_CLAIM: _log_volume(s, SERVING_LOGS_CLAIM, "serving", *serving_logs)}
+    volumes = {SERVING_LOGS_CLAIM: _log_volume(SERVING_LOGS_CLAIM, ns["serving"], *serving_logs)}
     if not s.airflow.remote_logging:
         airflow_logs = (
             s.nfs.airflow_logs_size,
@@ -211,7 +215,7 @@ def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedSto
             airflow.AIRFLOW_GID,
             s.retention.airflow_logs_days,
         )
-        volumes[AIRFLOW_LOGS_CLAIM] = _log_volume(s, AIRFLOW_LOGS_CLAIM, "airflow", *airflow_logs)
+        volumes[AIRFLOW_LOGS_CLAIM] = _log_volume(AIRFLOW_LOGS_CLAIM, ns["airflow"], *airflow_logs)
     return SharedStorage(
         "storage",
         SharedStorageArgs(
@@ -223,7 +227,7 @@ def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedSto
             image=s.platform_serving_image,
             protect=s.protect,
             mode=s.nfs.mode,
-            prepare_namespace=storage_namespace(s),
+            prepare_namespace=ns["storage"] if storage_namespace(s) is not None else None,
             file_system_id=s.nfs.file_system_id,
         ),
         opts=opts,
@@ -233,12 +237,13 @@ def _shared_storage(s: StackSettings, opts: pulumi.ResourceOptions) -> SharedSto
 def build_data_layer(
     s: StackSettings, aws_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions, namespaces: PlatformNamespaces
 ) -> DataLayer:
-    after_ns = pulumi.ResourceOptions(depends_on=[namespaces])
-    both_after_ns = pulumi.ResourceOptions.merge(pulumi.ResourceOptions.merge(aws_opts, k8s_opts), after_ns)
-    apps = app_databases(s)
-    artifacts = _artifact_store(s, both_after_ns)
-    database = _database(s, apps, both_after_ns)
-    storage = _shared_storage(s, both_after_ns)
+    """The three components, their Kubernetes objects in the stack's namespaces (each waits for its Namespace)."""
+    both = pulumi.ResourceOptions.merge(aws_opts, k8s_opts)
+    ns = namespaces.refs
+    apps = app_databases(s, ns)
+    artifacts = _artifact_store(s, ns, both)
+    database = _database(s, apps, ns["data"], both)
+    storage = _shared_storage(s, ns, both)
     auth = apps.get("mlflow_auth")
     return DataLayer(
         artifacts=artifacts,

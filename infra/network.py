@@ -22,12 +22,13 @@ The storage namespace (NFS preparation Jobs) admits and reaches nothing: NFS is 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import pulumi
 
 from components import airflow, ingress, mlflow, serving, tls
 from components.database import BOOTSTRAP, SERVER
+from components.namespaces import NamespaceRef
 from components.naming import APP_NAME
 from components.network_policies import ANY_NAMESPACE, Flow, NetworkPolicies, NetworkPoliciesArgs, Peer
 from services.common import contract
@@ -115,12 +116,19 @@ def flows(s: StackSettings, services: Collection[str]) -> list[Flow]:
     return out
 
 
-def build_network(s: StackSettings, services: Collection[str], opts: pulumi.ResourceOptions) -> NetworkPolicies | None:
-    """The stack's NetworkPolicies (None when `network.policies` is off)."""
+def build_network(
+    s: StackSettings,
+    services: Mapping[str, NamespaceRef],
+    cert_manager: NamespaceRef,
+    opts: pulumi.ResourceOptions,
+) -> NetworkPolicies | None:
+    """The stack's NetworkPolicies (None when `network.policies` is off), in the service namespaces (service -> its
+    namespace) and cert-manager's (when the stack installs it): each policy waits for its Namespace."""
     if not s.network.policies:
         return None
+    refs = {ref.name: ref for ref in (*services.values(), cert_manager)}
     return NetworkPolicies(
         "network",
-        NetworkPoliciesArgs(namespaces=stack_namespaces(s, services), flows=flows(s, services)),
+        NetworkPoliciesArgs(namespaces=[refs[n] for n in stack_namespaces(s, services)], flows=flows(s, services)),
         opts=opts,
     )

@@ -65,10 +65,9 @@ def build_platform(s: StackSettings) -> None:
         PlatformNamespacesArgs(prefix=s.namespace_prefix, stack=s.stack, services=namespace_levels(s)),
         opts=k8s_opts,
     )
-    build_network(
-        s, namespace_levels(s), pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces]))
-    )
+    # every object goes into its namespace through `namespaces.refs`: it waits for its Namespace by construction
     data = build_data_layer(s, aws_opts, k8s_opts, namespaces)
     services = build_services(s, k8s_opts, namespaces, data)
+    build_network(s, namespaces.refs, services.tls.cert_manager_namespace, k8s_opts)
     export_endpoints(s, namespaces, data, services)
     pulumi.export("environment", s.environment)

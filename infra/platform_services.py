@@ -15,7 +15,7 @@ from components.ingress import IngressController, IngressControllerArgs
 from components.logging import CentralLogs, CentralLogsArgs, loki_base_url
 from components.mlflow import MlflowServer, MlflowServerArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.namespaces import PlatformNamespaces
+from components.namespaces import NamespaceRef, PlatformNamespaces
 from components.naming import CLUSTER_DOMAIN
 from components.platform_api import PlatformApi, PlatformApiArgs, PlatformApiConfig
 from components.serving import ServingService, ServingServiceArgs
@@ -27,6 +27,9 @@ from services.observability.dashboards import DashboardContext
 from services.observability.rules import RuleSettings, retrain_days_for
 from services.observability.scrape import ScrapeTargets
 from stacks.settings import StackSettings
+
+Namespaces = dict[str, NamespaceRef]
+"""Service -> its namespace (`PlatformNamespaces.refs`)."""
 
 
 @dataclass
@@ -66,12 +69,12 @@ def _tls(s: StackSettings, opts: pulumi.ResourceOptions) -> TlsIssuers:
     )
 
 
-def _ingress(s: StackSettings, ns: dict[str, pulumi.Output[str]], opts: pulumi.ResourceOptions) -> IngressController:
+def _ingress(s: StackSettings, ns: Namespaces, opts: pulumi.ResourceOptions) -> IngressController:
     return IngressController(
         "ingress",
         IngressControllerArgs(
             install=s.ingress.controller == "traefik",
-            namespace=ns["ingress"] if "ingress" in ns else s.ingress_namespace,
+            namespace=ns["ingress"] if "ingress" in ns else NamespaceRef(s.ingress_namespace),
             class_name=s.ingress_class,
             chart_version=s.charts.traefik,
             service_type=s.ingress.service_type,
@@ -83,7 +86,7 @@ def _ingress(s: StackSettings, ns: dict[str, pulumi.Output[str]], opts: pulumi.R
 
 
 def _mlflow(
-    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
+    s: StackSettings, ns: Namespaces, data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
 ) -> MlflowServer:
     return MlflowServer(
         "mlflow",
@@ -110,7 +113,7 @@ def _mlflow(
 
 
 def endpoint_values(
-    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, mlflow: MlflowServer
+    s: StackSettings, ns: Namespaces, data: DataLayer, mlflow: MlflowServer
 ) -> dict[str, pulumi.Input[str]]:
     """The value of every variable of the endpoints contract's ConfigMap (platform-wide: each model's serving URLs
     are in the model catalog)."""
@@ -122,9 +125,9 @@ def endpoint_values(
         contract.MLFLOW_ARTIFACT_PREFIX.name: data.mlflow_prefix,
         contract.AIRFLOW_LOG_PREFIX.name: data.airflow_log_prefix,
         contract.DATABASE_HOST.name: data.db_host,
-        contract.MLFLOW_NAMESPACE.name: ns["mlflow"],
-        contract.AIRFLOW_NAMESPACE.name: ns["airflow"],
-        contract.SERVING_NAMESPACE.name: ns["serving"],
+        contract.MLFLOW_NAMESPACE.name: ns["mlflow"].name,
+        contract.AIRFLOW_NAMESPACE.name: ns["airflow"].name,
+        contract.SERVING_NAMESPACE.name: ns["serving"].name,
     }
 
 
@@ -147,7 +150,7 @@ def catalog_json(s: StackSettings) -> str:
 
 def _endpoints(
     s: StackSettings,
-    ns: dict[str, pulumi.Output[str]],
+    ns: Namespaces,
     data: DataLayer,
     mlflow: MlflowServer,
     opts: pulumi.ResourceOptions,
@@ -170,7 +173,7 @@ def _endpoints(
 
 
 def _airflow(
-    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
+    s: StackSettings, ns: Namespaces, data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
 ) -> AirflowPlatform:
     return AirflowPlatform(
         "airflow",
@@ -197,7 +200,7 @@ def _airflow(
 
 def _serving(
     s: StackSettings,
-    ns: dict[str, pulumi.Output[str]],
+    ns: Namespaces,
     data: DataLayer,
     tls: TlsIssuers,
     ingress: IngressController,
@@ -218,10 +221,10 @@ def _serving(
                 ingress_class=s.ingress_class,
                 cluster_issuer=tls.cluster_issuer,
                 controller_namespace=ingress.namespace,
-                airflow_namespace=ns["airflow"],
+                airflow_namespace=ns["airflow"].name,
                 logs_claim=data.serving_logs_claim,
                 rate_limit_middleware=s.ingress.controller == "traefik",
-                prometheus_namespace=ns["monitoring"] if s.observability.enabled else None,
+                prometheus_namespace=ns["monitoring"].name if s.observability.enabled else None,
             ),
             opts=opts,
         )
@@ -231,7 +234,7 @@ def _serving(
 
 def _api(
     s: StackSettings,
-    ns: dict[str, pulumi.Output[str]],
+    ns: Namespaces,
     data: DataLayer,
     tls: TlsIssuers,
     ingress: IngressController,
@@ -266,9 +269,9 @@ def _api(
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,
             airflow_metadata_secret=data.airflow_db_secret,
-            mlflow_namespace=ns["mlflow"],
-            serving_namespace=ns["serving"],
-            database_namespace=None if rds else ns["data"],
+            mlflow_namespace=ns["mlflow"].name,
+            serving_namespace=ns["serving"].name,
+            database_namespace=None if rds else ns["data"].name,
             database_cidrs=s.database_egress_cidrs if rds else (),
         ),
         opts=opts,
@@ -285,9 +288,7 @@ def _retrain_days(s: StackSettings) -> dict[str, int]:
     return out
 
 
-def _logs(
-    s: StackSettings, ns: dict[str, pulumi.Output[str]], data: DataLayer, opts: pulumi.ResourceOptions
-) -> CentralLogs:
+def _logs(s: StackSettings, ns: Namespaces, data: DataLayer, opts: pulumi.ResourceOptions) -> CentralLogs:
     """Loki in the bucket's own prefix (its rotated-key Secret from the data layer) and Alloy over every
     namespace of the stack."""
     o = s.observability
@@ -298,7 +299,6 @@ def _logs(
         CentralLogsArgs(
             stack=s.stack,
             namespace=ns["monitoring"],
-            namespace_name=s.namespace("monitoring"),
             loki_chart_version=s.charts.loki,
             alloy_chart_version=s.charts.alloy,
             region=s.aws_region,
@@ -308,16 +308,14 @@ def _logs(
             retention_days=o.log_retention_days,
             storage_size=o.log_storage_size,
             storage_class=o.storage_class,
-            collect_namespaces=sorted(s.namespace(service) for service in ns),
+            collect_namespaces=list(ns.values()),
             prefix=data.loki_prefix,
         ),
         opts=opts,
     )
 
 
-def _monitoring(
-    s: StackSettings, ns: dict[str, pulumi.Output[str]], tls: TlsIssuers, opts: pulumi.ResourceOptions
-) -> Monitoring:
+def _monitoring(s: StackSettings, ns: Namespaces, tls: TlsIssuers, opts: pulumi.ResourceOptions) -> Monitoring:
     """kube-prometheus-stack with the platform's monitors, alert rules and dashboards."""
     o = s.observability
     serving_ns, airflow_ns = s.namespace("serving"), s.namespace("airflow")
@@ -327,7 +325,6 @@ def _monitoring(
         MonitoringArgs(
             stack=s.stack,
             namespace=ns["monitoring"],
-            namespace_name=s.namespace("monitoring"),
             release=f"{s.namespace_prefix}-kps",
             chart_version=s.charts.kube_prometheus_stack,
             retention=o.retention,
@@ -380,7 +377,7 @@ def build_services(
     shared volume after its directory is prepared; the platform API after
     the endpoints, the database's bootstrap (its own role and database) and Airflow (its Airflow user's Job
     needs Airflow's migrated metadata database)."""
-    ns = namespaces.names
+    ns = namespaces.refs
     tls = _tls(s, k8s_opts)
     ingress = _ingress(s, ns, k8s_opts)
     mlflow = _mlflow(s, ns, data, tls, _after(k8s_opts, tls, ingress))

@@ -9,6 +9,7 @@ import pulumi
 from pulumi_kubernetes.core.v1 import ContainerArgs
 
 from components.jobs import inputs_digest, rerun_on_change_job
+from components.namespaces import NamespaceRef
 from harness.mocks import SecretValue, reveal
 from harness.run import run_under_mocks
 
@@ -36,7 +37,7 @@ def test_job_carries_the_digest_of_its_inputs_and_is_replaced_before_it_is_recre
         rerun_on_change_job(
             "job",
             name="bootstrap-x",
-            namespace="ns",
+            namespace=NamespaceRef("ns"),
             labels={"app.kubernetes.io/part-of": "mlops-platform"},
             digest_annotation="mlops-platform/test-inputs",
             inputs=["script", pulumi.Output.from_input(5432), pulumi.Output.secret(PASSWORD)],

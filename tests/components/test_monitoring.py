@@ -15,6 +15,7 @@ import pytest
 
 from components import logging as central_logs
 from components import monitoring
+from components.namespaces import NamespaceRef
 from harness import checks, crds
 from harness.mocks import SecretValue, reveal
 from harness.run import ProgramRun, run_program
@@ -40,8 +41,7 @@ def _args(webhook: str | None = "https://hooks.example.invalid/x") -> monitoring
     )
     return monitoring.MonitoringArgs(
         stack="dev",
-        namespace="mlops-dev-monitoring",
-        namespace_name="mlops-dev-monitoring",
+        namespace=NamespaceRef("mlops-dev-monitoring"),
         release="mlops-dev-kps",
         chart_version="88.5.3",
         retention="15d",
@@ -133,8 +133,7 @@ def test_kube_prometheus_stack_values_use_only_keys_of_its_charts() -> None:
 def test_loki_and_alloy_values_validate() -> None:
     args = central_logs.CentralLogsArgs(
         stack="dev",
-        namespace="mlops-dev-monitoring",
-        namespace_name="mlops-dev-monitoring",
+        namespace=NamespaceRef("mlops-dev-monitoring"),
         loki_chart_version="18.11.0",
         alloy_chart_version="1.11.1",
         region="eu-west-1",
@@ -144,7 +143,7 @@ def test_loki_and_alloy_values_validate() -> None:
         retention_days=14,
         storage_size="10Gi",
         storage_class=None,
-        collect_namespaces=["mlops-dev-serving", "mlops-dev-mlflow"],
+        collect_namespaces=[NamespaceRef("mlops-dev-serving"), NamespaceRef("mlops-dev-mlflow")],
     )
     loki = central_logs.loki_values(args)
     assert checks.values_problems(_chart("loki", "18.11.0"), loki) == []

@@ -14,6 +14,7 @@ import pytest
 from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.namespaces import NamespaceRef
 from components.platform_api import (
     ADMIN_TOKEN_SECRET,
     AIRFLOW_CREDENTIALS_SECRET,
@@ -69,7 +70,7 @@ def build(stack: str) -> ProgramRun:
         PlatformApi(
             "api",
             PlatformApiArgs(
-                namespace=api_ns,
+                namespace=NamespaceRef(api_ns),
                 config=PlatformApiConfig(image="ghcr.io/mlops-platform/api:0.1.0", replicas=2 if s.is_prod else 1),
                 host=s.host("api"),
                 ingress_class=s.ingress_class,
@@ -79,7 +80,7 @@ def build(stack: str) -> ProgramRun:
                 database_secret=DB_SECRET,
                 database_name="platform_api",
                 database_sslmode="require" if s.is_prod else "disable",
-                airflow_namespace=s.namespace("airflow"),
+                airflow_namespace=NamespaceRef(s.namespace("airflow")),
                 airflow_url=f"http://airflow-api-server.{s.namespace('airflow')}.svc.cluster.local:8080",
                 airflow_image="ghcr.io/mlops-platform/airflow:3.3.2-mlops-0.1.0",
                 airflow_metadata_secret="airflow-metadata",

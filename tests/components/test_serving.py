@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from components.namespaces import NamespaceRef
 from components.serving import DOCS_PATHS, KEYS_MOUNT, PUBLIC_PATHS, ServingService, ServingServiceArgs
 from harness import checks
 from harness.mocks import SecretValue, reveal
@@ -34,7 +35,7 @@ def build(stack: str, model: str = MODEL, traefik: bool = True, **overrides: Any
         ServingService(
             f"model-{model}",
             ServingServiceArgs(
-                namespace=s.namespace("serving"),
+                namespace=NamespaceRef(s.namespace("serving")),
                 model=model,
                 serving=s.catalog.models[model].serving,
                 profile=s.serving_profile(model),

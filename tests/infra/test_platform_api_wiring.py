@@ -27,10 +27,12 @@ import pytest
 from psycopg.rows import dict_row
 
 from components.database import AppDatabase, bootstrap_sql
+from components.namespaces import NamespaceRef
 from components.platform_api import ADMIN_TOKEN_SECRET, AIRFLOW_USER_JOB
 from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, read_stack_file
 from infra.data_layer import API_DB_SECRET, app_databases
+from infra.platform import namespace_levels
 from infra.platform_services import catalog_json
 from services.api import db as api_db
 from services.common import contract
@@ -44,6 +46,11 @@ API_COMPONENT = "mlops:platform:PlatformApi"
 def settings(stack: str) -> StackSettings:
     cfg = read_stack_file(stack)
     return load_settings(stack, cfg.config, set(cfg.secret_keys), cfg.source)
+
+
+def stack_apps(s: StackSettings) -> dict[str, AppDatabase]:
+    """The stack's app databases, their Secrets in the stack's namespaces (by name)."""
+    return app_databases(s, {service: NamespaceRef(s.namespace(service)) for service in namespace_levels(s)})
 
 
 def k8s(run: ProgramRun, kind: str, namespace: str | None = None, name: str | None = None) -> list[Any]:
@@ -98,9 +105,14 @@ def test_api_runs_in_its_restricted_namespace_as_the_settings_say(stack: str, st
 @pytest.mark.parametrize("stack", STACKS)
 def test_database_secret_and_role_come_from_the_bootstrap(stack: str, stack_run: Any) -> None:
     run, s = stack_run(stack), settings(stack)
-    apps = app_databases(s)
-    assert apps["platform_api"] == AppDatabase(
-        "platform_api", "platform_api", f"mlops-{stack}-api", API_DB_SECRET, "username-password"
+    apps = stack_apps(s)
+    api = apps["platform_api"]
+    assert (api.database, api.role, api.namespace.name, api.secret_name, api.secret_format) == (
+        "platform_api",
+        "platform_api",
+        f"mlops-{stack}-api",
+        API_DB_SECRET,
+        "username-password",
     )
     env = {e["name"]: e for e in api_container(run, stack)["env"]}
     assert env[contract.API_DATABASE_NAME.name]["value"] == "platform_api"
@@ -198,7 +210,7 @@ def renamed_apps(postgres_available: Any) -> Iterator[tuple[dict[str, list[AppDa
     apps = {
         stack: [
             dataclasses.replace(a, database=f"{a.database}_{stack}_t{suffix}", role=f"{a.role}_{stack}_t{suffix}")
-            for a in app_databases(settings(stack)).values()
+            for a in stack_apps(settings(stack)).values()
         ]
         for stack in STACKS
     }

@@ -436,13 +436,14 @@ def test_basic_auth_switched_off_has_no_auth_database() -> None:
 
 def test_basic_auth_without_its_database_is_refused() -> None:
     from components.mlflow import MlflowServerArgs
+    from components.namespaces import NamespaceRef
     from harness.run import read_stack_file
     from stacks.settings import load_settings
 
     cfg = read_stack_file("prod")
     settings = load_settings("prod", cfg.config, set(cfg.secret_keys))
     common: dict[str, Any] = dict(
-        namespace="ns",
+        namespace=NamespaceRef("ns"),
         settings=settings.mlflow,
         host="mlflow.example.com",
         ingress_class="c",
