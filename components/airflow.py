@@ -15,9 +15,10 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
-from services.common import contract
+from services.common import contract, git_access
 from services.observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from stacks.settings import AirflowSettings, ImageRef
+from stacks.settings import Secret as SecretSetting
 
 AIRFLOW_REPO = "https://airflow.apache.org"
 RELEASE = "airflow"
@@ -28,7 +29,7 @@ AIRFLOW_UID, AIRFLOW_GID = 50000, 0  # the image's user and group: the owner of 
 FERNET_SECRET, FERNET_KEY = "airflow-fernet-key", "fernet-key"
 API_SECRET, API_KEY = "airflow-api-secret-key", "api-secret-key"
 JWT_SECRET, JWT_KEY = "airflow-jwt-secret", "jwt-secret"
-GIT_SSH_SECRET, GIT_SSH_KEY = "airflow-git-ssh-key", "gitSshKey"
+GIT_SSH_SECRET, GIT_SSH_KEY = git_access.DEPLOY_KEY_SECRET, git_access.DEPLOY_KEY_KEY  # git-sync's deploy key
 GIT_SYNC_UID, STATSD_UID = 65533, 65534  # the chart's defaults for these containers
 # git-sync checks the repository out here (the chart's default dags mount + "repo"); the DAGs
 # import the shared contract and alert helper (services.common) from the repository root.
@@ -90,6 +91,13 @@ def _secret(name: str, parent: pulumi.Resource, namespace: NamespaceRef, key: st
     )
 
 
+def _ssh_key(key: SecretSetting) -> pulumi.Output[str]:
+    """An SSH private key setting as a secret Output ending with a newline (OpenSSH refuses a key file without
+    one, and `pulumi config set --secret ... "$(cat key)"` drops it)."""
+    text = key.reveal()
+    return pulumi.Output.secret(text if text.endswith("\n") else text + "\n")
+
+
 def _git_sync_values(s: AirflowSettings) -> dict[str, object]:
     """The chart's `dags.gitSync`: the DAGs' repository, with the SSH key Secret when one is configured."""
     git_sync: dict[str, object] = {
@@ -103,6 +111,7 @@ def _git_sync_values(s: AirflowSettings) -> dict[str, object]:
     }
     if s.git_ssh_key is not None:
         git_sync["sshKeySecret"] = GIT_SSH_SECRET
+        git_sync["knownHosts"] = s.known_hosts  # pinned host keys: without them git-sync checks none
     # git-sync and StatsD do not take the global contexts: without these they would run with
     # only a runAsUser (privilege escalation allowed, capabilities kept)
     git_sync["securityContexts"] = {"container": {"runAsUser": GIT_SYNC_UID, **_RESTRICTED_CONTAINER}}
@@ -218,7 +227,9 @@ class AirflowPlatform(pulumi.ComponentResource):
     """Builds the Airflow Helm release with the executor from the settings (KubernetesExecutor by
     default), the metadata database from the existing connection Secret (`data.metadataSecretName`,
     the chart's bundled Postgres off), fernet, API and JWT secrets generated with pulumi-random and
-    passed by Secret name, DAGs from git via git-sync (SSH key Secret when configured), task logs to
+    passed by Secret name, DAGs from git via git-sync (SSH key Secret and pinned host keys when configured), the
+    training sources' read-only git credentials (a Secret per `airflow.gitCredentials.<name>`) and the SSH host keys
+    (ConfigMap `git-known-hosts`) for the task pods to mount (services.common.git_access), task logs to
     the bucket's Airflow prefix through the rotated-key connection (or to the NFS claim), the
     endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets as environment of every Airflow
     container (so the DAGs read the contract's variables), the model catalog as a ConfigMap mounted in every
@@ -270,8 +281,9 @@ class AirflowPlatform(pulumi.ComponentResource):
             {"url": self.url, "internal_url": self.internal_url, "catalog_checksum": self.catalog_checksum}
         )
 
-    def _secrets(self, name: str, args: AirflowPlatformArgs) -> list[Secret]:
-        """Fernet, API and JWT secrets from pulumi-random, and the git SSH key's Secret when set."""
+    def _secrets(self, name: str, args: AirflowPlatformArgs) -> list[pulumi.CustomResource]:
+        """Fernet, API and JWT secrets from pulumi-random, the git SSH key's Secret when set, and the training
+        sources' git credentials and host keys (`_git_access`)."""
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         fernet = random.RandomBytes(f"{name}-fernet", length=32, opts=child)
@@ -279,17 +291,50 @@ class AirflowPlatform(pulumi.ComponentResource):
         jwt = random.RandomPassword(f"{name}-jwt-secret", length=64, special=False, opts=child)
         # Fernet wants 32 url-safe base64-encoded bytes (with padding)
         fernet_key = fernet.base64.apply(lambda b: b.replace("+", "-").replace("/", "_"))
-        secrets = [
+        secrets: list[pulumi.CustomResource] = [
             _secret(FERNET_SECRET, self, args.namespace, FERNET_KEY, fernet_key),
             _secret(API_SECRET, self, args.namespace, API_KEY, api_key.result),
             _secret(JWT_SECRET, self, args.namespace, JWT_KEY, jwt.result),
         ]
         if s.git_ssh_key is not None:
-            secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, s.git_ssh_key.output()))
+            secrets.append(_secret(GIT_SSH_SECRET, self, args.namespace, GIT_SSH_KEY, _ssh_key(s.git_ssh_key)))
         elif not s.git_repo.startswith("https://"):
             pulumi.log.warn(
                 f"airflow.gitRepo {s.git_repo} is an SSH URL but airflow.gitSshKey is not set: git-sync cannot "
                 "clone it (pulumi config set --secret airflow.gitSshKey ...)",
                 self,
             )
-        return secrets
+        return [*secrets, *self._git_access(name, args)]
+
+    def _git_access(self, name: str, args: AirflowPlatformArgs) -> list[pulumi.CustomResource]:
+        """The training sources' read-only git credentials, where the task pods run (services.common.git_access):
+        the SSH host keys they accept (ConfigMap git-known-hosts) and one Secret per `airflow.gitCredentials.<name>`
+        whose keys are the files the pod sees (ssh-key; or token and username)."""
+        child = pulumi.ResourceOptions(parent=self)
+        namespace, component = args.namespace.output, labels(component="git-credentials")
+        created: list[pulumi.CustomResource] = [
+            ConfigMap(
+                f"{name}-{git_access.KNOWN_HOSTS_CONFIGMAP}",
+                metadata=ObjectMetaArgs(name=git_access.KNOWN_HOSTS_CONFIGMAP, namespace=namespace, labels=component),
+                data={git_access.KNOWN_HOSTS_FILE: args.settings.known_hosts},
+                opts=child,
+            )
+        ]
+        for credentials, found in sorted(args.settings.git_credentials.items()):
+            files: dict[str, pulumi.Input[str]] = {}
+            if found.ssh_key is not None:
+                files[git_access.SSH_KEY_FILE] = _ssh_key(found.ssh_key)
+            if found.token is not None:
+                files[git_access.TOKEN_FILE] = found.token.output()
+                files[git_access.USERNAME_FILE] = pulumi.Output.secret(found.username)
+            secret = git_access.secret_name(credentials)
+            created.append(
+                Secret(
+                    f"{name}-{secret}",
+                    metadata=ObjectMetaArgs(name=secret, namespace=namespace, labels=component),
+                    type="Opaque",
+                    string_data=files,
+                    opts=child,
+                )
+            )
+        return created

@@ -11,7 +11,8 @@ Every namespace the program creates denies everything by default and resolves DN
   clients to `network.databaseCidrs`, the RDS subnets);
 - the API on 8080 from the ingress controller;
 - HTTPS (443, 6443) to `network.egressCidrs` from MLflow and Airflow (S3, git, Slack, the Kubernetes API), serving
-  (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME);
+  (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME); SSH (22, or the port of
+  an ssh:// URL) from Airflow to `network.egressCidrs` when git-sync's or a training source's repository is SSH;
 - cert-manager's webhook on 10250 from anywhere (the Kubernetes API server), ACME HTTP-01 solver pods on 8089 from
   the ingress controller (tlsIssuer acme);
 - monitoring: among itself, Grafana (3000) from the ingress controller, the Prometheus operator's webhook (10250)
@@ -88,8 +89,8 @@ def flows(s: StackSettings, services: Collection[str]) -> list[Flow]:
         out.append(Flow("api", api, [controller], [contract.API_PORT]))
     callers_out = some(ns("mlflow"), ns("airflow"), serving_pods, controller, cert_manager)
     out.append(Flow("https-out", Peer(cidrs=s.network.egress_cidrs), callers_out, HTTPS_OUT))
-    if not s.airflow.git_repo.startswith("https://"):
-        out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [ns("airflow")], [22], "git-sync"))
+    if s.git_ssh_ports:  # git-sync's and the training sources' SSH repositories
+        out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [ns("airflow")], s.git_ssh_ports, "git"))
     if cert_manager is not None:
         webhook = Peer(s.ingress.cert_manager_namespace, tls.WEBHOOK_PODS)
         out.append(Flow("cert-manager-webhook", webhook, [Peer(cidrs=INTERNET)], [tls.WEBHOOK_PORT]))

@@ -29,6 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from services.common import git_access
 from services.common.catalog import (
     DEFAULT_PROFILES,
     IMAGE_KINDS,
@@ -382,6 +383,32 @@ class MlflowSettings:
     )
 
 
+GIT_KNOWN_HOSTS_KEY = "airflow.gitKnownHosts"
+GIT_CREDENTIALS_PREFIX = "airflow.gitCredentials."
+# The keys of one set of named git credentials, `airflow.gitCredentials.<name>.<key>`: (field, secret, doc).
+GIT_CREDENTIAL_FIELDS: dict[str, tuple[str, bool, str]] = {
+    "sshKey": (
+        "ssh_key",
+        True,
+        "SSH private key of a read-only deploy key, for the ssh:// and git@ training sources whose "
+        "training.source.credentials is <name>",
+    ),
+    "token": ("token", True, "read-only access token for the https:// training sources whose credentials is <name>"),
+    "username": ("username", False, f"user name sent with that token; unset = {git_access.DEFAULT_TOKEN_USERNAME}"),
+}
+
+
+@dataclass(frozen=True)
+class GitCredentials:
+    """Read-only git credentials that training sources name (`training.source.credentials: <name>`): the secret
+    stack settings `airflow.gitCredentials.<name>.sshKey` and `.token`, and `.username`. Each is its own key, stored
+    encrypted (`pulumi config set --secret`), so that a plaintext one is found and refused like any secret."""
+
+    ssh_key: Secret | None = None
+    token: Secret | None = None
+    username: str = git_access.DEFAULT_TOKEN_USERNAME
+
+
 @dataclass(frozen=True)
 class AirflowSettings:
     chart_version: str = setting("airflow.chartVersion", "official Apache Airflow chart version", default="1.21.0")
@@ -413,8 +440,24 @@ class AirflowSettings:
         default=True,
     )
     git_ssh_key: Secret | None = setting(
-        "airflow.gitSshKey", "SSH private key for git-sync (secret); unset = public HTTPS repository", secret=True
+        "airflow.gitSshKey",
+        "SSH private key for git-sync (secret); unset = public HTTPS repository. Also the training pods' key for "
+        "the SSH sources that name no training.source.credentials",
+        secret=True,
     )
+    git_known_hosts: str | None = setting(
+        GIT_KNOWN_HOSTS_KEY,
+        "SSH host keys (known_hosts lines, as ssh-keyscan prints them) that git-sync and the training pods accept; "
+        "unset = the keys github.com and gitlab.com publish. Host key checking is never off",
+        check=lambda value: git_access.known_hosts_problem(str(value)),
+    )
+    git_credentials: Mapping[str, GitCredentials] = field(default_factory=dict)
+    """Named read-only credentials of the training sources, from the keys `airflow.gitCredentials.<name>.*`."""
+
+    @property
+    def known_hosts(self) -> str:
+        """The SSH host keys the platform's git clients accept (airflow.gitKnownHosts, else GitHub's and GitLab's)."""
+        return self.git_known_hosts or git_access.DEFAULT_KNOWN_HOSTS
 
 
 @dataclass(frozen=True)
@@ -893,6 +936,22 @@ class StackSettings:
         database.allowedCidrs)."""
         return self.network.database_cidrs or self.database.allowed_cidrs
 
+    @property
+    def fetched_sources(self) -> dict[str, str]:
+        """The git URL each model's training run fetches its code from (airflow.gitRepo when its source names only
+        a ref), by model; models trained from the platform's own checkout are left out."""
+        return {
+            model: spec.training.source.repo or self.airflow.git_repo
+            for model, spec in sorted(self.catalog.models.items())
+            if spec.training.source.fetched
+        }
+
+    @property
+    def git_ssh_ports(self) -> tuple[int, ...]:
+        """The ports the Airflow namespace's pods open SSH connections to: git-sync's and the training sources'."""
+        urls = [self.airflow.git_repo, *self.fetched_sources.values()]
+        return tuple(sorted({host[1] for url in urls if (host := git_access.ssh_host(url)) is not None}))
+
     def serving_profile(self, model: str) -> Profile:
         return self.catalog.profiles[self.catalog.models[model].serving.profile]
 
@@ -1187,7 +1246,7 @@ def load_settings(
     problems: list[str] = []
     ns = f"{PROJECT}:"
     ours = {k[len(ns) :]: v for k, v in config.items() if k.startswith(ns)}
-    known = {key for key, _, _ in declared()}
+    known = {key for key, _, _ in declared()} | {k for k in ours if _is_git_credentials_key(k)}
     for key in sorted(set(ours) & set(RETIRED_KEYS)):
         problems.append(f"{source}: {ns}{key} is no longer a setting: set {ns}{RETIRED_KEYS[key]}")
     for key in sorted(set(ours) - known - set(RETIRED_KEYS)):
@@ -1209,10 +1268,7 @@ def load_settings(
             if meta.key in ours:
                 raw = ours[meta.key]
                 if meta.secret and full not in secret_keys:
-                    problems.append(
-                        f"{source}: {full} is a secret; store it with "
-                        f"`pulumi config set --secret {meta.key} ...` (it is in plaintext now)"
-                    )
+                    problems.append(_plaintext_secret(source, meta.key))
                     continue
                 value, problem = _parse_with(meta.parse, raw) if meta.parse else _parse(raw, hints[f.name])
                 if problem is None and value is not None and not meta.secret:
@@ -1230,6 +1286,7 @@ def load_settings(
                     problems.append(f"{source}: {full} is required ({meta.doc})")
                     continue
             groups[cls_name][f.name] = value
+    groups["airflow"]["git_credentials"] = _git_credentials(ours, secret_keys, source, problems)
 
     parsed = _catalog(stack, groups[""], groups["images"], source, problems)
     if problems or parsed is None:
@@ -1279,6 +1336,7 @@ def _cross_checks(s: StackSettings, problems: list[str]) -> None:
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
     _check_models(s, problems)
+    _check_sources(s, problems)
     _check_api(s, problems)
     if s.is_prod and not s.protect:
         problems.append(f"{src}: {ns}protect must stay true in prod")
@@ -1345,6 +1403,99 @@ def _check_models(s: StackSettings, problems: list[str]) -> None:
                     )
 
 
+def _plaintext_secret(source: str, key: str) -> str:
+    return (
+        f"{source}: {PROJECT}:{key} is a secret; store it with `pulumi config set --secret {key} ...` "
+        "(it is in plaintext now)"
+    )
+
+
+def _is_git_credentials_key(key: str) -> bool:
+    return key == GIT_CREDENTIALS_PREFIX.rstrip(".") or key.startswith(GIT_CREDENTIALS_PREFIX)
+
+
+def _git_credentials(
+    ours: Mapping[str, Any], secret_keys: frozenset[str] | set[str], source: str, problems: list[str]
+) -> dict[str, GitCredentials]:
+    """The keys `airflow.gitCredentials.<name>.<key>` as GitCredentials by name. A secret one in plaintext, a key
+    that is not one of GIT_CREDENTIAL_FIELDS and a set with neither sshKey nor token are problems."""
+    values: dict[str, dict[str, Any]] = {}
+    for key in sorted(k for k in ours if _is_git_credentials_key(k)):
+        full = f"{PROJECT}:{key}"
+        name, _, part = key.removeprefix(GIT_CREDENTIALS_PREFIX).partition(".")
+        if not re.match(git_access.CREDENTIALS_NAME_PATTERN, name) or part not in GIT_CREDENTIAL_FIELDS:
+            close = difflib.get_close_matches(part, list(GIT_CREDENTIAL_FIELDS), n=1, cutoff=0.6)
+            hint = f" (did you mean .{close[0]}?)" if close and name else ""
+            problems.append(
+                f"{source}: {full} is not a known setting{hint}: each git credential is its own key, "
+                f"{PROJECT}:{GIT_CREDENTIALS_PREFIX}<name>.sshKey, .token or .username, <name> of lower-case letters, "
+                "digits and '-' (at most 32)"
+            )
+            continue
+        field_name, secret, _ = GIT_CREDENTIAL_FIELDS[part]
+        if secret and full not in secret_keys:
+            problems.append(_plaintext_secret(source, key))
+            continue
+        raw = ours[key]
+        if not isinstance(raw, str) or not raw.strip():
+            problems.append(f"{source}: {full} must be a non-empty string; got {'[secret]' if secret else _quote(raw)}")
+            continue
+        values.setdefault(name, {})[field_name] = Secret(raw) if secret else raw
+    out = {}
+    for name, fields in sorted(values.items()):
+        if "ssh_key" not in fields and "token" not in fields:
+            problems.append(
+                f"{source}: {PROJECT}:{GIT_CREDENTIALS_PREFIX}{name} has a username but neither .sshKey nor .token"
+            )
+            continue
+        out[name] = GitCredentials(**fields)
+    return out
+
+
+def _check_sources(s: StackSettings, problems: list[str]) -> None:
+    """Every fetched training source can be fetched by its pod: the credentials it names exist and fit its URL (an
+    SSH key for ssh:// and git@, a token for https://), an SSH URL without named credentials has airflow.gitSshKey,
+    and every SSH host (the sources' and git-sync's) has a key in airflow.gitKnownHosts."""
+    src, ns, air = s.source, f"{PROJECT}:", s.airflow
+
+    def host_key(url: str, where: str) -> None:
+        host = git_access.ssh_host(url)
+        if host is not None and not git_access.has_host_key(air.known_hosts, *host):
+            shown = host[0] if host[1] == git_access.SSH_PORT else f"[{host[0]}]:{host[1]}"
+            problems.append(
+                f"{src}: {where} is on {shown}, which has no host key in {ns}{GIT_KNOWN_HOSTS_KEY} (unset: only "
+                f"github.com and gitlab.com): add the keys the host publishes (`ssh-keyscan -p {host[1]} {host[0]}`, "
+                "compared with its published fingerprints)"
+            )
+
+    if air.git_ssh_key is not None:
+        host_key(air.git_repo, f"{ns}airflow.gitRepo {air.git_repo}")
+    for model, url in s.fetched_sources.items():
+        source = s.catalog.models[model].training.source
+        key = f"{ns}models.{model}.training.source"
+        where = f"{key}.repo {url}" if source.repo else f"{key}.ref fetches {ns}airflow.gitRepo {url}, which"
+        is_ssh = git_access.ssh_host(url) is not None
+        if source.credentials is not None:
+            named = f"{ns}{GIT_CREDENTIALS_PREFIX}{source.credentials}"
+            creds = air.git_credentials.get(source.credentials)
+            if creds is None:
+                problems.append(
+                    f"{src}: {key}.credentials is {source.credentials}, but neither {named}.sshKey nor {named}.token "
+                    "is set (`pulumi config set --secret ...`)"
+                )
+            elif is_ssh and creds.ssh_key is None:
+                problems.append(f"{src}: {where} is an SSH URL, but {named}.sshKey is not set (a read-only deploy key)")
+            elif not is_ssh and creds.token is None:
+                problems.append(f"{src}: {where} is an https URL, but {named}.token is not set (a read-only token)")
+        elif is_ssh and air.git_ssh_key is None:
+            problems.append(
+                f"{src}: {where} is an SSH URL, but neither {key}.credentials nor {ns}airflow.gitSshKey is set: the "
+                "training pod would have no key to fetch it with"
+            )
+        if is_ssh:
+            host_key(url, where)
+
+
 def from_pulumi() -> StackSettings:
     """Load the settings of the running stack (inside `pulumi up`/`preview` or the mock harness)."""
     import pulumi
@@ -1368,6 +1519,10 @@ def settings_table() -> str:
             default = "required" if meta.required else "unset"
         kind = "secret" if meta.secret else _type_name(annotation, meta)
         rows.append(f"| `{PROJECT}:{key}` | {kind} | {default} | {meta.doc} |")
+        if key == GIT_KNOWN_HOSTS_KEY:  # the named git credentials, one key each
+            for part, (_, secret, doc) in GIT_CREDENTIAL_FIELDS.items():
+                kind = "secret" if secret else "str"
+                rows.append(f"| `{PROJECT}:{GIT_CREDENTIALS_PREFIX}<name>.{part}` | {kind} | unset | {doc} |")
     return "\n".join(rows)
 
 

@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from services.common import serving_auth
+from services.common import git_access, serving_auth
 from services.common import serving_rules as rules
 
 # Registered-model names: what MLflow accepts and what survives URLs, file names and Kubernetes labels.
@@ -203,11 +203,18 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 
 # --- models ---------------------------------------------------------------------------------------
 class Source(_Strict):
-    """Where the training code is: a git repository, a ref and a folder in it."""
+    """Where the training code is: a git repository, a ref and a folder in it, and the name of the read-only
+    credentials that fetch it (`services.common.git_access`). A URL never carries a password or token: those are
+    secret stack settings (`airflow.gitCredentials.<name>.token`) that `credentials` names."""
 
     repo: str | None = Field(default=None, pattern=r"^(https://|ssh://|git@)", description="default: airflow.gitRepo")
     ref: str | None = Field(default=None, min_length=1, description="branch, tag or commit; default: airflow.gitBranch")
     subdir: str = Field(default="", pattern=r"^[A-Za-z0-9_./-]*$", description="folder of the code in the repository")
+    credentials: str | None = Field(
+        default=None,
+        pattern=git_access.CREDENTIALS_NAME_PATTERN,
+        description="airflow.gitCredentials.<name> that fetch repo; default: airflow.gitSshKey for SSH URLs",
+    )
 
     @field_validator("subdir")
     @classmethod
@@ -215,6 +222,28 @@ class Source(_Strict):
         if value.startswith("/") or ".." in value.split("/"):
             raise ValueError(f"must be a relative folder inside the repository; got {value!r}")
         return value
+
+    @field_validator("repo")
+    @classmethod
+    def _no_secret_in_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else git_access.url_secret_problem(value)
+        if problem is not None:
+            raise ValueError(f"{problem}, and set training.source.credentials to <name>")
+        return value
+
+    @model_validator(mode="after")
+    def _fetched(self) -> Source:
+        if self.credentials is not None and not self.fetched:
+            raise ValueError(
+                "credentials goes with repo or ref: without them the platform's own checkout is used (nothing is "
+                "fetched)"
+            )
+        return self
+
+    @property
+    def fetched(self) -> bool:
+        """Whether a run fetches the code (repo or ref set) rather than using the platform's own checkout."""
+        return self.repo is not None or self.ref is not None
 
 
 class Training(_Strict):

@@ -202,10 +202,14 @@ def running_serving(
     webhook_url: str | None = None,
     reload_token: str | None = None,
     wait_for: str = "readyz",
+    aliases: tuple[str, ...] = ("champion",),
+    routing: dict[str, Any] | None = None,
+    poll_seconds: float = 3600,
 ) -> Iterator[Any]:
-    """The real serving service for `model` (alias champion), its own process. The registry watcher is slowed
-    down to an hour so that serving only changes when it is told to reload: what the tests check. `wait_for`
-    "healthz" when the model has no version yet."""
+    """The real serving service for `model` (default: alias champion, fixed routing), its own process. The
+    registry watcher is slowed down to an hour by default so that serving only changes when it is told to reload:
+    what the tests check. It is ready (`/readyz`) whether or not the model has a version yet; `wait_for` "healthz"
+    waits only until the process answers."""
     from devstack.procs import DevstackError
     from devstack.serving import serving_service
 
@@ -213,8 +217,9 @@ def running_serving(
         cm = serving_service(
             tracking_uri,
             model,
-            aliases=("champion",),
-            poll_seconds=3600,
+            aliases=aliases,
+            routing=routing,
+            poll_seconds=poll_seconds,
             slack_webhook_url=webhook_url,
             reload_token=reload_token,
             log_path=log_path,
