@@ -3,8 +3,9 @@
 `serving_service(tracking_uri, model_name, ...)` runs `services.serving.SERVING_COMMAND`
 (`python -m services.serving`, the Dockerfile's CMD) from the repository root with the settings passed
 as the contract's environment variables (never spelled here: see `services.common.contract`), on a free
-loopback port, and waits until `/readyz` (all routed variants loaded) or, with `wait_for="healthz"`,
-only until the process answers. On exit the whole process group (uvicorn and its workers) is stopped.
+loopback port, and waits until `/readyz` (ready to serve what exists: every routed alias loaded or without a
+version in the registry) or, with `wait_for="healthz"`, only until the process answers. On exit the whole process
+group (uvicorn and its workers) is stopped.
 """
 
 from __future__ import annotations
