@@ -51,6 +51,13 @@ class DagRunResult:
     xcoms: dict[tuple[str, str], Any]
     seconds: float
 
+    def explain(self) -> str:
+        """The run's state and task states, and the tail of its output: for an assertion's message."""
+        return (
+            f"state={self.state} rc={self.returncode} tasks={self.task_states}\n"
+            f"--- output tail ---\n{self.output[-6000:]}"
+        )
+
 
 @dataclass
 class AirflowHome:

@@ -80,10 +80,6 @@ class Journey:
     steps: dict[str, Snapshot] = field(default_factory=dict)
 
 
-def _explain(run: DagRunResult) -> str:
-    return f"state={run.state} rc={run.returncode} tasks={run.task_states}\n--- output tail ---\n{run.output[-6000:]}"
-
-
 def _state(uri: str, servings: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, list[str]], dict[str, Any]]:
     client = registry.client(uri)
     holders = {m: registry.alias_holder(client, m, "champion") for m in (*EXAMPLES, BROKEN)}
@@ -160,7 +156,7 @@ def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_servin
     assert journey.serving_models == {IRIS: IRIS, DIABETES: DIABETES}  # one serving process per model
     for model, step in ((IRIS, journey.steps["iris"]), (DIABETES, journey.steps["diabetes"])):
         run = step.run
-        assert run.returncode == 0 and run.state == "success", _explain(run)
+        assert run.returncode == 0 and run.state == "success", run.explain()
         assert run.task_states == {
             **dict.fromkeys(
                 ("train", "evaluate", "quality_gate", "register", "wait_until_ready", "promote"), "success"
@@ -169,7 +165,7 @@ def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_servin
             "verify_serving": "success",
             "rollback": "skipped",
             "fail_run": "skipped",
-        }, _explain(run)
+        }, run.explain()
         assert run.xcoms[("register", "return_value")] == "1"
         assert step.served[model] == ("champion", "1")
         # Trained by the runner: the entrypoint ran as its own process, in the model's MLflow run.
@@ -206,10 +202,10 @@ def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_servin
 def test_a_worse_regression_run_is_rejected_against_the_champion_and_changes_nothing(journey: Journey) -> None:
     before, step = journey.steps["diabetes"], journey.steps["diabetes_worse"]
     run = step.run
-    assert run.returncode == 0 and run.state == "success", _explain(run)  # a rejection is not an error
+    assert run.returncode == 0 and run.state == "success", run.explain()  # a rejection is not an error
     assert run.task_states["quality_gate"] == "success"
     for task in ("register", "wait_until_ready", "promote", "reload_serving", "verify_serving", "rollback"):
-        assert run.task_states[task] == "skipped", _explain(run)
+        assert run.task_states[task] == "skipped", run.explain()
     gate = run.xcoms[("quality_gate", "gate")]
     champion_rmse = before.run.xcoms[("train", "return_value")]["metrics"]["test_rmse"]
     # The champion (version 1) was scored by the new run's own code on the same held-out rows: the same RMSE.
@@ -233,13 +229,13 @@ def test_a_worse_regression_run_is_rejected_against_the_champion_and_changes_not
 def test_a_failure_after_promotion_rolls_that_model_back_and_leaves_the_other_alone(journey: Journey) -> None:
     step = journey.steps["iris_rolled_back"]
     run = step.run
-    assert run.returncode != 0 and run.state == "failed", _explain(run)
+    assert run.returncode != 0 and run.state == "failed", run.explain()
     gate = run.xcoms[("quality_gate", "gate")]
     assert gate["passed"] and "improvement +0.0000" in gate["reason"]  # as good as the champion: minImprovement 0
     assert run.task_states["promote"] == "success"
     assert run.task_states["reload_serving"] == "failed"
     assert run.task_states["verify_serving"] == "upstream_failed"
-    assert run.task_states["rollback"] == "success", _explain(run)
+    assert run.task_states["rollback"] == "success", run.explain()
     assert run.task_states["fail_run"] == "failed"
     assert run.xcoms[("promote", PREVIOUS_VERSION_XCOM_KEY)] == {
         "model": IRIS,
@@ -268,10 +264,10 @@ def test_a_broken_entrypoint_fails_the_run_naming_the_problem_alerts_and_promote
     step, before = journey.steps[mode], journey.steps["iris_rolled_back"]
     run = step.run
     problem, detail = BROKEN_MODES[mode]
-    assert run.returncode != 0 and run.state == "failed", _explain(run)
-    assert run.task_states["train"] == "failed" and run.task_states["fail_run"] == "failed", _explain(run)
+    assert run.returncode != 0 and run.state == "failed", run.explain()
+    assert run.task_states["train"] == "failed" and run.task_states["fail_run"] == "failed", run.explain()
     for task in ("evaluate", "quality_gate", "register", "promote"):
-        assert run.task_states[task] == "upstream_failed", _explain(run)
+        assert run.task_states[task] == "upstream_failed", run.explain()
     assert problem in run.output
     # One alert, for the first and only try (a broken contract is not retried), naming the problem.
     [alert] = step.events("airflow.task_failed")
@@ -293,8 +289,8 @@ def test_a_broken_entrypoint_fails_the_run_naming_the_problem_alerts_and_promote
 def test_manual_rollback_works_on_its_own_model_only(journey: Journey) -> None:
     step = journey.steps["manual"]
     run = step.run
-    assert run.returncode == 0 and run.state == "success", _explain(run)
-    assert set(run.task_states.values()) == {"success"}, _explain(run)
+    assert run.returncode == 0 and run.state == "success", run.explain()
+    assert set(run.task_states.values()) == {"success"}, run.explain()
     assert step.holders[IRIS] == "2" and step.served[IRIS] == ("champion", "2")
     assert [r.path for r in step.reloads[IRIS]] == [contract.reload_path("champion")]
     assert step.holders[DIABETES] == "1" and step.served[DIABETES] == ("champion", "1") and not step.reloads[DIABETES]

@@ -98,10 +98,6 @@ def _routed(base_url: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str | 
         }
 
 
-def _explain(run: DagRunResult) -> str:
-    return f"state={run.state} rc={run.returncode} tasks={run.task_states}\n--- output tail ---\n{run.output[-6000:]}"
-
-
 @pytest.fixture(scope="module")
 def platform(
     airflow_home: AirflowHome,
@@ -207,12 +203,12 @@ def test_the_first_training_promotes_reloads_and_verifies_on_a_serving_that_star
 ) -> None:
     step = platform.trained[model]
     run = step.run
-    assert run.returncode == 0 and run.state == "success", _explain(run)
+    assert run.returncode == 0 and run.state == "success", run.explain()
     assert run.task_states == {
         **dict.fromkeys((*TRAIN_TASKS, "reload_serving", "verify_serving"), "success"),
         "rollback": "skipped",
         "fail_run": "skipped",
-    }, _explain(run)
+    }, run.explain()
     assert run.xcoms[("register", "return_value")] == "1"
     [reload] = step.reloads
     assert (reload.path, reload.upstream_status) == (contract.reload_path("champion"), 200)
