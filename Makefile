@@ -6,9 +6,11 @@ PY := .venv/bin/python
 STACK ?= dev
 FORMAT ?= tree
 ARGS ?=
+REGISTRY ?=
+PLATFORM ?= linux/amd64
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint typecheck test test-fast test-offline preview docs demo bench clean
+.PHONY: help setup lint typecheck test test-fast test-offline preview images docs demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +57,12 @@ test-offline: ## test-fast with no network and no server reachable (unshare -n; 
 
 preview: ## run the program under mocks: make preview STACK=dev|prod [FORMAT=json]
 	@$(PY) -m harness.preview --stack $(STACK) --format $(FORMAT) $(ARGS)
+
+# Run before the first `pulumi up` of a stack, and whenever an image's inputs change: `docker login` to the registry
+# first. What to build and where the references go is decided in Python (tools/delivery/stack_images.py); the one
+# Docker step is tools/delivery/buildx.py. Without a Docker engine, the images workflow builds the same images.
+images: setup ## build and push every image STACK runs, record their digests in Pulumi.<STACK>.yaml: make images STACK=dev [REGISTRY=ghcr.io/you/repo] [PLATFORM=linux/arm64]
+	$(PY) -m tools.delivery.stack_images build --stack $(STACK) --platform $(PLATFORM) $(if $(REGISTRY),--registry $(REGISTRY))
 
 bench: setup ## serving vs `mlflow models serve` under the same load (needs hey): writes bench/results/serving.json
 	$(PY) bench/serving_bench.py $(ARGS)

@@ -39,7 +39,7 @@ from referencing import Registry, Resource
 
 from harness import crds
 from harness.mocks import Registration, SecretValue, reveal
-from harness.run import ROOT, ProgramRun, shared_dir
+from harness.run import ProgramRun, shared_dir
 
 LATEST_KUBERNETES = "1.37"
 
@@ -49,9 +49,9 @@ def charts_dir() -> Path:
 
 
 def crds_dir() -> Path:
-    """../shared/crds beside the clone (CI has ../shared there too); not moved by MLOPS_SHARED_DIR,
-    which points at fetched chart values files only."""
-    return ROOT.parent / "shared" / "crds"
+    """The CRDs beside the charts: ../shared/crds, or $MLOPS_SHARED_DIR/crds where the test dependencies
+    script fetched both (tools/install-test-dependencies.sh, harness.fetch_charts)."""
+    return shared_dir() / "crds"
 
 
 def _full_version(minor: str) -> str:

@@ -31,8 +31,8 @@ PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
 
 def shared_dir() -> Path:
-    """Where the Helm checks read chart values files: ../shared beside the clone, or $MLOPS_SHARED_DIR
-    (CI on GitHub fetches the pinned charts there with `harness.fetch_charts`)."""
+    """Where the checks read chart values files and CRDs: ../shared beside the clone, or $MLOPS_SHARED_DIR
+    (CI on GitHub fetches the pinned charts and CRDs there: tools/install-test-dependencies.sh)."""
     return Path(os.environ.get("MLOPS_SHARED_DIR", ROOT.parent / "shared"))
 
 

@@ -925,9 +925,9 @@ class StackSettings:
 
     def serving_image(self, model: str) -> str:
         """The image of a model's serving pods: its serving profile's `images.serving`, else the platform's."""
-        profile = self.serving_profile(model)
-        if profile.images.serving:
-            return ImageRef.parse(profile.images.serving, self.images.registry).reference
+        image = self.serving_profile(model).images.serving
+        if isinstance(image, str):  # load_settings resolved it: a reference (a built image's recorded one)
+            return ImageRef.parse(image, self.images.registry).reference
         return self.platform_serving_image
 
     @property

@@ -1,7 +1,7 @@
 """The scripts the delivery workflows run, for real: what a stack was last deployed from (commit and image
 references, from `pulumi stack history --json`), one drift issue per stack against a local stand-in for
-GitHub's issues API, and the images' inputs, tags and digests against a local registry that asks for a
-bearer token like ghcr.io does."""
+GitHub's issues API, the images' inputs (per build stage), tags and digests, and the configuration that runs
+every pushed image by digest, against a local registry that asks for a bearer token like ghcr.io does."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from stacks.settings import load_settings
+from tests.stacks.test_settings import MINIMAL
 from tools.delivery import drift_issue, images
 from tools.delivery.deployed import last_deployed
 from tools.delivery.deployed import main as deployed_main
@@ -26,6 +28,7 @@ from tools.delivery.deployed import main as deployed_main
 ROOT = Path(__file__).resolve().parents[2]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "ab" * 32
+DIGEST_GPU = "sha256:" + "cd" * 32
 SERVING = f"ghcr.io/acme/mlops-platform/serving@{DIGEST}"
 
 
@@ -96,6 +99,12 @@ def test_the_last_successful_update_gives_commit_and_images_only() -> None:
         "mlops-platform:images.serving": {"value": SERVING, "secret": False},
     }
     assert last_deployed([]).commit is None and last_deployed({"not": "a list"}).commit is None
+    # the profile images a deploy ran (images.profiles, JSON text as the deploy passed it) are carried too
+    entry = history_entry(SHA)
+    profiles = json.dumps({"gpu-serving": f"ghcr.io/acme/mlops-platform/gpu-serving@{DIGEST_GPU}"})
+    entry["config"]["mlops-platform:images.profiles"] = {"value": profiles, "secret": False}
+    carried = json.loads(last_deployed([entry]).config_map())
+    assert carried["mlops-platform:images.profiles"] == {"value": profiles, "secret": False}
 
 
 def test_deployed_cli_writes_the_outputs_the_jobs_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,6 +254,41 @@ def test_copy_sources_skip_other_images_and_stages() -> None:
     assert images.copy_sources(dockerfile) == ["pyproject.toml", "uv.lock", "config", "services"]
 
 
+def test_a_targets_inputs_are_what_the_stages_it_runs_copy() -> None:
+    dockerfile = (
+        "FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04 AS base\n"
+        "COPY base.txt /\n"
+        "FROM base AS deps\n"
+        "COPY deps.txt /\n"
+        "FROM base AS serving\n"
+        "COPY --from=deps /deps.txt /\n"
+        "COPY serving/ /app/\n"
+        "FROM base AS training\n"
+        "ADD https://example.com/constraints.txt /tmp/\n"
+        "COPY training.txt /\n"
+    )
+    assert images.copy_sources(dockerfile, "serving") == ["base.txt", "deps.txt", "serving"]
+    assert images.copy_sources(dockerfile, "training") == ["base.txt", "training.txt"]  # a URL is no input
+    assert images.copy_sources(dockerfile) == images.copy_sources(dockerfile, "training")  # the last stage
+    with pytest.raises(ValueError, match="no stage 'web'"):
+        images.copy_sources(dockerfile, "web")
+    # the gpu profile's two images: each rebuilt for its own inputs only
+    serving = images.inputs_of("profiles/gpu/Dockerfile", target="serving")
+    training = images.inputs_of("profiles/gpu/Dockerfile", target="training")
+    assert training == ["profiles/gpu/Dockerfile", "services/airflow/requirements.txt"]
+    assert {"uv.lock", "pyproject.toml", "services/serving/app.py"} <= set(serving)
+    gpu = images.plan(
+        "gpu-serving", "ghcr.io/acme/mlops-platform", SHA, dockerfile="profiles/gpu/Dockerfile", target="serving"
+    )
+    assert (gpu["repository"], gpu["dockerfile"], gpu["target"]) == (
+        "ghcr.io/acme/mlops-platform/gpu-serving",
+        "profiles/gpu/Dockerfile",
+        "serving",
+    )
+    with pytest.raises(SystemExit):
+        images.plan("gpu-serving", "ghcr.io/acme/mlops-platform", SHA)  # not a platform image: needs its Dockerfile
+
+
 def test_the_inputs_tag_changes_with_an_input_and_only_then(tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "services" / "web").mkdir(parents=True)
@@ -265,7 +309,10 @@ class FakeRegistry:
     """The OCI distribution API's manifest HEAD behind a bearer-token handshake, as ghcr.io answers."""
 
     def __init__(self) -> None:
-        self.manifests = {("acme/mlops-platform/serving", "inputs-1234"): DIGEST}
+        self.manifests = {
+            ("acme/mlops-platform/serving", "inputs-1234"): DIGEST,
+            ("acme/mlops-platform/gpu-serving", "inputs-1234"): DIGEST_GPU,
+        }
         self.host = ""
 
     def __call__(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, str], Any]:
@@ -314,6 +361,48 @@ def test_digest_of_a_tag_through_the_token_handshake(registry: str, tmp_path: Pa
     env["REGISTRY_PASSWORD"] = "wrong"
     refused = digest(f"{registry}/acme/mlops-platform/serving:inputs-1234")
     assert refused.returncode == 1 and "cannot ask the registry" in refused.stderr
+
+
+def test_the_config_map_runs_every_image_pushed_for_the_commit_by_digest(registry: str, tmp_path: Path) -> None:
+    out, summary = tmp_path / "out", tmp_path / "summary"
+    env = {**os.environ, "REGISTRY_USERNAME": "bot", "REGISTRY_PASSWORD": "ghp_pw"}
+    env |= {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    matrix = [
+        {"name": "serving", "dockerfile": "services/serving/Dockerfile", "target": "", "setting": "images.serving"},
+        {
+            "name": "gpu-serving",
+            "dockerfile": "profiles/gpu/Dockerfile",
+            "target": "serving",
+            "setting": "images.profiles",
+        },
+    ]
+
+    def config_map(tag: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "tools.delivery.images", "config-map", "--images", json.dumps(matrix)]
+        cmd += ["--registry", f"{registry}/Acme/MLOps-Platform", "--tag", tag, "--github-output", "config-map"]
+        return subprocess.run([*cmd, "--summary"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    done = config_map("inputs-1234")
+    assert done.returncode == 0, done.stderr
+    repository = f"{registry}/acme/mlops-platform"
+    expected = {
+        "mlops-platform:images.registry": {"value": repository, "secret": False},
+        "mlops-platform:images.serving": {"value": f"{repository}/serving@{DIGEST}", "secret": False},
+        "mlops-platform:images.profiles": {
+            "value": json.dumps({"gpu-serving": f"{repository}/gpu-serving@{DIGEST_GPU}"}),
+            "secret": False,
+        },
+    }
+    assert json.loads(done.stdout) == expected
+    assert out.read_text() == f"config-map={json.dumps(expected, sort_keys=True)}\n"
+    assert f"- gpu-serving: `{repository}/gpu-serving@{DIGEST_GPU}`" in summary.read_text()
+    # what `pulumi config set` stores for images.profiles is what the settings read
+    value = json.loads(done.stdout)["mlops-platform:images.profiles"]["value"]
+    assert load_settings("dev", {**MINIMAL, "mlops-platform:images.profiles": value}).images.profiles == {
+        "gpu-serving": f"{repository}/gpu-serving@{DIGEST_GPU}"
+    }
+    missing = config_map("inputs-9999")
+    assert missing.returncode == images.NOT_FOUND and "not in the registry" in missing.stderr
 
 
 def test_references_name_a_registry_and_a_tag_or_digest() -> None:

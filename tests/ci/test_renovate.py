@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from harness.fetch_charts import pinned_charts
+from tools.delivery.images import stages
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = json.loads((ROOT / ".github" / "renovate.json").read_text())
@@ -60,9 +61,10 @@ def test_the_configuration_covers_each_kind_of_dependency() -> None:
     # the files those managers read are where Renovate looks for them
     assert {"pyproject.toml", "uv.lock", "package.json", "package-lock.json"} <= set(FILES)
     dockerfiles = [f for f in FILES if re.search(r"(^|/|\.)([Dd]ocker|[Cc]ontainer)file$", f)]
-    assert {"services/serving/Dockerfile", "services/airflow/Dockerfile"} <= set(dockerfiles)
+    assert {"services/serving/Dockerfile", "services/airflow/Dockerfile", "profiles/gpu/Dockerfile"} <= set(dockerfiles)
     for dockerfile in dockerfiles:
-        bases = re.findall(r"^FROM\s+(\S+)", (ROOT / dockerfile).read_text(), re.M)
+        found = stages((ROOT / dockerfile).read_text())
+        bases = [base for i, (_, base, _) in enumerate(found) if base not in {n for n, _, _ in found[:i]}]
         assert bases and all(":" in b for b in bases), f"{dockerfile}: base images need a tag Renovate can update"
 
 

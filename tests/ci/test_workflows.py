@@ -1,13 +1,13 @@
 """What the CI/CD workflows promise, read from the YAML (local composite actions expanded into the jobs that use
-them): tests before previews and updates, previews of both stacks with the policy pack, OIDC instead of keys,
-dev then prod behind the protected environment with the images of the same commit by digest, one update per
-stack at a time, Slack on every update's start and end, a scheduled drift check per stack that self-heals dev
-and waits for approval in prod, a rotation-only prod run limited to the key slots, images built, scanned and
-attested, actions pinned to full commit SHAs, and every input passed to a local action or workflow declared."""
+them): tests before previews and updates, the test jobs set up with the test dependencies, previews of both stacks
+with the policy pack, OIDC instead of keys, dev then prod behind the protected environment with the images of the
+same commit by digest (the profiles' images too), one update per stack at a time, Slack on every update's start
+and end, a scheduled drift check per stack that self-heals dev and waits for approval in prod, a rotation-only
+prod run limited to the key slots, images built (each at its build stage), scanned and attested, actions pinned
+to full commit SHAs, and every input passed to a local action or workflow declared."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +18,7 @@ import yaml
 
 from stacks.settings import IMAGE_NAMES, PROJECT
 from tools.delivery import images as image_tool
+from tools.delivery import stack_images
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / ".github"
@@ -148,16 +149,23 @@ def test_setup_builds_the_locked_environment() -> None:
     assert any(str(s.get("uses", "")).startswith("astral-sh/setup-uv@") for s in setup_steps)
     commands = [s for s in setup_steps if "run" in s]
     assert commands[0]["run"] == "make setup"
-    # then the pinned charts' values files for the Helm checks (no ../shared on GitHub's runners)
-    assert len(commands) == 2 and "python -m harness.fetch_charts" in commands[1]["run"]
-    assert 'MLOPS_SHARED_DIR=$RUNNER_TEMP/shared" >> "$GITHUB_ENV"' in commands[1]["run"]
+    # then, for the jobs that run the tests, the test dependencies by the script .ci/run runs too
+    # (tests/ci/test_test_dependencies.py); no ../shared on GitHub's runners: the charts and CRDs are fetched
+    assert len(commands) == 2 and commands[1]["if"] == "inputs.test-dependencies == 'true'"
+    assert setup["inputs"]["test-dependencies"]["default"] == "false"
+    assert commands[1]["run"].splitlines() == [
+        "shared=$(bash tools/install-test-dependencies.sh)",
+        'echo "MLOPS_SHARED_DIR=$shared" >> "$GITHUB_ENV"',
+    ]
+    assert commands[1]["env"] == {"MLOPS_SHARED_DIR": "${{ runner.temp }}/shared"}
     # in the checkout it is asked to set up (the deployed commit, for the scheduled jobs)
     assert all(c["working-directory"] == "${{ inputs.working-directory }}" for c in commands)
 
 
 def _test_job(doc: dict[str, Any]) -> dict[str, Any]:
     job = doc["jobs"]["test"]
-    assert any(str(s.get("uses")) == "./.github/actions/setup" for s in steps(job))
+    setup = [s for s in steps(job) if str(s.get("uses")) == "./.github/actions/setup"]
+    assert len(setup) == 1 and setup[0]["with"] == {"test-dependencies": "true"}
     assert runs(job) == ["make test"], "CI must run exactly the README's test command"
     assert job["services"]["postgres"]["ports"] == ["5432:5432"]
     return job
@@ -231,21 +239,27 @@ def test_a_deploy_runs_the_images_of_its_commit_by_digest() -> None:
     assert images_job["uses"] == "./.github/workflows/images.yml" and images_job["with"] == {"push": True}
     assert images_job["permissions"]["packages"] == "write"
     outputs = IMAGES["on"]["workflow_call"]["outputs"]
-    assert set(outputs) == {"registry", *IMAGE_NAMES}
+    assert set(outputs) == {"registry", "config-map"}
     for job_name in ("up-dev", "up-prod"):
         config_map = one(DEPLOY["jobs"][job_name], "./.github/actions/pulumi-up")["config-map"]
-        parsed = json.loads(re.sub(r"\$\{\{\s*needs\.images\.outputs\.([\w-]+)\s*\}\}", r"<\1>", config_map))
-        assert parsed == {
-            f"{PROJECT}:images.{name}": {"value": f"<{name}>", "secret": False} for name in ("registry", *IMAGE_NAMES)
-        }
-    # the references are the digests pushed for this very commit
+        assert config_map == "${{ needs.images.outputs.config-map }}"
+    # the references are the digests pushed for this very commit, for every image of the matrix: the platform's
+    # images.<name> and the profile images' images.profiles (tests/ci/test_delivery_scripts.py runs it)
     collect = IMAGES["jobs"]["collect"]
     assert collect["if"] == "inputs.push" and collect["needs"] == ["plan", "build"]
-    (script,) = runs(collect)
-    assert 'digest "$REGISTRY/$image:$GITHUB_SHA"' in script and 'echo "$image=$REGISTRY/$image@$digest"' in script
-    for name in IMAGE_NAMES:
-        assert outputs[name]["value"] == "${{ jobs.collect.outputs." + name + " }}"
-        assert collect["outputs"][name] == "${{ steps.digests.outputs." + name + " }}"
+    (step,) = [s for s in steps(collect) if "run" in s]
+    command = " ".join(step["run"].replace("\\\n", " ").split())
+    assert command == (
+        'python3 -m tools.delivery.images config-map --images "$IMAGES" --registry "$REGISTRY" --tag "$GITHUB_SHA" '
+        "--github-output config-map --summary"
+    )
+    assert step["env"]["IMAGES"] == "${{ needs.plan.outputs.images }}"
+    assert outputs["config-map"]["value"] == "${{ jobs.collect.outputs.config-map }}"
+    assert collect["outputs"]["config-map"] == "${{ steps.digests.outputs.config-map }}"
+    settings = {f"{PROJECT}:images.{n}" for n in IMAGE_NAMES} | {f"{PROJECT}:images.profiles"}
+    entries = [image.as_json() for image in stack_images.all_images()]
+    produced = image_tool.config_map(entries, "ghcr.io/acme/x", {e["name"]: "sha256:" + "0" * 64 for e in entries})
+    assert set(produced) == settings | {f"{PROJECT}:images.registry"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -408,15 +422,29 @@ def _matches(path: str, pattern: str) -> bool:
 
 def test_pull_requests_build_an_image_when_its_inputs_change() -> None:
     paths = IMAGES["on"]["pull_request"]["paths"]
-    for name in image_tool.images():
-        for path in image_tool.inputs(name):
-            assert any(_matches(path, p) for p in paths), f"{path} (input of {name}) does not trigger images.yml"
-    assert {".github/workflows/images.yml", ".github/actions/image/**", "tools/delivery/images.py"} <= set(paths)
+    for image in stack_images.all_images():
+        for path in image_tool.inputs_of(image.dockerfile, ROOT, image.target, image.context):
+            assert any(_matches(path, p) for p in paths), f"{path} (input of {image.name}) does not trigger images.yml"
+    # and what decides which images there are: the stack files' profiles and the tools
+    for path in ("Pulumi.dev.yaml", "Pulumi.prod.yaml", "tools/delivery/stack_images.py", "tools/delivery/images.py"):
+        assert any(_matches(path, p) for p in paths), path
+    assert {".github/workflows/images.yml", ".github/actions/image/**"} <= set(paths)
     build = IMAGES["jobs"]["build"]
     assert build["strategy"]["matrix"]["image"] == "${{ fromJSON(needs.plan.outputs.images) }}"
-    assert "python3 -m tools.delivery.images list --json" in runs(IMAGES["jobs"]["plan"])[0]
+    plan = IMAGES["jobs"]["plan"]
+    assert any(str(s.get("uses")) == "./.github/actions/setup" for s in steps(plan))  # the stack files' profiles
+    assert "images=$(.venv/bin/python -m tools.delivery.stack_images list --all --json)" in runs(plan)[0]
     image = one(build, "./.github/actions/image")
     assert image["push"] == "${{ inputs.push && 'true' || 'false' }}"  # pull requests never push
+    assert {k: image[k] for k in ("image", "dockerfile", "target", "context")} == {
+        k: "${{ matrix.image." + ("name" if k == "image" else k) + " }}"
+        for k in ("image", "dockerfile", "target", "context")
+    }
+    plan_step = next(s for s in ACTIONS["image"]["runs"]["steps"] if s.get("id") == "plan")
+    assert '--dockerfile "$DOCKERFILE" --target "$TARGET"' in plan_step["run"]
+    for built in (s for s in ACTIONS["image"]["runs"]["steps"] if "docker/build-push-action" in str(s.get("uses"))):
+        assert built["with"]["target"] == "${{ steps.plan.outputs.target }}"
+        assert built["with"]["context"] == "${{ steps.plan.outputs.context }}"
     assert build["permissions"] == {
         "contents": "read",
         "packages": "write",
@@ -458,4 +486,5 @@ def test_an_image_is_cached_scanned_before_push_attested_and_tagged_with_the_com
 def test_images_go_to_this_repositorys_registry_path() -> None:
     (script,) = runs(IMAGES["jobs"]["plan"])
     assert 'echo "registry=ghcr.io/${REPOSITORY,,}"' in script  # lowercased, as registries require
-    assert IMAGES["jobs"]["plan"]["steps"][1]["env"]["REPOSITORY"] == "${{ github.repository }}"
+    listing = next(s for s in steps(IMAGES["jobs"]["plan"]) if s.get("id") == "list")
+    assert listing["env"]["REPOSITORY"] == "${{ github.repository }}"
