@@ -85,4 +85,3 @@ def test_the_pods_are_valid_and_leave_the_security_context_to_the_template(k8s: 
         assert "securityContext" not in pod["spec"], name  # Airflow would replace the template's as a whole
         (container,) = pod["spec"]["containers"]
         assert container["name"] == TASK_CONTAINER and "securityContext" not in container, name
-
