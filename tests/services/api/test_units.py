@@ -67,7 +67,14 @@ def test_fingerprint_tells_requests_apart() -> None:
 
 @pytest.mark.parametrize(
     ("key", "ok"),
-    [("abc", True), (str(uuid.uuid4()), True), ("", False), ("a b", False), ("é", False), ("x" * 201, False)],
+    [
+        ("abc", True),
+        ("0b5a0a55-9a8e-4d3c-8f5e-2f1c4b6d7e80", True),
+        ("", False),
+        ("a b", False),
+        ("é", False),
+        ("x" * 201, False),
+    ],
 )
 def test_key_problem(key: str, ok: bool) -> None:
     assert (idempotency.key_problem(key) is None) == ok
