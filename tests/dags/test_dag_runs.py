@@ -2,7 +2,8 @@
 (PostgreSQL + S3 artifacts on moto) and one real serving process per model, alerts going to a local webhook.
 
 One journey through a catalog of three models (the two examples and a model that breaks the contract on demand),
-with a snapshot of every model's alias, versions and served version after each DAG run:
+with a snapshot of every model's alias, versions and served version after each DAG run. The serving processes start
+before any version exists (as on a fresh platform) and are ready all the same (`/readyz`, the champion missing);
 both examples train through the runner as separate processes, pass their gates and are served by their own
 serving processes; a worse run of the regression model (direction min) is rejected against the champion scored on
 the same held-out data and changes nothing; a failure after promotion rolls that model back and leaves the other
@@ -77,6 +78,7 @@ class Snapshot:
 class Journey:
     tracking_uri: str
     serving_models: dict[str, str]  # model -> the model its serving process says it serves (GET /models)
+    ready_before: dict[str, dict[str, Any]]  # model -> its serving's /readyz before any version existed
     steps: dict[str, Snapshot] = field(default_factory=dict)
 
 
@@ -108,12 +110,11 @@ def journey(
     uri = mlflow_tracking_uri
     token = secrets.token_urlsafe(18)
     with contextlib.ExitStack() as stack:
-        servings = {
-            m: stack.enter_context(
-                running_serving(uri, m, tmp / f"serving-{m}.log", reload_token=token, wait_for="healthz")
-            )
+        servings = {  # each waits for /readyz: 200 with no version in the registry
+            m: stack.enter_context(running_serving(uri, m, tmp / f"serving-{m}.log", reload_token=token))
             for m in EXAMPLES
         }
+        ready_before = {m: httpx.get(f"{s.base_url}/readyz", timeout=30).json() for m, s in servings.items()}
         proxies = {m: stack.enter_context(ReloadProxy(servings[m].base_url)) for m in EXAMPLES}
         served_models = {m: httpx.get(f"{s.base_url}/models", timeout=30).json()["model"] for m, s in servings.items()}
         # The catalog as the program writes it: each model with its own serving (reloads through a recording proxy).
@@ -129,7 +130,7 @@ def journey(
             contract.SLACK_WEBHOOK_URL.name: webhook.url,
             **catalog_env(path),
         }
-        result = Journey(uri, served_models)
+        result = Journey(uri, served_models, ready_before)
 
         def step(name: str, dag_id: str, conf: dict[str, Any]) -> None:
             webhook.clear()
@@ -154,6 +155,8 @@ def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_servin
     import mlflow
 
     assert journey.serving_models == {IRIS: IRIS, DIABETES: DIABETES}  # one serving process per model
+    for ready in journey.ready_before.values():  # ready before any version existed: nothing to load
+        assert (ready["ready"], ready["missing"], ready["loaded"]) == (True, ["champion"], {}), ready
     for model, step in ((IRIS, journey.steps["iris"]), (DIABETES, journey.steps["diabetes"])):
         run = step.run
         assert run.returncode == 0 and run.state == "success", run.explain()

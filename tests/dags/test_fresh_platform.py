@@ -1,24 +1,24 @@
-"""The first training on a fresh platform: the real training DAGs (`airflow dags test`, SQLite metadata DB) against a
-real MLflow server (PostgreSQL + S3 artifacts on moto) and serving processes started BEFORE any version of their
-model existed, as the pods of a first `pulumi up` are.
+"""The first training on a fresh platform for a model routed as the prod stack routes iris: a canary with 10% to
+`challenger`, which no training ever promotes. The real training DAG (`airflow dags test`, SQLite metadata DB) runs
+against a real MLflow server (PostgreSQL + S3 artifacts on moto) and a serving process started BEFORE any version of
+the model existed, as the pods of a first `pulumi up` are. (The fixed-routing examples go the same way in the
+journey of `test_dag_runs`, whose serving processes also start before any version and only load on the DAG's
+reload.)
 
-Two models that have never been registered, trained from the iris example: one routed `fixed` to champion, one
-routed as the prod stack routes iris, a canary with 10% to `challenger`. Each serving process is ready with nothing
-in the registry (what the Kubernetes readiness probe, hence the rollout and `pulumi up`, waits for) and answers
-predictions 503 naming the missing aliases; the DAG run promotes version 1, reloads serving (which loads it from
-nothing) and verifies it, and announces it. The canary's challenger is never promoted: after the training every
-request is answered by the champion. Then a challenger version is registered and its alias set: within a few of
-the watcher's polls it takes its 10% (the clients the canary's hash sends to it), and nothing else changes.
+The serving process is ready with nothing in the registry (what the Kubernetes readiness probe, hence the rollout
+and `pulumi up`, waits for) and answers predictions 503 with Retry-After naming both missing aliases; the DAG run
+promotes version 1, reloads serving and verifies it, and announces it; after it every request is answered by the
+champion, the challenger still missing. Then a challenger version is registered and its alias set: within a few of
+the watcher's polls it takes its 10% (exactly the clients the canary's hash sends to it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,56 +35,31 @@ from tests.dags.conftest import AirflowHome, DagRunResult, Recorded, ReloadProxy
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
-SUFFIX = secrets.token_hex(3)
-FIXED = f"fresh-fixed-{SUFFIX}"
-CANARY = f"fresh-canary-{SUFFIX}"
-ROUTINGS: dict[str, dict[str, Any]] = {
-    FIXED: {"mode": "fixed", "alias": "champion"},
-    CANARY: {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10},  # as prod's iris
-}
-ROUTED = {FIXED: ("champion",), CANARY: ("champion", "challenger")}
-# The canary's watcher polls often enough for the challenger step; the fixed model's never polls, so only the
-# DAG's reload can load its first version.
-POLL_SECONDS = {FIXED: 3600.0, CANARY: 2.0}
+MODEL = f"fresh-canary-{secrets.token_hex(3)}"  # never registered before this module
+ROUTING: dict[str, Any] = {"mode": "canary", "primary": "champion", "challenger": "challenger", "percent": 10}
+POLL_SECONDS = 2.0  # the watcher, for the challenger that appears
 CLIENTS = [f"client-{i}" for i in range(100)]
-TRAIN_TASKS = ("train", "evaluate", "quality_gate", "register", "wait_until_ready", "promote")
-
-
-@dataclass
-class Before:
-    """A serving process before any version of its model exists."""
-
-    readyz_status: int
-    readyz: dict[str, Any]
-    predict_status: int
-    predict_retry_after: str | None
-    predict_detail: str
-
-
-@dataclass
-class Trained:
-    run: DagRunResult
-    reloads: list[Recorded]
-    routed: dict[str, tuple[str | None, str | None]]  # client id -> (alias, version) answering POST /predict
-    readyz: dict[str, Any]
-    alerts: list[str]
 
 
 @dataclass
 class Platform:
-    before: dict[str, Before] = field(default_factory=dict)
-    trained: dict[str, Trained] = field(default_factory=dict)
-    challenger_version: str | None = None
-    challenger_routed: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    challenger_readyz: dict[str, Any] = field(default_factory=dict)
-    fixed_after_challenger: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    ready_before: dict[str, Any]  # /readyz before any version existed
+    ready_before_status: int
+    refused: httpx.Response  # POST /predict before any version existed
+    run: DagRunResult
+    reloads: list[Recorded]  # what the DAG's reload got from serving
+    alerts: list[str]
+    routed: dict[str, tuple[str | None, str | None]]  # client id -> (alias, version) of POST /predict after the run
+    ready_after: dict[str, Any]
+    challenger: str  # the challenger's version
+    routed_with_challenger: dict[str, tuple[str | None, str | None]]
+    ready_with_challenger: dict[str, Any]
 
 
 def _catalog() -> Catalog:
     iris = local_catalog().models[IRIS].model_dump(mode="json", by_alias=True, exclude_none=True)
-    entries = {m: {**iris, "serving": {**iris["serving"], "routing": routing}} for m, routing in ROUTINGS.items()}
-    catalog = extended(local_catalog(), entries)
-    return catalog.model_copy(update={"models": {m: catalog.models[m] for m in ROUTINGS}})
+    catalog = extended(local_catalog(), {MODEL: {**iris, "serving": {**iris["serving"], "routing": ROUTING}}})
+    return catalog.model_copy(update={"models": {MODEL: catalog.models[MODEL]}})
 
 
 def _routed(base_url: str, rows: list[dict[str, Any]]) -> dict[str, tuple[str | None, str | None]]:
@@ -108,134 +83,118 @@ def platform(
     tmp = tmp_path_factory.mktemp("fresh-platform")
     uri, token = mlflow_tracking_uri, secrets.token_urlsafe(18)
     catalog = _catalog()
-    result = Platform()
-    with contextlib.ExitStack() as stack:
-        servings = {
-            model: stack.enter_context(
-                running_serving(
-                    uri,
-                    model,
-                    tmp / f"serving-{model}.log",
-                    reload_token=token,
-                    aliases=tuple(catalog.models[model].serving.aliases),
-                    routing=routing,
-                    poll_seconds=POLL_SECONDS[model],
-                )  # waits for /readyz: 200
-            )
-            for model, routing in ROUTINGS.items()
-        }
-        proxies = {m: stack.enter_context(ReloadProxy(servings[m].base_url)) for m in ROUTINGS}
-        path = write_catalog(
-            catalog,
-            tmp / "catalog.json",
-            {m: s.base_url for m, s in servings.items()},
-            {m: p.url for m, p in proxies.items()},
-        )
+    with (
+        running_serving(  # waits for /readyz: 200
+            uri,
+            MODEL,
+            tmp / "serving.log",
+            reload_token=token,
+            aliases=tuple(catalog.models[MODEL].serving.aliases),
+            routing=ROUTING,
+            poll_seconds=POLL_SECONDS,
+        ) as serving,
+        ReloadProxy(serving.base_url) as proxy,
+    ):
+        base = serving.base_url
+        ready_before = httpx.get(f"{base}/readyz", timeout=30)
+        refused = httpx.post(f"{base}/predict", json={"rows": [{"x": 1.0}]}, timeout=30)
+        path = write_catalog(catalog, tmp / "catalog.json", {MODEL: base}, {MODEL: proxy.url})
         env = {
             contract.MLFLOW_TRACKING_URI.name: uri,
             contract.RELOAD_TOKEN.name: token,
             contract.SLACK_WEBHOOK_URL.name: webhook.url,
             **catalog_env(path),
         }
-        for model, serving in servings.items():
-            readyz = httpx.get(f"{serving.base_url}/readyz", timeout=30)
-            predicted = httpx.post(f"{serving.base_url}/predict", json={"rows": [{"x": 1.0}]}, timeout=30)
-            result.before[model] = Before(
-                readyz.status_code,
-                readyz.json(),
-                predicted.status_code,
-                predicted.headers.get("retry-after"),
-                str(predicted.json().get("detail")),
-            )
-        for model, serving in servings.items():
-            webhook.clear()
-            mark = len(proxies[model].records)
-            run = airflow_home.dags_test(names(model)["dag_id"], {}, env)
-            holder = registry.alias_holder(registry.client(uri), model, "champion")
-            rows = registry.example_rows(uri, model, holder, 1) if holder else [{"x": 1.0}]
-            result.trained[model] = Trained(
-                run,
-                proxies[model].records[mark:],
-                _routed(serving.base_url, rows),
-                httpx.get(f"{serving.base_url}/readyz", timeout=30).json(),
-                [json.dumps(body) for body in webhook.received],
-            )
+        webhook.clear()
+        run = airflow_home.dags_test(names(MODEL)["dag_id"], {}, env)
+        alerts = [json.dumps(body) for body in webhook.received]
+        rows = registry.example_rows(uri, MODEL, "1", 1)
+        routed = _routed(base, rows)
+        ready_after = httpx.get(f"{base}/readyz", timeout=30).json()
 
-        # A challenger appears for the canary (a second version of the trained model): the watcher picks it up.
-        client = registry.client(uri)
-        first = client.get_model_version(CANARY, "1")
-        trained = RegisteredVersion(CANARY, "1", str(first.run_id), str(first.source), str(first.source))
-        rows = registry.example_rows(uri, CANARY, "1", 1)
+        # A challenger appears (a second version of the trained model, its alias set): the watcher picks it up.
+        first = registry.client(uri).get_model_version(MODEL, "1")
+        trained = RegisteredVersion(MODEL, "1", str(first.run_id), str(first.source), str(first.source))
         challenger = register_again(uri, trained, alias="challenger")
-        result.challenger_version = challenger.version
         set_at = time.monotonic()
         expected = {cid: "challenger" if client_point(cid) >= 0.9 else "champion" for cid in CLIENTS}
-        deadline = set_at + 120  # a liveness bound only: the watcher polls every 2 s
+        deadline = set_at + 120  # a liveness bound only
         while True:
-            routed = _routed(servings[CANARY].base_url, rows)
-            if {cid: alias for cid, (alias, _) in routed.items()} == expected or time.monotonic() > deadline:
+            with_challenger = _routed(base, rows)
+            if {cid: alias for cid, (alias, _) in with_challenger.items()} == expected or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
+            time.sleep(POLL_SECONDS / 4)
         print(f"the challenger took its share {time.monotonic() - set_at:.1f} s after its alias was set")
-        result.challenger_routed = routed
-        result.challenger_readyz = httpx.get(f"{servings[CANARY].base_url}/readyz", timeout=30).json()
-        fixed_rows = registry.example_rows(uri, FIXED, "1", 1)
-        result.fixed_after_challenger = _routed(servings[FIXED].base_url, fixed_rows)
-        yield result
+        yield Platform(
+            ready_before.json(),
+            ready_before.status_code,
+            refused,
+            run,
+            list(proxy.records),
+            alerts,
+            routed,
+            ready_after,
+            challenger.version,
+            with_challenger,
+            httpx.get(f"{base}/readyz", timeout=30).json(),
+        )
 
 
-@pytest.mark.parametrize("model", list(ROUTINGS))
-def test_serving_is_ready_before_any_version_exists_and_refuses_predictions_with_503(
-    platform: Platform, model: str
-) -> None:
-    before = platform.before[model]
-    assert before.readyz_status == 200, before.readyz
-    assert before.readyz["ready"] is True and before.readyz["loaded"] == {} and before.readyz["not_loaded"] == {}
-    assert before.readyz["missing"] == ["challenger", "champion"]  # both served aliases, routed or not
-    assert before.predict_status == 503 and before.predict_retry_after is not None
-    for alias in ROUTED[model]:  # the routed predictions name the aliases that may answer them
-        assert f"{model}@{alias} has no version in the registry yet" in before.predict_detail
+def test_serving_is_ready_before_any_version_exists_and_refuses_predictions_with_503(platform: Platform) -> None:
+    ready = platform.ready_before
+    assert platform.ready_before_status == 200, ready
+    assert (ready["ready"], ready["missing"], ready["loaded"], ready["not_loaded"]) == (
+        True,
+        ["challenger", "champion"],
+        {},
+        {},
+    )
+    refused = platform.refused
+    assert refused.status_code == 503 and refused.headers["retry-after"] == str(round(POLL_SECONDS)), refused.text
+    for alias in ("champion", "challenger"):
+        assert f"{MODEL}@{alias} has no version in the registry yet" in refused.json()["detail"]
 
 
-@pytest.mark.parametrize("model", list(ROUTINGS))
-def test_the_first_training_promotes_reloads_and_verifies_on_a_serving_that_started_empty(
-    platform: Platform, model: str
-) -> None:
-    step = platform.trained[model]
-    run = step.run
+def test_the_first_training_promotes_reloads_and_verifies_on_a_serving_that_started_empty(platform: Platform) -> None:
+    run = platform.run
     assert run.returncode == 0 and run.state == "success", run.explain()
     assert run.task_states == {
-        **dict.fromkeys((*TRAIN_TASKS, "reload_serving", "verify_serving"), "success"),
+        **dict.fromkeys(
+            (
+                "train",
+                "evaluate",
+                "quality_gate",
+                "register",
+                "wait_until_ready",
+                "promote",
+                "reload_serving",
+                "verify_serving",
+            ),
+            "success",
+        ),
         "rollback": "skipped",
         "fail_run": "skipped",
     }, run.explain()
     assert run.xcoms[("register", "return_value")] == "1"
-    [reload] = step.reloads
+    [reload] = platform.reloads
     assert (reload.path, reload.upstream_status) == (contract.reload_path("champion"), 200)
-    answer = json.loads(reload.upstream_body)
-    assert answer["version"] == "1"
-    if model == FIXED:  # its watcher never polls: the DAG's reload loaded the first version from nothing
-        assert answer["outcome"] == "reloaded" and "previous_version" not in answer, answer
+    # loaded by this reload, or already by the watcher (it polls every 2 s): version 1 either way
+    assert json.loads(reload.upstream_body)["version"] == "1"
     assert run.xcoms[("verify_serving", "return_value")]["version"] == "1"
-    assert any(f"{model} version 1 is now champion and served" in alert for alert in step.alerts), step.alerts
-    assert not any("airflow.task_failed" in alert for alert in step.alerts)
+    assert any(f"{MODEL} version 1 is now champion and served" in alert for alert in platform.alerts), platform.alerts
+    assert not any("airflow.task_failed" in alert for alert in platform.alerts)
 
 
 def test_a_canary_whose_challenger_was_never_promoted_serves_everything_from_the_champion(platform: Platform) -> None:
-    step = platform.trained[CANARY]
-    assert set(step.routed.values()) == {("champion", "1")}
-    assert step.readyz["ready"] is True and step.readyz["missing"] == ["challenger"]
-    assert step.readyz["traffic"] == {"champion": 1.0}
+    assert set(platform.routed.values()) == {("champion", "1")}
+    ready = platform.ready_after
+    assert (ready["ready"], ready["missing"], ready["traffic"]) == (True, ["challenger"], {"champion": 1.0})
 
 
 def test_a_challenger_that_appears_takes_its_share_within_a_few_polls(platform: Platform) -> None:
-    routed = platform.challenger_routed
-    assert routed == {
-        cid: ("challenger", platform.challenger_version) if client_point(cid) >= 0.9 else ("champion", "1")
-        for cid in CLIENTS
-    }
-    assert ("challenger", platform.challenger_version) in routed.values()
-    assert platform.challenger_readyz["missing"] == []
-    assert platform.challenger_readyz["traffic"] == pytest.approx({"champion": 0.9, "challenger": 0.1})
-    # the other model is untouched
-    assert set(platform.fixed_after_challenger.values()) == {("champion", "1")}
+    challenger = ("challenger", platform.challenger)
+    routed = platform.routed_with_challenger
+    assert routed == {cid: challenger if client_point(cid) >= 0.9 else ("champion", "1") for cid in CLIENTS}
+    assert challenger in routed.values()
+    ready = platform.ready_with_challenger
+    assert ready["missing"] == [] and ready["traffic"] == pytest.approx({"champion": 0.9, "challenger": 0.1})
