@@ -6,11 +6,15 @@ PY := .venv/bin/python
 STACK ?= dev
 FORMAT ?= tree
 ARGS ?=
+# pytest-xdist workers: a module's tests stay on one worker (tests/conftest.py groups them); the server tests
+# mostly wait on the servers they start, so they take one worker more than the offline ones.
+TEST_WORKERS ?= 2
+SERVER_WORKERS ?= 3
 REGISTRY ?=
 PLATFORM ?= linux/amd64
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint typecheck test test-fast test-offline preview images docs demo bench clean
+.PHONY: help setup lint typecheck test test-fast test-servers test-offline preview images docs demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,10 +44,13 @@ typecheck: ## mypy over infra/ components/ stacks/ harness/ policy/ (cached in .
 
 test: setup lint typecheck ## THE test command: lint, types, the offline tests cut off from every server, then the tests with real servers
 	$(MAKE) --no-print-directory test-offline
-	$(PY) -m pytest -m servers
+	$(MAKE) --no-print-directory test-servers
 
-test-fast: ## every test that needs no server (marker `servers` excluded): runs offline in seconds
-	$(PY) -m pytest -m "not servers" -q
+test-fast: ## every test that needs no server (marker `servers` excluded), in TEST_WORKERS processes
+	$(PY) -m pytest -m "not servers" -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+
+test-servers: ## the tests with real servers (PostgreSQL, MLflow, moto, Airflow, serving, Prometheus), in SERVER_WORKERS processes
+	$(PY) -m pytest -m servers -n $(SERVER_WORKERS) --dist loadgroup --durations=25
 
 # In a private network namespace only loopback exists and nothing listens on it: no PostgreSQL, no MLflow, no
 # registry. A test that needs a server but lacks the `servers` marker fails here instead of passing by luck.
