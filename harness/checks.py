@@ -19,6 +19,8 @@ it fails.
   ConfigMap or export); every Kubernetes Secret's data is a secret Output.
 - `structure_problems`: every resource is a child of a component (ResourceOptions(parent=self)),
   and every component registers real outputs.
+- apply order (`harness.order`): what each object waits for, and what `pulumi destroy --exclude-protected`
+  or a Namespace's replacement would delete with it.
 """
 
 from __future__ import annotations
@@ -367,7 +369,7 @@ def pod_refs(value: Any) -> Iterator[tuple[str, str]]:
             yield from pod_refs(v)
 
 
-def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     kind = obj.get("kind")
     spec = obj.get("spec") or {}
     if kind == "Pod":
@@ -411,7 +413,7 @@ def reference_problems(run: ProgramRun) -> list[str]:
 
     for reg in run.kubernetes_objects():
         obj = reg.manifest
-        spec = _pod_spec(obj)
+        spec = pod_spec(obj)
         if spec is None:
             continue
         ns = obj["metadata"].get("namespace") or "default"
@@ -543,6 +545,8 @@ def structure_problems(run: ProgramRun) -> list[str]:
 
 
 def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
+    from harness import order  # it reads pod references through this module
+
     versions = sorted({min_version, LATEST_KUBERNETES}, key=lambda v: tuple(int(x) for x in v.split(".")))
     return {
         "kubernetes schemas": kubernetes_schema_problems(run, versions),
@@ -550,4 +554,5 @@ def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
         "references": reference_problems(run),
         "plaintext secrets": plaintext_secret_problems(run),
         "structure": structure_problems(run),
+        "apply order": order.problems(run),
     }

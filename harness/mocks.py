@@ -385,6 +385,9 @@ class Registration:
     ignore_changes: list[str]
     registered_outputs: dict[str, Any] | None = None
     replacement_trigger: Any = None
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input property -> the resources whose Outputs it takes (a subset of `dependencies`): what makes the engine
+    replace this resource when one of those is replaced (e.g. `metadata` on the Namespace whose name it takes)."""
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -450,6 +453,9 @@ class RecordingMonitor(MockMonitor):
             replace_on_changes=list(request.replaceOnChanges),
             ignore_changes=list(request.ignoreChanges),
             replacement_trigger=trigger,
+            property_dependencies={
+                key: list(deps.urns) for key, deps in request.propertyDependencies.items() if deps.urns
+            },
         )
         return response
 

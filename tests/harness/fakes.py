@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from harness.mocks import Registration
@@ -20,6 +21,12 @@ TYPES = {
     "HorizontalPodAutoscaler": "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
     "ClusterIssuer": "kubernetes:cert-manager.io/v1:ClusterIssuer",
     "FlowSchema": "kubernetes:flowcontrol.apiserver.k8s.io/v1beta1:FlowSchema",
+    "Namespace": "kubernetes:core/v1:Namespace",
+    "Service": "kubernetes:core/v1:Service",
+    "PersistentVolume": "kubernetes:core/v1:PersistentVolume",
+    "StatefulSet": "kubernetes:apps/v1:StatefulSet",
+    "Job": "kubernetes:batch/v1:Job",
+    "CronJob": "kubernetes:batch/v1:CronJob",
 }
 
 
@@ -91,6 +98,18 @@ def helm(name: str, chart: str, version: str | None, values: dict[str, Any], nam
     if version is not None:
         inputs["version"] = version
     return reg("kubernetes:helm.sh/v3:Release", f"release-{name}", inputs)
+
+
+def after(registration: Registration, *dependencies: Registration, via: str | None = None) -> Registration:
+    """`registration` waiting for `dependencies` (its `depends_on`, or with `via` the input property that takes their
+    Outputs, as `metadata` takes a Namespace's name)."""
+    urns = [d.urn for d in dependencies]
+    properties = dict(registration.property_dependencies)
+    if via is not None:
+        properties[via] = [*properties.get(via, []), *urns]
+    return dataclasses.replace(
+        registration, dependencies=[*registration.dependencies, *urns], property_dependencies=properties
+    )
 
 
 def run_of(*registrations: Registration, exports: dict[str, Any] | None = None) -> ProgramRun:

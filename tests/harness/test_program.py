@@ -1,4 +1,5 @@
-"""The whole program under mocks, once per shipped stack file: every harness check passes."""
+"""The whole program under mocks, once per shipped stack file: every harness check passes, the apply order
+included (`pulumi destroy --exclude-protected` keeps exactly the namespaces of the protected objects)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from harness import checks
+from harness import checks, order
 from harness.run import ROOT, read_stack_file, run_program
 from stacks.settings import SettingsError, load_settings
 
@@ -48,6 +49,22 @@ def test_component_structure(stack: str, stack_run: Any) -> None:
     assert checks.structure_problems(run) == []
     components = [r for r in run.registrations if not r.custom]
     assert components, "the program composes no components"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_apply_order(stack: str, stack_run: Any) -> None:
+    assert order.problems(stack_run(stack)) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_destroy_keeps_the_namespaces_of_protected_objects_only(stack: str, stack_run: Any) -> None:
+    run = stack_run(stack)
+    kept = order.destroy_plan(run).kept
+    namespaces = {order.name_of(r) for r in run.of_type(order.NAMESPACE_TYPE) if r.urn in kept}
+    holding = {order.namespace_of(r) for r in run.registrations if r.protect and order.namespace_of(r)}
+    assert namespaces == holding
+    # the serving logs' claim in both stacks, and dev's database StatefulSet (prod's database is RDS)
+    assert {f"mlops-{stack}-serving", *([f"mlops-{stack}-data"] if stack == "dev" else [])} <= namespaces
 
 
 @pytest.mark.parametrize("stack", STACKS)
