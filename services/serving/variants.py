@@ -395,13 +395,19 @@ class VariantManager:
         if missing:
             share = self.settings.routing.shares(self.active).get(alias)
             others = [a for a in candidates(self.settings.routing, self.active) if a != alias]
+            loaded = self.variants.get(alias)
+            if loaded is not None:  # the alias was deleted: what was loaded keeps serving
+                consequence = f"; version {loaded.version} keeps serving"
+            elif share and others:
+                consequence = f"; its {share:.0%} of the routed traffic goes to the first loaded of {others} until a "
+                consequence += "version appears"
+            else:
+                consequence = ""
             log.warning(
                 "%s@%s has no version in the registry: nothing to load%s",
                 model,
                 alias,
-                f"; its {share:.0%} of the routed traffic goes to the first loaded of {others} until a version appears"
-                if share and others
-                else "",
+                consequence,
                 extra={**fields, "event": "model.alias_missing"},
             )
         else:
