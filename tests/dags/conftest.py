@@ -24,6 +24,19 @@ from devstack import REPO
 from devstack.dag_runs import METADATA_DB, airflow_env, dags_test_argv, new_dag_run, run_ids
 from devstack.procs import find_binary
 
+# The tasks of a training DAG, in the order they depend on each other, and their states after a successful run.
+TRAINING_CHAIN = (
+    "train",
+    "evaluate",
+    "quality_gate",
+    "register",
+    "wait_until_ready",
+    "promote",
+    "reload_serving",
+    "verify_serving",
+)
+TRAINED_AND_SERVED = {**dict.fromkeys(TRAINING_CHAIN, "success"), "rollback": "skipped", "fail_run": "skipped"}
+
 # --- the catalog -----------------------------------------------------------------------------------
 
 

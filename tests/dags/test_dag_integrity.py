@@ -15,6 +15,7 @@ import pytest
 from devstack.catalog import DIABETES, IRIS, catalog_document, extended, local_catalog
 from services.common import contract
 from tests.dags import inspect_dags
+from tests.dags.conftest import TRAINING_CHAIN
 
 DAG_FILE = "model_pipelines.py"
 TWO = {"train_iris_classifier", "rollback_iris_classifier", "train_diabetes_regression", "rollback_diabetes_regression"}
@@ -94,17 +95,7 @@ def test_owners_retries_tags_and_failure_callbacks(report3: dict[str, Any]) -> N
 def test_training_dag_structure(report3: dict[str, Any]) -> None:
     for dag_id in _trains(report3):
         tasks = report3["dags"][dag_id]["tasks"]
-        chain = [
-            "train",
-            "evaluate",
-            "quality_gate",
-            "register",
-            "wait_until_ready",
-            "promote",
-            "reload_serving",
-            "verify_serving",
-        ]
-        for upstream, downstream in itertools.pairwise(chain):
+        for upstream, downstream in itertools.pairwise(TRAINING_CHAIN):
             assert upstream in tasks[downstream]["upstream"], (dag_id, upstream, downstream)
         assert tasks["quality_gate"]["operator"] == "_ShortCircuitDecoratedOperator"
         sensor = tasks["wait_until_ready"]
