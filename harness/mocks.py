@@ -108,6 +108,14 @@ def _physical_name(name: str, suffix_len: int = 7) -> str:
     return f"{name}-{_digest(name, length=suffix_len)}"
 
 
+# IAM kind -> (ARN resource type, id output, id prefix)
+_IAM_NAMED = {
+    "User": ("user", "uniqueId", "AIDA"),
+    "Policy": ("policy", "policyId", "ANPA"),
+    "Role": ("role", "policyId", "ANPA"),
+}
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Provider stand-in for aws, kubernetes, random, tls and time resources."""
 
@@ -142,10 +150,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         kind = kind.split(":")[-1]
         by_type = {
             "aws:s3/bucket:Bucket": self._aws_bucket,
-            "aws:iam/user:User": self._aws_user,
+            "aws:iam/user:User": self._aws_iam_named,
             "aws:iam/accessKey:AccessKey": self._aws_access_key,
-            "aws:iam/policy:Policy": self._aws_policy_or_role,
-            "aws:iam/role:Role": self._aws_policy_or_role,
+            "aws:iam/policy:Policy": self._aws_iam_named,
+            "aws:iam/role:Role": self._aws_iam_named,
             "aws:iam/userPolicy:UserPolicy": self._aws_user_policy,
             "aws:iam/userPolicyAttachment:UserPolicyAttachment": self._aws_user_policy_attachment,
             "aws:kms/key:Key": self._aws_kms_key,
@@ -179,16 +187,6 @@ class PlatformMocks(pulumi.runtime.Mocks):
         )
         return bucket, out
 
-    def _aws_user(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        out = dict(inputs)
-        uname = inputs.get("name") or _physical_name(name)
-        out.update(
-            name=uname,
-            arn=self._arn("iam", f"user{inputs.get('path', '/')}{uname}", False),
-            uniqueId=_upper_id("AIDA", uname),
-        )
-        return uname, out
-
     def _aws_access_key(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = dict(inputs)
         trigger = self.replacement_triggers.get((typ, name))
@@ -198,17 +196,19 @@ class PlatformMocks(pulumi.runtime.Mocks):
         out.update(id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z")
         return key_id, out
 
-    def _aws_policy_or_role(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _aws_iam_named(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """An IAM user, policy or role: named after its input (or its logical name), with an ARN and an id."""
         out = dict(inputs)
-        kind = typ.rsplit(":", 1)[-1]
-        pname = inputs.get("name") or _physical_name(name)
-        res = "policy" if kind == "Policy" else "role"
+        resource, id_key, id_prefix = _IAM_NAMED[typ.rsplit(":", 1)[-1]]
+        iname = inputs.get("name") or _physical_name(name)
         out.update(
-            name=pname,
-            arn=self._arn("iam", f"{res}{inputs.get('path', '/')}{pname}", False),
-            policyId=_upper_id("ANPA", pname),
+            {
+                "name": iname,
+                "arn": self._arn("iam", f"{resource}{inputs.get('path', '/')}{iname}", False),
+                id_key: _upper_id(id_prefix, iname),
+            }
         )
-        return pname, out
+        return iname, out
 
     def _aws_user_policy(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = dict(inputs)
