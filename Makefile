@@ -34,13 +34,13 @@ node_modules/.installed: package-lock.json
 demo: setup ## THE main job: MLflow, one serving process per model, Airflow and the platform API, each model trained through the API; ARGS="--once [--model NAME] [--no-api]"
 	$(PY) -m devstack.demo $(ARGS)
 
-lint: ## ruff check + ruff format --check (line length 120 enforced), yamllint over the YAML
+lint: ## ruff check (line length 120, function size and complexity limits) + ruff format --check, yamllint over the YAML
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m yamllint -s .
 
-typecheck: ## mypy over infra/ components/ stacks/ harness/ policy/ (cached in .mypy_cache)
-	$(PY) -m mypy infra components stacks harness policy
+typecheck: ## mypy over infra/ components/ stacks/ services/ dags/ harness/ policy/ devstack/ tools/ bench/ (cached in .mypy_cache)
+	$(PY) -m mypy infra components stacks services dags harness policy devstack tools bench
 
 test: setup lint typecheck ## THE test command: lint, types, the offline tests cut off from every server, then the tests with real servers
 	$(MAKE) --no-print-directory test-offline

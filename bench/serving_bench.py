@@ -268,7 +268,7 @@ def profile(bin_dir: Path, pid: int, command: list[str], seconds: float, out: Pa
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per target")
     parser.add_argument("--seconds", type=float, default=12, help="duration of each hey run")
@@ -277,15 +277,12 @@ def main() -> int:
     parser.add_argument("--swap-pairs", type=int, default=4, help="steady/swap run pairs the swaps are spread over")
     parser.add_argument("--profile", action="store_true", help="also sample our service with py-spy")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    hey = ensure_hey()
-    mlserver_bin = ensure_mlserver()
-    machine_info = machine()
-    work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    rows = iris_rows(BATCH)
+
+def _request_bodies(rows: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
     names = list(rows[0])
-    bodies = {
+    return {
         "one": {"rows": rows[:1]},
         "batch": {"rows": rows},
         "v2_one": {
@@ -303,68 +300,37 @@ def main() -> int:
         },
         "mlflow_one": {"dataframe_records": rows[:1]},
     }
-    files = {}
-    for key, body in bodies.items():
-        files[key] = work / f"{key}.json"
-        files[key].write_text(json.dumps(body))
-    print(f"work directory (logs): {work}", flush=True)
 
-    with mlflow_stack(log_dir=work, db_prefix="bench") as stack:
-        v1 = train_and_register(stack.tracking_uri, MODEL, alias="champion", C=1.0)
-        # one new version per swap: every swap really downloads and loads a version it never saw
-        swap_versions = [train_and_register(stack.tracking_uri, MODEL, C=1.0 / (2 + i)) for i in range(args.swaps)]
-        set_alias(stack.tracking_uri, MODEL, "champion", v1.version)
-        common: dict[str, Any] = {"log_dir": work / "serving-logs", "poll_seconds": 3600}
-        with (
-            serving_service(stack.tracking_uri, MODEL, workers=1, log_path=work / "serving.out", **common) as ours,
-            serving_service(stack.tracking_uri, MODEL, workers=2, log_path=work / "serving-2w.out", **common) as ours2,
-            mlflow_models_serve(stack.server, work / "mlflow-serve.out") as (theirs_base, theirs_argv),
-            mlserver(mlserver_bin, stack.tracking_uri, work) as (mls_base, mls_argv),
-            ceiling(work) as (ceiling_base, ceiling_argv),
-        ):
-            v2_path = f"/v2/models/{MODEL}/infer"
-            targets = {
-                "ceiling": hey_command(hey, f"{ceiling_base}/", files["one"], args.seconds),
-                "ours": hey_command(hey, f"{ours.base_url}/predict", files["one"], args.seconds),
-                "ours_v2": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_one"], args.seconds),
-                "mlserver": hey_command(hey, f"{mls_base}{v2_path}", files["v2_one"], args.seconds),
-                "ours_batch64": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_batch"], args.seconds),
-                "mlserver_batch64": hey_command(hey, f"{mls_base}{v2_path}", files["v2_batch"], args.seconds),
-                "ours_predict_batch64": hey_command(hey, f"{ours.base_url}/predict", files["batch"], args.seconds),
-                "ours_2workers": hey_command(hey, f"{ours2.base_url}/predict", files["one"], args.seconds),
-                "mlflow": hey_command(hey, f"{theirs_base}/invocations", files["mlflow_one"], args.seconds),
-            }
-            for command in targets.values():  # warm-up, not measured
-                result = run_hey([*command[:2], "3s", *command[3:]])
-                if result["failures"]:
-                    raise RuntimeError(f"warm-up failed: {' '.join(command)}: {result['statuses']}")
-            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
-            names_order = list(targets)
-            for i in range(args.rounds):
-                order = names_order[i % len(names_order) :] + names_order[: i % len(names_order)]
-                for name in order:
-                    result = run_hey(targets[name])
-                    result["load_average"] = os.getloadavg()[0]
-                    rounds[name].append(result)
-                    print(
-                        f"round {i + 1} {name:17s}: {result['rps']:9.1f} req/s  p99 {result['p99_ms']:7.1f} ms  "
-                        f"failures {result['failures']}",
-                        flush=True,
-                    )
-            profile_text = None
-            if args.profile:
-                profile_text = profile(
-                    mlserver_bin, ours.process.pid, targets["ours"], args.seconds, work / "profile.txt"
-                )
-                print(profile_text, flush=True)
-            swap = hot_swaps(args, hey, ours, files["one"], stack.tracking_uri, swap_versions)
 
-    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p99_ms")} for name, runs in rounds.items()}
+def _rounds(args: argparse.Namespace, targets: dict[str, list[str]]) -> dict[str, list[dict[str, Any]]]:
+    """A warm-up run of every target, then `args.rounds` interleaved rounds (the order rotates every round)."""
+    for command in targets.values():  # warm-up, not measured
+        result = run_hey([*command[:2], "3s", *command[3:]])
+        if result["failures"]:
+            raise RuntimeError(f"warm-up failed: {' '.join(command)}: {result['statuses']}")
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    names_order = list(targets)
+    for i in range(args.rounds):
+        order = names_order[i % len(names_order) :] + names_order[: i % len(names_order)]
+        for name in order:
+            result = run_hey(targets[name])
+            result["load_average"] = os.getloadavg()[0]
+            rounds[name].append(result)
+            print(
+                f"round {i + 1} {name:17s}: {result['rps']:9.1f} req/s  p99 {result['p99_ms']:7.1f} ms  "
+                f"failures {result['failures']}",
+                flush=True,
+            )
+    return rounds
+
+
+def _headline(med: dict[str, dict[str, float]], swap: dict[str, Any]) -> dict[str, Any]:
+    """The medians, the ratios and whether each target is met."""
     ours_rps, ours_p99 = med["ours"]["rps"], med["ours"]["p99_ms"]
     mls_rps, mls_p99 = med["mlserver"]["rps"], med["mlserver"]["p99_ms"]
     ours_rows = med["ours_batch64"]["rps"] * BATCH
     mls_rows = med["mlserver_batch64"]["rps"] * BATCH
-    result = {
+    return {
         "ours_rps": round(ours_rps, 1),
         "mlflow_rps": round(med["mlflow"]["rps"], 1),
         "ours_p99_ms": round(ours_p99, 2),
@@ -402,36 +368,106 @@ def main() -> int:
             "zero_swap_failures": swap["swap_failures"] == 0,
             "swap_p99_at_most_2x_steady": swap["swap_p99_ms"] <= 2 * swap["steady_p99_ms"],
         },
-        "method": {
-            "connections": CONNECTIONS,
-            "rounds_per_target": args.rounds,
-            "seconds_per_round": args.seconds,
-            "aggregate": "median over the interleaved rounds (the order of the targets rotates every round)",
-            "request": f"one row per request; batch64: {BATCH} rows per request (rows/s = req/s x {BATCH}), "
-            "the same V2 body (one 2-D FP64 tensor) for ours and MLServer; ours_predict_batch64: the same rows "
-            "as /predict's JSON objects (4.4x the bytes)",
-            "workers": "1 uvicorn worker (MLServer: parallel_workers 0, one process) each; ours also at 2",
-            "features": "ours with validation, routing, Prometheus metrics and JSON access logs (stdout + file) on",
-            "model": f"{MODEL}: iris StandardScaler+LogisticRegression, registered in MLflow (PostgreSQL + moto S3); "
-            "MLServer serves the same fitted pipeline (joblib)",
-            "swap": f"{args.swaps} alias moves, each to a version not loaded before (versions "
-            f"{swap_versions[0].version}..{swap_versions[-1].version}), each followed by "
-            f"POST {contract.reload_path('champion')}, one every {args.swap_interval} s under load",
-            "steady_reference": "pairs of runs with the same hey command: steady (no swap) then with swaps; "
-            "steady_p99_ms and swap_p99_ms are the means over the runs of each kind",
-        },
-        "commands": {
-            "ours_server": "python -m services.serving  (env: "
-            f"{contract.SERVING_WORKERS.name}=1 and =2, {contract.MODEL_NAME.name}={MODEL}, "
-            f"{contract.MLFLOW_TRACKING_URI.name}=<mlflow>, {contract.SERVING_LOG_DIR.name}=<dir>)",
-            "mlflow_server": " ".join(theirs_argv),
-            "mlserver_server": " ".join(mls_argv) + "  (settings.json: parallel_workers 0)",
-            "ceiling_server": " ".join(ceiling_argv),
-            **{f"{name}_load": " ".join(command) for name, command in targets.items()},
-            "swap_load": swap["command"],
-            **{f"body_{key}": json.dumps(body)[:300] for key, body in bodies.items()},
-            "benchmark": "python bench/serving_bench.py " + " ".join(sys.argv[1:]),
-        },
+    }
+
+
+def _method(args: argparse.Namespace, swap_versions: list[Any]) -> dict[str, Any]:
+    return {
+        "connections": CONNECTIONS,
+        "rounds_per_target": args.rounds,
+        "seconds_per_round": args.seconds,
+        "aggregate": "median over the interleaved rounds (the order of the targets rotates every round)",
+        "request": f"one row per request; batch64: {BATCH} rows per request (rows/s = req/s x {BATCH}), "
+        "the same V2 body (one 2-D FP64 tensor) for ours and MLServer; ours_predict_batch64: the same rows "
+        "as /predict's JSON objects (4.4x the bytes)",
+        "workers": "1 uvicorn worker (MLServer: parallel_workers 0, one process) each; ours also at 2",
+        "features": "ours with validation, routing, Prometheus metrics and JSON access logs (stdout + file) on",
+        "model": f"{MODEL}: iris StandardScaler+LogisticRegression, registered in MLflow (PostgreSQL + moto S3); "
+        "MLServer serves the same fitted pipeline (joblib)",
+        "swap": f"{args.swaps} alias moves, each to a version not loaded before (versions "
+        f"{swap_versions[0].version}..{swap_versions[-1].version}), each followed by "
+        f"POST {contract.reload_path('champion')}, one every {args.swap_interval} s under load",
+        "steady_reference": "pairs of runs with the same hey command: steady (no swap) then with swaps; "
+        "steady_p99_ms and swap_p99_ms are the means over the runs of each kind",
+    }
+
+
+def _commands(
+    servers: dict[str, list[str]],
+    targets: dict[str, list[str]],
+    swap: dict[str, Any],
+    bodies: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "ours_server": "python -m services.serving  (env: "
+        f"{contract.SERVING_WORKERS.name}=1 and =2, {contract.MODEL_NAME.name}={MODEL}, "
+        f"{contract.MLFLOW_TRACKING_URI.name}=<mlflow>, {contract.SERVING_LOG_DIR.name}=<dir>)",
+        "mlflow_server": " ".join(servers["mlflow"]),
+        "mlserver_server": " ".join(servers["mlserver"]) + "  (settings.json: parallel_workers 0)",
+        "ceiling_server": " ".join(servers["ceiling"]),
+        **{f"{name}_load": " ".join(command) for name, command in targets.items()},
+        "swap_load": swap["command"],
+        **{f"body_{key}": json.dumps(body)[:300] for key, body in bodies.items()},
+        "benchmark": "python bench/serving_bench.py " + " ".join(sys.argv[1:]),
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+def main() -> int:
+    args = _parse_args()
+
+    hey = ensure_hey()
+    mlserver_bin = ensure_mlserver()
+    machine_info = machine()
+    work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    rows = iris_rows(BATCH)
+    bodies = _request_bodies(rows)
+    files = {}
+    for key, body in bodies.items():
+        files[key] = work / f"{key}.json"
+        files[key].write_text(json.dumps(body))
+    print(f"work directory (logs): {work}", flush=True)
+
+    with mlflow_stack(log_dir=work, db_prefix="bench") as stack:
+        v1 = train_and_register(stack.tracking_uri, MODEL, alias="champion", C=1.0)
+        # one new version per swap: every swap really downloads and loads a version it never saw
+        swap_versions = [train_and_register(stack.tracking_uri, MODEL, C=1.0 / (2 + i)) for i in range(args.swaps)]
+        set_alias(stack.tracking_uri, MODEL, "champion", v1.version)
+        common: dict[str, Any] = {"log_dir": work / "serving-logs", "poll_seconds": 3600}
+        with (
+            serving_service(stack.tracking_uri, MODEL, workers=1, log_path=work / "serving.out", **common) as ours,
+            serving_service(stack.tracking_uri, MODEL, workers=2, log_path=work / "serving-2w.out", **common) as ours2,
+            mlflow_models_serve(stack.server, work / "mlflow-serve.out") as (theirs_base, theirs_argv),
+            mlserver(mlserver_bin, stack.tracking_uri, work) as (mls_base, mls_argv),
+            ceiling(work) as (ceiling_base, ceiling_argv),
+        ):
+            v2_path = f"/v2/models/{MODEL}/infer"
+            targets = {
+                "ceiling": hey_command(hey, f"{ceiling_base}/", files["one"], args.seconds),
+                "ours": hey_command(hey, f"{ours.base_url}/predict", files["one"], args.seconds),
+                "ours_v2": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_one"], args.seconds),
+                "mlserver": hey_command(hey, f"{mls_base}{v2_path}", files["v2_one"], args.seconds),
+                "ours_batch64": hey_command(hey, f"{ours.base_url}{v2_path}", files["v2_batch"], args.seconds),
+                "mlserver_batch64": hey_command(hey, f"{mls_base}{v2_path}", files["v2_batch"], args.seconds),
+                "ours_predict_batch64": hey_command(hey, f"{ours.base_url}/predict", files["batch"], args.seconds),
+                "ours_2workers": hey_command(hey, f"{ours2.base_url}/predict", files["one"], args.seconds),
+                "mlflow": hey_command(hey, f"{theirs_base}/invocations", files["mlflow_one"], args.seconds),
+            }
+            rounds = _rounds(args, targets)
+            profile_text = None
+            if args.profile:
+                profile_text = profile(
+                    mlserver_bin, ours.process.pid, targets["ours"], args.seconds, work / "profile.txt"
+                )
+                print(profile_text, flush=True)
+            swap = hot_swaps(args, hey, ours, files["one"], stack.tracking_uri, swap_versions)
+
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p99_ms")} for name, runs in rounds.items()}
+    servers = {"mlflow": theirs_argv, "mlserver": mls_argv, "ceiling": ceiling_argv}
+    result = {
+        **_headline(med, swap),
+        "method": _method(args, swap_versions),
+        "commands": _commands(servers, targets, swap, bodies),
         "rounds": rounds,
         "steady_runs": swap["runs"]["steady"],
         "swap_runs": swap["runs"]["swap"],

@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from devstack import DAGS_FOLDER, REPO
 from devstack.catalog import catalog_env, local_catalog, write_catalog
@@ -50,6 +50,12 @@ from devstack.dag_runs import METADATA_DB, DagRunSummary, airflow_env, dags_test
 from devstack.procs import DevstackError, ManagedProcess, ensure_port_free, find_binary, free_port
 from services.common import contract
 from services.common.catalog import Catalog, ModelSpec, names
+
+if TYPE_CHECKING:
+    import httpx
+
+    from devstack.mlflow_server import MlflowServer
+    from devstack.serving import ServingProcess
 
 DEFAULT_STATE = REPO / ".local" / "demo"
 DAG_FILE = "model_pipelines.py"
@@ -225,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        conf = json.loads(args.conf)
-    except json.JSONDecodeError as exc:
-        raise DemoError(f"--conf is not valid JSON: {exc}") from exc
-    if not isinstance(conf, dict):
-        raise DemoError("--conf must be a JSON object of DAG params")
+    conf = _parse_conf(args.conf)
     catalog = local_catalog()
     models = choose_models(catalog, args.model)
     if conf and len(models) > 1:
@@ -238,84 +239,15 @@ def run(args: argparse.Namespace) -> int:
     runs = [ModelRun(model, catalog.models[model]) for model in models]
     state: Path = args.state_dir.resolve()
     logs = state / "logs"
-    airflow_home = state / "airflow"
     timings: list[tuple[str, float]] = []
-
-    with step("check dependencies and ports", timings):
-        binaries = check_dependencies()
-        mlflow_port = args.mlflow_port or free_port()
-        ports = serving_ports(args.serving_port, models, {mlflow_port})
-        named = {"the MLflow server": mlflow_port, **{f"the serving of {m}": p for m, p in ports.items()}}
-        api_port = 0
-        if not args.no_api:
-            api_port = args.api_port or free_port()
-            while not args.api_port and api_port in named.values():
-                api_port = free_port()
-            if api_port in named.values():
-                raise DemoError("--api-port must differ from --mlflow-port and the serving ports")
-            named["the platform API"] = api_port
-            check_postgres()
-        check_ports(named)
-        state.mkdir(parents=True, exist_ok=True)
-        backend = contract.DEMO_BACKEND_STORE_URI.get() or f"sqlite:///{state / 'mlflow.db'}"
-        artifacts = contract.DEMO_ARTIFACTS_DESTINATION.get() or str(state / "mlflow-artifacts")
-        say(f"    models {', '.join(models)}; MLflow backend {_redact(backend)}; artifacts {artifacts}")
-        say(f"    state in {state}")
-
-    from devstack.mlflow_server import mlflow_server
-    from devstack.serving import serving_service
+    setup = _check_setup(args, models, state, timings)
 
     with contextlib.ExitStack() as stack:
-        with step("start MLflow and prepare the Airflow DB (in parallel)" if args.no_api else "start MLflow", timings):
-            migrate = None
-            if args.no_api:
-                migrate = _start_migrate(binaries["airflow"], airflow_home, logs / "airflow-db-migrate.log")
-            if migrate is not None:
-                stack.callback(migrate.stop)
-            server = stack.enter_context(
-                mlflow_server(backend, artifacts, port=mlflow_port, log_path=logs / "mlflow.log", start_timeout=240)
-            )
-            if migrate is not None:
-                code = migrate.wait(timeout=300)
-                if code != 0:
-                    raise DemoError(f"airflow db migrate failed ({code}):\n{migrate.log_tail(4000)}")
-                (airflow_home / MIGRATED_MARKER).write_text(_airflow_version() + "\n")
-            say(f"    MLflow {server.tracking_uri} (pid {server.process.pid})")
-
+        server = _start_mlflow(stack, args, setup, state, timings)
         token = secrets.token_urlsafe(18)
-        servings = {}
-        with step("start the serving processes (one per model)", timings):
-            for model_run in runs:
-                model_run.previous = _alias_version(server.tracking_uri, model_run.model, model_run.alias)
-                serving = stack.enter_context(
-                    serving_service(
-                        server.tracking_uri,
-                        model_run.model,
-                        aliases=model_run.spec.serving.aliases,
-                        routing=model_run.spec.serving.routing.model_dump(mode="json"),
-                        reload_token=token,
-                        port=ports[model_run.model],
-                        log_path=logs / f"serving-{names(model_run.model)['slug']}.log",
-                        slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
-                        wait_for="readyz" if model_run.previous else "healthz",
-                        start_timeout=240,
-                    )
-                )
-                servings[model_run.model] = serving
-                model_run.serving_url, model_run.serving_pid = serving.base_url, serving.process.pid
-                say(
-                    f"    serving {model_run.model} {serving.base_url} (pid {serving.process.pid}); "
-                    f"{model_run.alias} before this run: "
-                    f"{'version ' + model_run.previous if model_run.previous else 'none yet'}"
-                )
-            # The catalog as the program writes it into the ConfigMap (the models of this run), with each model's
-            # own serving URLs.
-            selected = catalog.model_copy(update={"models": {m: catalog.models[m] for m in models}})
-            catalog_path = write_catalog(
-                selected, state / "catalog.json", {m: serving.base_url for m, serving in servings.items()}
-            )
-            say(f"    catalog {catalog_path}")
-
+        servings, catalog_path = _start_servings(
+            stack, catalog, runs, server.tracking_uri, token, setup, state, timings
+        )
         dag_env = {
             contract.MLFLOW_TRACKING_URI.name: server.tracking_uri,
             contract.RELOAD_TOKEN.name: token,
@@ -325,9 +257,9 @@ def run(args: argparse.Namespace) -> int:
         processes = [("MLflow", server.process)] + [(f"serving of {m}", s.process) for m, s in servings.items()]
         if args.no_api:
             for model_run in runs:
-                _run_dag(model_run, airflow_home, dag_env, conf, logs, args.dag_timeout, timings)
+                _run_dag(model_run, state / "airflow", dag_env, conf, logs, args.dag_timeout, timings)
         else:
-            api = _start_api(stack, dag_env, catalog_path, server.tracking_uri, state, logs, api_port, timings)
+            api = _start_api(stack, dag_env, catalog_path, server.tracking_uri, state, logs, setup.api_port, timings)
             processes += api.processes
             for model_run in runs:
                 _train_through_api(api, model_run, conf, args.dag_timeout, timings)
@@ -339,20 +271,165 @@ def run(args: argparse.Namespace) -> int:
                     say(f"    {model_run.model}: {json.dumps(answer)[:300]}")
 
         _print_summary(server.tracking_uri, runs, token, timings, api)
-        outcomes = [_outcome(model_run) for model_run in runs]
-        for model_run, (ok, outcome) in zip(runs, outcomes, strict=True):
-            say(f"RESULT {model_run.model}: {'OK' if ok else 'FAILED'}: {outcome}")
-        served = sum(ok for ok, _ in outcomes)
-        all_ok = served == len(runs)
-        say(f"\nRESULT: {'OK' if all_ok else 'FAILED'}: {served} of {len(runs)} models promoted and served")
+        all_ok = _print_results(runs)
         if args.once:
             return 0 if all_ok else 1
         say("\nEverything keeps running: press Ctrl-C to stop.")
-        while True:
-            time.sleep(1)
-            for name, proc in processes:
-                if not proc.alive():
-                    raise DemoError(f"{name} stopped unexpectedly; its log: {proc.log_path}\n{proc.log_tail(2000)}")
+        _watch(processes)
+
+
+def _parse_conf(text: str) -> dict[str, Any]:
+    """`--conf`: a JSON object of DAG params."""
+    try:
+        conf = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DemoError(f"--conf is not valid JSON: {exc}") from exc
+    if not isinstance(conf, dict):
+        raise DemoError("--conf must be a JSON object of DAG params")
+    return conf
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What the first step found and chose: binaries, ports, MLflow's stores."""
+
+    binaries: dict[str, str]
+    mlflow_port: int
+    ports: dict[str, int]
+    api_port: int
+    backend: str
+    artifacts: str
+
+
+def _check_setup(args: argparse.Namespace, models: list[str], state: Path, timings: list[tuple[str, float]]) -> _Setup:
+    with step("check dependencies and ports", timings):
+        binaries = check_dependencies()
+        mlflow_port = args.mlflow_port or free_port()
+        ports = serving_ports(args.serving_port, models, {mlflow_port})
+        named = {"the MLflow server": mlflow_port, **{f"the serving of {m}": p for m, p in ports.items()}}
+        api_port = 0
+        if not args.no_api:
+            api_port = _api_port(args, named)
+            named["the platform API"] = api_port
+            check_postgres()
+        check_ports(named)
+        state.mkdir(parents=True, exist_ok=True)
+        backend = contract.DEMO_BACKEND_STORE_URI.get() or f"sqlite:///{state / 'mlflow.db'}"
+        artifacts = contract.DEMO_ARTIFACTS_DESTINATION.get() or str(state / "mlflow-artifacts")
+        say(f"    models {', '.join(models)}; MLflow backend {_redact(backend)}; artifacts {artifacts}")
+        say(f"    state in {state}")
+    return _Setup(binaries, mlflow_port, ports, api_port, backend, artifacts)
+
+
+def _api_port(args: argparse.Namespace, named: dict[str, int]) -> int:
+    """`--api-port`, or a free port none of the other processes uses."""
+    api_port: int = args.api_port or free_port()
+    while not args.api_port and api_port in named.values():
+        api_port = free_port()
+    if api_port in named.values():
+        raise DemoError("--api-port must differ from --mlflow-port and the serving ports")
+    return api_port
+
+
+def _start_mlflow(
+    stack: contextlib.ExitStack, args: argparse.Namespace, setup: _Setup, state: Path, timings: list[tuple[str, float]]
+) -> MlflowServer:
+    """The MLflow server (and, without the API, the Airflow DB migration alongside it)."""
+    from devstack.mlflow_server import mlflow_server
+
+    logs, airflow_home = state / "logs", state / "airflow"
+    with step("start MLflow and prepare the Airflow DB (in parallel)" if args.no_api else "start MLflow", timings):
+        migrate = None
+        if args.no_api:
+            migrate = _start_migrate(setup.binaries["airflow"], airflow_home, logs / "airflow-db-migrate.log")
+        if migrate is not None:
+            stack.callback(migrate.stop)
+        server = stack.enter_context(
+            mlflow_server(
+                setup.backend,
+                setup.artifacts,
+                port=setup.mlflow_port,
+                log_path=logs / "mlflow.log",
+                start_timeout=240,
+            )
+        )
+        if migrate is not None:
+            code = migrate.wait(timeout=300)
+            if code != 0:
+                raise DemoError(f"airflow db migrate failed ({code}):\n{migrate.log_tail(4000)}")
+            (airflow_home / MIGRATED_MARKER).write_text(_airflow_version() + "\n")
+        say(f"    MLflow {server.tracking_uri} (pid {server.process.pid})")
+    return server
+
+
+def _start_servings(
+    stack: contextlib.ExitStack,
+    catalog: Catalog,
+    runs: list[ModelRun],
+    tracking_uri: str,
+    token: str,
+    setup: _Setup,
+    state: Path,
+    timings: list[tuple[str, float]],
+) -> tuple[dict[str, ServingProcess], Path]:
+    """One serving process per model, and the catalog written with their URLs."""
+    from devstack.serving import serving_service
+
+    logs = state / "logs"
+    servings: dict[str, ServingProcess] = {}
+    with step("start the serving processes (one per model)", timings):
+        for model_run in runs:
+            model_run.previous = _alias_version(tracking_uri, model_run.model, model_run.alias)
+            serving = stack.enter_context(
+                serving_service(
+                    tracking_uri,
+                    model_run.model,
+                    aliases=model_run.spec.serving.aliases,
+                    routing=model_run.spec.serving.routing.model_dump(mode="json"),
+                    reload_token=token,
+                    port=setup.ports[model_run.model],
+                    log_path=logs / f"serving-{names(model_run.model)['slug']}.log",
+                    slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
+                    wait_for="readyz" if model_run.previous else "healthz",
+                    start_timeout=240,
+                )
+            )
+            servings[model_run.model] = serving
+            model_run.serving_url, model_run.serving_pid = serving.base_url, serving.process.pid
+            say(
+                f"    serving {model_run.model} {serving.base_url} (pid {serving.process.pid}); "
+                f"{model_run.alias} before this run: "
+                f"{'version ' + model_run.previous if model_run.previous else 'none yet'}"
+            )
+        # The catalog as the program writes it into the ConfigMap (the models of this run), with each model's
+        # own serving URLs.
+        models = [model_run.model for model_run in runs]
+        selected = catalog.model_copy(update={"models": {m: catalog.models[m] for m in models}})
+        catalog_path = write_catalog(
+            selected, state / "catalog.json", {m: serving.base_url for m, serving in servings.items()}
+        )
+        say(f"    catalog {catalog_path}")
+    return servings, catalog_path
+
+
+def _print_results(runs: list[ModelRun]) -> bool:
+    """One RESULT line per model and the overall one; whether every model was promoted and served."""
+    outcomes = [_outcome(model_run) for model_run in runs]
+    for model_run, (ok, outcome) in zip(runs, outcomes, strict=True):
+        say(f"RESULT {model_run.model}: {'OK' if ok else 'FAILED'}: {outcome}")
+    served = sum(ok for ok, _ in outcomes)
+    all_ok = served == len(runs)
+    say(f"\nRESULT: {'OK' if all_ok else 'FAILED'}: {served} of {len(runs)} models promoted and served")
+    return all_ok
+
+
+def _watch(processes: list[tuple[str, ManagedProcess]]) -> NoReturn:
+    """Until Ctrl-C: fail as soon as one of the processes stops."""
+    while True:
+        time.sleep(1)
+        for name, proc in processes:
+            if not proc.alive():
+                raise DemoError(f"{name} stopped unexpectedly; its log: {proc.log_path}\n{proc.log_tail(2000)}")
 
 
 def _run_dag(
@@ -463,48 +540,15 @@ def _train_through_api(
 ) -> None:
     """`POST /v1/trainings` for the model, then its events over SSE until a final state; the outcome goes into
     `model_run`."""
-    import httpx
-
-    from devstack.api import parse_sse
-
     model = model_run.model
     with step(f"train {model} through the API: POST /v1/trainings, its events over SSE until a final state", timings):
         key = f"demo-{secrets.token_hex(6)}"
         body: dict[str, Any] = {"model": model, **({"params": conf} if conf else {})}
         with api.client() as client:
-            # the DAG processor must have parsed the generated DAGs before Airflow accepts a run
-            deadline = time.monotonic() + 240
-            while True:
-                answer = client.post("/v1/trainings", json=body, headers={"Idempotency-Key": key})
-                if answer.status_code in (200, 201, 202):
-                    break
-                final_refusal = answer.status_code in (400, 401, 403, 422) or (
-                    answer.status_code == 404 and answer.json().get("field") == "model"
-                )
-                if final_refusal or time.monotonic() > deadline:
-                    raise DemoError(
-                        f"the API refused the training of {model} ({answer.status_code}): {answer.text[:1000]}"
-                    )
-                time.sleep(2)
-            training = answer.json()
+            training = _post_training(client, model, body, key)
             run_id = training["id"]
             say(f"    training {run_id} (Idempotency-Key {key}), Airflow DAG run {training['airflow']['dag_run_id']}")
-            last: int | None = None
-            deadline = time.monotonic() + timeout
-            while True:
-                params = {"after": last} if last is not None else None
-                with contextlib.suppress(httpx.TransportError):  # a dropped stream resumes after the last event
-                    with client.stream("GET", f"/v1/trainings/{run_id}/events", params=params) as response:
-                        if response.status_code != 200:
-                            raise DemoError(f"GET /v1/trainings/{run_id}/events answered {response.status_code}")
-                        for event in parse_sse(response.iter_lines()):
-                            last = event["id"]
-                            say(f"    event {event['id']:>5} {event['event']:<20} {_facts(event['data'].get('run'))}")
-                final = client.get(f"/v1/trainings/{run_id}").json()
-                if final["state"] in FINAL_STATES:
-                    break
-                if time.monotonic() > deadline:
-                    raise DemoError(f"the training {run_id} of {model} did not end within {timeout:.0f} s")
+            final = _follow_events(client, run_id, model, timeout)
         model_run.training = final
         gate = final.get("gate") or {}
         if gate.get("decision"):
@@ -517,6 +561,49 @@ def _train_through_api(
         if final.get("promoted") and final.get("registered_version"):
             model_run.promoted = str(final["registered_version"])
             say(f"    promoted: version {model_run.promoted} is {model_run.alias} of {model}")
+
+
+def _post_training(client: httpx.Client, model: str, body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`POST /v1/trainings`, again every 2 s while Airflow does not know the DAG yet (up to 240 s); the training."""
+    # the DAG processor must have parsed the generated DAGs before Airflow accepts a run
+    deadline = time.monotonic() + 240
+    while True:
+        answer = client.post("/v1/trainings", json=body, headers={"Idempotency-Key": key})
+        if answer.status_code in (200, 201, 202):
+            break
+        final_refusal = answer.status_code in (400, 401, 403, 422) or (
+            answer.status_code == 404 and answer.json().get("field") == "model"
+        )
+        if final_refusal or time.monotonic() > deadline:
+            raise DemoError(f"the API refused the training of {model} ({answer.status_code}): {answer.text[:1000]}")
+        time.sleep(2)
+    training: dict[str, Any] = answer.json()
+    return training
+
+
+def _follow_events(client: httpx.Client, run_id: str, model: str, timeout: float) -> dict[str, Any]:
+    """The training's events over SSE (resuming after the last one on a dropped stream) until a final state."""
+    import httpx
+
+    from devstack.api import parse_sse
+
+    last: int | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        params = {"after": last} if last is not None else None
+        with contextlib.suppress(httpx.TransportError):  # a dropped stream resumes after the last event
+            with client.stream("GET", f"/v1/trainings/{run_id}/events", params=params) as response:
+                if response.status_code != 200:
+                    raise DemoError(f"GET /v1/trainings/{run_id}/events answered {response.status_code}")
+                for event in parse_sse(response.iter_lines()):
+                    last = event["id"]
+                    say(f"    event {event['id']:>5} {event['event']:<20} {_facts(event['data'].get('run'))}")
+        final: dict[str, Any] = client.get(f"/v1/trainings/{run_id}").json()
+        if final["state"] in FINAL_STATES:
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(f"the training {run_id} of {model} did not end within {timeout:.0f} s")
+    return final
 
 
 def _facts(run: dict[str, Any] | None) -> str:

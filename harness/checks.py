@@ -340,6 +340,14 @@ def pod_refs(value: Any) -> Iterator[tuple[str, str]]:
         return
     if not isinstance(value, dict):
         return
+    yield from _named_refs(value)
+    for v in value.values():
+        if isinstance(v, (dict, list)):
+            yield from pod_refs(v)
+
+
+def _named_refs(value: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(kind, name) of the objects one mapping of a pod spec refers to itself (not through its children)."""
     for key, kind, name_key in (
         ("secretRef", "Secret", "name"),
         ("configMapRef", "ConfigMap", "name"),
@@ -352,21 +360,22 @@ def pod_refs(value: Any) -> Iterator[tuple[str, str]]:
         ref = value.get(key)
         if isinstance(ref, dict) and isinstance(ref.get(name_key), str) and not ref.get("optional"):
             yield kind, ref[name_key]
-    # projected volume sources use secret.name rather than secret.secretName
+    yield from _projected_refs(value)
+    if isinstance(value.get("serviceAccountName"), str):
+        yield "ServiceAccount", value["serviceAccountName"]
+    for item in value.get("imagePullSecrets", []) if isinstance(value.get("imagePullSecrets"), list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            yield "Secret", item["name"]
+
+
+def _projected_refs(value: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Projected volume sources use secret.name rather than secret.secretName."""
     for source in value.get("sources", []) if isinstance(value.get("sources"), list) else []:
         if isinstance(source, dict):
             for key, kind in (("secret", "Secret"), ("configMap", "ConfigMap")):
                 ref = source.get(key)
                 if isinstance(ref, dict) and isinstance(ref.get("name"), str) and not ref.get("optional"):
                     yield kind, ref["name"]
-    if isinstance(value.get("serviceAccountName"), str):
-        yield "ServiceAccount", value["serviceAccountName"]
-    for item in value.get("imagePullSecrets", []) if isinstance(value.get("imagePullSecrets"), list) else []:
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            yield "Secret", item["name"]
-    for v in value.values():
-        if isinstance(v, (dict, list)):
-            yield from pod_refs(v)
 
 
 def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -425,24 +434,30 @@ def reference_problems(run: ProgramRun) -> list[str]:
         ns = inputs.get("namespace") or "default"
         values = inputs.get("values") or {}
         where = f"Helm release {reg.name} values"
-        chart_name = chart.name if chart else ""
-        for pattern, kind in CHART_REFERENCES.get(chart_name, []):
-            if pattern.endswith("@if-not-create"):
-                pattern = pattern.removesuffix("@if-not-create")
-                parent = pattern.rsplit(".", 1)[0]
-                if (_get(values, parent) or {}).get("create", True):
-                    continue
-            for path, value in _walk_paths(values):
-                if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value:
-                    need(kind, ns, value, f"{where} {path}")
-        for pattern in CHART_YAML_STRINGS.get(chart_name, []):
-            for path, value in _walk_paths(values):
-                if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value.strip():
-                    for kind, name in pod_refs(yaml.safe_load(value)):
-                        need(kind, ns, name, f"{where} {path}")
+        for kind, name, path in _chart_value_refs(chart.name if chart else "", values):
+            need(kind, ns, name, f"{where} {path}")
         for kind, name in pod_refs(values):
             need(kind, ns, name, where)
     return sorted(set(problems))
+
+
+def _chart_value_refs(chart_name: str, values: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(kind, name, values path) of what a chart's values name: by the chart's reference paths, then inside the
+    values that hold YAML of pod spec fragments."""
+    for pattern, kind in CHART_REFERENCES.get(chart_name, []):
+        if pattern.endswith("@if-not-create"):
+            pattern = pattern.removesuffix("@if-not-create")
+            parent = pattern.rsplit(".", 1)[0]
+            if (_get(values, parent) or {}).get("create", True):
+                continue
+        for path, value in _walk_paths(values):
+            if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value:
+                yield kind, value, path
+    for pattern in CHART_YAML_STRINGS.get(chart_name, []):
+        for path, value in _walk_paths(values):
+            if fnmatch.fnmatchcase(path, pattern) and isinstance(value, str) and value.strip():
+                for kind, name in pod_refs(yaml.safe_load(value)):
+                    yield kind, name, path
 
 
 # --- secrets -----------------------------------------------------------------------------------------
@@ -464,28 +479,29 @@ _USERNAME_KEY = re.compile(r"(^|_)user(name)?$", re.IGNORECASE)
 def _secret_strings(run: ProgramRun) -> dict[str, str]:
     """Secret value -> where it comes from."""
     found: dict[str, str] = {}
-
-    def collect(value: Any, origin: str, inside: bool = False, key: str = "") -> None:
-        if isinstance(value, SecretValue):
-            collect(value.value, origin, True, key)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                collect(v, origin, inside, str(k))
-        elif isinstance(value, list):
-            for v in value:
-                collect(v, origin, inside, key)
-        elif inside and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN and not _USERNAME_KEY.search(key):
-            found.setdefault(value, origin)
-
     for reg in run.registrations:
-        collect(reg.inputs, f"secret input of {reg.name}")
+        _collect_secrets(reg.inputs, f"secret input of {reg.name}", found)
         for fld in SECRET_OUTPUT_FIELDS.get(reg.type, ()):
             value = reg.outputs.get(fld)
             if isinstance(value, str) and len(value) >= _MIN_SECRET_LEN:
                 found.setdefault(value, f"{reg.type}.{fld} of {reg.name}")
     for name, export in run.exports.items():
-        collect(export.value, f"export {name}")
+        _collect_secrets(export.value, f"export {name}", found)
     return found
+
+
+def _collect_secrets(value: Any, origin: str, found: dict[str, str], inside: bool = False, key: str = "") -> None:
+    """Into `found`: every long enough string inside a SecretValue of `value` (user names aside) -> `origin`."""
+    if isinstance(value, SecretValue):
+        _collect_secrets(value.value, origin, found, True, key)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _collect_secrets(v, origin, found, inside, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            _collect_secrets(v, origin, found, inside, key)
+    elif inside and isinstance(value, str) and len(value) >= _MIN_SECRET_LEN and not _USERNAME_KEY.search(key):
+        found.setdefault(value, origin)
 
 
 def _plain_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -518,6 +534,13 @@ def plaintext_secret_problems(run: ProgramRun) -> list[str]:
             scan(reg.registered_outputs, f"component {reg.name} output")
     for name, export in run.exports.items():
         scan(export.value, f"export {name}")
+    problems += _unwrapped_secret_data(run)
+    return sorted(set(problems))
+
+
+def _unwrapped_secret_data(run: ProgramRun) -> list[str]:
+    """Every key of a Kubernetes Secret's data or stringData whose value is not a secret Output."""
+    problems = []
     for reg in run.of_type("kubernetes:core/v1:Secret"):
         for field_name in ("data", "stringData"):
             content = reg.inputs.get(field_name)
@@ -526,7 +549,7 @@ def plaintext_secret_problems(run: ProgramRun) -> list[str]:
             for key, value in content.items():
                 if not isinstance(value, SecretValue):
                     problems.append(f"Secret {reg.name} {field_name}.{key} is not a secret Output")
-    return sorted(set(problems))
+    return problems
 
 
 # --- component structure ---------------------------------------------------------------------------

@@ -153,6 +153,17 @@ def to_json_schema(node: dict[str, Any], *, in_junctor: bool = False) -> dict[st
     for bound, key in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
         if node.get(key) is True and bound in node:
             out[key] = out.pop(bound)
+    properties = _properties(node, out, in_junctor)
+    _additional_properties(node, out, properties, preserve=preserve, in_junctor=in_junctor)
+    if isinstance(node.get("items"), dict):
+        out["items"] = to_json_schema(node["items"], in_junctor=in_junctor)
+    _junctors(node, out)
+    _list_type_and_nullable(node, out)
+    return out
+
+
+def _properties(node: dict[str, Any], out: dict[str, Any], in_junctor: bool) -> dict[str, Any]:
+    """Into `out`: the node's properties (an embedded resource's apiVersion, kind and metadata too); them."""
     properties = {k: to_json_schema(v, in_junctor=in_junctor) for k, v in (node.get("properties") or {}).items()}
     if node.get("x-kubernetes-embedded-resource"):
         out["type"] = "object"
@@ -162,6 +173,14 @@ def to_json_schema(node: dict[str, Any], *, in_junctor: bool = False) -> dict[st
         out["required"] = sorted({*out.get("required", []), "apiVersion", "kind"})
     if properties:
         out["properties"] = properties
+    return properties
+
+
+def _additional_properties(
+    node: dict[str, Any], out: dict[str, Any], properties: dict[str, Any], *, preserve: bool, in_junctor: bool
+) -> None:
+    """Into `out`: the node's additionalProperties; an object is closed unless it preserves unknown fields or sits
+    inside a junctor."""
     additional = node.get("additionalProperties")
     if isinstance(additional, dict):
         out["additionalProperties"] = to_json_schema(additional, in_junctor=in_junctor)
@@ -169,8 +188,10 @@ def to_json_schema(node: dict[str, Any], *, in_junctor: bool = False) -> dict[st
         out["additionalProperties"] = additional
     elif not preserve and not in_junctor and (node.get("type") == "object" or properties):
         out["additionalProperties"] = False
-    if isinstance(node.get("items"), dict):
-        out["items"] = to_json_schema(node["items"], in_junctor=in_junctor)
+
+
+def _junctors(node: dict[str, Any], out: dict[str, Any]) -> None:
+    """Into `out`: allOf/anyOf/oneOf and not, their schemas converted as inside a junctor."""
     for junctor in _JUNCTORS:
         if junctor == "anyOf" and node.get("x-kubernetes-int-or-string") and _only_types(node[junctor]):
             continue  # the int-or-string type above says the same, with one message
@@ -178,6 +199,10 @@ def to_json_schema(node: dict[str, Any], *, in_junctor: bool = False) -> dict[st
             out[junctor] = [to_json_schema(s, in_junctor=True) for s in node[junctor]]
     if isinstance(node.get("not"), dict):
         out["not"] = to_json_schema(node["not"], in_junctor=True)
+
+
+def _list_type_and_nullable(node: dict[str, Any], out: dict[str, Any]) -> None:
+    """Into `out`: x-kubernetes-list-type (set: unique items; map: its keys) and nullable (null allowed)."""
     list_type = node.get("x-kubernetes-list-type")
     if list_type == "set":
         out["uniqueItems"] = True
@@ -189,7 +214,6 @@ def to_json_schema(node: dict[str, Any], *, in_junctor: bool = False) -> dict[st
             out["type"] = [*types, "null"]
         if "enum" in out:
             out["enum"] = [*out["enum"], None]
-    return out
 
 
 def _only_types(schemas: list[dict[str, Any]]) -> bool:

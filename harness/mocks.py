@@ -108,6 +108,14 @@ def _physical_name(name: str, suffix_len: int = 7) -> str:
     return f"{name}-{_digest(name, length=suffix_len)}"
 
 
+# IAM kind -> (ARN resource type, id output, id prefix)
+_IAM_NAMED = {
+    "User": ("user", "uniqueId", "AIDA"),
+    "Policy": ("policy", "policyId", "ANPA"),
+    "Role": ("role", "policyId", "ANPA"),
+}
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Provider stand-in for aws, kubernetes, random, tls and time resources."""
 
@@ -123,21 +131,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
         inputs = reveal(args.inputs)
         typ, name = args.typ, args.name
         pkg = typ.split(":")[0]
-        if pkg == "aws":
-            return self._aws(typ, name, inputs)
-        if pkg == "kubernetes":
-            if args.resource_id and typ == "kubernetes:core/v1:Secret":
-                return self._read_tls_secret(args.resource_id)
-            return self._kubernetes(typ, name, inputs)
-        if pkg == "random":
-            return self._random(typ, name, inputs)
-        if pkg == "tls":
-            return self._tls(typ, name, inputs)
-        if pkg in ("time", "pulumiverse_time"):
-            return f"{name}-id", dict(inputs)
+        if pkg == "kubernetes" and args.resource_id and typ == "kubernetes:core/v1:Secret":
+            return self._read_tls_secret(args.resource_id)
+        by_package = {"aws": self._aws, "kubernetes": self._kubernetes, "random": self._random, "tls": self._tls}
+        if pkg in by_package:
+            return by_package[pkg](typ, name, inputs)
         if pkg == "pulumi" and typ.startswith("pulumi:providers:"):
             return f"{name}-provider-id", dict(inputs)
-        return f"{name}-id", dict(inputs)
+        return f"{name}-id", dict(inputs)  # time (pulumiverse_time) and the rest: their inputs
 
     def _arn(self, service: str, resource: str, regional: bool = True) -> str:
         region = self.region if regional else ""
@@ -147,85 +148,24 @@ class PlatformMocks(pulumi.runtime.Mocks):
         out = dict(inputs)
         module, _, kind = typ.split(":", 1)[1].partition("/")
         kind = kind.split(":")[-1]
-        if typ == "aws:s3/bucket:Bucket":
-            bucket = inputs.get("bucket") or (inputs.get("bucketPrefix") or f"{name}-") + _digest(name, length=12)
-            out.update(
-                bucket=bucket,
-                arn=f"arn:aws:s3:::{bucket}",
-                bucketDomainName=f"{bucket}.s3.amazonaws.com",
-                bucketRegionalDomainName=f"{bucket}.s3.{self.region}.amazonaws.com",
-                region=self.region,
-                hostedZoneId="Z1BKCTXD74EZPE",
-            )
-            return bucket, out
+        by_type = {
+            "aws:s3/bucket:Bucket": self._aws_bucket,
+            "aws:iam/user:User": self._aws_iam_named,
+            "aws:iam/accessKey:AccessKey": self._aws_access_key,
+            "aws:iam/policy:Policy": self._aws_iam_named,
+            "aws:iam/role:Role": self._aws_iam_named,
+            "aws:iam/userPolicy:UserPolicy": self._aws_user_policy,
+            "aws:iam/userPolicyAttachment:UserPolicyAttachment": self._aws_user_policy_attachment,
+            "aws:kms/key:Key": self._aws_kms_key,
+            "aws:rds/instance:Instance": self._aws_rds_instance,
+            "aws:rds/subnetGroup:SubnetGroup": self._aws_rds_group,
+            "aws:rds/parameterGroup:ParameterGroup": self._aws_rds_group,
+            "aws:ec2/securityGroup:SecurityGroup": self._aws_security_group,
+        }
+        if typ in by_type:
+            return by_type[typ](typ, name, inputs)
         if module == "s3":
             return f"{inputs.get('bucket', name)}", out
-        if typ == "aws:iam/user:User":
-            uname = inputs.get("name") or _physical_name(name)
-            out.update(
-                name=uname,
-                arn=self._arn("iam", f"user{inputs.get('path', '/')}{uname}", False),
-                uniqueId=_upper_id("AIDA", uname),
-            )
-            return uname, out
-        if typ == "aws:iam/accessKey:AccessKey":
-            trigger = self.replacement_triggers.get((typ, name))
-            instance = name if trigger is None else f"{name}@{trigger}"
-            key_id = _upper_id("AKIA", instance)
-            secret = base64.b64encode(hashlib.sha256(("secret/" + instance).encode()).digest()).decode()[:40]
-            out.update(
-                id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z"
-            )
-            return key_id, out
-        if typ in ("aws:iam/policy:Policy", "aws:iam/role:Role"):
-            pname = inputs.get("name") or _physical_name(name)
-            res = "policy" if kind == "Policy" else "role"
-            out.update(
-                name=pname,
-                arn=self._arn("iam", f"{res}{inputs.get('path', '/')}{pname}", False),
-                policyId=_upper_id("ANPA", pname),
-            )
-            return pname, out
-        if typ == "aws:iam/userPolicy:UserPolicy":
-            return f"{inputs.get('user')}:{inputs.get('name') or name}", out
-        if typ == "aws:iam/userPolicyAttachment:UserPolicyAttachment":
-            return f"{inputs.get('user')}-{_digest(name)}", out
-        if typ == "aws:kms/key:Key":
-            key_id = "-".join(
-                [_digest(name, length=8)]
-                + [_digest(name, salt, length=n) for salt, n in (("a", 4), ("b", 4), ("c", 4), ("d", 12))]
-            )
-            out.update(keyId=key_id, arn=self._arn("kms", f"key/{key_id}"))
-            return key_id, out
-        if typ == "aws:rds/instance:Instance":
-            ident = inputs.get("identifier") or _physical_name(name)
-            address = f"{ident}.c{_digest(name, length=10)}.{self.region}.rds.amazonaws.com"
-            port = inputs.get("port", 5432)
-            out.update(
-                identifier=ident,
-                address=address,
-                port=port,
-                endpoint=f"{address}:{port}",
-                arn=self._arn("rds", f"db:{ident}"),
-                resourceId=_upper_id("db-", ident, 26),
-                hostedZoneId="Z29XKXDKYMONMX",
-                status="available",
-            )
-            return ident, out
-        if typ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup"):
-            gname = inputs.get("name") or _physical_name(name)
-            res = "subgrp" if kind == "SubnetGroup" else "pg"
-            out.update(name=gname, arn=self._arn("rds", f"{res}:{gname}"))
-            return gname, out
-        if typ == "aws:ec2/securityGroup:SecurityGroup":
-            sg = f"sg-{_digest(name, length=17)}"
-            out.update(
-                id=sg,
-                arn=self._arn("ec2", f"security-group/{sg}"),
-                ownerId=ACCOUNT_ID,
-                name=inputs.get("name") or _physical_name(name),
-            )
-            return sg, out
         if module == "ec2" and kind.startswith("SecurityGroup"):
             rule = f"sgr-{_digest(name, length=17)}"
             out.update(securityGroupRuleId=rule)
@@ -233,6 +173,95 @@ class PlatformMocks(pulumi.runtime.Mocks):
         ident = inputs.get("name") or _physical_name(name)
         out.setdefault("arn", self._arn(module, f"{kind.lower()}/{ident}"))
         return ident, out
+
+    def _aws_bucket(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        bucket = inputs.get("bucket") or (inputs.get("bucketPrefix") or f"{name}-") + _digest(name, length=12)
+        out.update(
+            bucket=bucket,
+            arn=f"arn:aws:s3:::{bucket}",
+            bucketDomainName=f"{bucket}.s3.amazonaws.com",
+            bucketRegionalDomainName=f"{bucket}.s3.{self.region}.amazonaws.com",
+            region=self.region,
+            hostedZoneId="Z1BKCTXD74EZPE",
+        )
+        return bucket, out
+
+    def _aws_access_key(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        trigger = self.replacement_triggers.get((typ, name))
+        instance = name if trigger is None else f"{name}@{trigger}"
+        key_id = _upper_id("AKIA", instance)
+        secret = base64.b64encode(hashlib.sha256(("secret/" + instance).encode()).digest()).decode()[:40]
+        out.update(id=key_id, secret=secret, status=inputs.get("status", "Active"), createDate="2026-11-23T00:00:00Z")
+        return key_id, out
+
+    def _aws_iam_named(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """An IAM user, policy or role: named after its input (or its logical name), with an ARN and an id."""
+        out = dict(inputs)
+        resource, id_key, id_prefix = _IAM_NAMED[typ.rsplit(":", 1)[-1]]
+        iname = inputs.get("name") or _physical_name(name)
+        out.update(
+            {
+                "name": iname,
+                "arn": self._arn("iam", f"{resource}{inputs.get('path', '/')}{iname}", False),
+                id_key: _upper_id(id_prefix, iname),
+            }
+        )
+        return iname, out
+
+    def _aws_user_policy(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        return f"{inputs.get('user')}:{inputs.get('name') or name}", out
+
+    def _aws_user_policy_attachment(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        return f"{inputs.get('user')}-{_digest(name)}", out
+
+    def _aws_kms_key(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        key_id = "-".join(
+            [_digest(name, length=8)]
+            + [_digest(name, salt, length=n) for salt, n in (("a", 4), ("b", 4), ("c", 4), ("d", 12))]
+        )
+        out.update(keyId=key_id, arn=self._arn("kms", f"key/{key_id}"))
+        return key_id, out
+
+    def _aws_rds_instance(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        ident = inputs.get("identifier") or _physical_name(name)
+        address = f"{ident}.c{_digest(name, length=10)}.{self.region}.rds.amazonaws.com"
+        port = inputs.get("port", 5432)
+        out.update(
+            identifier=ident,
+            address=address,
+            port=port,
+            endpoint=f"{address}:{port}",
+            arn=self._arn("rds", f"db:{ident}"),
+            resourceId=_upper_id("db-", ident, 26),
+            hostedZoneId="Z29XKXDKYMONMX",
+            status="available",
+        )
+        return ident, out
+
+    def _aws_rds_group(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        kind = typ.rsplit(":", 1)[-1]
+        gname = inputs.get("name") or _physical_name(name)
+        res = "subgrp" if kind == "SubnetGroup" else "pg"
+        out.update(name=gname, arn=self._arn("rds", f"{res}:{gname}"))
+        return gname, out
+
+    def _aws_security_group(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        out = dict(inputs)
+        sg = f"sg-{_digest(name, length=17)}"
+        out.update(
+            id=sg,
+            arn=self._arn("ec2", f"security-group/{sg}"),
+            ownerId=ACCOUNT_ID,
+            name=inputs.get("name") or _physical_name(name),
+        )
+        return sg, out
 
     def _kubernetes(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = dict(inputs)

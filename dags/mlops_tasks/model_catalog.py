@@ -113,20 +113,8 @@ def parse(document: Any) -> dict[str, ModelEntry]:
         problems.extend(exc.problems)
         catalog = None
     for name, entry in models.items():
-        if not isinstance(entry, Mapping):
-            continue
-        url = entry.get(SERVING_URL_KEY)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            problems.append((f"models.{name}.{SERVING_URL_KEY}", f"must be the model's serving URL; got {url!r}"))
-        reload_url = entry.get(RELOAD_URL_KEY)
-        if reload_url is not None and (not isinstance(reload_url, str) or not reload_url.startswith("http")):
-            problems.append((f"models.{name}.{RELOAD_URL_KEY}", f"must be an http(s) URL; got {reload_url!r}"))
-        params = entry.get("training", {}).get("params") if isinstance(entry.get("training"), Mapping) else None
-        for param in RESERVED_PARAMS:
-            if isinstance(params, Mapping) and param in params:
-                problems.append(
-                    (f"models.{name}.training.params.{param}", "is a param of the platform's training DAG: rename it")
-                )
+        if isinstance(entry, Mapping):
+            problems.extend(_entry_problems(name, entry))
     if problems or catalog is None:
         raise CatalogFileError("; ".join(f"{path}: {msg}" for path, msg in problems))
     out = {}
@@ -142,3 +130,21 @@ def parse(document: Any) -> dict[str, ModelEntry]:
             training_profile=profiles[spec.training.profile],
         )
     return out
+
+
+def _entry_problems(name: str, entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the platform adds to a model's entry: its serving and reload URLs, and no reserved training param."""
+    problems: list[tuple[str, str]] = []
+    url = entry.get(SERVING_URL_KEY)
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        problems.append((f"models.{name}.{SERVING_URL_KEY}", f"must be the model's serving URL; got {url!r}"))
+    reload_url = entry.get(RELOAD_URL_KEY)
+    if reload_url is not None and (not isinstance(reload_url, str) or not reload_url.startswith("http")):
+        problems.append((f"models.{name}.{RELOAD_URL_KEY}", f"must be an http(s) URL; got {reload_url!r}"))
+    params = entry.get("training", {}).get("params") if isinstance(entry.get("training"), Mapping) else None
+    for param in RESERVED_PARAMS:
+        if isinstance(params, Mapping) and param in params:
+            problems.append(
+                (f"models.{name}.training.params.{param}", "is a param of the platform's training DAG: rename it")
+            )
+    return problems

@@ -121,86 +121,101 @@ def training_dag(entry: ModelEntry) -> DAG:
         tags=["mlops", "training", entry.names["slug"]],
         doc_md=_doc(entry),
     ) as dag:
-        # multiple_outputs=False on tasks returning a dict: TaskFlow would otherwise also push one XCom per
-        # key, and the move record's "previous_version" key would overwrite the fixed XCom key of that name.
-        @task(
-            multiple_outputs=False,
-            execution_timeout=training_timeout + TRAINING_MARGIN,
-            executor_config=executor_config(entry),
-        )
-        def train(**context: Any) -> dict[str, Any]:
-            from mlops_tasks import steps
-
-            conf = getattr(context.get("dag_run"), "conf", None) or {}
-            return steps.train(entry, context["params"], conf, str(context["run_id"]))
-
-        @task(multiple_outputs=False)
-        def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
-            from mlops_tasks import steps
-
-            return steps.evaluate(entry, trained)
-
-        @task.short_circuit
-        def quality_gate(trained: dict[str, Any], evaluation: dict[str, Any], **context: Any) -> bool:
-            from mlops_tasks import steps
-
-            decision = steps.quality_gate(entry, trained, evaluation)
-            context["ti"].xcom_push(key="gate", value=decision.as_dict())
-            return decision.passed
-
-        @task
-        def register(trained: dict[str, Any]) -> str:
-            from mlops_tasks import steps
-
-            return steps.register(entry, trained)
-
-        @task.sensor(mode="reschedule", poke_interval=10, timeout=timedelta(minutes=10).total_seconds())
-        def wait_until_ready(version: str) -> PokeReturnValue:
-            from mlops_tasks import steps
-
-            return PokeReturnValue(is_done=steps.registration_done(entry, version), xcom_value=version)
-
-        @task(multiple_outputs=False)
-        def promote(trained: dict[str, Any], version: str, **context: Any) -> dict[str, str | None]:
-            from mlops_tasks import steps
-
-            ti = context["ti"]
-            return steps.move_alias(
-                entry,
-                str(trained["alias"]),
-                version,
-                remember=lambda record: ti.xcom_push(key=PREVIOUS_VERSION_XCOM_KEY, value=record),
-            )
-
-        @task(trigger_rule=TriggerRule.ONE_FAILED, retries=3, retry_delay=timedelta(seconds=15))
-        def rollback(**context: Any) -> str:
-            from mlops_tasks import steps
-
-            record = context["ti"].xcom_pull(task_ids="promote", key=PREVIOUS_VERSION_XCOM_KEY)
-            if not record:
-                raise AirflowSkipException("the alias was never moved: nothing to roll back")
-            return steps.rollback(entry, record, float(context["params"]["verify_timeout_seconds"]))
-
-        # The watcher: without it the run would end "success" whenever `rollback` (the only leaf) succeeds.
-        # Its own failure is not alerted: the failing task already was.
-        @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=None)
-        def fail_run() -> None:
-            raise AirflowFailException("a task of this run failed (see the alerts and the failed tasks' logs)")
-
-        # XComArgs stand for the tasks' return values at run time (typed Any: mypy sees XComArg here).
-        trained: Any = train()
-        evaluation: Any = evaluate(trained)
-        gate: Any = quality_gate(trained, evaluation)
-        version: Any = register(trained)
-        gate >> version
-        ready: Any = wait_until_ready(version)
-        move: Any = promote(trained, ready)
-        reloaded, verified = reload_and_verify(entry, move, announce_promotion)
-        undo = rollback()
-        [move, reloaded, verified] >> undo
-        watcher = fail_run()
-        [trained, evaluation, gate, version, ready, move, reloaded, verified, undo] >> watcher
+        upstream = _train_to_ready(entry, training_timeout)
+        _promote_and_guard(entry, upstream)
     return dag
+
+
+def _train_to_ready(entry: ModelEntry, training_timeout: timedelta) -> list[Any]:
+    """In the DAG being defined: train, evaluate, gate, register, wait until READY; their XComArgs in that order."""
+
+    # multiple_outputs=False on tasks returning a dict: TaskFlow would otherwise also push one XCom per
+    # key, and the move record's "previous_version" key would overwrite the fixed XCom key of that name.
+    @task(
+        multiple_outputs=False,
+        execution_timeout=training_timeout + TRAINING_MARGIN,
+        executor_config=executor_config(entry),
+    )
+    def train(**context: Any) -> dict[str, Any]:
+        from mlops_tasks import steps
+
+        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        return steps.train(entry, context["params"], conf, str(context["run_id"]))
+
+    @task(multiple_outputs=False)
+    def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
+        from mlops_tasks import steps
+
+        return steps.evaluate(entry, trained)
+
+    @task.short_circuit
+    def quality_gate(trained: dict[str, Any], evaluation: dict[str, Any], **context: Any) -> bool:
+        from mlops_tasks import steps
+
+        decision = steps.quality_gate(entry, trained, evaluation)
+        context["ti"].xcom_push(key="gate", value=decision.as_dict())
+        return decision.passed
+
+    @task
+    def register(trained: dict[str, Any]) -> str:
+        from mlops_tasks import steps
+
+        return steps.register(entry, trained)
+
+    @task.sensor(mode="reschedule", poke_interval=10, timeout=timedelta(minutes=10).total_seconds())
+    def wait_until_ready(version: str) -> PokeReturnValue:
+        from mlops_tasks import steps
+
+        return PokeReturnValue(is_done=steps.registration_done(entry, version), xcom_value=version)
+
+    # XComArgs stand for the tasks' return values at run time (typed Any: mypy sees XComArg here).
+    trained: Any = train()
+    evaluation: Any = evaluate(trained)
+    gate: Any = quality_gate(trained, evaluation)
+    version: Any = register(trained)
+    gate >> version
+    ready: Any = wait_until_ready(version)
+    return [trained, evaluation, gate, version, ready]
+
+
+def _promote_and_guard(entry: ModelEntry, upstream: list[Any]) -> None:
+    """In the DAG being defined: promote, reload and verify serving, the automatic rollback and the watcher."""
+
+    # multiple_outputs=False: see `_train_to_ready` (the move record has a "previous_version" key).
+    @task(multiple_outputs=False)
+    def promote(trained: dict[str, Any], version: str, **context: Any) -> dict[str, str | None]:
+        from mlops_tasks import steps
+
+        ti = context["ti"]
+        return steps.move_alias(
+            entry,
+            str(trained["alias"]),
+            version,
+            remember=lambda record: ti.xcom_push(key=PREVIOUS_VERSION_XCOM_KEY, value=record),
+        )
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=3, retry_delay=timedelta(seconds=15))
+    def rollback(**context: Any) -> str:
+        from mlops_tasks import steps
+
+        record = context["ti"].xcom_pull(task_ids="promote", key=PREVIOUS_VERSION_XCOM_KEY)
+        if not record:
+            raise AirflowSkipException("the alias was never moved: nothing to roll back")
+        return steps.rollback(entry, record, float(context["params"]["verify_timeout_seconds"]))
+
+    # The watcher: without it the run would end "success" whenever `rollback` (the only leaf) succeeds.
+    # Its own failure is not alerted: the failing task already was.
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0, on_failure_callback=None)
+    def fail_run() -> None:
+        raise AirflowFailException("a task of this run failed (see the alerts and the failed tasks' logs)")
+
+    trained, evaluation, gate, version, ready = upstream
+    move: Any = promote(trained, ready)
+    reloaded, verified = reload_and_verify(entry, move, announce_promotion)
+    undo = rollback()
+    [move, reloaded, verified] >> undo
+    watcher = fail_run()
+    [trained, evaluation, gate, version, ready, move, reloaded, verified, undo] >> watcher
 
 
 def rollback_dag(entry: ModelEntry) -> DAG:

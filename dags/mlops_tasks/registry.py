@@ -180,7 +180,7 @@ def example_rows(tracking_uri: str, model: str, version: str, n: int = 3) -> lis
         if not info.get("artifact_path"):
             raise RegistryError(f"version {version} of {model} has no input example to verify serving with")
         download_artifacts(artifact_uri=f"{root}/{info['artifact_path']}", dst_path=tmp, tracking_uri=tracking_uri)
-        example = meta.load_input_example(str(local.parent))
+        example: Any = meta.load_input_example(str(local.parent))  # a DataFrame for a table of named columns
     if not hasattr(example, "to_dict"):
         raise RegistryError(f"the input example of {model} version {version} is not a table of named columns")
     rows: list[dict[str, Any]] = example.head(n).to_dict(orient="records")

@@ -474,15 +474,33 @@ def check_outcome(tracking_uri: str, run_id: str, gate_metric: str) -> Outcome:
         problems.append(f"the run ended {run.info.status}")
     models = _logged_models(client, run)
     model = models[0] if len(models) == 1 else None
+    problems += _model_problems(tracking_uri, models)
+    metrics = {key: float(value) for key, value in run.data.metrics.items()}
+    problems += _metric_problems(metrics, gate_metric)
+    if problems:
+        error = TrainingContractError(problems, run_id)
+        fail_run(tracking_uri, run_id, str(error))
+        raise error
+    assert model is not None
+    if run.info.status == "RUNNING":
+        client.set_terminated(run_id, status="FINISHED")
+    log.info("run %s logged %s; %s = %s", run_id, model.model_uri, gate_metric, metrics[gate_metric])
+    return Outcome(run_id=run_id, model_uri=str(model.model_uri), metrics=metrics, model_id=str(model.model_id))
+
+
+def _model_problems(tracking_uri: str, models: list[Any]) -> list[str]:
+    """Exactly one logged model, READY, with an MLmodel file, a signature and an input example."""
+    problems: list[str] = []
     if not models:
         problems.append(
             "no model was logged in the run: log exactly one with mlflow.<flavor>.log_model(..., signature=..., "
             "input_example=...) inside `with mlflow.start_run():` (which resumes the platform's run)"
         )
-    elif model is None:
+    elif len(models) > 1:
         listed = ", ".join(f"{m.name!r} ({m.model_id})" for m in models)
         problems.append(f"{len(models)} models were logged in the run ({listed}); log exactly one")
     else:
+        model = models[0]
         label = f"the model {model.name!r} ({model.model_id})"
         if str(model.status) != "READY":
             problems.append(f"{label} is {model.status}, not READY: logging it did not finish")
@@ -501,21 +519,18 @@ def check_outcome(tracking_uri: str, run_id: str, gate_metric: str) -> Outcome:
                 ]
                 if missing:
                     problems.append(f"{label} was logged without {' and without '.join(missing)}")
-    metrics = {key: float(value) for key, value in run.data.metrics.items()}
+    return problems
+
+
+def _metric_problems(metrics: dict[str, float], gate_metric: str) -> list[str]:
+    """The gate metric logged, and a number."""
+    problems: list[str] = []
     if gate_metric not in metrics:
         logged = ", ".join(sorted(metrics)) or "none"
         problems.append(f"the gate metric {gate_metric!r} was not logged in the run (logged metrics: {logged})")
     elif math.isnan(metrics[gate_metric]):
         problems.append(f"the gate metric {gate_metric!r} is NaN")
-    if problems:
-        error = TrainingContractError(problems, run_id)
-        fail_run(tracking_uri, run_id, str(error))
-        raise error
-    assert model is not None
-    if run.info.status == "RUNNING":
-        client.set_terminated(run_id, status="FINISHED")
-    log.info("run %s logged %s; %s = %s", run_id, model.model_uri, gate_metric, metrics[gate_metric])
-    return Outcome(run_id=run_id, model_uri=str(model.model_uri), metrics=metrics, model_id=str(model.model_id))
+    return problems
 
 
 # --- the whole sequence ----------------------------------------------------------------------------

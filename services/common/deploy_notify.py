@@ -92,20 +92,29 @@ def parse_changes(text: str, commit: str | None = None) -> Changes | None:
     except json.JSONDecodeError:
         doc = None
     if isinstance(doc, list):
-        updates = [u for u in doc if isinstance(u, dict) and u.get("kind") == "update"]
-        if not updates or not isinstance(updates[0].get("resourceChanges"), dict):
-            return None
-        latest = updates[0]
-        if commit and (latest.get("environment") or {}).get("git.head") != commit:
-            return None
-        return Changes.from_counts(latest["resourceChanges"])
+        return _from_history(doc, commit)
     if isinstance(doc, dict):
         if isinstance(doc.get("changeSummary"), dict):
             return Changes.from_counts(doc["changeSummary"])
-        if isinstance(doc.get("summaryEvent"), dict):
-            doc = None  # a single event: read below as an event stream
-        else:
+        if not isinstance(doc.get("summaryEvent"), dict):
             return None
+    # a single summary event, or an event stream
+    return _from_events(text)
+
+
+def _from_history(doc: list[Any], commit: str | None) -> Changes | None:
+    """`pulumi stack history --json`: the newest update's counts (with `commit`: only if it ran from it)."""
+    updates = [u for u in doc if isinstance(u, dict) and u.get("kind") == "update"]
+    if not updates or not isinstance(updates[0].get("resourceChanges"), dict):
+        return None
+    latest = updates[0]
+    if commit and (latest.get("environment") or {}).get("git.head") != commit:
+        return None
+    return Changes.from_counts(latest["resourceChanges"])
+
+
+def _from_events(text: str) -> Changes | None:
+    """`pulumi up --json` engine events, one per line: the counts of the last summaryEvent."""
     for line in reversed(text.splitlines()):
         try:
             event = json.loads(line)

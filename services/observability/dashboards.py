@@ -116,10 +116,7 @@ def _base(uid: str, title: str, description: str) -> dash.Dashboard:
 
 
 def serving_dashboard(ctx: DashboardContext) -> dash.Dashboard:
-    sel = SERVING_SELECTOR
-    rate = "[$__rate_interval]"
-    by = "model, alias, version"
-    return (
+    dashboard = (
         _base(SERVING_UID, "Serving", "Every model's serving: traffic, latency, errors, reloads and shadow checks.")
         .link(_logs_link())
         .with_variable(_query_variable("namespace", "Namespace", f"label_values({names.SERVING_REQUESTS}, namespace)"))
@@ -142,7 +139,17 @@ def serving_dashboard(ctx: DashboardContext) -> dash.Dashboard:
                 f'label_values({names.SERVING_REQUESTS}{{namespace=~"$namespace", model=~"$model"}}, version)',
             )
         )
-        .with_row(dash.Row("Traffic and latency"))
+    )
+    return _serving_model_panels(_serving_traffic_and_errors(dashboard))
+
+
+def _serving_traffic_and_errors(dashboard: dash.Dashboard) -> dash.Dashboard:
+    """The rows 'Traffic and latency' and 'Errors'."""
+    sel = SERVING_SELECTOR
+    rate = "[$__rate_interval]"
+    by = "model, alias, version"
+    return (
+        dashboard.with_row(dash.Row("Traffic and latency"))
         .with_panel(
             _series(
                 "Requests per second",
@@ -192,7 +199,14 @@ def serving_dashboard(ctx: DashboardContext) -> dash.Dashboard:
                 description="Requests refused before routing (413: body too large).",
             )
         )
-        .with_row(dash.Row("Models"))
+    )
+
+
+def _serving_model_panels(dashboard: dash.Dashboard) -> dash.Dashboard:
+    """The row 'Models': reloads, load time, loaded versions, shadow agreement."""
+    rate = "[$__rate_interval]"
+    return (
+        dashboard.with_row(dash.Row("Models"))
         .with_panel(
             _series(
                 "Reloads by outcome",
@@ -252,7 +266,7 @@ def pipelines_dashboard(ctx: DashboardContext) -> dash.Dashboard:
     train = f'{ns}, dag_id=~"{names.TRAINING_DAG_PREFIX}.+"'
     ti = names.AIRFLOW_TASK_FINISH
     window = "[$__range]"
-    return (
+    dashboard = (
         _base(PIPELINES_UID, "Training pipelines", "Training DAG runs, quality gates, promotions and rollbacks.")
         .link(_logs_link())
         .with_panel(
@@ -307,27 +321,35 @@ def pipelines_dashboard(ctx: DashboardContext) -> dash.Dashboard:
                 ),
             )
         )
-        .with_panel(
-            _series(
-                "Successful run duration (p50, p90)",
-                "s",
-                _prom(f'max by (dag_id) ({names.AIRFLOW_DAGRUN_SUCCESS}{{{train}, quantile="0.5"}})', "{{dag_id}} p50"),
-                _prom(
-                    f'max by (dag_id) ({names.AIRFLOW_DAGRUN_SUCCESS}{{{train}, quantile="0.9"}})',
-                    "{{dag_id}} p90",
-                    "B",
-                ),
-            )
+    )
+    return _pipelines_durations_and_failures(dashboard, ctx)
+
+
+def _pipelines_durations_and_failures(dashboard: dash.Dashboard, ctx: DashboardContext) -> dash.Dashboard:
+    """Run durations and failed tasks of the training pipelines."""
+    ns = f'namespace="{ctx.airflow_namespace}"'
+    train = f'{ns}, dag_id=~"{names.TRAINING_DAG_PREFIX}.+"'
+    ti = names.AIRFLOW_TASK_FINISH
+    window = "[$__range]"
+    return dashboard.with_panel(
+        _series(
+            "Successful run duration (p50, p90)",
+            "s",
+            _prom(f'max by (dag_id) ({names.AIRFLOW_DAGRUN_SUCCESS}{{{train}, quantile="0.5"}})', "{{dag_id}} p50"),
+            _prom(
+                f'max by (dag_id) ({names.AIRFLOW_DAGRUN_SUCCESS}{{{train}, quantile="0.9"}})',
+                "{{dag_id}} p90",
+                "B",
+            ),
         )
-        .with_panel(
-            _series(
-                "Failed tasks (in range)",
-                "short",
-                _prom(
-                    f'sum by (dag_id, task_id) (increase({ti}{{{ns}, state="failed"}}{window}))',
-                    "{{dag_id}} {{task_id}}",
-                ),
-            )
+    ).with_panel(
+        _series(
+            "Failed tasks (in range)",
+            "short",
+            _prom(
+                f'sum by (dag_id, task_id) (increase({ti}{{{ns}, state="failed"}}{window}))',
+                "{{dag_id}} {{task_id}}",
+            ),
         )
     )
 
@@ -335,7 +357,7 @@ def pipelines_dashboard(ctx: DashboardContext) -> dash.Dashboard:
 def platform_dashboard(ctx: DashboardContext) -> dash.Dashboard:
     stack_ns = f'namespace=~"{ctx.stack_prefix}-.+"'
     rate = "[$__rate_interval]"
-    return (
+    dashboard = (
         _base(PLATFORM_UID, "Platform health", "The stack's workloads, volumes, certificates and entry points.")
         .link(_logs_link())
         .with_panel(
@@ -387,7 +409,16 @@ def platform_dashboard(ctx: DashboardContext) -> dash.Dashboard:
                 ),
             )
         )
-        .with_panel(
+    )
+    return _platform_volumes_and_entry_points(dashboard, ctx)
+
+
+def _platform_volumes_and_entry_points(dashboard: dash.Dashboard, ctx: DashboardContext) -> dash.Dashboard:
+    """Volumes, certificates, MLflow, Traefik and the Airflow scheduler."""
+    stack_ns = f'namespace=~"{ctx.stack_prefix}-.+"'
+    rate = "[$__rate_interval]"
+    return (
+        dashboard.with_panel(
             _series(
                 "Volume usage",
                 "percentunit",

@@ -150,8 +150,12 @@ def _burn_rule(
 
 
 def serving_rules(s: RuleSettings) -> list[AlertRule]:
+    return [*_serving_availability_rules(s), *_serving_model_rules(s)]
+
+
+def _serving_availability_rules(s: RuleSettings) -> list[AlertRule]:
+    """Ready replicas, errors and the latency budget."""
     ns = s.serving_namespace
-    skew_for = _duration(max(2 * s.watch_interval_seconds, 60))
     return [
         AlertRule(
             name="ServingNoReadyReplica",
@@ -201,6 +205,14 @@ def serving_rules(s: RuleSettings) -> list[AlertRule]:
             "Compare p99 by version on the Serving dashboard; raise the profile or the replicas, or retrain a "
             "lighter model.",
         ),
+    ]
+
+
+def _serving_model_rules(s: RuleSettings) -> list[AlertRule]:
+    """Reloads, version skew between replicas and shadow disagreement."""
+    ns = s.serving_namespace
+    skew_for = _duration(max(2 * s.watch_interval_seconds, 60))
+    return [
         AlertRule(
             name="ServingReloadFailing",
             expr=new_or_increased(

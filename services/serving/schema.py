@@ -106,19 +106,22 @@ class Fields(NamedTuple):  # built per request: a tuple is the cheapest to build
 ROWS = Fields.records("rows")
 
 
+# bool before int: a boolean is an int to isinstance
+_VALUE_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    ((int, float), "a number"),
+    (str, "a string"),
+    (list, "an array"),
+    (dict, "an object"),
+)
+
+
 def describe_value(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
+    for types, text in _VALUE_KINDS:
+        if isinstance(value, types):
+            return text
     return type(value).__name__
 
 

@@ -339,9 +339,8 @@ class Authenticator:
         if token is None:
             return Refusal(401, "a bearer token is required (Authorization: Bearer ...)", _challenge())
         if self.api_keys is not None:
-            if self.api_keys.valid(token):
-                return None
-            return Refusal(403, "unknown API key", _challenge("invalid_token", "unknown API key"))
+            valid = self.api_keys.valid(token)
+            return None if valid else Refusal(403, "unknown API key", _challenge("invalid_token", "unknown API key"))
         if self.oidc is not None:
             try:
                 await self.oidc.verify(token)

@@ -308,6 +308,19 @@ class VariantManager:
         self.metrics.load_seconds.labels(alias).observe(variant.load_seconds)
         self.metrics.reloads.labels(alias, "reloaded", trigger).inc()
         self.errors.pop(alias, None)
+        self._announce_reload(alias, version, previous, trigger, variant.load_seconds)
+        return ReloadResult(
+            alias=alias,
+            outcome="reloaded",
+            version=version,
+            previous_version=previous,
+            load_seconds=round(variant.load_seconds, 3),
+        )
+
+    def _announce_reload(
+        self, alias: str, version: str, previous: str | None, trigger: str, load_seconds: float
+    ) -> None:
+        """The log line of a reload, and its alert: a rollback (to a lower version) or a reload the API asked for."""
         rolled_back = previous is not None and _version_key(version) < _version_key(previous)
         log.info(
             "variant %s now serves version %s (was %s)",
@@ -319,7 +332,7 @@ class VariantManager:
                 "version": version,
                 "previous_version": previous,
                 "trigger": trigger,
-                "load_seconds": round(variant.load_seconds, 3),
+                "load_seconds": round(load_seconds, 3),
                 "event": "model.reloaded",
             },
         )
@@ -345,13 +358,6 @@ class VariantManager:
                 Severity.INFO,
                 fields,
             )
-        return ReloadResult(
-            alias=alias,
-            outcome="reloaded",
-            version=version,
-            previous_version=previous,
-            load_seconds=round(variant.load_seconds, 3),
-        )
 
     def _swap(self, variant: Variant) -> None:
         old = self.variants.get(variant.alias)

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -109,87 +110,99 @@ def test_make_demo_trains_through_the_api_and_its_curl_commands_work_until_ctrl_
     assert make.stdout is not None
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 1200
-        while time.monotonic() < deadline:
-            line = make.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "press Ctrl-C to stop" in line:
-                break
+        _read_until_ready(make.stdout, lines)
         out = "".join(lines)
         print(f"make demo (fresh state, both models, through the API): {time.monotonic() - started:.1f} s to ready")
         assert "press Ctrl-C to stop" in out, out[-6000:]
         ports = _ports(out)
         assert set(ports) == {"MLflow", "Airflow", "platform API", f"serving {IRIS}", f"serving {DIABETES}"}
         api_url = f"http://127.0.0.1:{ports['platform API']}"
-        for model in MODELS:
-            assert (
-                f"RESULT {model}: OK: version 1 promoted to champion and served by its own serving (before: none)"
-                in out
-            )
-            assert re.search(rf"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/{model}$", out, flags=re.M)
-            assert f"promoted: version 1 is champion of {model}" in out
-        assert "RESULT: OK: 2 of 2 models promoted and served" in out
-        assert out.count("quality gate: passed: ") == 2
-        # each training went through the API's states, followed over SSE
-        assert out.count("training.queued") == 2 and out.count("training.success") == 2
-        for step in (
-            "check dependencies and ports",
-            "start MLflow",
-            "start the serving processes (one per model)",
-            "start Airflow",
-            "start the platform API",
-            f"train {IRIS} through the API",
-            f"train {DIABETES} through the API",
-            "sample predictions",
-        ):
-            assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
-        assert len(re.findall(r"^  champion +-> version 1$", out, flags=re.M)) == 2
-        # a prediction from each model's own serving: a class for iris, a number for the regression
-        iris_answer = json.loads(re.search(rf"^    {IRIS}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
-        diabetes_answer = json.loads(re.search(rf"^    {DIABETES}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
-        assert (iris_answer["version"], diabetes_answer["version"]) == ("1", "1")
-        assert iris_answer["predictions"][0] in (0, 1, 2) and isinstance(diabetes_answer["predictions"][0], float)
-        catalog = json.loads((state / "catalog.json").read_text())
-        assert {m: catalog["models"][m][contract.CATALOG_SERVING_URL_KEY] for m in MODELS} == {
-            m: f"http://127.0.0.1:{ports[f'serving {m}']}" for m in MODELS
-        }
-        # the summary: the API's URL, its token and the curl commands, ready to paste
-        assert re.search(rf"^  URL +{re.escape(api_url)} ", out, flags=re.M)
-        token = re.search(r"^  token \(train, read\) +(\S+)$", out, flags=re.M).group(1)  # type: ignore[union-attr]
-        curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
-        start = [c for c in curls if f"{api_url}/v1/trainings" in c and "POST" in c]
-        follow = [c for c in curls if "-sSN" in c and any(a.startswith(f"{api_url}/v1/trainings/") for a in c)]
-        assert len(start) == len(follow) == 2 and f"Authorization: Bearer {token}" in start[0], out[-3000:]
-        assert any(a.startswith("Idempotency-Key: ") for a in start[0])
-        # per model, in the summary's order: its start command, then the follow command of the training the demo ran
-        iris_start, iris_follow = next((c, f) for c, f in zip(start, follow, strict=True) if IRIS in c[-1])
-        # the serving's curl commands answer with the promoted version
-        predict = next(
-            c for c in curls if any(a.endswith("/predict") for a in c) and str(ports[f"serving {IRIS}"]) in " ".join(c)
-        )
-        predicted = json.loads(subprocess.run(predict, capture_output=True, text=True, timeout=60).stdout)
-        assert (predicted["alias"], predicted["version"]) == ("champion", "1")
-        # the printed curl starts the next training of iris; the same key again answers the same training
-        created = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
-        again = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
-        assert created["model"] == IRIS and again["id"] == created["id"]
-        # the printed follow command, for that training: its events until the final one
-        follow_new = [
-            a if not a.endswith("/events") else f"{api_url}/v1/trainings/{created['id']}/events" for a in iris_follow
-        ]
-        streamed = subprocess.run(follow_new, capture_output=True, text=True, timeout=900).stdout
-        events = re.findall(r"^event: (\S+)$", streamed, flags=re.M)
-        assert events[0] == "training.queued" and events[-1] == "training.success", streamed[-3000:]
-        final = json.loads(re.findall(r"^data: (.*)$", streamed, flags=re.M)[-1])["run"]
-        assert final["promoted"] is True and final["registered_version"] == "2" and "champion" in final["aliases"]
+        _assert_both_models_trained_and_served(out, state, ports)
+        _assert_printed_curl_commands_work(lines, out, api_url, ports)
     finally:
         os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C in a terminal does to the foreground group
         rest, _ = make.communicate(timeout=180)
     output = "".join(lines) + rest
     assert "interrupted: everything the demo started is stopped" in output, output[-3000:]
     _nothing_left(output, state)
+
+
+def _read_until_ready(stdout: IO[str], lines: list[str]) -> None:
+    """Into `lines`: the demo's output up to its "press Ctrl-C" line (or its end, or 20 minutes)."""
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        line = stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "press Ctrl-C to stop" in line:
+            break
+
+
+def _assert_both_models_trained_and_served(out: str, state: Path, ports: dict[str, int]) -> None:
+    """Both models promoted and served, every step timed, a prediction from each serving, the catalog's URLs."""
+    for model in MODELS:
+        assert f"RESULT {model}: OK: version 1 promoted to champion and served by its own serving (before: none)" in out
+        assert re.search(rf"^  MLflow UI +http://127\.0\.0\.1:\d+/#/models/{model}$", out, flags=re.M)
+        assert f"promoted: version 1 is champion of {model}" in out
+    assert "RESULT: OK: 2 of 2 models promoted and served" in out
+    assert out.count("quality gate: passed: ") == 2
+    # each training went through the API's states, followed over SSE
+    assert out.count("training.queued") == 2 and out.count("training.success") == 2
+    for step in (
+        "check dependencies and ports",
+        "start MLflow",
+        "start the serving processes (one per model)",
+        "start Airflow",
+        "start the platform API",
+        f"train {IRIS} through the API",
+        f"train {DIABETES} through the API",
+        "sample predictions",
+    ):
+        assert re.search(rf"^ +\d+\.\d s  {re.escape(step)}", out, flags=re.M), f"step {step!r} without duration"
+    assert len(re.findall(r"^  champion +-> version 1$", out, flags=re.M)) == 2
+    # a prediction from each model's own serving: a class for iris, a number for the regression
+    iris_answer = json.loads(re.search(rf"^    {IRIS}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+    diabetes_answer = json.loads(re.search(rf"^    {DIABETES}: (.*)$", out, flags=re.M).group(1))  # type: ignore[union-attr]
+    assert (iris_answer["version"], diabetes_answer["version"]) == ("1", "1")
+    assert iris_answer["predictions"][0] in (0, 1, 2) and isinstance(diabetes_answer["predictions"][0], float)
+    catalog = json.loads((state / "catalog.json").read_text())
+    assert {m: catalog["models"][m][contract.CATALOG_SERVING_URL_KEY] for m in MODELS} == {
+        m: f"http://127.0.0.1:{ports[f'serving {m}']}" for m in MODELS
+    }
+
+
+def _assert_printed_curl_commands_work(lines: list[str], out: str, api_url: str, ports: dict[str, int]) -> None:
+    """The summary's API URL and token, and its curl commands: predict, start a training (idempotently), follow it."""
+    # the summary: the API's URL, its token and the curl commands, ready to paste
+    assert re.search(rf"^  URL +{re.escape(api_url)} ", out, flags=re.M)
+    token = re.search(r"^  token \(train, read\) +(\S+)$", out, flags=re.M).group(1)  # type: ignore[union-attr]
+    curls = [shlex.split(line.strip()) for line in lines if line.strip().startswith("curl ")]
+    start = [c for c in curls if f"{api_url}/v1/trainings" in c and "POST" in c]
+    follow = [c for c in curls if "-sSN" in c and any(a.startswith(f"{api_url}/v1/trainings/") for a in c)]
+    assert len(start) == len(follow) == 2 and f"Authorization: Bearer {token}" in start[0], out[-3000:]
+    assert any(a.startswith("Idempotency-Key: ") for a in start[0])
+    # per model, in the summary's order: its start command, then the follow command of the training the demo ran
+    iris_start, iris_follow = next((c, f) for c, f in zip(start, follow, strict=True) if IRIS in c[-1])
+    # the serving's curl commands answer with the promoted version
+    predict = next(
+        c for c in curls if any(a.endswith("/predict") for a in c) and str(ports[f"serving {IRIS}"]) in " ".join(c)
+    )
+    predicted = json.loads(subprocess.run(predict, capture_output=True, text=True, timeout=60).stdout)
+    assert (predicted["alias"], predicted["version"]) == ("champion", "1")
+    # the printed curl starts the next training of iris; the same key again answers the same training
+    created = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
+    again = json.loads(subprocess.run(iris_start, capture_output=True, text=True, timeout=60).stdout)
+    assert created["model"] == IRIS and again["id"] == created["id"]
+    # the printed follow command, for that training: its events until the final one
+    follow_new = [
+        a if not a.endswith("/events") else f"{api_url}/v1/trainings/{created['id']}/events" for a in iris_follow
+    ]
+    streamed = subprocess.run(follow_new, capture_output=True, text=True, timeout=900).stdout
+    events = re.findall(r"^event: (\S+)$", streamed, flags=re.M)
+    assert events[0] == "training.queued" and events[-1] == "training.success", streamed[-3000:]
+    final = json.loads(re.findall(r"^data: (.*)$", streamed, flags=re.M)[-1])["run"]
+    assert final["promoted"] is True and final["registered_version"] == "2" and "champion" in final["aliases"]
 
 
 def test_port_in_use_is_reported_and_nothing_starts(state: Path) -> None:

@@ -291,7 +291,7 @@ def _digest_or_exit(reference: str) -> str | int:
     return digest
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.delivery.images", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list").add_argument("--json", action="store_true", help="as a JSON list")
@@ -314,44 +314,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     cm.add_argument("--tag", required=True, help="the tag every image was pushed with (the commit)")
     cm.add_argument("--github-output", metavar="NAME", help="also write NAME=<config-map> to $GITHUB_OUTPUT")
     cm.add_argument("--summary", action="store_true", help="list the references in $GITHUB_STEP_SUMMARY")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "list":
         print(json.dumps(list(images())) if args.json else "\n".join(images()))
-    elif args.command in ("inputs", "plan"):
-        dockerfile, target = args.dockerfile or None, args.target or None
-        if args.command == "inputs":
-            built = inputs_of(dockerfile, ROOT, target, args.context) if dockerfile else inputs(args.image)
-            print("\n".join(built))
-            return 0
-        values = plan(args.image, args.registry, args.commit, ROOT, dockerfile, target, args.context)
-        print("\n".join(f"{k}={v}" for k, v in values.items()))
-        if args.github_output:
-            _write_outputs(values)
-    elif args.command == "digest":
-        digest = _digest_or_exit(args.reference)
+        return 0
+    if args.command in ("inputs", "plan"):
+        return _inputs_or_plan(args)
+    if args.command == "digest":
+        return _digest_command(args)
+    return _config_map_command(args)
+
+
+def _inputs_or_plan(args: argparse.Namespace) -> int:
+    dockerfile, target = args.dockerfile or None, args.target or None
+    if args.command == "inputs":
+        built = inputs_of(dockerfile, ROOT, target, args.context) if dockerfile else inputs(args.image)
+        print("\n".join(built))
+        return 0
+    values = plan(args.image, args.registry, args.commit, ROOT, dockerfile, target, args.context)
+    print("\n".join(f"{k}={v}" for k, v in values.items()))
+    if args.github_output:
+        _write_outputs(values)
+    return 0
+
+
+def _digest_command(args: argparse.Namespace) -> int:
+    digest = _digest_or_exit(args.reference)
+    if isinstance(digest, int):
+        return digest
+    print(digest)
+    if args.github_output:
+        _write_outputs({args.github_output: digest})
+    return 0
+
+
+def _config_map_command(args: argparse.Namespace) -> int:
+    entries = json.loads(args.images)
+    digests = {}
+    for entry in entries:
+        reference = f"{args.registry.lower().rstrip('/')}/{entry['name']}:{args.tag}"
+        digest = _digest_or_exit(reference)
         if isinstance(digest, int):
             return digest
-        print(digest)
-        if args.github_output:
-            _write_outputs({args.github_output: digest})
-    else:
-        entries = json.loads(args.images)
-        digests = {}
-        for entry in entries:
-            reference = f"{args.registry.lower().rstrip('/')}/{entry['name']}:{args.tag}"
-            digest = _digest_or_exit(reference)
-            if isinstance(digest, int):
-                return digest
-            digests[str(entry["name"])] = digest
-        values = config_map(entries, args.registry, digests)
-        text = json.dumps(values, sort_keys=True)
-        print(text)
-        if args.github_output:
-            _write_outputs({args.github_output: text})
-        if args.summary and os.environ.get("GITHUB_STEP_SUMMARY"):
-            registry = args.registry.lower().rstrip("/")
-            with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-                fh.writelines(f"- {name}: `{registry}/{name}@{digest}`\n" for name, digest in digests.items())
+        digests[str(entry["name"])] = digest
+    values = config_map(entries, args.registry, digests)
+    text = json.dumps(values, sort_keys=True)
+    print(text)
+    if args.github_output:
+        _write_outputs({args.github_output: text})
+    if args.summary and os.environ.get("GITHUB_STEP_SUMMARY"):
+        registry = args.registry.lower().rstrip("/")
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.writelines(f"- {name}: `{registry}/{name}@{digest}`\n" for name, digest in digests.items())
     return 0
 
 

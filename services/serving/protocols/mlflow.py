@@ -59,35 +59,47 @@ def _table_of(
             raise _bad(f"{field}[{i}]", f"expected a list of values, got {describe_value(row)}")
     names = validator.names
     if columns is not None and names is not None:
-        width = len(columns)
-        for i, row in enumerate(rows):
-            if len(row) != width:
-                raise _bad(f"{field}[{i}]", f"{len(row)} values for {width} columns {list(columns)}")
-        position = {name: k for k, name in enumerate(columns)}
-        unknown = [c for c in columns if c not in validator.name_set]
-        if unknown:
-            k = columns.index(unknown[0])
-            raise _bad(
-                f"{field.rsplit('.', 1)[0]}.columns[{k}]", f"unknown column {unknown[0]!r}; expected {list(names)}"
-            )
-        required = [c.name for c in validator.columns or () if c.required]
-        missing = [n for n in required if n not in position]
-        if missing:
-            raise _bad(f"{field.rsplit('.', 1)[0]}.columns", f"missing column(s) {missing}; expected {list(names)}")
-        positions = [position.get(n, -1) for n in names]
-        if -1 in positions:  # optional columns left out
-            table: list[Sequence[Any]] = [[row[p] if p >= 0 else None for p in positions] for row in rows]
-        elif len(positions) > 1:
-            pick = itemgetter(*positions)
-            table = [pick(row) for row in rows]
-        else:
-            table = [[row[positions[0]]] for row in rows]
+        positions = _positions(rows, field, columns, names, validator)
+        table = _in_signature_order(rows, positions)
         fields = Fields(field, lambda i: f"{field}[{i}]", lambda i, name, j: cell(i, positions[j]))
         return validator.table(table, fields)
     if columns is not None:  # no signature: the request's own columns
         records = [dict(zip(columns, row, strict=False)) for row in rows]
         return validator.records(records, Fields(field, lambda i: f"{field}[{i}]", lambda i, name, j: cell(i, j)))
     return validator.table(rows, Fields(field, lambda i: f"{field}[{i}]", lambda i, name, j: cell(i, j)))
+
+
+def _positions(
+    rows: list[list[Any]], field: str, columns: Sequence[str], names: Sequence[str], validator: InputValidator
+) -> list[int]:
+    """Where each of the signature's columns is in the request's rows (-1: an optional column left out); 400 on
+    a row of the wrong width, an unknown column or a missing required one."""
+    width = len(columns)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise _bad(f"{field}[{i}]", f"{len(row)} values for {width} columns {list(columns)}")
+    position = {name: k for k, name in enumerate(columns)}
+    unknown = [c for c in columns if c not in validator.name_set]
+    if unknown:
+        k = columns.index(unknown[0])
+        raise _bad(f"{field.rsplit('.', 1)[0]}.columns[{k}]", f"unknown column {unknown[0]!r}; expected {list(names)}")
+    required = [c.name for c in validator.columns or () if c.required]
+    missing = [n for n in required if n not in position]
+    if missing:
+        raise _bad(f"{field.rsplit('.', 1)[0]}.columns", f"missing column(s) {missing}; expected {list(names)}")
+    return [position.get(n, -1) for n in names]
+
+
+def _in_signature_order(rows: list[list[Any]], positions: list[int]) -> list[Sequence[Any]]:
+    """The rows' values in the signature's column order."""
+    if -1 in positions:  # optional columns left out
+        table: list[Sequence[Any]] = [[row[p] if p >= 0 else None for p in positions] for row in rows]
+    elif len(positions) > 1:
+        pick = itemgetter(*positions)
+        table = [pick(row) for row in rows]
+    else:
+        table = [[row[positions[0]]] for row in rows]
+    return table
 
 
 def _split(value: Any, validator: InputValidator) -> Any:

@@ -188,49 +188,69 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
     tensors = []
     offset = 0
     for index, item in enumerate(inputs):
-        if type(item) is not dict or not _INPUT_KEYS.issuperset(item):
-            _object(item, f"inputs[{index}]", _INPUT_KEYS)  # raises, naming the problem
-        name = item.get("name")
-        if type(name) is not str or not name:
-            raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
-        shape = item.get("shape")
-        count = 1
-        for dim in shape if type(shape) is list and shape else (None,):
-            if type(dim) is not int or dim < 0:
-                raise _bad(f"inputs[{index}].shape", f"expected a list of non-negative integers, got {shape!r}")
-            count *= dim
-        datatype = item.get("datatype")
-        allowed = _ALLOWED.get(datatype) if type(datatype) is str else None
-        if allowed is None:
-            raise _bad(f"inputs[{index}].datatype", f"{datatype!r} is not one of {list(DATATYPES)}")
+        name, shape, count, datatype, allowed = _tensor_head(item, index)
         parameters = item.get("parameters")
         size = None
         if parameters is not None:
             size = _parameters(parameters, f"inputs[{index}].parameters").get("binary_data_size")
         if size is not None:
-            where = f"inputs[{index}]"
-            if "data" in item:
-                raise _bad(f"{where}.data", "a tensor sent as binary data (binary_data_size) has no 'data'")
-            if type(size) is not int or size < 0 or offset + size > len(tail):
-                raise _bad(
-                    f"{where}.parameters.binary_data_size",
-                    f"{size!r} does not fit the {len(tail) - offset} bytes of binary data left",
-                )
-            data = _from_binary(tail[offset : offset + size], datatype, count, f"{where}.parameters.binary_data_size")
+            data = _binary_tensor_data(item, f"inputs[{index}]", tail, offset, size, datatype, count)
             offset += size
         else:
-            values = item.get("data")
-            if type(values) is not list:
-                raise _bad(f"inputs[{index}].data", f"expected a list of values, got {describe_value(values)}")
-            data = _flatten(values, f"inputs[{index}].data") if values and type(values[0]) is list else values
-            if len(data) != count:
-                raise _bad(f"inputs[{index}].data", f"{len(data)} values for shape {shape} ({count} expected)")
-            if not set(map(type, data)) <= allowed or datatype in _INT_RANGES:
-                _check_values(data, datatype, f"inputs[{index}].data")
+            data = _json_tensor_data(item, index, shape, count, datatype, allowed)
         tensors.append(Tensor(index, name, tuple(shape), datatype, data))
     if offset != len(tail):
         raise _bad("body", f"{len(tail) - offset} bytes of binary data that no input's binary_data_size claims")
     return tensors
+
+
+def _tensor_head(item: Any, index: int) -> tuple[str, list[int], int, str, frozenset[type]]:
+    """An input tensor's name, shape, element count, datatype and the Python types its values may have."""
+    if type(item) is not dict or not _INPUT_KEYS.issuperset(item):
+        _object(item, f"inputs[{index}]", _INPUT_KEYS)  # raises, naming the problem
+    name = item.get("name")
+    if type(name) is not str or not name:
+        raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
+    shape = item.get("shape")
+    count = 1
+    for dim in shape if type(shape) is list and shape else (None,):
+        if type(dim) is not int or dim < 0:
+            raise _bad(f"inputs[{index}].shape", f"expected a list of non-negative integers, got {shape!r}")
+        count *= dim
+    datatype = item.get("datatype")
+    allowed = _ALLOWED.get(datatype) if type(datatype) is str else None
+    if allowed is None:
+        raise _bad(f"inputs[{index}].datatype", f"{datatype!r} is not one of {list(DATATYPES)}")
+    return name, shape, count, datatype, allowed
+
+
+def _binary_tensor_data(
+    item: dict[str, Any], where: str, tail: bytes, offset: int, size: Any, datatype: str, count: int
+) -> list[Any]:
+    """The values of a tensor sent as `size` bytes of binary data, from `offset` in the body's tail."""
+    if "data" in item:
+        raise _bad(f"{where}.data", "a tensor sent as binary data (binary_data_size) has no 'data'")
+    if type(size) is not int or size < 0 or offset + size > len(tail):
+        raise _bad(
+            f"{where}.parameters.binary_data_size",
+            f"{size!r} does not fit the {len(tail) - offset} bytes of binary data left",
+        )
+    return _from_binary(tail[offset : offset + size], datatype, count, f"{where}.parameters.binary_data_size")
+
+
+def _json_tensor_data(
+    item: dict[str, Any], index: int, shape: list[int], count: int, datatype: str, allowed: frozenset[type]
+) -> list[Any]:
+    """The values of a tensor sent as JSON `data` (flat or nested), checked against its shape and datatype."""
+    values = item.get("data")
+    if type(values) is not list:
+        raise _bad(f"inputs[{index}].data", f"expected a list of values, got {describe_value(values)}")
+    data = _flatten(values, f"inputs[{index}].data") if values and type(values[0]) is list else values
+    if len(data) != count:
+        raise _bad(f"inputs[{index}].data", f"{len(data)} values for shape {shape} ({count} expected)")
+    if not set(map(type, data)) <= allowed or datatype in _INT_RANGES:
+        _check_values(data, datatype, f"inputs[{index}].data")
+    return data
 
 
 def _requested(doc: dict[str, Any]) -> tuple[tuple[str, bool], ...] | None:

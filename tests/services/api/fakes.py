@@ -121,14 +121,20 @@ class FakeAirflow(_Server):
         if path == "/api/v2/monitor/health":
             return 200, {"metadatabase": {"status": "healthy"}}
         if path == "/auth/token" and method == "POST":
-            if body == {"username": self.USERNAME, "password": self.PASSWORD}:
-                token = secrets.token_hex(8)
-                self.tokens.add(token)
-                return 201, {"access_token": token}
-            return 401, {"detail": "Invalid credentials"}
+            return self._issue_token(body)
         auth = str(headers.get("Authorization", ""))
         if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in self.tokens:
             return 401, {"detail": "Not authenticated"}
+        return self._dags_api(method, path, body)
+
+    def _issue_token(self, body: Any) -> tuple[int, Any]:
+        if body == {"username": self.USERNAME, "password": self.PASSWORD}:
+            token = secrets.token_hex(8)
+            self.tokens.add(token)
+            return 201, {"access_token": token}
+        return 401, {"detail": "Invalid credentials"}
+
+    def _dags_api(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         match = re.fullmatch(r"/api/v2/dags/([^/]+)(?:/dagRuns(?:/([^/]+)(/taskInstances)?)?)?", path)
         if not match:
             return 404, {"detail": "Not Found"}
@@ -136,14 +142,20 @@ class FakeAirflow(_Server):
         if dag_id not in self.dags:
             return 404, {"detail": f"The Dag with ID: `{dag_id}` was not found"}
         if run_id is None and path.endswith("/dagRuns") and method == "POST":
-            key = (dag_id, body["dag_run_id"])
-            if key in self.runs:
-                return 409, {"detail": "Unique constraint violation"}
-            self.runs[key] = FakeRun(dag_id, body["dag_run_id"], body.get("conf") or {})
-            return 200, self.runs[key].body()
+            return self._trigger(dag_id, body)
         if run_id is None:
             return 200, {"dag_id": dag_id, "is_paused": self.dags[dag_id]}
-        run = self.runs.get((dag_id, unquote(run_id)))
+        return self._dag_run_api(method, dag_id, unquote(run_id), bool(tis), body)
+
+    def _trigger(self, dag_id: str, body: Any) -> tuple[int, Any]:
+        key = (dag_id, body["dag_run_id"])
+        if key in self.runs:
+            return 409, {"detail": "Unique constraint violation"}
+        self.runs[key] = FakeRun(dag_id, body["dag_run_id"], body.get("conf") or {})
+        return 200, self.runs[key].body()
+
+    def _dag_run_api(self, method: str, dag_id: str, run_id: str, tis: bool, body: Any) -> tuple[int, Any]:
+        run = self.runs.get((dag_id, run_id))
         if run is None:
             return 404, {"detail": "DagRun not found"}
         if tis:
@@ -173,6 +185,9 @@ class FakeAirflow(_Server):
             self.tokens.clear()
 
 
+_MLFLOW_MISSING = (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "not found"})
+
+
 class FakeMlflow(_Server):
     def __init__(self) -> None:
         super().__init__()
@@ -182,42 +197,49 @@ class FakeMlflow(_Server):
         self.model_aliases: dict[str, dict[str, str]] = {}
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Any) -> tuple[int, Any]:
-        missing = (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "not found"})
         if path == "/health":
             return 200, "OK"
-        route = path.removeprefix("/api/2.0/mlflow/")
-        if route == "experiments/get-by-name":
-            name = query["experiment_name"][0]
-            if name not in self.experiments:
-                return missing
-            return 200, {"experiment": {"experiment_id": self.experiments[name], "name": name}}
-        if route == "runs/search":
-            wanted = re.search(r"= '(.*)'$", body["filter"])
-            found = [
-                r
-                for r in self.mlflow_runs
-                if r["experiment_id"] in body["experiment_ids"]
-                and wanted
-                and r["tags"].get(TAG_DAG_RUN_ID) == wanted.group(1)
-            ]
-            return 200, {"runs": [self._run(r) for r in found]} if found else {}
-        if route == "model-versions/search":
-            text = query["filter"][0]
-            name = re.search(r"name = '([^']*)'", text)
-            run = re.search(r"run_id = '([^']*)'", text)
-            versions = [
-                v
-                for v in self.versions.get(name.group(1) if name else "", [])
-                if not run or v["run_id"] == run.group(1)
-            ]
-            return 200, {"model_versions": sorted(versions, key=lambda v: -int(v["version"]))}
-        if route == "registered-models/get":
-            name = query["name"][0]
-            if name not in self.versions:
-                return missing
-            aliases = [{"alias": a, "version": v} for a, v in self.model_aliases.get(name, {}).items()]
-            return 200, {"registered_model": {"name": name, "aliases": aliases}}
-        return missing
+        routes = {
+            "experiments/get-by-name": self._experiment_by_name,
+            "runs/search": self._search_runs,
+            "model-versions/search": self._search_versions,
+            "registered-models/get": self._registered_model,
+        }
+        route = routes.get(path.removeprefix("/api/2.0/mlflow/"))
+        return route(query, body) if route else _MLFLOW_MISSING
+
+    def _experiment_by_name(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        name = query["experiment_name"][0]
+        if name not in self.experiments:
+            return _MLFLOW_MISSING
+        return 200, {"experiment": {"experiment_id": self.experiments[name], "name": name}}
+
+    def _search_runs(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        wanted = re.search(r"= '(.*)'$", body["filter"])
+        found = [
+            r
+            for r in self.mlflow_runs
+            if r["experiment_id"] in body["experiment_ids"]
+            and wanted
+            and r["tags"].get(TAG_DAG_RUN_ID) == wanted.group(1)
+        ]
+        return 200, {"runs": [self._run(r) for r in found]} if found else {}
+
+    def _search_versions(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        text = query["filter"][0]
+        name = re.search(r"name = '([^']*)'", text)
+        run = re.search(r"run_id = '([^']*)'", text)
+        versions = [
+            v for v in self.versions.get(name.group(1) if name else "", []) if not run or v["run_id"] == run.group(1)
+        ]
+        return 200, {"model_versions": sorted(versions, key=lambda v: -int(v["version"]))}
+
+    def _registered_model(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        name = query["name"][0]
+        if name not in self.versions:
+            return _MLFLOW_MISSING
+        aliases = [{"alias": a, "version": v} for a, v in self.model_aliases.get(name, {}).items()]
+        return 200, {"registered_model": {"name": name, "aliases": aliases}}
 
     @staticmethod
     def _run(r: dict[str, Any]) -> dict[str, Any]:
