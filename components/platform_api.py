@@ -70,7 +70,7 @@ from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, plat
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
-from services.common import contract
+from services.common import api_rules, contract
 
 NAME = "platform-api"
 RUN_AS = 10001
@@ -93,12 +93,12 @@ class PlatformApiConfig:
     """The API's own settings (a stack settings group `api.*` maps onto these)."""
 
     image: str
-    replicas: int = 1
-    airflow_username: str = "mlops-api"
-    reconcile_seconds: float = 5.0
-    events_poll_seconds: float = 1.0
-    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
-    limits: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    replicas: int = api_rules.REPLICAS
+    airflow_username: str = api_rules.AIRFLOW_USER
+    reconcile_seconds: float = api_rules.RECONCILE_SECONDS.default
+    events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
+    requests: dict[str, str] = field(default_factory=lambda: dict(api_rules.REQUESTS))
+    limits: dict[str, str] = field(default_factory=lambda: dict(api_rules.LIMITS))
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

@@ -29,7 +29,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from services.common import git_access
+from services.common import api_rules, env_settings, git_access
 from services.common.catalog import (
     DEFAULT_PROFILES,
     IMAGE_KINDS,
@@ -49,8 +49,9 @@ Environment = Literal["dev", "staging", "prod"]
 DefaultFn = Callable[[str], Any]
 
 
-class SettingsError(ValueError):
-    """Invalid or unknown stack settings. `problems` holds one line per problem."""
+class SettingsError(env_settings.SettingsError):
+    """Invalid or unknown stack settings (the services' settings error, with several problems): `problems` holds
+    one line per problem."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
@@ -501,33 +502,33 @@ class ApiSettings:
     airflow_user: str = setting(
         "api.airflowUser",
         "Airflow user the API triggers and follows DAG runs as (created by a Job, role User; password generated)",
-        default="mlops-api",
+        default=api_rules.AIRFLOW_USER,
         pattern=_AIRFLOW_USER,
     )
     reconcile_seconds: float = setting(
         "api.reconcileSeconds",
         "interval of the reconciler that brings unfinished trainings and rollbacks up to date from Airflow and MLflow",
-        default=5.0,
-        minimum=0.5,
-        maximum=300,
+        default=api_rules.RECONCILE_SECONDS.default,
+        minimum=api_rules.RECONCILE_SECONDS.minimum,
+        maximum=api_rules.RECONCILE_SECONDS.maximum,
     )
     events_poll_seconds: float = setting(
         "api.eventsPollSeconds",
         "how often an open event stream (SSE) looks for new events",
-        default=1.0,
-        minimum=0.1,
-        maximum=30,
+        default=api_rules.EVENTS_POLL_SECONDS.default,
+        minimum=api_rules.EVENTS_POLL_SECONDS.minimum,
+        maximum=api_rules.EVENTS_POLL_SECONDS.maximum,
     )
     requests: Mapping[str, str] = setting(
         "api.requests",
         "CPU and memory requests of each API pod: {cpu, memory}",
-        default={"cpu": "100m", "memory": "256Mi"},
+        default=dict(api_rules.REQUESTS),
         parse=_resources,
     )
     limits: Mapping[str, str] = setting(
         "api.limits",
         "CPU and memory limits of each API pod: {cpu, memory} (memory at least the request)",
-        default={"cpu": "1", "memory": "512Mi"},
+        default=dict(api_rules.LIMITS),
         parse=_resources,
     )
 
