@@ -12,6 +12,9 @@ from collections.abc import Mapping
 
 import pulumi
 
+from services.common import contract
+from services.common.catalog import names
+
 PLATFORM = "mlops-platform"
 PART_OF = "app.kubernetes.io/part-of"
 APP_NAME = "app.kubernetes.io/name"
@@ -66,3 +69,9 @@ def cluster_host(service: pulumi.Input[str], namespace: pulumi.Input[str]) -> pu
 def cluster_url(service: pulumi.Input[str], namespace: pulumi.Input[str], port: int) -> pulumi.Output[str]:
     """The in-cluster HTTP URL of a Service port: `http://<service>.<namespace>.svc.cluster.local:<port>`."""
     return pulumi.Output.concat("http://", cluster_host(service, namespace), f":{port}")
+
+
+def serving_url(model: str, namespace: str) -> str:
+    """The in-cluster URL of a model's serving Service (`model-<slug>` in the serving namespace, on the serving
+    port): what its ServingService exports as `url` and what the model catalog gives Airflow and the API."""
+    return f"http://{names(model)['k8s']}.{namespace}.{CLUSTER_DOMAIN}:{contract.SERVING_PORT}"

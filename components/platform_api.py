@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,13 +51,6 @@ from pulumi_kubernetes.networking.v1 import (
     IngressServiceBackendArgs,
     IngressSpecArgs,
     IngressTLSArgs,
-    IPBlockArgs,
-    NetworkPolicy,
-    NetworkPolicyEgressRuleArgs,
-    NetworkPolicyIngressRuleArgs,
-    NetworkPolicyPeerArgs,
-    NetworkPolicyPortArgs,
-    NetworkPolicySpecArgs,
     ServiceBackendPortArgs,
 )
 from pulumi_kubernetes.networking.v1 import Ingress as K8sIngress
@@ -70,7 +62,7 @@ from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, plat
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
-from services.common import contract
+from services.common import api_rules, contract
 
 NAME = "platform-api"
 RUN_AS = 10001
@@ -80,9 +72,6 @@ AIRFLOW_CREDENTIALS_SECRET = "mlops-api-airflow-credentials"
 AIRFLOW_USER_JOB = "mlops-api-airflow-user"
 AIRFLOW_USER_INPUTS_ANNOTATION = platform_key("airflow-user-inputs")
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
-AIRFLOW_API_PORT = 8080
-MLFLOW_PORT = 5000  # MLflow's container port behind its Service (NetworkPolicies see pod ports)
-POSTGRES_PORT = 5432
 # Exposed through the Ingress: the versioned API, its document and liveness. /readyz stays in the cluster.
 PUBLIC_PREFIXES = ("/v1",)
 PUBLIC_PATHS = ("/docs", "/openapi.json", "/healthz")
@@ -93,12 +82,12 @@ class PlatformApiConfig:
     """The API's own settings (a stack settings group `api.*` maps onto these)."""
 
     image: str
-    replicas: int = 1
-    airflow_username: str = "mlops-api"
-    reconcile_seconds: float = 5.0
-    events_poll_seconds: float = 1.0
-    requests: dict[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "256Mi"})
-    limits: dict[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    replicas: int = api_rules.REPLICAS
+    airflow_username: str = api_rules.AIRFLOW_USER
+    reconcile_seconds: float = api_rules.RECONCILE_SECONDS.default
+    events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
+    requests: dict[str, str] = field(default_factory=lambda: dict(api_rules.REQUESTS))
+    limits: dict[str, str] = field(default_factory=lambda: dict(api_rules.LIMITS))
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -119,7 +108,6 @@ class PlatformApiArgs:
     host: str
     ingress_class: str
     cluster_issuer: pulumi.Input[str]
-    controller_namespace: pulumi.Input[str]
     catalog_json: pulumi.Input[str]  # Catalog.for_airflow(serving_url=...) as JSON
     database_secret: str
     database_name: str
@@ -128,17 +116,11 @@ class PlatformApiArgs:
     airflow_url: pulumi.Input[str]  # the API server's in-cluster URL
     airflow_image: pulumi.Input[str]  # creates the API's Airflow user (FAB) in the Airflow namespace
     airflow_metadata_secret: str  # Airflow namespace, key `connection`
-    mlflow_namespace: pulumi.Input[str]
-    serving_namespace: pulumi.Input[str]  # GET /v1/models asks each model's serving /readyz
-    database_namespace: pulumi.Input[str] | None = None  # in-cluster Postgres
-    database_cidrs: Sequence[str] = ()  # RDS: the database subnets
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.database_namespace is None and not self.database_cidrs:
-            raise ValueError("the API's database must be reachable: give database_namespace or database_cidrs")
         if self.database_sslmode not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
             raise ValueError(f"unknown sslmode {self.database_sslmode!r}")
 
@@ -206,38 +188,6 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
     )
 
 
-def _namespace_peer(ns: pulumi.Input[str], pods: dict[str, str] | None = None) -> NetworkPolicyPeerArgs:
-    return NetworkPolicyPeerArgs(
-        namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}),
-        pod_selector=LabelSelectorArgs(match_labels=pods) if pods else None,
-    )
-
-
-def _tcp(port: int) -> list[NetworkPolicyPortArgs]:
-    return [NetworkPolicyPortArgs(port=port, protocol="TCP")]
-
-
-def egress_rules(args: PlatformApiArgs) -> list[NetworkPolicyEgressRuleArgs]:
-    """DNS, the Airflow API server, MLflow, the database, and the serving pods (readiness of GET /v1/models)."""
-    database: list[NetworkPolicyPeerArgs] = []
-    if args.database_namespace is not None:
-        database.append(_namespace_peer(args.database_namespace))
-    database += [NetworkPolicyPeerArgs(ip_block=IPBlockArgs(cidr=cidr)) for cidr in args.database_cidrs]
-    return [
-        NetworkPolicyEgressRuleArgs(
-            to=[_namespace_peer("kube-system", {"k8s-app": "kube-dns"})],
-            ports=[NetworkPolicyPortArgs(port=53, protocol="UDP"), NetworkPolicyPortArgs(port=53, protocol="TCP")],
-        ),
-        NetworkPolicyEgressRuleArgs(
-            to=[_namespace_peer(args.airflow_namespace.name, {"component": "api-server"})],
-            ports=_tcp(AIRFLOW_API_PORT),
-        ),
-        NetworkPolicyEgressRuleArgs(to=[_namespace_peer(args.mlflow_namespace)], ports=_tcp(MLFLOW_PORT)),
-        NetworkPolicyEgressRuleArgs(to=database, ports=_tcp(POSTGRES_PORT)),
-        NetworkPolicyEgressRuleArgs(to=[_namespace_peer(args.serving_namespace)], ports=_tcp(contract.SERVING_PORT)),
-    ]
-
-
 def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
     """`airflow users` (FAB) sets the API user's password, creating the user (role User) the first time."""
     user = args.config.airflow_username
@@ -269,9 +219,8 @@ class PlatformApi(pulumi.ComponentResource):
     points; a Job in the Airflow namespace that creates (or resets) the API's Airflow user; a Deployment (rolling,
     no unavailable pod, spread over nodes, probes on /healthz and /readyz, non-root, read-only root, settings as
     the contract's `MLOPS_API_*` variables, database credentials from the bootstrap's connection Secret); a
-    ClusterIP Service; a PodDisruptionBudget; a TLS Ingress exposing /v1, the OpenAPI document and /healthz; a
-    NetworkPolicy admitting only the ingress controller, with egress only to DNS, the Airflow API server,
-    MLflow, the database and the serving pods.
+    ClusterIP Service; a PodDisruptionBudget; a TLS Ingress exposing /v1, the OpenAPI document and /healthz.
+    What may reach it and what it may reach is decided with every other flow of the stack in infra/network.py.
 
     Exports the attributes below; `deployment` and `service` are handles, not outputs.
     """
@@ -285,14 +234,31 @@ class PlatformApi(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformApiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:PlatformApi", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self._labels = labels(name=NAME, component="platform-api", base=args.labels)
         selector = {APP_NAME: NAME, APP_COMPONENT: "platform-api"}
+        self.admin_token, airflow_password = self._generated_secrets(name)
+        secrets = self._api_secrets(name, args, airflow_password)
+        user_job = self._airflow_user(name, args, airflow_password, opts)
+        catalog = self._catalog(name, args)
+        account = self._service_account(name, args)
+        self.deployment = self._deployment(name, args, selector, account, [*secrets, catalog, user_job], opts)
+        self.service = self._service(name, args, selector)
+        self._disruption_budget(name, args, selector)
+        self._ingress(name, args)
+        self.url = cluster_url(self.service.metadata.name, args.namespace.name, contract.API_PORT)
+        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
+        self.register_outputs({"url": self.url, "external_url": self.external_url, "admin_token": self.admin_token})
+
+    def _generated_secrets(self, name: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The admin token and the API's Airflow password (pulumi-random), as secret outputs."""
+        child = pulumi.ResourceOptions(parent=self)
         token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
-        self.admin_token = pulumi.Output.secret(token.result)
         generated = random.RandomPassword(f"{name}-airflow-password", length=32, special=False, opts=child)
-        airflow_password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
-        secrets = [
+        return pulumi.Output.secret(token.result), pulumi.Output.secret(generated.result)
+
+    def _api_secrets(self, name: str, args: PlatformApiArgs, airflow_password: pulumi.Output[str]) -> list[Secret]:
+        """The admin token and the Airflow password in the API's namespace (its pods read them by reference)."""
+        return [
             self._secret(
                 f"{name}-admin-secret",
                 args.namespace,
@@ -308,6 +274,16 @@ class PlatformApi(pulumi.ComponentResource):
                 airflow_password,
             ),
         ]
+
+    def _airflow_user(
+        self,
+        name: str,
+        args: PlatformApiArgs,
+        airflow_password: pulumi.Output[str],
+        opts: pulumi.ResourceOptions | None,
+    ) -> pulumi.Resource:
+        """The password's Secret in the Airflow namespace and the Job that creates (or resets) the API's Airflow
+        user with it, rerun when the user, the password or the image changes."""
         airflow_secret = self._secret(
             f"{name}-airflow-user-secret",
             args.airflow_namespace,
@@ -315,7 +291,7 @@ class PlatformApi(pulumi.ComponentResource):
             contract.API_AIRFLOW_PASSWORD.name,
             airflow_password,
         )
-        user_job = rerun_on_change_job(
+        return rerun_on_change_job(
             f"{name}-airflow-user",
             name=AIRFLOW_USER_JOB,
             namespace=args.airflow_namespace,
@@ -330,17 +306,26 @@ class PlatformApi(pulumi.ComponentResource):
             parent=self,
             depends_on=[airflow_secret, *inherited_depends_on(opts)],
         )
-        catalog = ConfigMap(
+
+    def _catalog(self, name: str, args: PlatformApiArgs) -> ConfigMap:
+        """The model catalog, mounted where `MLOPS_MODEL_CATALOG` points."""
+        return ConfigMap(
             f"{name}-catalog",
             metadata=self._metadata(args, contract.MODEL_CATALOG_CONFIGMAP),
             data={contract.MODEL_CATALOG_KEY: args.catalog_json},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        account = ServiceAccount(
-            f"{name}-sa", metadata=self._metadata(args), automount_service_account_token=False, opts=child
+
+    def _service_account(self, name: str, args: PlatformApiArgs) -> ServiceAccount:
+        return ServiceAccount(
+            f"{name}-sa",
+            metadata=self._metadata(args),
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.deployment = self._deployment(name, args, selector, account, [*secrets, catalog, user_job], opts)
-        self.service = Service(
+
+    def _service(self, name: str, args: PlatformApiArgs, selector: dict[str, str]) -> Service:
+        return Service(
             f"{name}-service",
             metadata=self._metadata(args),
             spec=ServiceSpecArgs(
@@ -348,8 +333,11 @@ class PlatformApi(pulumi.ComponentResource):
                 selector=selector,
                 ports=[ServicePortArgs(name="http", port=contract.API_PORT, target_port="http", protocol="TCP")],
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _disruption_budget(self, name: str, args: PlatformApiArgs, selector: dict[str, str]) -> None:
+        """One pod may go at a time; with two replicas or more, one always stays."""
         several = args.config.replicas >= 2
         PodDisruptionBudget(
             f"{name}-pdb",
@@ -359,27 +347,8 @@ class PlatformApi(pulumi.ComponentResource):
                 min_available=1 if several else None,
                 max_unavailable=None if several else 1,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self._ingress(name, args)
-        NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._metadata(args),
-            spec=NetworkPolicySpecArgs(
-                pod_selector=LabelSelectorArgs(match_labels=selector),
-                policy_types=["Ingress", "Egress"],
-                ingress=[
-                    NetworkPolicyIngressRuleArgs(
-                        from_=[_namespace_peer(args.controller_namespace)], ports=_tcp(contract.API_PORT)
-                    )
-                ],
-                egress=egress_rules(args),
-            ),
-            opts=child,
-        )
-        self.url = cluster_url(self.service.metadata.name, args.namespace.name, contract.API_PORT)
-        self.external_url = pulumi.Output.from_input(f"https://{args.host}")
-        self.register_outputs({"url": self.url, "external_url": self.external_url, "admin_token": self.admin_token})
 
     def _metadata(self, args: PlatformApiArgs, name: str = NAME, **extra: Any) -> ObjectMetaArgs:
         return ObjectMetaArgs(name=name, namespace=args.namespace.output, labels=self._labels, **extra)

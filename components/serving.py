@@ -1,7 +1,8 @@
 """The serving of one model of the catalog on Kubernetes: its own Deployment, Service, autoscaler, disruption
-budget, NetworkPolicy, TLS Ingress with its per-client rate limit (a Traefik Middleware) and, with apiKey
+budget, TLS Ingress with its per-client rate limit (a Traefik Middleware) and, with apiKey
 authentication, its generated keys and the Secret of their hashes, named after the model
-(`services.common.catalog.names(model)["k8s"]`)."""
+(`services.common.catalog.names(model)["k8s"]`). Who may reach its pods is decided with every other flow of the
+stack in infra/network.py (its NetworkPolicies)."""
 
 from __future__ import annotations
 
@@ -70,18 +71,12 @@ from pulumi_kubernetes.networking.v1 import (
     IngressServiceBackendArgs,
     IngressSpecArgs,
     IngressTLSArgs,
-    NetworkPolicy,
-    NetworkPolicyIngressRuleArgs,
-    NetworkPolicyPeerArgs,
-    NetworkPolicyPortArgs,
-    NetworkPolicySpecArgs,
     ServiceBackendPortArgs,
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components.monitoring import PROMETHEUS_POD_LABELS
 from components.namespaces import NamespaceRef
-from components.naming import APP_NAME, cluster_url, labels, platform_key
+from components.naming import APP_NAME, labels, platform_key, serving_url
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
@@ -97,7 +92,7 @@ MODEL_LABEL = platform_key("model")  # the model's slug, on every object and pod
 # Paths the Ingress exposes (Exact), besides the inference protocols' (`contract.V2_SERVER_PATHS`,
 # `contract.MLFLOW_SCORING_PATHS`, and the model's V2 paths under one Prefix). The admin API (reload,
 # reload-all, blue-green switch) and /metrics are not among them: they are reachable only inside the cluster,
-# and the NetworkPolicy admits only the ingress controller and the Airflow namespace.
+# and the stack's NetworkPolicies (infra/network.py) admit only the ingress controller, Airflow, the API and monitoring.
 PUBLIC_PATHS = ("/predict", "/models", "/healthz", "/readyz", "/docs", "/openapi.json")
 DOCS_PATHS = ("/docs", "/openapi.json")  # exposed only when the model's serving.publicDocs is on
 MIDDLEWARE_API_VERSION = "traefik.io/v1alpha1"
@@ -148,8 +143,6 @@ class ServingServiceArgs:
     host: str
     ingress_class: str
     cluster_issuer: pulumi.Input[str]
-    controller_namespace: pulumi.Input[str]
-    airflow_namespace: pulumi.Input[str]
     logs_claim: pulumi.Input[str]
     rate_limit_middleware: bool = True  # the ingress controller is the stack's Traefik (it reads Middlewares)
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
@@ -157,8 +150,6 @@ class ServingServiceArgs:
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
-    # the stack's monitoring namespace: its Prometheus pods may scrape /metrics (None = no monitoring)
-    prometheus_namespace: pulumi.Input[str] | None = None
 
     @property
     def k8s_name(self) -> str:
@@ -325,10 +316,6 @@ def _pod(args: ServingServiceArgs, pod_labels: dict[str, str], account: ServiceA
     )
 
 
-def _from_namespace(ns: pulumi.Input[str]) -> NetworkPolicyPeerArgs:
-    return NetworkPolicyPeerArgs(namespace_selector=LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": ns}))
-
-
 class ServingService(pulumi.ComponentResource):
     """Builds the serving of one model, every object named `model-<slug>`: a ServiceAccount without API token, a
     Deployment (rolling update with no unavailable pod, no replica count: the autoscaler owns it; probes on
@@ -338,8 +325,8 @@ class ServingService(pulumi.ComponentResource):
     endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a
     HorizontalPodAutoscaler between the model's replica bounds, a PodDisruptionBudget, a TLS Ingress on the
     model's host exposing only the public paths (/docs and /openapi.json only with `publicDocs`) behind the
-    model's per-client rate limit (a Traefik `Middleware` named in the Ingress's router.middlewares annotation),
-    and a NetworkPolicy admitting only the ingress controller's and Airflow's namespaces. Authentication from the
+    model's per-client rate limit (a Traefik `Middleware` named in the Ingress's router.middlewares annotation).
+    Authentication from the
     model's `serving.auth` (MLOPS_SERVING_AUTH): with apiKey, one generated key per name in `keys`
     (pulumi-random) and a Secret holding only their SHA-256 hashes (and the catalog's `keyHashes`), mounted as the
     keys file that the service re-reads when it changes, so keys rotate without a restart.
@@ -370,8 +357,8 @@ class ServingService(pulumi.ComponentResource):
         self._disruption_budget(name, args, object_labels)
         middleware = self._rate_limit(name, args, object_labels, opts) if args.rate_limit_middleware else None
         self._ingress(name, args, object_labels, middleware)
-        self._network_policy(name, args, object_labels)
-        self.url = cluster_url(self.service.metadata.name, args.namespace.name, contract.SERVING_PORT)
+        # the naming rule's URL, resolved once the Service exists (its name is that rule's `model-<slug>`)
+        self.url = self.service.metadata.name.apply(lambda _: serving_url(args.model, args.namespace.name))
         self.reload_url = self.url
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
         self.deployment_name = self.deployment.metadata.name
@@ -546,33 +533,4 @@ class ServingService(pulumi.ComponentResource):
                 rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[middleware] if middleware else None),
-        )
-
-    def _network_policy(self, name: str, args: ServingServiceArgs, object_labels: dict[str, str]) -> None:
-        """Admits only the ingress controller's and Airflow's namespaces, and the stack's Prometheus pods, on the
-        service port."""
-        peers = [_from_namespace(args.controller_namespace), _from_namespace(args.airflow_namespace)]
-        if args.prometheus_namespace is not None:
-            peers.append(
-                NetworkPolicyPeerArgs(
-                    namespace_selector=LabelSelectorArgs(
-                        match_labels={"kubernetes.io/metadata.name": args.prometheus_namespace}
-                    ),
-                    pod_selector=LabelSelectorArgs(match_labels=PROMETHEUS_POD_LABELS),
-                )
-            )
-        NetworkPolicy(
-            f"{name}-netpol",
-            metadata=self._metadata(args, object_labels),
-            spec=NetworkPolicySpecArgs(
-                pod_selector=LabelSelectorArgs(match_labels=args.selector),
-                policy_types=["Ingress"],
-                ingress=[
-                    NetworkPolicyIngressRuleArgs(
-                        from_=peers,
-                        ports=[NetworkPolicyPortArgs(port=contract.SERVING_PORT, protocol="TCP")],
-                    )
-                ],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
         )

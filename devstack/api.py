@@ -23,7 +23,7 @@ import httpx
 from devstack import DAGS_FOLDER, REPO
 from devstack.procs import DevstackError, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
 from services.api import API_COMMAND
-from services.common import contract
+from services.common import api_rules, contract
 
 
 @dataclass
@@ -49,8 +49,8 @@ def api_env(
     admin_token: str,
     port: int,
     airflow_user: tuple[str, str],
-    reconcile_seconds: float = 0.3,
-    poll_seconds: float = 0.1,
+    reconcile_seconds: float = api_rules.RECONCILE_SECONDS.minimum,  # the fastest the service accepts
+    poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.minimum,
 ) -> dict[str, str]:
     """The API's environment, keyed by the contract's names."""
     env = env_with_venv(

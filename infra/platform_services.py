@@ -16,7 +16,7 @@ from components.logging import CentralLogs, CentralLogsArgs, loki_base_url
 from components.mlflow import MlflowServer, MlflowServerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespaces import NamespaceRef, PlatformNamespaces
-from components.naming import CLUSTER_DOMAIN
+from components.naming import serving_url
 from components.platform_api import PlatformApi, PlatformApiArgs, PlatformApiConfig
 from components.serving import ServingService, ServingServiceArgs
 from components.tls import TlsIssuers, TlsIssuersArgs
@@ -131,15 +131,10 @@ def endpoint_values(
     }
 
 
-def serving_url(s: StackSettings, model: str) -> str:
-    """The in-cluster URL of a model's serving Service (what its ServingService exports as `url`)."""
-    return f"http://{names(model)['k8s']}.{s.namespace('serving')}.{CLUSTER_DOMAIN}:{contract.SERVING_PORT}"
-
-
 def catalog_document(s: StackSettings) -> dict[str, Any]:
     """The model catalog as Airflow receives it: every model with its settings, names and in-cluster serving URLs
     (the admin API is the same Service), and the profiles."""
-    urls = {model: serving_url(s, model) for model in s.catalog.models}
+    urls = {model: serving_url(model, s.namespace("serving")) for model in s.catalog.models}
     return s.catalog.for_airflow(**{contract.CATALOG_SERVING_URL_KEY: urls, contract.CATALOG_RELOAD_URL_KEY: urls})
 
 
@@ -203,7 +198,6 @@ def _serving(
     ns: Namespaces,
     data: DataLayer,
     tls: TlsIssuers,
-    ingress: IngressController,
     opts: pulumi.ResourceOptions,
 ) -> dict[str, ServingService]:
     """One serving deployment per model of the catalog, named `model-<slug>`, on its serving profile."""
@@ -220,11 +214,8 @@ def _serving(
                 host=s.model_host(model),
                 ingress_class=s.ingress_class,
                 cluster_issuer=tls.cluster_issuer,
-                controller_namespace=ingress.namespace,
-                airflow_namespace=ns["airflow"].name,
                 logs_claim=data.serving_logs_claim,
                 rate_limit_middleware=s.ingress.controller == "traefik",
-                prometheus_namespace=ns["monitoring"].name if s.observability.enabled else None,
             ),
             opts=opts,
         )
@@ -237,7 +228,6 @@ def _api(
     ns: Namespaces,
     data: DataLayer,
     tls: TlsIssuers,
-    ingress: IngressController,
     airflow: AirflowPlatform,
     opts: pulumi.ResourceOptions,
 ) -> PlatformApi:
@@ -260,7 +250,6 @@ def _api(
             host=s.host("api"),
             ingress_class=s.ingress_class,
             cluster_issuer=tls.cluster_issuer,
-            controller_namespace=ingress.namespace,
             catalog_json=catalog_json(s),
             database_secret=data.api_db_secret,
             database_name=data.api_database,
@@ -269,10 +258,6 @@ def _api(
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,
             airflow_metadata_secret=data.airflow_db_secret,
-            mlflow_namespace=ns["mlflow"].name,
-            serving_namespace=ns["serving"].name,
-            database_namespace=None if rds else ns["data"].name,
-            database_cidrs=s.database_egress_cidrs if rds else (),
         ),
         opts=opts,
     )
@@ -385,10 +370,8 @@ def build_services(
     airflow_volumes = [] if s.airflow.remote_logging else _volume_ready(data, data.airflow_logs_claim)
     airflow = _airflow(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, data.database, *airflow_volumes))
     serving_volumes = _volume_ready(data, data.serving_logs_claim)
-    api = _api(
-        s, ns, data, tls, ingress, airflow, _after(k8s_opts, tls, ingress, endpoints, data.database, airflow.release)
-    )
-    serving = _serving(s, ns, data, tls, ingress, _after(k8s_opts, tls, ingress, endpoints, *serving_volumes))
+    api = _api(s, ns, data, tls, airflow, _after(k8s_opts, tls, ingress, endpoints, data.database, airflow.release))
+    serving = _serving(s, ns, data, tls, _after(k8s_opts, tls, ingress, endpoints, *serving_volumes))
     monitoring = logs = None
     if s.observability.enabled:
         logs = _logs(s, ns, data, _after(k8s_opts, data.artifacts))

@@ -1,4 +1,4 @@
-"""Typed stack settings (see stacks/settings.py)."""
+"""Typed stack settings (see stacks/settings/)."""
 
 from stacks.settings import PROJECT, Secret, SettingsError, StackSettings, from_pulumi, load_settings
 

@@ -11,14 +11,13 @@ import os
 import socket
 from dataclasses import dataclass, field
 
-from services.common import contract
+from services.common import api_rules, contract
+from services.common.env_settings import SettingsError, number, required, value
+
+__all__ = ["MIN_ADMIN_TOKEN", "SSLMODES", "Settings", "SettingsError", "markdown_table"]
 
 MIN_ADMIN_TOKEN = 24
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-class SettingsError(ValueError):
-    """An API setting is missing or invalid; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -39,37 +38,37 @@ class Settings:
     database_sslmode: str = "prefer"
     host: str = "0.0.0.0"
     port: int = contract.API_PORT
-    reconcile_seconds: float = 5.0
-    events_poll_seconds: float = 1.0
+    reconcile_seconds: float = api_rules.RECONCILE_SECONDS.default
+    events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @classmethod
     def from_env(cls) -> Settings:
-        admin = _required(contract.API_ADMIN_TOKEN)
+        admin = required(contract.API_ADMIN_TOKEN)
         if len(admin) < MIN_ADMIN_TOKEN:
             raise SettingsError(f"{contract.API_ADMIN_TOKEN.name} must be at least {MIN_ADMIN_TOKEN} characters")
         sslmode = contract.API_DATABASE_SSLMODE.get("prefer") or "prefer"
         if sslmode not in SSLMODES:
             raise SettingsError(f"{contract.API_DATABASE_SSLMODE.name} must be one of {', '.join(SSLMODES)}")
         return cls(
-            database_host=_required(contract.DATABASE_HOST),
-            database_name=_required(contract.API_DATABASE_NAME),
-            database_user=_required(contract.API_DATABASE_USER),
-            database_password=contract.API_DATABASE_PASSWORD.get(),
-            database_port=int(_number(contract.API_DATABASE_PORT, 5432, minimum=1, kind=int)),
+            database_host=required(contract.DATABASE_HOST),
+            database_name=required(contract.API_DATABASE_NAME),
+            database_user=required(contract.API_DATABASE_USER),
+            database_password=value(contract.API_DATABASE_PASSWORD),
+            database_port=int(number(contract.API_DATABASE_PORT, 5432, minimum=1, kind=int)),
             database_sslmode=sslmode,
             admin_token=admin,
             airflow_url=_url(contract.API_AIRFLOW_URL),
-            airflow_username=_required(contract.API_AIRFLOW_USERNAME),
-            airflow_password=_required(contract.API_AIRFLOW_PASSWORD),
+            airflow_username=required(contract.API_AIRFLOW_USERNAME),
+            airflow_password=required(contract.API_AIRFLOW_PASSWORD),
             tracking_uri=_url(contract.MLFLOW_TRACKING_URI),
             mlflow_username=contract.MLFLOW_TRACKING_USERNAME.get(),
-            mlflow_password=contract.MLFLOW_TRACKING_PASSWORD.get(),
-            catalog_path=_required(contract.MODEL_CATALOG),
+            mlflow_password=value(contract.MLFLOW_TRACKING_PASSWORD),
+            catalog_path=required(contract.MODEL_CATALOG),
             host=contract.API_HOST.get("0.0.0.0") or "0.0.0.0",
-            port=int(_number(contract.API_PORT_VAR, contract.API_PORT, minimum=1, kind=int)),
-            reconcile_seconds=_number(contract.API_RECONCILE_SECONDS, 5.0, minimum=0.1, kind=float),
-            events_poll_seconds=_number(contract.API_EVENTS_POLL_SECONDS, 1.0, minimum=0.05, kind=float),
+            port=int(number(contract.API_PORT_VAR, contract.API_PORT, minimum=1, kind=int)),
+            reconcile_seconds=_seconds(contract.API_RECONCILE_SECONDS, api_rules.RECONCILE_SECONDS),
+            events_poll_seconds=_seconds(contract.API_EVENTS_POLL_SECONDS, api_rules.EVENTS_POLL_SECONDS),
         )
 
     def conninfo(self) -> str:
@@ -83,25 +82,15 @@ class Settings:
         return {"password": self.database_password} if self.database_password else {}
 
 
-def _required(var: contract.EnvVar) -> str:
-    try:
-        return var.require()
-    except RuntimeError as exc:
-        raise SettingsError(str(exc)) from None
-
-
 def _url(var: contract.EnvVar) -> str:
-    value = _required(var).rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise SettingsError(f"{var.name} must be an http(s) URL, got {value!r}")
-    return value
+    url = required(var).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"{var.name} must be an http(s) URL, got {url!r}")
+    return url
 
 
-def _number(var: contract.EnvVar, default: float, *, minimum: float, kind: type[int] | type[float]) -> float:
-    try:
-        return var.number(default, minimum=minimum, kind=kind)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
+def _seconds(var: contract.EnvVar, interval: api_rules.Interval) -> float:
+    return number(var, interval.default, minimum=interval.minimum, maximum=interval.maximum)
 
 
 def markdown_table() -> str:

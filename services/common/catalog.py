@@ -42,7 +42,6 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 # The longest slug: leaves room for the longest derived name (`train_<slug>` DAG ids, `model-<slug>` objects).
 MAX_SLUG = 40
 GPU_RESOURCE = "nvidia.com/gpu"
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _METRIC = re.compile(r"^[A-Za-z0-9_./ -]{1,250}$")
 
@@ -62,7 +61,7 @@ class _Strict(BaseModel):
 
 
 def _quantity(value: str) -> str:
-    if not _QUANTITY.match(str(value)):
+    if not rules.QUANTITY.match(str(value)):
         raise ValueError(f"must be a Kubernetes quantity such as 500m, 2 or 4Gi; got {value!r}")
     return str(value)
 

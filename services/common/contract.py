@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from services.common.api_rules import EVENTS_POLL_SECONDS, RECONCILE_SECONDS
+
 
 @dataclass(frozen=True)
 class EnvVar:
@@ -30,20 +32,6 @@ class EnvVar:
         value = self.get()
         if value is None:
             raise RuntimeError(f"environment variable {self.name} is not set: {self.description}")
-        return value
-
-    def number(self, default: float, *, minimum: float, kind: type[int] | type[float] = float) -> float:
-        """The variable as a number of `kind` (`default` when unset); ValueError naming the variable when it is
-        not such a number or is below `minimum`."""
-        raw = self.get()
-        if raw is None:
-            return default
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ValueError(f"{self.name} must be a {kind.__name__}, got {raw!r}") from None
-        if value < minimum:
-            raise ValueError(f"{self.name} must be >= {minimum}, got {raw!r}")
         return value
 
 
@@ -170,10 +158,12 @@ API_AIRFLOW_PASSWORD = EnvVar("MLOPS_API_AIRFLOW_PASSWORD", "Password of that Ai
 API_HOST = EnvVar("MLOPS_API_HOST", "Interface the API binds to (default 0.0.0.0).")
 API_PORT_VAR = EnvVar("MLOPS_API_PORT", "Port the API listens on (default 8080).")
 API_RECONCILE_SECONDS = EnvVar(
-    "MLOPS_API_RECONCILE_SECONDS", "Interval of the reconciler that brings unfinished runs up to date (default 5)."
+    "MLOPS_API_RECONCILE_SECONDS",
+    f"Interval of the reconciler that brings unfinished runs up to date (default {RECONCILE_SECONDS.default:g}).",
 )
 API_EVENTS_POLL_SECONDS = EnvVar(
-    "MLOPS_API_EVENTS_POLL_SECONDS", "How often an open event stream looks for new events (default 1)."
+    "MLOPS_API_EVENTS_POLL_SECONDS",
+    f"How often an open event stream looks for new events (default {EVENTS_POLL_SECONDS.default:g}).",
 )
 API_PORT = 8080
 

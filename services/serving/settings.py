@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 
 from services.common import contract
+from services.common.env_settings import SettingsError, flag, number, required, value
 from services.common.serving_auth import ApiKeyAuth, AuthConfig, NoAuth, parse_auth
 from services.common.serving_rules import (
     ALIAS_PATTERN,
@@ -30,9 +31,7 @@ from services.common.serving_rules import (
 from services.serving.limits import DEFAULT_MAX_IN_FLIGHT
 from services.serving.security import read_key_file
 
-
-class SettingsError(ValueError):
-    """A serving setting is missing or invalid; the message names the variable."""
+__all__ = ["Settings", "SettingsError"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,8 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        tracking_uri = _required(contract.MLFLOW_TRACKING_URI)
-        model_name = _required(contract.MODEL_NAME)
+        tracking_uri = required(contract.MLFLOW_TRACKING_URI)
+        model_name = required(contract.MODEL_NAME)
         listed = tuple(a.strip() for a in (contract.SERVING_ALIASES.get("") or "").split(",") if a.strip())
         bad = invalid_aliases(listed)
         if bad:
@@ -78,19 +77,19 @@ class Settings:
             model_name=model_name,
             aliases=aliases,
             routing=routing,
-            reload_token=contract.RELOAD_TOKEN.get(),
-            slack_webhook_url=contract.SLACK_WEBHOOK_URL.get(),
-            poll_seconds=_number(contract.SERVING_POLL_SECONDS, 30.0, minimum=0.1, kind=float),
+            reload_token=value(contract.RELOAD_TOKEN),
+            slack_webhook_url=value(contract.SLACK_WEBHOOK_URL),
+            poll_seconds=number(contract.SERVING_POLL_SECONDS, 30.0, minimum=0.1, kind=float),
             log_dir=contract.SERVING_LOG_DIR.get(),
-            max_batch=int(_number(contract.SERVING_MAX_BATCH, 1000, minimum=1, kind=int)),
+            max_batch=int(number(contract.SERVING_MAX_BATCH, 1000, minimum=1, kind=int)),
             host=contract.SERVING_HOST.get("0.0.0.0") or "0.0.0.0",
-            port=int(_number(contract.SERVING_PORT_VAR, contract.SERVING_PORT, minimum=1, kind=int)),
-            workers=int(_number(contract.SERVING_WORKERS, DEFAULT_WORKERS, minimum=1, kind=int)),
+            port=int(number(contract.SERVING_PORT_VAR, contract.SERVING_PORT, minimum=1, kind=int)),
+            workers=int(number(contract.SERVING_WORKERS, DEFAULT_WORKERS, minimum=1, kind=int)),
             instance=f"{socket.gethostname()}:{os.getpid()}",  # the pod name in Kubernetes
             auth=auth,
             api_keys_file=api_keys_file,
-            max_in_flight=int(_number(contract.SERVING_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT, minimum=1, kind=int)),
-            public_docs=_flag(contract.SERVING_PUBLIC_DOCS, default=True),
+            max_in_flight=int(number(contract.SERVING_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT, minimum=1, kind=int)),
+            public_docs=flag(contract.SERVING_PUBLIC_DOCS, default=True),
         )
 
 
@@ -111,35 +110,3 @@ def _auth() -> tuple[AuthConfig, str | None]:
         except (OSError, ValueError) as exc:
             raise SettingsError(f"{contract.SERVING_API_KEYS_FILE.name} ({keys_file}) is unusable: {exc}") from exc
     return auth, keys_file
-
-
-def _flag(var: contract.EnvVar, *, default: bool) -> bool:
-    raw = var.get()
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise SettingsError(f"{var.name} must be true or false, got {raw!r}")
-
-
-def _required(var: contract.EnvVar) -> str:
-    value = var.get()
-    if value is None:
-        raise SettingsError(f"environment variable {var.name} is not set: {var.description}")
-    return value
-
-
-def _number(var: contract.EnvVar, default: float, *, minimum: float, kind: type[int] | type[float]) -> float:
-    raw = var.get()
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{var.name} must be a {kind.__name__}, got {raw!r}") from exc
-    if value < minimum:
-        raise SettingsError(f"{var.name} must be >= {minimum}, got {raw!r}")
-    return value

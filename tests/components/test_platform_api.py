@@ -1,8 +1,7 @@
 """The PlatformApi component under mocks, for both stacks: its objects validate strictly against the
 Kubernetes schemas, every reference resolves, the policy pack passes, no secret is in plaintext; prod runs two
 replicas with a disruption budget; the pod is hardened and configured only through the contract's variables;
-the Ingress exposes only the public API; the NetworkPolicy admits only the ingress controller and lets the pods
-reach only DNS, the Airflow API server, MLflow, the database and serving."""
+the Ingress exposes only the public API; it renders no NetworkPolicy (infra/network.py decides the flows)."""
 
 from __future__ import annotations
 
@@ -75,7 +74,6 @@ def build(stack: str) -> ProgramRun:
                 host=s.host("api"),
                 ingress_class=s.ingress_class,
                 cluster_issuer="mlops-ca",
-                controller_namespace=s.ingress_namespace,
                 catalog_json=json.dumps({"version": 1, "models": {}, "profiles": {}}),
                 database_secret=DB_SECRET,
                 database_name="platform_api",
@@ -84,10 +82,6 @@ def build(stack: str) -> ProgramRun:
                 airflow_url=f"http://airflow-api-server.{s.namespace('airflow')}.svc.cluster.local:8080",
                 airflow_image="ghcr.io/mlops-platform/airflow:3.3.2-mlops-0.1.0",
                 airflow_metadata_secret="airflow-metadata",
-                mlflow_namespace=s.namespace("mlflow"),
-                serving_namespace=s.namespace("serving"),
-                database_namespace=None if s.is_prod else s.namespace("data"),
-                database_cidrs=("10.0.16.0/20", "10.0.32.0/20") if s.is_prod else (),
             ),
         )
 
@@ -125,7 +119,6 @@ def test_objects_validate_resolve_pass_the_policies_and_hold_no_plaintext_secret
         "Deployment",
         "Ingress",
         "Job",
-        "NetworkPolicy",
         "PodDisruptionBudget",
         "Secret",
         "Secret",
@@ -187,39 +180,6 @@ def test_ingress_exposes_only_the_public_api() -> None:
     assert paths == {"/v1": "Prefix", "/docs": "Exact", "/openapi.json": "Exact", "/healthz": "Exact"}
     assert ingress["spec"]["tls"][0]["hosts"] == ["api.mlops.example.com"]
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "mlops-ca"
-
-
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_network_policy_admits_the_controller_and_egresses_only_to_dependencies(stack: str) -> None:
-    spec = one(run_of(stack), "NetworkPolicy")["spec"]
-    assert spec["policyTypes"] == ["Ingress", "Egress"]
-    (rule,) = spec["ingress"]
-    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]] == [
-        f"mlops-{stack}-ingress"
-    ]
-    targets = []
-    for egress in spec["egress"]:
-        ports = sorted(p["port"] for p in egress["ports"])
-        for peer in egress["to"]:
-            where = (
-                peer.get("ipBlock", {}).get("cidr")
-                or peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-            )
-            targets.append((where, tuple(ports)))
-    database = (
-        [("10.0.16.0/20", (5432,)), ("10.0.32.0/20", (5432,))]
-        if stack == "prod"
-        else [(f"mlops-{stack}-data", (5432,))]
-    )
-    assert sorted(targets) == sorted(
-        [
-            ("kube-system", (53, 53)),
-            (f"mlops-{stack}-airflow", (8080,)),
-            (f"mlops-{stack}-mlflow", (5000,)),
-            (f"mlops-{stack}-serving", (contract.SERVING_PORT,)),
-            *database,
-        ]
-    )
 
 
 def test_airflow_user_job_runs_in_the_airflow_namespace_with_secrets_by_reference() -> None:

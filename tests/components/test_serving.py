@@ -44,8 +44,6 @@ def build(stack: str, model: str = MODEL, traefik: bool = True, **overrides: Any
                 host=s.model_host(model),
                 ingress_class=s.ingress_class,
                 cluster_issuer="mlops-ca",
-                controller_namespace=s.ingress_namespace,
-                airflow_namespace=s.namespace("airflow"),
                 logs_claim="serving-logs",
                 rate_limit_middleware=traefik,
             ),
@@ -74,7 +72,6 @@ def test_objects_are_schema_valid_named_after_the_model_and_under_the_component(
             "Deployment",
             "HorizontalPodAutoscaler",
             "Ingress",
-            "NetworkPolicy",
             "PodDisruptionBudget",
             "Service",
             "ServiceAccount",
@@ -156,10 +153,6 @@ def test_reload_path_is_not_exposed_and_only_controller_and_airflow_may_connect(
     assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": "model-iris-classifier-tls"}]
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == [host]
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "mlops-ca"
-    policy = one(run, "NetworkPolicy")["spec"]
-    peers = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in policy["ingress"][0]["from"]]
-    assert peers == ["mlops-prod-ingress", "mlops-prod-airflow"]
-    assert policy["policyTypes"] == ["Ingress"]
 
 
 def test_objects_select_only_their_models_pods() -> None:
@@ -167,7 +160,6 @@ def test_objects_select_only_their_models_pods() -> None:
     selector = one(run, "Deployment")["spec"]["selector"]["matchLabels"]
     assert selector == {"app.kubernetes.io/name": "serving", "mlops-platform/model": "iris-classifier"}
     assert one(run, "Service")["spec"]["selector"] == selector
-    assert one(run, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == selector
     assert one(run, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == selector
     labels = one(run, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert selector.items() <= labels.items()

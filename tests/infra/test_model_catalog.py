@@ -93,7 +93,7 @@ def test_one_serving_deployment_per_model_with_its_profile(stack: str, stack_run
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env[contract.MODEL_NAME.name] == model
         assert "replicas" not in found[k8s]["spec"]
-        for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "Ingress"):
+        for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"):
             assert [o for o in objects(run, kind) if o["metadata"]["name"] == k8s], (kind, model)
         (hpa,) = [o for o in objects(run, "HorizontalPodAutoscaler") if o["metadata"]["name"] == k8s]
         spec = s.catalog.models[model].serving

@@ -2,8 +2,9 @@
 its Deployment sized and imaged from the stack's `api.*` and `images.api` settings; its database and role created by
 the bootstrap (the connection Secret it reads is the Database component's, the bootstrap SQL carries its role); the
 catalog it mounts is byte for byte Airflow's; the endpoints contract in its namespace; TLS as the bootstrap connects
-(RDS in prod, in-cluster in dev) and its NetworkPolicy reaching that database; it waits for the bootstrap and Airflow;
-Airflow creates DAGs unpaused so that the API's triggers run; the exports name it, the admin token only as a secret.
+(RDS in prod, in-cluster in dev) and the stack's NetworkPolicies letting it reach that database; it waits for the
+bootstrap and Airflow; Airflow creates DAGs unpaused so that the API's triggers run; the exports name it, the admin
+token only as a secret.
 With the real PostgreSQL: the bootstrap SQL of each stack's app databases lets the API's role run the API's own
 migrations in its database and nowhere else. The `api` dependency group the image installs is in the lock and holds
 every library the API imports when it starts."""
@@ -155,9 +156,9 @@ def test_api_sees_airflows_catalog_and_the_endpoints_contract(stack: str, stack_
 def test_tls_and_network_policy_follow_the_database_mode(stack: str, stack_run: Any) -> None:
     run, s = stack_run(stack), settings(stack)
     env = {e["name"]: e.get("value") for e in api_container(run, stack)["env"]}
-    (policy,) = k8s(run, "NetworkPolicy", f"mlops-{stack}-api", "platform-api")
-    to_postgres = [rule["to"] for rule in policy.manifest["spec"]["egress"] if rule["ports"][0]["port"] == 5432]
-    (peers,) = to_postgres
+    policies = k8s(run, "NetworkPolicy", f"mlops-{stack}-api")  # the stack's (infra/network.py)
+    egress = [rule for policy in policies for rule in policy.manifest["spec"].get("egress") or []]
+    (peers,) = [rule["to"] for rule in egress if rule["ports"][0]["port"] == 5432]
     if stack == "prod":
         assert s.database.mode == "rds" and env[contract.API_DATABASE_SSLMODE.name] == "require"
         assert [p["ipBlock"]["cidr"] for p in peers] == list(s.database_egress_cidrs)

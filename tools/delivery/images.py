@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_FOUND = 3
 PROJECT = "mlops-platform"  # stacks.settings.PROJECT (not imported: standard library only)
 PROFILES_SETTING = "images.profiles"  # the profile images' references, by image name
-IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"  # a repository path component (stacks.settings._IMAGE_NAME)
+IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"  # a repository path component (stacks.settings.images.IMAGE_NAME)
 MANIFEST_TYPES = ", ".join(
     (
         "application/vnd.oci.image.index.v1+json",

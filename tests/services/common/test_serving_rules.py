@@ -1,14 +1,18 @@
 """The shared serving rules: each routing mode's own behaviour (aliases, shares, shadow, switch), the routing
-as the pods' environment carries it, validation messages naming the field, and memory sizing."""
+as the pods' environment carries it, validation messages naming the field, and memory sizing; docs/serving.md
+quotes the real default number of workers."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.common.serving_rules import (
+    DEFAULT_WORKERS,
     PROCESS_MEMORY_BYTES,
     ROUTING_MODES,
     ABRouting,
@@ -139,3 +143,10 @@ def test_memory_quantities_and_minimum() -> None:
     with pytest.raises(ValueError, match="not a Kubernetes quantity"):
         quantity_bytes("lots")
     assert min_memory_bytes(3) == 3 * PROCESS_MEMORY_BYTES
+
+
+def test_docs_quote_the_default_workers() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "serving.md").read_text(encoding="utf-8")
+    quoted = re.findall(r"`DEFAULT_WORKERS` = (\d+)", text)
+    assert quoted, "docs/serving.md no longer quotes DEFAULT_WORKERS"
+    assert {int(n) for n in quoted} == {DEFAULT_WORKERS}
