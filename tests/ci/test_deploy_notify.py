@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from services.common import deploy_notify
 from services.common.contract import SLACK_WEBHOOK_URL
+from tools.delivery import deploy_notify
 from tools.delivery.deploy_notify import Changes, classify, endpoints, format_duration, main, parse_changes
 
 ROOT = Path(__file__).resolve().parents[3]
