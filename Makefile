@@ -78,7 +78,7 @@ airflow-requirements: ## regenerate services/airflow/requirements.txt (the Airfl
 	$(PY) -m services.airflow > services/airflow/requirements.txt
 
 docs: ## regenerate docs/configuration.md from stacks/settings.py
-	$(PY) -m stacks > docs/configuration.md
+	$(PY) -m tools.docs > docs/configuration.md
 
 clean: ## remove caches and the local demo state
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .local

@@ -15,8 +15,8 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
+from observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from services.common import contract, git_access
-from services.observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from stacks.settings import AirflowSettings, ImageRef
 from stacks.settings import Secret as SecretSetting
 

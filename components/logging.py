@@ -12,7 +12,7 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
-from services.observability import logs
+from observability import logs
 
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 LOKI_REPO = "https://grafana-community.github.io/helm-charts"
@@ -115,7 +115,7 @@ def loki_base_url(namespace_name: str) -> str:
 
 def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
     """Alloy as one Deployment reading pod logs through the Kubernetes API: a Role per collected namespace
-    allowing only pods and their logs (no ClusterRole, no host path), the pipeline of services/observability."""
+    allowing only pods and their logs (no ClusterRole, no host path), the pipeline of observability."""
     url = loki_base_url(args.namespace.name)
     collected = sorted({ns.name for ns in args.collect_namespaces})
     pipeline = logs.LogPipeline(stack=args.stack, namespaces=collected, loki_url=url)

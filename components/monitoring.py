@@ -1,5 +1,5 @@
 """Monitoring of one stack: kube-prometheus-stack (Prometheus, Alertmanager, Grafana), the platform's monitors,
-alert rules and dashboards (definitions in services/observability)."""
+alert rules and dashboards (definitions in observability)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_url, labels
 from components.options import inherited_depends_on
-from services.observability import alertmanager, dashboards, rules, scrape
-from services.observability.dashboards import DashboardContext
-from services.observability.rules import RuleSettings
-from services.observability.scrape import ScrapeTargets
+from observability import alertmanager, dashboards, rules, scrape
+from observability.dashboards import DashboardContext
+from observability.rules import RuleSettings
+from observability.scrape import ScrapeTargets
 
 KPS_REPO = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"

@@ -7,8 +7,9 @@ variable and the problem: Airflow shows it as this file's import error. What the
 
 from __future__ import annotations
 
-from mlops_tasks import model_catalog
 from mlops_tasks.pipelines import dags_for
 
+from services.common import catalog_file
+
 # Module-level names: Airflow collects the DAGs it finds in this module's globals.
-globals().update(dags_for(model_catalog.load()))
+globals().update(dags_for(catalog_file.load()))

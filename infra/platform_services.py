@@ -21,11 +21,11 @@ from components.platform_api import PlatformApi, PlatformApiArgs, PlatformApiCon
 from components.serving import ServingService, ServingServiceArgs
 from components.tls import TlsIssuers, TlsIssuersArgs
 from infra.data_layer import DataLayer
+from observability.dashboards import DashboardContext
+from observability.rules import RuleSettings, retrain_days_for
+from observability.scrape import ScrapeTargets
 from services.common import contract
 from services.common.catalog import names
-from services.observability.dashboards import DashboardContext
-from services.observability.rules import RuleSettings, retrain_days_for
-from services.observability.scrape import ScrapeTargets
 from stacks.settings import StackSettings
 
 Namespaces = dict[str, NamespaceRef]

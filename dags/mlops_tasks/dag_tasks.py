@@ -18,7 +18,7 @@ from typing import Any
 from airflow.sdk import Param, task
 
 from mlops_tasks.callbacks import alert_on_failure
-from mlops_tasks.model_catalog import ModelEntry
+from services.common.catalog_file import CatalogModel
 from services.common.serving_rules import ALIAS_PATTERN
 
 OWNER = "ml-platform"
@@ -43,7 +43,7 @@ def default_args(**retry_policy: Any) -> dict[str, Any]:
     return {"owner": OWNER, **retry_policy, "on_failure_callback": alert_on_failure}
 
 
-def alias_param(entry: ModelEntry, description: str) -> Param:
+def alias_param(entry: CatalogModel, description: str) -> Param:
     """The `alias` param: one of the aliases the model's serving loads (the first by default)."""
     return Param(
         entry.aliases[0], type="string", pattern=ALIAS_PATTERN, enum=list(entry.aliases), description=description
@@ -57,7 +57,7 @@ def verify_timeout_param() -> Param:
     )
 
 
-def reload_and_verify(entry: ModelEntry, move: Any, announce: Announce) -> tuple[Any, Any]:
+def reload_and_verify(entry: CatalogModel, move: Any, announce: Announce) -> tuple[Any, Any]:
     """Add `reload_serving(move) -> verify_serving(move, reloaded)` for the model `entry` to the DAG being defined.
 
     `move` is the XComArg of the task that moved the alias (its return value is a move record).

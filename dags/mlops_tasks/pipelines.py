@@ -41,14 +41,16 @@ from mlops_tasks.dag_tasks import (
     reload_and_verify,
     verify_timeout_param,
 )
-from mlops_tasks.model_catalog import ModelEntry
-from mlops_tasks.settings import PREVIOUS_VERSION_XCOM_KEY
 from mlops_tasks.steps import announce_manual_rollback, announce_promotion
 from services.common import training_pod
 from services.common.catalog import ParamValue
+from services.common.catalog_file import CatalogModel
 
 TRAINING_MARGIN = timedelta(minutes=15)  # checkout, MLflow calls and checks around the entrypoint's own timeout
 _JSON_TYPES: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+# XCom key under which `promote` (and the manual rollback's `move_alias`) remembers the version that
+# held the alias before it was moved: {"model", "alias", "previous_version", "new_version"}.
+PREVIOUS_VERSION_XCOM_KEY = "previous_version"
 
 
 def param_of(name: str, default: ParamValue) -> Param:
@@ -59,7 +61,7 @@ def param_of(name: str, default: ParamValue) -> Param:
     return Param(default, type=_JSON_TYPES[type(default)], description=description)
 
 
-def training_params(entry: ModelEntry) -> dict[str, Param]:
+def training_params(entry: CatalogModel) -> dict[str, Param]:
     params = {name: param_of(name, default) for name, default in entry.spec.training.params.items()}
     params["alias"] = alias_param(entry, "Alias to promote the candidate to (and whose holder is the champion).")
     params["dataset"] = Param(
@@ -71,7 +73,7 @@ def training_params(entry: ModelEntry) -> dict[str, Param]:
     return params
 
 
-def executor_config(entry: ModelEntry) -> dict[str, Any]:
+def executor_config(entry: CatalogModel) -> dict[str, Any]:
     """`executor_config` of the training task: the profile's pod as `pod_override` where the Kubernetes client is
     installed (the cluster's Airflow image); nothing locally, where tasks run in-process."""
     pod = training_pod.as_v1_pod(
@@ -80,7 +82,7 @@ def executor_config(entry: ModelEntry) -> dict[str, Any]:
     return {} if pod is None else {"pod_override": pod}
 
 
-def _doc(entry: ModelEntry) -> str:
+def _doc(entry: CatalogModel) -> str:
     spec = entry.spec
     gate = spec.gate
     entrypoint = (
@@ -101,7 +103,7 @@ def _doc(entry: ModelEntry) -> str:
     return "\n".join(lines)
 
 
-def training_dag(entry: ModelEntry) -> DAG:
+def training_dag(entry: CatalogModel) -> DAG:
     """`train_<model>`: train, evaluate, gate, register, wait until READY, promote, reload and verify serving."""
     spec = entry.spec
     training_timeout = timedelta(minutes=spec.training.timeout_minutes)
@@ -126,7 +128,7 @@ def training_dag(entry: ModelEntry) -> DAG:
     return dag
 
 
-def _train_to_ready(entry: ModelEntry, training_timeout: timedelta) -> list[Any]:
+def _train_to_ready(entry: CatalogModel, training_timeout: timedelta) -> list[Any]:
     """In the DAG being defined: train, evaluate, gate, register, wait until READY; their XComArgs in that order."""
 
     # multiple_outputs=False on tasks returning a dict: TaskFlow would otherwise also push one XCom per
@@ -178,7 +180,7 @@ def _train_to_ready(entry: ModelEntry, training_timeout: timedelta) -> list[Any]
     return [trained, evaluation, gate, version, ready]
 
 
-def _promote_and_guard(entry: ModelEntry, upstream: list[Any]) -> None:
+def _promote_and_guard(entry: CatalogModel, upstream: list[Any]) -> None:
     """In the DAG being defined: promote, reload and verify serving, the automatic rollback and the watcher."""
 
     # multiple_outputs=False: see `_train_to_ready` (the move record has a "previous_version" key).
@@ -218,7 +220,7 @@ def _promote_and_guard(entry: ModelEntry, upstream: list[Any]) -> None:
     [trained, evaluation, gate, version, ready, move, reloaded, verified, undo] >> watcher
 
 
-def rollback_dag(entry: ModelEntry) -> DAG:
+def rollback_dag(entry: CatalogModel) -> DAG:
     """`rollback_<model>`: point an alias of the model back at a chosen READY version and make its serving use it."""
     with DAG(
         dag_id=entry.rollback_dag_id,
@@ -267,7 +269,7 @@ def rollback_dag(entry: ModelEntry) -> DAG:
     return dag
 
 
-def dags_for(entries: dict[str, ModelEntry]) -> dict[str, DAG]:
+def dags_for(entries: dict[str, CatalogModel]) -> dict[str, DAG]:
     """Every DAG of the catalog, by DAG id: `train_<model>` and `rollback_<model>` per model."""
     out: dict[str, DAG] = {}
     for entry in entries.values():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_tasks.settings import previous_tag
+from services.common.registry_tags import previous_tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -38,23 +38,24 @@ from typing import IO, TYPE_CHECKING, Any
 
 from services.common import training_contract as tc
 from services.common import training_sdk
-from services.common.catalog import ModelSpec, ParamValue, names
+from services.common.catalog import ModelSpec, names
+from services.common.catalog_file import merge_params
+from services.common.registry_tags import (
+    TAG_CHAMPION,
+    TAG_DAG_ID,
+    TAG_DAG_RUN_ID,
+    TAG_ENTRYPOINT,
+    TAG_FAILURE,
+    TAG_GATE_METRIC,
+    TAG_GIT_COMMIT,
+    TAG_MODEL,
+    TAG_SOURCE,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-# Tags of the MLflow run (the Airflow side links back through the run id the task returns).
-TAG_MODEL = "mlops.model"
-TAG_DAG_ID = "mlops.airflow.dag_id"
-TAG_DAG_RUN_ID = "mlops.airflow.run_id"
-TAG_ENTRYPOINT = "mlops.training.entrypoint"
-TAG_SOURCE = "mlops.training.source"
-TAG_GATE_METRIC = "mlops.gate.metric"
-TAG_FAILURE = "mlops.training.failure"
-TAG_CHAMPION = "mlops.training.champion"  # the champion's model URI handed to the code
-TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag: the UI shows it
 
 # The directory holding `services/`: put on the entrypoint's PYTHONPATH (after the source folder) for the SDK.
 PLATFORM_ROOT = Path(training_sdk.__file__).resolve().parents[2]
@@ -117,50 +118,6 @@ class EntrypointResult:
         return self.returncode == 0 and not self.timed_out
 
 
-# --- the model's spec ------------------------------------------------------------------------------
-SpecLike = ModelSpec | Mapping[str, Any]
-
-
-def model_spec(spec: SpecLike) -> ModelSpec:
-    """A ModelSpec from itself or from a model's entry of `Catalog.for_airflow()` (the JSON the DAGs receive:
-    its derived `names` and endpoint keys are left out)."""
-    if isinstance(spec, ModelSpec):
-        return spec
-    return ModelSpec.model_validate({key: spec[key] for key in ModelSpec.model_fields if key in spec})
-
-
-# --- params ----------------------------------------------------------------------------------------
-def merge_params(defaults: Mapping[str, ParamValue], overrides: Mapping[str, Any] | None) -> dict[str, ParamValue]:
-    """The catalog's defaults overridden by a run's params.
-
-    ValueError naming the param when a run's param is unknown, is not a scalar, or has another type than the
-    default (an int where the default is a float is taken as that float; a default of null takes any scalar)."""
-    merged: dict[str, ParamValue] = dict(defaults)
-    problems = []
-    for name, value in (overrides or {}).items():
-        if name not in defaults:
-            known = ", ".join(sorted(defaults)) or "none"
-            problems.append(f"param {name!r} is not one of the model's params (known: {known})")
-            continue
-        default = defaults[name]
-        if value is not None and not isinstance(value, str | int | float | bool):
-            problems.append(f"param {name!r} must be a string, number or boolean; got {type(value).__name__}")
-        elif default is None:
-            merged[name] = value
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            merged[name] = float(value)
-        elif type(value) is not type(default):
-            problems.append(
-                f"param {name!r} must be {type(default).__name__} like its default {default!r}; "
-                f"got {type(value).__name__} {value!r}"
-            )
-        else:
-            merged[name] = value
-    if problems:
-        raise ValueError("; ".join(problems))
-    return merged
-
-
 # --- 1. the MLflow run -----------------------------------------------------------------------------
 def _client(tracking_uri: str) -> MlflowClient:
     from mlflow import MlflowClient
@@ -198,7 +155,7 @@ def source_commit(folder: str | os.PathLike[str]) -> str | None:
 def start_run(
     tracking_uri: str,
     model: str,
-    spec: SpecLike,
+    spec: ModelSpec,
     params: Mapping[str, Any] | None,
     dag_run_id: str,
     *,
@@ -212,7 +169,6 @@ def start_run(
     for bad params."""
     from mlflow.entities import Param
 
-    spec = model_spec(spec)
     merged = merge_params(spec.training.params, params)
     derived = names(model)
     client = _client(tracking_uri)
@@ -243,7 +199,7 @@ def training_env(
     *,
     tracking_uri: str,
     model: str,
-    spec: SpecLike,
+    spec: ModelSpec,
     run_id: str,
     params: Mapping[str, Any] | None,
     output_dir: str | os.PathLike[str],
@@ -255,7 +211,6 @@ def training_env(
     pass-through variables of `base_env` (default: this process's environment); the platform's Python first on
     PATH. `dataset` overrides the catalog's dataset for this run; `champion_model_uri` is the version the run may
     replace (unset when the alias has no holder)."""
-    spec = model_spec(spec)
     base = os.environ if base_env is None else base_env
     env = {name: value for name, value in base.items() if value != "" and tc.passes_through(name)}
     env["PATH"] = os.pathsep.join(p for p in (str(Path(sys.executable).parent), base.get("PATH", os.defpath)) if p)
@@ -285,9 +240,9 @@ def _entrypoint_text(spec: ModelSpec) -> str:
     return entrypoint if isinstance(entrypoint, str) else " ".join(entrypoint)
 
 
-def entrypoint_argv(spec: SpecLike) -> list[str]:
+def entrypoint_argv(spec: ModelSpec) -> list[str]:
     """The command the runner executes: `python -c <bootstrap> package.module:function`, or the command list."""
-    entrypoint = model_spec(spec).training.entrypoint
+    entrypoint = spec.training.entrypoint
     if isinstance(entrypoint, str):
         return [sys.executable, "-c", BOOTSTRAP, entrypoint]
     return list(entrypoint)
@@ -321,7 +276,7 @@ def _end_group(leader: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def run_entrypoint(
-    spec: SpecLike,
+    spec: ModelSpec,
     env: Mapping[str, str],
     workdir: str | os.PathLike[str],
     timeout: float,
@@ -335,7 +290,6 @@ def run_entrypoint(
 
     With `check`, a non-zero exit or a timeout raises TrainingContractError naming the exit code (or the
     timeout) and the last lines of stderr."""
-    spec = model_spec(spec)
     folder = Path(workdir) / spec.training.source.subdir
     entry = _entrypoint_text(spec)
     if not folder.is_dir():
@@ -536,7 +490,7 @@ def _metric_problems(metrics: dict[str, float], gate_metric: str) -> list[str]:
 # --- the whole sequence ----------------------------------------------------------------------------
 def train(
     model: str,
-    spec: SpecLike,
+    spec: ModelSpec,
     params: Mapping[str, Any] | None,
     tracking_uri: str,
     *,
@@ -553,7 +507,6 @@ def train(
     `champion_model_uri` names the version the run may replace (the code scores it: `champion.<gate metric>`),
     `timeout` (seconds) the catalog's timeoutMinutes. Raises ValueError for bad params (no run created) and
     TrainingContractError for a broken contract (the run is marked FAILED with the reason)."""
-    spec = model_spec(spec)
     folder = Path(workdir) / spec.training.source.subdir
     run_id = start_run(
         tracking_uri,

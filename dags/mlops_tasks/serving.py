@@ -6,8 +6,8 @@ import logging
 import time
 from typing import Any
 
+from mlops_tasks.endpoints import Endpoints
 from mlops_tasks.errors import PermanentError
-from mlops_tasks.settings import Endpoints
 from services.common.contract import reload_path, variant_predict_path
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The body of every DAG task, as plain functions (Airflow only provides params, XCom and retries).
 
-Every function works on ONE model of the catalog (`entry`, a `model_catalog.ModelEntry`): its registered model,
-its aliases, its own serving process (`Endpoints.for_model`). Two models' pipelines never touch each other's
-aliases or serving.
+Every function works on ONE model of the catalog (`entry`, a `services.common.catalog_file.CatalogModel`): its
+registered model, its aliases, its own serving process (`Endpoints.for_model`). Two models' pipelines never touch
+each other's aliases or serving.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops_tasks import settings
+from mlops_tasks.endpoints import Endpoints
 from mlops_tasks.errors import PermanentError
 from mlops_tasks.gate import GateDecision, GateError, decide, missing_champion_metric
-from mlops_tasks.model_catalog import RESERVED_PARAMS, ModelEntry
-from mlops_tasks.settings import Endpoints
 from services.common.alerts import Alert, Severity, send_alert
+from services.common.catalog_file import RESERVED_PARAMS, CatalogModel, merge_params
+from services.common.registry_tags import GATE_REASON_TAG, GATE_TAG
 from services.common.training_contract import champion_metric
 
 log = logging.getLogger(__name__)
@@ -32,22 +32,20 @@ VERIFY_ROWS = 3
 # --- train_<model> ------------------------------------------------------------------------------
 
 
-def training_params(entry: ModelEntry, params: Mapping[str, Any], conf: Mapping[str, Any]) -> dict[str, Any]:
+def training_params(entry: CatalogModel, params: Mapping[str, Any], conf: Mapping[str, Any]) -> dict[str, Any]:
     """The model's params of this run (the catalog's defaults overridden by the run's conf), checked with the
     runner's rules; PermanentError naming the param (unknown, or of another type than its default)."""
-    from mlops_tasks import runner
-
     defaults = entry.spec.training.params
     overrides = {name: params[name] for name in defaults if name in params}
     unknown = {name: value for name, value in conf.items() if name not in defaults and name not in RESERVED_PARAMS}
     try:
-        return runner.merge_params(defaults, {**overrides, **unknown})
+        return merge_params(defaults, {**overrides, **unknown})
     except ValueError as exc:
         raise PermanentError(f"{entry.dag_id}: {exc}") from None
 
 
 def train(
-    entry: ModelEntry,
+    entry: CatalogModel,
     params: Mapping[str, Any],
     conf: Mapping[str, Any],
     airflow_run_id: str,
@@ -82,7 +80,7 @@ def train(
     return {"model": entry.name, "alias": alias, "champion_version": champion, **outcome.as_dict()}
 
 
-def evaluate(entry: ModelEntry, trained: Mapping[str, Any]) -> dict[str, Any]:
+def evaluate(entry: CatalogModel, trained: Mapping[str, Any]) -> dict[str, Any]:
     """What the gate compares: the candidate's gate metric and the champion's, both scored by the training code on
     the same held-out data. PermanentError naming the champion metric when the gate needs it and it is missing."""
     gate = entry.spec.gate
@@ -101,7 +99,7 @@ def evaluate(entry: ModelEntry, trained: Mapping[str, Any]) -> dict[str, Any]:
     return evaluation
 
 
-def quality_gate(entry: ModelEntry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]) -> GateDecision:
+def quality_gate(entry: CatalogModel, trained: Mapping[str, Any], evaluation: Mapping[str, Any]) -> GateDecision:
     """Decide with the catalog's gate, record the decision on the training run, and alert when the candidate is
     rejected. A champion that changed since training makes the comparison stale: rejected."""
     from mlops_tasks import registry
@@ -129,8 +127,8 @@ def quality_gate(entry: ModelEntry, trained: Mapping[str, Any], evaluation: Mapp
             }
         )
     run_id = str(trained["run_id"])
-    client.set_tag(run_id, settings.GATE_TAG, "passed" if decision.passed else "rejected")
-    client.set_tag(run_id, settings.GATE_REASON_TAG, decision.reason)
+    client.set_tag(run_id, GATE_TAG, "passed" if decision.passed else "rejected")
+    client.set_tag(run_id, GATE_REASON_TAG, decision.reason)
     if decision.passed:
         log.info("quality gate PASSED: %s", decision.reason)
     else:
@@ -146,7 +144,7 @@ def quality_gate(entry: ModelEntry, trained: Mapping[str, Any], evaluation: Mapp
     return decision
 
 
-def register(entry: ModelEntry, trained: Mapping[str, Any]) -> str:
+def register(entry: CatalogModel, trained: Mapping[str, Any]) -> str:
     import mlflow
 
     from mlops_tasks import registry
@@ -159,7 +157,7 @@ def register(entry: ModelEntry, trained: Mapping[str, Any]) -> str:
     )
 
 
-def registration_done(entry: ModelEntry, version: str) -> bool:
+def registration_done(entry: CatalogModel, version: str) -> bool:
     """True when READY, False while pending; a failed registration is permanent."""
     from mlops_tasks import registry
 
@@ -174,7 +172,7 @@ def registration_done(entry: ModelEntry, version: str) -> bool:
 
 
 def move_alias(
-    entry: ModelEntry,
+    entry: CatalogModel,
     alias: str,
     version: str,
     remember: Callable[[dict[str, str | None]], None],
@@ -198,7 +196,7 @@ def move_alias(
     return move.as_dict()
 
 
-def reload_serving(entry: ModelEntry, alias: str, expected_version: str | None) -> dict[str, Any]:
+def reload_serving(entry: CatalogModel, alias: str, expected_version: str | None) -> dict[str, Any]:
     """Ask the model's serving to load what `alias` points at; it must answer that it now serves
     `expected_version` (None: do not check, e.g. after the alias was deleted)."""
     from mlops_tasks import serving
@@ -213,7 +211,7 @@ def reload_serving(entry: ModelEntry, alias: str, expected_version: str | None) 
     return answer
 
 
-def verify_serving(entry: ModelEntry, alias: str, version: str, timeout_s: float) -> dict[str, Any]:
+def verify_serving(entry: CatalogModel, alias: str, version: str, timeout_s: float) -> dict[str, Any]:
     """The model's serving answers from `alias` at `version`, for rows of that version's own input example."""
     from mlops_tasks import registry, serving
 
@@ -222,7 +220,7 @@ def verify_serving(entry: ModelEntry, alias: str, version: str, timeout_s: float
     return serving.wait_until_served(endpoints, alias, version, rows, timeout_s=timeout_s)
 
 
-def rollback(entry: ModelEntry, record: Mapping[str, str | None], timeout_s: float) -> str:
+def rollback(entry: CatalogModel, record: Mapping[str, str | None], timeout_s: float) -> str:
     """Restore the version that held the alias before a failed promotion, reload and verify serving,
     and alert. Never touches an alias someone else moved in between."""
     from mlops_tasks import registry
@@ -278,7 +276,7 @@ def announce_promotion(move: Mapping[str, str | None], served: Mapping[str, Any]
 # --- rollback_<model> ---------------------------------------------------------------------------
 
 
-def resolve_rollback_target(entry: ModelEntry, params: Mapping[str, Any]) -> dict[str, str | None]:
+def resolve_rollback_target(entry: CatalogModel, params: Mapping[str, Any]) -> dict[str, str | None]:
     from mlops_tasks import registry
 
     alias = _alias(entry, params)
@@ -309,8 +307,14 @@ def announce_manual_rollback(move: Mapping[str, str | None], served: Mapping[str
     )
 
 
-def _alias(entry: ModelEntry, params: Mapping[str, Any]) -> str:
-    try:
-        return settings.alias(params, entry.aliases)
-    except ValueError as exc:
-        raise PermanentError(f"{entry.dag_id}: {exc}") from None
+def _alias(entry: CatalogModel, params: Mapping[str, Any]) -> str:
+    """The run's `alias` param: one the model's serving loads; PermanentError naming the param otherwise."""
+    value = params.get("alias")
+    if not isinstance(value, str) or not value.strip():
+        raise PermanentError(f"{entry.dag_id}: param 'alias' must be a non-empty string")
+    value = value.strip()
+    if value not in entry.aliases:
+        raise PermanentError(
+            f"{entry.dag_id}: param 'alias' is {value!r}; the model's serving loads only {', '.join(entry.aliases)}"
+        )
+    return value

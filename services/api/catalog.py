@@ -1,9 +1,10 @@
 """The model catalog as the API reads it: the JSON file `MLOPS_MODEL_CATALOG` names (`Catalog.for_airflow()`,
-the same document the DAG factory reads), re-read when the file changes (a ConfigMap update).
+the same document the DAG factory reads, through the same reader `services.common.catalog_file`), re-read when
+the file changes (a ConfigMap update).
 
-The checks of a request reuse what the DAGs apply: `merge_params` of the training runner (a param unknown to
-the model, not a scalar, or of another type than its default is refused, naming the param) and the profile
-names of the catalog. The DAG ids are the catalog's `names()`.
+The checks of a request reuse what the DAGs apply: `merge_params` of the catalog file (a param unknown to the
+model, not a scalar, or of another type than its default is refused, naming the param) and the profile names of
+the catalog. The DAG ids are the models' `dag_id` and `rollback_dag_id`.
 """
 
 from __future__ import annotations
@@ -17,38 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_tasks.runner import merge_params, model_spec
-
 from services.api.errors import ApiError
-from services.common import contract
-from services.common.catalog import ModelSpec, ParamValue, names
+from services.common import catalog_file
+from services.common.catalog import ParamValue
+from services.common.catalog_file import CatalogFileError, CatalogModel, merge_params
 
 log = logging.getLogger("mlops.api.catalog")
-
-
-@dataclass(frozen=True)
-class CatalogModel:
-    name: str
-    spec: ModelSpec
-    entry: Mapping[str, Any]  # the model's entry of the JSON (derived names, endpoints such as serving_url)
-
-    @property
-    def dag_id(self) -> str:
-        return str(self.entry.get("names", {}).get("dag_id") or names(self.name)["dag_id"])
-
-    @property
-    def rollback_dag_id(self) -> str:
-        return str(self.entry.get("names", {}).get("rollback_dag_id") or names(self.name)["rollback_dag_id"])
-
-    @property
-    def serving_url(self) -> str | None:
-        url = self.entry.get(contract.CATALOG_SERVING_URL_KEY)
-        return str(url).rstrip("/") if url else None
-
-    @property
-    def promote_alias(self) -> str:
-        """The alias a training promotes and a rollback moves back: the first the model's serving loads."""
-        return str(self.spec.serving.aliases[0])
 
 
 @dataclass(frozen=True)
@@ -92,14 +67,8 @@ class CatalogSnapshot:
 
 
 def parse(document: Mapping[str, Any]) -> CatalogSnapshot:
-    """A snapshot of a `Catalog.for_airflow()` document; ValueError naming the model whose entry is invalid."""
-    models = {}
-    for name, entry in (document.get("models") or {}).items():
-        try:
-            models[str(name)] = CatalogModel(str(name), model_spec(entry), entry)
-        except ValueError as exc:
-            raise ValueError(f"catalog model {name!r} is invalid: {exc}") from exc
-    return CatalogSnapshot(models=models, profiles=tuple(sorted(document.get("profiles") or {})))
+    """A snapshot of a `Catalog.for_airflow()` document; CatalogFileError naming every problem by its key path."""
+    return CatalogSnapshot(models=catalog_file.parse(document), profiles=tuple(sorted(document["profiles"])))
 
 
 class CatalogFile:
@@ -121,7 +90,7 @@ class CatalogFile:
                 if self._snapshot is None or stamp != self._stamp:
                     self._snapshot = parse(json.loads(self.path.read_text()))
                     self._stamp = stamp
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, CatalogFileError) as exc:
                 if self._snapshot is None:
                     raise
                 log.warning("catalog %s unreadable, keeping the last one: %s", self.path, exc)

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from mlops_tasks.runner import TAG_DAG_RUN_ID
-from mlops_tasks.settings import GATE_REASON_TAG, GATE_TAG
 
 from services.api.errors import MLFLOW, DependencyUnavailable
 from services.common.catalog import names
+from services.common.registry_tags import GATE_REASON_TAG, GATE_TAG, TAG_DAG_RUN_ID
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 

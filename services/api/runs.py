@@ -254,7 +254,7 @@ def _parse_time(value: str | None) -> datetime | None:
 # The generated DAGs (dags/mlops_tasks/pipelines.py) take the model's params as DAG params (conf keys of the same
 # names; any other key is refused by the training task), and the rollback DAG `alias` and `target_version`.
 def training_conf(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The conf of a training DAG run: the run's params (validated, as the runner's merge_params typed them)."""
+    """The conf of a training DAG run: the run's params (validated, as the catalog's merge_params typed them)."""
     return dict(params)
 
 

@@ -6,7 +6,7 @@ The webhook URL is a secret: it is never logged.
 
 `Alert` is the platform's one message formatter: `slack_payload()` for Slack and `markdown()` for
 a GitHub job summary, with the same content (the deploy and drift notifier,
-`services.common.deploy_notify`, builds its messages as `Alert`s too).
+`tools.delivery.deploy_notify`, builds its messages as `Alert`s too).
 """
 
 from __future__ import annotations

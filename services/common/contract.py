@@ -239,8 +239,8 @@ def variant_predict_path(alias: str) -> str:
 
 
 # The inference protocols every model deployment speaks besides its own /predict (the Ingress exposes them;
-# services/serving/api/v2.py and scoring.py serve them): the Open Inference Protocol (V2) REST paths, where
-# `{model}` is the model's registered name, and MLflow's scoring protocol.
+# services/serving/routes/open_inference.py and scoring.py serve them): the Open Inference Protocol (V2) REST
+# paths, where `{model}` is the model's registered name, and MLflow's scoring protocol.
 V2_SERVER_PATHS = ("/v2", "/v2/health/live", "/v2/health/ready")
 V2_MODEL_PATH = "/v2/models/{model}"  # metadata; + /ready, /infer, /versions/{version}[/ready|/infer]
 MLFLOW_SCORING_PATHS = ("/invocations", "/ping", "/health", "/version")

@@ -8,9 +8,9 @@ registry),
 `GET /metrics` (Prometheus). Admin API (bearer token, constant-time compare; 401 without a token, 403
 with a wrong one): `POST /variants/{alias}/reload`, `POST /admin/reload` (every alias) and
 `POST /admin/active` (blue-green switch). Paths come from `services.common.contract`. The prediction endpoints
-(`ENDPOINTS`) are answered by the lean request path (`services.serving.api.lean`: plain ASGI, one pipeline for
+(`ENDPOINTS`) are answered by the lean request path (`services.serving.routes.lean`: plain ASGI, one pipeline for
 every protocol), which also gives every request its id and access-log line; the other routes live in
-`services.serving.api` (one router per concern) and share the process's state through typed dependencies. The
+`services.serving.routes` (one router per concern) and share the process's state through typed dependencies. The
 OpenAPI document describes both.
 
 Each process accepts connections only after its first load finished (bounded by
@@ -20,7 +20,7 @@ requests; a version that cannot be loaded at start (or a registry that cannot be
 waited for: its share goes to the loaded aliases, and with nothing loaded at all the process is ready and every
 prediction endpoint answers 503 with Retry-After, naming the model and the missing aliases. Every client error is
 a 4xx `{"detail", "field"}` naming the field. Prediction routes admit a request only with valid credentials
-(`MLOPS_SERVING_AUTH`) and under the concurrency limit (`services.serving.api.guards`). `/docs` and
+(`MLOPS_SERVING_AUTH`) and under the concurrency limit (`services.serving.routes.guards`). `/docs` and
 `/openapi.json` are served only when `MLOPS_SERVING_PUBLIC_DOCS` allows it (404 otherwise). An unexpected error is
 a 500 naming the request's id.
 """
@@ -39,12 +39,12 @@ from fastapi.responses import Response
 from starlette.types import ASGIApp
 
 from services.serving.accesslog import AccessLog
-from services.serving.api import admin, predictions, scoring, status, v2
-from services.serving.api.bodies import error_response
-from services.serving.api.deps import ServingState
-from services.serving.api.lean import REQUEST_ID_HEADER, Endpoint, LeanPath, openapi_paths
 from services.serving.loader import trust_validated_inputs
 from services.serving.observability import configure_logging, request_id_var
+from services.serving.routes import admin, open_inference, predictions, scoring, status
+from services.serving.routes.bodies import error_response
+from services.serving.routes.deps import ServingState
+from services.serving.routes.lean import REQUEST_ID_HEADER, Endpoint, LeanPath, openapi_paths
 from services.serving.schema import RequestError
 from services.serving.security import Refusal, refusal_response
 from services.serving.settings import Settings
@@ -53,7 +53,7 @@ log = logging.getLogger("mlops.serving")
 
 STARTUP_LOAD_WAIT_SECONDS = 90.0
 
-ENDPOINTS: tuple[Endpoint, ...] = (*predictions.ENDPOINTS, *v2.ENDPOINTS, *scoring.ENDPOINTS)
+ENDPOINTS: tuple[Endpoint, ...] = (*predictions.ENDPOINTS, *open_inference.ENDPOINTS, *scoring.ENDPOINTS)
 
 _JSON_TYPES = {
     "double": "number",
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
     app.add_exception_handler(Refusal, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    for router in (status.router, admin.router, v2.router, scoring.router):
+    for router in (status.router, admin.router, open_inference.router, scoring.router):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

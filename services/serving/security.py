@@ -39,7 +39,7 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Gauge
 
 from services.common.serving_auth import OIDC_ALGORITHMS, ApiKeyAuth, AuthConfig, OidcAuth
-from services.serving.api.bodies import json_response
+from services.serving.routes.bodies import json_response
 from services.serving.schema import RequestError
 
 log = logging.getLogger("mlops.serving.security")

@@ -56,7 +56,7 @@ def test_the_packages_give_every_prometheus_command_the_tests_run() -> None:
         assert "apt-get install -y prometheus prometheus-alertmanager" in (SHARED / "KNOWLEDGE.md").read_text()
     # every command the observability tests look up is one the script checks for after installing
     used: set[str] = set()
-    for path in (ROOT / "tests" / "services" / "observability").glob("*.py"):
+    for path in (ROOT / "tests" / "observability").glob("*.py"):
         text = path.read_text()
         used |= set(re.findall(r'binary\("([\w-]+)"\)', text)) | set(re.findall(r'shutil\.which\("([\w-]+)"\)', text))
     assert used and used <= set(array("COMMANDS")), used

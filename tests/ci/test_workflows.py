@@ -309,7 +309,7 @@ def test_slack_on_start_success_and_failure() -> None:
     assert "steps.up.outcome == 'success' && 'success'" in status and "cancelled()" in status and "'failure'" in status
     for step in (start, finish):
         assert step["env"]["MLOPS_SLACK_WEBHOOK_URL"] == "${{ inputs.slack-webhook }}"
-        assert step["run"].startswith("python3 -m services.common.deploy_notify")  # standard library only
+        assert step["run"].startswith("python3 -m tools.delivery.deploy_notify")  # standard library only
 
 
 # --- drift and self-heal -----------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ from components.namespaces import NamespaceRef
 from harness import checks, crds
 from harness.mocks import SecretValue, reveal
 from harness.run import ProgramRun, run_program
+from observability import alertmanager, dashboards, names, rules, scrape
+from observability.dashboards import DashboardContext
+from observability.rules import RuleSettings
+from observability.scrape import ScrapeTargets
 from services.common import contract
-from services.observability import alertmanager, dashboards, names, rules, scrape
-from services.observability.dashboards import DashboardContext
-from services.observability.rules import RuleSettings
-from services.observability.scrape import ScrapeTargets
 
 STACKS = ("dev", "prod")
 # Keys of the Grafana chart (a dependency of kube-prometheus-stack) that kube-prometheus-stack's values.yaml

@@ -41,13 +41,12 @@ TRAINED_AND_SERVED = {**dict.fromkeys(TRAINING_CHAIN, "success"), "rollback": "s
 
 
 def catalog_entries(serving_urls: dict[str, str], catalog: Any = None) -> dict[str, Any]:
-    """The DAGs' view (`model_catalog.ModelEntry` by name) of a catalog (default: the local one, the two examples)
+    """The DAGs' view (`catalog_file.CatalogModel` by name) of a catalog (default: the local one, the two examples)
     written as the Pulumi program writes it, with these serving URLs."""
-    from mlops_tasks import model_catalog
-
     from devstack.catalog import catalog_document, local_catalog
+    from services.common import catalog_file
 
-    return model_catalog.parse(catalog_document(catalog or local_catalog(), serving_urls))
+    return catalog_file.parse(catalog_document(catalog or local_catalog(), serving_urls))
 
 
 # --- Airflow --------------------------------------------------------------------------------------

@@ -24,14 +24,15 @@ from typing import Any
 
 import httpx
 import pytest
-from mlops_tasks import registry, runner
+from mlops_tasks import registry
 from mlops_tasks import serving as serving_client
-from mlops_tasks.settings import GATE_REASON_TAG, GATE_TAG, PREVIOUS_VERSION_XCOM_KEY, previous_tag
+from mlops_tasks.pipelines import PREVIOUS_VERSION_XCOM_KEY
 
 from devstack.catalog import DIABETES, IRIS, catalog_env, extended, local_catalog, write_catalog
 from devstack.models import RegisteredVersion, register_again
-from services.common import contract
+from services.common import contract, registry_tags
 from services.common.catalog import names
+from services.common.registry_tags import GATE_REASON_TAG, GATE_TAG, previous_tag
 from tests.dags.conftest import (
     TRAINED_AND_SERVED,
     AirflowHome,
@@ -177,8 +178,8 @@ def test_both_examples_are_trained_gated_promoted_and_served_by_their_own_servin
         assert f"running {entrypoint} in" in run.output and f"{entrypoint} ended with exit code 0" in run.output
         trained = run.xcoms[("train", "return_value")]
         tags = registry.client(journey.tracking_uri).get_run(trained["run_id"]).data.tags
-        assert tags[runner.TAG_MODEL] == model and tags[runner.TAG_DAG_ID] == names(model)["dag_id"]
-        assert tags[runner.TAG_DAG_RUN_ID] == run.run_id and tags[GATE_TAG] == "passed"
+        assert tags[registry_tags.TAG_MODEL] == model and tags[registry_tags.TAG_DAG_ID] == names(model)["dag_id"]
+        assert tags[registry_tags.TAG_DAG_RUN_ID] == run.run_id and tags[GATE_TAG] == "passed"
         gate = run.xcoms[("quality_gate", "gate")]
         assert gate["passed"] and gate["direction"] == spec.gate.direction
         assert "no champion to compare with yet" in gate["reason"]
@@ -219,7 +220,7 @@ def test_a_worse_regression_run_is_rejected_against_the_champion_and_changes_not
     trained = run.xcoms[("train", "return_value")]
     assert trained["metrics"]["champion.test_rmse"] == gate["champion"]
     tags = registry.client(journey.tracking_uri).get_run(trained["run_id"]).data.tags
-    assert tags[runner.TAG_CHAMPION] == f"models:/{DIABETES}/1"
+    assert tags[registry_tags.TAG_CHAMPION] == f"models:/{DIABETES}/1"
     assert tags[GATE_TAG] == "rejected" and tags[GATE_REASON_TAG] == gate["reason"]
     # Nothing changed: versions, aliases, what each serving answers; nobody was told to reload.
     assert (step.holders, step.versions, step.served) == (before.holders, before.versions, before.served)
@@ -280,9 +281,9 @@ def test_a_broken_entrypoint_fails_the_run_naming_the_problem_alerts_and_promote
     client = registry.client(journey.tracking_uri)
     experiment = client.get_experiment_by_name(names(BROKEN)["experiment"])
     [mlflow_run] = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{runner.TAG_DAG_RUN_ID}` = '{run.run_id}'"
+        [experiment.experiment_id], filter_string=f"tags.`{registry_tags.TAG_DAG_RUN_ID}` = '{run.run_id}'"
     )
-    assert mlflow_run.info.status == "FAILED" and problem in mlflow_run.data.tags[runner.TAG_FAILURE]
+    assert mlflow_run.info.status == "FAILED" and problem in mlflow_run.data.tags[registry_tags.TAG_FAILURE]
     # Nothing promoted, nothing else touched.
     assert step.versions[BROKEN] == [] and step.holders[BROKEN] is None
     assert (step.holders, step.served) == (before.holders, before.served)
@@ -306,7 +307,7 @@ def test_verification_sees_the_promoted_alias_whatever_the_routing(
 ) -> None:
     """Under canary routing with 0 % to the challenger, the routed `/predict` never shows the
     challenger; the DAG's verification asks the variant itself and sees its new version."""
-    from mlops_tasks.settings import Endpoints
+    from mlops_tasks.endpoints import Endpoints
 
     from devstack.serving import serving_service
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from mlops_tasks import registry
-from mlops_tasks.settings import previous_tag
 
 from devstack.models import RegisteredVersion, register_again
+from services.common.registry_tags import previous_tag
 
 pytestmark = [pytest.mark.servers]
 

@@ -21,7 +21,7 @@ import pytest
 from mlops_tasks import runner
 
 from devstack.catalog import local_catalog
-from services.common import contract
+from services.common import contract, registry_tags
 from services.common import training_contract as tc
 from services.common.catalog import ModelSpec, names
 
@@ -192,10 +192,10 @@ def _check_example_run(uri: str, model: str, outcome: runner.Outcome, dag_run_id
     run = _client(uri).get_run(outcome.run_id)
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == _client(uri).get_experiment_by_name(names(model)["experiment"]).experiment_id
-    assert run.data.tags[runner.TAG_MODEL] == model
-    assert run.data.tags[runner.TAG_DAG_ID] == names(model)["dag_id"]
-    assert run.data.tags[runner.TAG_DAG_RUN_ID] == dag_run_id
-    assert runner.TAG_FAILURE not in run.data.tags
+    assert run.data.tags[registry_tags.TAG_MODEL] == model
+    assert run.data.tags[registry_tags.TAG_DAG_ID] == names(model)["dag_id"]
+    assert run.data.tags[registry_tags.TAG_DAG_RUN_ID] == dag_run_id
+    assert registry_tags.TAG_FAILURE not in run.data.tags
     assert spec.gate.passes_threshold(outcome.metrics[spec.gate.metric])
     assert outcome.metrics == run.data.metrics
     assert outcome.model_uri == f"models:/{outcome.model_id}"
@@ -218,7 +218,7 @@ def test_iris_example_trains_through_the_runner(mlflow_tracking_uri: str) -> Non
     assert run.data.params["C"] == "2.0"
     assert run.data.params["max_iter"] == "200"
     assert run.data.params["train_rows"] == "105"  # 70 % of the bundled 150 rows
-    assert run.data.tags.get(runner.TAG_GIT_COMMIT)  # the examples live in this git checkout
+    assert run.data.tags.get(registry_tags.TAG_GIT_COMMIT)  # the examples live in this git checkout
     predictions = _predict_on_input_example(mlflow_tracking_uri, outcome.model_uri)
     assert len(predictions) == 3 and set(predictions) <= {0, 1, 2}
 
@@ -370,7 +370,7 @@ def test_a_broken_entrypoint_fails_the_run_naming_the_problem(
     run = _failed_run(mlflow_tracking_uri, model)
     assert info.value.run_id == run.info.run_id
     assert message.startswith(f"training run {run.info.run_id}: ")
-    assert run.data.tags[runner.TAG_FAILURE] == message
+    assert run.data.tags[registry_tags.TAG_FAILURE] == message
 
 
 def test_a_timeout_kills_the_whole_process_group(
@@ -389,7 +389,7 @@ def test_a_timeout_kills_the_whole_process_group(
             os.kill(pid, 0)
     assert not [r for r in caplog.records if "still there after SIGKILL" in r.getMessage()]
     run = _failed_run(mlflow_tracking_uri, "runner-sleeper")
-    assert "did not finish within 20 s" in run.data.tags[runner.TAG_FAILURE]
+    assert "did not finish within 20 s" in run.data.tags[registry_tags.TAG_FAILURE]
 
 
 @pytest.mark.parametrize(

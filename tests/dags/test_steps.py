@@ -10,22 +10,22 @@ from typing import Any
 import httpx
 import pytest
 from mlops_tasks import registry, runner, serving, steps
+from mlops_tasks.endpoints import Endpoints
 from mlops_tasks.errors import PermanentError
-from mlops_tasks.model_catalog import ModelEntry
-from mlops_tasks.settings import Endpoints
 
 from devstack.catalog import DIABETES, IRIS
 from services.common import contract
+from services.common.catalog_file import CatalogModel
 from tests.dags.conftest import catalog_entries
 
 
 @pytest.fixture
-def entries(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModelEntry]:
+def entries(monkeypatch: pytest.MonkeyPatch) -> dict[str, CatalogModel]:
     monkeypatch.setenv(contract.MLFLOW_TRACKING_URI.name, "http://mlflow.invalid")
     return catalog_entries({IRIS: "http://iris.invalid", DIABETES: "http://diabetes.invalid"})
 
 
-def test_each_model_has_its_own_serving_endpoints(entries: dict[str, ModelEntry]) -> None:
+def test_each_model_has_its_own_serving_endpoints(entries: dict[str, CatalogModel]) -> None:
     iris, diabetes = Endpoints.for_model(entries[IRIS]), Endpoints.for_model(entries[DIABETES])
     assert (iris.serving_url, iris.reload_url) == ("http://iris.invalid", "http://iris.invalid")
     assert diabetes.serving_url == "http://diabetes.invalid" and diabetes.tracking_uri == "http://mlflow.invalid"
@@ -39,7 +39,7 @@ def test_each_model_has_its_own_serving_endpoints(entries: dict[str, ModelEntry]
     ],
 )
 def test_training_params_are_the_catalogs_overridden_by_the_run(
-    entries: dict[str, ModelEntry], params: dict[str, Any], conf: dict[str, Any], expected: dict[str, Any] | None
+    entries: dict[str, CatalogModel], params: dict[str, Any], conf: dict[str, Any], expected: dict[str, Any] | None
 ) -> None:
     merged = steps.training_params(entries[IRIS], params, conf)
     assert merged == (expected or {"C": 1.0, "max_iter": 200})
@@ -54,20 +54,20 @@ def test_training_params_are_the_catalogs_overridden_by_the_run(
     ],
 )
 def test_a_bad_param_fails_the_run_naming_it(
-    entries: dict[str, ModelEntry], params: dict[str, Any], conf: dict[str, Any], message: str
+    entries: dict[str, CatalogModel], params: dict[str, Any], conf: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(PermanentError) as info:
         steps.training_params(entries[IRIS], params, conf)
     assert message in str(info.value) and "train_iris_classifier" in str(info.value)
 
 
-def test_an_alias_the_models_serving_does_not_load_is_refused(entries: dict[str, ModelEntry]) -> None:
+def test_an_alias_the_models_serving_does_not_load_is_refused(entries: dict[str, CatalogModel]) -> None:
     with pytest.raises(PermanentError, match="param 'alias' is 'shadow'; the model's serving loads only champion"):
         steps.train(entries[IRIS], {"alias": "shadow"}, {}, "manual__1")
 
 
 def test_train_hands_the_champion_to_the_runner_and_a_broken_contract_is_permanent(
-    entries: dict[str, ModelEntry], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    entries: dict[str, CatalogModel], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     calls: list[dict[str, Any]] = []
     holders = iter(["4", None])
@@ -93,7 +93,7 @@ def test_train_hands_the_champion_to_the_runner_and_a_broken_contract_is_permane
     assert calls[1]["champion_model_uri"] is None  # no holder: no champion
 
 
-def test_evaluate_names_a_missing_champion_metric(entries: dict[str, ModelEntry]) -> None:
+def test_evaluate_names_a_missing_champion_metric(entries: dict[str, CatalogModel]) -> None:
     trained = {"run_id": "r1", "metrics": {"test_rmse": 55.0}, "champion_version": "2"}
     with pytest.raises(PermanentError, match=r"training run r1: the metric 'champion\.test_rmse' was not logged"):
         steps.evaluate(entries[DIABETES], trained)
@@ -104,7 +104,7 @@ def test_evaluate_names_a_missing_champion_metric(entries: dict[str, ModelEntry]
     [(registry.READY, True), (registry.PENDING_REGISTRATION, False)],
 )
 def test_registration_done_follows_the_version_status(
-    entries: dict[str, ModelEntry], monkeypatch: pytest.MonkeyPatch, status: str, expected: bool
+    entries: dict[str, CatalogModel], monkeypatch: pytest.MonkeyPatch, status: str, expected: bool
 ) -> None:
     monkeypatch.setattr(registry, "version_status", lambda c, m, v: status)
     assert steps.registration_done(entries[IRIS], "3") is expected
@@ -114,7 +114,7 @@ def test_registration_done_follows_the_version_status(
     ("status", "message"), [(registry.FAILED_REGISTRATION, "FAILED_REGISTRATION"), (None, "does not exist")]
 )
 def test_failed_or_missing_registration_fails_without_retry(
-    entries: dict[str, ModelEntry], monkeypatch: pytest.MonkeyPatch, status: str | None, message: str
+    entries: dict[str, CatalogModel], monkeypatch: pytest.MonkeyPatch, status: str | None, message: str
 ) -> None:
     monkeypatch.setattr(registry, "version_status", lambda c, m, v: status)
     with pytest.raises(PermanentError, match=message):
@@ -138,7 +138,7 @@ def test_server_errors_and_throttling_are_retried(status: int) -> None:
 
 
 def test_reload_goes_to_the_models_own_serving_and_must_report_the_expected_version(
-    entries: dict[str, ModelEntry], monkeypatch: pytest.MonkeyPatch
+    entries: dict[str, CatalogModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answer = {"alias": "champion", "outcome": "unchanged", "version": "4"}
     urls: list[str] = []

@@ -96,8 +96,8 @@ class ModelVersionInfo(BaseModel):
 
 
 class ServingInfo(BaseModel):
-    url: str | None
-    ready: bool | None = Field(description="null when the model has no serving URL or it did not answer")
+    url: str
+    ready: bool | None = Field(description="null when the model's serving did not answer")
     detail: str | None = None
 
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 
 from services.api import runs, store
-from services.api.catalog import CatalogModel
 from services.api.errors import ApiError
 from services.api.mlflow import MlflowClient
 from services.api.routes.bodies import (
@@ -25,6 +24,7 @@ from services.api.routes.bodies import (
 from services.api.routes.deps import Deployer, Reader, State
 from services.api.routes.trainings import START_ERRORS, IdempotencyKey, accepted
 from services.common.catalog import MODEL_NAME_PATTERN
+from services.common.catalog_file import CatalogModel
 
 router = APIRouter(tags=["models"], responses=AUTH_ERRORS)
 
@@ -33,8 +33,6 @@ SERVING_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
 
 async def _serving(model: CatalogModel, http: httpx.AsyncClient) -> dict[str, Any]:
     url = model.serving_url
-    if url is None:
-        return {"url": None, "ready": None, "detail": "the catalog gives no serving URL for this model"}
     try:
         response = await http.get(f"{url}/readyz")
     except httpx.HTTPError as exc:

@@ -1,14 +1,14 @@
 """The request layouts the prediction endpoints speak, one codec each.
 
 - `native`: this service's own `{"rows": [...]}` (`POST /predict`, `POST /variants/{alias}/predict`);
-- `v2`: the Open Inference Protocol, REST (`POST /v2/models/{model}[/versions/{version}]/infer`), as KServe,
-  Triton, MLServer and Seldon clients send it, with Triton's binary tensor extension;
+- `open_inference`: the Open Inference Protocol (v2), REST (`POST /v2/models/{model}[/versions/{version}]/infer`),
+  as KServe, Triton, MLServer and Seldon clients send it, with Triton's binary tensor extension;
 - `mlflow`: MLflow's scoring protocol (`POST /invocations`), as `mlflow models serve` clients send it.
 
 A codec turns a request body into the answering version's model input, through that version's
 `InputValidator` (so every layout is validated the same way, each naming fields in its own terms), and turns
 predictions or a `RequestError` into its answer. Codecs are pure: no I/O, no state; the request path
-(`services.serving.api.lean`) does the rest, identically for all of them.
+(`services.serving.routes.lean`) does the rest, identically for all of them.
 """
 
 from __future__ import annotations

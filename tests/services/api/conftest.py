@@ -30,6 +30,7 @@ from devstack.api import ApiProcess, api_process, parse_sse
 from devstack.api import token_for as token_for  # the API tests import it from here
 from devstack.postgres import fresh_database
 from devstack.procs import DevstackError
+from services.common import contract
 from services.common.catalog import names, parse_catalog
 from tests.services.api.fakes import FakeAirflow, FakeMlflow
 
@@ -45,9 +46,14 @@ MODELS: dict[str, Any] = {
 }
 
 
+# No serving process listens there: each model's serving readiness is null ("did not answer").
+SERVING_URL = "http://127.0.0.1:9"
+
+
 def catalog_document(models: Mapping[str, Any] = MODELS, serving: Mapping[str, str] | None = None) -> dict[str, Any]:
     catalog = parse_catalog(models)
-    return catalog.for_airflow(**({"serving_url": serving} if serving else {}))
+    urls = serving or {name: f"{SERVING_URL}/{names(name)['slug']}" for name in models}
+    return catalog.for_airflow(**{contract.CATALOG_SERVING_URL_KEY: urls})
 
 
 def dag_ids(models: Mapping[str, Any] = MODELS) -> list[str]:

@@ -19,10 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from mlops_tasks.runner import TAG_DAG_RUN_ID
-from mlops_tasks.settings import GATE_REASON_TAG, GATE_TAG
-
 from devstack.procs import free_port
+from services.common.registry_tags import GATE_REASON_TAG, GATE_TAG, TAG_DAG_RUN_ID
 
 
 class _Server:

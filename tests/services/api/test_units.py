@@ -1,5 +1,5 @@
 """Offline units of the API (no server): token format, hashing and scopes; Idempotency-Key ids and
-fingerprints; the mapping of Airflow's DAG-run states; the catalog checks (the runner's merge_params, one field
+fingerprints; the mapping of Airflow's DAG-run states; the catalog checks (the catalog's merge_params, one field
 per wrong param); settings naming the variable; migrations; the OpenAPI document (every /v1 operation documents
 401/403, every write its 4xx); the docs' variable table."""
 

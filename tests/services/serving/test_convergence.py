@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from services.common import contract
-from services.serving.api.admin import ACTIVE_PATH
+from services.serving.routes.admin import ACTIVE_PATH
 from tests.services.serving.conftest import loaded_versions, predict, wait_until
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]

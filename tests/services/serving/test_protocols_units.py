@@ -19,7 +19,7 @@ from mlflow.utils.proto_json_utils import dump_input_data
 from services.serving.protocols import Answered, Request
 from services.serving.protocols.mlflow import MLFLOW
 from services.serving.protocols.native import NATIVE
-from services.serving.protocols.v2 import V2, model_metadata
+from services.serving.protocols.open_inference import V2, model_metadata
 from services.serving.schema import Column, Fields, InputValidator, Output, RequestError
 
 NAMES = ("sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)")

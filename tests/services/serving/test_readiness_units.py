@@ -34,8 +34,8 @@ from services.common.serving_rules import (
     RoutingConfig,
     ShadowRouting,
 )
-from services.serving.api.deps import ServingState
 from services.serving.app import ENDPOINTS, create_app
+from services.serving.routes.deps import ServingState
 from services.serving.routing import Router, client_point, effective_shares
 from services.serving.schema import Column, InputValidator
 from services.serving.settings import Settings

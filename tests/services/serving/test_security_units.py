@@ -25,10 +25,10 @@ from fastapi.routing import APIRoute
 
 from services.common import contract
 from services.common.serving_auth import ApiKeyAuth, NoAuth, OidcAuth, parse_auth
-from services.serving.api.deps import ServingState
 from services.serving.app import ENDPOINTS, create_app
 from services.serving.jsonbody import parse_json
 from services.serving.limits import ConcurrencyLimiter
+from services.serving.routes.deps import ServingState
 from services.serving.schema import RequestError
 from services.serving.security import (
     ApiKeys,

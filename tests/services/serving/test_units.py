@@ -32,10 +32,10 @@ from services.common.serving_rules import (
 )
 from services.serving import SERVING_COMMAND
 from services.serving.accesslog import AccessLog
-from services.serving.api.deps import ServingState, known_alias
-from services.serving.api.lean import LeanPath, by_alias
 from services.serving.app import ENDPOINTS, create_app
 from services.serving.batching import MAX_TURNS, MicroBatcher
+from services.serving.routes.deps import ServingState, known_alias
+from services.serving.routes.lean import LeanPath, by_alias
 from services.serving.routing import Router, client_point
 from services.serving.schema import Column, InputValidator, RequestError
 from services.serving.settings import Settings, SettingsError

@@ -1,7 +1,7 @@
 """`POST /predict` (the variant the routing chooses) and `POST /variants/{alias}/predict` (one variant), in this
 service's own layout (`services.serving.protocols.native`).
 
-Both are `Endpoint`s of the lean request path (`services.serving.api.lean.serve`): admitted by `guards.admit`
+Both are `Endpoint`s of the lean request path (`services.serving.routes.lean.serve`): admitted by `guards.admit`
 (credentials, concurrency limit), bodies parsed by `services.serving.jsonbody.parse_json` and validated against
 the answering version's signature (`services.serving.schema`); shadow routing sends a copy to the shadow alias
 after the answer, compares, logs and counts the outcome, never returns it.
@@ -10,9 +10,9 @@ after the answer, compares, logs and counts the outcome, never returns it.
 from __future__ import annotations
 
 from services.common import contract
-from services.serving.api.bodies import ERRORS, ErrorBody, PredictResponse
-from services.serving.api.lean import ADMISSION, Doc, Endpoint, by_alias, routed
 from services.serving.protocols.native import NATIVE
+from services.serving.routes.bodies import ERRORS, ErrorBody, PredictResponse
+from services.serving.routes.lean import ADMISSION, Doc, Endpoint, by_alias, routed
 
 _BODY = {"application/json": {"$ref": "#/components/schemas/PredictRequest"}}  # follows the loaded signature
 _OK = {"application/json": PredictResponse}

@@ -12,9 +12,9 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from services.serving.api.deps import State
-from services.serving.api.lean import ADMISSION, Doc, Endpoint, routed
 from services.serving.protocols.mlflow import MLFLOW
+from services.serving.routes.deps import State
+from services.serving.routes.lean import ADMISSION, Doc, Endpoint, routed
 
 
 def _mlflow_version() -> str:

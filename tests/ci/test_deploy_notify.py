@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from services.common import deploy_notify
 from services.common.contract import SLACK_WEBHOOK_URL
-from services.common.deploy_notify import Changes, classify, endpoints, format_duration, main, parse_changes
+from tools.delivery import deploy_notify
+from tools.delivery.deploy_notify import Changes, classify, endpoints, format_duration, main, parse_changes
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -192,7 +192,7 @@ def test_no_webhook_passes_and_says_so(tmp_path: Path) -> None:
     env = {**os.environ, **github_env(tmp_path, webhook=None)}
     env.pop(SLACK_WEBHOOK_URL.name, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "services.common.deploy_notify", "finish", "--stack", "dev", "--status", "success"],
+        [sys.executable, "-m", "tools.delivery.deploy_notify", "finish", "--stack", "dev", "--status", "success"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -209,7 +209,7 @@ def test_a_failing_webhook_does_not_fail_the_deploy(tmp_path: Path, status: int)
     with Receiver(status=status) as failing:
         env = {**os.environ, **github_env(tmp_path, failing.url)}
         proc = subprocess.run(
-            [sys.executable, "-m", "services.common.deploy_notify", "start", "--stack", "prod"],
+            [sys.executable, "-m", "tools.delivery.deploy_notify", "start", "--stack", "prod"],
             cwd=ROOT,
             env=env,
             capture_output=True,

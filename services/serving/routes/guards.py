@@ -4,7 +4,7 @@ API (its own token) are not admitted here.
 
 `admit(state, headers)` returns None when the request may proceed (a slot is then taken, and the caller must
 call `state.limiter.leave()` when its answer is done), else the `Refusal` to answer with its headers
-(`WWW-Authenticate`, `Retry-After`). The lean request path (`services.serving.api.lean.serve`) calls it for
+(`WWW-Authenticate`, `Retry-After`). The lean request path (`services.serving.routes.lean.serve`) calls it for
 every prediction endpoint. Every refusal (401, 403, 429, 503) is counted in `serving_rejected_requests` by status.
 
 The admin token (the reload token the pipelines hold) is accepted as a prediction credential too, whatever
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from services.serving.api.deps import ServingState
+from services.serving.routes.deps import ServingState
 from services.serving.security import Refusal, bearer_token
 
 

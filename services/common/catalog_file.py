@@ -1,6 +1,7 @@
-"""The model catalog as the DAGs receive it: the JSON the Pulumi program writes (`Catalog.for_airflow`, see
-services.common.catalog) into the ConfigMap mounted in every Airflow component, at the path that the contract's
-MLOPS_MODEL_CATALOG names. `make demo` and the tests write the same JSON for local runs.
+"""The model catalog file, the one reader of it: the JSON the Pulumi program writes (`Catalog.for_airflow`, see
+services.common.catalog) into the ConfigMap mounted in every Airflow component and in the platform API, at the
+path that the contract's MLOPS_MODEL_CATALOG names. `make demo` and the tests write the same JSON for local runs.
+The DAG factory (dags/) and the platform API (services/api/catalog.py) both read it here, as `CatalogModel`s.
 
     {"version": 1,
      "models": {"<model>": {"training": {...}, "gate": {...}, "serving": {...}, "names": {...},
@@ -9,7 +10,9 @@ MLOPS_MODEL_CATALOG names. `make demo` and the tests write the same JSON for loc
 
 `load()` validates it with the catalog's own models (the same checks as the stack file) and raises
 CatalogFileError naming the variable, the file and every problem by its key path, so that Airflow shows an import
-error instead of DAGs that would fail later. Only pydantic and the standard library are imported.
+error instead of DAGs that would fail later (and the API does not start). `merge_params` is how a run's params
+override the model's defaults, for the training runner and for the API's checks of a request alike. Only pydantic
+and the standard library are imported.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common import contract
-from services.common.catalog import CatalogError, ModelSpec, names, parse_catalog
+from services.common.catalog import CatalogError, ModelSpec, ParamValue, names, parse_catalog
 from services.common.contract import MODEL_CATALOG
 
 FORMAT_VERSION = 1
@@ -38,8 +41,8 @@ class CatalogFileError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ModelEntry:
-    """One model of the catalog, with what its DAGs need."""
+class CatalogModel:
+    """One model of the catalog, with what its DAGs and the platform API need."""
 
     name: str
     spec: ModelSpec
@@ -65,8 +68,13 @@ class ModelEntry:
     def aliases(self) -> tuple[str, ...]:
         return tuple(self.spec.serving.aliases)
 
+    @property
+    def promote_alias(self) -> str:
+        """The alias a training promotes and a rollback moves back: the first the model's serving loads."""
+        return self.aliases[0]
 
-def load(path: str | Path | None = None) -> dict[str, ModelEntry]:
+
+def load(path: str | Path | None = None) -> dict[str, CatalogModel]:
     """The models of the catalog file at `path` (default: the file MLOPS_MODEL_CATALOG names), by name."""
     where = f"{MODEL_CATALOG.name}={path}" if path is not None else None
     if path is None:
@@ -91,7 +99,7 @@ def load(path: str | Path | None = None) -> dict[str, ModelEntry]:
         raise CatalogFileError(f"the model catalog {where} is invalid: {exc}") from None
 
 
-def parse(document: Any) -> dict[str, ModelEntry]:
+def parse(document: Any) -> dict[str, CatalogModel]:
     """The models of a catalog document (as `Catalog.for_airflow` writes it); CatalogFileError naming every
     problem by its key path."""
     if not isinstance(document, Mapping):
@@ -121,7 +129,7 @@ def parse(document: Any) -> dict[str, ModelEntry]:
     for name, spec in sorted(catalog.models.items()):
         entry = models[name]
         serving_url = str(entry[SERVING_URL_KEY]).rstrip("/")
-        out[name] = ModelEntry(
+        out[name] = CatalogModel(
             name=name,
             spec=spec,
             serving_url=serving_url,
@@ -148,3 +156,34 @@ def _entry_problems(name: str, entry: Mapping[str, Any]) -> list[tuple[str, str]
                 (f"models.{name}.training.params.{param}", "is a param of the platform's training DAG: rename it")
             )
     return problems
+
+
+def merge_params(defaults: Mapping[str, ParamValue], overrides: Mapping[str, Any] | None) -> dict[str, ParamValue]:
+    """The catalog's defaults overridden by a run's params.
+
+    ValueError naming the param when a run's param is unknown, is not a scalar, or has another type than the
+    default (an int where the default is a float is taken as that float; a default of null takes any scalar)."""
+    merged: dict[str, ParamValue] = dict(defaults)
+    problems = []
+    for name, value in (overrides or {}).items():
+        if name not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            problems.append(f"param {name!r} is not one of the model's params (known: {known})")
+            continue
+        default = defaults[name]
+        if value is not None and not isinstance(value, str | int | float | bool):
+            problems.append(f"param {name!r} must be a string, number or boolean; got {type(value).__name__}")
+        elif default is None:
+            merged[name] = value
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            merged[name] = float(value)
+        elif type(value) is not type(default):
+            problems.append(
+                f"param {name!r} must be {type(default).__name__} like its default {default!r}; "
+                f"got {type(value).__name__} {value!r}"
+            )
+        else:
+            merged[name] = value
+    if problems:
+        raise ValueError("; ".join(problems))
+    return merged

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from services.observability import names
+from observability import names
 
 MONITORING_GROUP = "monitoring.coreos.com/v1"
 

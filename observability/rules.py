@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from services.observability import names
+from observability import names
 
 Severity = Literal["critical", "warning"]
 PLATFORM_LABEL = "platform"  # every rule's alerts carry platform="mlops" (Alertmanager routes on it)

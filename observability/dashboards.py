@@ -34,7 +34,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-from services.observability import names
+from observability import names
 
 PROMETHEUS_UID = "prometheus"
 LOKI_UID = "loki"

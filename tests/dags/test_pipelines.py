@@ -1,79 +1,22 @@
-"""What the DAG factory reads and builds, offline: the catalog JSON (as the program writes it) read from the file
-MLOPS_MODEL_CATALOG names, every problem named by the variable, the file or its key path; each model's entry with
-its own serving URLs and training profile; the training pod override of every profile valid for Kubernetes; the
-model params as DAG params of their types; a model's code fetched from another repository and ref."""
+"""What the DAG factory builds from the catalog, offline: the model params as DAG params of their types; the
+training pod override of every profile valid for Kubernetes; a model's code fetched from another repository and
+ref."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from mlops_tasks import model_catalog, pipelines, sources
-from mlops_tasks.model_catalog import CatalogFileError
+from mlops_tasks import pipelines, sources
 
-from devstack.catalog import DIABETES, IRIS, catalog_document, local_catalog
-from services.common import contract, training_pod
+from devstack.catalog import DIABETES, IRIS, local_catalog
+from services.common import training_pod
 from services.common.catalog import GPU_RESOURCE, Source
 from tests.dags.conftest import catalog_entries
 
 URLS = {IRIS: "http://model-iris-classifier.serving:8000/", DIABETES: "http://model-diabetes-regression.serving:8000"}
-
-
-def test_each_model_has_its_spec_urls_and_training_profile() -> None:
-    document = catalog_document(local_catalog(), URLS, {IRIS: "http://iris-admin:8001"})
-    entries = model_catalog.parse(json.loads(json.dumps(document)))  # through JSON, as the file holds it
-    assert list(entries) == [DIABETES, IRIS]
-    iris = entries[IRIS]
-    assert (iris.serving_url, iris.reload_url) == (
-        "http://model-iris-classifier.serving:8000",
-        "http://iris-admin:8001",
-    )
-    assert entries[DIABETES].reload_url == entries[DIABETES].serving_url  # no reload URL: the serving URL
-    assert (iris.dag_id, iris.rollback_dag_id) == ("train_iris_classifier", "rollback_iris_classifier")
-    assert iris.spec == local_catalog().models[IRIS] and iris.aliases == ("champion", "challenger")
-    assert iris.training_profile["requests"] == {"cpu": "250m", "memory": "1Gi"}
-
-
-def test_the_file_comes_from_the_contract_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(contract.MODEL_CATALOG.name, raising=False)
-    with pytest.raises(CatalogFileError, match=f"environment variable {contract.MODEL_CATALOG.name} is not set"):
-        model_catalog.load()
-    path = tmp_path / "catalog.json"
-    monkeypatch.setenv(contract.MODEL_CATALOG.name, str(path))
-    with pytest.raises(CatalogFileError, match=f"{contract.MODEL_CATALOG.name}={path} cannot be read"):
-        model_catalog.load()
-    path.write_text(json.dumps(catalog_document(local_catalog(), URLS)))
-    assert set(model_catalog.load()) == {IRIS, DIABETES}
-
-
-@pytest.mark.parametrize(
-    ("change", "problem"),
-    [
-        (lambda d: d.update(version=2), "version: must be 1; got 2"),
-        (lambda d: d.update(models=[]), "models and profiles: both must be JSON objects keyed by name"),
-        (lambda d: d["models"][IRIS]["gate"].pop("metric"), f"models.{IRIS}.gate.metric: Field required"),
-        (
-            lambda d: d["models"][IRIS]["training"].update(profile="huge"),
-            f"models.{IRIS}.training.profile: unknown profile 'huge'",
-        ),
-        (lambda d: d["models"][DIABETES].update(serving_url="model:8000"), f"models.{DIABETES}.serving_url: must be"),
-        (lambda d: d["models"][DIABETES].update(reload_url=5), f"models.{DIABETES}.reload_url: must be an http(s) URL"),
-        (
-            lambda d: d["models"][IRIS]["training"]["params"].update(dataset="x"),
-            f"models.{IRIS}.training.params.dataset: is a param of the platform's training DAG: rename it",
-        ),
-        (lambda d: d.update(models={}), "models: must name at least one model"),
-    ],
-)
-def test_every_problem_is_named_by_its_key_path(change: object, problem: str) -> None:
-    document = catalog_document(local_catalog(), URLS)
-    change(document)  # type: ignore[operator]
-    with pytest.raises(CatalogFileError) as info:
-        model_catalog.parse(document)
-    assert problem in str(info.value)
 
 
 def test_model_params_become_dag_params_of_their_types() -> None:

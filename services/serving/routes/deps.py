@@ -6,8 +6,8 @@ routes receive it as `State`. `check_alias` is THE unknown-alias check (404) of 
 `require_token` guards the admin router. The router routes only to loaded aliases: the state refreshes it, and the
 `serving_traffic_share` gauges, whenever the loaded, missing or active aliases change (`follow_variants`), and logs
 the shares when they change. Prediction bodies are read, and refused beyond `max_body` (413), by
-the lean request path (`services.serving.api.lean.read_body`). The state's `auth` (`services.serving.security`)
-and `limiter` (`services.serving.limits`) are the admission of prediction requests (`services.serving.api.guards`).
+the lean request path (`services.serving.routes.lean.read_body`). The state's `auth` (`services.serving.security`)
+and `limiter` (`services.serving.limits`) are the admission of prediction requests (`services.serving.routes.guards`).
 """
 
 from __future__ import annotations

@@ -39,10 +39,10 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from services.serving.accesslog import AccessLog
-from services.serving.api.deps import ServingState, check_alias
-from services.serving.api.guards import admit
 from services.serving.observability import request_id_var
 from services.serving.protocols import Answered, Codec, Decoded, Reply, Request
+from services.serving.routes.deps import ServingState, check_alias
+from services.serving.routes.guards import admit
 from services.serving.routing import CLIENT_ID_HEADER
 from services.serving.schema import RequestError
 from services.serving.security import Refusal

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from services.common import contract
-from services.serving.api.bodies import (
+from services.serving.routes.bodies import (
     AUTH_ERRORS,
     ERRORS,
     ErrorBody,
@@ -16,7 +16,7 @@ from services.serving.api.bodies import (
     SwitchResponse,
     json_response,
 )
-from services.serving.api.deps import KnownAlias, State, require_token
+from services.serving.routes.deps import KnownAlias, State, require_token
 
 ACTIVE_PATH = "/admin/active"
 

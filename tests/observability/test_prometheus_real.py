@@ -24,8 +24,8 @@ from devstack.models import iris_rows, train_and_register
 from devstack.procs import DevstackError, free_port, http_server
 from devstack.serving import ServingProcess, serving_service
 from devstack.stack import MlflowStack, mlflow_stack
-from services.observability import dashboards, names, scrape
-from tests.services.observability.conftest import SERVING_NS
+from observability import dashboards, names, scrape
+from tests.observability.conftest import SERVING_NS
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 

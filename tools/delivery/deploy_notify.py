@@ -1,6 +1,6 @@
 """Deploy and drift notifications of the delivery workflows, built with the platform's one formatter.
 
-`python -m services.common.deploy_notify start|finish|drift ...` runs inside a GitHub Actions job.
+`python -m tools.delivery.deploy_notify start|finish|drift ...` runs inside a GitHub Actions job.
 Every message is an `alerts.Alert` (the formatter the serving service and the DAGs use), posted with
 `alerts.send_alert` to $MLOPS_SLACK_WEBHOOK_URL and written as Markdown to the job summary:
 
@@ -324,7 +324,7 @@ def drift(args: argparse.Namespace, env: Mapping[str, str], now: float) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m services.common.deploy_notify", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.delivery.deploy_notify", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("start", "finish", "drift"):
         s = sub.add_parser(name)

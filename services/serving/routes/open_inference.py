@@ -1,4 +1,5 @@
-"""The Open Inference Protocol v2, REST (`services.serving.protocols.v2` has the request and answer layouts).
+"""The Open Inference Protocol v2, REST (`services.serving.protocols.open_inference` has the request and answer
+layouts).
 
 `{model}` is the registered model this service serves; without `/versions/{version}` a request is routed like
 `POST /predict` (sticky per `X-Client-Id`, shadow copies included), with it the loaded version answers
@@ -18,10 +19,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import contract
-from services.serving.api.bodies import json_response
-from services.serving.api.deps import ServingState, State
-from services.serving.api.lean import ADMISSION, Choice, Doc, Endpoint, nothing_loaded, routed
-from services.serving.protocols.v2 import DATATYPES, V2, model_metadata
+from services.serving.protocols.open_inference import DATATYPES, V2, model_metadata
+from services.serving.routes.bodies import json_response
+from services.serving.routes.deps import ServingState, State
+from services.serving.routes.lean import ADMISSION, Choice, Doc, Endpoint, nothing_loaded, routed
 from services.serving.schema import RequestError
 from services.serving.security import Refusal
 from services.serving.variants import Variant

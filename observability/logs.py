@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.observability import names
+from observability import names
 
 LOKI_PORT = 3100
 PUSH_PATH = "/loki/api/v1/push"

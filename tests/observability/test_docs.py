@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from harness.run import ROOT
-from services.observability import dashboards, rules
+from observability import dashboards, rules
 
 DOC = ROOT / "docs" / "observability.md"
 # placeholders as the document shows them; one scheduled model, so the staleness alert is listed

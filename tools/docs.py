@@ -1,4 +1,5 @@
-"""`python -m stacks`: print docs/configuration.md (every stack setting, generated from stacks/settings.py)."""
+"""`python -m tools.docs` (`make docs`): print docs/configuration.md (every stack setting, generated from
+stacks/settings.py, and the network policies of infra/network.py)."""
 
 from infra.network import __doc__ as NETWORK_DOC
 from services.common.catalog import RateLimit

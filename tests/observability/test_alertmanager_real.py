@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from devstack.procs import free_port, http_server
-from services.observability import alertmanager, rules
-from tests.services.observability.conftest import SERVING_NS, render
+from observability import alertmanager, rules
+from tests.observability.conftest import SERVING_NS, render
 
 pytestmark = [pytest.mark.servers]
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.serving.api.bodies import ModelsResponse, json_response
-from services.serving.api.deps import ServingState, State
 from services.serving.observability import render_metrics
+from services.serving.routes.bodies import ModelsResponse, json_response
+from services.serving.routes.deps import ServingState, State
 
 router = APIRouter()
 

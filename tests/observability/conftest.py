@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.observability import rules
+from observability import rules
 
 PROMTOOL_HELP = "apt-get install -y prometheus prometheus-alertmanager (.ci/run installs them)"
 STACK_PREFIX = "mlops-dev"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from services.observability import names, rules
-from tests.services.observability.conftest import AIRFLOW_NS, SERVING_NS, render
+from observability import names, rules
+from tests.observability.conftest import AIRFLOW_NS, SERVING_NS, render
 
 pytestmark = [pytest.mark.servers]
 
@@ -281,7 +281,7 @@ def test_staleness_follows_the_schedule(schedule: str | None, days: int | None) 
 
 def test_every_dashboard_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
     """Each Prometheus query of every dashboard, its Grafana variables at sample values, parses in Prometheus."""
-    from services.observability import dashboards
+    from observability import dashboards
 
     ctx = dashboards.DashboardContext("dev", "mlops-dev", SERVING_NS, AIRFLOW_NS)
     samples = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
