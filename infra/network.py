@@ -24,6 +24,7 @@ The storage namespace (NFS preparation Jobs) admits and reaches nothing: NFS is 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 import pulumi
 
@@ -53,67 +54,117 @@ def stack_namespaces(s: StackSettings, services: Collection[str]) -> list[str]:
 
 def flows(s: StackSettings, services: Collection[str]) -> list[Flow]:
     """The flows of the stack whose service namespaces are `services` (keys of infra.platform.namespace_levels)."""
+    peers = _Peers(s, services)
+    return [*_service_flows(peers), *_egress_flows(peers), *_tls_flows(peers), *_monitoring_flows(peers)]
 
-    def ns(service: str, pods: dict[str, str] | None = None) -> Peer:
-        return Peer(s.namespace(service), pods)
 
-    def some(*peers: Peer | None) -> list[Peer]:
-        return [p for p in peers if p is not None]
+@dataclass(frozen=True)
+class _Peers:
+    """The peers the flows of one stack name; the optional ones are None when the stack does not run them."""
 
-    controller = Peer(s.ingress_namespace)
-    api = ns("api") if "api" in services else None
-    monitoring = ns("monitoring") if "monitoring" in services else None
-    cert_manager = Peer(s.ingress.cert_manager_namespace) if s.ingress.install_cert_manager else None
-    serving_pods = ns("serving", {APP_NAME: serving.APP})
-    bootstrap = ns("data", {APP_NAME: BOOTSTRAP})
+    s: StackSettings
+    services: Collection[str]
+
+    def ns(self, service: str, pods: dict[str, str] | None = None) -> Peer:
+        return Peer(self.s.namespace(service), pods)
+
+    @property
+    def controller(self) -> Peer:
+        return Peer(self.s.ingress_namespace)
+
+    @property
+    def api(self) -> Peer | None:
+        return self.ns("api") if "api" in self.services else None
+
+    @property
+    def monitoring(self) -> Peer | None:
+        return self.ns("monitoring") if "monitoring" in self.services else None
+
+    @property
+    def cert_manager(self) -> Peer | None:
+        return Peer(self.s.ingress.cert_manager_namespace) if self.s.ingress.install_cert_manager else None
+
+    @property
+    def serving_pods(self) -> Peer:
+        return self.ns("serving", {APP_NAME: serving.APP})
+
+
+def _some(*peers: Peer | None) -> list[Peer]:
+    return [p for p in peers if p is not None]
+
+
+def _service_flows(p: _Peers) -> list[Flow]:
+    """Into the ingress controller, serving, MLflow, Airflow, Postgres (or out to RDS) and the API."""
+    s, controller, api = p.s, p.controller, p.api
     out = []
     if s.ingress.controller == "traefik":
         out.append(Flow("web", controller, [Peer(cidrs=INTERNET)], ingress.TRAEFIK_PORTS, "clients"))
     out += [
-        Flow("serving", serving_pods, some(controller, ns("airflow"), api, monitoring), [contract.SERVING_PORT]),
+        Flow("serving", p.serving_pods, _some(controller, p.ns("airflow"), api, p.monitoring), [contract.SERVING_PORT]),
         Flow(
             "mlflow",
-            ns("mlflow"),
-            some(controller, ns("mlflow"), ns("airflow"), serving_pods, api),
+            p.ns("mlflow"),
+            _some(controller, p.ns("mlflow"), p.ns("airflow"), p.serving_pods, api),
             [mlflow.CONTAINER_PORT],
         ),
-        Flow("airflow", ns("airflow"), some(controller, api), [airflow.API_PORT], "UI, REST API"),
-        Flow("airflow-internal", ns("airflow"), [ns("airflow")], (), "its components and task pods"),
+        Flow("airflow", p.ns("airflow"), _some(controller, api), [airflow.API_PORT], "UI, REST API"),
+        Flow("airflow-internal", p.ns("airflow"), [p.ns("airflow")], (), "its components and task pods"),
     ]
-    db_clients = some(ns("mlflow"), ns("airflow"), api, bootstrap)
+    db_clients = _some(p.ns("mlflow"), p.ns("airflow"), api, p.ns("data", {APP_NAME: BOOTSTRAP}))
     if s.database.mode == "in-cluster":
-        out.append(Flow("postgres", ns("data", {APP_NAME: SERVER}), db_clients, [5432]))
+        out.append(Flow("postgres", p.ns("data", {APP_NAME: SERVER}), db_clients, [5432]))
     else:
         out.append(Flow("postgres", Peer(cidrs=s.database_egress_cidrs), db_clients, [5432], "RDS"))
     if api is not None:
         out.append(Flow("api", api, [controller], [contract.API_PORT]))
-    callers_out = some(ns("mlflow"), ns("airflow"), serving_pods, controller, cert_manager)
-    out.append(Flow("https-out", Peer(cidrs=s.network.egress_cidrs), callers_out, HTTPS_OUT))
+    return out
+
+
+def _egress_flows(p: _Peers) -> list[Flow]:
+    """HTTPS out to `network.egressCidrs`, and SSH for git when a repository is SSH."""
+    s = p.s
+    callers_out = _some(p.ns("mlflow"), p.ns("airflow"), p.serving_pods, p.controller, p.cert_manager)
+    out = [Flow("https-out", Peer(cidrs=s.network.egress_cidrs), callers_out, HTTPS_OUT)]
     if s.git_ssh_ports:  # git-sync's and the training sources' SSH repositories
-        out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [ns("airflow")], s.git_ssh_ports, "git"))
+        out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [p.ns("airflow")], s.git_ssh_ports, "git"))
+    return out
+
+
+def _tls_flows(p: _Peers) -> list[Flow]:
+    """cert-manager's webhook, and with tlsIssuer acme its HTTP-01 self-check and the solver pods."""
+    s, cert_manager = p.s, p.cert_manager
+    out = []
     if cert_manager is not None:
         webhook = Peer(s.ingress.cert_manager_namespace, tls.WEBHOOK_PODS)
         out.append(Flow("cert-manager-webhook", webhook, [Peer(cidrs=INTERNET)], [tls.WEBHOOK_PORT]))
-    if s.ingress.tls_issuer == "acme":
-        if cert_manager is not None:  # the HTTP-01 self-check fetches the challenge from the public host
-            out.append(Flow("acme-self-check", Peer(cidrs=s.network.egress_cidrs), [cert_manager], [80]))
-        for service in (svc for svc in WITH_INGRESS if svc in services):
-            solver = ns(service, tls.ACME_SOLVER_PODS)
-            out.append(Flow(f"acme-solver-{service}", solver, [controller], [tls.ACME_SOLVER_PORT]))
-    if monitoring is not None:
-        out += [
-            Flow("monitoring-internal", monitoring, [monitoring]),
-            # the Prometheus operator's admission webhook (PrometheusRule checks), called by the API server
-            Flow("monitoring-webhook", monitoring, [Peer(cidrs=INTERNET)], [OPERATOR_WEBHOOK_PORT]),
-            Flow("grafana", monitoring, [controller], [GRAFANA_PORT]),
-            Flow("scrape", Peer(ANY_NAMESPACE), [monitoring], (), "Prometheus scrapes any pod"),
-            Flow("monitoring-out", Peer(cidrs=INTERNET), [monitoring], (), "nodes, the API server, S3, Slack"),
-            Flow("airflow-metrics", ns("airflow"), [monitoring], [airflow.STATSD_EXPORTER_PORT]),
-        ]
-        if s.ingress.controller == "traefik":
-            out.append(Flow("traefik-metrics", controller, [monitoring], [ingress.TRAEFIK_METRICS_PORT]))
-        if cert_manager is not None:
-            out.append(Flow("cert-manager-metrics", cert_manager, [monitoring], [tls.METRICS_PORT]))
+    if s.ingress.tls_issuer != "acme":
+        return out
+    if cert_manager is not None:  # the HTTP-01 self-check fetches the challenge from the public host
+        out.append(Flow("acme-self-check", Peer(cidrs=s.network.egress_cidrs), [cert_manager], [80]))
+    for service in (svc for svc in WITH_INGRESS if svc in p.services):
+        solver = p.ns(service, tls.ACME_SOLVER_PODS)
+        out.append(Flow(f"acme-solver-{service}", solver, [p.controller], [tls.ACME_SOLVER_PORT]))
+    return out
+
+
+def _monitoring_flows(p: _Peers) -> list[Flow]:
+    """Monitoring among itself, its webhook and Grafana, and its scrapes (none without monitoring)."""
+    monitoring, controller = p.monitoring, p.controller
+    if monitoring is None:
+        return []
+    out = [
+        Flow("monitoring-internal", monitoring, [monitoring]),
+        # the Prometheus operator's admission webhook (PrometheusRule checks), called by the API server
+        Flow("monitoring-webhook", monitoring, [Peer(cidrs=INTERNET)], [OPERATOR_WEBHOOK_PORT]),
+        Flow("grafana", monitoring, [controller], [GRAFANA_PORT]),
+        Flow("scrape", Peer(ANY_NAMESPACE), [monitoring], (), "Prometheus scrapes any pod"),
+        Flow("monitoring-out", Peer(cidrs=INTERNET), [monitoring], (), "nodes, the API server, S3, Slack"),
+        Flow("airflow-metrics", p.ns("airflow"), [monitoring], [airflow.STATSD_EXPORTER_PORT]),
+    ]
+    if p.s.ingress.controller == "traefik":
+        out.append(Flow("traefik-metrics", controller, [monitoring], [ingress.TRAEFIK_METRICS_PORT]))
+    if p.cert_manager is not None:
+        out.append(Flow("cert-manager-metrics", p.cert_manager, [monitoring], [tls.METRICS_PORT]))
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from services.common import git_access
-from services.common.catalog import IMAGE_KINDS
+from services.common.catalog import IMAGE_KINDS, Source
 from services.common.serving_rules import quantity_bytes
 from stacks.settings.airflow import GIT_CREDENTIALS_PREFIX, GIT_KNOWN_HOSTS_KEY
 from stacks.settings.engine import DNS_NAME, PROJECT, quote
@@ -40,16 +40,31 @@ def check_images(s: StackSettings, problems: list[str]) -> None:
 def cross_checks(s: StackSettings, problems: list[str]) -> None:
     """Rules that involve more than one key."""
     check_images(s, problems)
+    _check_rds(s, problems)
+    _check_mode_keys(s, problems)
+    _check_models(s, problems)
+    _check_sources(s, problems)
+    _check_api(s, problems)
+    _check_prod_safety(s, problems)
+
+
+def _check_rds(s: StackSettings, problems: list[str]) -> None:
+    """An RDS database needs its network: two subnets, the VPC and the CIDRs allowed to reach it."""
+    if s.database.mode != "rds":
+        return
     src, ns = s.source, f"{PROJECT}:"
-    if s.database.mode == "rds":
-        if len(s.database.subnet_ids) < 2:
-            problems.append(f"{src}: {ns}database.subnetIds needs at least two subnets when database.mode is rds")
-        if not s.database.vpc_id:
-            problems.append(f"{src}: {ns}database.vpcId is required when database.mode is rds")
-        if not s.database.allowed_cidrs:
-            problems.append(
-                f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)"
-            )
+    if len(s.database.subnet_ids) < 2:
+        problems.append(f"{src}: {ns}database.subnetIds needs at least two subnets when database.mode is rds")
+    if not s.database.vpc_id:
+        problems.append(f"{src}: {ns}database.vpcId is required when database.mode is rds")
+    if not s.database.allowed_cidrs:
+        problems.append(f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)")
+
+
+def _check_mode_keys(s: StackSettings, problems: list[str]) -> None:
+    """The keys a mode requires: an existing ingress controller's class and namespace, an EFS access point's file
+    system, ACME's email."""
+    src, ns = s.source, f"{PROJECT}:"
     if s.ingress.controller == "existing":
         for key, value in (
             ("className", s.ingress.class_name),
@@ -64,12 +79,16 @@ def cross_checks(s: StackSettings, problems: list[str]) -> None:
         )
     if s.ingress.tls_issuer == "acme" and not s.ingress.acme_email:
         problems.append(f"{src}: {ns}ingress.acmeEmail is required when ingress.tlsIssuer is acme")
-    _check_models(s, problems)
-    _check_sources(s, problems)
-    _check_api(s, problems)
-    if s.is_prod and not s.protect:
+
+
+def _check_prod_safety(s: StackSettings, problems: list[str]) -> None:
+    """Prod keeps its resources protected, and its RDS database multi-AZ with deletion protection."""
+    if not s.is_prod:
+        return
+    src, ns = s.source, f"{PROJECT}:"
+    if not s.protect:
         problems.append(f"{src}: {ns}protect must stay true in prod")
-    if s.is_prod and s.database.mode == "rds":
+    if s.database.mode == "rds":
         for key, on in (("multiAz", s.database.multi_az), ("deletionProtection", s.database.deletion_protection)):
             if not on:
                 problems.append(f"{src}: {ns}database.{key} must stay true in prod")
@@ -150,22 +169,31 @@ def _check_sources(s: StackSettings, problems: list[str]) -> None:
         key = f"{ns}models.{model}.training.source"
         where = f"{key}.repo {url}" if source.repo else f"{key}.ref fetches {ns}airflow.gitRepo {url}, which"
         is_ssh = git_access.ssh_host(url) is not None
-        if source.credentials is not None:
-            named = f"{ns}{GIT_CREDENTIALS_PREFIX}{source.credentials}"
-            creds = air.git_credentials.get(source.credentials)
-            if creds is None:
-                problems.append(
-                    f"{src}: {key}.credentials is {source.credentials}, but neither {named}.sshKey nor {named}.token "
-                    "is set (`pulumi config set --secret ...`)"
-                )
-            elif is_ssh and creds.ssh_key is None:
-                problems.append(f"{src}: {where} is an SSH URL, but {named}.sshKey is not set (a read-only deploy key)")
-            elif not is_ssh and creds.token is None:
-                problems.append(f"{src}: {where} is an https URL, but {named}.token is not set (a read-only token)")
-        elif is_ssh and air.git_ssh_key is None:
-            problems.append(
-                f"{src}: {where} is an SSH URL, but neither {key}.credentials nor {ns}airflow.gitSshKey is set: the "
-                "training pod would have no key to fetch it with"
-            )
+        _check_source_credentials(s, source, key, where, is_ssh, problems)
         if is_ssh:
             host_key(url, where)
+
+
+def _check_source_credentials(
+    s: StackSettings, source: Source, key: str, where: str, is_ssh: bool, problems: list[str]
+) -> None:
+    """The credentials a fetched training source (at `key`; `where` names its URL) names exist and fit its URL (an
+    SSH key for an SSH URL, a token for https); an SSH URL without named credentials needs airflow.gitSshKey."""
+    src, ns, air = s.source, f"{PROJECT}:", s.airflow
+    if source.credentials is not None:
+        named = f"{ns}{GIT_CREDENTIALS_PREFIX}{source.credentials}"
+        creds = air.git_credentials.get(source.credentials)
+        if creds is None:
+            problems.append(
+                f"{src}: {key}.credentials is {source.credentials}, but neither {named}.sshKey nor {named}.token "
+                "is set (`pulumi config set --secret ...`)"
+            )
+        elif is_ssh and creds.ssh_key is None:
+            problems.append(f"{src}: {where} is an SSH URL, but {named}.sshKey is not set (a read-only deploy key)")
+        elif not is_ssh and creds.token is None:
+            problems.append(f"{src}: {where} is an https URL, but {named}.token is not set (a read-only token)")
+    elif is_ssh and air.git_ssh_key is None:
+        problems.append(
+            f"{src}: {where} is an SSH URL, but neither {key}.credentials nor {ns}airflow.gitSshKey is set: the "
+            "training pod would have no key to fetch it with"
+        )

@@ -135,64 +135,104 @@ def quote(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def parse_raw(raw: Any, annotation: Any) -> tuple[Any, str | None]:
+ParseResult = tuple[Any, str | None]
+
+
+def _parse_secret(raw: Any) -> ParseResult:
+    return (Secret(str(raw)), None) if isinstance(raw, str) else (None, "must be a string")
+
+
+def _parse_bool(raw: Any) -> ParseResult:
+    if isinstance(raw, bool):
+        return raw, None
+    if str(raw).lower() in ("true", "false"):
+        return str(raw).lower() == "true", None
+    return None, "must be true or false"
+
+
+def _parse_int(raw: Any) -> ParseResult:
+    if isinstance(raw, bool):
+        return None, "must be a whole number"
+    try:
+        return int(str(raw)), None
+    except ValueError:
+        return None, "must be a whole number"
+
+
+def _parse_float(raw: Any) -> ParseResult:
+    if isinstance(raw, bool):
+        return None, "must be a number"
+    try:
+        number = float(str(raw))
+    except ValueError:
+        return None, "must be a number"
+    return (number, None) if math.isfinite(number) else (None, "must be a finite number")
+
+
+def _parse_str(raw: Any) -> ParseResult:
+    if isinstance(raw, (dict, list, bool)):
+        return None, "must be a string"
+    return str(raw), None
+
+
+def _parse_list(raw: Any) -> ParseResult:
+    """A JSON list, its text, or comma-separated items."""
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = [s.strip() for s in raw.split(",") if s.strip()]
+    if not isinstance(value, list):
+        return None, "must be a list"
+    return tuple(value), None
+
+
+def _parse_object(raw: Any) -> ParseResult:
+    """A JSON object or its text."""
+    value = raw
+    if isinstance(raw, str):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            return None, "must be an object"
+    if not isinstance(value, dict):
+        return None, "must be an object"
+    return value, None
+
+
+# Parsers by plain annotation (no type arguments), and by the origin of a parameterized one (Literal["a", "b"],
+# tuple[str, ...], Mapping[str, Any]).
+_PARSERS: dict[Any, Callable[[Any], ParseResult]] = {
+    Secret: _parse_secret,
+    bool: _parse_bool,
+    int: _parse_int,
+    float: _parse_float,
+    str: _parse_str,
+    dict: _parse_object,
+}
+_GENERIC_PARSERS: dict[Any, Callable[[Any], ParseResult]] = {
+    Literal: _parse_str,
+    tuple: _parse_list,
+    list: _parse_list,
+    Mapping: _parse_object,
+    dict: _parse_object,
+}
+
+
+def parse_raw(raw: Any, annotation: Any) -> ParseResult:
     """Convert a raw config value (a string, or a JSON value) to the annotated type."""
     origin = get_origin(annotation)
-    args = get_args(annotation)
     if origin in (Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
+        inner = [a for a in get_args(annotation) if a is not type(None)]
         return parse_raw(raw, inner[0])
-    if annotation is Secret:
-        return (Secret(str(raw)), None) if isinstance(raw, str) else (None, "must be a string")
-    if annotation is bool:
-        if isinstance(raw, bool):
-            return raw, None
-        if str(raw).lower() in ("true", "false"):
-            return str(raw).lower() == "true", None
-        return None, "must be true or false"
-    if annotation is int:
-        if isinstance(raw, bool):
-            return None, "must be a whole number"
-        try:
-            return int(str(raw)), None
-        except ValueError:
-            return None, "must be a whole number"
-    if annotation is float:
-        if isinstance(raw, bool):
-            return None, "must be a number"
-        try:
-            number = float(str(raw))
-        except ValueError:
-            return None, "must be a number"
-        return (number, None) if math.isfinite(number) else (None, "must be a finite number")
-    if annotation is str or origin is Literal:
-        if isinstance(raw, (dict, list, bool)):
-            return None, "must be a string"
-        return str(raw), None
-    if origin is tuple or origin is list:
-        value = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = [s.strip() for s in raw.split(",") if s.strip()]
-        if not isinstance(value, list):
-            return None, "must be a list"
-        return tuple(value), None
-    if origin in (Mapping, dict) or annotation is dict:
-        value = raw
-        if isinstance(raw, str):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                return None, "must be an object"
-        if not isinstance(value, dict):
-            return None, "must be an object"
-        return value, None
-    raise TypeError(f"unsupported setting type {annotation!r}")
+    parser = _PARSERS.get(annotation) if origin is None else _GENERIC_PARSERS.get(origin)
+    if parser is None:
+        raise TypeError(f"unsupported setting type {annotation!r}")
+    return parser(raw)
 
 
-def parse_with(parse: Callable[[Any], Any], raw: Any) -> tuple[Any, str | None]:
+def parse_with(parse: Callable[[Any], Any], raw: Any) -> ParseResult:
     """A JSON object (or its text) converted by a setting's own parser."""
     value, problem = parse_raw(raw, dict)
     if problem is not None:

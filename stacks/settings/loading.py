@@ -206,46 +206,13 @@ def load_settings(
     problems: list[str] = []
     ns = f"{PROJECT}:"
     ours = {k[len(ns) :]: v for k, v in config.items() if k.startswith(ns)}
-    known = {key for key, _, _ in declared()} | {k for k in ours if is_git_credentials_key(k)}
-    for key in sorted(set(ours) & set(RETIRED_KEYS)):
-        problems.append(f"{source}: {ns}{key} is no longer a setting: set {ns}{RETIRED_KEYS[key]}")
-    for key in sorted(set(ours) - known - set(RETIRED_KEYS)):
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
-        hint = f" (did you mean {ns}{close[0]}?)" if close else ""
-        problems.append(f"{source}: {ns}{key} is not a known setting{hint}")
+    _check_keys(ours, source, problems)
 
     env_raw = ours.get("environment", stack if stack in ENVIRONMENTS else None)
     environment = env_raw if env_raw in ENVIRONMENTS else "dev"
 
-    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
-    for cls_name, cls in _GROUPS.items():
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            meta: Meta | None = f.metadata.get("setting")
-            if meta is None:
-                continue
-            full = f"{ns}{meta.key}"
-            if meta.key in ours:
-                raw = ours[meta.key]
-                if meta.secret and full not in secret_keys:
-                    problems.append(_plaintext_secret(source, meta.key))
-                    continue
-                value, problem = parse_with(meta.parse, raw) if meta.parse else parse_raw(raw, hints[f.name])
-                if problem is None and value is not None and not meta.secret:
-                    problem = validate(meta, value)
-                if problem is not None:
-                    shown = "[secret]" if meta.secret else quote(raw)
-                    problems.append(f"{source}: {full} {problem}; got {shown}")
-                    continue
-            else:
-                if meta.default_fn is not None:
-                    value = meta.default_fn(stack if meta.key == "environment" else environment)
-                else:
-                    value = meta.default
-                if value is None and meta.required:
-                    problems.append(f"{source}: {full} is required ({meta.doc})")
-                    continue
-            groups[cls_name][f.name] = value
+    reading = _Reading(stack, environment, ours, secret_keys, source, problems)
+    groups = {cls_name: reading.group(cls) for cls_name, cls in _GROUPS.items()}
     groups["airflow"]["git_credentials"] = _git_credentials(ours, secret_keys, source, problems)
 
     parsed = _catalog(stack, groups[""], groups["images"], source, problems)
@@ -266,6 +233,73 @@ def load_settings(
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _check_keys(ours: Mapping[str, Any], source: str, problems: list[str]) -> None:
+    """Retired keys (naming the key that took their place) and unknown keys (with the closest known one)."""
+    ns = f"{PROJECT}:"
+    known = {key for key, _, _ in declared()} | {k for k in ours if is_git_credentials_key(k)}
+    for key in sorted(set(ours) & set(RETIRED_KEYS)):
+        problems.append(f"{source}: {ns}{key} is no longer a setting: set {ns}{RETIRED_KEYS[key]}")
+    for key in sorted(set(ours) - known - set(RETIRED_KEYS)):
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        hint = f" (did you mean {ns}{close[0]}?)" if close else ""
+        problems.append(f"{source}: {ns}{key} is not a known setting{hint}")
+
+
+_INVALID = object()  # a setting whose problem is already reported
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """One stack's configuration (`ours`: keys without the namespace) being read; problems are appended."""
+
+    stack: str
+    environment: str
+    ours: Mapping[str, Any]
+    secret_keys: frozenset[str] | set[str]
+    source: str
+    problems: list[str]
+
+    def group(self, cls: type) -> dict[str, Any]:
+        """The values of the settings of one settings class, by field name (the invalid ones left out)."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta: Meta | None = f.metadata.get("setting")
+            if meta is None:
+                continue
+            value = self.value(meta, hints[f.name]) if meta.key in self.ours else self.default(meta)
+            if value is not _INVALID:
+                values[f.name] = value
+        return values
+
+    def value(self, meta: Meta, annotation: Any) -> Any:
+        """A set key parsed and validated; a secret must be stored as one."""
+        full = f"{PROJECT}:{meta.key}"
+        raw = self.ours[meta.key]
+        if meta.secret and full not in self.secret_keys:
+            self.problems.append(_plaintext_secret(self.source, meta.key))
+            return _INVALID
+        value, problem = parse_with(meta.parse, raw) if meta.parse else parse_raw(raw, annotation)
+        if problem is None and value is not None and not meta.secret:
+            problem = validate(meta, value)
+        if problem is not None:
+            shown = "[secret]" if meta.secret else quote(raw)
+            self.problems.append(f"{self.source}: {full} {problem}; got {shown}")
+            return _INVALID
+        return value
+
+    def default(self, meta: Meta) -> Any:
+        """An unset key's default (for the stack's environment; `environment`'s own for the stack's name)."""
+        if meta.default_fn is not None:
+            value = meta.default_fn(self.stack if meta.key == "environment" else self.environment)
+        else:
+            value = meta.default
+        if value is None and meta.required:
+            self.problems.append(f"{self.source}: {PROJECT}:{meta.key} is required ({meta.doc})")
+            return _INVALID
+        return value
 
 
 def _plaintext_secret(source: str, key: str) -> str:

@@ -1,13 +1,11 @@
 """No function or method in the project's source folders is longer than 80 lines (decorators and docstring
 included), so a long function cannot grow back unnoticed; the failure lists every offender with its place and
-length. The few functions being refactored in parallel branches are listed once, and the list cannot go stale:
-an entry that is no longer over the limit fails too. (Complexity, branches, returns and statements are ruff's:
+length. There are no exceptions. (Complexity, branches, returns and statements are ruff's:
 pyproject.toml [tool.ruff.lint].)"""
 
 from __future__ import annotations
 
 import ast
-import functools
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,6 @@ SOURCE_FOLDERS = (
     "bench",
 )
 MAX_LINES = 80
-# TEMPORARY (issue 24): reworked in a parallel branch; remove the entry once it is merged.
-BEING_REFACTORED = {"components/platform_api.py:PlatformApi.__init__"}
 
 
 def function_lengths(source: str, path: str) -> dict[str, int]:
@@ -49,7 +45,6 @@ def function_lengths(source: str, path: str) -> dict[str, int]:
     return lengths
 
 
-@functools.cache
 def too_long() -> dict[str, int]:
     found: dict[str, int] = {}
     for folder in SOURCE_FOLDERS:
@@ -61,14 +56,9 @@ def too_long() -> dict[str, int]:
 
 
 def test_every_function_of_the_source_folders_is_at_most_80_lines() -> None:
-    offenders = {name: n for name, n in too_long().items() if name not in BEING_REFACTORED}
+    offenders = too_long()
     listing = "\n".join(f"  {name}: {n} lines" for name, n in sorted(offenders.items(), key=lambda kv: -kv[1]))
     assert not offenders, f"functions over {MAX_LINES} lines (split them into named helpers):\n{listing}"
-
-
-def test_the_functions_being_refactored_elsewhere_are_still_over_the_limit() -> None:
-    stale = BEING_REFACTORED - set(too_long())
-    assert not stale, f"no longer over {MAX_LINES} lines: remove {sorted(stale)} from BEING_REFACTORED"
 
 
 @pytest.mark.parametrize(
