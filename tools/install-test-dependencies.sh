@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need besides the Python and npm packages of `make setup`, installed the same way everywhere:
 # .ci/run (CI on the project's machines) and the workflows' setup action (GitHub's runners) both run this
-# script, and tests/ci/test_test_dependencies.py keeps it so.
+# script, and tests/tools/test_install_test_dependencies.py keeps it so.
 #
 #   1. Prometheus' own tools for the observability tests: Debian's (and Ubuntu's) packages `prometheus`
 #      (prometheus, promtool) and `prometheus-alertmanager` (prometheus-alertmanager, amtool), installed with

@@ -150,7 +150,7 @@ def test_setup_builds_the_locked_environment() -> None:
     commands = [s for s in setup_steps if "run" in s]
     assert commands[0]["run"] == "make setup"
     # then, for the jobs that run the tests, the test dependencies by the script .ci/run runs too
-    # (tests/ci/test_test_dependencies.py); no ../shared on GitHub's runners: the charts and CRDs are fetched
+    # (tests.tools.test_install_test_dependencies.py); no ../shared on GitHub's runners: the charts and CRDs are fetched
     assert len(commands) == 2 and commands[1]["if"] == "inputs.test-dependencies == 'true'"
     assert setup["inputs"]["test-dependencies"]["default"] == "false"
     assert commands[1]["run"].splitlines() == [
@@ -244,7 +244,7 @@ def test_a_deploy_runs_the_images_of_its_commit_by_digest() -> None:
         config_map = one(DEPLOY["jobs"][job_name], "./.github/actions/pulumi-up")["config-map"]
         assert config_map == "${{ needs.images.outputs.config-map }}"
     # the references are the digests pushed for this very commit, for every image of the matrix: the platform's
-    # images.<name> and the profile images' images.profiles (tests/ci/test_delivery_scripts.py runs it)
+    # images.<name> and the profile images' images.profiles (tests.tools.test_delivery.py runs it)
     collect = IMAGES["jobs"]["collect"]
     assert collect["if"] == "inputs.push" and collect["needs"] == ["plan", "build"]
     (step,) = [s for s in steps(collect) if "run" in s]

@@ -62,7 +62,7 @@ def test_releases_are_pinned_and_validate_against_their_charts(stack: str, stack
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_named_reference_exists_and_no_secret_is_in_plaintext(stack: str, stack_run: Any) -> None:
-    """The platform services' guarantees in one place (tests/harness/test_program.py runs every check too): Secrets,
+    """The platform services' guarantees in one place (tests.harness.test_run_program.py runs every check too): Secrets,
     ConfigMaps, claims and service accounts named in pod specs and Helm values exist in that namespace;
     no secret value in plaintext in Helm values, ConfigMaps, component outputs or exports."""
     run = stack_run(stack)

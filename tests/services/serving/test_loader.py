@@ -12,7 +12,7 @@ import pytest
 from devstack.models import iris_rows
 from devstack.stack import MlflowStack
 from services.serving.loader import Loader, LoadError
-from tests.services.serving.test_reload import corrupt_artifact
+from tests.services.serving.test_variants_reload import corrupt_artifact
 
 pytestmark = [
     pytest.mark.servers,

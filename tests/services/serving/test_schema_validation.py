@@ -1,4 +1,5 @@
-"""Every bad input is a 4xx naming the problem, never a 500; unknown alias 404 (no model yet: test_missing_aliases)."""
+"""Every bad input is a 4xx naming the problem, never a 500; unknown alias 404 (no model yet:
+test_variants_missing_aliases)."""
 
 from __future__ import annotations
 

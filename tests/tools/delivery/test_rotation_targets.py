@@ -13,7 +13,7 @@ from typing import Any
 
 from tools.delivery.rotation_targets import KEY_TYPE, Resource, from_export, main, rotation_targets
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def export_of(run: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from stacks.settings import IMAGE_NAMES, PROJECT, SettingsError, load_settings
 from tools.delivery import buildx, stack_images
 from tools.delivery import images as image_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 P = f"{PROJECT}:"
 REGISTRY = "registry.example.com/team/ml"
 
