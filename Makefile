@@ -6,7 +6,7 @@ PY := .venv/bin/python
 STACK ?= dev
 FORMAT ?= tree
 ARGS ?=
-# pytest-xdist workers: a module's tests stay on one worker (tests/conftest.py groups them); the server tests
+# pytest-xdist workers: a module's tests stay on one worker, in order (--dist loadfile); the server tests
 # mostly wait on the servers they start, so they take one worker more than the offline ones.
 TEST_WORKERS ?= 2
 SERVER_WORKERS ?= 3
@@ -47,10 +47,10 @@ test: setup lint typecheck ## THE test command: lint, types, the offline tests c
 	$(MAKE) --no-print-directory test-servers
 
 test-fast: ## every test that needs no server (marker `servers` excluded), in TEST_WORKERS processes
-	$(PY) -m pytest -m "not servers" -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -m "not servers" -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-servers: ## the tests with real servers (PostgreSQL, MLflow, moto, Airflow, serving, Prometheus), in SERVER_WORKERS processes
-	$(PY) -m pytest -m servers -n $(SERVER_WORKERS) --dist loadgroup --durations=25
+	$(PY) -m pytest -m servers -n $(SERVER_WORKERS) --dist loadfile --durations=25
 
 # In a private network namespace only loopback exists and nothing listens on it: no PostgreSQL, no MLflow, no
 # registry. A test that needs a server but lacks the `servers` marker fails here instead of passing by luck.

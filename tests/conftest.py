@@ -3,9 +3,9 @@
 - In CI (CI=true) no test may skip: tests that need PostgreSQL, MLflow, moto or Airflow must run,
   so a skip is turned into a failure that says why it would have skipped.
 - PostgreSQL must answer on 127.0.0.1:5432 before tests that need it start (checked once).
-- Under pytest-xdist (`-n N --dist loadgroup`, as `make test` runs) a module's tests stay together on one worker, so
-  the servers a module (or a package's session fixtures) starts are started once per worker that needs them, not
-  once per test; a test that names its own `xdist_group` keeps it.
+- Under pytest-xdist (`-n N --dist loadfile`, as `make test` runs) a module's tests stay together on one worker, in
+  their order, so the servers a module starts are started once, and a package's session fixtures once per worker
+  that needs them. Every worker must collect the same tests: no random parameter ids.
 """
 
 from __future__ import annotations
@@ -41,14 +41,6 @@ def postgres_available() -> tuple[str, int]:
             "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
         )
     return POSTGRES
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each test joins the xdist group of its module (before xdist reads the groups)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 _RUNS: dict[str, object] = {}

@@ -266,6 +266,10 @@ class VariantManager:
             slot.last = result
             return result
 
+    def _reloading(self, alias: str) -> bool:
+        slot = self._slots.get(alias)
+        return slot is not None and slot.lock.locked()
+
     async def reload_all(self, trigger: str) -> list[ReloadResult]:
         return list(await asyncio.gather(*(self.reload(a, trigger) for a in self.settings.aliases)))
 
@@ -539,8 +543,11 @@ class VariantManager:
         stale = [
             a
             for a in self.settings.aliases
-            if (a in aliases and (a not in variants or aliases[a] != variants[a].version))
-            or (a not in aliases and a not in variants and a not in self.missing)
+            if not self._reloading(a)  # a reload under way (at start, or asked for) answers for this pass
+            and (
+                (a in aliases and (a not in variants or aliases[a] != variants[a].version))
+                or (a not in aliases and a not in variants and a not in self.missing)
+            )
         ]
         await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
         tagged = tags.get(ACTIVE_TAG)

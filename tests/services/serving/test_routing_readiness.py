@@ -10,7 +10,8 @@
   that appears takes its share;
 - an alias whose version failed to load is not "nothing to load": a process that never was ready stays not ready,
   one that was ready stays ready with what it has loaded;
-- an unreachable registry is not "nothing to load" either: the process is not ready and says why.
+- an unreachable registry is not "nothing to load" either: the process is not ready and says why;
+- a watcher pass that comes while an alias is being looked up (a slow registry at start) leaves it to that look-up.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -249,3 +251,44 @@ def test_an_unreachable_registry_is_not_nothing_to_load(env: pytest.MonkeyPatch)
         assert manager.pending()["champion"].startswith("cannot resolve iris@champion: ")
     finally:
         manager.close()
+
+
+class SlowEmptyRegistry:
+    """A registry with no version under any alias whose alias lookups wait until released (a slow MLflow)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.resolves: list[str] = []
+
+    def resolve(self, alias: str) -> tuple[str, str | None, str]:
+        self.resolves.append(alias)
+        self.release.wait(10)
+        raise LookupError(f"no alias {alias}")
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        return {}, {}
+
+
+def test_a_watcher_pass_during_a_reload_of_the_same_alias_leaves_it_to_that_reload(canary_app: FastAPI) -> None:
+    state = canary_app.state.serving
+    registry = SlowEmptyRegistry()
+    manager = VariantManager(state.settings, state.metrics, state.manager.alerter, registry=registry)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        start = asyncio.create_task(manager.reload_all("startup"))
+        while len(registry.resolves) < 2:  # both aliases are being looked up
+            await asyncio.sleep(0.01)
+        await manager.poll_once()  # the poll comes while the start-up lookups are still under way
+        registry.release.set()
+        await start
+        await manager.poll_once()  # and after them: both are known to have no version, nothing to do
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        manager.close()
+    assert sorted(registry.resolves) == ["challenger", "champion"]  # each looked up once, not again by the watcher
+    assert manager.missing == {"champion", "challenger"}
+    for alias in ("champion", "challenger"):
+        assert metric(canary_app, "serving_reloads_total", alias=alias, outcome="absent", trigger="startup") == 1
+    assert 'trigger="watcher"' not in call(canary_app, "GET", "/metrics").text  # the watcher reloaded nothing
