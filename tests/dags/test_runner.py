@@ -21,7 +21,7 @@ import pytest
 from mlops_tasks import runner
 
 from devstack.catalog import local_catalog
-from services.common import contract, registry_tags
+from services.common import catalog_file, contract, registry_tags
 from services.common import training_contract as tc
 from services.common.catalog import ModelSpec, names
 
@@ -228,7 +228,10 @@ def test_diabetes_example_trains_through_the_runner(mlflow_tracking_uri: str) ->
 
     outcome = runner.train(
         "diabetes-regression",
-        CATALOG.for_airflow()["models"]["diabetes-regression"],  # the catalog's JSON form, as the DAGs get it
+        # the catalog's JSON form, read as the DAGs read it (the one catalog reader)
+        catalog_file.parse(CATALOG.for_airflow(serving_url={m: "http://serving" for m in CATALOG.models}))[
+            "diabetes-regression"
+        ].spec,
         None,
         mlflow_tracking_uri,
         dag_run_id="manual__diabetes",
