@@ -52,6 +52,8 @@ SERVING_RELOAD_FAILURES = "serving_reload_failures_total"  # alias
 SERVING_LOAD_SECONDS = "serving_model_load_seconds"  # histogram: alias
 SERVING_MODEL_VERSION = "serving_model_version"  # gauge per alias, value = version
 SERVING_SHADOW = "serving_shadow_comparisons_total"  # outcome: agree, differ, error, skipped
+SERVING_TRAFFIC_SHARE = "serving_traffic_share"  # gauge per alias: the share of routed traffic it takes now
+SERVING_ALIAS_MISSING = "serving_alias_missing"  # gauge per alias: 1 while the registry has no version under it
 SERVING_METRICS = (
     SERVING_REQUESTS,
     SERVING_REJECTED,
@@ -61,6 +63,8 @@ SERVING_METRICS = (
     SERVING_LOAD_SECONDS,
     SERVING_MODEL_VERSION,
     SERVING_SHADOW,
+    SERVING_TRAFFIC_SHARE,
+    SERVING_ALIAS_MISSING,
 )
 
 # Airflow, through the chart's StatsD exporter (its mappings, plus ours in scrape.AIRFLOW_STATSD_MAPPINGS).

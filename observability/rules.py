@@ -240,6 +240,22 @@ def _serving_model_rules(s: RuleSettings) -> list[AlertRule]:
             "version logs why its reload failed; restart it if needed.",
         ),
         AlertRule(
+            name="ServingNothingToServe",
+            expr=(
+                f'sum by (namespace, model) ({names.SERVING_TRAFFIC_SHARE}{{namespace="{ns}"}}) == 0'
+                f" and on (namespace, model) max by (namespace, model) ({names.SERVING_ALIAS_MISSING}"
+                f'{{namespace="{ns}"}}) == 1'
+            ),
+            for_="30m",
+            severity="warning",
+            summary="Model {{ $labels.model }} serves nothing: its routed aliases have no version in the registry",
+            description="For 30 minutes no replica of {{ $labels.model }} has had a version to serve (every "
+            "prediction answers 503 naming the missing aliases): the model was never trained, or its alias was "
+            "deleted.",
+            runbook="Train the model (POST /v1/trainings on the platform API, or its train_<model> DAG) or set the "
+            "alias in MLflow; the serving's /models lists the missing aliases.",
+        ),
+        AlertRule(
             name="ServingShadowDisagreement",
             expr=(
                 f'sum by (namespace, model) (rate({names.SERVING_SHADOW}{{namespace="{ns}", outcome="differ"}}[15m]))'

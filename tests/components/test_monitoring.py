@@ -114,7 +114,7 @@ def test_the_stack_run_creates_every_monitor_and_the_rules(stack_run: Any) -> No
     (rule,) = [r for r in checks.crd_objects(run) if r.manifest["kind"] == "PrometheusRule"]
     alerts = [x["alert"] for g in rule.manifest["spec"]["groups"] for x in g["rules"]]
     # the shipped catalog schedules no training: no staleness alert (see the schedule test below)
-    assert "ModelNotRetrained" not in alerts and len(alerts) == 10
+    assert "ModelNotRetrained" not in alerts and len(alerts) == 11
     assert rule.manifest["metadata"]["labels"]["release"] == "mlops-dev-kps"
 
 

@@ -116,6 +116,21 @@ CASES: dict[str, Case] = {
         labels={k: RELOAD[k] for k in ("namespace", "model", "alias")},
         at="10m",
     ),
+    "ServingNothingToServe": Case(
+        bad=[
+            series(names.SERVING_TRAFFIC_SHARE, {**RELOAD, "alias": "champion"}, "0x40"),
+            series(names.SERVING_ALIAS_MISSING, {**RELOAD, "alias": "champion"}, "1x40"),
+        ],
+        # the champion serves everything while the canary's challenger was never promoted: nothing to alert
+        healthy=[
+            series(names.SERVING_TRAFFIC_SHARE, {**RELOAD, "alias": "champion"}, "1x40"),
+            series(names.SERVING_ALIAS_MISSING, {**RELOAD, "alias": "champion"}, "0x40"),
+            series(names.SERVING_TRAFFIC_SHARE, {**RELOAD, "alias": "challenger"}, "0x40"),
+            series(names.SERVING_ALIAS_MISSING, {**RELOAD, "alias": "challenger"}, "1x40"),
+        ],
+        labels={"namespace": SERVING_NS, "model": "iris"},
+        at="35m",
+    ),
     "ServingShadowDisagreement": Case(
         bad=_shadow(differ=50, agree=50),
         healthy=_shadow(differ=1, agree=99),
