@@ -532,6 +532,20 @@ def validate_rds_storage_encrypted(args: ResourceValidationArgs, report: ReportV
         )
 
 
+KMS_KEY = "aws:kms/key:Key"
+
+
+def validate_kms_key_rotation(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != KMS_KEY or args.props.get("keySpec") not in (None, "SYMMETRIC_DEFAULT"):
+        return  # AWS rotates symmetric encryption keys only
+    if not truthy(args.props.get("enableKeyRotation")):
+        report(
+            f"KMS key {args.name!r} does not rotate its key material. Set enable_key_rotation=True "
+            "(optionally rotation_period_in_days).",
+            None,
+        )
+
+
 def validate_rds_not_public(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type in RDS_PUBLIC and truthy(args.props.get("publiclyAccessible")):
         report(

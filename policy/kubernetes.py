@@ -667,6 +667,15 @@ def validate_pv_retain(args: ResourceValidationArgs, report: ReportViolation) ->
         )
 
 
+def validate_pv_no_host_path(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if group_kind(args.resource_type) == "core:PersistentVolume" and get(args.props, "spec", "hostPath") is not None:
+        report(
+            f"PersistentVolume {k8s_name(args.props, args.name)} is a hostPath volume: any pod that claims it reads "
+            "and writes the node's filesystem. Use an NFS, CSI or cloud-disk PersistentVolume instead.",
+            None,
+        )
+
+
 # --- Helm ---------------------------------------------------------------------------------------------
 # helm.sh/v3:Chart is a client-side component registered without inputs (its rendered objects are
 # checked by the Kubernetes policies); v3 Release and the v4 Chart component carry chart and version.
