@@ -5,8 +5,14 @@ built from its commit).
 `policy.aws`), every container of a pod the program renders whose image lies under the platform's registry
 (`mlops-platform:images.registry` from the stack config, default the policy's `registries`) must be referenced
 `<repository>@sha256:<64 hex>`, and a Helm release that sets `values.images.airflow` (the Airflow chart) must set
-its `digest` to `sha256:<64 hex>` (the chart then ignores the tag). Third-party images (MLflow, Postgres) are
-checked by `k8s-pinned-image-tags` only.
+its `digest` to `sha256:<64 hex>` (the chart then ignores the tag).
+
+`third-party-images-pinned-by-digest-in-prod` (advisory until the stacks meet it, docs/policy.md): in a production
+stack every other image is pinned by digest too: a pod's container image (`<repository>[:<tag>]@sha256:<64 hex>`),
+and every image a Helm release's values set, as the charts this program uses spell it: `image: <reference>`, or a
+mapping with `repository` (plus `registry`, `tag`) pinned by `digest` (airflow, alloy, cert-manager), `sha`
+(kube-prometheus-stack), or a digest in `tag`/`repository` (mlflow, cloudnative-pg, loki, traefik). An image a chart
+takes from its own defaults (not set in the values) is not visible to the pack.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 from policy.aws import PROJECT, _is_production
-from policy.common import as_list, get
+from policy.common import as_list, get, known_items
 from policy.kubernetes import HELM_TYPES, pod_of
 
 DEFAULT_REGISTRIES = ("ghcr.io/acme/mlops-platform",)
@@ -43,6 +49,12 @@ def _pinned(image: str) -> bool:
     return "@" in image and bool(DIGEST.match(image.split("@", 1)[1]))
 
 
+def _production(args: ResourceValidationArgs) -> str | None:
+    """Why the resource's stack is production (as for the RDS policies), or None."""
+    provider_props = args.provider.props if args.provider is not None else None
+    return _is_production(None, provider_props, args.get_config())
+
+
 def _platform_images(args: ResourceValidationArgs, registries: list[str]) -> Iterator[tuple[str, str, str]]:
     pod = pod_of(args.resource_type, args.props, args.name)
     if pod is None:
@@ -54,8 +66,7 @@ def _platform_images(args: ResourceValidationArgs, registries: list[str]) -> Ite
 
 
 def validate_platform_images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    provider_props = args.provider.props if args.provider is not None else None
-    why = _is_production(None, provider_props, args.get_config())
+    why = _production(args)
     if not why:
         return
     for label, container, image in _platform_images(args, _registries(args.get_config())):
@@ -73,3 +84,63 @@ def validate_platform_images_pinned(args: ResourceValidationArgs, report: Report
                 f"values.images.airflow.digest ({why}). Set images.airflow to <repository>@sha256:<digest>.",
                 None,
             )
+
+
+# --- third-party images ----------------------------------------------------------------------------------
+SHA = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
+
+
+def _helm_image(image: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """(reference, pinned) of a chart's `image` mapping: repository, registry, tag, digest (or `sha`)."""
+    repository = image.get("repository")
+    if not isinstance(repository, str) or not repository.strip():
+        return None  # the chart's default image: not in the values, so not visible here
+    registry = image.get("registry")
+    ref = f"{registry.rstrip('/')}/{repository}" if isinstance(registry, str) and registry.strip() else repository
+    tag = image.get("tag")
+    shown = f"{ref}:{tag}" if isinstance(tag, str) and tag and "@" not in ref else ref
+    digest = image.get("digest") or image.get("sha")
+    pinned = bool(isinstance(digest, str) and SHA.match(digest)) or _pinned(ref) or _pinned(str(tag or ""))
+    return shown, pinned
+
+
+def helm_images(values: Any, path: str = "values") -> Iterator[tuple[str, str, bool]]:
+    """(path, reference, pinned) of every image Helm values set: `image: <ref>` or a mapping with `repository`."""
+    for key, value in known_items(values):
+        sub = f"{path}.{key}"
+        if isinstance(value, Mapping):
+            found = _helm_image(value)
+            if found is not None:
+                yield sub, *found
+            yield from helm_images(value, sub)
+        elif str(key) == "image" and isinstance(value, str) and value.strip():
+            yield sub, value, _pinned(value)
+
+
+def _third_party(image: str, registries: list[str]) -> bool:
+    return not any(image.startswith(r + "/") for r in registries)
+
+
+def _unpinned_third_party(args: ResourceValidationArgs, registries: list[str]) -> Iterator[str]:
+    pod = pod_of(args.resource_type, args.props, args.name)
+    if pod is not None:
+        for c in pod.containers:
+            image = c.spec.get("image")
+            if isinstance(image, str) and _third_party(image, registries) and not _pinned(image):
+                yield f"{pod.label}: {c.label} uses {image}"
+    if args.resource_type in HELM_TYPES:
+        for path, ref, pinned in helm_images(get(args.props, "values")):
+            if not pinned and _third_party(ref, registries):
+                yield f"Helm release {args.name!r}: {path} is {ref}"
+
+
+def validate_third_party_images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    why = _production(args)
+    if not why:
+        return
+    for finding in _unpinned_third_party(args, _registries(args.get_config())):
+        report(
+            f"{finding} without a digest; prod runs third-party images pinned by digest ({why}), since a tag can be "
+            "moved to other content. Pin it: <repository>:<tag>@sha256:<digest> (Helm: set the chart's image digest).",
+            None,
+        )
