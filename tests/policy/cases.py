@@ -369,11 +369,11 @@ def ingress(tls: list[dict[str, Any]] | None, hosts: Iterable[str] = ("serving.m
     return k8s("Ingress", "serving", "networking.k8s.io/v1", {"spec": spec})
 
 
-def persistent_volume(policy: str | None) -> Resource:
+def persistent_volume(policy: str | None, source: dict[str, Any] | None = None) -> Resource:
     spec: dict[str, Any] = {
         "capacity": {"storage": "50Gi"},
         "accessModes": ["ReadWriteMany"],
-        "nfs": {"server": "nfs.example.com", "path": "/exports"},
+        **(source or {"nfs": {"server": "nfs.example.com", "path": "/exports"}}),
     }
     if policy is not None:
         spec["persistentVolumeReclaimPolicy"] = policy
@@ -399,6 +399,38 @@ def helm_release(
     if values is not None:
         props["values"] = values
     return Resource(kind, chart, props)
+
+
+def kms_key(**props: Any) -> Resource:
+    return Resource("aws:kms/key:Key", "artifacts", {"description": "artifacts", "deletionWindowInDays": 30, **props})
+
+
+READ_PODS = {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}
+EVERYTHING = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+
+
+def rbac_role(*rules: dict[str, Any], kind: str = "Role", name: str = "log-reader") -> Resource:
+    namespace = "mlops-serving" if kind == "Role" else None
+    return k8s(kind, name, "rbac.authorization.k8s.io/v1", {"rules": list(rules)}, namespace)
+
+
+def service_account(name: str = "serving", namespace: str = "mlops-serving") -> dict[str, str]:
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def group(name: str) -> dict[str, str]:
+    return {"kind": "Group", "name": name, "apiGroup": "rbac.authorization.k8s.io"}
+
+
+def rbac_binding(
+    role_kind: str, role_name: str, *subjects: dict[str, str], kind: str = "RoleBinding", name: str = "serving"
+) -> Resource:
+    body = {
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role_name},
+        "subjects": list(subjects or [service_account()]),
+    }
+    namespace = "mlops-serving" if kind == "RoleBinding" else None
+    return k8s(kind, name, "rbac.authorization.k8s.io/v1", body, namespace)
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -1309,9 +1341,127 @@ def _delivery_cases() -> dict[str, list[Case]]:
     }
 
 
+def _rbac_cases() -> dict[str, list[Case]]:
+    pods_anywhere = {**READ_PODS, "resources": ["*"]}
+    admin_role = rbac_role(EVERYTHING, kind="ClusterRole", name="operator")
+    return {
+        "k8s-rbac-no-wildcard-roles": [
+            ok(rbac_role(READ_PODS), "namespaced reader"),
+            ok(rbac_role({**READ_PODS, "apiGroups": ["*"]}, kind="ClusterRole"), "any API group, listed resources"),
+            bad(rbac_role(READ_PODS, {**READ_PODS, "verbs": ["*"]}), "rules[1] grants '*' verbs", "all verbs"),
+            bad(rbac_role(pods_anywhere, kind="ClusterRole"), "grants '*' resources", "all resources"),
+            bad(admin_role, "grants '*' verbs and resources", "everything"),
+        ],
+        "k8s-rbac-no-admin-bindings": [
+            ok([rbac_role(READ_PODS), rbac_binding("Role", "log-reader")], "a listed role"),
+            ok(rbac_binding("ClusterRole", "cluster-admin", group("platform-admins")), "people, not a workload"),
+            ok([rbac_role(EVERYTHING), rbac_binding("ClusterRole", "log-reader")], "a Role is not the ClusterRole"),
+            bad(
+                rbac_binding("ClusterRole", "cluster-admin", kind="ClusterRoleBinding"),
+                "gives ServiceAccount(s) mlops-serving/serving ClusterRole 'cluster-admin'",
+                "cluster-admin",
+            ),
+            bad(
+                [admin_role, rbac_binding("ClusterRole", "operator", service_account("airflow", "mlops-airflow"))],
+                "ServiceAccount(s) mlops-airflow/airflow ClusterRole 'operator'",
+                "a role of the stack granting everything",
+            ),
+            bad([rbac_role(EVERYTHING), rbac_binding("Role", "log-reader")], "Role 'log-reader'", "namespaced"),
+        ],
+        "k8s-rbac-no-anonymous-bindings": [
+            ok(rbac_binding("Role", "log-reader", group("platform-readers")), "a named group"),
+            *(
+                bad(
+                    rbac_binding("ClusterRole", "view", subject, kind="ClusterRoleBinding"),
+                    f"binds {subject['kind']} '{subject['name']}'",
+                    subject["name"],
+                )
+                for subject in (
+                    group("system:anonymous"),
+                    group("system:unauthenticated"),
+                    group("system:authenticated"),
+                    {"kind": "User", "name": "system:anonymous", "apiGroup": "rbac.authorization.k8s.io"},
+                )
+            ),
+        ],
+    }
+
+
+def _least_privilege_cases() -> dict[str, list[Case]]:
+    host_path = {"hostPath": {"path": "/var/lib/mlops", "type": "DirectoryOrCreate"}}
+    return {
+        **_rbac_cases(),
+        "k8s-persistent-volume-no-host-path": [
+            ok(persistent_volume("Retain"), "NFS"),
+            ok(persistent_volume("Retain", {"csi": {"driver": "efs.csi.aws.com", "volumeHandle": "fs-1::fsap-1"}})),
+            bad(persistent_volume("Retain", host_path), "is a hostPath volume", "hostPath"),
+        ],
+        "kms-key-rotation": [
+            ok(kms_key(enableKeyRotation=True), "rotating"),
+            ok(kms_key(keySpec="RSA_2048", keyUsage="SIGN_VERIFY"), "asymmetric keys cannot rotate"),
+            bad(kms_key(), "does not rotate", "unset"),
+            bad(kms_key(enableKeyRotation=False, keySpec="SYMMETRIC_DEFAULT"), "enable_key_rotation=True", "false"),
+        ],
+    }
+
+
+def _third_party_image_cases() -> dict[str, list[Case]]:
+    prod = {"PULUMI_STACK": "prod"}
+    digest = "sha256:" + "cd" * 32
+    mlflow = {"image": {"repository": "burakince/mlflow", "tag": "3.15.1"}}
+    prometheus = {"prometheusOperator": {"image": {"registry": "quay.io", "repository": "prometheus-operator/po"}}}
+    return {
+        "third-party-images-pinned-by-digest-in-prod": [
+            ok(deployment(container(image=f"postgres:16.10-bookworm@{digest}")), "tag and digest", env=prod),
+            ok(deployment(container(image="postgres:16.10-bookworm")), "dev may run tags", env={"PULUMI_STACK": "dev"}),
+            ok(deployment(container(image="ghcr.io/acme/mlops-platform/serving:0.1.0")), "platform image", env=prod),
+            ok(helm_release(chart="traefik", values={"ports": {}}), "chart default image: not visible", env=prod),
+            ok(helm_release(chart="mlflow", values={"image": {**mlflow["image"], "digest": digest}}), env=prod),
+            ok(
+                helm_release(chart="mlflow", values={"image": {**mlflow["image"], "tag": f"3.15.1@{digest}"}}), env=prod
+            ),
+            ok(
+                helm_release(
+                    chart="kube-prometheus-stack", values={"x": {"image": {"repository": "a", "sha": "cd" * 32}}}
+                ),
+                "kube-prometheus-stack sha",
+                env=prod,
+            ),
+            bad(
+                deployment(container(image="postgres:16.10-bookworm")), "uses postgres:16.10-bookworm without", env=prod
+            ),
+            bad(
+                helm_release(chart="mlflow", values=mlflow),
+                "values.image is burakince/mlflow:3.15.1 without a digest",
+                "Helm repository and tag",
+                env=prod,
+            ),
+            bad(
+                helm_release(chart="kube-prometheus-stack", values=prometheus),
+                "values.prometheusOperator.image is quay.io/prometheus-operator/po without",
+                "registry and repository",
+                env=prod,
+            ),
+            bad(
+                helm_release(chart="loki", values={"sidecar": {"image": "kiwigrid/k8s-sidecar:1.30.0"}}),
+                "values.sidecar.image is kiwigrid/k8s-sidecar:1.30.0",
+                "image string",
+                env=prod,
+            ),
+        ]
+    }
+
+
 def all_cases() -> dict[str, list[Case]]:
     from tests.policy.pod_cases import pod_security_cases
 
     return _merge(
-        _aws_cases(), _k8s_cases(), _exposure_cases(), _secret_cases(), _delivery_cases(), pod_security_cases()
+        _aws_cases(),
+        _k8s_cases(),
+        _exposure_cases(),
+        _secret_cases(),
+        _delivery_cases(),
+        _least_privilege_cases(),
+        _third_party_image_cases(),
+        pod_security_cases(),
     )

@@ -24,7 +24,7 @@ from google.protobuf import empty_pb2
 from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
-from policy.policies import PACK_NAME, POLICIES, names
+from policy.policies import ADVISORY, PACK_NAME, POLICIES, names
 from policy.testing import secret, to_struct
 from tests.policy.cases import config_map, db, secure_bucket, without
 
@@ -104,7 +104,9 @@ def test_pack_serves_its_policies_over_grpc(served_pack: analyzer_pb2_grpc.Analy
     info = served_pack.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == PACK_NAME
     assert sorted(p.name for p in info.policies) == sorted(names())
-    assert {p.enforcementLevel for p in info.policies} == {proto.MANDATORY}
+    assert {p.name: p.enforcementLevel for p in info.policies} == {
+        name: proto.ADVISORY if name in ADVISORY else proto.MANDATORY for name in names()
+    }
 
     leaked = config_map({"DB_PASSWORD": "hunter2"})
     response = served_pack.Analyze(

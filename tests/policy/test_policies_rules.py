@@ -2,7 +2,8 @@
 
 Each case is checked twice: by calling the policy's `validate` with `ResourceValidationArgs` /
 `StackValidationArgs` built as the SDK builds them, and through the SDK's analyzer servicer (what
-`PolicyPack` serves to the CLI), which must report it as a mandatory diagnostic. A one-mistake pod is
+`PolicyPack` serves to the CLI), which must report it as a mandatory diagnostic (advisory for the policies in
+`ADVISORY`). A one-mistake pod is
 reported by its policy alone, and its compliant twin passes the whole pack; every Pod Security control
 is tried in every container list and every pod template path.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy.policies import POLICIES, names, policy_named
+from policy.policies import ADVISORY, POLICIES, names, policy_named
 from policy.testing import Resource, Violation, analyze, check, resource_args
 from tests.policy.cases import (
     KINDS_BY_TEMPLATE_PATH,
@@ -71,10 +72,15 @@ def test_every_policy_has_compliant_and_violating_cases() -> None:
         assert any(c.expect is not None for c in cases), f"{name} has no violating case"
 
 
-def test_pack_is_mandatory_and_named_uniquely() -> None:
+def _level(name: str) -> str:
+    return "advisory" if name in ADVISORY else "mandatory"
+
+
+def test_pack_is_mandatory_but_the_advisory_list_and_named_uniquely() -> None:
     assert len(set(names())) == len(POLICIES)
+    assert ADVISORY <= set(names()), "ADVISORY names a policy the pack does not have"
     for p in POLICIES:
-        assert p.enforcement_level is not None and p.enforcement_level.value == "mandatory", p.name
+        assert p.enforcement_level is not None and p.enforcement_level.value == _level(p.name), p.name
         assert p.description.endswith("."), p.name
 
 
@@ -99,12 +105,13 @@ def test_violation_is_reported(name: str, case: Case, monkeypatch: pytest.Monkey
     assert any(expect in v.message for v in found), [v.message for v in found]
     # Each message names the change to make.
     assert all(any(verb in v.message for verb in FIX_VERBS) for v in found), found
-    # The engine gets the same violation, mandatory, prefixed with the policy's description.
+    # The engine gets the same violation, at the policy's level (mandatory but ADVISORY), prefixed with the
+    # policy's description.
     found_by_pack = analyze(_targets(case))
     if "one-mistake" in case.tags:  # one mistake is reported by its policy alone
         assert {v.policy for v in found_by_pack} == {name}, found_by_pack
     diagnostics = _of(name, found_by_pack)
-    assert diagnostics and all(d.enforcement == "mandatory" for d in diagnostics), diagnostics
+    assert diagnostics and all(d.enforcement == _level(name) for d in diagnostics), diagnostics
     description = policy_named(name).description
     assert any(d.message.startswith(description + "\n") and expect in d.message for d in diagnostics), diagnostics
 
@@ -224,3 +231,12 @@ def test_a_pod_declaring_baseline_is_spared_only_the_restricted_controls() -> No
     privileged = baseline_job()
     privileged.props["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
     assert {v.policy for v in analyze([ns, privileged])} == {"k8s-not-privileged"}
+
+
+def test_every_policy_is_documented() -> None:
+    """docs/policy.md lists every policy of the pack (by its name in backquotes), and every advisory one is marked."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+    assert [n for n in names() if f"`{n}`" not in doc] == []
+    assert [n for n in ADVISORY if f"`{n}` (advisory)" not in doc] == []
