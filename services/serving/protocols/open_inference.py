@@ -203,7 +203,7 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
     tensors = []
     offset = 0
     for index, item in enumerate(inputs):
-        name, shape, count, datatype, allowed = _tensor_head(_object(item, f"inputs[{index}]"), index)
+        name, shape, count, datatype, allowed = _tensor_head(item, index)
         parameters = item.get("parameters")
         size = None
         if parameters is not None:
@@ -219,8 +219,11 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
     return tensors
 
 
-def _tensor_head(item: dict[str, Any], index: int) -> tuple[str, list[int], int, str, frozenset[type]]:
-    """An input tensor's name, shape, element count, datatype and the Python types its values may have."""
+def _tensor_head(item: Any, index: int) -> tuple[str, list[int], int, str, frozenset[type]]:
+    """An input tensor's name, shape, element count, datatype and the Python types its values may have (keys the
+    protocol does not define are ignored)."""
+    if type(item) is not dict:
+        _object(item, f"inputs[{index}]")  # raises, naming the problem
     name = item.get("name")
     if type(name) is not str or not name:
         raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
