@@ -133,10 +133,17 @@ def _label(field: str, name: str) -> str:
 class InputValidator:
     """Compiled checks for one input schema (or none: rows of scalars, shape checked only)."""
 
-    def __init__(self, columns: tuple[Column, ...] | None, max_batch: int, outputs: tuple[Output, ...] = ()) -> None:
+    def __init__(
+        self,
+        columns: tuple[Column, ...] | None,
+        max_batch: int,
+        outputs: tuple[Output, ...] = (),
+        params: frozenset[str] = frozenset(),
+    ) -> None:
         self.columns = columns
         self.max_batch = max_batch
         self.outputs = outputs
+        self.params = params  # the inference parameters the signature declares (the service passes none)
         self.names = tuple(c.name for c in columns) if columns is not None else None
         self.name_set = frozenset(self.names) if self.names is not None else frozenset()
         self.numeric = columns is not None and all(c.kind in NUMERIC_KINDS and c.required for c in columns)
@@ -154,9 +161,10 @@ class InputValidator:
         """From an `mlflow.models.ModelSignature` (or None). Tensor-based inputs are validated by the
         model itself (rows are passed through as a DataFrame)."""
         outputs = _outputs(getattr(signature, "outputs", None))
+        params = frozenset(str(p.name) for p in getattr(getattr(signature, "params", None), "params", None) or ())
         inputs = getattr(signature, "inputs", None)
         if inputs is None or inputs.is_tensor_spec() or not inputs.has_input_names():
-            return cls(None, max_batch, outputs)
+            return cls(None, max_batch, outputs, params)
         columns = []
         for spec in inputs.inputs:
             kind = getattr(spec.type, "name", None)
@@ -167,7 +175,7 @@ class InputValidator:
                     required=bool(getattr(spec, "required", True)),
                 )
             )
-        return cls(tuple(columns), max_batch, outputs)
+        return cls(tuple(columns), max_batch, outputs, params)
 
     def describe(self) -> list[dict[str, Any]]:
         if self.columns is None:

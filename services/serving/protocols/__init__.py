@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import orjson
@@ -22,14 +23,17 @@ import orjson
 from services.serving.schema import InputValidator, RequestError
 
 JSON = b"application/json"
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 # Named tuples, not dataclasses: several are built per request, and a tuple is the cheapest to build.
 class Request(NamedTuple):
-    """What a codec may read of a request: its raw body and its headers (names in lower case)."""
+    """What a codec may read of a request: its raw body, its headers (names in lower case) and its path's
+    parameters (`{"model": ..., "version": ...}` of a V2 path)."""
 
     body: bytes
     headers: Mapping[str, str]
+    params: Mapping[str, str] = NO_PARAMS
 
 
 class Decoded(NamedTuple):

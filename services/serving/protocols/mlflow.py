@@ -8,9 +8,11 @@ JSON bodies (`Content-Type: application/json`, UTF-8) hold exactly one of
 - `instances` (TF-serving rows): objects, or lists of values in the signature's column order;
 - `inputs` (TF-serving columns): `{"<column>": [values...], ...}`, or rows like `instances`;
 
-plus an optional `params`, which only may be empty: the native path passes no parameters to the model. A
-`text/csv` body is a header line of column names and one line per row. Answer: `{"predictions": [...]}`
-(a table's rows as objects), as MLflow writes it. Errors: `{"error_code", "message"}` (the message starts with
+plus, as `mlflow models serve` accepts them, any other keys (ignored) and `params`: ignored too, as MLflow
+ignores them for a model whose signature declares no parameters; parameters the version's signature declares
+are refused (400), since this service predicts with their defaults and MLflow would not. A `text/csv` body is a
+header line of column names and one line per row. Answer: `{"predictions": [...]}` (a table's rows as
+objects), as MLflow writes it. Errors: `{"error_code", "message"}` (the message starts with
 the field), status 400 for any problem with the input (MLflow's `BAD_REQUEST`), 415 for another content type
 or charset, and the service's own 404, 413, 503 and admission refusals.
 """
@@ -224,6 +226,20 @@ def _content_type(value: str | None) -> str:
     return mime
 
 
+def _declared_params(params: Any, declared: frozenset[str]) -> None:
+    """Refuses `params` that would change the answer under `mlflow models serve`: a version whose signature
+    declares parameters gets them there, and not here (the service predicts with their defaults)."""
+    if not isinstance(params, dict):
+        raise _bad(PARAMS, f"expected an object, got {describe_value(params)}")
+    given = [k for k in params if k in declared]
+    if given:
+        raise _bad(
+            f"{PARAMS}.{given[0]}",
+            f"this version declares the parameter(s) {sorted(declared)}, but this service passes no parameters "
+            "to the model (it predicts with their defaults); leave them out",
+        )
+
+
 class MlflowCodec(Codec):
     name = "mlflow"
 
@@ -233,14 +249,11 @@ class MlflowCodec(Codec):
         doc = parse_json(request.body)
         if not isinstance(doc, dict):
             raise _bad("body", f"expected a JSON object with one of {list(FORMATS)}, got {describe_value(doc)}")
-        unknown = sorted(k for k in doc if k not in FORMATS and k != PARAMS)
-        if unknown:
-            raise _bad(unknown[0], f"unknown key; expected one of {list(FORMATS)} (and optionally {PARAMS!r})")
         present = [k for k in FORMATS if k in doc]
         if len(present) != 1:
-            raise _bad("body", f"expected exactly one of {list(FORMATS)}, got {present}")
-        if doc.get(PARAMS):
-            raise _bad(PARAMS, "this service passes no parameters to the model; send none")
+            raise _bad("body", f"expected exactly one of {list(FORMATS)}, got {present} (keys sent: {list(doc)})")
+        if validator.params and doc.get(PARAMS) is not None:
+            _declared_params(doc[PARAMS], validator.params)
         key = present[0]
         value = doc[key]
         if key == "dataframe_split":

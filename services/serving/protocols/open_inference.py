@@ -1,7 +1,11 @@
 """The Open Inference Protocol v2 (KServe's "V2" protocol, spoken by Triton, MLServer and Seldon), REST.
 
 Inference request: `{"id"?, "parameters"?, "inputs": [{"name", "shape", "datatype", "parameters"?, "data"}],
-"outputs"?: [{"name", "parameters"?}]}`. The inputs are either
+"outputs"?: [{"name", "parameters"?}]}`. Strict where it protects, tolerant where clients differ: keys the
+protocol does not define (at the top, in a tensor, in an output, in any `parameters`) are ignored, as KServe and
+MLServer ignore them; `model_name` and `model_version` (which KServe's SDK puts in the body) must be strings
+that equal the path's model and version (without a version in the path: the version that answers), else 400
+naming both. Everything the protocol defines is checked. The inputs are either
 
 - one tensor per signature column, named after the column, of shape `[N]` or `[N, 1]` (all the same N), or
 - one 2-D tensor of shape `[N, <columns>]` whose rows hold the columns in the signature's order (any name).
@@ -21,7 +25,7 @@ for too large a request, 503 when no version is loaded, and the admission's 401/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -67,9 +71,9 @@ _NUMPY = {
     "FP32": "<f4",
     "FP64": "<f8",
 }
-_TOP_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})
-_INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
-_OUTPUT_KEYS = frozenset({"name", "parameters"})
+_TOP_KEYS = frozenset({"id", "parameters", "inputs", "outputs"})  # any other key: `_path_names` (rare)
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
 DEFAULT_OUTPUT = "predict"
 
 
@@ -90,6 +94,7 @@ class Extras(NamedTuple):
     requested: tuple[tuple[str, bool], ...] | None  # (name, binary) of the outputs asked for
     binary: bool  # every output in binary (`parameters.binary_data_output`)
     outputs: tuple[Output, ...]  # the signature's outputs
+    version: str | None = None  # the body's `model_version` when the path names none: the answer checks it
 
 
 # --- request --------------------------------------------------------------------------------------------
@@ -108,16 +113,26 @@ def _split(request: Request) -> tuple[bytes, bytes]:
     return request.body[:length], request.body[length:]
 
 
-def _object(value: Any, field: str, keys: frozenset[str]) -> dict[str, Any]:
-    if type(value) is dict and keys.issuperset(value):
-        return value
-    if not isinstance(value, dict):
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if type(value) is not dict:
         raise _bad(field, f"expected an object, got {describe_value(value)}")
-    unknown = sorted(k for k in value if k not in keys)
-    if unknown:
-        name = f"{field}.{unknown[0]}" if field != "body" else unknown[0]
-        raise _bad(name, f"unknown key {unknown[0]!r}; expected some of {sorted(keys)}")
     return value
+
+
+def _path_names(doc: dict[str, Any], params: Mapping[str, str]) -> str | None:
+    """Checks the body's `model_name` and `model_version` against the path (other unknown keys are ignored);
+    returns the body's `model_version` when the path names no version, for the answer to check."""
+    for key, path_key in ((MODEL_NAME, "model"), (MODEL_VERSION, "version")):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if type(value) is not str:
+            raise _bad(key, f"expected a string, got {describe_value(value)}")
+        expected = params.get(path_key)
+        if expected is not None and value != expected:
+            raise _bad(key, f"{value!r} does not match the path's {path_key} {expected!r}")
+    version = doc.get(MODEL_VERSION)
+    return version if "version" not in params else None
 
 
 def _parameters(value: Any, field: str) -> dict[str, Any]:
@@ -205,9 +220,10 @@ def parse_tensors(inputs: Any, tail: bytes) -> list[Tensor]:
 
 
 def _tensor_head(item: Any, index: int) -> tuple[str, list[int], int, str, frozenset[type]]:
-    """An input tensor's name, shape, element count, datatype and the Python types its values may have."""
-    if type(item) is not dict or not _INPUT_KEYS.issuperset(item):
-        _object(item, f"inputs[{index}]", _INPUT_KEYS)  # raises, naming the problem
+    """An input tensor's name, shape, element count, datatype and the Python types its values may have (keys the
+    protocol does not define are ignored)."""
+    if type(item) is not dict:
+        _object(item, f"inputs[{index}]")  # raises, naming the problem
     name = item.get("name")
     if type(name) is not str or not name:
         raise _bad(f"inputs[{index}].name", f"expected a tensor name, got {describe_value(name)}")
@@ -261,7 +277,7 @@ def _requested(doc: dict[str, Any]) -> tuple[tuple[str, bool], ...] | None:
         raise _bad("outputs", f"expected a list of outputs, got {describe_value(outputs)}")
     requested = []
     for i, raw in enumerate(outputs):
-        item = _object(raw, f"outputs[{i}]", _OUTPUT_KEYS)
+        item = _object(raw, f"outputs[{i}]")
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise _bad(f"outputs[{i}].name", f"expected an output name, got {describe_value(name)}")
@@ -408,7 +424,8 @@ class V2Codec(Codec):
 
     def decode(self, request: Request, validator: InputValidator) -> Decoded:
         header, tail = _split(request)
-        doc = _object(parse_json(header), "body", _TOP_KEYS)
+        doc = _object(parse_json(header), "body")
+        version = None if _TOP_KEYS.issuperset(doc) else _path_names(doc, request.params)
         request_id = doc.get("id")
         if request_id is not None and type(request_id) is not str:
             raise _bad("id", f"expected a string, got {describe_value(request_id)}")
@@ -420,10 +437,16 @@ class V2Codec(Codec):
         )
         requested = None if doc.get("outputs") is None else _requested(doc)
         inputs = model_inputs(parse_tensors(doc.get("inputs"), tail), validator)
-        return Decoded(inputs, Extras(request_id, requested, binary, validator.outputs))
+        return Decoded(inputs, Extras(request_id, requested, binary, validator.outputs, version))
 
     def answer(self, predictions: list[Any], decoded: Decoded, who: Answered) -> Reply:
         extras: Extras = decoded.extras
+        if extras.version is not None and extras.version != who.version:
+            raise _bad(
+                MODEL_VERSION,
+                f"{extras.version!r} does not match the version that answers {who.version!r} "
+                f"(to choose one, send to .../versions/{extras.version}/infer)",
+            )
         tensors = output_tensors(predictions, extras.outputs)
         head = {
             "model_name": who.model,

@@ -265,7 +265,7 @@ async def serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, 
         return await _respond(send, codec.error(refusal), rid, _refusal_headers(refusal))
     meters: VariantMeters | None = None
     try:
-        request = Request(await read_body(receive, headers, state), headers)
+        request = Request(await read_body(receive, headers, state), headers, params)
         choice = endpoint.choose(state, headers, params)
         variant = choice.variant
         context["alias"] = variant.alias

@@ -39,8 +39,9 @@ class V2Error(BaseModel):
     error: str = Field(description="What is wrong, starting with the field it concerns")
 
 
+# Keys the protocol does not define are ignored (as KServe and MLServer ignore them), hence extra="allow".
 class V2InputTensor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     name: str = Field(description="A signature column, or any name for one 2-D tensor [N, columns]")
     shape: list[int]
     datatype: Datatype
@@ -49,13 +50,17 @@ class V2InputTensor(BaseModel):
 
 
 class V2RequestedOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     name: str
     parameters: dict[str, Any] | None = None
 
 
 class V2InferenceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
+    model_name: str | None = Field(default=None, description="Ignored when it equals the path's model (else 400)")
+    model_version: str | None = Field(
+        default=None, description="Ignored when it equals the path's version, else the answering one (else 400)"
+    )
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[V2InputTensor] = Field(min_length=1)

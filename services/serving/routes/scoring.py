@@ -42,12 +42,13 @@ _ROW = {"type": "object", "additionalProperties": {"type": ["number", "string", 
 _VALUES = {"type": "array", "items": {"type": ["number", "string", "boolean", "null"]}}
 SCORING_REQUEST: dict[str, Any] = {
     "title": "MlflowScoringRequest",
-    "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs.",
+    "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs. Other keys are ignored, "
+    "as mlflow models serve ignores them; so is params, except parameters the version's signature declares (400: "
+    "this service predicts with their defaults).",
     "oneOf": [
         {
             "type": "object",
             "required": ["dataframe_split"],
-            "additionalProperties": False,
             "properties": {
                 "dataframe_split": {
                     "type": "object",
@@ -64,19 +65,16 @@ SCORING_REQUEST: dict[str, Any] = {
         {
             "type": "object",
             "required": ["dataframe_records"],
-            "additionalProperties": False,
             "properties": {"dataframe_records": {"type": "array", "items": _ROW}},
         },
         {
             "type": "object",
             "required": ["instances"],
-            "additionalProperties": False,
             "properties": {"instances": {"type": "array", "items": {"anyOf": [_ROW, _VALUES]}}},
         },
         {
             "type": "object",
             "required": ["inputs"],
-            "additionalProperties": False,
             "properties": {
                 "inputs": {"anyOf": [{"type": "object", "additionalProperties": _VALUES}, {"type": "array"}]}
             },

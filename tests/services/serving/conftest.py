@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -220,6 +222,44 @@ def metric_value(base: str, name: str, **labels: str) -> float:
         if all(found.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def kserve_v2_request(
+    model_name: str,
+    inputs: list[tuple[str, np.ndarray, str]],
+    *,
+    binary: bool = False,
+    request_id: str = "kserve-1",
+    parameters: dict[str, Any] | None = None,
+    outputs: list[dict[str, Any]] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers that KServe's SDK (kserve 0.21.0, `InferenceRESTClient(RESTConfig(protocol="v2"))
+    .infer(url, InferRequest(model_name, [InferInput(name, shape, datatype)...], request_id, parameters,
+    request_outputs))`) sends: `InferRequest.to_rest()` serialized with orjson, keys in its order (`id`,
+    `model_name`, `inputs`, `outputs` if any, `parameters` if any), each tensor's values flat and row-major, or
+    with `binary` its little-endian bytes after the JSON (`parameters.binary_data_size`, the
+    Inference-Header-Content-Length header, application/octet-stream). Built by hand: kserve itself does not
+    install into the locked environment (it needs pandas<3, protobuf 6 and psutil<6)."""
+    tensors, blobs = [], []
+    for name, values, datatype in inputs:
+        tensor: dict[str, Any] = {"name": name, "shape": list(values.shape), "datatype": datatype}
+        if binary:
+            blob = values.astype(values.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = values.ravel().tolist()
+        tensors.append(tensor)
+    body: dict[str, Any] = {"id": request_id, "model_name": model_name, "inputs": tensors}
+    if outputs:
+        body["outputs"] = outputs
+    if parameters:
+        body["parameters"] = parameters
+    head = orjson.dumps(body)
+    if not blobs:
+        return head, {"content-type": "application/json"}
+    headers = {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}
+    return head + b"".join(blobs), headers
 
 
 @pytest.fixture

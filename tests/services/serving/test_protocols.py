@@ -1,6 +1,7 @@
 """The real service speaks the protocols inference clients already use, to their own client libraries: Triton's
 V2 client (`tritonclient.http`: health, readiness, metadata, inference with binary and JSON tensors, one loaded
-version by number, errors) and MLflow's scoring client (`ScoringServerClient`: ping, version, DataFrame and
+version by number, errors), the exact bodies KServe's SDK sends (`model_name` in them; a `model_name` of
+another model is a 400 naming both) and MLflow's scoring client (`ScoringServerClient`: ping, version, DataFrame and
 array inputs) plus the serving example MLflow logged with the model and CSV; every answer equals `/predict`'s for
 the same rows, is routed and counted like it, and every bad request is refused naming the field."""
 
@@ -23,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 from devstack.models import iris_rows, train_and_register
 from devstack.serving import ServingProcess, serving_service
 from devstack.stack import MlflowStack
-from tests.services.serving.conftest import metric_value
+from tests.services.serving.conftest import kserve_v2_request, metric_value
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
@@ -138,6 +139,27 @@ def test_v2_errors_name_the_field(service: ServingProcess, client: triton.Infere
     assert unknown.status_code == 404 and set(unknown.json()) == {"error"}
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["json tensors", "binary tensors"])
+def test_v2_kserve_sdk_requests_equal_predict(service: ServingProcess, binary: bool) -> None:
+    champion, expected = reference(service)
+    challenger, expected_challenger = reference(service, "challenger")
+    columns = [(name, MATRIX[:, j].copy(), "FP64") for j, name in enumerate(NAMES)]
+    for path, version, predictions in (
+        (f"/v2/models/{MODEL}/infer", champion, expected),
+        (f"/v2/models/{MODEL}/versions/{challenger}/infer", challenger, expected_challenger),
+    ):
+        body, headers = kserve_v2_request(MODEL, columns, binary=binary, request_id="kserve-7")
+        answer = httpx.post(f"{service.base_url}{path}", content=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert (result["model_name"], result["model_version"], result["id"]) == (MODEL, version, "kserve-7")
+        assert result["outputs"][0]["data"] == predictions
+    body, headers = kserve_v2_request("other-model", columns)
+    refused = httpx.post(f"{service.base_url}/v2/models/{MODEL}/infer", content=body, headers=headers, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"].startswith("model_name: 'other-model'")
+    assert repr(MODEL) in refused.json()["error"]
+
+
 # --- MLflow's scoring protocol through MLflow's own client -----------------------------------------------------
 def test_mlflow_scoring_client_ping_version_and_invoke(service: ServingProcess) -> None:
     _, expected = reference(service)
@@ -173,6 +195,9 @@ def test_mlflow_logged_serving_example_and_csv(service: ServingProcess, stack: M
     assert answer.json() == {"predictions": expected}
     refused = httpx.post(url, content="<rows/>", headers={"Content-Type": "application/xml"}, timeout=30)
     assert refused.status_code == 415 and refused.json()["error_code"] == "BAD_REQUEST"
+    tolerated = {**json.loads(example), "params": {"threshold": 0.5}, "client": "notebook"}  # as MLflow ignores them
+    answer = httpx.post(url, json=tolerated, timeout=30)
+    assert answer.status_code == 200 and len(answer.json()["predictions"]) == len(rows)
 
 
 def test_protocol_requests_are_counted_and_logged_like_predict(service: ServingProcess) -> None:
