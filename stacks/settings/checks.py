@@ -70,7 +70,7 @@ def _check_external(s: StackSettings, problems: list[str]) -> None:
     if db.mode != "external":
         return
     src, ns = s.source, f"{PROJECT}:"
-    required = [("host", db.host), ("cidr", db.cidr)]
+    required: list[tuple[str, object]] = [("host", db.host), ("cidr", db.cidr)]
     if db.provisioned:
         for app, role in PROVISIONED_APPS.items():
             if role != "mlflow_auth" or s.mlflow.basic_auth:
