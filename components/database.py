@@ -299,7 +299,13 @@ class Database(pulumi.ComponentResource):
         self._connection_secrets(name, args, passwords, server.sslmode)
         self.databases = {app.role: app.database for app in args.apps}
         self.register_outputs(
-            {"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password}
+            {
+                "host": self.host,
+                "port": self.port,
+                "databases": self.databases,
+                "admin_password": self.admin_password,
+                "sslmode": self.sslmode,
+            }
         )
 
     def _admin_password(self, name: str) -> pulumi.Output[str]:
