@@ -250,6 +250,13 @@ def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
     )
 
 
+def _external_inputs(args: DatabaseArgs) -> list[pulumi.Input[str]]:
+    """What else re-runs the bootstrap on an external server: how it connects (sslmode, CA) and as whom."""
+    if args.mode != "external":
+        return []
+    return [args.sslmode, args.ca_certificate or "", args.admin_user or "", args.admin_password or ""]
+
+
 class Database(pulumi.ComponentResource):
     """Builds the platform's Postgres. `rds`: an encrypted, private `aws.rds.Instance` (pinned major
     version, Multi-AZ, deletion protection and a final snapshot as configured, automated backups)
@@ -495,7 +502,7 @@ class Database(pulumi.ComponentResource):
             namespace=args.namespace,
             labels=job_labels,
             digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
-            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps]],
+            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps], *_external_inputs(args)],
             uid=POSTGRES_UID,
             container=_bootstrap_container(args, server),
             volumes=volumes,

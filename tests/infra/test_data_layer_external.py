@@ -17,7 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from components.database import SERVER_CA, AppDatabase, bootstrap_sql, password_variable, verify_script
+from components.database import (
+    BOOTSTRAP_INPUTS_ANNOTATION,
+    SERVER_CA,
+    AppDatabase,
+    bootstrap_sql,
+    password_variable,
+    verify_script,
+)
 from harness import checks
 from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, read_stack_file, run_program
@@ -182,6 +189,18 @@ def test_the_bootstrap_reaches_the_server_as_the_admin_with_its_sslmode_and_ca(e
     assert reveal(data)["PGPASSWORD"] == "harness-secret-value-for-mlops-platform:database.adminPassword"
     database = next(r for r in external_run.registrations if r.type == "mlops:platform:Database")
     assert isinstance(database.registered_outputs["admin_password"], SecretValue)
+
+
+def test_the_bootstrap_runs_again_when_how_it_connects_changes(external_run: ProgramRun, tmp_path: Path) -> None:
+    def digest(run: ProgramRun) -> str:
+        (job,) = bootstrap_jobs(run)
+        return job.manifest["spec"]["template"]["metadata"]["annotations"][BOOTSTRAP_INPUTS_ANNOTATION]
+
+    other = run_program(
+        "dev", _stack_file(tmp_path, "database.adminPassword"), overrides={**EXTERNAL, "database.sslmode": "require"}
+    )
+    assert digest(other) != digest(external_run)
+    assert "harness-secret-value" not in digest(external_run)
 
 
 def test_every_connection_carries_the_sslmode(external_run: ProgramRun) -> None:
