@@ -1,5 +1,6 @@
-"""The Postgres metadata database: Amazon RDS (prod) or a StatefulSet on the cluster (dev), with one
-database and role per application created by an idempotent in-cluster bootstrap Job."""
+"""The Postgres metadata database: Amazon RDS (prod), a StatefulSet on the cluster (dev) or an existing server
+outside the cluster (on premises), with one database and role per application created by an idempotent in-cluster
+bootstrap Job."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ SERVER = "postgres"
 SUPERUSER_SECRET = "postgres-superuser"
 BOOTSTRAP = "db-bootstrap"
 BOOTSTRAP_SQL = "db-bootstrap-sql"
+SERVER_CA = "db-server-ca"  # the external server's CA (ConfigMap `ca.crt`), mounted where PGSSLROOTCERT points
+CA_DIR = "/etc/postgres-ca"
 RDS_ADMIN_USER = "mlops_admin"
 
 
@@ -78,6 +81,7 @@ class AppDatabase:
     namespace: NamespaceRef
     secret_name: str
     secret_format: str  # "username-password" (MLflow chart) or "sqlalchemy-url" (Airflow chart)
+    app: str = ""  # the application, as messages name it; empty = the role
 
     def __post_init__(self) -> None:
         for ident in (self.database, self.role):
@@ -121,10 +125,26 @@ def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verify_script(apps: Sequence[AppDatabase]) -> str:
+    """Shell (for the postgres image) checking that each application's role reaches its own database, with the
+    password in `$<ROLE>_PASSWORD`: for a provisioned server, where the databases and roles are given, not created.
+    Every application is tried; each failure is named, and any failure fails the script."""
+    lines = ["# mlops-platform: check the given database credentials", "failed=0"]
+    for app in apps:
+        who = app.app or app.role
+        lines.append(
+            f'PGPASSWORD="${password_variable(app.role).upper()}" psql -X -w -q -U {app.role} -d {app.database} '
+            f"-c 'SELECT 1' >/dev/null || {{ echo \"{who}: cannot connect to database {app.database} as "
+            f'{app.role}" >&2; failed=1; }}'
+        )
+    lines.append('exit "$failed"')
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class DatabaseArgs:
     stack: str
-    mode: str  # "rds" | "in-cluster"
+    mode: str  # "rds" | "in-cluster" | "external"
     engine_version: str
     namespace: NamespaceRef  # where the in-cluster server and the bootstrap Job run
     apps: Sequence[AppDatabase]
@@ -142,6 +162,15 @@ class DatabaseArgs:
     # in-cluster
     storage_size: str = "10Gi"
     storage_class: str | None = None
+    # external: an existing server; the bootstrap runs as `admin_user` (CREATEDB and CREATEROLE suffice)
+    host: str | None = None
+    port: int = 5432
+    sslmode: str = "require"
+    ca_certificate: str | None = None  # PEM; mounted for the bootstrap (verify-ca, verify-full)
+    admin_user: str | None = None
+    admin_password: pulumi.Input[str] | None = None  # secret
+    # external, provisioned: role -> its given password (secret); no admin, the Job only checks each app connects
+    given_passwords: Mapping[str, pulumi.Input[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +181,8 @@ class _Server:
     port: pulumi.Output[int]
     admin_user: str
     sslmode: str
-    ready: pulumi.Resource
+    ready: pulumi.Resource | None  # None: an external server, already there
+    ca: bool = False  # a CA ConfigMap (SERVER_CA) is mounted at CA_DIR
 
 
 def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTemplateSpecArgs:
@@ -190,25 +220,41 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
 def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
     """psql applying the bootstrap SQL as the admin user, each role's password as a psql variable."""
     psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
+    command = f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"
+    if args.given_passwords is not None:
+        command = "exec /bin/sh /sql/verify.sh"
+    mounts = [VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)]
+    ca_env = []
+    if server.ca:
+        mounts.append(VolumeMountArgs(name="ca", mount_path=CA_DIR, read_only=True))
+        ca_env.append(EnvVarArgs(name="PGSSLROOTCERT", value=f"{CA_DIR}/ca.crt"))
     return ContainerArgs(
         name="bootstrap",
         image=POSTGRES_IMAGES[args.engine_version],
-        command=["/bin/sh", "-c", f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"],
+        command=["/bin/sh", "-c", command],
         env=[
             EnvVarArgs(name="PGHOST", value=server.host),
             EnvVarArgs(name="PGPORT", value=server.port.apply(str)),
-            EnvVarArgs(name="PGUSER", value=server.admin_user),
+            *([EnvVarArgs(name="PGUSER", value=server.admin_user)] if server.admin_user else []),
             EnvVarArgs(name="PGDATABASE", value="postgres"),
             EnvVarArgs(name="PGSSLMODE", value=server.sslmode),
             EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
+            *ca_env,
         ],
         env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=BOOTSTRAP))],
         resources=ResourceRequirementsArgs(
             requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
         ),
         security_context=restricted_container(POSTGRES_UID),
-        volume_mounts=[VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)],
+        volume_mounts=mounts,
     )
+
+
+def _external_inputs(args: DatabaseArgs) -> list[pulumi.Input[str]]:
+    """What else re-runs the bootstrap on an external server: how it connects (sslmode, CA) and as whom."""
+    if args.mode != "external":
+        return []
+    return [args.sslmode, args.ca_certificate or "", args.admin_user or "", args.admin_password or ""]
 
 
 class Database(pulumi.ComponentResource):
@@ -217,9 +263,10 @@ class Database(pulumi.ComponentResource):
     with a parameter group forcing TLS (`rds.force_ssl`), a subnet group, and a security group
     admitting 5432 only from the cluster network; its master password from pulumi-random.
     `in-cluster`: a StatefulSet of the official image on a PersistentVolume (probes, resources,
-    non-root) and its Service. Both: a bootstrap Job that runs `bootstrap_sql` (from a ConfigMap;
-    passwords from a Secret) to create one database and role per application with random
-    passwords, and each application's connection Secret in its namespace, in its chart's format.
+    non-root) and its Service. `external`: nothing but, with a CA, its ConfigMap: the bootstrap reaches the
+    given host and port as the given admin with the given sslmode. All: a bootstrap Job that runs
+    `bootstrap_sql` (from a ConfigMap; passwords from a Secret) to create one database and role per
+    application with random passwords, and each application's connection Secret in its namespace, in its chart's format.
     Data-bearing resources are protected. The bootstrap re-runs whenever the SQL, the server or a
     password changes (a digest of them is on the Job's pod template), and `host` resolves only after
     it has completed, so whatever uses the host waits for the roles and databases to exist.
@@ -233,17 +280,23 @@ class Database(pulumi.ComponentResource):
     databases: dict[str, str]
     """Application role -> its database."""
     admin_password: pulumi.Output[str]
-    """The admin (RDS master, or in-cluster superuser) password; secret."""
+    """The admin (RDS master, in-cluster superuser, or the external server's given admin) password; secret."""
+    sslmode: str
+    """The sslmode every connection uses (the bootstrap's and the applications')."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Database", name, None, opts)
-        self.admin_password = self._admin_password(name)
         if args.mode == "rds":
+            self.admin_password = self._admin_password(name)
             server = self._rds(name, args)
         elif args.mode == "in-cluster":
+            self.admin_password = self._admin_password(name)
             server = self._in_cluster(name, args)
+        elif args.mode == "external":
+            server = self._external(name, args)
         else:
             raise ValueError(f"unknown database mode {args.mode!r}")
+        self.sslmode = server.sslmode
         passwords = self._app_passwords(name, args)
         job = self._bootstrap(name, args, server, passwords)
         # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
@@ -253,7 +306,13 @@ class Database(pulumi.ComponentResource):
         self._connection_secrets(name, args, passwords, server.sslmode)
         self.databases = {app.role: app.database for app in args.apps}
         self.register_outputs(
-            {"host": self.host, "port": self.port, "databases": self.databases, "admin_password": self.admin_password}
+            {
+                "host": self.host,
+                "port": self.port,
+                "databases": self.databases,
+                "admin_password": self.admin_password,
+                "sslmode": self.sslmode,
+            }
         )
 
     def _admin_password(self, name: str) -> pulumi.Output[str]:
@@ -375,8 +434,29 @@ class Database(pulumi.ComponentResource):
         host = cluster_host(SERVER, args.namespace.name)
         return _Server(host, pulumi.Output.from_input(5432), "postgres", "disable", ready=server)
 
+    def _external(self, name: str, args: DatabaseArgs) -> _Server:
+        """An existing server: its given admin (secret) and, with a CA, the CA's ConfigMap for the bootstrap."""
+        provisioned = args.given_passwords is not None
+        if not args.host or (not provisioned and (not args.admin_user or args.admin_password is None)):
+            raise ValueError("external mode needs host, and admin_user and admin_password unless provisioned")
+        if args.sslmode in ("verify-ca", "verify-full") and not args.ca_certificate:
+            raise ValueError(f"sslmode {args.sslmode} needs ca_certificate")
+        self.admin_password = pulumi.Output.secret(args.admin_password or "")
+        ca = None
+        if args.ca_certificate:
+            ca = ConfigMap(
+                f"{name}-server-ca",
+                metadata=ObjectMetaArgs(name=SERVER_CA, namespace=args.namespace.output, labels=labels(name=BOOTSTRAP)),
+                data={"ca.crt": args.ca_certificate},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        host, port = pulumi.Output.from_input(args.host), pulumi.Output.from_input(args.port)
+        return _Server(host, port, args.admin_user or "", args.sslmode, ready=ca, ca=ca is not None)
+
     def _app_passwords(self, name: str, args: DatabaseArgs) -> dict[str, pulumi.Output[str]]:
-        """One random password per application role (secret)."""
+        """One random password per application role (secret); the given ones on a provisioned server."""
+        if args.given_passwords is not None:
+            return {role: pulumi.Output.secret(pw) for role, pw in args.given_passwords.items()}
         passwords: dict[str, pulumi.Output[str]] = {}
         for app in args.apps:
             pw = random.RandomPassword(
@@ -392,14 +472,18 @@ class Database(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # its own name: the server's selector (and the NetworkPolicy admitting the bootstrap) tell them apart
         job_labels = labels(name=BOOTSTRAP)
-        sql = bootstrap_sql(args.apps)
+        sql, file = bootstrap_sql(args.apps), "bootstrap.sql"
+        if args.given_passwords is not None:
+            sql, file = verify_script(args.apps), "verify.sh"
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",
             metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace.output, labels=job_labels),
-            data={"bootstrap.sql": sql},
+            data={file: sql},
             opts=child,
         )
-        job_env: dict[str, pulumi.Input[str]] = {"PGPASSWORD": self.admin_password}
+        job_env: dict[str, pulumi.Input[str]] = {}
+        if args.given_passwords is None:
+            job_env["PGPASSWORD"] = self.admin_password
         job_env.update({password_variable(role).upper(): pw for role, pw in passwords.items()})
         job_secret = Secret(
             f"{name}-bootstrap-secret",
@@ -408,6 +492,9 @@ class Database(pulumi.ComponentResource):
             string_data=job_env,
             opts=child,
         )
+        volumes = [VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name=BOOTSTRAP_SQL))]
+        if server.ca:
+            volumes.append(VolumeArgs(name="ca", config_map=ConfigMapVolumeSourceArgs(name=SERVER_CA)))
         # New SQL (a new name) or new inputs (the digest: server, passwords) run the bootstrap again.
         return rerun_on_change_job(
             f"{name}-bootstrap",
@@ -415,14 +502,14 @@ class Database(pulumi.ComponentResource):
             namespace=args.namespace,
             labels=job_labels,
             digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
-            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps]],
+            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps], *_external_inputs(args)],
             uid=POSTGRES_UID,
             container=_bootstrap_container(args, server),
-            volumes=[VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name=BOOTSTRAP_SQL))],
+            volumes=volumes,
             backoff_limit=20,
             deadline_seconds=1800,
             parent=self,
-            depends_on=[server.ready, sql_map, job_secret],
+            depends_on=[r for r in (server.ready, sql_map, job_secret) if r is not None],
         )
 
     def _connection_secrets(

@@ -66,6 +66,7 @@ class MlflowServerArgs:
     rotation_annotation: pulumi.Input[str]
     auth_db_secret: str | None = None
     auth_db_name: str | None = None
+    db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
 
     def __post_init__(self) -> None:
         if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
@@ -167,6 +168,7 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
         "extraEnvVars": {
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
             "AWS_DEFAULT_REGION": args.region,
+            **({"PGSSLMODE": args.db_sslmode} if args.db_sslmode else {}),
         },
         "auth": _auth_values(args),
         "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace.name)],

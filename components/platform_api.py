@@ -62,6 +62,7 @@ from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, plat
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
+from services.api.settings import SSLMODES
 from services.common import api_rules, contract
 
 NAME = "platform-api"
@@ -111,7 +112,7 @@ class PlatformApiArgs:
     catalog_json: pulumi.Input[str]  # Catalog.for_airflow(serving_url=...) as JSON
     database_secret: str
     database_name: str
-    database_sslmode: str  # "require" for RDS, "disable" in-cluster (the bootstrap's own choice)
+    database_sslmode: str  # "require" for RDS, "disable" in-cluster, database.sslmode external (as the bootstrap)
     airflow_namespace: NamespaceRef  # its Airflow user's Secret and Job run there
     airflow_url: pulumi.Input[str]  # the API server's in-cluster URL
     airflow_image: pulumi.Input[str]  # creates the API's Airflow user (FAB) in the Airflow namespace
@@ -121,7 +122,7 @@ class PlatformApiArgs:
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.database_sslmode not in ("disable", "prefer", "require", "verify-ca", "verify-full"):
+        if self.database_sslmode not in SSLMODES:
             raise ValueError(f"unknown sslmode {self.database_sslmode!r}")
 
 

@@ -104,23 +104,45 @@ class DataLayer:
     mlflow_auth_db_secret: str | None = None
     mlflow_auth_database: str | None = None
     volume_ready: dict[str, pulumi.Resource] = field(default_factory=dict)
+    db_sslmode: str = "disable"
     loki_s3_secret: str | None = None
     loki_prefix: str | None = None
 
 
 def app_databases(s: StackSettings, ns: Mapping[str, NamespaceRef]) -> dict[str, AppDatabase]:
-    """Role -> its database and connection Secret (in the namespace of `ns`, service -> namespace): MLflow's,
-    Airflow's and the platform API's, and with MLflow basic auth the database of its users and permissions (shared by
-    the replicas)."""
-    mlflow_ns, airflow_ns = ns["mlflow"], ns["airflow"]
-    apps = [
-        AppDatabase("mlflow", "mlflow", mlflow_ns, MLFLOW_DB_SECRET, "username-password"),
-        AppDatabase("airflow", "airflow", airflow_ns, AIRFLOW_DB_SECRET, "sqlalchemy-url"),
-        AppDatabase("platform_api", "platform_api", ns["api"], API_DB_SECRET, "username-password"),
+    """Application -> its database, role and connection Secret (in the namespace of `ns`, service -> namespace):
+    MLflow's, Airflow's and the platform API's, and with MLflow basic auth the database of its users and permissions
+    (shared by the replicas). On a provisioned external server the database and role are the given ones."""
+    wanted = [
+        ("mlflow", ns["mlflow"], MLFLOW_DB_SECRET, "username-password"),
+        ("airflow", ns["airflow"], AIRFLOW_DB_SECRET, "sqlalchemy-url"),
+        ("platform_api", ns["api"], API_DB_SECRET, "username-password"),
     ]
     if s.mlflow.basic_auth:
-        apps.append(AppDatabase("mlflow_auth", "mlflow_auth", mlflow_ns, MLFLOW_AUTH_DB_SECRET, "username-password"))
-    return {app.role: app for app in apps}
+        wanted.append(("mlflow_auth", ns["mlflow"], MLFLOW_AUTH_DB_SECRET, "username-password"))
+    apps = {}
+    for app, namespace, secret, form in wanted:
+        given = s.database.given(app) if _provisioned(s) else None
+        database, role = (given.database, given.user) if given else (app, app)
+        apps[app] = AppDatabase(database, role, namespace, secret, form, app)
+    return apps
+
+
+def _provisioned(s: StackSettings) -> bool:
+    return s.database.mode == "external" and s.database.provisioned
+
+
+def _given_passwords(s: StackSettings, apps: Mapping[str, AppDatabase]) -> dict[str, pulumi.Output[str]] | None:
+    """A provisioned server's given password of each application's role (secret); None otherwise."""
+    if not _provisioned(s):
+        return None
+    passwords = {}
+    for app, spec in apps.items():
+        given = s.database.given(app)
+        if given is None:  # load_settings refuses this
+            raise ValueError(f"database.credentials of {app} are missing")
+        passwords[spec.role] = given.password.output()
+    return passwords
 
 
 def training_datasets(s: StackSettings) -> tuple[str, ...]:
@@ -186,6 +208,13 @@ def _database(
             allowed_cidrs=db.allowed_cidrs,
             storage_size=db.storage_size,
             storage_class=db.storage_class,
+            host=db.host,
+            port=db.port,
+            sslmode=s.database_sslmode,
+            ca_certificate=db.ca_certificate,
+            admin_user=db.admin_user,
+            admin_password=db.admin_password.output() if db.admin_password else None,
+            given_passwords=_given_passwords(s, apps),
         ),
         opts=opts,
     )
@@ -262,6 +291,7 @@ def build_data_layer(
         rotation_annotations=artifacts.rotation_annotations,
         db_host=database.host,
         db_port=database.port,
+        db_sslmode=database.sslmode,
         mlflow_database=apps["mlflow"].database,
         airflow_database=apps["airflow"].database,
         api_db_secret=apps["platform_api"].secret_name,

@@ -8,7 +8,7 @@ Every namespace the program creates denies everything by default and resolves DN
 - MLflow on 5000 from the ingress controller, MLflow's own Jobs, Airflow, serving and the API;
 - Airflow's API server on 8080 from the ingress controller and the API; Airflow's pods among themselves;
 - Postgres on 5432 (dev, in-cluster) from MLflow, Airflow, the API and the bootstrap Job only (prod: the same
-  clients to `network.databaseCidrs`, the RDS subnets);
+  clients to `network.databaseCidrs`, the RDS subnets; external: to `database.cidr` on `database.port`);
 - the API on 8080 from the ingress controller;
 - HTTPS (443, 6443) to `network.egressCidrs` from MLflow and Airflow (S3, git, Slack, the Kubernetes API), serving
   (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME); SSH (22, or the port of
@@ -114,7 +114,8 @@ def _service_flows(p: _Peers) -> list[Flow]:
     if s.database.mode == "in-cluster":
         out.append(Flow("postgres", p.ns("data", {APP_NAME: SERVER}), db_clients, [5432]))
     else:
-        out.append(Flow("postgres", Peer(cidrs=s.database_egress_cidrs), db_clients, [5432], "RDS"))
+        where = "RDS" if s.database.mode == "rds" else "the external server"
+        out.append(Flow("postgres", Peer(cidrs=s.database_egress_cidrs), db_clients, [s.database_port], where))
     if api is not None:
         out.append(Flow("api", api, [controller], [contract.API_PORT]))
     return out

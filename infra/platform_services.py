@@ -103,6 +103,7 @@ def _mlflow(
             db_secret=data.mlflow_db_secret,
             db_host=data.db_host,
             db_port=data.db_port,
+            db_sslmode=data.db_sslmode if s.database.mode == "external" else None,
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
             auth_db_secret=data.mlflow_auth_db_secret,
@@ -233,7 +234,7 @@ def _api(
 ) -> PlatformApi:
     """The platform API: the same catalog as Airflow's, its own database from the bootstrap, the DAGs triggered
     through the API server's Service as its own Airflow user."""
-    a, rds = s.api, s.database.mode == "rds"
+    a = s.api
     return PlatformApi(
         "api",
         PlatformApiArgs(
@@ -253,7 +254,7 @@ def _api(
             catalog_json=catalog_json(s),
             database_secret=data.api_db_secret,
             database_name=data.api_database,
-            database_sslmode="require" if rds else "disable",  # as the bootstrap connects (RDS forces TLS)
+            database_sslmode=data.db_sslmode,  # as the bootstrap connects
             airflow_namespace=ns["airflow"],
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,

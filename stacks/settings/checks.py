@@ -9,6 +9,7 @@ from services.common import git_access
 from services.common.catalog import IMAGE_KINDS, Source
 from services.common.serving_rules import quantity_bytes
 from stacks.settings.airflow import GIT_CREDENTIALS_PREFIX, GIT_KNOWN_HOSTS_KEY
+from stacks.settings.database import GIVEN_PARTS, PROVISIONED_APPS
 from stacks.settings.engine import DNS_NAME, PROJECT, quote
 from stacks.settings.images import IMAGE_NAMES, ImageRef
 from stacks.settings.stack import PLATFORM_HOSTS, StackSettings
@@ -41,6 +42,7 @@ def cross_checks(s: StackSettings, problems: list[str]) -> None:
     """Rules that involve more than one key."""
     check_images(s, problems)
     _check_rds(s, problems)
+    _check_external(s, problems)
     _check_mode_keys(s, problems)
     _check_models(s, problems)
     _check_sources(s, problems)
@@ -59,6 +61,31 @@ def _check_rds(s: StackSettings, problems: list[str]) -> None:
         problems.append(f"{src}: {ns}database.vpcId is required when database.mode is rds")
     if not s.database.allowed_cidrs:
         problems.append(f"{src}: {ns}database.allowedCidrs is required when database.mode is rds (the cluster network)")
+
+
+def _check_external(s: StackSettings, problems: list[str]) -> None:
+    """An external database needs its host, the admin the bootstrap runs as, the address range its clients may
+    reach, and the CA that verify-ca/verify-full check the server against."""
+    db = s.database
+    if db.mode != "external":
+        return
+    src, ns = s.source, f"{PROJECT}:"
+    required: list[tuple[str, object]] = [("host", db.host), ("cidr", db.cidr)]
+    if db.provisioned:
+        for app, role in PROVISIONED_APPS.items():
+            if role != "mlflow_auth" or s.mlflow.basic_auth:
+                required += [(f"credentials.{app}.{part}", getattr(db, f"{role}_{part}")) for part in GIVEN_PARTS]
+    else:
+        required += [("adminUser", db.admin_user), ("adminPassword", db.admin_password)]
+    for key, value in required:
+        if value is None:
+            why = "database.provisioned is true" if key.startswith("credentials.") else "database.mode is external"
+            problems.append(f"{src}: {ns}database.{key} is required when {why}")
+    if db.sslmode in ("verify-ca", "verify-full") and db.ca_certificate is None:
+        problems.append(
+            f"{src}: {ns}database.caCertificate is required when database.sslmode is {db.sslmode} (the PEM CA the "
+            "server's certificate is checked against)"
+        )
 
 
 def _check_mode_keys(s: StackSettings, problems: list[str]) -> None:

@@ -133,8 +133,21 @@ class StackSettings:
     @property
     def database_egress_cidrs(self) -> tuple[str, ...]:
         """rds mode: where the database's clients may open 5432 (network.databaseCidrs, else
-        database.allowedCidrs)."""
+        database.allowedCidrs); external mode: database.cidr."""
+        if self.database.mode == "external":
+            return (self.database.cidr,) if self.database.cidr else ()
         return self.network.database_cidrs or self.database.allowed_cidrs
+
+    @property
+    def database_port(self) -> int:
+        """The port the database's clients open: database.port for an external server, else 5432."""
+        return self.database.port if self.database.mode == "external" else 5432
+
+    @property
+    def database_sslmode(self) -> str:
+        """The sslmode of every connection to the database: database.sslmode for an external server, require for
+        RDS (it forces TLS), disable in-cluster (traffic stays on the cluster network)."""
+        return {"rds": "require", "in-cluster": "disable"}.get(self.database.mode, self.database.sslmode)
 
     @property
     def fetched_sources(self) -> dict[str, str]:

@@ -47,7 +47,8 @@ def test_invalid_value_fails_naming_the_key(tmp_path: Path) -> None:
     path = broken_copy(tmp_path, "prod", "mlops-platform:database.mode: rds", "mlops-platform:database.mode: rdss")
     result = preview("STACK=prod", f"ARGS=--stack-file {path}")
     assert result.returncode == 2
-    assert 'Pulumi.prod.yaml: mlops-platform:database.mode must be one of rds, in-cluster; got "rdss"' in result.stderr
+    expected = 'Pulumi.prod.yaml: mlops-platform:database.mode must be one of rds, in-cluster, external; got "rdss"'
+    assert expected in result.stderr
 
 
 def test_misspelled_key_fails_naming_the_key(tmp_path: Path) -> None:

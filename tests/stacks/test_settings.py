@@ -56,7 +56,9 @@ def test_defaults_depend_on_environment() -> None:
 
 def test_invalid_choice_names_file_key_and_value() -> None:
     problems = problems_of("prod", {**MINIMAL, **PROD_NETWORK, f"{P}database.mode": "rdss"})
-    assert problems == ['Pulumi.prod.yaml: mlops-platform:database.mode must be one of rds, in-cluster; got "rdss"']
+    assert problems == [
+        'Pulumi.prod.yaml: mlops-platform:database.mode must be one of rds, in-cluster, external; got "rdss"'
+    ]
 
 
 def test_misspelled_key_is_reported_with_suggestion() -> None:

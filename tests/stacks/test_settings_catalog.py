@@ -354,7 +354,7 @@ def test_all_catalog_mistakes_are_reported_at_once_with_other_settings() -> None
     config = with_models({"iris": entry(serving={"profile": "huge"}), "b": {"training": IRIS["training"]}})
     problems = problems_of({**config, f"{P}database.mode": "rdss"})
     assert problems == [
-        'Pulumi.dev.yaml: mlops-platform:database.mode must be one of rds, in-cluster; got "rdss"',
+        'Pulumi.dev.yaml: mlops-platform:database.mode must be one of rds, in-cluster, external; got "rdss"',
         "Pulumi.dev.yaml: mlops-platform:models.b.gate Field required",
         "Pulumi.dev.yaml: mlops-platform:models.iris.serving.profile unknown profile 'huge'; profiles: gpu, medium, "
         "small",
