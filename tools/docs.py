@@ -1,5 +1,5 @@
 """`python -m tools.docs` (`make docs`): print docs/configuration.md (every stack setting, generated from
-stacks/settings.py, and the network policies of infra/network.py)."""
+stacks/settings/, and the network policies of infra/network.py)."""
 
 from infra.network import __doc__ as NETWORK_DOC
 from services.common.catalog import RateLimit
@@ -7,7 +7,7 @@ from stacks.settings import MODELS_SUBDOMAIN, PLATFORM_HOSTS, PROJECT, RETIRED_K
 
 HEADER = f"""# Configuration
 
-Every key the program reads, generated from `stacks/settings.py` (`make docs`; a test fails when this
+Every key the program reads, generated from `stacks/settings/` (`make docs`; a test fails when this
 file is stale). Keys live under the `{PROJECT}:` namespace in `Pulumi.<stack>.yaml`; set them with
 `pulumi config set --stack <stack> <key> <value>` (objects and lists: a JSON value, e.g.
 `pulumi config set database.allowedCidrs '["10.40.0.0/16"]'`, or YAML in the stack file; not `--path`,
