@@ -202,6 +202,7 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name=contract.MODEL_NAME.name, value=args.model),
         EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
         EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
+        EnvVarArgs(name=contract.SERVING_SHADOW_AGREEMENT.name, value=s.shadow_agreement.env_value()),
         EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(args.poll_seconds)),
         EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),
         EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(contract.SERVING_PORT)),

@@ -394,6 +394,11 @@ class Serving(_Strict):
     public_docs: bool | None = Field(
         default=None, alias="publicDocs", description="/docs and /openapi.json; default: true, false in prod"
     )
+    shadow_agreement: rules.Agreement = Field(
+        default_factory=rules.Agreement,
+        alias="shadowAgreement",
+        description="when a shadow's answer agrees with the primary's: exact, or absolute/relative within tolerance",
+    )
 
     def for_environment(self, environment: str) -> Serving:
         """This entry with the environment's defaults filled in: prod authenticates (apiKey) and hides the API

@@ -93,6 +93,11 @@ SERVING_MAX_IN_FLIGHT = EnvVar(
     "MLOPS_SERVING_MAX_IN_FLIGHT",
     "Most predictions in flight per serving process; one more is answered 429 with Retry-After (default 128).",
 )
+SERVING_SHADOW_AGREEMENT = EnvVar(
+    "MLOPS_SERVING_SHADOW_AGREEMENT",
+    "When a shadow's answer agrees with the primary's, as JSON (services/common/serving_rules.py Agreement): "
+    '{"mode": "exact"} (default), {"mode": "absolute", "tolerance": 0.5} or {"mode": "relative", "tolerance": 0.05}.',
+)
 SERVING_PUBLIC_DOCS = EnvVar(
     "MLOPS_SERVING_PUBLIC_DOCS",
     "Whether /docs and /openapi.json are served: true (default) or false (then they answer 404).",
@@ -202,6 +207,7 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_API_KEYS_FILE,
     SERVING_MAX_IN_FLIGHT,
     SERVING_PUBLIC_DOCS,
+    SERVING_SHADOW_AGREEMENT,
 )
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
 API_VARS: tuple[EnvVar, ...] = (

@@ -10,6 +10,9 @@
   Each mode carries its own behaviour (`aliases()`, `shares(active)`, `shadow_alias()`, `switch_pair()`),
   so a new mode is one new class here. `env_value()` is the routing as the service reads it from
   `MLOPS_SERVING_ROUTING`.
+- `Agreement`: when a shadow's (or a candidate's) answer agrees with the primary's: `exact` for classes and
+  labels, `absolute` or `relative` within a tolerance for numbers (a regression's versions never answer
+  bit-for-bit alike); `parse_agreement` validates the JSON of `MLOPS_SERVING_SHADOW_AGREEMENT`.
 
 The service (`services.serving`), the stack settings (`stacks.settings`), the serving component, the DAGs
 and `devstack` import these names from here. This module imports nothing but pydantic: the Pulumi program
@@ -19,6 +22,7 @@ and the DAGs load it.
 from __future__ import annotations
 
 import json
+import numbers
 import re
 from abc import abstractmethod
 from collections.abc import Iterable
@@ -228,4 +232,62 @@ def parse_routing(value: object) -> RoutingConfig:
             loc = ".".join(str(p) for p in err["loc"][1:])
             msg = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}" if loc else msg)
+        raise ValueError("; ".join(problems)) from None
+
+
+# --- shadow agreement -------------------------------------------------------------------------------
+class Agreement(BaseModel):
+    """When two answers to the same rows agree.
+
+    `exact`: every prediction equal (classes, labels, anything not a number). `absolute`: numbers within
+    `tolerance` of each other; `relative`: within `tolerance` times the larger magnitude (so 0.05 is 5%).
+    Non-numbers are compared exactly in every mode; nested predictions (probabilities, multi-output) element
+    by element. Answers of different lengths never agree.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["exact", "absolute", "relative"] = "exact"
+    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+    @model_validator(mode="after")
+    def _tolerance_fits_mode(self) -> Agreement:
+        if self.mode == "exact" and self.tolerance != 0:
+            raise ValueError("tolerance: exact agreement takes no tolerance (use mode absolute or relative)")
+        if self.mode == "relative" and self.tolerance >= 1:
+            raise ValueError(f"tolerance: a relative tolerance is a fraction below 1 (0.05 = 5%); got {self.tolerance}")
+        return self
+
+    def agrees(self, primary: object, other: object) -> bool:
+        """Whether `other` agrees with `primary` under this rule (lists element by element)."""
+        if isinstance(primary, list | tuple) or isinstance(other, list | tuple):
+            if not (isinstance(primary, list | tuple) and isinstance(other, list | tuple)):
+                return False
+            return len(primary) == len(other) and all(self.agrees(a, b) for a, b in zip(primary, other, strict=True))
+        if self.mode == "exact" or not (_is_number(primary) and _is_number(other)):
+            return primary == other and isinstance(primary, bool) == isinstance(other, bool)
+        a, b = float(primary), float(other)  # type: ignore[arg-type]
+        if self.mode == "absolute":
+            return abs(a - b) <= self.tolerance
+        return abs(a - b) <= self.tolerance * max(abs(a), abs(b))
+
+    def env_value(self) -> str:
+        """The rule as `MLOPS_SERVING_SHADOW_AGREEMENT` carries it."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars are Reals too
+
+
+def parse_agreement(value: object) -> Agreement:
+    """Validate an agreement object; ValueError naming each wrong field."""
+    try:
+        return Agreement.model_validate(value)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(msg if msg.startswith(f"{loc}:") or not loc else f"{loc}: {msg}")
         raise ValueError("; ".join(problems)) from None

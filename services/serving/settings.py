@@ -6,7 +6,8 @@ the first of `DEFAULT_ALIASES`. Every alias named by the routing is loaded even 
 omits it. Aliases, the default workers and the routing are checked by the same rules as the stack settings'.
 Authentication (`MLOPS_SERVING_AUTH`, JSON) is one of the modes of `services.common.serving_auth`; unset, it
 is ``none``. With ``apiKey`` the keys file (`MLOPS_SERVING_API_KEYS_FILE`) must be readable and well formed at
-start. Invalid settings stop the process at start with a message naming the variable.
+start. The shadow comparison's rule (`MLOPS_SERVING_SHADOW_AGREEMENT`, JSON) is an `Agreement`; unset, answers
+must be equal. Invalid settings stop the process at start with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from services.common.serving_rules import (
     ALIAS_PATTERN,
     DEFAULT_ALIASES,
     DEFAULT_WORKERS,
+    Agreement,
     FixedRouting,
     RoutingConfig,
     invalid_aliases,
+    parse_agreement,
     parse_routing,
 )
 from services.serving.limits import DEFAULT_MAX_IN_FLIGHT
@@ -53,6 +56,7 @@ class Settings:
     api_keys_file: str | None = None
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     public_docs: bool = True
+    shadow_agreement: Agreement = Agreement()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -90,7 +94,16 @@ class Settings:
             api_keys_file=api_keys_file,
             max_in_flight=int(number(contract.SERVING_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT, minimum=1, kind=int)),
             public_docs=flag(contract.SERVING_PUBLIC_DOCS, default=True),
+            shadow_agreement=_agreement(),
         )
+
+
+def _agreement() -> Agreement:
+    raw = contract.SERVING_SHADOW_AGREEMENT.get()
+    try:
+        return parse_agreement(json.loads(raw)) if raw is not None else Agreement()
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise SettingsError(f"{contract.SERVING_SHADOW_AGREEMENT.name} is invalid: {exc}") from exc
 
 
 def _auth() -> tuple[AuthConfig, str | None]:

@@ -333,7 +333,7 @@ async def _compare(
             extra={"shadow_alias": alias, "shadow_version": shadow.version, "request_id": rid},
         )
         return
-    agree = predictions == primary
+    agree = state.settings.shadow_agreement.agrees(primary, predictions)
     state.metrics.shadow.labels("agree" if agree else "differ").inc()
     log.info(
         "shadow comparison %s",
