@@ -26,3 +26,10 @@ PREVIOUS_TAG_PREFIX = "mlops.previous_version."
 
 def previous_tag(alias: str) -> str:
     return f"{PREVIOUS_TAG_PREFIX}{alias}"
+
+
+# Registered-model tags the serving pods follow on every watcher pass (every replica within one poll period):
+# the blue-green active alias, and the model's routing as data (`serving_rules.RoutingRecord` as JSON), which
+# overrides the stack's routing until the tag is deleted.
+ACTIVE_TAG = "mlops.serving.active"
+ROUTING_TAG = "mlops.serving.routing"

@@ -10,6 +10,8 @@
   Each mode carries its own behaviour (`aliases()`, `shares(active)`, `shadow_alias()`, `switch_pair()`),
   so a new mode is one new class here. `env_value()` is the routing as the service reads it from
   `MLOPS_SERVING_ROUTING`.
+- `RoutingRecord`: a routing set at run time (by whom, when, why), as the registered-model tag that every
+  serving replica follows holds it; `parse_routing_record` reads the tag.
 - `Agreement`: when a shadow's (or a candidate's) answer agrees with the primary's: `exact` for classes and
   labels, `absolute` or `relative` within a tolerance for numbers (a regression's versions never answer
   bit-for-bit alike); `parse_agreement` validates the JSON of `MLOPS_SERVING_SHADOW_AGREEMENT`.
@@ -233,6 +235,51 @@ def parse_routing(value: object) -> RoutingConfig:
             msg = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}" if loc else msg)
         raise ValueError("; ".join(problems)) from None
+
+
+# --- routing as data ---------------------------------------------------------------------------------
+class RoutingRecord(BaseModel):
+    """A routing set at run time, with who set it, when and why: the value of the registered-model tag
+    `registry_tags.ROUTING_TAG`. Every serving replica applies it on its next watcher pass."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    routing: RoutingConfig
+    by: Annotated[str, Field(min_length=1, max_length=200)]
+    at: Annotated[str, Field(min_length=1, max_length=64, description="ISO 8601 time, UTC")]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+    def tag_value(self) -> str:
+        """The record as the tag holds it: compact JSON with sorted keys (MLflow tags take 8,000 characters)."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+def parse_routing_record(value: str) -> RoutingRecord:
+    """The record a tag holds; ValueError naming each wrong field."""
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    try:
+        return RoutingRecord.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path = list(err["loc"])
+            if path[:1] == ["routing"] and len(path) > 1:
+                del path[1]  # the union member chosen by `mode`
+            loc = ".".join(str(p) for p in path)
+            problems.append(f"{loc}: {str(err['msg']).removeprefix('Value error, ')}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def loadable_problem(routing: Routing, loadable: Iterable[str]) -> str | None:
+    """Why a run-time routing cannot be applied by a deployment that loads `loadable` (None: it can): the
+    aliases a deployment loads are fixed by its stack settings, a routing may only use those."""
+    outside = [a for a in routing.aliases() if a not in set(loadable)]
+    if outside:
+        return f"routing uses aliases {outside} that the deployment does not load (it loads {list(loadable)})"
+    return None
 
 
 # --- shadow agreement -------------------------------------------------------------------------------

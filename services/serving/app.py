@@ -165,7 +165,8 @@ def _predict_schema(app: FastAPI) -> dict[str, Any]:
     row: dict[str, Any] = {"type": "object", "additionalProperties": {"type": ["number", "string", "boolean", "null"]}}
     state: ServingState | None = getattr(app.state, "serving", None)  # None before the lifespan started
     variants = state.manager.variants if state is not None else {}
-    primary = next((variants[a] for a in settings.routing.aliases() if a in variants), None)
+    routing = state.manager.routing if state is not None else settings.routing
+    primary = next((variants[a] for a in routing.aliases() if a in variants), None)
     if primary is not None and primary.validator.columns is not None:
         columns = primary.validator.columns
         row = {

@@ -180,6 +180,14 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self.routing_weight = Gauge(
+            "serving_routing_weight",
+            "Configured share of routed traffic (0..1) of the alias under the routing in force: the stack's, or "
+            "the one set at run time (the registry's routing tag).",
+            ["alias"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.traffic_share = Gauge(
             "serving_traffic_share",
             "Share of routed traffic (0..1) the alias takes now: its configured share if it has a loaded version, "

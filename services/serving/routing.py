@@ -90,6 +90,12 @@ class Router:
         self._shadow = routing.shadow_alias()
         self._buckets = self._bucket(active())
 
+    def use(self, routing: RoutingConfig) -> None:
+        """Route by `routing` from now on (set at run time: the registry's routing tag)."""
+        self.routing = routing
+        self._shadow = routing.shadow_alias()
+        self._bucket(self._active())
+
     def weights(self) -> dict[str, float]:
         """The configured share of traffic (0..1) of each alias that gets any."""
         return self.routing.shares(self._active())

@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 
 from services.common.alerts import Severity
-from services.common.serving_rules import loader_process_fits
+from services.common.registry_tags import ACTIVE_TAG, ROUTING_TAG
+from services.common.serving_rules import (
+    RoutingConfig,
+    RoutingRecord,
+    loadable_problem,
+    loader_process_fits,
+    parse_routing_record,
+)
 from services.serving.batching import MicroBatcher
 from services.serving.loader import Loader, LoadError, memory_limit_bytes
 from services.serving.observability import Alerter, Metrics, at_end_of_turn
@@ -50,9 +57,6 @@ from services.serving.schema import InputValidator, RequestError
 from services.serving.settings import Settings
 
 log = logging.getLogger("mlops.serving.variants")
-
-# The blue-green active alias, stored on the registered model so that every replica follows a switch.
-ACTIVE_TAG = "mlops.serving.active"
 
 
 class VariantMeters:
@@ -213,6 +217,16 @@ class Registry:
     def set_active(self, alias: str) -> None:
         self.client.set_registered_model_tag(self.settings.model_name, ACTIVE_TAG, alias)
 
+    def set_routing(self, record: RoutingRecord | None) -> None:
+        """Record the routing every replica follows (None: delete it, back to the stack's routing)."""
+        if record is None:
+            from mlflow.exceptions import MlflowException
+
+            with contextlib.suppress(MlflowException):  # no tag: nothing to delete
+                self.client.delete_registered_model_tag(self.settings.model_name, ROUTING_TAG)
+            return
+        self.client.set_registered_model_tag(self.settings.model_name, ROUTING_TAG, record.tag_value())
+
 
 class VariantManager:
     """The loaded variants of this process and everything that changes them."""
@@ -229,6 +243,9 @@ class VariantManager:
         self.missing: frozenset[str] = frozenset()  # aliases the registry has no version under: nothing to load
         self._slots: dict[str, _ReloadSlot] = {}
         self._alerted_failures: set[tuple[str, str | None]] = set()
+        self.routing: RoutingConfig = settings.routing  # the stack's, until a routing record says otherwise
+        self.routing_record: RoutingRecord | None = None  # the run-time routing applied (None: the stack's)
+        self._refused_record: str | None = None  # a tag value already refused (logged once)
         pair = settings.routing.switch_pair()
         self.active: str | None = pair[0] if pair else None  # the alias taking traffic, when it can switch
         self.ready = False  # see the module's docstring; set once, by `_changed`
@@ -403,8 +420,8 @@ class VariantManager:
         model = self.settings.model_name
         fields = {"model": model, "alias": alias}
         if missing:
-            share = self.settings.routing.shares(self.active).get(alias)
-            others = [a for a in candidates(self.settings.routing, self.active) if a != alias]
+            share = self.routing.shares(self.active).get(alias)
+            others = [a for a in candidates(self.routing, self.active) if a != alias]
             loaded = self.variants.get(alias)
             if loaded is not None:  # the alias was deleted: what was loaded keeps serving
                 consequence = f"; version {loaded.version} keeps serving"
@@ -435,7 +452,7 @@ class VariantManager:
         error, or "loading")."""
         return {
             alias: self.errors.get(alias, "loading")
-            for alias in candidates(self.settings.routing, self.active)
+            for alias in candidates(self.routing, self.active)
             if alias not in self.variants and alias not in self.missing
         }
 
@@ -502,7 +519,7 @@ class VariantManager:
     # --- blue-green --------------------------------------------------------------------------------
     async def switch_active(self, alias: str) -> str:
         """Make `alias` the blue-green active variant here and, through the registry, everywhere."""
-        pair = self.settings.routing.switch_pair()
+        pair = self.routing.switch_pair()
         if not pair:
             raise RequestError(409, "routing is not blue-green: there is no active alias to switch", "mode")
         if alias not in pair:
@@ -530,6 +547,76 @@ class VariantManager:
             )
         return alias
 
+    # --- routing as data ----------------------------------------------------------------------------
+    async def set_routing(self, record: RoutingRecord | None) -> RoutingRecord | None:
+        """Route by `record` here at once and, through the registry, in every replica within a poll period
+        (None: back to the stack's routing). 409 naming `routing` when it uses an alias this deployment does not
+        load; 502 when the registry refuses (then nothing changes)."""
+        if record is not None:
+            problem = loadable_problem(record.routing, self.settings.aliases)
+            if problem:
+                raise RequestError(409, problem, "routing")
+        try:
+            await asyncio.to_thread(self.registry.set_routing, record)
+        except Exception as exc:
+            raise RequestError(502, f"could not record the routing in the registry: {_short(exc)}", None) from exc
+        self._apply_routing(record)
+        return record
+
+    def _follow_routing(self, tagged: str | None) -> None:
+        """The watcher's pass over the routing tag: apply a new record, go back to the stack's routing when the
+        tag is gone, keep the current routing (logged once) when the tag cannot be applied."""
+        if tagged is None:
+            if self.routing_record is not None:
+                self._apply_routing(None)
+            return
+        if (self.routing_record is not None and tagged == self.routing_record.tag_value()) or tagged == (
+            self._refused_record
+        ):
+            return
+        try:
+            record = parse_routing_record(tagged)
+            problem = loadable_problem(record.routing, self.settings.aliases)
+        except ValueError as exc:
+            problem = f"it is invalid: {exc}"
+        if problem:
+            self._refused_record = tagged
+            log.error(
+                "routing tag %s of %s is not applied, %s keeps routing: %s",
+                ROUTING_TAG,
+                self.settings.model_name,
+                self.routing.mode,
+                problem,
+                extra={"event": "model.routing_refused", "tag": tagged[:500]},
+            )
+            return
+        self._apply_routing(record)
+
+    def _apply_routing(self, record: RoutingRecord | None) -> None:
+        previous = self.routing
+        self.routing_record = record
+        self.routing = record.routing if record is not None else self.settings.routing
+        pair = self.routing.switch_pair()
+        if not pair:
+            self.active = None
+        elif self.active not in pair:
+            self.active = pair[0]
+        self._changed()
+        source = f"set by {record.by} at {record.at}: {record.reason}" if record else "the stack's (tag removed)"
+        log.info(
+            "routing of %s is now %s (was %s), %s",
+            self.settings.model_name,
+            self.routing.env_value(),
+            previous.env_value(),
+            source,
+            extra={
+                "event": "model.routing_changed",
+                "routing": self.routing.model_dump(mode="json"),
+                "by": record.by if record else None,
+                "reason": record.reason if record else None,
+            },
+        )
+
     # --- watcher -----------------------------------------------------------------------------------
     async def poll_once(self) -> None:
         """One pass: reload aliases that moved, appeared or never loaded (unless the registry still has no version
@@ -550,8 +637,9 @@ class VariantManager:
             )
         ]
         await asyncio.gather(*(self.reload(a, "watcher") for a in stale))
+        self._follow_routing(tags.get(ROUTING_TAG))
         tagged = tags.get(ACTIVE_TAG)
-        if tagged in self.settings.routing.switch_pair() and tagged != self.active and tagged in self.variants:
+        if tagged in self.routing.switch_pair() and tagged != self.active and tagged in self.variants:
             log.info(
                 "blue-green active alias follows the registry: %s (was %s)",
                 tagged,

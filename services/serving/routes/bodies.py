@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.serving_rules import RoutingConfig
 
 
 class ErrorBody(BaseModel):
@@ -43,6 +45,9 @@ class ModelsResponse(BaseModel):
     )
     active: str | None
     variants: list[VariantInfo]
+    routing_source: dict[str, str] = Field(
+        description="Where the routing comes from: the stack, or the registry (set at run time: by, at, reason)"
+    )
     missing: list[str] = Field(description="Aliases with no version in the registry: nothing to load")
     not_loaded: dict[str, str]
 
@@ -68,6 +73,22 @@ class SwitchRequest(BaseModel):
 
 class SwitchResponse(BaseModel):
     active: str
+
+
+class RoutingRequest(BaseModel):
+    """A routing to apply at run time, in every replica (the registry's routing tag)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routing: RoutingConfig
+    reason: str = Field(min_length=1, max_length=500, description="Why: shown in /models, the logs and the API")
+    by: str = Field(default="serving-admin", min_length=1, max_length=200, description="Who asks")
+
+
+class RoutingResponse(BaseModel):
+    routing: dict[str, Any]
+    routing_source: dict[str, str] = Field(description="source stack, or registry with by, at and reason")
+    weights: dict[str, float]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -85,10 +85,14 @@ class ServingState:
     def follow_variants(self) -> None:
         """Route by what is loaded now; show the shares in `serving_traffic_share`, log them when they change."""
         before = self.router.effective()
+        if self.router.routing is not self.manager.routing:
+            self.router.use(self.manager.routing)  # a routing set at run time (or back to the stack's)
         self.router.refresh()
         now = self.router.effective()
+        weights = self.router.weights()
         for alias in self.settings.aliases:
             self.metrics.traffic_share.labels(alias).set(now.get(alias, 0.0))
+            self.metrics.routing_weight.labels(alias).set(weights.get(alias, 0.0))
         if now != before:
             log.info(
                 "traffic shares of %s now %s (configured %s)",

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from services.common.serving_rules import RoutingRecord
 from services.serving.observability import render_metrics
 from services.serving.routes.bodies import ModelsResponse, json_response
 from services.serving.routes.deps import ServingState, State
@@ -26,7 +27,8 @@ async def models(state: State) -> dict[str, Any]:
     variants = manager.variants
     return {
         "model": settings.model_name,
-        "routing": settings.routing.model_dump(),
+        "routing": manager.routing.model_dump(),
+        "routing_source": routing_source(manager.routing_record),
         "weights": {a: round(w, 6) for a, w in state.router.weights().items()},
         "traffic": {a: round(w, 6) for a, w in state.router.effective().items()},
         "active": manager.active,
@@ -34,6 +36,13 @@ async def models(state: State) -> dict[str, Any]:
         "missing": [a for a in settings.aliases if a in manager.missing],
         "not_loaded": {a: _why_not_loaded(state, a) for a in settings.aliases if a not in variants},
     }
+
+
+def routing_source(record: RoutingRecord | None) -> dict[str, str]:
+    """Where the routing in force comes from: the stack, or a record set at run time (who, when, why)."""
+    if record is None:
+        return {"source": "stack"}
+    return {"source": "registry", "by": record.by, "at": record.at, "reason": record.reason}
 
 
 def _why_not_loaded(state: ServingState, alias: str) -> str:
