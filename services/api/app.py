@@ -25,7 +25,7 @@ from services.api.catalog import CatalogFile
 from services.api.errors import ApiError, DependencyUnavailable
 from services.api.mlflow import MlflowClient
 from services.api.reconciler import Reconciler
-from services.api.routes import events, health, models, tokens, trainings
+from services.api.routes import events, health, models, routing, tokens, trainings
 from services.api.routes.bodies import error_response
 from services.api.routes.deps import ApiState
 from services.api.settings import Settings
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
-    for router in (trainings.router, models.router, events.router, tokens.router, health.router):
+    for router in (trainings.router, models.router, routing.router, events.router, tokens.router, health.router):
         app.include_router(router)
     return app
 

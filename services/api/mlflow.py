@@ -143,6 +143,23 @@ class MlflowClient:
             for v in versions
         ]
 
+    async def model_tags(self, model: str) -> dict[str, str] | None:
+        """The registered model's tags (None when it is not registered)."""
+        body = await self._call("GET", "registered-models/get", params={"name": model})
+        if body is None:
+            return None
+        entries = body.get("registered_model", {}).get("tags", []) or []
+        return {str(t["key"]): str(t.get("value", "")) for t in entries if "key" in t}
+
+    async def set_model_tag(self, model: str, key: str, value: str) -> bool:
+        """Set a tag of the registered model; False when the model is not registered."""
+        body = await self._call("POST", "registered-models/set-tag", json={"name": model, "key": key, "value": value})
+        return body is not None
+
+    async def delete_model_tag(self, model: str, key: str) -> None:
+        """Delete a tag of the registered model (nothing when the model or the tag does not exist)."""
+        await self._call("DELETE", "registered-models/delete-tag", json={"name": model, "key": key})
+
     async def aliases(self, model: str) -> dict[str, str]:
         """Alias -> version of a registered model ({} when it is not registered)."""
         body = await self._call("GET", "registered-models/get", params={"name": model})

@@ -39,6 +39,26 @@ class RollbackRequest(_Strict):
     )
 
 
+class SetRoutingRequest(_Strict):
+    routing: dict[str, Any] = Field(
+        description='A routing mode, e.g. {"mode": "canary", "primary": "champion", "challenger": "challenger", '
+        '"percent": 25}; it may only name aliases the model\'s deployment loads'
+    )
+    reason: str = Field(min_length=1, max_length=500, description="Why: recorded with who and when")
+
+
+class RoutingView(BaseModel):
+    model: str
+    routing: dict[str, Any] = Field(description="The routing every serving replica applies")
+    source: str = Field(description="registry (set at run time) or stack (the stack's routing)")
+    by: str | None
+    at: str | None
+    reason: str | None
+    stack_routing: dict[str, Any]
+    weights: dict[str, float] = Field(description="The configured share of each routed alias")
+    refused_tag: str | None = Field(default=None, description="Why a recorded routing is not applied, if so")
+
+
 class AirflowRef(BaseModel):
     dag_id: str
     dag_run_id: str
