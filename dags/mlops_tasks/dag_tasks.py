@@ -43,10 +43,14 @@ def default_args(**retry_policy: Any) -> dict[str, Any]:
     return {"owner": OWNER, **retry_policy, "on_failure_callback": alert_on_failure}
 
 
-def alias_param(entry: CatalogModel, description: str) -> Param:
-    """The `alias` param: one of the aliases the model's serving loads (the first by default)."""
+def alias_param(entry: CatalogModel, description: str, default: str | None = None) -> Param:
+    """The `alias` param: one of the aliases the model's serving loads (`default`, else the first)."""
     return Param(
-        entry.aliases[0], type="string", pattern=ALIAS_PATTERN, enum=list(entry.aliases), description=description
+        default or entry.aliases[0],
+        type="string",
+        pattern=ALIAS_PATTERN,
+        enum=list(entry.aliases),
+        description=description,
     )
 
 

@@ -63,7 +63,12 @@ def param_of(name: str, default: ParamValue) -> Param:
 
 def training_params(entry: CatalogModel) -> dict[str, Param]:
     params = {name: param_of(name, default) for name, default in entry.spec.training.params.items()}
-    params["alias"] = alias_param(entry, "Alias to promote the candidate to (and whose holder is the champion).")
+    params["alias"] = alias_param(
+        entry,
+        f"Alias a candidate that passes the gate is registered under (default: the catalog's training.alias); it is "
+        f"gated against the champion, the holder of {entry.promote_alias}, whatever the alias.",
+        entry.training_alias,
+    )
     params["dataset"] = Param(
         None,
         type=["null", "string"],

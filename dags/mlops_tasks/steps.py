@@ -60,7 +60,9 @@ def train(
     alias = _alias(entry, params)
     run_params = training_params(entry, params, conf)
     dataset = params.get("dataset") or None
-    champion = registry.alias_holder(registry.client(endpoints.tracking_uri), entry.name, alias)
+    # the champion is the holder of the first serving alias, whatever alias the candidate is registered under: a
+    # challenger is gated against what serves, not against the previous challenger
+    champion = registry.alias_holder(registry.client(endpoints.tracking_uri), entry.name, entry.promote_alias)
     champion_uri = f"models:/{entry.name}/{champion}" if champion is not None else None
     log.info("training %s for alias %s (champion: %s) with params %s", entry.name, alias, champion_uri, run_params)
     try:
@@ -116,13 +118,13 @@ def quality_gate(entry: CatalogModel, trained: Mapping[str, Any], evaluation: Ma
         )
     except GateError as exc:
         raise PermanentError(str(exc)) from exc
-    holder = registry.alias_holder(client, entry.name, str(trained["alias"]))
+    holder = registry.alias_holder(client, entry.name, entry.promote_alias)
     if decision.passed and holder != champion_version:
         decision = GateDecision(
             **{
                 **decision.as_dict(),
                 "passed": False,
-                "reason": f"{trained['alias']} moved from version {champion_version} to {holder} during this run: "
+                "reason": f"{entry.promote_alias} moved from version {champion_version} to {holder} during this run: "
                 "the comparison is stale; run again",
             }
         )

@@ -253,6 +253,11 @@ class Training(_Strict):
     dataset: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9+.-]*://\S+$")
     schedule: str | None = None
     timeout_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60, alias="timeoutMinutes")
+    alias: rules.Alias | None = Field(
+        default=None,
+        description="alias a candidate that passes the gate is registered under (gated against the champion, the "
+        "first serving alias, either way); default: the champion itself. `challenger`: candidates await a rollout",
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -426,6 +431,15 @@ class ModelSpec(_Strict):
     training: Training
     gate: Gate
     serving: Serving = Serving()
+
+    @model_validator(mode="after")
+    def _training_alias_is_served(self) -> ModelSpec:
+        alias = self.training.alias
+        if alias is not None and alias not in self.serving.aliases:
+            raise ValueError(
+                f"training.alias: {alias!r} is not an alias the model's serving loads ({list(self.serving.aliases)})"
+            )
+        return self
 
 
 class Catalog(_Strict):

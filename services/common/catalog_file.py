@@ -70,8 +70,15 @@ class CatalogModel:
 
     @property
     def promote_alias(self) -> str:
-        """The alias a training promotes and a rollback moves back: the first the model's serving loads."""
+        """The champion's alias, the first the model's serving loads: every candidate is gated against its holder,
+        and a rollback moves it back."""
         return self.aliases[0]
+
+    @property
+    def training_alias(self) -> str:
+        """The alias a training registers a passing candidate under by default (`training.alias`, else the
+        champion's): `challenger` makes trainings produce challengers for a rollout."""
+        return self.spec.training.alias or self.promote_alias
 
 
 def load(path: str | Path | None = None) -> dict[str, CatalogModel]:

@@ -93,6 +93,26 @@ def test_train_hands_the_champion_to_the_runner_and_a_broken_contract_is_permane
     assert calls[1]["champion_model_uri"] is None  # no holder: no champion
 
 
+def test_a_challenger_is_trained_against_the_champion_not_the_previous_challenger(
+    entries: dict[str, CatalogModel], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    holders = {"champion": "4", "challenger": "6"}
+    asked: list[str] = []
+    monkeypatch.setattr(registry, "client", lambda uri: object())
+    monkeypatch.setattr(registry, "alias_holder", lambda c, model, alias: asked.append(alias) or holders[alias])
+    handed: list[str | None] = []
+
+    def train(model: str, spec: Any, params: Any, tracking_uri: str, **kwargs: Any) -> runner.Outcome:
+        handed.append(kwargs["champion_model_uri"])
+        return runner.Outcome("r1", "models:/m-1", {"test_rmse": 55.0, "champion.test_rmse": 56.0}, "m-1")
+
+    monkeypatch.setattr(runner, "train", train)
+    params = {"alpha": 0.5, "alias": "challenger", "dataset": None}
+    trained = steps.train(entries[DIABETES], params, {}, "manual__1", platform_root=tmp_path)
+    assert asked == ["champion"] and handed == [f"models:/{DIABETES}/4"]
+    assert (trained["alias"], trained["champion_version"]) == ("challenger", "4")
+
+
 def test_evaluate_names_a_missing_champion_metric(entries: dict[str, CatalogModel]) -> None:
     trained = {"run_id": "r1", "metrics": {"test_rmse": 55.0}, "champion_version": "2"}
     with pytest.raises(PermanentError, match=r"training run r1: the metric 'champion\.test_rmse' was not logged"):

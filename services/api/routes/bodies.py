@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.api.auth import Scope
 from services.api.states import RunState
 from services.common.catalog import MODEL_NAME_PATTERN, ParamValue
+from services.common.serving_rules import ALIAS_PATTERN
 
 _PROFILE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -31,6 +32,12 @@ class TrainingRequest(_Strict):
         default_factory=dict, description="Overrides of the model's params (same names and types as its defaults)"
     )
     profile: str | None = Field(default=None, pattern=_PROFILE, description="A resource profile of the catalog")
+    alias: str | None = Field(
+        default=None,
+        pattern=ALIAS_PATTERN,
+        description="Alias a candidate that passes the gate is registered under, one the model's serving loads "
+        "(e.g. challenger, for a rollout); default: the catalog's training.alias. Gated against the champion always.",
+    )
 
 
 class RollbackRequest(_Strict):

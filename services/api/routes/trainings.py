@@ -65,7 +65,11 @@ async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Tra
     model = catalog.model(body.model)
     merged = catalog.check_params(model, body.params)
     catalog.check_profile(model, body.profile)
-    request = body.model_dump(exclude_none=True)
+    if body.alias is not None and body.alias not in model.aliases:
+        raise ApiError(
+            422, f"alias {body.alias!r} is not one the serving of {model.name} loads ({list(model.aliases)})", "alias"
+        )
+    request = {**body.model_dump(exclude_none=True), "alias": body.alias or model.training_alias}
     row, created = await runs.start(
         state.pool,
         state.airflow,
@@ -75,7 +79,7 @@ async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Tra
         key=key,
         request=request,
         dag_id=model.dag_id,
-        conf=runs.training_conf({name: merged[name] for name in body.params}),
+        conf=runs.training_conf({name: merged[name] for name in body.params}, request["alias"]),
     )
     return accepted(row, created)
 

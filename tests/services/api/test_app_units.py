@@ -272,7 +272,7 @@ def test_migrations_are_numbered_in_order(tmp_path: Path) -> None:
 def test_openapi_documents_auth_and_errors(env: pytest.MonkeyPatch) -> None:
     doc = create_app(Settings.from_env()).openapi()
     operations = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
-    assert len(operations) == 15
+    assert len(operations) == 18  # + GET, PUT and DELETE /v1/models/{model}/routing
     for path, method, op in operations:
         assert op.get("summary"), (method, path)
         if path.startswith("/v1/"):

@@ -71,6 +71,8 @@ def test_a_valid_catalog_parses_with_the_shipped_profiles() -> None:
         ("serving.workers", 8, "models.m.serving.workers", "memory limit of at least 2560Mi"),
         ("training.surprise", 1, "models.m.training.surprise", "Extra inputs are not permitted"),
         ("training.source.subdir", "../escape", "models.m.training.source.subdir", "inside the repository"),
+        ("training.alias", "shadow", "models.m", "training.alias: 'shadow' is not an alias the model's serving loads"),
+        ("training.alias", "no spaces", "models.m.training.alias", "String should match pattern"),
     ],
 )
 def test_each_mistake_is_refused_naming_its_key(path: str, value: Any, where: str, says: str) -> None:
