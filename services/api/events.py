@@ -5,6 +5,7 @@ parameter): ids come from one identity column and are committed in increasing or
 and repeats nothing. New events are found by polling the table every `poll` seconds; a comment line is sent
 every `HEARTBEAT_SECONDS` so that proxies keep the connection open. A run's stream ends after the run's terminal
 event; the global stream runs until the client leaves; with `follow=false` both end once the backlog is sent.
+A model-scoped token's streams are filtered in the query: other models' events never leave the database.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class StreamFilter:
     model: str | None = None
     kind: str | None = None
     follow: bool = True
+    models: tuple[str, ...] | None = None  # a model-scoped token sees only these models' events
 
 
 def event_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +80,12 @@ async def stream(
                     run = await store.get_run(conn, selection.run_id)
                     ended = run is None or is_terminal(run["state"])
                 rows = await store.events_after(
-                    conn, last, run_id=selection.run_id, model=selection.model, kind=selection.kind
+                    conn,
+                    last,
+                    run_id=selection.run_id,
+                    model=selection.model,
+                    kind=selection.kind,
+                    models=selection.models,
                 )
         except DependencyUnavailable as exc:
             log.warning("event stream: %s", exc)

@@ -1,4 +1,6 @@
-"""Server-Sent Events: every state change and new fact of runs, from the database (see services.api.events)."""
+"""Server-Sent Events: every state change and new fact of runs, from the database (see services.api.events).
+A model-scoped token's global stream carries only its models' events (filtered in the query); asking for
+another model's stream, or a run of another model, is 403 naming the model."""
 
 from __future__ import annotations
 
@@ -97,12 +99,18 @@ async def all_events(
     kind: Annotated[str | None, Query(pattern="^(training|rollback)$")] = None,
     follow: Follow = True,
 ) -> StreamingResponse:
+    if model is not None:
+        caller.check_model(model)
+    scoped = caller.model_filter()
     if last_event_id is None and after is None:
         async with state.pool.connection() as conn:
             start = await store.last_event_id(conn)
     else:
         start = _after(last_event_id, after, 0)
-    return _response(state, request, events.StreamFilter(start, model=model, kind=kind, follow=follow))
+    selection = events.StreamFilter(
+        start, model=model, kind=kind, follow=follow, models=None if scoped is None else tuple(scoped)
+    )
+    return _response(state, request, selection)
 
 
 def _run_stream(kind: str) -> None:
@@ -121,6 +129,7 @@ def _run_stream(kind: str) -> None:
             row = await store.get_run(conn, id, kind)
         if row is None:
             raise ApiError(404, f"no {kind} {id}", "id")
+        caller.check_model(row["model"])
         selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
         return _response(state, request, selection)
 
