@@ -26,9 +26,9 @@ from services.api import API_COMMAND
 from services.common import api_rules, contract
 
 _TOKEN_VARS = (
-    contract.API_ADMIN_TOKEN_NEXT,
-    contract.API_TOKEN_TTL_SECONDS,
-    contract.API_TOKEN_MAX_TTL_SECONDS,
+    contract.API_ADMIN_TOKEN_PREVIOUS,
+    contract.API_TOKEN_TTL,
+    contract.API_TOKEN_MAX_TTL,
     contract.API_RATE_LIMIT_PER_SECOND,
     contract.API_RATE_LIMIT_BURST,
 )

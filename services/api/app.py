@@ -82,7 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mlflow=mlflow,
         catalog=catalog,
         reconciler=reconciler,
-        admin_hashes=tuple(auth.digest(t) for t in (settings.admin_token, settings.admin_token_next) if t),
+        admin_hashes=tuple(auth.digest(t) for t in (settings.admin_token, settings.admin_token_previous) if t),
         limiter=RateLimiter(settings.tokens.per_second, settings.tokens.burst),
     )
     app.state.api = state

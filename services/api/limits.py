@@ -36,8 +36,8 @@ class TokenSettings:
     def __post_init__(self) -> None:
         if self.ttl_seconds > self.max_ttl_seconds:
             raise SettingsError(
-                f"{contract.API_TOKEN_TTL_SECONDS.name} ({self.ttl_seconds:g}) must be <= "
-                f"{contract.API_TOKEN_MAX_TTL_SECONDS.name} ({self.max_ttl_seconds:g})"
+                f"{contract.API_TOKEN_TTL.name} ({self.ttl_seconds:g}) must be <= "
+                f"{contract.API_TOKEN_MAX_TTL.name} ({self.max_ttl_seconds:g})"
             )
 
     @classmethod
@@ -49,8 +49,8 @@ class TokenSettings:
             return number(var, rule.default, minimum=rule.minimum, maximum=rule.maximum)
 
         return cls(
-            ttl_seconds=days(contract.API_TOKEN_TTL_SECONDS, api_rules.TOKEN_TTL_DAYS),
-            max_ttl_seconds=days(contract.API_TOKEN_MAX_TTL_SECONDS, api_rules.TOKEN_MAX_TTL_DAYS),
+            ttl_seconds=days(contract.API_TOKEN_TTL, api_rules.TOKEN_TTL_DAYS),
+            max_ttl_seconds=days(contract.API_TOKEN_MAX_TTL, api_rules.TOKEN_MAX_TTL_DAYS),
             per_second=rate(contract.API_RATE_LIMIT_PER_SECOND, api_rules.RATE_LIMIT_PER_SECOND),
             burst=rate(contract.API_RATE_LIMIT_BURST, api_rules.RATE_LIMIT_BURST),
         )

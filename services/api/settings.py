@@ -43,7 +43,7 @@ class Settings:
     events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     tokens: TokenSettings = field(default_factory=lambda: TokenSettings())
-    admin_token_next: str | None = field(default=None, repr=False)  # accepted too during a rotation
+    admin_token_previous: str | None = field(default=None, repr=False)  # accepted too during a rotation
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,7 +73,7 @@ class Settings:
             reconcile_seconds=_seconds(contract.API_RECONCILE_SECONDS, api_rules.RECONCILE_SECONDS),
             events_poll_seconds=_seconds(contract.API_EVENTS_POLL_SECONDS, api_rules.EVENTS_POLL_SECONDS),
             tokens=TokenSettings.from_env(),
-            admin_token_next=_admin_next(),
+            admin_token_previous=_admin_previous(),
         )
 
     def conninfo(self) -> str:
@@ -87,10 +87,10 @@ class Settings:
         return {"password": self.database_password} if self.database_password else {}
 
 
-def _admin_next() -> str | None:
-    token = value(contract.API_ADMIN_TOKEN_NEXT)
+def _admin_previous() -> str | None:
+    token = value(contract.API_ADMIN_TOKEN_PREVIOUS)
     if token is not None and len(token) < MIN_ADMIN_TOKEN:
-        raise SettingsError(f"{contract.API_ADMIN_TOKEN_NEXT.name} must be at least {MIN_ADMIN_TOKEN} characters")
+        raise SettingsError(f"{contract.API_ADMIN_TOKEN_PREVIOUS.name} must be at least {MIN_ADMIN_TOKEN} characters")
     return token
 
 

@@ -173,18 +173,19 @@ API_EVENTS_POLL_SECONDS = EnvVar(
     "MLOPS_API_EVENTS_POLL_SECONDS",
     f"How often an open event stream looks for new events (default {EVENTS_POLL_SECONDS.default:g}).",
 )
-API_ADMIN_TOKEN_NEXT = EnvVar(
-    "MLOPS_API_ADMIN_TOKEN_NEXT",
-    "A second admin token accepted beside MLOPS_API_ADMIN_TOKEN during a rotation (unset = none).",
+API_ADMIN_TOKEN_PREVIOUS = EnvVar(
+    "MLOPS_API_ADMIN_TOKEN_PREVIOUS",
+    "The previous admin token, still accepted during a rotation of MLOPS_API_ADMIN_TOKEN (unset or empty = none).",
     secret=True,
 )
-API_TOKEN_TTL_SECONDS = EnvVar(
-    "MLOPS_API_TOKEN_TTL_SECONDS",
-    f"Expiry of a new token whose creator asks for none (default {TOKEN_TTL_DAYS.default * SECONDS_PER_DAY:g}).",
+API_TOKEN_TTL = EnvVar(
+    "MLOPS_API_TOKEN_TTL",
+    "Seconds until a new token expires when its creator asks for no expiry "
+    f"(default {TOKEN_TTL_DAYS.default * SECONDS_PER_DAY:.0f}).",
 )
-API_TOKEN_MAX_TTL_SECONDS = EnvVar(
-    "MLOPS_API_TOKEN_MAX_TTL_SECONDS",
-    f"The longest expiry a new token may ask for (default {TOKEN_MAX_TTL_DAYS.default * SECONDS_PER_DAY:g}).",
+API_TOKEN_MAX_TTL = EnvVar(
+    "MLOPS_API_TOKEN_MAX_TTL",
+    f"Longest expiry (seconds) a new token may ask for (default {TOKEN_MAX_TTL_DAYS.default * SECONDS_PER_DAY:.0f}).",
 )
 API_RATE_LIMIT_PER_SECOND = EnvVar(
     "MLOPS_API_RATE_LIMIT_PER_SECOND",
@@ -247,9 +248,9 @@ API_VARS: tuple[EnvVar, ...] = (
     API_PORT_VAR,
     API_RECONCILE_SECONDS,
     API_EVENTS_POLL_SECONDS,
-    API_ADMIN_TOKEN_NEXT,
-    API_TOKEN_TTL_SECONDS,
-    API_TOKEN_MAX_TTL_SECONDS,
+    API_ADMIN_TOKEN_PREVIOUS,
+    API_TOKEN_TTL,
+    API_TOKEN_MAX_TTL,
     API_RATE_LIMIT_PER_SECOND,
     API_RATE_LIMIT_BURST,
 )

@@ -1,7 +1,7 @@
 -- Tokens expire, record when they were last used, and may be limited to some models.
 --
 -- Existing tokens get the API's default expiry counted from this migration (`mlops.token_ttl_seconds`, set by
--- the migration runner from MLOPS_API_TOKEN_TTL_SECONDS): none is left without an expiry, and none stops
+-- the migration runner from MLOPS_API_TOKEN_TTL): none is left without an expiry, and none stops
 -- working at the upgrade itself. Revoked tokens expire when they were revoked.
 
 ALTER TABLE api_tokens

@@ -38,7 +38,7 @@ class ApiState:
     mlflow: MlflowClient
     catalog: CatalogFile
     reconciler: Reconciler
-    admin_hashes: tuple[str, ...]  # the admin token, and the next one during a rotation
+    admin_hashes: tuple[str, ...]  # the admin token, and the previous one during a rotation
     limiter: RateLimiter
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -3,7 +3,7 @@ asking above the maximum is 400 naming `expires_in`), an expired token is 401 on
 message saying so, `last_used_at` is recorded and listed but written at most once a minute; a token limited to
 some models (checked against the catalog: 400 naming `models`) acts on those only on every /v1 route that
 touches a model (403 naming the model) and sees only their events on every stream; a token over its rate limit
-gets 429 with a truthful Retry-After; a second admin token is accepted during a rotation."""
+gets 429 with a truthful Retry-After; the previous admin token is accepted during a rotation."""
 
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def test_every_token_expires_default_maximum_and_per_request(
 ) -> None:
     api = start_api(
         token_settings={
-            contract.API_TOKEN_TTL_SECONDS: str(HOUR),
-            contract.API_TOKEN_MAX_TTL_SECONDS: str(2 * HOUR),
+            contract.API_TOKEN_TTL: str(HOUR),
+            contract.API_TOKEN_MAX_TTL: str(2 * HOUR),
             contract.API_RATE_LIMIT_PER_SECOND: "10000",
             contract.API_RATE_LIMIT_BURST: "10000",
         }
@@ -258,16 +258,16 @@ def test_a_token_over_its_rate_limit_gets_429_with_a_truthful_retry_after(
         assert client.get("/v1/trainings").status_code == 200
 
 
-def test_a_second_admin_token_is_accepted_during_a_rotation(start_api: Callable[..., ApiProcess]) -> None:
-    following = secrets.token_urlsafe(32)
+def test_the_previous_admin_token_is_accepted_during_a_rotation(start_api: Callable[..., ApiProcess]) -> None:
+    previous = secrets.token_urlsafe(32)
     api = start_api(
         token_settings={
-            contract.API_ADMIN_TOKEN_NEXT: following,
+            contract.API_ADMIN_TOKEN_PREVIOUS: previous,
             contract.API_RATE_LIMIT_PER_SECOND: "10000",
             contract.API_RATE_LIMIT_BURST: "10000",
         }
     )
-    for admin_token in (api.admin_token, following):
+    for admin_token in (api.admin_token, previous):
         with api.client(admin_token) as client:
             created = client.post("/v1/tokens", json={"name": "ci", "scopes": ["read"]})
             assert created.status_code == 201 and created.json()["created_by"] == "admin"
