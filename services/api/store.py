@@ -85,6 +85,14 @@ async def touch_token(conn: Connection, token_id: str, used_within: float) -> No
     )
 
 
+async def token_live(conn: Connection, token_id: str) -> bool:
+    """Whether the token is neither revoked nor expired (an open event stream asks on every poll)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM api_tokens WHERE id = %s AND revoked_at IS NULL AND expires_at > now()", (token_id,)
+    )
+    return await cur.fetchone() is not None
+
+
 async def list_tokens(conn: Connection) -> list[Row]:
     cur = await conn.execute(f"SELECT {_TOKEN_INFO} FROM api_tokens ORDER BY created_at, id")
     return [dict(r) for r in await cur.fetchall()]

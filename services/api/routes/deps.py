@@ -74,10 +74,9 @@ async def principal(
 
 async def _authenticate(state: ApiState, token: str) -> auth.Principal:
     digest = auth.digest(token).encode()
-    if any(hmac.compare_digest(digest, admin.encode()) for admin in state.admin_hashes):
+    if any([hmac.compare_digest(digest, admin.encode()) for admin in state.admin_hashes]):  # compares all
         return auth.ADMIN
     token_id = auth.token_id(token)
-    row = None
     if token_id is not None:
         async with state.pool.connection() as conn:
             row = await store.find_token(conn, token_id, api_rules.TOKEN_LAST_USED_SECONDS)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.api import events, runs, store
+from services.api import auth, events, runs, store
 from services.api.errors import ApiError
 from services.api.routes.bodies import AUTH_ERRORS, NOT_FOUND, Responses
 from services.api.routes.deps import Reader, State
@@ -68,6 +68,11 @@ def _after(last_event_id: str | None, after: int | None, default: int) -> int:
     return after if after is not None else default
 
 
+def _stored(caller: auth.Principal) -> str | None:
+    """The id of a stored token (None for the admin token, which the database does not hold)."""
+    return None if caller is auth.ADMIN else caller.id
+
+
 def _response(state: Any, request: Request, selection: events.StreamFilter) -> StreamingResponse:
     body = events.stream(
         state.pool,
@@ -108,7 +113,12 @@ async def all_events(
     else:
         start = _after(last_event_id, after, 0)
     selection = events.StreamFilter(
-        start, model=model, kind=kind, follow=follow, models=None if scoped is None else tuple(scoped)
+        start,
+        model=model,
+        kind=kind,
+        follow=follow,
+        models=None if scoped is None else tuple(scoped),
+        token_id=_stored(caller),
     )
     return _response(state, request, selection)
 
@@ -130,7 +140,9 @@ def _run_stream(kind: str) -> None:
         if row is None:
             raise ApiError(404, f"no {kind} {id}", "id")
         caller.check_model(row["model"])
-        selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
+        selection = events.StreamFilter(
+            _after(last_event_id, after, 0), run_id=id, follow=follow, token_id=_stored(caller)
+        )
         return _response(state, request, selection)
 
     router.add_api_route(

@@ -226,6 +226,20 @@ def test_a_scoped_token_follows_only_its_models_events_live(start_api: Callable[
     assert {e["data"]["model"] for e in events} == {IRIS}
 
 
+def test_an_open_stream_ends_when_its_token_is_revoked(start_api: Callable[..., ApiProcess]) -> None:
+    api = start_api()
+    token = token_for(api, "read", "train", name="follower")
+    with api.client(token) as client, api.admin() as admin:
+        follower = SseReader(client, "/v1/events")
+        mine = start_training(client).json()
+        follower.wait_for(lambda ev: any(e["data"]["run_id"] == mine["id"] for e in ev))
+        assert admin.delete(f"/v1/tokens/{token.split('_')[1]}").status_code == 200
+        wait_until(lambda: not follower._thread.is_alive(), what="the stream ended after the revocation")
+        start_training(admin)  # nothing more reaches the revoked token
+        assert [e["data"]["run_id"] for e in follower.events] == [mine["id"]]
+        follower.close()
+
+
 def test_a_model_scoped_admin_token_creates_only_tokens_within_its_models(
     start_api: Callable[..., ApiProcess],
 ) -> None:
