@@ -25,6 +25,7 @@ from pulumi_kubernetes.core.v1 import (
     EnvVarSourceArgs,
     ExecActionArgs,
     HTTPGetActionArgs,
+    KeyToPathArgs,
     LifecycleArgs,
     LifecycleHandlerArgs,
     PodSpecArgs,
@@ -34,6 +35,7 @@ from pulumi_kubernetes.core.v1 import (
     Secret,
     SecretEnvSourceArgs,
     SecretKeySelectorArgs,
+    SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
     ServicePortArgs,
@@ -56,7 +58,7 @@ from pulumi_kubernetes.networking.v1 import (
 from pulumi_kubernetes.networking.v1 import Ingress as K8sIngress
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
-from components.jobs import rerun_on_change_job
+from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -64,6 +66,7 @@ from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
 from services.api.settings import SSLMODES
 from services.common import api_rules, contract
+from services.common.env_settings import file_variable
 
 NAME = "platform-api"
 RUN_AS = 10001
@@ -72,6 +75,9 @@ ADMIN_TOKEN_SECRET = "mlops-api-admin-token"
 AIRFLOW_CREDENTIALS_SECRET = "mlops-api-airflow-credentials"
 AIRFLOW_USER_JOB = "mlops-api-airflow-user"
 AIRFLOW_USER_INPUTS_ANNOTATION = platform_key("airflow-user-inputs")
+# a digest of the admin tokens the pods accept: a rotation changes the pod template, so the pods roll
+ADMIN_TOKENS_ANNOTATION = platform_key("admin-tokens")
+ADMIN_PREVIOUS_MOUNT = "/var/run/secrets/mlops-api-admin-previous"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # Exposed through the Ingress: the versioned API, its document and liveness. /readyz stays in the cluster.
 PUBLIC_PREFIXES = ("/v1",)
@@ -89,10 +95,20 @@ class PlatformApiConfig:
     events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
     requests: dict[str, str] = field(default_factory=lambda: dict(api_rules.REQUESTS))
     limits: dict[str, str] = field(default_factory=lambda: dict(api_rules.LIMITS))
+    token_ttl_days: float = api_rules.TOKEN_TTL_DAYS.default
+    token_max_ttl_days: float = api_rules.TOKEN_MAX_TTL_DAYS.default
+    rate_limit_per_second: float = api_rules.RATE_LIMIT_PER_SECOND.default
+    rate_limit_burst: int = int(api_rules.RATE_LIMIT_BURST.default)
+    admin_token_generation: int = 1  # see `admin_token_slots`
+    admin_token_keep_previous: bool = False
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ValueError("replicas must be >= 1")
+        if self.token_ttl_days > self.token_max_ttl_days:
+            raise ValueError("token_ttl_days must be <= token_max_ttl_days")
+        if self.admin_token_generation < 1:
+            raise ValueError("admin_token_generation must be >= 1")
         if ":" not in self.image.rsplit("/", 1)[-1] and "@sha256:" not in self.image:
             raise ValueError(f"image {self.image!r} must be pinned by tag or digest")
 
@@ -147,6 +163,16 @@ def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name=contract.API_PORT_VAR.name, value=str(contract.API_PORT)),
         EnvVarArgs(name=contract.API_RECONCILE_SECONDS.name, value=str(c.reconcile_seconds)),
         EnvVarArgs(name=contract.API_EVENTS_POLL_SECONDS.name, value=str(c.events_poll_seconds)),
+        EnvVarArgs(name=contract.API_TOKEN_TTL.name, value=f"{c.token_ttl_days * api_rules.SECONDS_PER_DAY:.0f}"),
+        EnvVarArgs(
+            name=contract.API_TOKEN_MAX_TTL.name, value=f"{c.token_max_ttl_days * api_rules.SECONDS_PER_DAY:.0f}"
+        ),
+        EnvVarArgs(name=contract.API_RATE_LIMIT_PER_SECOND.name, value=f"{c.rate_limit_per_second:g}"),
+        EnvVarArgs(name=contract.API_RATE_LIMIT_BURST.name, value=str(c.rate_limit_burst)),
+        EnvVarArgs(
+            name=file_variable(contract.API_ADMIN_TOKEN_PREVIOUS),
+            value=f"{ADMIN_PREVIOUS_MOUNT}/{contract.API_ADMIN_TOKEN_PREVIOUS.name}",
+        ),
         EnvVarArgs(
             name=contract.MODEL_CATALOG.name, value=f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}"
         ),
@@ -185,6 +211,7 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
         volume_mounts=[
             VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
             VolumeMountArgs(name="catalog", mount_path=contract.MODEL_CATALOG_MOUNT, read_only=True),
+            VolumeMountArgs(name="admin-previous", mount_path=ADMIN_PREVIOUS_MOUNT, read_only=True),
         ],
     )
 
@@ -214,8 +241,40 @@ def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
     )
 
 
+@dataclass(frozen=True)
+class AdminTokenSlots:
+    """The two slots of the admin token for generation `g` (`api.adminTokenGeneration`). Slot "a" (the
+    original `<name>-admin-token`) serves the odd generations, slot "b" (`<name>-admin-token-b`, from generation 2)
+    the even ones; a slot's random token is replaced when its keeper changes, i.e. when the generation moves onto
+    it. Raising the generation by one thus creates a new current token and leaves the previous one untouched in
+    the other slot, which the API also accepts while `keep_previous` is set."""
+
+    generation: int
+    keep_previous: bool = False
+
+    @property
+    def current(self) -> str:
+        return "a" if self.generation % 2 else "b"
+
+    def keepers(self, slot: str) -> dict[str, str] | None:
+        """Slot a keeps no keeper until generation 3 (an existing stack's admin token is not replaced)."""
+        latest = self.generation if (slot == self.current) else self.generation - 1
+        if slot == "a" and latest <= 1:
+            return None
+        return {"generation": str(latest)}
+
+    def slots(self) -> tuple[str, ...]:
+        return ("a", "b") if self.generation >= 2 else ("a",)
+
+    @property
+    def previous(self) -> str | None:
+        """The slot whose token is also accepted, if any."""
+        return None if not self.keep_previous or self.generation < 2 else ("b" if self.current == "a" else "a")
+
+
 class PlatformApi(pulumi.ComponentResource):
-    """Builds the platform API: a ServiceAccount without API token; a generated admin token and the API's
+    """Builds the platform API: a ServiceAccount without API token; a generated admin token (two slots, see
+    `AdminTokenSlots`: the previous one is mounted as a file while a rotation keeps it) and the API's
     Airflow password (pulumi-random) in Secrets; the catalog as a ConfigMap mounted where `MLOPS_MODEL_CATALOG`
     points; a Job in the Airflow namespace that creates (or resets) the API's Airflow user; a Deployment (rolling,
     no unavailable pod, spread over nodes, probes on /healthz and /readyz, non-root, read-only root, settings as
@@ -237,12 +296,15 @@ class PlatformApi(pulumi.ComponentResource):
         super().__init__("mlops:platform:PlatformApi", name, None, opts)
         self._labels = labels(name=NAME, component="platform-api", base=args.labels)
         selector = {APP_NAME: NAME, APP_COMPONENT: "platform-api"}
-        self.admin_token, airflow_password = self._generated_secrets(name)
-        secrets = self._api_secrets(name, args, airflow_password)
+        admin_previous, airflow_password = self._generated_secrets(name, args.config)
+        secrets = self._api_secrets(name, args, admin_previous, airflow_password)
         user_job = self._airflow_user(name, args, airflow_password, opts)
         catalog = self._catalog(name, args)
         account = self._service_account(name, args)
-        self.deployment = self._deployment(name, args, selector, account, [*secrets, catalog, user_job], opts)
+        tokens_digest = pulumi.Output.unsecret(pulumi.Output.all(self.admin_token, admin_previous).apply(inputs_digest))
+        self.deployment = self._deployment(
+            name, args, selector, account, [*secrets, catalog, user_job], opts, tokens_digest
+        )
         self.service = self._service(name, args, selector)
         self._disruption_budget(name, args, selector)
         self._ingress(name, args)
@@ -250,15 +312,35 @@ class PlatformApi(pulumi.ComponentResource):
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
         self.register_outputs({"url": self.url, "external_url": self.external_url, "admin_token": self.admin_token})
 
-    def _generated_secrets(self, name: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """The admin token and the API's Airflow password (pulumi-random), as secret outputs."""
+    def _generated_secrets(self, name: str, config: PlatformApiConfig) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The admin token (`self.admin_token`, the current slot's), the previous one still accepted ("" when
+        none) and the API's Airflow password (pulumi-random), as secret outputs."""
         child = pulumi.ResourceOptions(parent=self)
-        token = random.RandomPassword(f"{name}-admin-token", length=48, special=False, opts=child)
+        plan = AdminTokenSlots(config.admin_token_generation, config.admin_token_keep_previous)
+        tokens = {
+            slot: random.RandomPassword(
+                f"{name}-admin-token" + ("" if slot == "a" else f"-{slot}"),
+                length=48,
+                special=False,
+                keepers=plan.keepers(slot),
+                opts=child,
+            )
+            for slot in plan.slots()
+        }
+        self.admin_token = pulumi.Output.secret(tokens[plan.current].result)
+        previous = tokens[plan.previous].result if plan.previous else pulumi.Output.from_input("")
         generated = random.RandomPassword(f"{name}-airflow-password", length=32, special=False, opts=child)
-        return pulumi.Output.secret(token.result), pulumi.Output.secret(generated.result)
+        return pulumi.Output.secret(previous), pulumi.Output.secret(generated.result)
 
-    def _api_secrets(self, name: str, args: PlatformApiArgs, airflow_password: pulumi.Output[str]) -> list[Secret]:
-        """The admin token and the Airflow password in the API's namespace (its pods read them by reference)."""
+    def _api_secrets(
+        self,
+        name: str,
+        args: PlatformApiArgs,
+        admin_previous: pulumi.Output[str],
+        airflow_password: pulumi.Output[str],
+    ) -> list[Secret]:
+        """The admin tokens (current, and previous during a rotation or empty) and the Airflow password in the
+        API's namespace (its pods read them by reference)."""
         return [
             self._secret(
                 f"{name}-admin-secret",
@@ -266,6 +348,7 @@ class PlatformApi(pulumi.ComponentResource):
                 ADMIN_TOKEN_SECRET,
                 contract.API_ADMIN_TOKEN.name,
                 self.admin_token,
+                {contract.API_ADMIN_TOKEN_PREVIOUS.name: admin_previous},
             ),
             self._secret(
                 f"{name}-airflow-secret",
@@ -354,12 +437,21 @@ class PlatformApi(pulumi.ComponentResource):
     def _metadata(self, args: PlatformApiArgs, name: str = NAME, **extra: Any) -> ObjectMetaArgs:
         return ObjectMetaArgs(name=name, namespace=args.namespace.output, labels=self._labels, **extra)
 
-    def _secret(self, resource: str, namespace: NamespaceRef, name: str, key: str, value: pulumi.Input[str]) -> Secret:
+    def _secret(
+        self,
+        resource: str,
+        namespace: NamespaceRef,
+        name: str,
+        key: str,
+        value: pulumi.Input[str],
+        more: dict[str, pulumi.Input[str]] | None = None,
+    ) -> Secret:
+        data = {key: value, **(more or {})}
         return Secret(
             resource,
             metadata=ObjectMetaArgs(name=name, namespace=namespace.output, labels=self._labels),
             type="Opaque",
-            string_data={key: pulumi.Output.secret(value)},
+            string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
             opts=pulumi.ResourceOptions(parent=self),
         )
 
@@ -371,9 +463,10 @@ class PlatformApi(pulumi.ComponentResource):
         account: ServiceAccount,
         before: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None,
+        tokens_digest: pulumi.Output[str],
     ) -> Deployment:
         pod = PodTemplateSpecArgs(
-            metadata=ObjectMetaArgs(labels=self._labels),
+            metadata=ObjectMetaArgs(labels=self._labels, annotations={ADMIN_TOKENS_ANNOTATION: tokens_digest}),
             spec=PodSpecArgs(
                 service_account_name=account.metadata.name,
                 automount_service_account_token=False,
@@ -384,6 +477,18 @@ class PlatformApi(pulumi.ComponentResource):
                     VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="256Mi")),
                     VolumeArgs(
                         name="catalog", config_map=ConfigMapVolumeSourceArgs(name=contract.MODEL_CATALOG_CONFIGMAP)
+                    ),
+                    VolumeArgs(
+                        name="admin-previous",
+                        secret=SecretVolumeSourceArgs(
+                            secret_name=ADMIN_TOKEN_SECRET,
+                            items=[
+                                KeyToPathArgs(
+                                    key=contract.API_ADMIN_TOKEN_PREVIOUS.name,
+                                    path=contract.API_ADMIN_TOKEN_PREVIOUS.name,
+                                )
+                            ],
+                        ),
                     ),
                 ],
                 topology_spread_constraints=[

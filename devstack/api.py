@@ -25,6 +25,14 @@ from devstack.procs import DevstackError, ManagedProcess, env_with_venv, free_po
 from services.api import API_COMMAND
 from services.common import api_rules, contract
 
+_TOKEN_VARS = (
+    contract.API_ADMIN_TOKEN_PREVIOUS,
+    contract.API_TOKEN_TTL,
+    contract.API_TOKEN_MAX_TTL,
+    contract.API_RATE_LIMIT_PER_SECOND,
+    contract.API_RATE_LIMIT_BURST,
+)
+
 
 @dataclass
 class ApiProcess:
@@ -51,8 +59,10 @@ def api_env(
     airflow_user: tuple[str, str],
     reconcile_seconds: float = api_rules.RECONCILE_SECONDS.minimum,  # the fastest the service accepts
     poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.minimum,
+    token_settings: dict[contract.EnvVar, str] | None = None,
 ) -> dict[str, str]:
-    """The API's environment, keyed by the contract's names."""
+    """The API's environment, keyed by the contract's names; `token_settings`: more of them (token expiry, rate
+    limit, the next admin token), e.g. `{contract.API_RATE_LIMIT_PER_SECOND: "1"}`."""
     env = env_with_venv(
         {
             contract.DATABASE_HOST.name: "127.0.0.1",
@@ -72,8 +82,9 @@ def api_env(
             contract.API_EVENTS_POLL_SECONDS.name: str(poll_seconds),
         }
     )
-    for var in (*contract.MLFLOW_CLIENT_VARS, contract.API_DATABASE_PASSWORD):
+    for var in (*contract.MLFLOW_CLIENT_VARS, contract.API_DATABASE_PASSWORD, *_TOKEN_VARS):
         env.pop(var.name, None)
+    env.update({var.name: text for var, text in (token_settings or {}).items()})
     env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(DAGS_FOLDER)))
     return env
 
@@ -91,10 +102,11 @@ def api_process(log_path: Path, **settings: Any) -> Iterator[ApiProcess]:
         yield ApiProcess(loopback_url(port), admin_token, process)
 
 
-def token_for(api: ApiProcess, *scopes: str, name: str = "test") -> str:
-    """A new token with `scopes`, created with the admin token."""
+def token_for(api: ApiProcess, *scopes: str, name: str = "test", **fields: Any) -> str:
+    """A new token with `scopes` (and `fields` of the request: `models`, `expires_in`), created with the admin
+    token."""
     with api.admin() as admin:
-        answer = admin.post("/v1/tokens", json={"name": name, "scopes": list(scopes)})
+        answer = admin.post("/v1/tokens", json={"name": name, "scopes": list(scopes), **fields})
     if answer.status_code != 201:
         raise DevstackError(f"POST /v1/tokens answered {answer.status_code}: {answer.text[:500]}")
     return str(answer.json()["token"])

@@ -23,6 +23,7 @@ from services.api import auth, db
 from services.api.airflow import AirflowClient
 from services.api.catalog import CatalogFile
 from services.api.errors import ApiError, DependencyUnavailable
+from services.api.limits import RateLimiter
 from services.api.mlflow import MlflowClient
 from services.api.reconciler import Reconciler
 from services.api.routes import events, health, models, routing, tokens, trainings
@@ -66,7 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = db.Pool(settings.conninfo(), settings.connect_kwargs())
     migrations_conn = await pool.connect()
     try:
-        applied = await db.migrate(migrations_conn)
+        applied = await db.migrate(migrations_conn, params={"token_ttl_seconds": str(settings.tokens.ttl_seconds)})
     finally:
         await migrations_conn.close()
     catalog = CatalogFile(settings.catalog_path)
@@ -81,7 +82,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mlflow=mlflow,
         catalog=catalog,
         reconciler=reconciler,
-        admin_hash=auth.digest(settings.admin_token),
+        admin_hashes=tuple(auth.digest(t) for t in (settings.admin_token, settings.admin_token_previous) if t),
+        limiter=RateLimiter(settings.tokens.per_second, settings.tokens.burst),
     )
     app.state.api = state
     log.info(
@@ -129,6 +131,8 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
     response = error_response(exc.status, exc.detail, exc.field)
+    for name, value in exc.headers.items():
+        response.headers[name] = value
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response

@@ -3,7 +3,10 @@
 A token is `mlops_<id>_<secret>`: `id` (12 hex characters) is public and finds the stored row; `secret` is 32
 random bytes (urlsafe base64). Only the SHA-256 of the whole token is stored; a presented token is hashed and
 compared with the stored hash in constant time. The admin token (from a Kubernetes Secret) is never stored:
-its hash is kept in memory and compared the same way; it holds every scope.
+its hash is kept in memory and compared the same way; it holds every scope and every model.
+
+A stored token expires (`expires_at`) and may be limited to some models (`models`): it then acts on those
+models only, on every route, and sees only their events (`Principal.check_model`, `Principal.models`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from services.api.errors import ApiError
 
 PREFIX = "mlops"
 _TOKEN = re.compile(r"^mlops_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -33,14 +38,29 @@ ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: the admin token or one stored token (its id), and what it may do."""
+    """Who a request acts as: the admin token or one stored token (its id), what it may do, and on which models
+    (`models` None: every model)."""
 
     id: str
     name: str
     scopes: frozenset[Scope]
+    models: frozenset[str] | None = None
 
     def allows(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    def check_model(self, model: str, field: str = "model") -> None:
+        """ApiError 403 naming `model` unless this token may act on it."""
+        if not self.may_use(model):
+            allowed = ", ".join(sorted(self.models or ()))
+            raise ApiError(403, f"this token is limited to the models {allowed}: not {model!r}", field)
+
+    def model_filter(self) -> list[str] | None:
+        """The models a listing or an event stream is limited to (None: every model)."""
+        return None if self.models is None else sorted(self.models)
 
 
 ADMIN = Principal(ADMIN_PRINCIPAL, "admin token", ALL_SCOPES)

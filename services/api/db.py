@@ -2,7 +2,8 @@
 
 Migrations are the SQL files of `services/api/migrations` (`NNNN_<name>.sql`), applied in order at start, each
 in its own transaction, under a session advisory lock: replicas starting together apply each file once. The
-applied versions are recorded in `api_schema_migrations`.
+applied versions are recorded in `api_schema_migrations`. A migration may read the API's settings it needs as
+`current_setting('mlops.<name>')` (`params` of `migrate`, set for the migration's transaction only).
 
 `psycopg_pool` is not a dependency: `Pool` keeps at most `max_size` connections (autocommit; callers open a
 transaction where they write), hands out idle ones first and drops broken ones. A failed connection attempt is
@@ -15,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -49,8 +50,9 @@ def migrations(folder: Path = MIGRATIONS) -> list[tuple[int, str, str]]:
     return [found[v] for v in sorted(found)]
 
 
-async def migrate(conn: Connection, folder: Path = MIGRATIONS) -> list[str]:
-    """Apply the migrations not applied yet; the names of those applied now."""
+async def migrate(conn: Connection, folder: Path = MIGRATIONS, params: Mapping[str, str] | None = None) -> list[str]:
+    """Apply the migrations not applied yet; the names of those applied now. `params` are visible to them as
+    `current_setting('mlops.<key>')`."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
@@ -64,6 +66,8 @@ async def migrate(conn: Connection, folder: Path = MIGRATIONS) -> list[str]:
             if version in done:
                 continue
             async with conn.transaction():
+                for key, text in (params or {}).items():
+                    await conn.execute("SELECT set_config(%s, %s, true)", (f"mlops.{key}", text))
                 await conn.execute(sql.encode())
                 await conn.execute("INSERT INTO api_schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied_now.append(name)

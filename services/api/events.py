@@ -5,6 +5,9 @@ parameter): ids come from one identity column and are committed in increasing or
 and repeats nothing. New events are found by polling the table every `poll` seconds; a comment line is sent
 every `HEARTBEAT_SECONDS` so that proxies keep the connection open. A run's stream ends after the run's terminal
 event; the global stream runs until the client leaves; with `follow=false` both end once the backlog is sent.
+A model-scoped token's streams are filtered in the query: other models' events never leave the database. A stream
+opened with a stored token ends (after a comment saying why) at the first poll after the token is revoked or
+expires.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class StreamFilter:
     model: str | None = None
     kind: str | None = None
     follow: bool = True
+    models: tuple[str, ...] | None = None  # a model-scoped token sees only these models' events
+    token_id: str | None = None  # a stored token's stream ends once it is revoked or expired
 
 
 def event_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +78,20 @@ async def stream(
             return
         try:
             async with pool.connection() as conn:
+                if selection.token_id is not None and not await store.token_live(conn, selection.token_id):
+                    yield ": the token of this stream was revoked or expired\n\n"
+                    return
                 ended = False
                 if selection.run_id is not None:
                     run = await store.get_run(conn, selection.run_id)
                     ended = run is None or is_terminal(run["state"])
                 rows = await store.events_after(
-                    conn, last, run_id=selection.run_id, model=selection.model, kind=selection.kind
+                    conn,
+                    last,
+                    run_id=selection.run_id,
+                    model=selection.model,
+                    kind=selection.kind,
+                    models=selection.models,
                 )
         except DependencyUnavailable as exc:
             log.warning("event stream: %s", exc)

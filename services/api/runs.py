@@ -126,13 +126,15 @@ async def start(
     return row, True
 
 
-async def cancel(pool: Pool, airflow: AirflowClient, run_id: uuid.UUID, kind: str) -> dict[str, Any]:
-    """Cancel an unfinished run: 404 unknown, 409 already finished (its final state is recorded then)."""
+async def cancel(pool: Pool, airflow: AirflowClient, run_id: uuid.UUID, kind: str, caller: Principal) -> dict[str, Any]:
+    """Cancel an unfinished run: 404 unknown, 403 another model than the caller's, 409 already finished (its
+    final state is recorded then)."""
     ended: RunState | None = None
     async with pool.connection() as conn, conn.transaction():
         row = await store.lock_run(conn, run_id)
         if row is None or row["kind"] != kind:
             raise ApiError(404, f"no {kind} {run_id}", "id")
+        caller.check_model(row["model"])
         if is_terminal(row["state"]):
             raise ApiError(409, f"the {kind} already ended: {row['state']}", "id")
         current = await airflow.get_run(row["dag_id"], row["dag_run_id"])

@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from services.api.limits import TokenSettings
 from services.common import api_rules, contract
 from services.common.env_settings import SettingsError, number, required, value
 
@@ -41,6 +42,8 @@ class Settings:
     reconcile_seconds: float = api_rules.RECONCILE_SECONDS.default
     events_poll_seconds: float = api_rules.EVENTS_POLL_SECONDS.default
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    tokens: TokenSettings = field(default_factory=lambda: TokenSettings())
+    admin_token_previous: str | None = field(default=None, repr=False)  # accepted too during a rotation
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +72,8 @@ class Settings:
             port=int(number(contract.API_PORT_VAR, contract.API_PORT, minimum=1, kind=int)),
             reconcile_seconds=_seconds(contract.API_RECONCILE_SECONDS, api_rules.RECONCILE_SECONDS),
             events_poll_seconds=_seconds(contract.API_EVENTS_POLL_SECONDS, api_rules.EVENTS_POLL_SECONDS),
+            tokens=TokenSettings.from_env(),
+            admin_token_previous=_admin_previous(),
         )
 
     def conninfo(self) -> str:
@@ -80,6 +85,13 @@ class Settings:
 
     def connect_kwargs(self) -> dict[str, str]:
         return {"password": self.database_password} if self.database_password else {}
+
+
+def _admin_previous() -> str | None:
+    token = value(contract.API_ADMIN_TOKEN_PREVIOUS)
+    if token is not None and len(token) < MIN_ADMIN_TOKEN:
+        raise SettingsError(f"{contract.API_ADMIN_TOKEN_PREVIOUS.name} must be at least {MIN_ADMIN_TOKEN} characters")
+    return token
 
 
 def _url(var: contract.EnvVar) -> str:

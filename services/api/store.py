@@ -39,36 +39,68 @@ _JSON_COLUMNS = {"metrics", "gate"}
 
 
 # --- tokens --------------------------------------------------------------------------------------
+_TOKEN_INFO = "id, name, scopes, models, created_by, created_at, expires_at, last_used_at, revoked_at"
+
+
 async def insert_token(
-    conn: Connection, token_id: str, name: str, scopes: Sequence[str], token_hash: str, created_by: str
+    conn: Connection,
+    token_id: str,
+    name: str,
+    scopes: Sequence[str],
+    token_hash: str,
+    created_by: str,
+    *,
+    expires_in: float,
+    models: Sequence[str] | None = None,
 ) -> Row:
+    """A new token expiring `expires_in` seconds from now (the database's clock); `models` None: every model."""
     cur = await conn.execute(
-        "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by) VALUES (%s, %s, %s, %s, %s) "
-        "RETURNING id, name, scopes, created_by, created_at, revoked_at",
-        (token_id, name, list(scopes), token_hash, created_by),
+        "INSERT INTO api_tokens (id, name, scopes, token_hash, created_by, expires_at, models) "
+        "VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s) "
+        f"RETURNING {_TOKEN_INFO}",
+        (token_id, name, list(scopes), token_hash, created_by, expires_in, None if models is None else list(models)),
     )
     return dict(await _one(cur))
 
 
-async def find_token(conn: Connection, token_id: str) -> Row | None:
+async def find_token(conn: Connection, token_id: str, used_within: float) -> Row | None:
+    """The unrevoked token `token_id` with `expired` (by the database's clock) and `stale_use` (its
+    `last_used_at` is older than `used_within` seconds, or unset)."""
     cur = await conn.execute(
-        "SELECT id, name, scopes, token_hash FROM api_tokens WHERE id = %s AND revoked_at IS NULL", (token_id,)
+        "SELECT id, name, scopes, models, token_hash, expires_at, expires_at <= now() AS expired,"
+        " (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %s)) AS stale_use"
+        " FROM api_tokens WHERE id = %s AND revoked_at IS NULL",
+        (used_within, token_id),
     )
     row = await cur.fetchone()
     return dict(row) if row else None
 
 
-async def list_tokens(conn: Connection) -> list[Row]:
-    cur = await conn.execute(
-        "SELECT id, name, scopes, created_by, created_at, revoked_at FROM api_tokens ORDER BY created_at, id"
+async def touch_token(conn: Connection, token_id: str, used_within: float) -> None:
+    """Record a use of the token, unless one was recorded less than `used_within` seconds ago (by any replica)."""
+    await conn.execute(
+        "UPDATE api_tokens SET last_used_at = now() WHERE id = %s"
+        " AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %s))",
+        (token_id, used_within),
     )
+
+
+async def token_live(conn: Connection, token_id: str) -> bool:
+    """Whether the token is neither revoked nor expired (an open event stream asks on every poll)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM api_tokens WHERE id = %s AND revoked_at IS NULL AND expires_at > now()", (token_id,)
+    )
+    return await cur.fetchone() is not None
+
+
+async def list_tokens(conn: Connection) -> list[Row]:
+    cur = await conn.execute(f"SELECT {_TOKEN_INFO} FROM api_tokens ORDER BY created_at, id")
     return [dict(r) for r in await cur.fetchall()]
 
 
 async def revoke_token(conn: Connection, token_id: str) -> Row | None:
     cur = await conn.execute(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s "
-        "RETURNING id, name, scopes, created_by, created_at, revoked_at",
+        f"UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = %s RETURNING {_TOKEN_INFO}",
         (token_id,),
     )
     row = await cur.fetchone()
@@ -158,14 +190,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def list_runs(
-    conn: Connection, kind: str, *, model: str | None, state: str | None, limit: int, cursor: str | None
+    conn: Connection,
+    kind: str,
+    *,
+    model: str | None,
+    state: str | None,
+    limit: int,
+    cursor: str | None,
+    models: Sequence[str] | None = None,
 ) -> tuple[list[Row], str | None]:
-    """One page of runs, newest first, and the cursor of the next page (None on the last)."""
+    """One page of runs, newest first, and the cursor of the next page (None on the last); `models`: only runs
+    of these models (a model-scoped token's listing)."""
     where = ["kind = %s"]
     args: list[Any] = [kind]
     if model is not None:
         where.append("model = %s")
         args.append(model)
+    if models is not None:
+        where.append("model = ANY(%s)")
+        args.append(list(models))
     if state is not None:
         where.append("state = %s")
         args.append(state)
@@ -214,14 +257,19 @@ async def events_after(
     run_id: uuid.UUID | None = None,
     model: str | None = None,
     kind: str | None = None,
+    models: Sequence[str] | None = None,
     limit: int = 200,
 ) -> list[Row]:
+    """Events after id `after`, filtered (`models`: only these models' events, for a model-scoped token)."""
     where = ["id > %s"]
     args: list[Any] = [after]
     for column, value in (("run_id", run_id), ("model", model), ("kind", kind)):
         if value is not None:
             where.append(f"{column} = %s")
             args.append(value)
+    if models is not None:
+        where.append("model = ANY(%s)")
+        args.append(list(models))
     cur = await conn.execute(f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT %s", (*args, limit))
     return [dict(r) for r in await cur.fetchall()]
 

@@ -25,3 +25,13 @@ REPLICAS = 1  # the component's default; the stack setting's default depends on 
 # each API pod's size ({cpu, memory} as Kubernetes quantities)
 REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "100m", "memory": "256Mi"})
 LIMITS: Mapping[str, str] = MappingProxyType({"cpu": "1", "memory": "512Mi"})
+
+# API tokens: the expiry a token gets when its creator asks for none, and the longest one may ask for (days)
+TOKEN_TTL_DAYS = Interval(default=30.0, minimum=0.01, maximum=3650)
+TOKEN_MAX_TTL_DAYS = Interval(default=90.0, minimum=0.01, maximum=3650)
+# `last_used_at` of a token is written at most once per this many seconds (not a write per request)
+TOKEN_LAST_USED_SECONDS = 60.0
+# Per-token rate limit of each API replica (token bucket): sustained requests per second and the burst above it
+RATE_LIMIT_PER_SECOND = Interval(default=20.0, minimum=0.1, maximum=10_000)
+RATE_LIMIT_BURST = Interval(default=40, minimum=1, maximum=100_000)
+SECONDS_PER_DAY = 86_400

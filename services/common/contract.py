@@ -13,7 +13,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from services.common.api_rules import EVENTS_POLL_SECONDS, RECONCILE_SECONDS
+from services.common.api_rules import (
+    EVENTS_POLL_SECONDS,
+    RATE_LIMIT_BURST,
+    RATE_LIMIT_PER_SECOND,
+    RECONCILE_SECONDS,
+    SECONDS_PER_DAY,
+    TOKEN_MAX_TTL_DAYS,
+    TOKEN_TTL_DAYS,
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,28 @@ API_EVENTS_POLL_SECONDS = EnvVar(
     "MLOPS_API_EVENTS_POLL_SECONDS",
     f"How often an open event stream looks for new events (default {EVENTS_POLL_SECONDS.default:g}).",
 )
+API_ADMIN_TOKEN_PREVIOUS = EnvVar(
+    "MLOPS_API_ADMIN_TOKEN_PREVIOUS",
+    "The previous admin token, still accepted during a rotation of MLOPS_API_ADMIN_TOKEN (unset or empty = none).",
+    secret=True,
+)
+API_TOKEN_TTL = EnvVar(
+    "MLOPS_API_TOKEN_TTL",
+    "Seconds until a new token expires when its creator asks for no expiry "
+    f"(default {TOKEN_TTL_DAYS.default * SECONDS_PER_DAY:.0f}).",
+)
+API_TOKEN_MAX_TTL = EnvVar(
+    "MLOPS_API_TOKEN_MAX_TTL",
+    f"Longest expiry (seconds) a new token may ask for (default {TOKEN_MAX_TTL_DAYS.default * SECONDS_PER_DAY:.0f}).",
+)
+API_RATE_LIMIT_PER_SECOND = EnvVar(
+    "MLOPS_API_RATE_LIMIT_PER_SECOND",
+    f"Requests per second each token may make to one replica (default {RATE_LIMIT_PER_SECOND.default:g}).",
+)
+API_RATE_LIMIT_BURST = EnvVar(
+    "MLOPS_API_RATE_LIMIT_BURST",
+    f"Requests a token may make at once above that rate (default {RATE_LIMIT_BURST.default:g}).",
+)
 API_PORT = 8080
 
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
@@ -224,6 +254,11 @@ API_VARS: tuple[EnvVar, ...] = (
     API_PORT_VAR,
     API_RECONCILE_SECONDS,
     API_EVENTS_POLL_SECONDS,
+    API_ADMIN_TOKEN_PREVIOUS,
+    API_TOKEN_TTL,
+    API_TOKEN_MAX_TTL,
+    API_RATE_LIMIT_PER_SECOND,
+    API_RATE_LIMIT_BURST,
 )
 CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
 ALL_VARS: tuple[EnvVar, ...] = (

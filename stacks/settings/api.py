@@ -26,7 +26,8 @@ def _resources(value: dict[str, Any]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """The platform API (services/api, docs/api.md): its replicas, its Airflow user, its loops, its pods' size."""
+    """The platform API (services/api, docs/api.md): its replicas, its Airflow user, its loops, its pods' size, its
+    tokens' expiry and rate limit, and the rotation of its admin token."""
 
     replicas: int = setting(
         "api.replicas",
@@ -66,4 +67,47 @@ class ApiSettings:
         "CPU and memory limits of each API pod: {cpu, memory} (memory at least the request)",
         default=dict(api_rules.LIMITS),
         parse=_resources,
+    )
+    token_ttl_days: float = setting(
+        "api.tokenTtlDays",
+        "days until a new API token expires when its creator asks for no expiry (at most api.tokenMaxTtlDays)",
+        default=api_rules.TOKEN_TTL_DAYS.default,
+        minimum=api_rules.TOKEN_TTL_DAYS.minimum,
+        maximum=api_rules.TOKEN_TTL_DAYS.maximum,
+    )
+    token_max_ttl_days: float = setting(
+        "api.tokenMaxTtlDays",
+        "the longest expiry (days) a new API token may ask for (`expires_in`); above it the API answers 400",
+        default=api_rules.TOKEN_MAX_TTL_DAYS.default,
+        minimum=api_rules.TOKEN_MAX_TTL_DAYS.minimum,
+        maximum=api_rules.TOKEN_MAX_TTL_DAYS.maximum,
+    )
+    rate_limit_per_second: float = setting(
+        "api.rateLimitPerSecond",
+        "requests per second each API token (the admin token too) may make to ONE replica (a token bucket in each "
+        "replica's memory: across N replicas a client may reach up to N times this); above it 429 with Retry-After",
+        default=api_rules.RATE_LIMIT_PER_SECOND.default,
+        minimum=api_rules.RATE_LIMIT_PER_SECOND.minimum,
+        maximum=api_rules.RATE_LIMIT_PER_SECOND.maximum,
+    )
+    rate_limit_burst: int = setting(
+        "api.rateLimitBurst",
+        "requests an API token may make at once above api.rateLimitPerSecond (the bucket's size)",
+        default=int(api_rules.RATE_LIMIT_BURST.default),
+        minimum=api_rules.RATE_LIMIT_BURST.minimum,
+        maximum=api_rules.RATE_LIMIT_BURST.maximum,
+    )
+    admin_token_generation: int = setting(
+        "api.adminTokenGeneration",
+        "generation of the API's admin token: raising it generates a new admin token (the stack output apiAdminToken)"
+        " in the other of two slots; see docs/api.md, rotating the admin token",
+        default=1,
+        minimum=1,
+        maximum=1_000_000,
+    )
+    admin_token_keep_previous: bool = setting(
+        "api.adminTokenKeepPrevious",
+        "the API also accepts the previous generation's admin token (the overlap of a rotation without downtime); "
+        "set it back to false once every admin client uses the new token",
+        default=False,
     )

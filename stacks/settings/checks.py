@@ -122,7 +122,18 @@ def _check_prod_safety(s: StackSettings, problems: list[str]) -> None:
 
 
 def _check_api(s: StackSettings, problems: list[str]) -> None:
-    """The API pods' memory request fits their limit (Kubernetes would refuse the Deployment)."""
+    """The API pods' memory request fits their limit (Kubernetes would refuse the Deployment); the default expiry
+    of tokens is within the maximum (the API would refuse to start)."""
+    if s.api.token_ttl_days > s.api.token_max_ttl_days:
+        problems.append(
+            f"{s.source}: {PROJECT}:api.tokenTtlDays {s.api.token_ttl_days:g} is above api.tokenMaxTtlDays "
+            f"{s.api.token_max_ttl_days:g}"
+        )
+    if s.api.admin_token_keep_previous and s.api.admin_token_generation < 2:
+        problems.append(
+            f"{s.source}: {PROJECT}:api.adminTokenKeepPrevious needs a previous admin token: raise "
+            "api.adminTokenGeneration with it (see docs/api.md)"
+        )
     requests, limits = s.api.requests, s.api.limits
     if quantity_bytes(requests["memory"]) > quantity_bytes(limits["memory"]):
         problems.append(

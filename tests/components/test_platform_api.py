@@ -6,6 +6,7 @@ the Ingress exposes only the public API; it renders no NetworkPolicy (infra/netw
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pulumi
@@ -15,9 +16,12 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components.namespaces import NamespaceRef
 from components.platform_api import (
+    ADMIN_PREVIOUS_MOUNT,
     ADMIN_TOKEN_SECRET,
+    ADMIN_TOKENS_ANNOTATION,
     AIRFLOW_CREDENTIALS_SECRET,
     AIRFLOW_USER_JOB,
+    AdminTokenSlots,
     PlatformApi,
     PlatformApiArgs,
     PlatformApiConfig,
@@ -27,13 +31,14 @@ from harness.mocks import SecretValue
 from harness.run import ProgramRun, read_stack_file, run_under_mocks
 from policy.testing import analyze
 from services.common import contract
+from services.common.env_settings import file_variable
 from stacks.settings import load_settings
 from tests.policy.adapter import resources_from_run
 
 DB_SECRET = "mlops-api-db"
 
 
-def build(stack: str) -> ProgramRun:
+def build(stack: str, **config: Any) -> ProgramRun:
     cfg = read_stack_file(stack)
     s = load_settings(stack, cfg.config, set(cfg.secret_keys))
     api_ns = s.namespace("api")
@@ -70,7 +75,9 @@ def build(stack: str) -> ProgramRun:
             "api",
             PlatformApiArgs(
                 namespace=NamespaceRef(api_ns),
-                config=PlatformApiConfig(image="ghcr.io/mlops-platform/api:0.1.0", replicas=2 if s.is_prod else 1),
+                config=PlatformApiConfig(
+                    image="ghcr.io/mlops-platform/api:0.1.0", replicas=2 if s.is_prod else 1, **config
+                ),
                 host=s.host("api"),
                 ingress_class=s.ingress_class,
                 cluster_issuer="mlops-ca",
@@ -161,7 +168,8 @@ def test_pod_is_hardened_and_configured_through_the_contract() -> None:
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["command"] == ["python", "-m", "services.api"]
     env = {e["name"]: e for e in c["env"]}
-    assert set(env) - {"HOME"} <= {v.name for v in contract.ALL_VARS}
+    files = {file_variable(v) for v in contract.ALL_VARS if v.secret}  # a secret variable's value as a file
+    assert set(env) - {"HOME"} <= {v.name for v in contract.ALL_VARS} | files
     for var, (secret, key) in {
         contract.API_ADMIN_TOKEN: (ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN.name),
         contract.API_AIRFLOW_PASSWORD: (AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
@@ -202,3 +210,77 @@ def test_config_refuses_unpinned_images_and_unreachable_databases() -> None:
         PlatformApiConfig(image="ghcr.io/mlops-platform/api")
     with pytest.raises(ValueError, match="replicas"):
         PlatformApiConfig(image="x:1", replicas=0)
+
+
+def test_token_settings_reach_the_pod_in_seconds() -> None:
+    run = build("dev", token_ttl_days=7, token_max_ttl_days=30.5, rate_limit_per_second=2.5, rate_limit_burst=9)
+    (c,) = one(run, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env[contract.API_TOKEN_TTL.name] == str(7 * 86_400)
+    assert env[contract.API_TOKEN_MAX_TTL.name] == str(int(30.5 * 86_400))
+    assert (env[contract.API_RATE_LIMIT_PER_SECOND.name], env[contract.API_RATE_LIMIT_BURST.name]) == ("2.5", "9")
+    with pytest.raises(ValueError, match="token_ttl_days"):
+        PlatformApiConfig(image="ghcr.io/mlops-platform/api:0.1.0", token_ttl_days=91, token_max_ttl_days=90)
+
+
+def test_admin_token_slots_alternate_and_replace_only_the_new_current_one() -> None:
+    """Over several generations: the current slot alternates, each raise changes the keeper of exactly the slot
+    that becomes current (so only that token is generated again), slot a keeps no keeper at first (an existing
+    stack's admin token stays), and the previous slot is accepted only while keep_previous is set."""
+    assert AdminTokenSlots(1).slots() == ("a",) and AdminTokenSlots(1).keepers("a") is None
+    assert AdminTokenSlots(1, keep_previous=True).previous is None  # generation 1 has no previous token
+    for generation in range(1, 8):
+        before, after = AdminTokenSlots(generation, True), AdminTokenSlots(generation + 1, True)
+        assert after.current != before.current and after.previous == before.current
+        changed = [
+            slot for slot in after.slots() if slot not in before.slots() or before.keepers(slot) != after.keepers(slot)
+        ]
+        assert changed == [after.current], generation
+        assert AdminTokenSlots(generation + 1, keep_previous=False).previous is None
+    assert AdminTokenSlots(2).keepers("a") is None and AdminTokenSlots(3).keepers("a") == {"generation": "3"}
+
+
+@pytest.mark.parametrize(
+    ("generation", "keep", "current", "previous"),
+    [
+        (1, False, "api-admin-token", None),
+        (2, True, "api-admin-token-b", "api-admin-token"),
+        (3, False, "api-admin-token", None),
+    ],
+)
+def test_admin_token_rotation_renders_the_slots_the_secret_and_a_rolling_pod_template(
+    generation: int, keep: bool, current: str, previous: str | None
+) -> None:
+    run = build("dev", admin_token_generation=generation, admin_token_keep_previous=keep)
+    passwords = {r.name: r for r in run.of_type("random:index/randomPassword:RandomPassword") if "admin" in r.name}
+    assert set(passwords) == ({"api-admin-token"} if generation == 1 else {"api-admin-token", "api-admin-token-b"})
+    (secret,) = [
+        r
+        for r in run.kubernetes_objects()
+        if r.manifest["kind"] == "Secret" and r.manifest["metadata"]["name"] == ADMIN_TOKEN_SECRET
+    ]
+    assert isinstance(secret.inputs["stringData"], SecretValue)  # both tokens are secret
+    revealed = secret.manifest["stringData"]
+    assert revealed[contract.API_ADMIN_TOKEN.name] == passwords[current].outputs["result"]
+    expected_previous = passwords[previous].outputs["result"] if previous else ""
+    assert revealed[contract.API_ADMIN_TOKEN_PREVIOUS.name] == expected_previous
+    template = one(run, "Deployment")["spec"]["template"]
+    digest = template["metadata"]["annotations"][ADMIN_TOKENS_ANNOTATION]
+    assert re.fullmatch(r"[0-9a-f]{16}", digest), digest  # a digest, not a token
+    (c,) = template["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert (
+        env[file_variable(contract.API_ADMIN_TOKEN_PREVIOUS)]
+        == f"{ADMIN_PREVIOUS_MOUNT}/{contract.API_ADMIN_TOKEN_PREVIOUS.name}"
+    )
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["admin-previous"]["secret"]["secretName"] == ADMIN_TOKEN_SECRET
+
+
+def test_a_rotation_changes_the_pod_template() -> None:
+    """Each step of a rotation (raise with overlap, end the overlap) gives the pods a new template: they roll."""
+    digests = []
+    for generation, keep in ((1, False), (2, True), (2, False)):
+        run = build("dev", admin_token_generation=generation, admin_token_keep_previous=keep)
+        digests.append(one(run, "Deployment")["spec"]["template"]["metadata"]["annotations"][ADMIN_TOKENS_ANNOTATION])
+    assert len(set(digests)) == 3

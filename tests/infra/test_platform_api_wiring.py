@@ -98,6 +98,10 @@ def test_api_runs_in_its_restricted_namespace_as_the_settings_say(stack: str, st
     assert env[contract.API_AIRFLOW_USERNAME.name] == s.api.airflow_user
     assert float(env[contract.API_RECONCILE_SECONDS.name]) == s.api.reconcile_seconds
     assert float(env[contract.API_EVENTS_POLL_SECONDS.name]) == s.api.events_poll_seconds
+    assert float(env[contract.API_TOKEN_TTL.name]) == s.api.token_ttl_days * 86_400
+    assert float(env[contract.API_TOKEN_MAX_TTL.name]) == s.api.token_max_ttl_days * 86_400
+    assert float(env[contract.API_RATE_LIMIT_PER_SECOND.name]) == s.api.rate_limit_per_second
+    assert int(env[contract.API_RATE_LIMIT_BURST.name]) == s.api.rate_limit_burst
     (job,) = k8s(run, "Job", f"mlops-{stack}-airflow", AIRFLOW_USER_JOB)
     (user_container,) = job.manifest["spec"]["template"]["spec"]["containers"]
     assert user_container["image"] == s.airflow_image.reference  # the Airflow the user is created in

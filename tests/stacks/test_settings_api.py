@@ -97,3 +97,54 @@ def test_the_group_is_documented() -> None:
         assert f"`{P}api.{key}`" in table
     assert '| `mlops-platform:api.requests` | object | `{"cpu": "100m", "memory": "256Mi"}` |' in table
     assert "| `mlops-platform:api.reconcileSeconds` | float | `5.0` |" in table
+
+
+def test_token_settings_defaults_types_and_cross_checks() -> None:
+    dev = load_settings("dev", MINIMAL).api
+    assert (dev.token_ttl_days, dev.token_max_ttl_days) == (30.0, 90.0)
+    assert (dev.rate_limit_per_second, dev.rate_limit_burst) == (20.0, 40)
+    assert (dev.admin_token_generation, dev.admin_token_keep_previous) == (1, False)
+    api = load_settings(
+        "dev",
+        {
+            **MINIMAL,
+            f"{P}api.tokenTtlDays": "0.5",
+            f"{P}api.tokenMaxTtlDays": "7",
+            f"{P}api.rateLimitPerSecond": "2.5",
+            f"{P}api.rateLimitBurst": "5",
+            f"{P}api.adminTokenGeneration": "2",
+            f"{P}api.adminTokenKeepPrevious": "true",
+        },
+    ).api
+    assert (api.token_ttl_days, api.token_max_ttl_days, api.rate_limit_per_second, api.rate_limit_burst) == (
+        0.5,
+        7.0,
+        2.5,
+        5,
+    )
+    assert (api.admin_token_generation, api.admin_token_keep_previous) == (2, True)
+    too_long = {**MINIMAL, f"{P}api.tokenTtlDays": "100", f"{P}api.tokenMaxTtlDays": "90"}
+    assert problems_of("dev", too_long) == [
+        "Pulumi.dev.yaml: mlops-platform:api.tokenTtlDays 100 is above api.tokenMaxTtlDays 90"
+    ]
+    nothing_to_keep = {**MINIMAL, f"{P}api.adminTokenKeepPrevious": "true"}
+    (problem,) = problems_of("dev", nothing_to_keep)
+    assert problem.startswith("Pulumi.dev.yaml: mlops-platform:api.adminTokenKeepPrevious needs a previous")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("api.tokenTtlDays", "0", "must be >= 0.01"),
+        ("api.tokenMaxTtlDays", "3651", "must be <= 3650"),
+        ("api.rateLimitPerSecond", "0", "must be >= 0.1"),
+        ("api.rateLimitBurst", "0", "must be >= 1"),
+        ("api.rateLimitBurst", "2.5", "must be a whole number"),
+        ("api.adminTokenGeneration", "0", "must be >= 1"),
+        ("api.adminTokenKeepPrevious", "maybe", "must be"),
+    ],
+)
+def test_token_setting_mistakes_name_the_file_and_key(key: str, value: str, expected: str) -> None:
+    problems = problems_of("dev", {**MINIMAL, f"{P}{key}": value})
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"Pulumi.dev.yaml: {P}{key} ") and expected in problems[0]

@@ -3,7 +3,7 @@ the one shape of every error answer: `{"detail", "field"}` (+ `dependency` on a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,17 +146,35 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
 
 
+MAX_EXPIRES_IN = 3650 * 86_400  # the schema's bound; the API's own maximum (a setting) is checked on creation
+
+
 class TokenRequest(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\x20-\x7e]+$")
     scopes: list[Scope] = Field(min_length=1, max_length=4)
+    models: list[Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Limit the token to these catalog models (every route, every event stream); unset = every model",
+    )
+    expires_in: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXPIRES_IN,
+        description="Seconds until the token expires; unset = the API's default; above the API's maximum: 400",
+    )
 
 
 class TokenInfo(BaseModel):
     id: str
     name: str
     scopes: list[Scope]
+    models: list[str] | None = Field(description="The models the token is limited to; null = every model")
     created_by: str
     created_at: str
+    expires_at: str
+    last_used_at: str | None = Field(description="Last use (recorded at most once a minute)")
     revoked_at: str | None
 
 
@@ -174,9 +192,14 @@ def error(status: int, description: str) -> dict[str, Any]:
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error(400, "Malformed JSON body or an invalid header"),
-    401: error(401, "No bearer token, or not a valid token"),
-    403: error(403, "The token lacks the scope"),
+    401: error(401, "No bearer token, or not a valid token (unknown, revoked or expired)"),
+    403: error(403, "The token lacks the scope, or is limited to other models"),
     422: error(422, "A parameter or a field is invalid"),
+    429: {
+        "model": ErrorBody,
+        "description": "The token exceeded its rate limit",
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    },
     503: error(503, "The database is unavailable"),
 }
 Responses = dict[int | str, dict[str, Any]]

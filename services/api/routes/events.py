@@ -1,4 +1,6 @@
-"""Server-Sent Events: every state change and new fact of runs, from the database (see services.api.events)."""
+"""Server-Sent Events: every state change and new fact of runs, from the database (see services.api.events).
+A model-scoped token's global stream carries only its models' events (filtered in the query); asking for
+another model's stream, or a run of another model, is 403 naming the model."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from services.api import events, runs, store
+from services.api import auth, events, runs, store
 from services.api.errors import ApiError
 from services.api.routes.bodies import AUTH_ERRORS, NOT_FOUND, Responses
 from services.api.routes.deps import Reader, State
@@ -66,6 +68,11 @@ def _after(last_event_id: str | None, after: int | None, default: int) -> int:
     return after if after is not None else default
 
 
+def _stored(caller: auth.Principal) -> str | None:
+    """The id of a stored token (None for the admin token, which the database does not hold)."""
+    return None if caller is auth.ADMIN else caller.id
+
+
 def _response(state: Any, request: Request, selection: events.StreamFilter) -> StreamingResponse:
     body = events.stream(
         state.pool,
@@ -97,12 +104,23 @@ async def all_events(
     kind: Annotated[str | None, Query(pattern="^(training|rollback)$")] = None,
     follow: Follow = True,
 ) -> StreamingResponse:
+    if model is not None:
+        caller.check_model(model)
+    scoped = caller.model_filter()
     if last_event_id is None and after is None:
         async with state.pool.connection() as conn:
             start = await store.last_event_id(conn)
     else:
         start = _after(last_event_id, after, 0)
-    return _response(state, request, events.StreamFilter(start, model=model, kind=kind, follow=follow))
+    selection = events.StreamFilter(
+        start,
+        model=model,
+        kind=kind,
+        follow=follow,
+        models=None if scoped is None else tuple(scoped),
+        token_id=_stored(caller),
+    )
+    return _response(state, request, selection)
 
 
 def _run_stream(kind: str) -> None:
@@ -121,7 +139,10 @@ def _run_stream(kind: str) -> None:
             row = await store.get_run(conn, id, kind)
         if row is None:
             raise ApiError(404, f"no {kind} {id}", "id")
-        selection = events.StreamFilter(_after(last_event_id, after, 0), run_id=id, follow=follow)
+        caller.check_model(row["model"])
+        selection = events.StreamFilter(
+            _after(last_event_id, after, 0), run_id=id, follow=follow, token_id=_stored(caller)
+        )
         return _response(state, request, selection)
 
     router.add_api_route(

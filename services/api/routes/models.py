@@ -1,4 +1,5 @@
-"""The catalog's models with their versions, aliases, routing and serving readiness; rollbacks."""
+"""The catalog's models with their versions, aliases, routing and serving readiness; rollbacks. A model-scoped
+token lists only its models and rolls back or reads rollbacks of those only (403 naming the model)."""
 
 from __future__ import annotations
 
@@ -76,10 +77,9 @@ async def _describe(model: CatalogModel, mlflow: MlflowClient, http: httpx.Async
 )
 async def list_models(caller: Reader, state: State) -> dict[str, Any]:
     catalog = state.catalog.current()
+    names = [name for name in sorted(catalog.models) if caller.may_use(name)]
     async with httpx.AsyncClient(timeout=SERVING_TIMEOUT) as http:
-        described = await asyncio.gather(
-            *(_describe(catalog.models[name], state.mlflow, http) for name in sorted(catalog.models))
-        )
+        described = await asyncio.gather(*(_describe(catalog.models[name], state.mlflow, http) for name in names))
     return {"models": list(described)}
 
 
@@ -96,6 +96,7 @@ ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN, description="A model
 async def rollback(
     model: ModelName, key: IdempotencyKey, caller: Deployer, state: State, body: RollbackRequest | None = None
 ) -> JSONResponse:
+    caller.check_model(model)
     entry = state.catalog.current().model(model)
     request = (body or RollbackRequest()).model_dump(exclude_none=True)
     alias = entry.promote_alias
@@ -119,4 +120,5 @@ async def get_rollback(id: uuid.UUID, caller: Reader, state: State) -> dict[str,
         row = await store.get_run(conn, id, runs.ROLLBACK)
     if row is None:
         raise ApiError(404, f"no rollback {id}", "id")
+    caller.check_model(row["model"])
     return runs.view(row)

@@ -1,4 +1,5 @@
-"""Trainings: start one (idempotent), list, read, cancel."""
+"""Trainings: start one (idempotent), list, read, cancel. A model-scoped token acts on its models only (403
+naming the model) and lists only their trainings."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ START_ERRORS: Responses = {
     summary="Start a training of a catalog model (its training DAG); the same Idempotency-Key returns the same run",
 )
 async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Trainer, state: State) -> JSONResponse:
+    caller.check_model(body.model)
     catalog = state.catalog.current()
     model = catalog.model(body.model)
     merged = catalog.check_params(model, body.params)
@@ -93,9 +95,17 @@ async def list_trainings(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
+    if model is not None:
+        caller.check_model(model)
     async with state.pool.connection() as conn:
         rows, next_cursor = await store.list_runs(
-            conn, runs.TRAINING, model=model, state=run_state.value if run_state else None, limit=limit, cursor=cursor
+            conn,
+            runs.TRAINING,
+            model=model,
+            state=run_state.value if run_state else None,
+            limit=limit,
+            cursor=cursor,
+            models=caller.model_filter(),
         )
     return {"items": [runs.view(r) for r in rows], "next_cursor": next_cursor}
 
@@ -106,6 +116,7 @@ async def get_training(id: uuid.UUID, caller: Reader, state: State) -> dict[str,
         row = await store.get_run(conn, id, runs.TRAINING)
     if row is None:
         raise ApiError(404, f"no training {id}", "id")
+    caller.check_model(row["model"])
     return runs.view(row)
 
 
@@ -116,4 +127,4 @@ async def get_training(id: uuid.UUID, caller: Reader, state: State) -> dict[str,
     summary="Cancel a queued or running training (its DAG run is marked failed)",
 )
 async def cancel_training(id: uuid.UUID, caller: Trainer, state: State) -> dict[str, Any]:
-    return runs.view(await runs.cancel(state.pool, state.airflow, id, runs.TRAINING))
+    return runs.view(await runs.cancel(state.pool, state.airflow, id, runs.TRAINING, caller))

@@ -106,6 +106,8 @@ def start_api(
                 "tracking_uri": fake_mlflow.url,
                 "catalog": catalog_file,
                 "airflow_user": (FakeAirflow.USERNAME, FakeAirflow.PASSWORD),
+                # tests other than the rate limit's own make requests as fast as they can
+                "token_settings": {contract.API_RATE_LIMIT_PER_SECOND: "10000", contract.API_RATE_LIMIT_BURST: "10000"},
                 **overrides,
             }
             try:

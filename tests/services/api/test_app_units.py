@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.api import auth, db, idempotency, runs
 from services.api.app import _field, create_app
 from services.api.catalog import parse
 from services.api.errors import ApiError
+from services.api.routes.bodies import TokenRequest
 from services.api.settings import Settings, SettingsError, markdown_table
 from services.api.states import RunState, from_airflow, is_terminal, next_state
 from services.api.store import decode_cursor, encode_cursor
@@ -46,6 +48,27 @@ def test_scopes() -> None:
     assert all(auth.ADMIN.allows(s) for s in auth.Scope)
     admin_scoped = auth.Principal("b", "x", frozenset({auth.Scope.ADMIN}))
     assert admin_scoped.allows(auth.Scope.DEPLOY)
+
+
+def test_model_scoping_of_a_principal() -> None:
+    scoped = auth.Principal("a", "iris", frozenset({auth.Scope.READ}), frozenset({"iris"}))
+    assert scoped.may_use("iris") and not scoped.may_use("diabetes")
+    scoped.check_model("iris")
+    with pytest.raises(ApiError) as caught:
+        scoped.check_model("diabetes")
+    assert (caught.value.status, caught.value.field) == (403, "model") and "'diabetes'" in caught.value.detail
+    assert scoped.model_filter() == ["iris"]
+    assert auth.ADMIN.may_use("anything") and auth.ADMIN.model_filter() is None
+
+
+def test_token_request_bounds() -> None:
+    ok = TokenRequest.model_validate(
+        {"name": "ci", "scopes": ["read"], "models": ["iris-classifier"], "expires_in": 60}
+    )
+    assert ok.models == ["iris-classifier"] and ok.expires_in == 60
+    for bad in ({"expires_in": 0}, {"models": []}, {"models": ["Not A Name"]}, {"expires_in": 10**12}):
+        with pytest.raises(ValidationError):
+            TokenRequest.model_validate({"name": "ci", "scopes": ["read"], **bad})
 
 
 # --- idempotency ---------------------------------------------------------------------------------
@@ -276,7 +299,8 @@ def test_openapi_documents_auth_and_errors(env: pytest.MonkeyPatch) -> None:
     for path, method, op in operations:
         assert op.get("summary"), (method, path)
         if path.startswith("/v1/"):
-            assert {"401", "403", "422"} <= set(op["responses"]), (method, path)
+            assert {"401", "403", "422", "429"} <= set(op["responses"]), (method, path)
+            assert "Retry-After" in op["responses"]["429"]["headers"], (method, path)
             assert op.get("security"), (method, path)
         if method == "post" and "cancel" not in path and "tokens" not in path:
             assert {"202", "404", "409", "503"} <= set(op["responses"]), (method, path)
