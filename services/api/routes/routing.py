@@ -59,6 +59,7 @@ async def current(state: Any, entry: CatalogModel) -> dict[str, Any]:
 
 @router.get("/v1/models/{model}/routing", response_model=RoutingView, responses=_ERRORS, summary="The routing in force")
 async def get_routing(model: ModelName, caller: Reader, state: State) -> dict[str, Any]:
+    caller.check_model(model)
     return await current(state, state.catalog.current().model(model))
 
 
@@ -69,6 +70,7 @@ async def get_routing(model: ModelName, caller: Reader, state: State) -> dict[st
     summary="Set the model's routing at run time: every serving replica applies it within one poll period",
 )
 async def set_routing(model: ModelName, body: SetRoutingRequest, caller: Deployer, state: State) -> dict[str, Any]:
+    caller.check_model(model)
     entry = state.catalog.current().model(model)
     try:
         routing = parse_routing(body.routing)
@@ -94,6 +96,7 @@ async def set_routing(model: ModelName, body: SetRoutingRequest, caller: Deploye
     summary="Go back to the stack's routing (every replica within one poll period)",
 )
 async def reset_routing(model: ModelName, caller: Deployer, state: State) -> dict[str, Any]:
+    caller.check_model(model)
     entry = state.catalog.current().model(model)
     await state.mlflow.delete_model_tag(entry.name, ROUTING_TAG)
     return view(entry, None)

@@ -70,6 +70,12 @@ MODEL_ROUTES: dict[tuple[str, str], Call] = {
     ("get", "/v1/rollbacks/{id}"): lambda c, ids: c.get(f"/v1/rollbacks/{ids['rollback']}"),
     ("get", "/v1/rollbacks/{id}/events"): lambda c, ids: c.get(f"/v1/rollbacks/{ids['rollback']}/events"),
     ("get", "/v1/events"): lambda c, ids: c.get("/v1/events", params={"model": ids["model"], "follow": "false"}),
+    ("get", "/v1/models/{model}/routing"): lambda c, ids: c.get(f"/v1/models/{ids['model']}/routing"),
+    ("put", "/v1/models/{model}/routing"): lambda c, ids: c.put(
+        f"/v1/models/{ids['model']}/routing",
+        json={"routing": {"mode": "fixed", "alias": "champion"}, "reason": "scoping test"},
+    ),
+    ("delete", "/v1/models/{model}/routing"): lambda c, ids: c.delete(f"/v1/models/{ids['model']}/routing"),
 }
 # Listings without a model in the request: a scoped token gets only its models (checked separately).
 LISTINGS = {("get", "/v1/models")}
