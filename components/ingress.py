@@ -36,8 +36,8 @@ class IngressControllerArgs:
 def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
     """Traefik serving only the stack's IngressClass; HTTP redirected to HTTPS permanently. Its CRD provider reads
     Middlewares (the models' rate limits) and IngressRoutes (the models' gRPC routes, h2c to the pods) in the
-    namespaces that use them only, and only those namespaces' Ingresses may name them. A LoadBalancer keeps the clients' addresses (externalTrafficPolicy Local), which the
-    per-client rate limits count by."""
+    namespaces that use them only, and only those namespaces' Ingresses may name them. A LoadBalancer keeps the
+    clients' addresses (externalTrafficPolicy Local), which the per-client rate limits count by."""
     # the release waits for the namespaces it watches
     namespaces = [ns.output for ns in args.middleware_namespaces]
     service: dict[str, object] = {"type": args.service_type}

@@ -1,5 +1,5 @@
 """The V2 gRPC service of a model's serving on Kubernetes, on the objects the ServingService renders under mocks: the
-`grpc` port (8081, MLOPS_SERVING_GRPC_PORT) on the pod and on the Service with appProtocol h2c; the Traefik
+`grpc` port (8081, the contract's gRPC port variable) on the pod and on the Service with appProtocol h2c; the Traefik
 IngressRoute (strictly valid against its CRD) that routes only `/inference.GRPCInferenceService/` on the model's host,
 on the TLS entry point with the model's certificate, h2c to that port, behind the model's rate limit, and only when
 the controller is the stack's Traefik; the probes and the scrapes stay on the REST port."""
@@ -72,6 +72,10 @@ def test_the_grpc_route_is_h2c_on_the_models_host_with_its_certificate_and_rate_
     run = build(stack)
     route, ing, service, middleware = (one(run, k) for k in ("IngressRoute", "Ingress", "Service", "Middleware"))
     assert checks.custom_resource_problems(run) == []  # strictly against Traefik's CRD
+    # the route reaches the Service's h2c port in h2c, the Ingress its HTTP/1.1 port, both ports are the pods'
+    assert checks.route_problems(run) == []
+    backends = {(b.service, b.port, b.scheme) for b in checks.route_backends(run)}
+    assert backends == {("model-iris-classifier", "http", None), ("model-iris-classifier", "grpc", "h2c")}
     assert route["apiVersion"] == "traefik.io/v1alpha1"
     assert route["metadata"]["namespace"] == service["metadata"]["namespace"]
     (rule,) = ing["spec"]["rules"]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from harness.run import ProgramRun, run_program
-from services.common import contract
 from infra.network import stack_namespaces
 from infra.platform import namespace_levels
+from services.common import contract
 from stacks.settings import StackSettings, load_settings
 
 STACKS = ["dev", "prod"]
