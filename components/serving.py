@@ -410,7 +410,7 @@ class ServingService(pulumi.ComponentResource):
         self.url = self.service.metadata.name.apply(lambda _: serving_url(args.model, args.namespace.name))
         self.reload_url = self.url
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
-        self.grpc_target = route.metadata.apply(lambda _: f"{args.host}:443") if route is not None else None
+        self.grpc_target = route.urn.apply(lambda _: f"{args.host}:443") if route is not None else None
         self.internal_grpc_target = pulumi.Output.concat(
             cluster_host(self.service.metadata.name, args.namespace.name), f":{contract.SERVING_GRPC_PORT}"
         )
