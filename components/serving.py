@@ -383,7 +383,7 @@ class ServingService(pulumi.ComponentResource):
     grpc_target: pulumi.Output[str] | None
     """`<host>:443`: the V2 gRPC service through Traefik (TLS); None when the controller is not the stack's Traefik."""
     internal_grpc_target: pulumi.Output[str]
-    """`<service>.<namespace>.svc.cluster.local:8081`: the V2 gRPC service inside the cluster (plaintext h2c)."""
+    """The V2 gRPC service inside the cluster, `cluster_host(service, namespace):8081` (plaintext h2c)."""
     reload_url: pulumi.Output[str]
     """In-cluster base URL of its admin API."""
     external_url: pulumi.Output[str]
