@@ -13,6 +13,9 @@ from components.namespaces import NamespaceRef
 TRAEFIK_REPO = "https://traefik.github.io/charts"
 TRAEFIK_PORTS = (8000, 8443)  # the chart's web and websecure container ports (behind its Service's 80 and 443)
 TRAEFIK_METRICS_PORT = 9100
+# The chart's entry points: `web` (HTTP, redirected) and `websecure` (TLS, HTTP/1.1 and HTTP/2 by ALPN: what gRPC
+# clients speak). Routes of Traefik's own CRD (the models' gRPC IngressRoutes) bind to WEBSECURE by name.
+WEB, WEBSECURE = "web", "websecure"
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,9 @@ class IngressControllerArgs:
 
 def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
     """Traefik serving only the stack's IngressClass; HTTP redirected to HTTPS permanently. Its CRD provider reads
-    Middlewares (the models' rate limits) in the namespaces that use them only, and only those namespaces'
-    Ingresses may name them. A LoadBalancer keeps the clients' addresses (externalTrafficPolicy Local), which the
-    per-client rate limits count by."""
+    Middlewares (the models' rate limits) and IngressRoutes (the models' gRPC routes, h2c to the pods) in the
+    namespaces that use them only, and only those namespaces' Ingresses may name them. A LoadBalancer keeps the
+    clients' addresses (externalTrafficPolicy Local), which the per-client rate limits count by."""
     # the release waits for the namespaces it watches
     namespaces = [ns.output for ns in args.middleware_namespaces]
     service: dict[str, object] = {"type": args.service_type}
@@ -52,10 +55,8 @@ def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
             "kubernetesCRD": {"enabled": bool(namespaces), "namespaces": namespaces, "allowCrossNamespace": False},
         },
         "ports": {
-            "web": {
-                "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}
-            },
-            "websecure": {"http": {"tls": {"enabled": True}}},
+            WEB: {"http": {"redirections": {"entryPoint": {"to": WEBSECURE, "scheme": "https", "permanent": True}}}},
+            WEBSECURE: {"http": {"tls": {"enabled": True}}},
         },
         "service": service,
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},

@@ -1,5 +1,6 @@
-"""The serving of one model of the catalog on Kubernetes: its own Deployment, Service, autoscaler, disruption
-budget, TLS Ingress with its per-client rate limit (a Traefik Middleware) and, with apiKey
+"""The serving of one model of the catalog on Kubernetes: its own Deployment, Service (REST and the V2 gRPC
+service), autoscaler, disruption budget, TLS Ingress with its per-client rate limit (a Traefik Middleware), the
+gRPC route through Traefik (an IngressRoute, h2c to the pods) and, with apiKey
 authentication, its generated keys and the Secret of their hashes, named after the model
 (`services.common.catalog.names(model)["k8s"]`). Who may reach its pods is decided with every other flow of the
 stack in infra/network.py (its NetworkPolicies)."""
@@ -75,8 +76,9 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.ingress import WEBSECURE
 from components.namespaces import NamespaceRef
-from components.naming import APP_NAME, labels, platform_key, serving_url
+from components.naming import APP_NAME, cluster_host, labels, platform_key, serving_url
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.common import contract
@@ -97,6 +99,12 @@ PUBLIC_PATHS = ("/predict", "/models", "/healthz", "/readyz", "/docs", "/openapi
 DOCS_PATHS = ("/docs", "/openapi.json")  # exposed only when the model's serving.publicDocs is on
 MIDDLEWARE_API_VERSION = "traefik.io/v1alpha1"
 MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
+# The V2 gRPC service (KServe's grpc_predict_v2.proto, package `inference`): every call is an HTTP/2 POST to
+# `/inference.GRPCInferenceService/<Method>`, so one path prefix routes the whole service on the model's host.
+GRPC_SERVICE = "inference.GRPCInferenceService"
+GRPC_PATH_PREFIX = f"/{GRPC_SERVICE}/"
+GRPC_PORT_NAME = "grpc"
+H2C = "kubernetes.io/h2c"  # the Service port's appProtocol: HTTP/2 over cleartext (prior knowledge)
 
 
 def public_paths(model: str, aliases: Sequence[str], docs: bool = True) -> list[tuple[str, str]]:
@@ -129,6 +137,22 @@ def rate_limit_spec(serving: Serving) -> dict[str, Any]:
     return {"rateLimit": {"average": r.average, "period": f"{r.period}s", "burst": r.burst, "sourceCriterion": source}}
 
 
+def grpc_route_spec(
+    host: str, service: pulumi.Input[str], tls_secret: str, middleware: str | None = None
+) -> dict[str, Any]:
+    """The Traefik IngressRoute of a model's gRPC service: on the TLS entry point, the model's host and the V2 gRPC
+    service's path prefix only, to the Service's `grpc` port as h2c (Traefik speaks HTTP/2 to the pods without
+    TLS; clients speak HTTP/2 over TLS to Traefik, with the model's certificate), through the rate limit."""
+    route: dict[str, Any] = {
+        "kind": "Rule",
+        "match": f"Host(`{host}`) && PathPrefix(`{GRPC_PATH_PREFIX}`)",
+        "services": [{"name": service, "port": GRPC_PORT_NAME, "scheme": "h2c"}],
+    }
+    if middleware is not None:
+        route["middlewares"] = [{"name": middleware}]
+    return {"entryPoints": [WEBSECURE], "routes": [route], "tls": {"secretName": tls_secret}}
+
+
 @dataclass(frozen=True)
 class ServingServiceArgs:
     """One model's serving: the model's registered name, its catalog `serving` entry and the resolved profile
@@ -144,7 +168,9 @@ class ServingServiceArgs:
     ingress_class: str
     cluster_issuer: pulumi.Input[str]
     logs_claim: pulumi.Input[str]
-    rate_limit_middleware: bool = True  # the ingress controller is the stack's Traefik (it reads Middlewares)
+    # the ingress controller is the stack's Traefik: it reads Middlewares (the rate limit) and IngressRoutes (the gRPC
+    # route) in this namespace; otherwise the gRPC service is reachable inside the cluster only
+    rate_limit_middleware: bool = True
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
@@ -168,6 +194,15 @@ class ServingServiceArgs:
     @property
     def middleware(self) -> str:
         return f"{self.k8s_name}-ratelimit"
+
+    @property
+    def grpc_route(self) -> str:
+        return f"{self.k8s_name}-grpc"
+
+    @property
+    def tls_secret(self) -> str:
+        """The certificate of the model's host (cert-manager fills it from the Ingress's annotation)."""
+        return f"{self.k8s_name}-tls"
 
     @property
     def selector(self) -> dict[str, str]:
@@ -206,6 +241,7 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name=contract.SERVING_POLL_SECONDS.name, value=str(args.poll_seconds)),
         EnvVarArgs(name=contract.SERVING_WORKERS.name, value=str(s.workers)),
         EnvVarArgs(name=contract.SERVING_PORT_VAR.name, value=str(contract.SERVING_PORT)),
+        EnvVarArgs(name=contract.SERVING_GRPC_PORT_VAR.name, value=str(contract.SERVING_GRPC_PORT)),
         # one directory per pod on the shared volume: replicas never write the same file
         EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
         *_auth_env(args),
@@ -227,13 +263,19 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
 
 
 def _container(args: ServingServiceArgs) -> ContainerArgs:
-    """The serving container: the profile's requests and limits (GPUs in both), probes, non-root, read-only root."""
+    """The serving container: REST (`http`) and gRPC (`grpc`) ports, the profile's requests and limits (GPUs in
+    both), probes, non-root, read-only root. The probes are HTTP on REST only: the gRPC service runs in the same
+    process, and it implements the V2 protocol's ServerLive/ServerReady, not grpc.health.v1 (which a kubelet `grpc`
+    probe calls)."""
     resources = args.profile.k8s_resources()
     return ContainerArgs(
         name="serving",
         image=args.image,
         image_pull_policy="IfNotPresent",
-        ports=[ContainerPortArgs(name="http", container_port=contract.SERVING_PORT, protocol="TCP")],
+        ports=[
+            ContainerPortArgs(name="http", container_port=contract.SERVING_PORT, protocol="TCP"),
+            ContainerPortArgs(name=GRPC_PORT_NAME, container_port=contract.SERVING_GRPC_PORT, protocol="TCP"),
+        ],
         env_from=[
             EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
             # MLflow's user when MLflow has basic auth (the Secret is empty otherwise)
@@ -262,8 +304,8 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
 
 
 def _pod(args: ServingServiceArgs, pod_labels: dict[str, str], account: ServiceAccount) -> PodTemplateSpecArgs:
-    """The pod: scraped by Prometheus, log claim and /tmp volumes, the profile's node selector, tolerations and
-    priority class, spread over nodes."""
+    """The pod: scraped by Prometheus on the REST port (/metrics; the gRPC port serves no metrics), log claim and
+    /tmp volumes, the profile's node selector, tolerations and priority class, spread over nodes."""
     profile = args.profile
     return PodTemplateSpecArgs(
         metadata=ObjectMetaArgs(
@@ -323,11 +365,13 @@ class ServingService(pulumi.ComponentResource):
     /healthz (liveness, startup) and /readyz (readiness), the model's name, aliases, routing and workers in its
     env, requests, limits, GPUs, node selector, tolerations and priority class from the model's serving profile,
     non-root with a read-only root filesystem, per-pod log directory on the NFS claim, environment from the
-    endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service, a
+    endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets), a ClusterIP Service (`http`
+    for REST, `grpc` for the V2 gRPC service of the same process, appProtocol h2c), a
     HorizontalPodAutoscaler between the model's replica bounds, a PodDisruptionBudget, a TLS Ingress on the
     model's host exposing only the public paths (/docs and /openapi.json only with `publicDocs`) behind the
-    model's per-client rate limit (a Traefik `Middleware` named in the Ingress's router.middlewares annotation).
-    Authentication from the
+    model's per-client rate limit (a Traefik `Middleware` named in the Ingress's router.middlewares annotation),
+    and with the stack's Traefik a TLS IngressRoute on the same host for the gRPC service's path prefix only, h2c
+    to the `grpc` port, behind the same rate limit. Authentication from the
     model's `serving.auth` (MLOPS_SERVING_AUTH): with apiKey, one generated key per name in `keys`
     (pulumi-random) and a Secret holding only their SHA-256 hashes (and the catalog's `keyHashes`), mounted as the
     keys file that the service re-reads when it changes, so keys rotate without a restart.
@@ -337,6 +381,10 @@ class ServingService(pulumi.ComponentResource):
 
     url: pulumi.Output[str]
     """In-cluster URL of the model's serving (predictions)."""
+    grpc_target: pulumi.Output[str] | None
+    """`<host>:443`: the V2 gRPC service through Traefik (TLS); None when the controller is not the stack's Traefik."""
+    internal_grpc_target: pulumi.Output[str]
+    """The V2 gRPC service inside the cluster, `cluster_host(service, namespace):8081` (plaintext h2c)."""
     reload_url: pulumi.Output[str]
     """In-cluster base URL of its admin API."""
     external_url: pulumi.Output[str]
@@ -358,10 +406,15 @@ class ServingService(pulumi.ComponentResource):
         self._disruption_budget(name, args, object_labels)
         middleware = self._rate_limit(name, args, object_labels, opts) if args.rate_limit_middleware else None
         self._ingress(name, args, object_labels, middleware)
+        route = self._grpc_route(name, args, object_labels, middleware, opts) if args.rate_limit_middleware else None
         # the naming rule's URL, resolved once the Service exists (its name is that rule's `model-<slug>`)
         self.url = self.service.metadata.name.apply(lambda _: serving_url(args.model, args.namespace.name))
         self.reload_url = self.url
         self.external_url = pulumi.Output.from_input(f"https://{args.host}")
+        self.grpc_target = route.urn.apply(lambda _: f"{args.host}:443") if route is not None else None
+        self.internal_grpc_target = pulumi.Output.concat(
+            cluster_host(self.service.metadata.name, args.namespace.name), f":{contract.SERVING_GRPC_PORT}"
+        )
         self.deployment_name = self.deployment.metadata.name
         self.service_name = self.service.metadata.name
         self.register_outputs(
@@ -369,6 +422,8 @@ class ServingService(pulumi.ComponentResource):
                 "url": self.url,
                 "reload_url": self.reload_url,
                 "external_url": self.external_url,
+                "grpc_target": self.grpc_target,
+                "internal_grpc_target": self.internal_grpc_target,
                 "deployment_name": self.deployment_name,
                 "service_name": self.service_name,
                 "api_keys": self.api_keys,
@@ -447,7 +502,16 @@ class ServingService(pulumi.ComponentResource):
             spec=ServiceSpecArgs(
                 type="ClusterIP",
                 selector=args.selector,
-                ports=[ServicePortArgs(name="http", port=contract.SERVING_PORT, target_port="http", protocol="TCP")],
+                ports=[
+                    ServicePortArgs(name="http", port=contract.SERVING_PORT, target_port="http", protocol="TCP"),
+                    ServicePortArgs(
+                        name=GRPC_PORT_NAME,
+                        port=contract.SERVING_GRPC_PORT,
+                        target_port=GRPC_PORT_NAME,
+                        protocol="TCP",
+                        app_protocol=H2C,
+                    ),
+                ],
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -530,8 +594,32 @@ class ServingService(pulumi.ComponentResource):
             metadata=self._metadata(args, object_labels, annotations=annotations),
             spec=IngressSpecArgs(
                 ingress_class_name=args.ingress_class,
-                tls=[IngressTLSArgs(hosts=[args.host], secret_name=f"{args.k8s_name}-tls")],
+                tls=[IngressTLSArgs(hosts=[args.host], secret_name=args.tls_secret)],
                 rules=[IngressRuleArgs(host=args.host, http=HTTPIngressRuleValueArgs(paths=paths))],
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[middleware] if middleware else None),
+        )
+
+    def _grpc_route(
+        self,
+        name: str,
+        args: ServingServiceArgs,
+        object_labels: dict[str, str],
+        middleware: CustomResource | None,
+        opts: pulumi.ResourceOptions | None,
+    ) -> CustomResource:
+        """The gRPC route (`grpc_route_spec`), a Traefik IngressRoute: a standard Ingress cannot say h2c for one
+        port of a Service (Traefik's serversscheme annotation applies to every port, REST included). It uses the
+        certificate of the model's Ingress (same host) and waits for Traefik and its CRDs, like the Middleware."""
+        return CustomResource(
+            f"{name}-grpc",
+            api_version=MIDDLEWARE_API_VERSION,
+            kind="IngressRoute",
+            metadata=ObjectMetaArgs(name=args.grpc_route, namespace=args.namespace.output, labels=object_labels),
+            spec=grpc_route_spec(
+                args.host, self.service.metadata.name, args.tls_secret, args.middleware if middleware else None
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*([middleware] if middleware else []), *inherited_depends_on(opts)]
+            ),
         )

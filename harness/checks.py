@@ -15,6 +15,9 @@ it fails.
   root accepts unknown keys). A release without a pinned version or without a folder there fails.
 - `reference_problems`: every Secret, ConfigMap, PersistentVolumeClaim and ServiceAccount that a pod
   spec or Helm values refer to by name exists in that namespace.
+- `route_problems`: every Ingress and Traefik IngressRoute reaches a port its Service has, speaking the protocol the
+  port declares (appProtocol kubernetes.io/h2c: only a route with scheme h2c), and every named targetPort of a
+  Service is a container port of the pods it selects.
 - `plaintext_secret_problems`: no secret value appears outside a secret (in any input, Helm value,
   ConfigMap or export); every Kubernetes Secret's data is a secret Output.
 - `structure_problems`: every resource is a child of a component (ResourceOptions(parent=self)),
@@ -460,6 +463,110 @@ def _chart_value_refs(chart_name: str, values: dict[str, Any]) -> Iterator[tuple
                     yield kind, name, path
 
 
+# --- routes ------------------------------------------------------------------------------------------
+H2C = "kubernetes.io/h2c"
+TRAEFIK_API = "traefik.io/v1alpha1"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One Service port a route sends requests to, and the scheme it speaks there (None: HTTP/1.1)."""
+
+    where: str
+    namespace: str
+    service: str
+    port: str | int
+    scheme: str | None
+
+
+def _ingress_backends(reg: Registration) -> Iterator[Backend]:
+    obj = reg.manifest
+    spec, ns = obj.get("spec") or {}, obj["metadata"].get("namespace") or "default"
+    backends = [spec.get("defaultBackend") or {}]
+    backends += [
+        p.get("backend") or {} for r in spec.get("rules") or [] for p in (r.get("http") or {}).get("paths", [])
+    ]
+    for backend in (b.get("service") for b in backends):
+        if backend:
+            port = backend.get("port") or {}
+            yield Backend(_describe(reg), ns, backend["name"], port.get("name") or port.get("number", ""), None)
+
+
+def _ingressroute_backends(reg: Registration) -> Iterator[Backend]:
+    obj = reg.manifest
+    ns = obj["metadata"].get("namespace") or "default"
+    for route in (obj.get("spec") or {}).get("routes") or []:
+        for svc in route.get("services") or []:
+            if svc.get("kind", "Service") == "Service":
+                where = _describe(reg)
+                yield Backend(where, svc.get("namespace") or ns, svc["name"], svc.get("port", ""), svc.get("scheme"))
+
+
+def route_backends(run: ProgramRun) -> list[Backend]:
+    """Every Service port an Ingress or a Traefik IngressRoute of the run routes to."""
+    out: list[Backend] = []
+    for reg in run.kubernetes_objects():
+        kind, api = reg.manifest.get("kind"), reg.manifest.get("apiVersion")
+        if kind == "Ingress":
+            out.extend(_ingress_backends(reg))
+        elif kind == "IngressRoute" and api == TRAEFIK_API:
+            out.extend(_ingressroute_backends(reg))
+    return out
+
+
+def _backend_problem(backend: Backend, services: dict[tuple[str, str], dict[str, Any]]) -> str | None:
+    service = services.get((backend.namespace, backend.service))
+    if service is None:
+        return None  # a Service a chart creates: not known here
+    ports = (service.get("spec") or {}).get("ports") or []
+    found = [p for p in ports if backend.port in (p.get("name"), p.get("port"))]
+    target = f"Service {backend.namespace}/{backend.service} port {backend.port!r}"
+    if not found:
+        return f"{backend.where} routes to {target}, which the Service does not have"
+    h2c = found[0].get("appProtocol") == H2C
+    if h2c != (backend.scheme == "h2c"):
+        speaks = backend.scheme or "HTTP/1.1"
+        return f"{backend.where} speaks {speaks} to {target}, whose appProtocol is {found[0].get('appProtocol')}"
+    return None
+
+
+def _target_port_problems(service: Registration, workloads: list[Registration]) -> Iterator[str]:
+    """A named targetPort must be a container port of the pods the Service selects (when the run renders them)."""
+    obj = service.manifest
+    ns, selector = obj["metadata"].get("namespace") or "default", (obj.get("spec") or {}).get("selector")
+    if not selector:
+        return
+    templates = [
+        (w.manifest.get("spec") or {}).get("template") or {}
+        for w in workloads
+        if (w.manifest["metadata"].get("namespace") or "default") == ns
+    ]
+    selected = [t for t in templates if selector.items() <= ((t.get("metadata") or {}).get("labels") or {}).items()]
+    for template in selected:
+        names = {
+            p.get("name") for c in (template.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []
+        }
+        for port in (obj.get("spec") or {}).get("ports") or []:
+            if isinstance(port.get("targetPort"), str) and port["targetPort"] not in names:
+                yield f"{_describe(service)} targets port {port['targetPort']!r}, which its pods do not name"
+
+
+def route_problems(run: ProgramRun) -> list[str]:
+    """Every route reaches a port its Service has, in the protocol the port declares (appProtocol h2c: only a route
+    that speaks h2c; no appProtocol: HTTP/1.1), and every named targetPort of a Service is a port of its pods."""
+    objects = run.kubernetes_objects()
+    services = [r for r in objects if r.manifest.get("kind") == "Service"]
+    by_name = {
+        (r.manifest["metadata"].get("namespace") or "default", r.manifest["metadata"]["name"]): r.manifest
+        for r in services
+    }
+    problems = [p for b in route_backends(run) if (p := _backend_problem(b, by_name)) is not None]
+    workloads = [r for r in objects if r.manifest.get("kind") in WORKLOAD_KINDS - {"Pod"}]
+    for service in services:
+        problems.extend(_target_port_problems(service, workloads))
+    return sorted(set(problems))
+
+
 # --- secrets -----------------------------------------------------------------------------------------
 # Outputs that hold secrets (the engine marks them secret via additional_secret_outputs or the
 # provider schema; mocks do not, so the program must wrap them itself and this list finds them).
@@ -575,6 +682,7 @@ def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
         "kubernetes schemas": kubernetes_schema_problems(run, versions),
         "helm values": helm_values_problems(run),
         "references": reference_problems(run),
+        "routes": route_problems(run),
         "plaintext secrets": plaintext_secret_problems(run),
         "structure": structure_problems(run),
         "apply order": order.problems(run),

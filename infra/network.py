@@ -4,7 +4,9 @@ Every namespace the program creates denies everything by default and resolves DN
 (ports are the pods' own, behind their Services; `make docs` prints this list in docs/configuration.md):
 
 - the ingress controller (Traefik) on 8000 and 8443 from anywhere (its LoadBalancer or NodePort Service);
-- serving pods on 8000 from the ingress controller, Airflow (reload, verify), the API (readiness) and monitoring;
+- serving pods on 8000 (REST) from the ingress controller, Airflow (reload, verify), the API (readiness) and
+  monitoring; on 8081 (the V2 gRPC service) from the callers of predictions only: the ingress controller (h2c),
+  Airflow and the API (monitoring scrapes REST's /metrics, never the gRPC port);
 - MLflow on 5000 from the ingress controller, MLflow's own Jobs, Airflow, serving and the API;
 - Airflow's API server on 8080 from the ingress controller and the API; Airflow's pods among themselves;
 - Postgres on 5432 (dev, in-cluster) from MLflow, Airflow, the API and the bootstrap Job only (prod: the same
@@ -101,6 +103,13 @@ def _service_flows(p: _Peers) -> list[Flow]:
         out.append(Flow("web", controller, [Peer(cidrs=INTERNET)], ingress.TRAEFIK_PORTS, "clients"))
     out += [
         Flow("serving", p.serving_pods, _some(controller, p.ns("airflow"), api, p.monitoring), [contract.SERVING_PORT]),
+        Flow(
+            "serving-grpc",
+            p.serving_pods,
+            _some(controller, p.ns("airflow"), api),
+            [contract.SERVING_GRPC_PORT],
+            "V2 gRPC: the callers of predictions, not monitoring",
+        ),
         Flow(
             "mlflow",
             p.ns("mlflow"),

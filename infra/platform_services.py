@@ -397,13 +397,16 @@ def build_services(
 
 
 def model_exports(s: StackSettings, services: PlatformServices) -> dict[str, dict[str, Any]]:
-    """Per model: its public URL, its in-cluster URL (predictions and admin API), its DAGs and where it runs."""
+    """Per model: its public URL, its in-cluster URL (predictions and admin API), its V2 gRPC targets (through
+    Traefik with TLS, when the stack runs Traefik; inside the cluster, plaintext h2c), its DAGs and where it runs."""
     out: dict[str, dict[str, Any]] = {}
     for model, serving in sorted(services.serving.items()):
         derived = names(model)
         out[model] = {
             "url": serving.external_url,
             "internalUrl": serving.url,
+            **({"grpcTarget": serving.grpc_target} if serving.grpc_target is not None else {}),
+            "internalGrpcTarget": serving.internal_grpc_target,
             "dag": derived["dag_id"],
             "rollbackDag": derived["rollback_dag_id"],
             "namespace": s.namespace("serving"),

@@ -86,6 +86,10 @@ SERVING_LOG_DIR = EnvVar("MLOPS_SERVING_LOG_DIR", "Directory of the rotating JSO
 SERVING_MAX_BATCH = EnvVar("MLOPS_SERVING_MAX_BATCH", "Largest number of rows accepted in one request.")
 SERVING_WORKERS = EnvVar("MLOPS_SERVING_WORKERS", "uvicorn worker processes of one serving pod.")
 SERVING_PORT_VAR = EnvVar("MLOPS_SERVING_PORT", "Port the serving service listens on.")
+SERVING_GRPC_PORT_VAR = EnvVar(
+    "MLOPS_SERVING_GRPC_PORT",
+    "Port of the Open Inference Protocol (V2) gRPC service, in the same process (plaintext HTTP/2, h2c).",
+)
 SERVING_HOST = EnvVar("MLOPS_SERVING_HOST", "Interface the serving service binds to (default 0.0.0.0).")
 SERVING_AUTH = EnvVar(
     "MLOPS_SERVING_AUTH",
@@ -127,6 +131,9 @@ DEMO_ARTIFACTS_DESTINATION = EnvVar(
 # SERVING_PORT unless MLOPS_SERVING_PORT says otherwise). The Service is named after the model
 # (services.common.catalog.names(model)["k8s"]).
 SERVING_PORT = 8000
+# Port of the V2 gRPC service (`inference.GRPCInferenceService`) in the same process, on the same Service (port name
+# `grpc`, appProtocol kubernetes.io/h2c); the image listens on it unless MLOPS_SERVING_GRPC_PORT says otherwise.
+SERVING_GRPC_PORT = 8081
 
 # --- set by the serving start command itself, not configuration (in no tuple above) -----------
 # prometheus_client's own variable: `python -m services.serving` points it at a fresh directory when it
@@ -232,6 +239,7 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_MAX_BATCH,
     SERVING_WORKERS,
     SERVING_PORT_VAR,
+    SERVING_GRPC_PORT_VAR,
     SERVING_HOST,
     SERVING_AUTH,
     SERVING_API_KEYS_FILE,

@@ -76,7 +76,7 @@ def test_objects_are_schema_valid_named_after_the_model_and_under_the_component(
             "Service",
             "ServiceAccount",
         )
-    ] + [("Middleware", "model-iris-classifier-ratelimit")]
+    ] + [("Middleware", "model-iris-classifier-ratelimit"), ("IngressRoute", "model-iris-classifier-grpc")]
     if stack == "prod":  # apiKey authentication (the prod default): the Secret of the key hashes
         expected.append(("Secret", "model-iris-classifier-api-keys"))
     assert objects == sorted(expected)

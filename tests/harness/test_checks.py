@@ -8,7 +8,7 @@ import pytest
 
 from harness import checks
 from harness.mocks import SecretValue
-from tests.harness.fakes import COMPONENT_URN, STACK_URN, container, deployment, helm, k8s, reg, run_of
+from tests.harness.fakes import COMPONENT_URN, STACK_URN, container, custom, deployment, helm, k8s, reg, run_of
 
 VERSIONS = ("1.30", "1.37")
 
@@ -247,3 +247,64 @@ def test_every_pinned_chart_has_its_values_files_here() -> None:
         assert repo.startswith("https://")
         folder = checks.charts_dir() / chart / version
         assert (folder / "values.yaml").is_file() and (folder / "Chart.yaml").is_file(), folder
+
+
+# --- routes ------------------------------------------------------------------------------------------
+def web_pods(ports: list[dict[str, Any]]) -> Any:
+    return deployment("web", {"containers": [container(ports=ports)]})
+
+
+def web_service(*ports: dict[str, Any]) -> Any:
+    return k8s("Service", "web", spec={"selector": {"app": "web"}, "ports": list(ports)})
+
+
+HTTP_PORT = {"name": "http", "port": 80, "targetPort": "http"}
+GRPC_PORT = {"name": "grpc", "port": 8081, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"}
+POD_PORTS = [{"name": "http", "containerPort": 8000}, {"name": "grpc", "containerPort": 8081}]
+
+
+def ingress_to(port: dict[str, Any]) -> Any:
+    path = {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": port}}}
+    return k8s("Ingress", "web", spec={"rules": [{"host": "web.example.com", "http": {"paths": [path]}}]})
+
+
+def route_to(port: Any, scheme: str | None = "h2c", service: str = "web") -> Any:
+    backend = {"name": service, "port": port, **({"scheme": scheme} if scheme else {})}
+    spec = {"routes": [{"match": "Host(`web.example.com`)", "services": [backend]}]}
+    return custom("traefik.io/v1alpha1", "IngressRoute", "web-grpc", spec=spec)
+
+
+def test_routes_that_reach_their_ports_in_the_ports_protocol_pass() -> None:
+    run = run_of(web_pods(POD_PORTS), web_service(HTTP_PORT, GRPC_PORT), ingress_to({"name": "http"}), route_to("grpc"))
+    assert checks.route_problems(run) == []
+    assert {(b.service, b.port, b.scheme) for b in checks.route_backends(run)} == {
+        ("web", "http", None),
+        ("web", "grpc", "h2c"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        (ingress_to({"name": "metrics"}), "routes to Service apps/web port 'metrics', which the Service does not have"),
+        (
+            ingress_to({"number": 8081}),
+            "speaks HTTP/1.1 to Service apps/web port 8081, whose appProtocol is kubernetes.io/h2c",
+        ),
+        (route_to("grpc", scheme=None), "speaks HTTP/1.1 to Service apps/web port 'grpc'"),
+        (route_to("http"), "speaks h2c to Service apps/web port 'http', whose appProtocol is None"),
+        (route_to(9000), "routes to Service apps/web port 9000, which the Service does not have"),
+    ],
+)
+def test_a_route_to_a_missing_port_or_in_the_wrong_protocol_fails(broken: Any, expected: str) -> None:
+    run = run_of(web_pods(POD_PORTS), web_service(HTTP_PORT, GRPC_PORT), broken)
+    problems = checks.route_problems(run)
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_service_port_its_pods_do_not_name_fails() -> None:
+    run = run_of(web_pods([{"name": "http", "containerPort": 8000}]), web_service(HTTP_PORT, GRPC_PORT))
+    assert checks.route_problems(run) == [
+        "Service apps/web (service-web) targets port 'grpc', which its pods do not name"
+    ]
+    assert "routes" in checks.all_problems(run, "1.30")

@@ -3,7 +3,8 @@ ports, ingress at the destination and egress at the source, as Kubernetes decide
 program renders, for every pair of workloads (the pods the program renders, the charts' pods by their labels, the
 cluster DNS, a pod of another namespace and addresses outside the cluster), and exactly the intended pairs may
 connect: the dev Postgres only from MLflow, Airflow, the bootstrap Job and the platform API, DNS from everywhere,
-MLflow from Airflow, serving and the API, serving from the ingress controller, Airflow, the API and monitoring."""
+MLflow from Airflow, serving and the API, serving's REST port from the ingress controller, Airflow, the API and
+monitoring, and its gRPC port from the same callers of predictions but not from monitoring (nothing scrapes it)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from harness.run import ProgramRun, run_program
 from infra.network import stack_namespaces
 from infra.platform import namespace_levels
+from services.common import contract
 from stacks.settings import StackSettings, load_settings
 
 STACKS = ["dev", "prod"]
@@ -235,13 +237,16 @@ def intended(c: Cluster) -> set[Pair]:
     unrestricted = not_ours + monitoring  # whoever may go out at all (the stack's own pods only where allowed)
     allow(unrestricted, ["traefik"], [8000, 8443])  # clients, through its LoadBalancer or NodePort
     allow(unrestricted, ["cert-manager-webhook", "prometheus-operator"], [10250])  # webhooks the API server calls
-    allow(["traefik"], models, [8000])
+    rest, grpc = contract.SERVING_PORT, contract.SERVING_GRPC_PORT
+    assert (rest, grpc) == (8000, 8081)
+    allow(["traefik"], models, [rest, grpc])  # REST; gRPC as h2c behind the TLS entry point
     allow(["traefik"], ["mlflow"], [5000])
     allow(["traefik"], ["airflow-api-server"], [8080])
     allow(["traefik"], api, [8080])
     allow(["traefik"], ["grafana"], [3000])
     allow(["traefik"], solvers, [8089])
-    allow(airflow + api + monitoring, models, [8000])  # reload and verify; readiness; scrapes
+    allow(airflow + api + monitoring, models, [rest])  # reload and verify; readiness; scrapes
+    allow(airflow + api, models, [grpc])  # the callers of predictions; monitoring scrapes REST only
     allow(mlflow_ns + airflow + models + api, ["mlflow"], [5000])
     allow(mlflow_ns + airflow + api + ["db-bootstrap"], database, [5432])
     allow(api, ["airflow-api-server"], [8080])
@@ -341,3 +346,20 @@ def test_switched_off_the_stack_renders_no_network_policy() -> None:
     run = run_program("dev", overrides={"network.policies": "false"})
     policies = [r for r in run.kubernetes_objects() if r.manifest["kind"] == "NetworkPolicy"]
     assert not [r for r in policies if r.manifest["metadata"]["name"] == "default-deny"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_grpc_port_admits_the_callers_of_predictions_but_not_monitoring(
+    stack: str, clusters: dict[str, Cluster]
+) -> None:
+    """Every model pod listens on the gRPC port, and the policies decide it apart from REST: the ingress
+    controller, Airflow and the API may connect; Prometheus, a pod of another namespace and the internet may not."""
+    c = clusters[stack]
+    grpc = f"{contract.SERVING_GRPC_PORT}/TCP"
+    models = [n for n, w in c.workloads.items() if n.startswith("model-")]
+    assert models and all((contract.SERVING_GRPC_PORT, "TCP") in c.workloads[m].ports for m in models)
+    callers = {src for src, dst, port in evaluated(c) if dst in models and port == grpc}
+    airflow = {n for n, w in c.workloads.items() if w.namespace == c.s.namespace("airflow")}
+    assert callers == {"traefik", "platform-api"} | airflow
+    rest_callers = {src for src, dst, port in evaluated(c) if dst in models and port == "8000/TCP"}
+    assert rest_callers - callers == {"prometheus", "grafana", "prometheus-operator"}

@@ -223,6 +223,8 @@ def test_exports_contain_every_endpoint(stack: str, stack_run: Any) -> None:
         assert values["models"][model] == {
             "url": f"https://{model}.models.{domain}",
             "internalUrl": f"http://model-{model}.mlops-{stack}-serving.svc.cluster.local:8000",
+            "grpcTarget": f"{model}.models.{domain}:443",
+            "internalGrpcTarget": f"model-{model}.mlops-{stack}-serving.svc.cluster.local:8081",
             "dag": f"train_{slug}",
             "rollbackDag": f"rollback_{slug}",
             "namespace": f"mlops-{stack}-serving",
@@ -330,6 +332,10 @@ def test_existing_controller_installs_no_traefik() -> None:
     assert "traefik" not in {reveal(r.inputs)["chart"] for r in run.helm_releases()}
     assert all(i["spec"]["ingressClassName"] == "nginx-internal" for i in objects(run, "Ingress"))
     assert checks.reference_problems(run) == []
+    # no Traefik CRD objects for a controller that may not read them: gRPC is then reachable inside the cluster only
+    assert not objects(run, "IngressRoute") and not objects(run, "Middleware")
+    for model in run.export_values()["models"].values():
+        assert "grpcTarget" not in model and model["internalGrpcTarget"].endswith(".svc.cluster.local:8081")
 
 
 def test_second_stack_on_a_shared_cluster_does_not_collide() -> None:
