@@ -12,6 +12,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.artifact_store import S3Endpoint
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -68,6 +69,9 @@ class AirflowPlatformArgs:
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    s3_endpoint: S3Endpoint | None = None
+    """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, CA and addressing in every Airflow
+    container, task pods included; None = AWS S3."""
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -157,6 +161,9 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         {"secretRef": {"name": args.mlflow_credentials_secret}},
     ]
     logs = _log_values(args)
+    endpoint = args.s3_endpoint
+    s3_env = [{"name": k, "value": v} for k, v in sorted(endpoint.boto_env().items())] if endpoint else []
+    s3_volumes, s3_mounts = ([endpoint.volume()], [endpoint.volume_mount()]) if endpoint else ([], [])
     image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
@@ -180,10 +187,15 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
                 "value": f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}",
             },
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            *s3_env,
         ],
-        # the model catalog in every Airflow container (the chart's components and the task pods alike)
-        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}],
-        "volumeMounts": [{"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}],
+        # the model catalog in every Airflow container (the chart's components and the task pods alike), and an
+        # S3-compatible store's client ConfigMap (its CA, the AWS config file)
+        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}, *s3_volumes],
+        "volumeMounts": [
+            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
+            *s3_mounts,
+        ],
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
