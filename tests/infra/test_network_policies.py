@@ -19,7 +19,7 @@ from infra.network import stack_namespaces
 from infra.platform import namespace_levels
 from stacks.settings import StackSettings, load_settings
 
-STACKS = ["dev", "prod"]
+STACKS = ["dev", "prod", "onprem"]
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 Port = tuple[int, str]
 

@@ -19,7 +19,7 @@ from policy.testing import Resource, Violation, analyze, check
 from tests.policy.adapter import resources_from_run
 from tests.policy.cases import bucket, config_map, db
 
-STACKS = ("dev", "prod")
+STACKS = ("dev", "prod", "onprem")
 
 
 def _report(violations: list[Violation]) -> str:
