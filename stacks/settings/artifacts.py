@@ -55,7 +55,7 @@ def _active(consumer: str) -> Any:
     return setting(
         credential_key(consumer, "active"),
         f"s3Compatible: the credential slot ({' or '.join(SLOTS)}) whose key {consumer} uses; rotate by filling the "
-        "other slot and switching (docs/configuration.md, S3-compatible store)",
+        "other slot and switching (docs/on-premises.md)",
         default="a",
         choices=SLOTS,
     )
