@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_random as random
@@ -146,6 +147,19 @@ def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     }
 
 
+_CATALOG_MOUNT = {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}
+S3Values = list[dict[str, Any]]
+
+
+def _s3_client_values(endpoint: S3Endpoint | None) -> tuple[S3Values, S3Values, S3Values]:
+    """An S3-compatible store's variables (boto3's own: endpoint, CA bundle, config file), volume and mount for every
+    Airflow container, task pods included; nothing on AWS S3."""
+    if endpoint is None:
+        return [], [], []
+    env = [{"name": k, "value": v} for k, v in sorted(endpoint.boto_env().items())]
+    return env, [endpoint.volume()], [endpoint.volume_mount()]
+
+
 def catalog_checksum(document: str) -> str:
     """The value of the catalog annotation: changes whenever the catalog's JSON does."""
     return hashlib.sha256(document.encode()).hexdigest()[:16]
@@ -161,9 +175,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         {"secretRef": {"name": args.mlflow_credentials_secret}},
     ]
     logs = _log_values(args)
-    endpoint = args.s3_endpoint
-    s3_env = [{"name": k, "value": v} for k, v in sorted(endpoint.boto_env().items())] if endpoint else []
-    s3_volumes, s3_mounts = ([endpoint.volume()], [endpoint.volume_mount()]) if endpoint else ([], [])
+    s3_env, s3_volumes, s3_mounts = _s3_client_values(args.s3_endpoint)
     image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
@@ -192,10 +204,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         # the model catalog in every Airflow container (the chart's components and the task pods alike), and an
         # S3-compatible store's client ConfigMap (its CA, the AWS config file)
         "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}, *s3_volumes],
-        "volumeMounts": [
-            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
-            *s3_mounts,
-        ],
+        "volumeMounts": [_CATALOG_MOUNT, *s3_mounts],
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
