@@ -24,7 +24,7 @@ from harness.run import ROOT, ProgramRun, run_program
 from services.common import git_access
 from tests.infra.test_platform_services_catalog import MODELS_KEY, airflow_values, catalog_json, objects, training_pods
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 SECURE = {"secure": "v1:AAAAAAAAAAAAAAAA:BBBBBBBBBBBBBBBBBBBB"}  # what `pulumi config set --secret` writes
 P = "mlops-platform:"
 

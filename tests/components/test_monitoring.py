@@ -25,7 +25,7 @@ from observability.rules import RuleSettings
 from observability.scrape import ScrapeTargets
 from services.common import contract
 
-STACKS = ("dev", "prod", "onprem")
+STACKS = ("dev", "prod")
 # Keys of the Grafana chart (a dependency of kube-prometheus-stack) that kube-prometheus-stack's values.yaml
 # does not list: the only ones the program sets.
 GRAFANA_CHART_KEYS = {

@@ -82,7 +82,7 @@ def test_no_component_or_program_module_spells_standard_names_itself(spelling: s
     assert offenders == []
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_labelled_object_of_the_program_is_part_of_the_platform(stack: str, stack_run: object) -> None:
     run: ProgramRun = stack_run(stack)  # type: ignore[operator]
     labelled = [r.manifest for r in run.kubernetes_objects() if r.manifest["metadata"].get("labels")]

@@ -49,7 +49,7 @@ def declared_outputs(cls: type) -> dict[str, str]:
     return {name: str(kind) for name, kind in inspect.get_annotations(cls).items()}
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_component_registers_exactly_its_declared_outputs(stack: str, stack_run: Any) -> None:
     run: ProgramRun = stack_run(stack)
     components = [r for r in run.registrations if r.type.startswith("mlops:platform:")]

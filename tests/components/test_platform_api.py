@@ -107,7 +107,7 @@ def one(run: ProgramRun, kind: str, name: str | None = "platform-api") -> dict[s
     return found
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_objects_validate_resolve_pass_the_policies_and_hold_no_plaintext_secret(
     stack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,7 @@ def stack_models(stack: str) -> dict[str, Any]:
     return json.loads(read_stack_file(stack).config["mlops-platform:models"])
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_objects_are_schema_valid_named_after_the_model_and_under_the_component(stack: str) -> None:
     run = build(stack)
     objects = sorted((r.manifest["kind"], r.manifest["metadata"]["name"]) for r in run.kubernetes_objects())

@@ -49,7 +49,7 @@ def problems_of(*objects: Registration) -> list[str]:
 
 
 # --- the program's own custom resources ----------------------------------------------------------
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_custom_resource_of_the_stack_matches_its_crd(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     kinds = {r.manifest["kind"] for r in checks.crd_objects(run)}

@@ -15,7 +15,7 @@ def preview(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["make", "-s", "preview", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_tree_and_json(stack: str) -> None:
     tree = preview(f"STACK={stack}")
     assert tree.returncode == 0, tree.stderr

@@ -11,7 +11,7 @@ from harness import checks, order
 from harness.run import ROOT, read_stack_file, run_program
 from stacks.settings import SettingsError, load_settings
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 
 
 def min_version(stack: str) -> str:

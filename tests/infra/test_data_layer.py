@@ -40,7 +40,7 @@ from harness.run import ProgramRun, read_stack_file, run_program
 from infra.data_layer import ROTATION_CLOCK_VAR
 from stacks.settings import SettingsError, load_settings
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 K8S_VERSIONS = ["1.30", checks.LATEST_KUBERNETES]
 BUCKET_COMPANIONS = {
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",

@@ -18,8 +18,10 @@ from harness import checks
 from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, run_program
 from infra.data_layer import AIRFLOW_LOGS_CONN_ID, AIRFLOW_LOGS_SECRET, LOKI_S3_SECRET, MLFLOW_S3_SECRET
+from policy.testing import analyze
 from services.common import contract
 from tests.infra.test_network_policies import Workload, allowed, rendered_pods, tcp
+from tests.policy.adapter import resources_from_run
 
 URL = "https://minio.corp.example.com:9000"
 CA_PATH = f"{contract.S3_CLIENT_MOUNT}/{contract.S3_CA_KEY}"
@@ -46,6 +48,16 @@ def _object(run: ProgramRun, kind: str, name: str, namespace: str) -> Any:
         and r.manifest["metadata"]["namespace"] == namespace
     ]
     return found
+
+
+def test_the_policy_pack_passes_it_as_a_production_stack(onprem: ProgramRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As `pulumi preview --policy-pack policy` runs it: the stack name and its config (environment prod)."""
+    monkeypatch.setenv("PULUMI_STACK", "onprem")
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mlops-platform:environment": "prod"}))
+    found = analyze(resources_from_run(onprem))
+    assert [v for v in found if v.enforcement != "advisory"] == []
+    # only the third-party images by tag, as for prod (docs/policy.md, "Known findings")
+    assert {v.policy for v in found} == {"third-party-images-pinned-by-digest-in-prod"} and len(found) == 3
 
 
 def test_nothing_on_aws_and_every_harness_check_passes(onprem: ProgramRun) -> None:

@@ -19,7 +19,7 @@ from infra.network import stack_namespaces
 from infra.platform import namespace_levels
 from stacks.settings import StackSettings, load_settings
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 Port = tuple[int, str]
 
@@ -198,10 +198,6 @@ def cluster(stack: str) -> Cluster:
     c.external("github", "140.82.112.3", tcp(22, 443))
     if s.database.mode == "rds":
         c.external("rds", "10.40.5.5", tcp(5432))
-    if s.database.mode == "external":  # Pulumi.onprem.yaml: the server in database.cidr
-        c.external("postgres-external", "10.60.10.5", tcp(s.database.port))
-    if s.artifacts.s3_compatible:  # the S3-compatible store in artifacts.cidr, on the endpoint's port
-        c.external("s3-store", "10.60.20.5", tcp(s.artifacts.endpoint_port))
     return c
 
 
@@ -232,7 +228,7 @@ def intended(c: Cluster) -> set[Pair]:
     api = ["platform-api"] if "platform-api" in w else []
     cert_manager = ["cert-manager", "cert-manager-webhook"]
     solvers = [n for n in w if n.startswith("acme-solver-")]
-    database = {"rds": ["rds"], "in-cluster": ["postgres"], "external": ["postgres-external"]}[s.database.mode]
+    database = ["rds"] if s.database.mode == "rds" else ["postgres"]
     outside = ["s3", "kube-apiserver", "github"]
 
     allow(ours, ["kube-dns"])  # DNS from every pod of the stack
@@ -247,12 +243,10 @@ def intended(c: Cluster) -> set[Pair]:
     allow(["traefik"], solvers, [8089])
     allow(airflow + api + monitoring, models, [8000])  # reload and verify; readiness; scrapes
     allow(mlflow_ns + airflow + models + api, ["mlflow"], [5000])
-    allow(mlflow_ns + airflow + api + ["db-bootstrap"], database, [s.database_port])
+    allow(mlflow_ns + airflow + api + ["db-bootstrap"], database, [5432])
     allow(api, ["airflow-api-server"], [8080])
     allow(airflow, airflow)  # Airflow's components and task pods among themselves
     allow(mlflow_ns + airflow + models + ["traefik"] + cert_manager, outside, [443, 6443])
-    if s.artifacts.s3_compatible:
-        allow(mlflow_ns + airflow + monitoring, ["s3-store"])
     if not s.airflow.git_repo.startswith("https://"):
         allow(airflow, ["github"], [22])
     allow(monitoring, monitoring)
@@ -284,8 +278,7 @@ def clusters() -> dict[str, Cluster]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_exactly_the_intended_pairs_may_connect(stack: str, clusters: dict[str, Cluster]) -> None:
     c = clusters[stack]
-    expected_db = {"dev": "postgres", "prod": "rds", "onprem": "postgres-external"}[stack]
-    assert {expected_db, "db-bootstrap"} <= set(c.workloads)
+    assert {"postgres", "db-bootstrap"} <= set(c.workloads) if stack == "dev" else "rds" in c.workloads
     actual, expected = evaluated(c), intended(c)
     assert sorted(actual - expected) == [], "allowed but not intended"
     assert sorted(expected - actual) == [], "intended but denied"

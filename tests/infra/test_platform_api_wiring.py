@@ -40,7 +40,7 @@ from services.common import contract
 from stacks.settings import StackSettings, load_settings
 from tests.infra.test_data_layer import _can_connect, _run_sql
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 API_COMPONENT = "mlops:platform:PlatformApi"
 
 

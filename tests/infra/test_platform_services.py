@@ -13,7 +13,7 @@ from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, run_program
 from services.common import contract
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 EXPECTED_EXPORTS = {
     "mlflowUrl",
     "mlflowExternalUrl",
@@ -164,7 +164,7 @@ def test_mlflow_values(stack: str, stack_run: Any) -> None:
 def test_every_ingress_has_tls_and_the_issuer_annotation(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     issuer = reveal(run.exports["clusterIssuer"].value)
-    assert issuer == (f"mlops-{stack}-ca" if stack in ("dev", "onprem") else f"mlops-{stack}-acme")
+    assert issuer == (f"mlops-{stack}-ca" if stack == "dev" else f"mlops-{stack}-acme")
     ingresses = objects(run, "Ingress")
     assert ingresses, "no Ingress objects"
     for ing in ingresses:

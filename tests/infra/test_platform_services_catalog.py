@@ -25,7 +25,7 @@ from services.common.training_pod import TASK_CONTAINER, training_pod
 from stacks.settings import StackSettings, load_settings
 from tests.dags.inspect_dags import inspect
 
-STACKS = ["dev", "prod", "onprem"]
+STACKS = ["dev", "prod"]
 MODELS_KEY = "mlops-platform:models"
 
 

@@ -1,4 +1,4 @@
-"""Every stack (dev, prod, onprem), as the real program registers them under mocks, pass every policy.
+"""Both stacks, as the real program registers them under mocks, pass every policy.
 
 `stack_run(stack)` (tests/conftest.py) runs infra/__main__.py with Pulumi.<stack>.yaml; the registrations
 become the resources the engine hands the pack (type, name, URN, parent, dependencies, provider, and
@@ -9,19 +9,17 @@ every resource policy on each and every stack policy on the whole set, as `pulum
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from harness.run import PROJECT, read_stack_file
 from policy.policies import policy_named
 from policy.testing import Resource, Violation, analyze, check
 from tests.policy.adapter import resources_from_run
 from tests.policy.cases import bucket, config_map, db
 
-STACKS = ("dev", "prod", "onprem")
+STACKS = ("dev", "prod")
 
 
 def _report(violations: list[Violation]) -> str:
@@ -41,9 +39,7 @@ def test_stack_passes_every_policy(
     assert any(r.type == "kubernetes:core/v1:Namespace" for r in resources), (
         "the program registered nothing recognisable"
     )
-    monkeypatch.setenv("PULUMI_STACK", stack)  # as the CLI sets it for the pack, with the stack's config
-    environment = read_stack_file(stack).config[f"{PROJECT}:environment"]
-    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({f"{PROJECT}:environment": environment}))
+    monkeypatch.setenv("PULUMI_STACK", stack)  # as the CLI sets it for the pack
     found = analyze(resources)
     violations = [v for v in found if v.enforcement != "advisory"]
     assert not violations, f"stack {stack} violates the policy pack:\n{_report(violations)}"
@@ -57,19 +53,12 @@ def test_stack_passes_every_policy(
 # What the advisory policies report for each stack (docs/policy.md, "Known findings"): the prod stack runs these
 # third-party images by tag. Pinning them is a change to the program, not to the pack.
 THIRD_PARTY = "third-party-images-pinned-by-digest-in-prod"
-POSTGRES, MLFLOW = "postgres:16.10-bookworm", "burakince/mlflow:3.15.1"
 KNOWN_ADVISORIES: dict[str, list[tuple[str, str]]] = {
     "dev": [],
     "prod": [
         (THIRD_PARTY, "Helm release 'mlflow-release': values.image is burakince/mlflow"),
         (THIRD_PARTY, "Job mlops-prod-data/db-bootstrap-a7449748: container 'bootstrap' uses postgres:16.10-bookworm"),
         (THIRD_PARTY, "Job mlops-prod-mlflow/mlflow-client-user: container 'ensure-user' uses burakince/mlflow:3.15.1"),
-    ],
-    # a production stack too (environment prod), recognised by its config: it has no AWS provider to tag
-    "onprem": [
-        (THIRD_PARTY, "Helm release 'mlflow-release': values.image is burakince/mlflow"),
-        (THIRD_PARTY, "Job mlops-onprem-data/db-bootstrap-a7449748: container 'bootstrap' uses " + POSTGRES),
-        (THIRD_PARTY, "Job mlops-onprem-mlflow/mlflow-client-user: container 'ensure-user' uses " + MLFLOW),
     ],
 }
 
@@ -97,8 +86,6 @@ GOVERNED = {
 GOVERNED_BY_STACK = {
     "dev": GOVERNED | {"kubernetes:apps/v1:StatefulSet"},
     "prod": GOVERNED | {"aws:rds/instance:Instance", "aws:ec2/securityGroup:SecurityGroup"},
-    # on premises: nothing on AWS (tests/infra/test_data_layer_s3_compatible.py proves there is none at all)
-    "onprem": {t for t in GOVERNED if not t.startswith("aws:")},
 }
 
 
@@ -142,8 +129,7 @@ def test_stack_check_would_catch_a_violation(stack: str, stack_resources: Callab
 
 def test_prod_provider_tags_mark_prod_databases(stack_resources: Callable[[str], list[Resource]]) -> None:
     """Without PULUMI_STACK or stack config, the program's own AWS provider tags decide "production"."""
-    aws_stacks = ("dev", "prod")  # onprem has no AWS provider
-    providers = {s: next(r for r in stack_resources(s) if r.type == "pulumi:providers:aws") for s in aws_stacks}
+    providers = {stack: next(r for r in stack_resources(stack) if r.type == "pulumi:providers:aws") for stack in STACKS}
     unprotected = {stack: db(deletionProtection=False, provider=p) for stack, p in providers.items()}
     policy = policy_named("rds-deletion-protection-in-prod")
     assert check(policy, unprotected["dev"]) == []

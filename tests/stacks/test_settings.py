@@ -34,7 +34,7 @@ def problems_of(stack: str, config: dict[str, str], secret_keys: set[str] | None
     return info.value.problems
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_shipped_stack_files_load(stack: str) -> None:
     cfg = read_stack_file(stack)
     s = load_settings(stack, cfg.config, set(cfg.secret_keys), cfg.source)

@@ -51,7 +51,7 @@ def load(config: dict[str, str], stack: str = "dev") -> StackSettings:
 
 
 # --- parsed once, typed ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_stack_files_carry_both_examples(stack: str) -> None:
     cfg = read_stack_file(stack)
     s = load_settings(stack, cfg.config, set(cfg.secret_keys), cfg.source)
@@ -326,7 +326,7 @@ def test_a_built_profile_image_has_an_image_name_and_is_written_in_the_build_for
     ]
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "onprem"])
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_stack_files_record_the_gpu_profiles_images_so_a_model_can_move_to_it(stack: str) -> None:
     cfg = read_stack_file(stack)
     models = json.loads(cfg.config[f"{P}models"])

@@ -99,7 +99,7 @@ def test_oidc_settings_reach_the_service_as_it_reads_them() -> None:
 
 def test_mlflow_asks_for_a_password_in_every_environment() -> None:
     assert load("dev", MINIMAL).mlflow.basic_auth and load("prod", PROD).mlflow.basic_auth
-    for stack in ("dev", "prod", "onprem"):
+    for stack in ("dev", "prod"):
         assert read_stack_file(stack).config[f"{P}mlflow.basicAuth"] == "true"
 
 

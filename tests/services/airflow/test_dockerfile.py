@@ -28,7 +28,7 @@ def test_base_image_is_the_airflow_version_the_dags_are_tested_with() -> None:
     cfg = read_stack_file("dev")
     settings = load_settings("dev", cfg.config, set(cfg.secret_keys))
     assert settings.airflow.image_tag.startswith(airflow), "the default airflow.imageTag must match the tested Airflow"
-    for stack in ("dev", "prod", "onprem"):
+    for stack in ("dev", "prod"):
         cfg = read_stack_file(stack)
         s = load_settings(stack, cfg.config, set(cfg.secret_keys))
         assert s.airflow.image_tag.startswith(f"{airflow}-mlops"), (
