@@ -1,9 +1,9 @@
 """`artifacts.mode: s3Compatible` through the whole program (Pulumi.onprem.yaml under mocks): no AWS resource and no
-AWS provider at all; every harness check passes; the Secrets each consumer reads hold the configured key of its slot
-in use, secret everywhere and never in plaintext in an input, output or export; the endpoint, region, addressing and
-CA reach every client of the store (MLflow's proxied artifacts, Airflow's remote logs and its task pods, Loki); only
-MLflow, Airflow and monitoring get out to the store's range on its port; switching a consumer's slot hands it the
-other key and rolls its pods."""
+AWS provider at all; every harness check passes and the policy pack passes it as a production stack; the Secrets each
+consumer reads hold the configured key of its slot in use, secret everywhere and never in plaintext in an input,
+output or export; the endpoint, region, addressing and CA reach every client of the store (MLflow's proxied
+artifacts, Airflow's remote logs and its task pods, Loki); only MLflow, Airflow and monitoring get out to the store's
+range on its port; switching a consumer's slot hands it the other key and rolls its pods."""
 
 from __future__ import annotations
 
