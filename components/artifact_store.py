@@ -544,10 +544,10 @@ class S3CompatibleStore(pulumi.ComponentResource):
     The keys themselves are the store's business: two slots per consumer let a rotation overlap (fill the idle
     slot, switch, revoke the old key once the pods have rolled).
 
-    Exports the same attributes as `ArtifactStore` (`bucket_arn` is None: there is no ARN), and `endpoint`."""
+    Exports the attributes below (those of `ArtifactStore` but `bucket_arn`: there is no ARN); `endpoint` (how the
+    consumers reach the store, an `S3Endpoint`) is not an output."""
 
     bucket_name: pulumi.Output[str]
-    bucket_arn: None
     prefixes: dict[str, str]
     """Consumer -> its key prefix."""
     rotation_annotations: dict[str, pulumi.Output[str]]
@@ -556,16 +556,16 @@ class S3CompatibleStore(pulumi.ComponentResource):
     """Always 0: the keys rotate at the store, by switching slots."""
     active_key_ids: dict[str, pulumi.Output[str]]
     """Consumer -> the access key id in use (secret)."""
-    endpoint: S3Endpoint
 
     def __init__(self, name: str, args: S3CompatibleStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:S3CompatibleStore", name, None, opts)
         missing = sorted(set(args.consumers) - set(args.credentials))
         if missing:
             raise ValueError(f"S3-compatible store: no credentials for {', '.join(missing)}")
-        self.endpoint = S3Endpoint(args.endpoint, args.region, args.path_style, args.ca_certificate is not None)
+        self.endpoint: S3Endpoint = S3Endpoint(
+            args.endpoint, args.region, args.path_style, args.ca_certificate is not None
+        )
         self.rotation_period = 0
-        self.bucket_arn = None
         self.rotation_annotations = {}
         self.active_key_ids = {}
         for consumer, spec in args.consumers.items():
