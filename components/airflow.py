@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_random as random
@@ -12,6 +13,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.artifact_store import S3Endpoint
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -68,6 +70,9 @@ class AirflowPlatformArgs:
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    s3_endpoint: S3Endpoint | None = None
+    """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, CA and addressing in every Airflow
+    container, task pods included; None = AWS S3."""
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -142,6 +147,19 @@ def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     }
 
 
+_CATALOG_MOUNT = {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}
+S3Values = list[dict[str, Any]]
+
+
+def _s3_client_values(endpoint: S3Endpoint | None) -> tuple[S3Values, S3Values, S3Values]:
+    """An S3-compatible store's variables (boto3's own: endpoint, CA bundle, config file), volume and mount for every
+    Airflow container, task pods included; nothing on AWS S3."""
+    if endpoint is None:
+        return [], [], []
+    env = [{"name": k, "value": v} for k, v in sorted(endpoint.boto_env().items())]
+    return env, [endpoint.volume()], [endpoint.volume_mount()]
+
+
 def catalog_checksum(document: str) -> str:
     """The value of the catalog annotation: changes whenever the catalog's JSON does."""
     return hashlib.sha256(document.encode()).hexdigest()[:16]
@@ -157,6 +175,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         {"secretRef": {"name": args.mlflow_credentials_secret}},
     ]
     logs = _log_values(args)
+    s3_env, s3_volumes, s3_mounts = _s3_client_values(args.s3_endpoint)
     image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
@@ -180,10 +199,12 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
                 "value": f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}",
             },
             {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            *s3_env,
         ],
-        # the model catalog in every Airflow container (the chart's components and the task pods alike)
-        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}],
-        "volumeMounts": [{"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}],
+        # the model catalog in every Airflow container (the chart's components and the task pods alike), and an
+        # S3-compatible store's client ConfigMap (its CA, the AWS config file)
+        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}, *s3_volumes],
+        "volumeMounts": [_CATALOG_MOUNT, *s3_mounts],
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,

@@ -1,4 +1,5 @@
-"""The S3 artifact store: one hardened bucket, least-privilege IAM users and rotating access keys."""
+"""The artifact store: on AWS, one hardened bucket, least-privilege IAM users and rotating access keys
+(`ArtifactStore`); or an existing bucket of an S3-compatible store with the configured keys (`S3CompatibleStore`)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from typing import Any
 
 import pulumi
 from pulumi_aws import iam, s3
-from pulumi_kubernetes.core.v1 import Secret
+from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components.namespaces import NamespaceRef
 from components.naming import labels, stack_name
+from services.common import contract
 
 MLFLOW_PREFIX = "mlflow/"
 AIRFLOW_LOG_PREFIX = "airflow-logs/"
@@ -432,4 +434,203 @@ class ArtifactStore(pulumi.ComponentResource):
         key_id = self.active_key_ids[consumer]
         return pulumi.Output.unsecret(
             pulumi.Output.all(key_id, credentials.id).apply(functools.partial(_active_key_marker, marker=marker))
+        )
+
+
+# --- an existing S3-compatible store (artifacts.mode s3Compatible) ---------------------------------------------------
+@dataclass(frozen=True)
+class StoreCredentials:
+    """One consumer's key at an S3-compatible store: the slot in use (a or b), its access key id and secret key
+    (both secret Outputs: the program never shows them)."""
+
+    slot: str
+    access_key_id: pulumi.Input[str]
+    secret_access_key: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """How the consumers reach an S3-compatible store: its URL, region, addressing, and the ConfigMap (same name in
+    each consumer's namespace) holding the store's CA (`ca.crt`, when there is one) and an AWS config file
+    (`aws-config`, the addressing style), mounted at `mount` (contract.S3_CLIENT_MOUNT)."""
+
+    url: str
+    region: str
+    path_style: bool
+    has_ca: bool
+    configmap: str = contract.S3_CLIENT_CONFIGMAP
+    mount: str = contract.S3_CLIENT_MOUNT
+
+    @property
+    def host(self) -> str:
+        """host[:port] of the URL (what Loki's S3 client takes as its endpoint)."""
+        return urllib.parse.urlsplit(self.url).netloc
+
+    @property
+    def ca_path(self) -> str | None:
+        return f"{self.mount}/{contract.S3_CA_KEY}" if self.has_ca else None
+
+    @property
+    def aws_config_path(self) -> str:
+        return f"{self.mount}/{contract.S3_AWS_CONFIG_KEY}"
+
+    @property
+    def addressing_style(self) -> str:
+        return "path" if self.path_style else "virtual"
+
+    def boto_env(self) -> dict[str, str]:
+        """boto3's own variables (the AWS SDKs' too): the endpoint, the CA bundle, the config file's addressing."""
+        env = {contract.AWS_ENDPOINT_URL_S3.name: self.url, contract.AWS_CONFIG_FILE.name: self.aws_config_path}
+        if self.ca_path is not None:
+            env[contract.AWS_CA_BUNDLE.name] = self.ca_path
+        return env
+
+    def mlflow_env(self) -> dict[str, str]:
+        """MLflow's server: its own endpoint and addressing variables, and boto3's CA bundle."""
+        env = {
+            contract.MLFLOW_S3_ENDPOINT_URL.name: self.url,
+            contract.MLFLOW_S3_ADDRESSING_STYLE.name: self.addressing_style,
+        }
+        if self.ca_path is not None:
+            env[contract.AWS_CA_BUNDLE.name] = self.ca_path
+        return env
+
+    def volume(self, name: str = "s3-client") -> dict[str, Any]:
+        """The ConfigMap as a pod volume (Kubernetes' JSON form, for chart values)."""
+        return {"name": name, "configMap": {"name": self.configmap}}
+
+    def volume_mount(self, name: str = "s3-client") -> dict[str, Any]:
+        return {"name": name, "mountPath": self.mount, "readOnly": True}
+
+
+def aws_config_file(region: str, addressing_style: str) -> str:
+    """The AWS config file of the store's clients: its region and S3 addressing style (boto3 reads the addressing
+    style from a config file only)."""
+    return f"[default]\nregion = {region}\ns3 =\n    addressing_style = {addressing_style}\n"
+
+
+def airflow_s3_connection(key_id: str, secret: str, endpoint: S3Endpoint) -> str:
+    """An Airflow `aws` connection (AIRFLOW_CONN_<ID>, Airflow's JSON form) to an S3-compatible store: the key, the
+    endpoint, the region, the CA bundle to verify it with and the addressing style."""
+    extra: dict[str, Any] = {
+        "region_name": endpoint.region,
+        "endpoint_url": endpoint.url,
+        "config_kwargs": {"s3": {"addressing_style": endpoint.addressing_style}},
+    }
+    if endpoint.ca_path is not None:
+        extra["verify"] = endpoint.ca_path
+    return json.dumps({"conn_type": "aws", "login": key_id, "password": secret, "extra": extra}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class S3CompatibleStoreArgs:
+    """`bucket`: the existing bucket; `credentials`: consumer -> its key in use (every consumer of `consumers` has
+    one); `ca_certificate`: PEM of the store's CA, or None for the images' public CAs."""
+
+    bucket: str
+    endpoint: str
+    region: str
+    path_style: bool
+    consumers: Mapping[str, Consumer]
+    credentials: Mapping[str, StoreCredentials]
+    ca_certificate: str | None = None
+
+
+class S3CompatibleStore(pulumi.ComponentResource):
+    """An existing bucket of an S3-compatible store (MinIO, Ceph RGW, ...), which the program does not create:
+    nothing on AWS. Per consumer, the Secret in its namespace holding the key of its slot in use, in the
+    consumer's format (like `ArtifactStore`'s, with the endpoint in the Airflow connection), and the ConfigMap
+    `mlops-s3-client` with the store's CA and an AWS config file (the addressing style) for its pods to mount.
+    The keys themselves are the store's business: two slots per consumer let a rotation overlap (fill the idle
+    slot, switch, revoke the old key once the pods have rolled).
+
+    Exports the attributes below (those of `ArtifactStore` but `bucket_arn`: there is no ARN); `endpoint` (how the
+    consumers reach the store, an `S3Endpoint`) is not an output."""
+
+    bucket_name: pulumi.Output[str]
+    prefixes: dict[str, str]
+    """Consumer -> its key prefix."""
+    rotation_annotations: dict[str, pulumi.Output[str]]
+    """Consumer -> a value that changes with its key in use, for pod templates (no secret in it)."""
+    rotation_period: int
+    """Always 0: the keys rotate at the store, by switching slots."""
+    active_key_ids: dict[str, pulumi.Output[str]]
+    """Consumer -> the access key id in use (secret)."""
+
+    def __init__(self, name: str, args: S3CompatibleStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mlops:platform:S3CompatibleStore", name, None, opts)
+        missing = sorted(set(args.consumers) - set(args.credentials))
+        if missing:
+            raise ValueError(f"S3-compatible store: no credentials for {', '.join(missing)}")
+        self.endpoint: S3Endpoint = S3Endpoint(
+            args.endpoint, args.region, args.path_style, args.ca_certificate is not None
+        )
+        self.rotation_period = 0
+        self.rotation_annotations = {}
+        self.active_key_ids = {}
+        for consumer, spec in args.consumers.items():
+            creds = args.credentials[consumer]
+            client_config = self._client_config(name, args, consumer, spec)
+            self.active_key_ids[consumer] = pulumi.Output.secret(creds.access_key_id)
+            secret = self._credentials(name, consumer, spec, creds, client_config)
+            self.rotation_annotations[consumer] = self._rotation_annotation(consumer, creds, secret)
+        self.bucket_name = pulumi.Output.from_input(args.bucket)
+        self.prefixes = {consumer: spec.prefix for consumer, spec in args.consumers.items()}
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "prefixes": self.prefixes,
+                "rotation_annotations": self.rotation_annotations,
+                "rotation_period": self.rotation_period,
+                "active_key_ids": self.active_key_ids,
+            }
+        )
+
+    def _client_config(self, name: str, args: S3CompatibleStoreArgs, consumer: str, spec: Consumer) -> ConfigMap:
+        """The consumer's namespace's ConfigMap with the store's CA and the AWS config file (nothing secret)."""
+        data = {contract.S3_AWS_CONFIG_KEY: aws_config_file(args.region, self.endpoint.addressing_style)}
+        if args.ca_certificate is not None:
+            data[contract.S3_CA_KEY] = args.ca_certificate
+        return ConfigMap(
+            f"{name}-{consumer}-client-config",
+            metadata=ObjectMetaArgs(
+                name=self.endpoint.configmap, namespace=spec.namespace.output, labels=labels(component="s3-client")
+            ),
+            data=data,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _credentials(
+        self, name: str, consumer: str, spec: Consumer, creds: StoreCredentials, client_config: ConfigMap
+    ) -> Secret:
+        """The Secret in the consumer's namespace holding the key in use, in the consumer's format."""
+        key_id: pulumi.Output[str] = pulumi.Output.secret(creds.access_key_id)
+        secret: pulumi.Output[str] = pulumi.Output.secret(creds.secret_access_key)
+        string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+        if spec.secret_format == "airflow-connection":
+            env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
+            endpoint = self.endpoint
+            string_data[env] = pulumi.Output.secret(
+                pulumi.Output.all(key_id, secret).apply(lambda v: airflow_s3_connection(v[0], v[1], endpoint))
+            )
+        elif spec.secret_format != "aws-env":
+            raise ValueError(f"unknown secret format {spec.secret_format!r}")
+        return Secret(
+            f"{name}-{consumer}-credentials",
+            metadata=ObjectMetaArgs(
+                name=spec.secret_name, namespace=spec.namespace.output, labels=labels(rotation="s3-key")
+            ),
+            type="Opaque",
+            string_data=string_data,
+            # the pods that read the Secret mount the ConfigMap too: both exist before the pods roll
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[client_config]),
+        )
+
+    def _rotation_annotation(self, consumer: str, creds: StoreCredentials, credentials: Secret) -> pulumi.Output[str]:
+        """Changes whenever the key in use changes (its slot, id or secret), reveals nothing; derived from the
+        Secret too, so a workload carrying it rolls only once the Secret holds the new key."""
+        marker = f"{consumer}/slot-{creds.slot}"
+        parts = pulumi.Output.all(creds.access_key_id, creds.secret_access_key, credentials.id)
+        return pulumi.Output.unsecret(
+            parts.apply(lambda v: _rotation_marker(f"{v[0]}/{hashlib.sha256(str(v[1]).encode()).hexdigest()}", marker))
         )

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.artifact_store import S3Endpoint
 from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
@@ -45,6 +46,32 @@ class CentralLogsArgs:
     storage_class: str | None
     collect_namespaces: Sequence[NamespaceRef]
     prefix: str = LOKI_PREFIX
+    s3_endpoint: S3Endpoint | None = None
+    """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, addressing and CA; None = AWS S3."""
+
+
+def _s3_client(args: CentralLogsArgs) -> dict[str, Any]:
+    """Loki's S3 client (Thanos objstore): AWS S3 in the region, or the S3-compatible store over TLS (never
+    `insecure`), path-style when configured, its certificate checked against the mounted CA."""
+    endpoint = args.s3_endpoint
+    if endpoint is None:
+        return {"endpoint": f"s3.{args.region}.amazonaws.com", "region": args.region}
+    client: dict[str, Any] = {
+        "endpoint": endpoint.host,
+        "region": endpoint.region,
+        "insecure": False,
+        "bucket_lookup_type": "path" if endpoint.path_style else "virtual-hosted",
+    }
+    if endpoint.ca_path is not None:
+        client["http"] = {"tls_ca_path": endpoint.ca_path}
+    return client
+
+
+def _s3_client_volumes(args: CentralLogsArgs) -> dict[str, Any]:
+    """An S3-compatible store's client ConfigMap (its CA) mounted in Loki; nothing on AWS S3."""
+    if args.s3_endpoint is None:
+        return {}
+    return {"extraVolumes": [args.s3_endpoint.volume()], "extraVolumeMounts": [args.s3_endpoint.volume_mount()]}
 
 
 def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
@@ -76,7 +103,7 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
                 "object_store": {
                     "type": "s3",
                     "storage_prefix": args.prefix.strip("/"),
-                    "s3": {"endpoint": f"s3.{args.region}.amazonaws.com", "region": args.region},
+                    "s3": _s3_client(args),
                 },
             },
             "limits_config": {"retention_period": f"{args.retention_days * 24}h", "allow_structured_metadata": True},
@@ -86,6 +113,7 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
         "singleBinary": {
             "replicas": 1,
             "extraEnvFrom": [{"secretRef": {"name": args.s3_secret}}],
+            **_s3_client_volumes(args),
             "persistence": persistence,
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         },

@@ -23,6 +23,7 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
+from components.artifact_store import S3Endpoint
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
@@ -67,6 +68,7 @@ class MlflowServerArgs:
     auth_db_secret: str | None = None
     auth_db_name: str | None = None
     db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
+    s3_endpoint: S3Endpoint | None = None  # an S3-compatible store (artifacts.mode s3Compatible); None = AWS S3
 
     def __post_init__(self) -> None:
         if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
@@ -149,6 +151,13 @@ def _artifact_root_values(args: MlflowServerArgs) -> dict[str, object]:
     }
 
 
+def _s3_client_volumes(args: MlflowServerArgs) -> dict[str, object]:
+    """An S3-compatible store's client ConfigMap (its CA) mounted in the server; nothing on AWS S3."""
+    if args.s3_endpoint is None:
+        return {}
+    return {"extraVolumes": [args.s3_endpoint.volume()], "extraVolumeMounts": [args.s3_endpoint.volume_mount()]}
+
+
 def chart_values(args: MlflowServerArgs) -> dict[str, object]:
     """The MLflow chart's values for these arguments."""
     s = args.settings
@@ -169,7 +178,9 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
             "AWS_DEFAULT_REGION": args.region,
             **({"PGSSLMODE": args.db_sslmode} if args.db_sslmode else {}),
+            **(args.s3_endpoint.mlflow_env() if args.s3_endpoint else {}),
         },
+        **_s3_client_volumes(args),
         "auth": _auth_values(args),
         "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace.name)],
         "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},

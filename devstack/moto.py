@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
+from services.common import contract
 
 # moto accepts any credentials unless INITIAL_NO_AUTH_ACTION_COUNT is set.
 DUMMY_CREDENTIALS = {
@@ -33,8 +34,8 @@ class MotoS3:
         """Environment for an S3 client of this server (boto3, MLflow's S3 artifact repository)."""
         return {
             **DUMMY_CREDENTIALS,
-            "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+            contract.MLFLOW_S3_ENDPOINT_URL.name: self.endpoint_url,
+            contract.AWS_ENDPOINT_URL_S3.name: self.endpoint_url,
         }
 
     def client(self) -> Any:

@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 import pulumi
 
 from components import airflow, serving
-from components.artifact_store import AIRFLOW_LOG_PREFIX, MLFLOW_PREFIX, ArtifactStore, ArtifactStoreArgs, Consumer
+from components.artifact_store import (
+    AIRFLOW_LOG_PREFIX,
+    MLFLOW_PREFIX,
+    ArtifactStore,
+    ArtifactStoreArgs,
+    Consumer,
+    S3CompatibleStore,
+    S3CompatibleStoreArgs,
+    S3Endpoint,
+    StoreCredentials,
+)
 from components.database import AppDatabase, Database, DatabaseArgs
 from components.logging import LOKI_PREFIX
 from components.namespaces import NamespaceRef, PlatformNamespaces
@@ -79,9 +89,11 @@ class DataLayer:
     - `loki_s3_secret` (monitoring namespace, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`) and `loki_prefix`
       ("loki/"): central logs' own consumer of the bucket (rotation annotation under "loki"); None unless
       `observability.enabled`.
+    - `s3_endpoint`: with `artifacts.mode: s3Compatible`, how every consumer reaches the store (its URL, region,
+      addressing, and the ConfigMap with its CA in each consumer's namespace); None on AWS S3.
     """
 
-    artifacts: ArtifactStore
+    artifacts: ArtifactStore | S3CompatibleStore
     database: Database
     storage: SharedStorage
     bucket_name: pulumi.Output[str]
@@ -107,6 +119,7 @@ class DataLayer:
     db_sslmode: str = "disable"
     loki_s3_secret: str | None = None
     loki_prefix: str | None = None
+    s3_endpoint: S3Endpoint | None = None
 
 
 def app_databases(s: StackSettings, ns: Mapping[str, NamespaceRef]) -> dict[str, AppDatabase]:
@@ -150,7 +163,8 @@ def training_datasets(s: StackSettings) -> tuple[str, ...]:
     return tuple(sorted({m.training.dataset for m in s.catalog.models.values() if m.training.dataset}))
 
 
-def _artifact_store(s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulumi.ResourceOptions) -> ArtifactStore:
+def _consumers(s: StackSettings, ns: Mapping[str, NamespaceRef]) -> dict[str, Consumer]:
+    """The store's consumers: MLflow, Airflow (its logs, and the training pods' datasets), Loki with observability."""
     consumers = {
         "mlflow": Consumer(MLFLOW_PREFIX, ns["mlflow"], MLFLOW_S3_SECRET, "aws-env"),
         # the training pods are Airflow task pods: the Airflow user reads the catalog's datasets in the bucket
@@ -166,6 +180,16 @@ def _artifact_store(s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulu
     if s.observability.enabled:
         # central logs: Loki's chunks and index under its own prefix, with its own rotated key
         consumers["loki"] = Consumer(LOKI_PREFIX, ns["monitoring"], LOKI_S3_SECRET, "aws-env")
+    return consumers
+
+
+def _artifact_store(
+    s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulumi.ResourceOptions
+) -> ArtifactStore | S3CompatibleStore:
+    """The bucket on AWS with its IAM users and rotating keys, or the existing bucket of an S3-compatible store."""
+    consumers = _consumers(s, ns)
+    if s.artifacts.s3_compatible:
+        return _s3_compatible_store(s, consumers, opts)
     return ArtifactStore(
         "artifacts",
         ArtifactStoreArgs(
@@ -179,6 +203,34 @@ def _artifact_store(s: StackSettings, ns: Mapping[str, NamespaceRef], opts: pulu
             protect=s.protect,
             consumers=consumers,
             expire_prefixes={AIRFLOW_LOG_PREFIX: s.retention.airflow_logs_days} if s.airflow.remote_logging else {},
+        ),
+        opts=opts,
+    )
+
+
+def _s3_compatible_store(
+    s: StackSettings, consumers: dict[str, Consumer], opts: pulumi.ResourceOptions
+) -> S3CompatibleStore:
+    """artifacts.mode s3Compatible: each consumer's key of its slot in use (secret), the endpoint, the CA."""
+    a = s.artifacts
+    if a.bucket is None or a.endpoint is None:  # load_settings refuses this
+        raise ValueError("artifacts.bucket and artifacts.endpoint are required in s3Compatible mode")
+    credentials = {}
+    for consumer in consumers:
+        key = a.active_key(consumer)
+        credentials[consumer] = StoreCredentials(
+            key.slot, pulumi.Output.secret(key.access_key_id), key.secret_access_key.output()
+        )
+    return S3CompatibleStore(
+        "artifacts",
+        S3CompatibleStoreArgs(
+            bucket=a.bucket,
+            endpoint=a.endpoint,
+            region=a.region,
+            path_style=a.path_style,
+            consumers=consumers,
+            credentials=credentials,
+            ca_certificate=a.ca_certificate,
         ),
         opts=opts,
     )
@@ -301,4 +353,5 @@ def build_data_layer(
         volume_ready={storage.claims[key]: ready for key, ready in storage.ready.items()},
         loki_s3_secret=LOKI_S3_SECRET if s.observability.enabled else None,
         loki_prefix=LOKI_PREFIX if s.observability.enabled else None,
+        s3_endpoint=artifacts.endpoint if isinstance(artifacts, S3CompatibleStore) else None,
     )

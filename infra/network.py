@@ -12,6 +12,7 @@ Every namespace the program creates denies everything by default and resolves DN
 - Postgres on 5432 (dev, in-cluster) from MLflow, Airflow, the API and the bootstrap Job only (prod: the same
   clients to `network.databaseCidrs`, the RDS subnets; external: to `database.cidr` on `database.port`);
 - the API on 8080 from the ingress controller;
+- with `artifacts.mode: s3Compatible`: MLflow, Airflow and monitoring (Loki) to `artifacts.cidr` on the endpoint's port;
 - HTTPS (443, 6443) to `network.egressCidrs` from MLflow and Airflow (S3, git, Slack, the Kubernetes API), serving
   (Slack, OIDC issuers), the ingress controller and cert-manager (the Kubernetes API, ACME); SSH (22, or the port of
   an ssh:// URL) from Airflow to `network.egressCidrs` when git-sync's or a training source's repository is SSH;
@@ -135,6 +136,10 @@ def _egress_flows(p: _Peers) -> list[Flow]:
     s = p.s
     callers_out = _some(p.ns("mlflow"), p.ns("airflow"), p.serving_pods, p.controller, p.cert_manager)
     out = [Flow("https-out", Peer(cidrs=s.network.egress_cidrs), callers_out, HTTPS_OUT)]
+    if s.artifacts.s3_compatible and s.artifacts.cidr:  # the S3-compatible store, on its endpoint's port
+        store_clients = _some(p.ns("mlflow"), p.ns("airflow"), p.monitoring)
+        port = [s.artifacts.endpoint_port]
+        out.append(Flow("s3-store", Peer(cidrs=(s.artifacts.cidr,)), store_clients, port, "the S3-compatible store"))
     if s.git_ssh_ports:  # git-sync's and the training sources' SSH repositories
         out.append(Flow("git-ssh-out", Peer(cidrs=s.network.egress_cidrs), [p.ns("airflow")], s.git_ssh_ports, "git"))
     return out

@@ -40,13 +40,18 @@ def namespace_levels(s: StackSettings) -> dict[str, str]:
 
 @dataclass
 class Providers:
-    aws: aws.Provider
+    aws: aws.Provider | None
+    """None when the stack creates nothing on AWS (`StackSettings.uses_aws`): no AWS provider, no credentials."""
     k8s: k8s.Provider
 
 
 def make_providers(s: StackSettings) -> Providers:
     tags = {"mlops-platform/stack": s.stack, "mlops-platform/environment": s.environment, "managed-by": "pulumi"}
-    aws_provider = aws.Provider("aws", region=s.aws_region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
+    aws_provider = (
+        aws.Provider("aws", region=s.aws_region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
+        if s.uses_aws
+        else None
+    )
     k8s_provider = k8s.Provider(
         "k8s",
         context=s.kubernetes.context,
@@ -58,7 +63,7 @@ def make_providers(s: StackSettings) -> Providers:
 
 def build_platform(s: StackSettings) -> None:
     providers = make_providers(s)
-    aws_opts = pulumi.ResourceOptions(providers={"aws": providers.aws})
+    aws_opts = pulumi.ResourceOptions(providers={"aws": providers.aws} if providers.aws is not None else {})
     k8s_opts = pulumi.ResourceOptions(providers={"kubernetes": providers.k8s})
     namespaces = PlatformNamespaces(
         "namespaces",

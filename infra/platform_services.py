@@ -85,6 +85,11 @@ def _ingress(s: StackSettings, ns: Namespaces, opts: pulumi.ResourceOptions) -> 
     )
 
 
+def _store_region(s: StackSettings) -> str:
+    """The region the artifact store's clients sign for: the S3-compatible store's, else the AWS bucket's."""
+    return s.artifacts.region if s.artifacts.s3_compatible else s.aws_region
+
+
 def _mlflow(
     s: StackSettings, ns: Namespaces, data: DataLayer, tls: TlsIssuers, opts: pulumi.ResourceOptions
 ) -> MlflowServer:
@@ -96,7 +101,7 @@ def _mlflow(
             host=s.host("mlflow"),
             ingress_class=s.ingress_class,
             cluster_issuer=tls.cluster_issuer,
-            region=s.aws_region,
+            region=_store_region(s),
             bucket=data.bucket_name,
             artifact_prefix=data.mlflow_prefix,
             s3_secret=data.mlflow_s3_secret,
@@ -108,6 +113,7 @@ def _mlflow(
             rotation_annotation=data.rotation_annotations["mlflow"],
             auth_db_secret=data.mlflow_auth_db_secret,
             auth_db_name=data.mlflow_auth_database,
+            s3_endpoint=data.s3_endpoint,
         ),
         opts=opts,
     )
@@ -178,7 +184,7 @@ def _airflow(
             settings=s.airflow,
             image=s.airflow_image,
             catalog=catalog_json(s),
-            region=s.aws_region,
+            region=_store_region(s),
             host=s.host("airflow"),
             ingress_class=s.ingress_class,
             cluster_issuer=tls.cluster_issuer,
@@ -189,6 +195,7 @@ def _airflow(
             logs_connection_id=data.airflow_logs_conn_id,
             logs_claim=data.airflow_logs_claim,
             rotation_annotation=data.rotation_annotations["airflow"],
+            s3_endpoint=data.s3_endpoint,
         ),
         opts=opts,
     )
@@ -293,7 +300,7 @@ def _logs(s: StackSettings, ns: Namespaces, data: DataLayer, opts: pulumi.Resour
             namespace=ns["monitoring"],
             loki_chart_version=s.charts.loki,
             alloy_chart_version=s.charts.alloy,
-            region=s.aws_region,
+            region=_store_region(s),
             bucket=data.bucket_name,
             s3_secret=data.loki_s3_secret,
             rotation_annotation=data.rotation_annotations["loki"],
@@ -302,6 +309,7 @@ def _logs(s: StackSettings, ns: Namespaces, data: DataLayer, opts: pulumi.Resour
             storage_class=o.storage_class,
             collect_namespaces=list(ns.values()),
             prefix=data.loki_prefix,
+            s3_endpoint=data.s3_endpoint,
         ),
         opts=opts,
     )

@@ -74,6 +74,30 @@ MLFLOW_TRACKING_USERNAME = EnvVar(
 )
 MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that MLflow user.", secret=True)
 
+# --- S3-compatible artifact store (artifacts.mode s3Compatible; the S3 clients' own variable names, set by the
+# program in the pods of the store's consumers: MLflow's server, Airflow's pods incl. the training task pods, Loki) ---
+MLFLOW_S3_ENDPOINT_URL = EnvVar(
+    "MLFLOW_S3_ENDPOINT_URL", "S3 API endpoint of MLflow's artifact store (MLflow's own; unset = AWS S3)."
+)
+MLFLOW_S3_ADDRESSING_STYLE = EnvVar(
+    "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "MLflow's S3 addressing style: path for artifacts.pathStyle (MLflow's own)."
+)
+AWS_ENDPOINT_URL_S3 = EnvVar(
+    "AWS_ENDPOINT_URL_S3", "S3 API endpoint of boto3 and the AWS SDKs (training code's s3:// datasets; unset = AWS)."
+)
+AWS_CA_BUNDLE = EnvVar(
+    "AWS_CA_BUNDLE",
+    "Path of the mounted CA certificate(s) the S3 store's TLS certificate is checked against (boto3's own).",
+)
+AWS_CONFIG_FILE = EnvVar(
+    "AWS_CONFIG_FILE", "Path of the mounted AWS config file carrying the S3 addressing style (boto3's own)."
+)
+# Where the program mounts the store's CA and the AWS config file (ConfigMap S3_CLIENT_CONFIGMAP) in those pods.
+S3_CLIENT_CONFIGMAP = "mlops-s3-client"
+S3_CLIENT_MOUNT = "/etc/mlops/s3"
+S3_CA_KEY = "ca.crt"
+S3_AWS_CONFIG_KEY = "aws-config"
+
 # --- serving service settings (written by the ServingService component into the pod env of each model) ----
 MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model this serving deployment serves (one deployment per model).")
 SERVING_ROUTING = EnvVar(
@@ -269,8 +293,22 @@ API_VARS: tuple[EnvVar, ...] = (
     API_RATE_LIMIT_BURST,
 )
 CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
+S3_CLIENT_VARS: tuple[EnvVar, ...] = (
+    MLFLOW_S3_ENDPOINT_URL,
+    MLFLOW_S3_ADDRESSING_STYLE,
+    AWS_ENDPOINT_URL_S3,
+    AWS_CA_BUNDLE,
+    AWS_CONFIG_FILE,
+)
 ALL_VARS: tuple[EnvVar, ...] = (
-    CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS + API_VARS
+    CONFIGMAP_VARS
+    + SECRET_VARS
+    + MLFLOW_CLIENT_VARS
+    + SERVING_VARS
+    + CATALOG_VARS
+    + DEMO_VARS
+    + API_VARS
+    + S3_CLIENT_VARS
 )
 
 # Admin API path of the serving service, joined to a model's reload URL (CATALOG_RELOAD_URL_KEY) by its callers.
@@ -317,6 +355,10 @@ def markdown_table() -> str:
         )
     for var in DEMO_VARS:
         rows.append(f"| `{var.name}` | `make demo` only | {var.description} |")
+    for var in S3_CLIENT_VARS:
+        rows.append(
+            f"| `{var.name}` | pod env of the store's consumers (artifacts.mode s3Compatible) | {var.description} |"
+        )
     return "\n".join(rows)
 
 

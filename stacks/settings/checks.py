@@ -9,6 +9,7 @@ from services.common import git_access
 from services.common.catalog import IMAGE_KINDS, Source
 from services.common.serving_rules import quantity_bytes
 from stacks.settings.airflow import GIT_CREDENTIALS_PREFIX, GIT_KNOWN_HOSTS_KEY
+from stacks.settings.artifacts import CONSUMERS, SLOTS, credential_key
 from stacks.settings.database import GIVEN_PARTS, PROVISIONED_APPS
 from stacks.settings.engine import DNS_NAME, PROJECT, quote
 from stacks.settings.images import IMAGE_NAMES, ImageRef
@@ -43,6 +44,7 @@ def cross_checks(s: StackSettings, problems: list[str]) -> None:
     check_images(s, problems)
     _check_rds(s, problems)
     _check_external(s, problems)
+    _check_artifacts(s, problems)
     _check_mode_keys(s, problems)
     _check_models(s, problems)
     _check_sources(s, problems)
@@ -86,6 +88,69 @@ def _check_external(s: StackSettings, problems: list[str]) -> None:
             f"{src}: {ns}database.caCertificate is required when database.sslmode is {db.sslmode} (the PEM CA the "
             "server's certificate is checked against)"
         )
+
+
+def artifact_consumers(s: StackSettings) -> tuple[str, ...]:
+    """The consumers of the artifact store in this stack: MLflow, Airflow, and Loki with observability.enabled."""
+    return tuple(c for c in CONSUMERS if c != "loki" or s.observability.enabled)
+
+
+def _check_artifacts(s: StackSettings, problems: list[str]) -> None:
+    """An S3-compatible store needs its endpoint, bucket and address range, and each consumer's active slot holds a
+    complete key (a slot is both its id and its secret, or neither). The keys of one mode are refused in the other."""
+    a, src, ns = s.artifacts, s.source, f"{PROJECT}:"
+    only_compatible = {
+        "endpoint": a.endpoint,
+        "caCertificate": a.ca_certificate,
+        "bucket": a.bucket,
+        "cidr": a.cidr,
+        **{
+            credential_key(c, part, slot).removeprefix("artifacts."): getattr(a, f"{c}_{slot}_{attr}")
+            for c in CONSUMERS
+            for slot in SLOTS
+            for part, attr in (("accessKeyId", "access_key_id"), ("secretAccessKey", "secret_access_key"))
+        },
+    }
+    if not a.s3_compatible:
+        problems.extend(
+            f"{src}: {ns}artifacts.{key} is only read when artifacts.mode is s3Compatible (it is {a.mode})"
+            for key, value in only_compatible.items()
+            if value is not None
+        )
+        return
+    if a.kms_key_arn is not None:
+        problems.append(
+            f"{src}: {ns}artifacts.kmsKeyArn is an AWS setting: unset it when artifacts.mode is s3Compatible"
+        )
+    for key in ("endpoint", "bucket", "cidr"):
+        if only_compatible[key] is None:
+            problems.append(f"{src}: {ns}artifacts.{key} is required when artifacts.mode is s3Compatible")
+    for consumer in CONSUMERS:
+        _check_slots(s, consumer, consumer in artifact_consumers(s), problems)
+
+
+def _check_slots(s: StackSettings, consumer: str, used: bool, problems: list[str]) -> None:
+    """A slot is complete (id and secret) or empty; the active slot of a consumer in use is complete."""
+    a, src, ns = s.artifacts, s.source, f"{PROJECT}:"
+    active = a.active_slot(consumer)
+    for slot in SLOTS:
+        parts = {
+            "accessKeyId": getattr(a, f"{consumer}_{slot}_access_key_id"),
+            "secretAccessKey": getattr(a, f"{consumer}_{slot}_secret_access_key"),
+        }
+        missing = [part for part, value in parts.items() if value is None]
+        if len(missing) == 1:
+            given = next(part for part in parts if part not in missing)
+            problems.append(
+                f"{src}: {ns}{credential_key(consumer, missing[0], slot)} is required: "
+                f"{credential_key(consumer, given, slot)} is set (a slot holds both or neither)"
+            )
+        elif missing and used and slot == active:
+            problems.extend(
+                f"{src}: {ns}{credential_key(consumer, part, slot)} is required when "
+                f"{credential_key(consumer, 'active')} is {active} (artifacts.mode is s3Compatible)"
+                for part in missing
+            )
 
 
 def _check_mode_keys(s: StackSettings, problems: list[str]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from services.api.settings import SSLMODES
-from stacks.settings.engine import DNS_NAME, Secret, by_env, check_cidrs, check_quantity, setting
+from stacks.settings.engine import DNS_NAME, Secret, by_env, check_cidrs, check_pem, check_quantity, setting
 
 PG_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
 
@@ -22,12 +22,6 @@ def _check_host(value: str) -> str | None:
     except ValueError:
         return "must be a DNS name or an IP address"
     return None
-
-
-def _check_pem(value: str) -> str | None:
-    if "-----BEGIN CERTIFICATE-----" in value:
-        return None
-    return "must be PEM certificate(s) (-----BEGIN CERTIFICATE-----)"
 
 
 # The applications whose database, user and password are given when database.provisioned is true: key part -> role.
@@ -138,7 +132,7 @@ class DatabaseSettings:
     ca_certificate: str | None = setting(
         "database.caCertificate",
         "PEM CA certificate(s) of the external server (external mode; required for verify-ca and verify-full)",
-        check=_check_pem,
+        check=check_pem,
     )
     admin_user: str | None = setting(
         "database.adminUser",

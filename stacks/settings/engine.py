@@ -125,6 +125,12 @@ def check_cidrs(value: Any) -> str | None:
     return None
 
 
+def check_pem(value: Any) -> str | None:
+    if "-----BEGIN CERTIFICATE-----" in str(value):
+        return None
+    return "must be PEM certificate(s) (-----BEGIN CERTIFICATE-----)"
+
+
 def check_image_tag(value: Any) -> str | None:
     if value in ("", "latest"):
         return "must be a pinned tag, not empty or 'latest'"

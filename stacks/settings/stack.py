@@ -139,6 +139,12 @@ class StackSettings:
         return self.network.database_cidrs or self.database.allowed_cidrs
 
     @property
+    def uses_aws(self) -> bool:
+        """Whether the stack creates anything on AWS (and so needs the AWS provider): the S3 bucket
+        (artifacts.mode s3), RDS (database.mode rds) or EFS access points (nfs.mode efsAccessPoint)."""
+        return self.artifacts.mode == "s3" or self.database.mode == "rds" or self.nfs.mode == "efsAccessPoint"
+
+    @property
     def database_port(self) -> int:
         """The port the database's clients open: database.port for an external server, else 5432."""
         return self.database.port if self.database.mode == "external" else 5432
