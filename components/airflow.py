@@ -12,6 +12,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.database import CA_DIR, server_ca_path
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -38,9 +39,10 @@ GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
 # content, so the pods roll onto a new catalog.
 CATALOG_ANNOTATION = platform_key("model-catalog")
 CATALOG_VOLUME = "model-catalog"
+DB_CA_VOLUME = "db-server-ca"
 # AWS's own variables in every Airflow container, from the Airflow user's S3 key Secret: training code reads
 # s3:// datasets with them (the IAM policy grants the catalog's datasets in the artifact bucket).
-AWS_KEY_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+AWS_KEY_VARS = tuple(var.name for var in contract.S3_KEY_VARS)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class AirflowPlatformArgs:
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    db_ca_configmap: str | None = None  # the database server's CA (ConfigMap, key ca.crt) for libpq; None = not given
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -142,6 +145,17 @@ def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     }
 
 
+def db_ca_values(configmap: str | None) -> dict[str, list[dict[str, object]]]:
+    """The database server's CA for libpq (PGSSLROOTCERT) in an Airflow container: its env, volumes and mounts."""
+    if not configmap:
+        return {"env": [], "volumes": [], "volumeMounts": []}
+    return {
+        "env": [{"name": "PGSSLROOTCERT", "value": server_ca_path()}],
+        "volumes": [{"name": DB_CA_VOLUME, "configMap": {"name": configmap}}],
+        "volumeMounts": [{"name": DB_CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}],
+    }
+
+
 def catalog_checksum(document: str) -> str:
     """The value of the catalog annotation: changes whenever the catalog's JSON does."""
     return hashlib.sha256(document.encode()).hexdigest()[:16]
@@ -157,6 +171,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         {"secretRef": {"name": args.mlflow_credentials_secret}},
     ]
     logs = _log_values(args)
+    db_ca = db_ca_values(args.db_ca_configmap)
     image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
@@ -179,11 +194,19 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
                 "name": contract.MODEL_CATALOG.name,
                 "value": f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}",
             },
-            {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            {"name": contract.AWS_DEFAULT_REGION.name, "value": args.region},
+            *db_ca["env"],
         ],
-        # the model catalog in every Airflow container (the chart's components and the task pods alike)
-        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}],
-        "volumeMounts": [{"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}],
+        # the model catalog (and the database server's CA, when given) in every Airflow container (the chart's
+        # components, its migration Job and the task pods alike)
+        "volumes": [
+            {"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}},
+            *db_ca["volumes"],
+        ],
+        "volumeMounts": [
+            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
+            *db_ca["volumeMounts"],
+        ],
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,

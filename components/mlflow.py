@@ -23,11 +23,13 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
+from components.database import CA_DIR, server_ca_path
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
+from services.common import contract
 from stacks.settings import MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
@@ -44,6 +46,7 @@ ADMIN_SECRET = "mlflow-admin"
 CLIENT_SECRET = "mlflow-client-user"
 CLIENT_USERNAME = "mlops-pipelines"
 CLIENT_INPUTS_ANNOTATION = platform_key("client-user-inputs")
+DB_CA_VOLUME = "db-server-ca"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class MlflowServerArgs:
     auth_db_secret: str | None = None
     auth_db_name: str | None = None
     db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
+    db_ca_configmap: str | None = None  # set: the server's CA (ConfigMap, key ca.crt), mounted for PGSSLROOTCERT
 
     def __post_init__(self) -> None:
         if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
@@ -142,10 +146,20 @@ def _artifact_root_values(args: MlflowServerArgs) -> dict[str, object]:
             "path": prefix,
             "existingSecret": {
                 "name": args.s3_secret,
-                "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
-                "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+                "keyOfAccessKeyId": contract.AWS_ACCESS_KEY_ID.name,
+                "keyOfSecretAccessKey": contract.AWS_SECRET_ACCESS_KEY.name,
             },
         },
+    }
+
+
+def _db_ca_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The database server's CA in the MLflow container (its PGSSLROOTCERT), when one is given."""
+    if not args.db_ca_configmap:
+        return {}
+    return {
+        "extraVolumes": [{"name": DB_CA_VOLUME, "configMap": {"name": args.db_ca_configmap}}],
+        "extraVolumeMounts": [{"name": DB_CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}],
     }
 
 
@@ -167,9 +181,11 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
         "extraArgs": {"exposePrometheus": METRICS_DIR},
         "extraEnvVars": {
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
-            "AWS_DEFAULT_REGION": args.region,
+            contract.AWS_DEFAULT_REGION.name: args.region,
             **({"PGSSLMODE": args.db_sslmode} if args.db_sslmode else {}),
+            **({"PGSSLROOTCERT": server_ca_path()} if args.db_ca_configmap else {}),
         },
+        **_db_ca_values(args),
         "auth": _auth_values(args),
         "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace.name)],
         "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},

@@ -66,6 +66,34 @@ MLFLOW_TRACKING_USERNAME = EnvVar(
 )
 MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that MLflow user.", secret=True)
 
+# --- the S3 API of the artifact store, in its consumers' own variable names (MLflow's and boto3's). On AWS only the
+# region and the keys are set; an S3-compatible store (MinIO, Ceph RGW: `artifacts.mode: s3Compatible`) adds its
+# endpoint and, for a private CA, the CA file. services/common/object_store.py builds them (and Airflow's
+# connection extra); the keys come from each consumer's key Secret, whose keys are these names.
+MLFLOW_S3_ENDPOINT_URL = EnvVar(
+    "MLFLOW_S3_ENDPOINT_URL", "S3 endpoint of MLflow's S3 artifact repository (MLflow's own name); unset = AWS."
+)
+AWS_ENDPOINT_URL_S3 = EnvVar(
+    "AWS_ENDPOINT_URL_S3", "S3 endpoint of every boto3 client (boto3's own name); unset = AWS."
+)
+AWS_CA_BUNDLE = EnvVar(
+    "AWS_CA_BUNDLE",
+    "Path of the PEM CA bundle boto3 verifies the S3 endpoint with (mounted; boto3's own name); unset = system CAs.",
+)
+AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", "Region of the artifact bucket (boto3's own name).")
+AWS_ACCESS_KEY_ID = EnvVar("AWS_ACCESS_KEY_ID", "S3 access key id of this consumer (boto3's own name).")
+AWS_SECRET_ACCESS_KEY = EnvVar(
+    "AWS_SECRET_ACCESS_KEY", "S3 secret access key of this consumer (boto3's own name).", secret=True
+)
+# MLflow's own client switch. With proxied artifacts in S3, MLflow 3.17's server advertises presigned downloads and
+# its clients then fetch artifacts straight from the store (its endpoint, its CA); "false" keeps every download
+# going through the tracking server, so clients need the tracking URI only (object_store.proxied_client_env).
+MLFLOW_PROXY_MULTIPART_DOWNLOAD = EnvVar(
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    "Whether MLflow clients download proxied artifacts straight from the store by presigned URLs (MLflow's own name);"
+    " false = through the tracking server.",
+)
+
 # --- serving service settings (written by the ServingService component into the pod env of each model) ----
 MODEL_NAME = EnvVar("MLOPS_MODEL_NAME", "Registered model this serving deployment serves (one deployment per model).")
 SERVING_ROUTING = EnvVar(
@@ -147,6 +175,10 @@ API_DATABASE_PASSWORD = EnvVar("MLOPS_API_DATABASE_PASSWORD", "Password of that 
 API_DATABASE_SSLMODE = EnvVar(
     "MLOPS_API_DATABASE_SSLMODE", "libpq sslmode of the API's database connections (default prefer)."
 )
+API_DATABASE_SSLROOTCERT = EnvVar(
+    "MLOPS_API_DATABASE_SSLROOTCERT",
+    "libpq sslrootcert of the API's database connections: path of the server's CA (mounted); unset = libpq's default.",
+)
 API_ADMIN_TOKEN = EnvVar(
     "MLOPS_API_ADMIN_TOKEN",
     "The API's admin bearer token (all scopes; creates and revokes scoped tokens).",
@@ -203,6 +235,10 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_MAX_IN_FLIGHT,
     SERVING_PUBLIC_DOCS,
 )
+# the S3 variables: the endpoint, CA and region (ConfigMap-safe) and a consumer's key (from its Secret)
+OBJECT_STORE_VARS: tuple[EnvVar, ...] = (MLFLOW_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_CA_BUNDLE, AWS_DEFAULT_REGION)
+S3_KEY_VARS: tuple[EnvVar, ...] = (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+MLFLOW_PROXY_VARS: tuple[EnvVar, ...] = (MLFLOW_PROXY_MULTIPART_DOWNLOAD,)
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
 API_VARS: tuple[EnvVar, ...] = (
     API_DATABASE_PORT,
@@ -210,6 +246,7 @@ API_VARS: tuple[EnvVar, ...] = (
     API_DATABASE_USER,
     API_DATABASE_PASSWORD,
     API_DATABASE_SSLMODE,
+    API_DATABASE_SSLROOTCERT,
     API_ADMIN_TOKEN,
     API_AIRFLOW_URL,
     API_AIRFLOW_USERNAME,
@@ -221,7 +258,16 @@ API_VARS: tuple[EnvVar, ...] = (
 )
 CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
 ALL_VARS: tuple[EnvVar, ...] = (
-    CONFIGMAP_VARS + SECRET_VARS + MLFLOW_CLIENT_VARS + SERVING_VARS + CATALOG_VARS + DEMO_VARS + API_VARS
+    CONFIGMAP_VARS
+    + SECRET_VARS
+    + MLFLOW_CLIENT_VARS
+    + SERVING_VARS
+    + CATALOG_VARS
+    + DEMO_VARS
+    + API_VARS
+    + OBJECT_STORE_VARS
+    + S3_KEY_VARS
+    + MLFLOW_PROXY_VARS
 )
 
 # Admin API path of the serving service, joined to a model's reload URL (CATALOG_RELOAD_URL_KEY) by its callers.

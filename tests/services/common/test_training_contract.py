@@ -27,9 +27,10 @@ def test_docs_show_the_current_table() -> None:
     assert tc.markdown_table() in DOC.read_text(), "regenerate with: python -m services.common.training_contract"
 
 
-def test_only_mlflow_credentials_of_the_endpoints_contract_pass_through() -> None:
+def test_only_mlflow_credentials_and_the_s3_client_settings_of_the_endpoints_contract_pass_through() -> None:
     passing = {var.name for var in contract.ALL_VARS if tc.passes_through(var.name)}
-    assert passing == {var.name for var in contract.MLFLOW_CLIENT_VARS}
+    s3_client = (*contract.OBJECT_STORE_VARS, *contract.S3_KEY_VARS, *contract.MLFLOW_PROXY_VARS)
+    assert passing == {var.name for var in (*contract.MLFLOW_CLIENT_VARS, *s3_client)}
 
 
 @pytest.mark.parametrize(
