@@ -180,6 +180,7 @@ def test_serving_loads_the_model_and_predicts(registry: Registry, tmp_path: Path
         aliases=["champion"],
         extra_env=proxied_client_env(),
         log_path=tmp_path / "serving.log",
+        start_timeout=600,  # a cold model load takes minutes on a loaded machine
     ) as service:
         answer = httpx.post(f"{service.base_url}/predict", json={"rows": iris_rows(2)}, timeout=30)
     assert answer.status_code == 200, answer.text
