@@ -156,6 +156,21 @@ def db_ca_values(configmap: str | None) -> dict[str, list[dict[str, object]]]:
     }
 
 
+def _volumes(db_ca: dict[str, list[dict[str, object]]]) -> dict[str, list[dict[str, object]]]:
+    """The model catalog (and the database server's CA, when given) in every Airflow container (the chart's
+    components, its migration Job and the task pods alike): the chart's `volumes` and `volumeMounts`."""
+    return {
+        "volumes": [
+            {"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}},
+            *db_ca["volumes"],
+        ],
+        "volumeMounts": [
+            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
+            *db_ca["volumeMounts"],
+        ],
+    }
+
+
 def catalog_checksum(document: str) -> str:
     """The value of the catalog annotation: changes whenever the catalog's JSON does."""
     return hashlib.sha256(document.encode()).hexdigest()[:16]
@@ -197,16 +212,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
             {"name": contract.AWS_DEFAULT_REGION.name, "value": args.region},
             *db_ca["env"],
         ],
-        # the model catalog (and the database server's CA, when given) in every Airflow container (the chart's
-        # components, its migration Job and the task pods alike)
-        "volumes": [
-            {"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}},
-            *db_ca["volumes"],
-        ],
-        "volumeMounts": [
-            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
-            *db_ca["volumeMounts"],
-        ],
+        **_volumes(db_ca),
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
