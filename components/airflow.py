@@ -14,6 +14,7 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components.artifact_store import S3Endpoint
+from components.database import CA_DIR, server_ca_path
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -40,9 +41,10 @@ GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
 # content, so the pods roll onto a new catalog.
 CATALOG_ANNOTATION = platform_key("model-catalog")
 CATALOG_VOLUME = "model-catalog"
+DB_CA_VOLUME = "db-server-ca"
 # AWS's own variables in every Airflow container, from the Airflow user's S3 key Secret: training code reads
 # s3:// datasets with them (the IAM policy grants the catalog's datasets in the artifact bucket).
-AWS_KEY_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+AWS_KEY_VARS = tuple(var.name for var in contract.S3_KEY_VARS)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class AirflowPlatformArgs:
     s3_endpoint: S3Endpoint | None = None
     """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, CA and addressing in every Airflow
     container, task pods included; None = AWS S3."""
+    db_ca_configmap: str | None = None  # the database server's CA (ConfigMap, key ca.crt) for libpq; None = not given
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -147,7 +150,6 @@ def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     }
 
 
-_CATALOG_MOUNT = {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}
 S3Values = list[dict[str, Any]]
 
 
@@ -158,6 +160,35 @@ def _s3_client_values(endpoint: S3Endpoint | None) -> tuple[S3Values, S3Values, 
         return [], [], []
     env = [{"name": k, "value": v} for k, v in sorted(endpoint.boto_env().items())]
     return env, [endpoint.volume()], [endpoint.volume_mount()]
+
+
+def db_ca_values(configmap: str | None) -> dict[str, list[dict[str, object]]]:
+    """The database server's CA for libpq (PGSSLROOTCERT) in an Airflow container: its env, volumes and mounts."""
+    if not configmap:
+        return {"env": [], "volumes": [], "volumeMounts": []}
+    return {
+        "env": [{"name": "PGSSLROOTCERT", "value": server_ca_path()}],
+        "volumes": [{"name": DB_CA_VOLUME, "configMap": {"name": configmap}}],
+        "volumeMounts": [{"name": DB_CA_VOLUME, "mountPath": CA_DIR, "readOnly": True}],
+    }
+
+
+def _volumes(db_ca: dict[str, list[dict[str, object]]], s3_volumes: S3Values, s3_mounts: S3Values) -> dict[str, Any]:
+    """The model catalog, an S3-compatible store's client ConfigMap (its CA, the AWS config file) and the database
+    server's CA, each when given, in every Airflow container (the chart's components, its migration Job and the task
+    pods alike): the chart's `volumes` and `volumeMounts`."""
+    return {
+        "volumes": [
+            {"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}},
+            *s3_volumes,
+            *db_ca["volumes"],
+        ],
+        "volumeMounts": [
+            {"name": CATALOG_VOLUME, "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True},
+            *s3_mounts,
+            *db_ca["volumeMounts"],
+        ],
+    }
 
 
 def catalog_checksum(document: str) -> str:
@@ -176,6 +207,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
     ]
     logs = _log_values(args)
     s3_env, s3_volumes, s3_mounts = _s3_client_values(args.s3_endpoint)
+    db_ca = db_ca_values(args.db_ca_configmap)
     image = {"repository": args.image.repository, "tag": args.image.tag, "digest": args.image.digest}
     return {
         "executor": s.executor,
@@ -198,13 +230,11 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
                 "name": contract.MODEL_CATALOG.name,
                 "value": f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}",
             },
-            {"name": "AWS_DEFAULT_REGION", "value": args.region},
+            {"name": contract.AWS_DEFAULT_REGION.name, "value": args.region},
             *s3_env,
+            *db_ca["env"],
         ],
-        # the model catalog in every Airflow container (the chart's components and the task pods alike), and an
-        # S3-compatible store's client ConfigMap (its CA, the AWS config file)
-        "volumes": [{"name": CATALOG_VOLUME, "configMap": {"name": contract.MODEL_CATALOG_CONFIGMAP}}, *s3_volumes],
-        "volumeMounts": [_CATALOG_MOUNT, *s3_mounts],
+        **_volumes(db_ca, s3_volumes, s3_mounts),
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,

@@ -404,14 +404,17 @@ class ArtifactStore(pulumi.ComponentResource):
         key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
         secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
         if spec.secret_format == "aws-env":
-            string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+            string_data: dict[str, pulumi.Input[str]] = {
+                contract.AWS_ACCESS_KEY_ID.name: key_id,
+                contract.AWS_SECRET_ACCESS_KEY.name: secret,
+            }
         elif spec.secret_format == "airflow-connection":
             env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
             string_data = {
                 env: pulumi.Output.all(key_id, secret).apply(lambda v: airflow_aws_connection(v[0], v[1], args.region)),
                 # the same key for code that reads AWS's own variables (training code reading s3:// datasets)
-                "AWS_ACCESS_KEY_ID": key_id,
-                "AWS_SECRET_ACCESS_KEY": secret,
+                contract.AWS_ACCESS_KEY_ID.name: key_id,
+                contract.AWS_SECRET_ACCESS_KEY.name: secret,
             }
         else:
             raise ValueError(f"unknown secret format {spec.secret_format!r}")

@@ -89,6 +89,12 @@ class AppDatabase:
                 raise ValueError(f"{ident!r} is not a safe Postgres identifier")
 
 
+def server_ca_path() -> str:
+    """Where a client finds the external server's CA: the ConfigMap `ca_configmap` mounted at CA_DIR (libpq's
+    PGSSLROOTCERT / sslrootcert)."""
+    return f"{CA_DIR}/ca.crt"
+
+
 def password_variable(role: str) -> str:
     return f"{role}_password"
 
@@ -227,7 +233,7 @@ def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
     ca_env = []
     if server.ca:
         mounts.append(VolumeMountArgs(name="ca", mount_path=CA_DIR, read_only=True))
-        ca_env.append(EnvVarArgs(name="PGSSLROOTCERT", value=f"{CA_DIR}/ca.crt"))
+        ca_env.append(EnvVarArgs(name="PGSSLROOTCERT", value=server_ca_path()))
     return ContainerArgs(
         name="bootstrap",
         image=POSTGRES_IMAGES[args.engine_version],
@@ -283,6 +289,9 @@ class Database(pulumi.ComponentResource):
     """The admin (RDS master, in-cluster superuser, or the external server's given admin) password; secret."""
     sslmode: str
     """The sslmode every connection uses (the bootstrap's and the applications')."""
+    ca_configmap: str | None
+    """With a CA (external server): the ConfigMap (key `ca.crt`) in every application's namespace; mount it at
+    CA_DIR, where PGSSLROOTCERT (`server_ca_path()`) points. None: no CA given."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Database", name, None, opts)
@@ -297,6 +306,7 @@ class Database(pulumi.ComponentResource):
         else:
             raise ValueError(f"unknown database mode {args.mode!r}")
         self.sslmode = server.sslmode
+        self.ca_configmap = self._app_ca_configmaps(name, args) if server.ca else None
         passwords = self._app_passwords(name, args)
         job = self._bootstrap(name, args, server, passwords)
         # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
@@ -312,6 +322,7 @@ class Database(pulumi.ComponentResource):
                 "databases": self.databases,
                 "admin_password": self.admin_password,
                 "sslmode": self.sslmode,
+                "ca_configmap": self.ca_configmap,
             }
         )
 
@@ -452,6 +463,21 @@ class Database(pulumi.ComponentResource):
             )
         host, port = pulumi.Output.from_input(args.host), pulumi.Output.from_input(args.port)
         return _Server(host, port, args.admin_user or "", args.sslmode, ready=ca, ca=ca is not None)
+
+    def _app_ca_configmaps(self, name: str, args: DatabaseArgs) -> str:
+        """The server's CA in each application's namespace (one ConfigMap per namespace), for its clients."""
+        done = {args.namespace.name}
+        for app in args.apps:
+            if app.namespace.name in done:
+                continue
+            done.add(app.namespace.name)
+            ConfigMap(
+                f"{name}-server-ca-{app.namespace.name}",
+                metadata=ObjectMetaArgs(name=SERVER_CA, namespace=app.namespace.output, labels=labels()),
+                data={"ca.crt": args.ca_certificate or ""},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return SERVER_CA
 
     def _app_passwords(self, name: str, args: DatabaseArgs) -> dict[str, pulumi.Output[str]]:
         """One random password per application role (secret); the given ones on a provisioned server."""

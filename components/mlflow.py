@@ -24,11 +24,13 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 import services.mlflow.ensure_user as ensure_user_script
 from components.artifact_store import S3Endpoint
+from components.database import CA_DIR, server_ca_path
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
+from services.common import contract
 from stacks.settings import MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
@@ -45,6 +47,7 @@ ADMIN_SECRET = "mlflow-admin"
 CLIENT_SECRET = "mlflow-client-user"
 CLIENT_USERNAME = "mlops-pipelines"
 CLIENT_INPUTS_ANNOTATION = platform_key("client-user-inputs")
+DB_CA_VOLUME = "db-server-ca"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class MlflowServerArgs:
     auth_db_name: str | None = None
     db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
     s3_endpoint: S3Endpoint | None = None  # an S3-compatible store (artifacts.mode s3Compatible); None = AWS S3
+    db_ca_configmap: str | None = None  # set: the server's CA (ConfigMap, key ca.crt), mounted for PGSSLROOTCERT
 
     def __post_init__(self) -> None:
         if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
@@ -144,18 +148,25 @@ def _artifact_root_values(args: MlflowServerArgs) -> dict[str, object]:
             "path": prefix,
             "existingSecret": {
                 "name": args.s3_secret,
-                "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
-                "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+                "keyOfAccessKeyId": contract.AWS_ACCESS_KEY_ID.name,
+                "keyOfSecretAccessKey": contract.AWS_SECRET_ACCESS_KEY.name,
             },
         },
     }
 
 
-def _s3_client_volumes(args: MlflowServerArgs) -> dict[str, object]:
-    """An S3-compatible store's client ConfigMap (its CA) mounted in the server; nothing on AWS S3."""
-    if args.s3_endpoint is None:
-        return {}
-    return {"extraVolumes": [args.s3_endpoint.volume()], "extraVolumeMounts": [args.s3_endpoint.volume_mount()]}
+def _extra_volumes(args: MlflowServerArgs) -> dict[str, object]:
+    """Files mounted in the server: an S3-compatible store's client ConfigMap (its CA) and the database server's CA
+    (its PGSSLROOTCERT), each when given; nothing on AWS S3 with a public database certificate."""
+    volumes: list[object] = []
+    mounts: list[object] = []
+    if args.s3_endpoint is not None:
+        volumes.append(args.s3_endpoint.volume())
+        mounts.append(args.s3_endpoint.volume_mount())
+    if args.db_ca_configmap:
+        volumes.append({"name": DB_CA_VOLUME, "configMap": {"name": args.db_ca_configmap}})
+        mounts.append({"name": DB_CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
+    return {"extraVolumes": volumes, "extraVolumeMounts": mounts} if volumes else {}
 
 
 def chart_values(args: MlflowServerArgs) -> dict[str, object]:
@@ -176,11 +187,12 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
         "extraArgs": {"exposePrometheus": METRICS_DIR},
         "extraEnvVars": {
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if s.job_execution else "false",
-            "AWS_DEFAULT_REGION": args.region,
+            contract.AWS_DEFAULT_REGION.name: args.region,
             **({"PGSSLMODE": args.db_sslmode} if args.db_sslmode else {}),
             **(args.s3_endpoint.mlflow_env() if args.s3_endpoint else {}),
+            **({"PGSSLROOTCERT": server_ca_path()} if args.db_ca_configmap else {}),
         },
-        **_s3_client_volumes(args),
+        **_extra_volumes(args),
         "auth": _auth_values(args),
         "serverAllowedHosts": [args.host, RELEASE, cluster_host(RELEASE, args.namespace.name)],
         "resources": {"requests": {"cpu": s.cpu, "memory": s.memory}, "limits": {"memory": s.memory}},

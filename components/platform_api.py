@@ -58,6 +58,7 @@ from pulumi_kubernetes.networking.v1 import (
 from pulumi_kubernetes.networking.v1 import Ingress as K8sIngress
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.database import CA_DIR, server_ca_path
 from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
@@ -70,6 +71,7 @@ from services.common.env_settings import file_variable
 
 NAME = "platform-api"
 RUN_AS = 10001
+DB_CA_VOLUME = "db-server-ca"
 AIRFLOW_UID = 50000  # the Airflow image's user
 ADMIN_TOKEN_SECRET = "mlops-api-admin-token"
 AIRFLOW_CREDENTIALS_SECRET = "mlops-api-airflow-credentials"
@@ -135,6 +137,7 @@ class PlatformApiArgs:
     airflow_metadata_secret: str  # Airflow namespace, key `connection`
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    database_ca_configmap: str | None = None  # the server's CA (ConfigMap, key ca.crt, in both namespaces); None = none
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -154,6 +157,11 @@ def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
         EnvVarArgs(name=contract.API_DATABASE_NAME.name, value=args.database_name),
         EnvVarArgs(name=contract.API_DATABASE_SSLMODE.name, value=args.database_sslmode),
+        *(
+            [EnvVarArgs(name=contract.API_DATABASE_SSLROOTCERT.name, value=server_ca_path())]
+            if args.database_ca_configmap
+            else []
+        ),
         _secret_env(contract.API_DATABASE_USER.name, args.database_secret, "username"),
         _secret_env(contract.API_DATABASE_PASSWORD.name, args.database_secret, "password"),
         _secret_env(contract.API_ADMIN_TOKEN.name, ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN.name),
@@ -212,8 +220,19 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
             VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
             VolumeMountArgs(name="catalog", mount_path=contract.MODEL_CATALOG_MOUNT, read_only=True),
             VolumeMountArgs(name="admin-previous", mount_path=ADMIN_PREVIOUS_MOUNT, read_only=True),
+            *_db_ca_mounts(args),
         ],
     )
+
+
+def _db_ca_mounts(args: PlatformApiArgs) -> list[VolumeMountArgs]:
+    return [VolumeMountArgs(name=DB_CA_VOLUME, mount_path=CA_DIR, read_only=True)] if args.database_ca_configmap else []
+
+
+def _db_ca_volumes(args: PlatformApiArgs) -> list[VolumeArgs]:
+    if not args.database_ca_configmap:
+        return []
+    return [VolumeArgs(name=DB_CA_VOLUME, config_map=ConfigMapVolumeSourceArgs(name=args.database_ca_configmap))]
 
 
 def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
@@ -233,11 +252,14 @@ def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
             _secret_env("API_PASSWORD", AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
             _secret_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", args.airflow_metadata_secret, "connection"),
             EnvVarArgs(name="AIRFLOW__CORE__AUTH_MANAGER", value=FAB_AUTH_MANAGER),
+            # libpq's own: the metadata URL's sslmode verifies the server with this CA (as in Airflow's pods)
+            *([EnvVarArgs(name="PGSSLROOTCERT", value=server_ca_path())] if args.database_ca_configmap else []),
         ],
         resources=ResourceRequirementsArgs(
             requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "1Gi"}
         ),
         security_context=restricted_container(AIRFLOW_UID),
+        volume_mounts=_db_ca_mounts(args),
     )
 
 
@@ -384,7 +406,7 @@ class PlatformApi(pulumi.ComponentResource):
             inputs=[args.config.airflow_username, airflow_password, args.airflow_image],
             uid=AIRFLOW_UID,
             container=_airflow_user_container(args),
-            volumes=[],
+            volumes=_db_ca_volumes(args),
             backoff_limit=10,
             deadline_seconds=1200,
             parent=self,
@@ -490,6 +512,7 @@ class PlatformApi(pulumi.ComponentResource):
                             ],
                         ),
                     ),
+                    *_db_ca_volumes(args),
                 ],
                 topology_spread_constraints=[
                     TopologySpreadConstraintArgs(

@@ -117,6 +117,7 @@ class DataLayer:
     mlflow_auth_database: str | None = None
     volume_ready: dict[str, pulumi.Resource] = field(default_factory=dict)
     db_sslmode: str = "disable"
+    db_ca_configmap: str | None = None  # the external server's CA (key ca.crt) in every app namespace; None = none
     loki_s3_secret: str | None = None
     loki_prefix: str | None = None
     s3_endpoint: S3Endpoint | None = None
@@ -344,6 +345,7 @@ def build_data_layer(
         db_host=database.host,
         db_port=database.port,
         db_sslmode=database.sslmode,
+        db_ca_configmap=database.ca_configmap,
         mlflow_database=apps["mlflow"].database,
         airflow_database=apps["airflow"].database,
         api_db_secret=apps["platform_api"].secret_name,

@@ -109,6 +109,7 @@ def _mlflow(
             db_host=data.db_host,
             db_port=data.db_port,
             db_sslmode=data.db_sslmode if s.database.mode == "external" else None,
+            db_ca_configmap=data.db_ca_configmap,
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
             auth_db_secret=data.mlflow_auth_db_secret,
@@ -196,6 +197,7 @@ def _airflow(
             logs_claim=data.airflow_logs_claim,
             rotation_annotation=data.rotation_annotations["airflow"],
             s3_endpoint=data.s3_endpoint,
+            db_ca_configmap=data.db_ca_configmap,
         ),
         opts=opts,
     )
@@ -268,6 +270,7 @@ def _api(
             database_secret=data.api_db_secret,
             database_name=data.api_database,
             database_sslmode=data.db_sslmode,  # as the bootstrap connects
+            database_ca_configmap=data.db_ca_configmap,
             airflow_namespace=ns["airflow"],
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,

@@ -11,6 +11,8 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from psycopg.conninfo import make_conninfo
+
 from services.api.limits import TokenSettings
 from services.common import api_rules, contract
 from services.common.env_settings import SettingsError, number, required, value
@@ -37,6 +39,7 @@ class Settings:
     mlflow_password: str | None = field(default=None, repr=False)
     database_port: int = 5432
     database_sslmode: str = "prefer"
+    database_sslrootcert: str | None = None  # the server's CA file (verify-ca, verify-full); None = libpq's default
     host: str = "0.0.0.0"
     port: int = contract.API_PORT
     reconcile_seconds: float = api_rules.RECONCILE_SECONDS.default
@@ -60,6 +63,7 @@ class Settings:
             database_password=value(contract.API_DATABASE_PASSWORD),
             database_port=int(number(contract.API_DATABASE_PORT, 5432, minimum=1, kind=int)),
             database_sslmode=sslmode,
+            database_sslrootcert=_ca_file(),
             admin_token=admin,
             airflow_url=_url(contract.API_AIRFLOW_URL),
             airflow_username=required(contract.API_AIRFLOW_USERNAME),
@@ -78,10 +82,17 @@ class Settings:
 
     def conninfo(self) -> str:
         """libpq connection parameters (the password is passed separately: see `connect_kwargs`)."""
-        return (
-            f"host={self.database_host} port={self.database_port} dbname={self.database_name} "
-            f"user={self.database_user} sslmode={self.database_sslmode} application_name=mlops-api"
-        )
+        params = {
+            "host": self.database_host,
+            "port": str(self.database_port),
+            "dbname": self.database_name,
+            "user": self.database_user,
+            "sslmode": self.database_sslmode,
+            "application_name": "mlops-api",
+        }
+        if self.database_sslrootcert:
+            params["sslrootcert"] = self.database_sslrootcert
+        return make_conninfo(**params)
 
     def connect_kwargs(self) -> dict[str, str]:
         return {"password": self.database_password} if self.database_password else {}
@@ -92,6 +103,17 @@ def _admin_previous() -> str | None:
     if token is not None and len(token) < MIN_ADMIN_TOKEN:
         raise SettingsError(f"{contract.API_ADMIN_TOKEN_PREVIOUS.name} must be at least {MIN_ADMIN_TOKEN} characters")
     return token
+
+
+def _ca_file() -> str | None:
+    """The server's CA file (MLOPS_API_DATABASE_SSLROOTCERT), an absolute path; libpq verifies the server with it
+    (with sslmode require too, as libpq does when a root certificate is given)."""
+    path = contract.API_DATABASE_SSLROOTCERT.get()
+    if path is None:
+        return None
+    if not path.startswith("/"):
+        raise SettingsError(f"{contract.API_DATABASE_SSLROOTCERT.name} must be an absolute path, got {path!r}")
+    return path
 
 
 def _url(var: contract.EnvVar) -> str:

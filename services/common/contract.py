@@ -74,25 +74,41 @@ MLFLOW_TRACKING_USERNAME = EnvVar(
 )
 MLFLOW_TRACKING_PASSWORD = EnvVar("MLFLOW_TRACKING_PASSWORD", "Password of that MLflow user.", secret=True)
 
-# --- S3-compatible artifact store (artifacts.mode s3Compatible; the S3 clients' own variable names, set by the
-# program in the pods of the store's consumers: MLflow's server, Airflow's pods incl. the training task pods, Loki) ---
+# --- the S3 API of the artifact store, in its consumers' own variable names (MLflow's and boto3's). On AWS only the
+# region and the keys are set; an S3-compatible store (MinIO, Ceph RGW: `artifacts.mode: s3Compatible`) adds its
+# endpoint and, for a private CA, the CA file. services/common/object_store.py builds them (and Airflow's
+# connection extra); the keys come from each consumer's key Secret, whose keys are these names.
 MLFLOW_S3_ENDPOINT_URL = EnvVar(
-    "MLFLOW_S3_ENDPOINT_URL", "S3 API endpoint of MLflow's artifact store (MLflow's own; unset = AWS S3)."
+    "MLFLOW_S3_ENDPOINT_URL", "S3 endpoint of MLflow's S3 artifact repository (MLflow's own name); unset = AWS."
+)
+AWS_ENDPOINT_URL_S3 = EnvVar(
+    "AWS_ENDPOINT_URL_S3", "S3 endpoint of every boto3 client (boto3's own name); unset = AWS."
+)
+AWS_CA_BUNDLE = EnvVar(
+    "AWS_CA_BUNDLE",
+    "Path of the PEM CA bundle boto3 verifies the S3 endpoint with (mounted; boto3's own name); unset = system CAs.",
+)
+AWS_DEFAULT_REGION = EnvVar("AWS_DEFAULT_REGION", "Region of the artifact bucket (boto3's own name).")
+AWS_ACCESS_KEY_ID = EnvVar("AWS_ACCESS_KEY_ID", "S3 access key id of this consumer (boto3's own name).")
+AWS_SECRET_ACCESS_KEY = EnvVar(
+    "AWS_SECRET_ACCESS_KEY", "S3 secret access key of this consumer (boto3's own name).", secret=True
+)
+# MLflow's own client switch. With proxied artifacts in S3, MLflow 3.17's server advertises presigned downloads and
+# its clients then fetch artifacts straight from the store (its endpoint, its CA); "false" keeps every download
+# going through the tracking server, so clients need the tracking URI only (object_store.proxied_client_env).
+MLFLOW_PROXY_MULTIPART_DOWNLOAD = EnvVar(
+    "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    "Whether MLflow clients download proxied artifacts straight from the store by presigned URLs (MLflow's own name);"
+    " false = through the tracking server.",
 )
 MLFLOW_S3_ADDRESSING_STYLE = EnvVar(
     "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE", "MLflow's S3 addressing style: path for artifacts.pathStyle (MLflow's own)."
 )
-AWS_ENDPOINT_URL_S3 = EnvVar(
-    "AWS_ENDPOINT_URL_S3", "S3 API endpoint of boto3 and the AWS SDKs (training code's s3:// datasets; unset = AWS)."
-)
-AWS_CA_BUNDLE = EnvVar(
-    "AWS_CA_BUNDLE",
-    "Path of the mounted CA certificate(s) the S3 store's TLS certificate is checked against (boto3's own).",
-)
 AWS_CONFIG_FILE = EnvVar(
     "AWS_CONFIG_FILE", "Path of the mounted AWS config file carrying the S3 addressing style (boto3's own)."
 )
-# Where the program mounts the store's CA and the AWS config file (ConfigMap S3_CLIENT_CONFIGMAP) in those pods.
+# Where the program mounts an S3-compatible store's CA and the AWS config file (ConfigMap S3_CLIENT_CONFIGMAP) in
+# the pods of its consumers (MLflow's server, Airflow's pods incl. the training task pods, Loki).
 S3_CLIENT_CONFIGMAP = "mlops-s3-client"
 S3_CLIENT_MOUNT = "/etc/mlops/s3"
 S3_CA_KEY = "ca.crt"
@@ -191,6 +207,10 @@ API_DATABASE_PASSWORD = EnvVar("MLOPS_API_DATABASE_PASSWORD", "Password of that 
 API_DATABASE_SSLMODE = EnvVar(
     "MLOPS_API_DATABASE_SSLMODE", "libpq sslmode of the API's database connections (default prefer)."
 )
+API_DATABASE_SSLROOTCERT = EnvVar(
+    "MLOPS_API_DATABASE_SSLROOTCERT",
+    "libpq sslrootcert of the API's database connections: path of the server's CA (mounted); unset = libpq's default.",
+)
 API_ADMIN_TOKEN = EnvVar(
     "MLOPS_API_ADMIN_TOKEN",
     "The API's admin bearer token (all scopes; creates and revokes scoped tokens).",
@@ -271,6 +291,10 @@ SERVING_VARS: tuple[EnvVar, ...] = (
     SERVING_PUBLIC_DOCS,
     SERVING_SHADOW_AGREEMENT,
 )
+# the S3 variables: the endpoint, CA and region (ConfigMap-safe) and a consumer's key (from its Secret)
+OBJECT_STORE_VARS: tuple[EnvVar, ...] = (MLFLOW_S3_ENDPOINT_URL, AWS_ENDPOINT_URL_S3, AWS_CA_BUNDLE, AWS_DEFAULT_REGION)
+S3_KEY_VARS: tuple[EnvVar, ...] = (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
+MLFLOW_PROXY_VARS: tuple[EnvVar, ...] = (MLFLOW_PROXY_MULTIPART_DOWNLOAD,)
 DEMO_VARS: tuple[EnvVar, ...] = (DEMO_BACKEND_STORE_URI, DEMO_ARTIFACTS_DESTINATION)
 API_VARS: tuple[EnvVar, ...] = (
     API_DATABASE_PORT,
@@ -278,6 +302,7 @@ API_VARS: tuple[EnvVar, ...] = (
     API_DATABASE_USER,
     API_DATABASE_PASSWORD,
     API_DATABASE_SSLMODE,
+    API_DATABASE_SSLROOTCERT,
     API_ADMIN_TOKEN,
     API_AIRFLOW_URL,
     API_AIRFLOW_USERNAME,
@@ -293,6 +318,8 @@ API_VARS: tuple[EnvVar, ...] = (
     API_RATE_LIMIT_BURST,
 )
 CATALOG_VARS: tuple[EnvVar, ...] = (MODEL_CATALOG,)
+# what an S3-compatible store adds for its clients: the endpoint (MLflow's and boto3's names), the CA bundle, and the
+# addressing style (MLflow's variable, boto3's config file)
 S3_CLIENT_VARS: tuple[EnvVar, ...] = (
     MLFLOW_S3_ENDPOINT_URL,
     MLFLOW_S3_ADDRESSING_STYLE,
@@ -300,6 +327,8 @@ S3_CLIENT_VARS: tuple[EnvVar, ...] = (
     AWS_CA_BUNDLE,
     AWS_CONFIG_FILE,
 )
+# the ones of S3_CLIENT_VARS that OBJECT_STORE_VARS does not hold
+S3_CONFIG_VARS: tuple[EnvVar, ...] = (MLFLOW_S3_ADDRESSING_STYLE, AWS_CONFIG_FILE)
 ALL_VARS: tuple[EnvVar, ...] = (
     CONFIGMAP_VARS
     + SECRET_VARS
@@ -308,7 +337,10 @@ ALL_VARS: tuple[EnvVar, ...] = (
     + CATALOG_VARS
     + DEMO_VARS
     + API_VARS
-    + S3_CLIENT_VARS
+    + OBJECT_STORE_VARS
+    + S3_KEY_VARS
+    + MLFLOW_PROXY_VARS
+    + S3_CONFIG_VARS
 )
 
 # Admin API path of the serving service, joined to a model's reload URL (CATALOG_RELOAD_URL_KEY) by its callers.

@@ -99,6 +99,7 @@ PASSTHROUGH_NAMES: frozenset[str] = frozenset(
         "MLFLOW_HTTP_REQUEST_TIMEOUT",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
         contract.MLFLOW_S3_ENDPOINT_URL.name,
+        contract.MLFLOW_PROXY_MULTIPART_DOWNLOAD.name,
         "CUDA_VISIBLE_DEVICES",
         "NVIDIA_VISIBLE_DEVICES",
     }

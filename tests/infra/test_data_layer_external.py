@@ -2,7 +2,8 @@
 the key named (host, admin, CIDR, a plaintext password, the CA verify-full needs, a provisioned app's credentials);
 the program under mocks passes every harness check with no StatefulSet, exports the external host, keeps the admin
 password secret, lets only the database clients out to `database.cidr` on `database.port`, and gives every
-connection (bootstrap, MLflow, Airflow, the API) the sslmode; the bootstrap SQL, replayed for real against the local
+connection (bootstrap, MLflow, Airflow, the API) the sslmode and, for verify-full, the server's CA as a mounted file
+where libpq looks for it; the bootstrap SQL, replayed for real against the local
 PostgreSQL as an admin with CREATEDB and CREATEROLE but no superuser, is idempotent and isolates the roles; and the
 provisioned option's check passes when the given credentials work and fails naming the app when one does not."""
 
@@ -19,10 +20,12 @@ import pytest
 
 from components.database import (
     BOOTSTRAP_INPUTS_ANNOTATION,
+    CA_DIR,
     SERVER_CA,
     AppDatabase,
     bootstrap_sql,
     password_variable,
+    server_ca_path,
     verify_script,
 )
 from harness import checks
@@ -161,6 +164,16 @@ def _named(run: ProgramRun, kind: str, name: str) -> Any:
     return found
 
 
+def _all_named(run: ProgramRun, kind: str, name: str) -> list[Any]:
+    return [
+        r for r in run.kubernetes_objects() if r.manifest["kind"] == kind and r.manifest["metadata"]["name"] == name
+    ]
+
+
+def _namespace(obj: Any) -> str:
+    return str(obj.manifest["metadata"]["namespace"])
+
+
 def _job_env(run: ProgramRun) -> dict[str, Any]:
     (job,) = bootstrap_jobs(run)
     return {e["name"]: e.get("value") for e in job.manifest["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -179,8 +192,9 @@ def test_the_bootstrap_reaches_the_server_as_the_admin_with_its_sslmode_and_ca(e
     env = _job_env(external_run)
     assert env["PGHOST"] == HOST and env["PGPORT"] == str(PORT) and env["PGUSER"] == "platform_admin"
     assert env["PGSSLMODE"] == "verify-full" and env["PGSSLROOTCERT"].endswith("/ca.crt")
-    assert _named(external_run, "ConfigMap", SERVER_CA).manifest["data"]["ca.crt"] == CA
     (job,) = bootstrap_jobs(external_run)
+    (server_ca,) = [c for c in _all_named(external_run, "ConfigMap", SERVER_CA) if _namespace(c) == _namespace(job)]
+    assert server_ca.manifest["data"]["ca.crt"] == CA
     volumes = job.manifest["spec"]["template"]["spec"]["volumes"]
     assert {"name": "ca", "configMap": {"name": SERVER_CA}} in volumes
     secret = _named(external_run, "Secret", "db-bootstrap")
@@ -216,6 +230,45 @@ def test_every_connection_carries_the_sslmode(external_run: ProgramRun) -> None:
     mlflow = next(reveal(r.inputs) for r in external_run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
     assert mlflow["values"]["extraEnvVars"]["PGSSLMODE"] == "verify-full"
     assert mlflow["values"]["backendStore"]["postgres"]["port"] == PORT
+
+
+def test_every_database_client_verifies_the_server_with_its_ca(external_run: ProgramRun) -> None:
+    """verify-full: the CA reaches MLflow, Airflow (every container, the API's Airflow-user Job too) and the API, as a
+    file from a ConfigMap in its own namespace, where libpq's PGSSLROOTCERT (the API: its sslrootcert) points."""
+    path, mount = server_ca_path(), {"mountPath": CA_DIR, "readOnly": True}
+    copies = {_namespace(c): c.manifest["data"]["ca.crt"] for c in _all_named(external_run, "ConfigMap", SERVER_CA)}
+    apps = {_namespace(r) for r in external_run.kubernetes_objects() if r.manifest["kind"] == "Deployment"}
+    mlflow = next(reveal(r.inputs) for r in external_run.helm_releases() if reveal(r.inputs)["chart"] == "mlflow")
+    airflow = next(reveal(r.inputs) for r in external_run.helm_releases() if reveal(r.inputs)["chart"] == "airflow")
+    assert set(copies.values()) == {CA}
+    assert {mlflow["namespace"], airflow["namespace"]} <= set(copies)
+    values = mlflow["values"]
+    assert values["extraEnvVars"]["PGSSLROOTCERT"] == path
+    (volume,) = [v for v in values["extraVolumes"] if v.get("configMap") == {"name": SERVER_CA}]
+    assert {"name": volume["name"], **mount} in values["extraVolumeMounts"]
+    values = airflow["values"]
+    assert {"name": "PGSSLROOTCERT", "value": path} in values["env"]
+    (volume,) = [v for v in values["volumes"] if v.get("configMap") == {"name": SERVER_CA}]
+    assert {"name": volume["name"], **mount} in values["volumeMounts"]
+    (api,) = _all_named(external_run, "Deployment", "platform-api")
+    assert _namespace(api) in copies and _namespace(api) in apps
+    _assert_mounted(api.manifest["spec"]["template"]["spec"], contract.API_DATABASE_SSLROOTCERT.name, path)
+    (user_job,) = [
+        j
+        for j in external_run.kubernetes_objects()
+        if j.manifest["kind"] == "Job" and "airflow-user" in j.manifest["metadata"]["name"]
+    ]
+    assert _namespace(user_job) in copies
+    _assert_mounted(user_job.manifest["spec"]["template"]["spec"], "PGSSLROOTCERT", path)
+
+
+def _assert_mounted(pod: dict[str, Any], variable: str, path: str) -> None:
+    """The pod's first container has `variable` = `path`, and the CA's ConfigMap is mounted there."""
+    (container,) = pod["containers"][:1]
+    assert {"name": variable, "value": path} in container["env"]
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap") == {"name": SERVER_CA}]
+    (mounted,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert f"{mounted['mountPath']}/ca.crt" == path and mounted.get("readOnly") is True
 
 
 def test_database_clients_get_out_to_the_servers_range_on_its_port_only(external_run: ProgramRun) -> None:

@@ -253,9 +253,21 @@ def test_settings_defaults(env: pytest.MonkeyPatch) -> None:
     assert "password" not in s.conninfo() and s.connect_kwargs() == {}
 
 
+def test_the_servers_ca_reaches_libpq_as_sslrootcert(env: pytest.MonkeyPatch) -> None:
+    """psycopg parses the conninfo back into the sslmode and the CA file (none unless given)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert "sslrootcert" not in conninfo_to_dict(Settings.from_env().conninfo())
+    env.setenv(contract.API_DATABASE_SSLMODE.name, "verify-full")
+    env.setenv(contract.API_DATABASE_SSLROOTCERT.name, "/etc/postgres ca/ca.crt")
+    parsed = conninfo_to_dict(Settings.from_env().conninfo())
+    assert (parsed["sslmode"], parsed["sslrootcert"]) == ("verify-full", "/etc/postgres ca/ca.crt")
+
+
 @pytest.mark.parametrize(
     ("var", "value", "message"),
     [
+        (contract.API_DATABASE_SSLROOTCERT, "ca.crt", "absolute path"),
         (contract.API_ADMIN_TOKEN, "short", "at least"),
         (contract.API_AIRFLOW_URL, "airflow:8080", "http(s) URL"),
         (contract.API_DATABASE_SSLMODE, "maybe", "one of"),

@@ -27,12 +27,18 @@ def test_docs_show_the_current_table() -> None:
     assert tc.markdown_table() in DOC.read_text(), "regenerate with: python -m services.common.training_contract"
 
 
-def test_only_mlflow_credentials_of_the_endpoints_contract_pass_through() -> None:
+def test_only_mlflow_credentials_and_the_s3_client_settings_of_the_endpoints_contract_pass_through() -> None:
     passing = {var.name for var in contract.ALL_VARS if tc.passes_through(var.name)}
-    # and the S3 clients' own variables of an S3-compatible store (endpoint, CA bundle, config file): training code
-    # reads s3:// datasets with boto3; MLflow's addressing style is the server's alone
-    s3 = {var.name for var in contract.S3_CLIENT_VARS if var is not contract.MLFLOW_S3_ADDRESSING_STYLE}
-    assert passing == {var.name for var in contract.MLFLOW_CLIENT_VARS} | s3
+    # the S3 clients' own variables (endpoint, CA bundle, config file, region, keys: training code reads s3://
+    # datasets with boto3) and MLflow's proxied-download switch; MLflow's addressing style is the server's alone
+    s3_client = {
+        *contract.OBJECT_STORE_VARS,
+        *contract.S3_KEY_VARS,
+        *contract.MLFLOW_PROXY_VARS,
+        *contract.S3_CLIENT_VARS,
+    }
+    s3_client.discard(contract.MLFLOW_S3_ADDRESSING_STYLE)
+    assert passing == {var.name for var in (*contract.MLFLOW_CLIENT_VARS, *s3_client)}
 
 
 @pytest.mark.parametrize(
