@@ -58,7 +58,7 @@ from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudget
 
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
-from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
+from components.naming import APP_COMPONENT, APP_NAME, DB_CREDENTIALS_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
@@ -120,6 +120,7 @@ class PlatformApiArgs:
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     labels: dict[str, str] = field(default_factory=dict)
+    database_credentials_annotation: pulumi.Input[str] | None = None  # changes with the database credentials
 
     def __post_init__(self) -> None:
         if self.database_sslmode not in SSLMODES:
@@ -372,8 +373,11 @@ class PlatformApi(pulumi.ComponentResource):
         before: list[pulumi.Resource],
         opts: pulumi.ResourceOptions | None,
     ) -> Deployment:
+        rollout = args.database_credentials_annotation
         pod = PodTemplateSpecArgs(
-            metadata=ObjectMetaArgs(labels=self._labels),
+            metadata=ObjectMetaArgs(
+                labels=self._labels, annotations={DB_CREDENTIALS_ANNOTATION: rollout} if rollout else None
+            ),
             spec=PodSpecArgs(
                 service_account_name=account.metadata.name,
                 automount_service_account_token=False,

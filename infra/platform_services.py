@@ -106,6 +106,7 @@ def _mlflow(
             db_sslmode=data.db_sslmode if s.database.mode == "external" else None,
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
+            db_credentials_annotation=data.db_credentials("mlflow", "mlflow_auth"),
             auth_db_secret=data.mlflow_auth_db_secret,
             auth_db_name=data.mlflow_auth_database,
         ),
@@ -189,6 +190,7 @@ def _airflow(
             logs_connection_id=data.airflow_logs_conn_id,
             logs_claim=data.airflow_logs_claim,
             rotation_annotation=data.rotation_annotations["airflow"],
+            db_credentials_annotation=data.db_credentials("airflow"),
         ),
         opts=opts,
     )
@@ -259,6 +261,7 @@ def _api(
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,
             airflow_metadata_secret=data.airflow_db_secret,
+            database_credentials_annotation=data.db_credentials("platform_api"),
         ),
         opts=opts,
     )
