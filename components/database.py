@@ -391,6 +391,7 @@ class Database(pulumi.ComponentResource):
         else:
             raise ValueError(f"unknown database mode {args.mode!r}")
         self.sslmode = server.sslmode
+        self._password_slots: list[random.RandomPassword] = []
         passwords = self._app_passwords(name, args)
         job = self._bootstrap(name, args, server, passwords)
         # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
@@ -569,6 +570,7 @@ class Database(pulumi.ComponentResource):
                     keepers={"rotation-period": str(slot.generation)},
                     opts=pulumi.ResourceOptions(parent=self),
                 )
+                self._password_slots.append(pw)
                 passwords[login] = pulumi.Output.secret(pw.result)
         return passwords
 
@@ -586,7 +588,8 @@ class Database(pulumi.ComponentResource):
             f"{name}-bootstrap-sql",
             metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace.output, labels=job_labels),
             data={file: sql},
-            opts=child,
+            # the SQL names the period: it changes with the passwords (a rotation-only update reaches it through them)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._password_slots),
         )
         job_env: dict[str, pulumi.Input[str]] = {}
         if args.given_passwords is None:
@@ -609,7 +612,13 @@ class Database(pulumi.ComponentResource):
             namespace=args.namespace,
             labels=job_labels,
             digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
-            inputs=[sql, server.host, server.port, *[passwords[r] for r in password_roles(args)], *_external_inputs(args)],
+            inputs=[
+                sql,
+                server.host,
+                server.port,
+                *[passwords[r] for r in password_roles(args)],
+                *_external_inputs(args),
+            ],
             uid=POSTGRES_UID,
             container=_bootstrap_container(args, server),
             volumes=volumes,

@@ -25,7 +25,14 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 import services.mlflow.ensure_user as ensure_user_script
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
-from components.naming import DB_CREDENTIALS_ANNOTATION, ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
+from components.naming import (
+    DB_CREDENTIALS_ANNOTATION,
+    ROTATION_ANNOTATION,
+    cluster_host,
+    cluster_url,
+    labels,
+    platform_key,
+)
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
 from stacks.settings import MlflowSettings

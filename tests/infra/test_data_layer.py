@@ -37,9 +37,9 @@ from components.database import (
     login_role,
     password_variable,
 )
-from components.naming import DB_CREDENTIALS_ANNOTATION
 from components.jobs import inputs_digest
 from components.logging import LOKI_PREFIX
+from components.naming import DB_CREDENTIALS_ANNOTATION
 from devstack.moto import moto_s3
 from harness import checks
 from harness.mocks import SecretValue, reveal
@@ -273,7 +273,9 @@ def _db_credentials(content: dict[str, str]) -> tuple[str, str]:
 def _db_client_annotations(run: ProgramRun, releases: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
     """Application -> (the annotation on its clients' pod templates, what those workloads wait for)."""
     mlflow, airflow = (reveal(releases[chart].inputs)["values"] for chart in ("mlflow", "airflow"))
-    (api,) = [r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "platform-api"]
+    (api,) = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "platform-api"
+    ]
     pod_annotations = api.manifest["spec"]["template"]["metadata"]["annotations"]
     return {
         "mlflow": (mlflow["podAnnotations"][DB_CREDENTIALS_ANNOTATION], releases["mlflow"].dependencies),

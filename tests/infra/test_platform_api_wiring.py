@@ -130,7 +130,9 @@ def test_database_secret_and_role_come_from_the_bootstrap(stack: str, stack_run:
     text = sql.manifest["data"]["bootstrap.sql"]
     days = s.artifacts.key_rotation_days
     period = int(re.search(r"^-- rotation period (\d+):", text, re.M).group(1))  # type: ignore[union-attr]
-    assert text == bootstrap_sql(list(apps.values()), rotation_plan(ROTATION_EPOCH + timedelta(days=period * days), days))
+    assert text == bootstrap_sql(
+        list(apps.values()), rotation_plan(ROTATION_EPOCH + timedelta(days=period * days), days)
+    )
     assert "CREATE DATABASE platform_api OWNER platform_api" in sql.manifest["data"]["bootstrap.sql"]
 
 
