@@ -16,7 +16,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.artifact_store import S3Endpoint
 from components.database import CA_DIR, server_ca_path
 from components.namespaces import NamespaceRef
-from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
+from components.naming import DB_CREDENTIALS_ANNOTATION, ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from services.common import contract, git_access
@@ -68,6 +68,7 @@ class AirflowPlatformArgs:
     logs_connection_id: str
     logs_claim: str
     rotation_annotation: pulumi.Input[str]
+    db_credentials_annotation: pulumi.Input[str] | None = None  # changes with the metadata database's credentials
     endpoints_configmap: str = contract.ENDPOINTS_CONFIGMAP
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
@@ -238,6 +239,7 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
+            **({DB_CREDENTIALS_ANNOTATION: args.db_credentials_annotation} if args.db_credentials_annotation else {}),
             CATALOG_ANNOTATION: pulumi.Output.from_input(args.catalog).apply(catalog_checksum),
         },
         "securityContexts": {"pod": _RESTRICTED_POD, "containers": _RESTRICTED_CONTAINER},

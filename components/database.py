@@ -46,7 +46,8 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from components.jobs import rerun_on_change_job
+from components.artifact_store import KeySlot, RotationPlan
+from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, stack_name
 from components.pod_security import restricted_container, restricted_pod
@@ -99,29 +100,98 @@ def password_variable(role: str) -> str:
     return f"{role}_password"
 
 
+# Each application's two login roles (`<role>_a`, `<role>_b`): slot k of the rotation plan (see
+# `components.artifact_store.RotationPlan`, the IAM keys' scheme) is the login role `<role>_<SLOTS[k]>`.
+SLOTS = ("a", "b")
+_MAX_OWNER = 63 - len("_a")
+_OWNER_MARK = "mlops-platform owner since rotation period "
+
+
+def login_role(role: str, slot: int) -> str:
+    """The login role of `slot` (0 or 1) of the owner role `role`."""
+    return f"{role}_{SLOTS[slot]}"
+
+
+def slot_comment(role: str, slot: KeySlot) -> str:
+    """What the bootstrap writes on a login role: whose slot it is and the period its password was issued in."""
+    return f"mlops-platform login slot {SLOTS[slot.slot]} of {role}, password of rotation period {slot.generation}"
+
+
 def _sqlalchemy_url(parts: list[object], role: str, database: str, sslmode: str) -> str:
     password, host, port = parts
     secret = urllib.parse.quote(str(password), safe="")
     return f"postgresql://{role}:{secret}@{host}:{port}/{database}?sslmode={sslmode}"
 
 
-def bootstrap_sql(apps: Sequence[AppDatabase]) -> str:
-    """Idempotent SQL (for psql) creating each application's role and database; each role may
-    connect only to its own database. Passwords are psql variables (`-v <role>_password=...`), so
-    this text holds none and can live in a ConfigMap."""
+def _ended_sessions(role: str, condition: str) -> str:
+    """SQL ending the sessions of `role` when `condition` holds (the admin has the role's privileges)."""
+    return (
+        f"SELECT count(pg_terminate_backend(pid)) AS ended_sessions_of_{role} FROM pg_stat_activity "
+        f"WHERE usename = '{role}' AND ({condition});"
+    )
+
+
+def _owner_sql(role: str, period: int) -> list[str]:
+    """The NOLOGIN owner role. One that logged in itself (before the login roles) keeps its login for the rest of
+    the period it is converted in: its pods roll onto a login role first, then it loses its login."""
+    comment = "shobj_description(oid, 'pg_authid')"
+    marked = f"starts_with(coalesce({comment}, ''), '{_OWNER_MARK}')"
+    converted_before = (
+        f"SELECT FROM pg_roles WHERE rolname = '{role}' AND rolcanlogin "
+        f"AND CASE WHEN {marked} THEN substr({comment}, {len(_OWNER_MARK) + 1})::bigint < {period} END"
+    )
+    return [
+        f"SELECT 'CREATE ROLE {role} NOLOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')\\gexec",
+        f"ALTER ROLE {role} WITH NOCREATEDB NOCREATEROLE;",
+        # on RDS the master user is no superuser: it must be a member to make the role an owner
+        f"GRANT {role} TO CURRENT_USER;",
+        f"SELECT format('COMMENT ON ROLE %I IS %L', rolname, '{_OWNER_MARK}{period}') FROM pg_roles "
+        f"WHERE rolname = '{role}' AND NOT {marked}\\gexec",
+        f"SELECT 'ALTER ROLE {role} NOLOGIN PASSWORD NULL' WHERE EXISTS ({converted_before})\\gexec",
+        _ended_sessions(role, f"NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}' AND rolcanlogin)"),
+    ]
+
+
+def _slot_sql(role: str, slot: KeySlot) -> list[str]:
+    """One login role: a member of the owner role acting as it (what it creates belongs to the owner), its
+    password of its slot's period. A password issued in a new period ends the sessions of the one it replaces."""
+    login, comment = login_role(role, slot.slot), slot_comment(role, slot)
+    issued = f"SELECT FROM pg_roles WHERE rolname = '{login}' AND shobj_description(oid, 'pg_authid') = '{comment}'"
+    return [
+        f"SELECT 'CREATE ROLE {login} NOLOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{login}')"
+        "\\gexec",
+        f"ALTER ROLE {login} WITH NOCREATEDB NOCREATEROLE INHERIT;",
+        f"GRANT {role} TO {login};",
+        f"ALTER ROLE {login} SET role = '{role}';",
+        # the admin may end its sessions (pg_terminate_backend needs the role's privileges)
+        f"GRANT {login} TO CURRENT_USER;",
+        f"ALTER ROLE {login} WITH LOGIN PASSWORD :'{password_variable(login)}';",
+        _ended_sessions(login, f"NOT EXISTS ({issued})"),
+        f"COMMENT ON ROLE {login} IS '{comment}';",
+    ]
+
+
+def bootstrap_sql(apps: Sequence[AppDatabase], rotation: RotationPlan) -> str:
+    """Idempotent SQL (for psql) creating each application's database, owned by a NOLOGIN role (the
+    application's role), and two login roles that act as it and alternate on the rotation period (`<role>_a`,
+    `<role>_b`, see `RotationPlan`): each holds the password of the last period of its slot, so the active one
+    has this period's and the other the previous period's (still valid while pods roll onto the new one). Only
+    these roles may connect to the database. Passwords are psql variables (`-v <login role>_password=...`), so
+    this text holds none and can live in a ConfigMap; it changes with the period (the Job runs again)."""
     lines = [
         "-- mlops-platform database bootstrap: safe to run any number of times",
+        f"-- rotation period {rotation.period}: active login roles *_{SLOTS[rotation.active.slot]}",
         r"\set ON_ERROR_STOP on",
     ]
     for app in apps:
-        role, db, pw = app.role, app.database, password_variable(app.role)
+        role, db = app.role, app.database
+        if len(role) > _MAX_OWNER:
+            raise ValueError(f"{role!r} is too long for its login roles (at most {_MAX_OWNER} characters)")
+        logins = " and ".join(login_role(role, k) for k in (0, 1))
+        lines += [f"-- {db}: owned by {role} (NOLOGIN), reached by {logins} only", *_owner_sql(role, rotation.period)]
+        for slot in rotation.slots:
+            lines += _slot_sql(role, slot)
         lines += [
-            f"-- {db}: owned by {role}, reachable by {role} only",
-            f"SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
-            f"'{role}')\\gexec",
-            f"ALTER ROLE {role} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD :'{pw}';",
-            # on RDS the master user is no superuser: it must be a member to make the role an owner
-            f"GRANT {role} TO CURRENT_USER;",
             f"SELECT 'CREATE DATABASE {db} OWNER {role}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = "
             f"'{db}')\\gexec",
             f"ALTER DATABASE {db} OWNER TO {role};",
@@ -154,6 +224,7 @@ class DatabaseArgs:
     engine_version: str
     namespace: NamespaceRef  # where the in-cluster server and the bootstrap Job run
     apps: Sequence[AppDatabase]
+    rotation: RotationPlan  # the stack's rotation period in force: which login role is active (not provisioned)
     protect: bool = True
     # rds
     instance_class: str = "db.t4g.micro"
@@ -191,6 +262,20 @@ class _Server:
     ca: bool = False  # a CA ConfigMap (SERVER_CA) is mounted at CA_DIR
 
 
+def password_roles(args: DatabaseArgs) -> list[str]:
+    """The roles whose passwords the bootstrap gets, in order: each application's two login roles, or on a
+    provisioned server each given role."""
+    if args.given_passwords is not None:
+        return [app.role for app in args.apps]
+    return [login_role(app.role, slot) for app in args.apps for slot in (0, 1)]
+
+
+def active_role(args: DatabaseArgs, app: AppDatabase) -> str:
+    """The role the application connects as: the active slot's login role, or on a provisioned server the given
+    role."""
+    return app.role if args.given_passwords is not None else login_role(app.role, args.rotation.active.slot)
+
+
 def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTemplateSpecArgs:
     """The in-cluster server's pod: the official image, non-root, probes, resources, data on its claim."""
     probe = ExecActionArgs(command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1"])
@@ -225,7 +310,7 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
 
 def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
     """psql applying the bootstrap SQL as the admin user, each role's password as a psql variable."""
-    psql_vars = " ".join(f'-v {password_variable(a.role)}="${password_variable(a.role).upper()}"' for a in args.apps)
+    psql_vars = " ".join(f'-v {password_variable(r)}="${password_variable(r).upper()}"' for r in password_roles(args))
     command = f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"
     if args.given_passwords is not None:
         command = "exec /bin/sh /sql/verify.sh"
@@ -271,11 +356,15 @@ class Database(pulumi.ComponentResource):
     `in-cluster`: a StatefulSet of the official image on a PersistentVolume (probes, resources,
     non-root) and its Service. `external`: nothing but, with a CA, its ConfigMap: the bootstrap reaches the
     given host and port as the given admin with the given sslmode. All: a bootstrap Job that runs
-    `bootstrap_sql` (from a ConfigMap; passwords from a Secret) to create one database and role per
-    application with random passwords, and each application's connection Secret in its namespace, in its chart's format.
-    Data-bearing resources are protected. The bootstrap re-runs whenever the SQL, the server or a
-    password changes (a digest of them is on the Job's pod template), and `host` resolves only after
-    it has completed, so whatever uses the host waits for the roles and databases to exist.
+    `bootstrap_sql` (from a ConfigMap; passwords from a Secret) to create one database per application, owned by
+    a NOLOGIN role, and its two login roles with random passwords that rotate with overlap on the stack's
+    rotation period (`args.rotation`, the IAM keys' scheme: a slot's password is replaced when its period
+    comes round again), and each application's connection Secret in its namespace holding the active login
+    role and its password, in its chart's format. On a provisioned external server the given roles are
+    checked, not created, and rotation is the DBA's. Data-bearing resources are protected. The bootstrap
+    re-runs whenever the SQL (which names the period), the server or a password changes (a digest of them is
+    on the Job's pod template), and `host` resolves only after it has completed, so whatever uses the host
+    waits for the roles and databases to exist.
 
     Exports the attributes below.
     """
@@ -292,6 +381,11 @@ class Database(pulumi.ComponentResource):
     ca_configmap: str | None
     """With a CA (external server): the ConfigMap (key `ca.crt`) in every application's namespace; mount it at
     CA_DIR, where PGSSLROOTCERT (`server_ca_path()`) points. None: no CA given."""
+    login_roles: dict[str, str]
+    """Application (`AppDatabase.app`, else its role) -> the role its connection Secret holds (the active one)."""
+    credential_annotations: dict[str, pulumi.Output[str]]
+    """Application -> a value for its pod template that changes with the credentials its Secret holds (not secret;
+    resolves once the Secret is written), so its pods roll onto them."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mlops:platform:Database", name, None, opts)
@@ -307,13 +401,18 @@ class Database(pulumi.ComponentResource):
             raise ValueError(f"unknown database mode {args.mode!r}")
         self.sslmode = server.sslmode
         self.ca_configmap = self._app_ca_configmaps(name, args) if server.ca else None
+        self._password_slots: list[random.RandomPassword] = []
         passwords = self._app_passwords(name, args)
         job = self._bootstrap(name, args, server, passwords)
         # Consumers of the host (connection Secrets, Helm releases, the endpoints contract) wait for
         # the bootstrap: the roles and databases exist before anything tries to use them.
         self.host = pulumi.Output.all(server.host, job.id).apply(lambda v: str(v[0]))
         self.port = server.port
-        self._connection_secrets(name, args, passwords, server.sslmode)
+        self.login_roles = {_app_key(app): active_role(args, app) for app in args.apps}
+        secrets = self._connection_secrets(name, args, passwords, server.sslmode)
+        self.credential_annotations = {
+            key: self._credential_annotation(args, key, secret) for key, secret in secrets.items()
+        }
         self.databases = {app.role: app.database for app in args.apps}
         self.register_outputs(
             {
@@ -323,6 +422,8 @@ class Database(pulumi.ComponentResource):
                 "admin_password": self.admin_password,
                 "sslmode": self.sslmode,
                 "ca_configmap": self.ca_configmap,
+                "login_roles": self.login_roles,
+                "credential_annotations": self.credential_annotations,
             }
         )
 
@@ -480,15 +581,23 @@ class Database(pulumi.ComponentResource):
         return SERVER_CA
 
     def _app_passwords(self, name: str, args: DatabaseArgs) -> dict[str, pulumi.Output[str]]:
-        """One random password per application role (secret); the given ones on a provisioned server."""
+        """Login role -> its password (secret): one random password per slot of each application, replaced when
+        its slot's period changes (a new period of the slot, the keeper); the given ones on a provisioned server."""
         if args.given_passwords is not None:
             return {role: pulumi.Output.secret(pw) for role, pw in args.given_passwords.items()}
         passwords: dict[str, pulumi.Output[str]] = {}
         for app in args.apps:
-            pw = random.RandomPassword(
-                f"{name}-{app.role}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
-            )
-            passwords[app.role] = pulumi.Output.secret(pw.result)
+            for slot in args.rotation.slots:
+                login = login_role(app.role, slot.slot)
+                pw = random.RandomPassword(
+                    f"{name}-{login}-password",
+                    length=32,
+                    special=False,
+                    keepers={"rotation-period": str(slot.generation)},
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+                self._password_slots.append(pw)
+                passwords[login] = pulumi.Output.secret(pw.result)
         return passwords
 
     def _bootstrap(
@@ -498,14 +607,15 @@ class Database(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # its own name: the server's selector (and the NetworkPolicy admitting the bootstrap) tell them apart
         job_labels = labels(name=BOOTSTRAP)
-        sql, file = bootstrap_sql(args.apps), "bootstrap.sql"
+        sql, file = bootstrap_sql(args.apps, args.rotation), "bootstrap.sql"
         if args.given_passwords is not None:
             sql, file = verify_script(args.apps), "verify.sh"
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",
             metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace.output, labels=job_labels),
             data={file: sql},
-            opts=child,
+            # the SQL names the period: it changes with the passwords (a rotation-only update reaches it through them)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._password_slots),
         )
         job_env: dict[str, pulumi.Input[str]] = {}
         if args.given_passwords is None:
@@ -528,7 +638,13 @@ class Database(pulumi.ComponentResource):
             namespace=args.namespace,
             labels=job_labels,
             digest_annotation=BOOTSTRAP_INPUTS_ANNOTATION,
-            inputs=[sql, server.host, server.port, *[passwords[a.role] for a in args.apps], *_external_inputs(args)],
+            inputs=[
+                sql,
+                server.host,
+                server.port,
+                *[passwords[r] for r in password_roles(args)],
+                *_external_inputs(args),
+            ],
             uid=POSTGRES_UID,
             container=_bootstrap_container(args, server),
             volumes=volumes,
@@ -540,25 +656,44 @@ class Database(pulumi.ComponentResource):
 
     def _connection_secrets(
         self, name: str, args: DatabaseArgs, passwords: Mapping[str, pulumi.Output[str]], sslmode: str
-    ) -> None:
-        """Each application's connection Secret in its namespace, in the format its chart reads."""
+    ) -> dict[str, Secret]:
+        """Each application's connection Secret in its namespace, in the format its chart reads, with its active
+        role and that role's password."""
+        secrets = {}
         for app in args.apps:
+            role = self.login_roles[_app_key(app)]
             if app.secret_format == "username-password":
                 content: Mapping[str, pulumi.Input[str]] = {
-                    "username": pulumi.Output.secret(app.role),
-                    "password": passwords[app.role],
+                    "username": pulumi.Output.secret(role),
+                    "password": passwords[role],
                 }
             elif app.secret_format == "sqlalchemy-url":
-                url = pulumi.Output.all(passwords[app.role], self.host, self.port).apply(
-                    functools.partial(_sqlalchemy_url, role=app.role, database=app.database, sslmode=sslmode)
+                url = pulumi.Output.all(passwords[role], self.host, self.port).apply(
+                    functools.partial(_sqlalchemy_url, role=role, database=app.database, sslmode=sslmode)
                 )
                 content = {"connection": pulumi.Output.secret(url)}
             else:
                 raise ValueError(f"unknown secret format {app.secret_format!r}")
-            Secret(
+            secrets[_app_key(app)] = Secret(
                 f"{name}-{app.role}-connection",
                 metadata=ObjectMetaArgs(name=app.secret_name, namespace=app.namespace.output, labels=labels()),
                 type="Opaque",
                 string_data=content,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        return secrets
+
+    def _credential_annotation(self, args: DatabaseArgs, app: str, secret: Secret) -> pulumi.Output[str]:
+        """Changes whenever the application's Secret gets another login role or password: the role and the period
+        its password was issued in (a provisioned server: the given role), never the password. Derived from the
+        Secret, so a workload carrying it rolls only once the Secret holds the new credentials."""
+        role = self.login_roles[app]
+        marker = f"{app}/{role}"
+        if args.given_passwords is None:
+            marker += f"/period{args.rotation.active.generation}"
+        # the Secret's id only orders the rollout after the Secret
+        return pulumi.Output.unsecret(secret.id.apply(lambda sid: inputs_digest([marker, sid])))
+
+
+def _app_key(app: AppDatabase) -> str:
+    return app.app or app.role

@@ -27,7 +27,14 @@ from components.artifact_store import S3Endpoint
 from components.database import CA_DIR, server_ca_path
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
-from components.naming import ROTATION_ANNOTATION, cluster_host, cluster_url, labels, platform_key
+from components.naming import (
+    DB_CREDENTIALS_ANNOTATION,
+    ROTATION_ANNOTATION,
+    cluster_host,
+    cluster_url,
+    labels,
+    platform_key,
+)
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container
 from services.common import contract
@@ -69,6 +76,7 @@ class MlflowServerArgs:
     db_name: str
     rotation_annotation: pulumi.Input[str]
     auth_db_secret: str | None = None
+    db_credentials_annotation: pulumi.Input[str] | None = None  # changes with the database credentials
     auth_db_name: str | None = None
     db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
     s3_endpoint: S3Endpoint | None = None  # an S3-compatible store (artifacts.mode s3Compatible); None = AWS S3
@@ -178,7 +186,10 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
     return {
         "replicaCount": s.replicas,
         "image": image,
-        "podAnnotations": {ROTATION_ANNOTATION: args.rotation_annotation},
+        "podAnnotations": {
+            ROTATION_ANNOTATION: args.rotation_annotation,
+            **({DB_CREDENTIALS_ANNOTATION: args.db_credentials_annotation} if args.db_credentials_annotation else {}),
+        },
         "podSecurityContext": _POD_SECURITY,
         "securityContext": _CONTAINER_SECURITY,
         "backendStore": _backend_store_values(args),

@@ -24,6 +24,9 @@ STACK_LABEL = f"{PLATFORM}/stack"
 # On the pod templates of the artifact store's consumers (MLflow, Airflow): its value changes with the
 # consumer's active S3 key, so the pods roll onto a new key (ArtifactStore.rotation_annotations).
 ROTATION_ANNOTATION = f"{PLATFORM}/s3-key"
+# On the pod templates of the database's clients: its value changes with the login role and password their
+# connection Secret holds, so the pods roll onto the next one (Database.credential_annotations).
+DB_CREDENTIALS_ANNOTATION = f"{PLATFORM}/db-credentials"
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 

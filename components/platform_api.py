@@ -61,7 +61,7 @@ from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudget
 from components.database import CA_DIR, server_ca_path
 from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
-from components.naming import APP_COMPONENT, APP_NAME, cluster_url, labels, platform_key
+from components.naming import APP_COMPONENT, APP_NAME, DB_CREDENTIALS_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, restricted_pod
 from services.api import API_COMMAND
@@ -139,6 +139,7 @@ class PlatformApiArgs:
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
     database_ca_configmap: str | None = None  # the server's CA (ConfigMap, key ca.crt, in both namespaces); None = none
     labels: dict[str, str] = field(default_factory=dict)
+    database_credentials_annotation: pulumi.Input[str] | None = None  # changes with the database credentials
 
     def __post_init__(self) -> None:
         if self.database_sslmode not in SSLMODES:
@@ -487,8 +488,15 @@ class PlatformApi(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None,
         tokens_digest: pulumi.Output[str],
     ) -> Deployment:
+        rollout = args.database_credentials_annotation
         pod = PodTemplateSpecArgs(
-            metadata=ObjectMetaArgs(labels=self._labels, annotations={ADMIN_TOKENS_ANNOTATION: tokens_digest}),
+            metadata=ObjectMetaArgs(
+                labels=self._labels,
+                annotations={
+                    ADMIN_TOKENS_ANNOTATION: tokens_digest,
+                    **({DB_CREDENTIALS_ANNOTATION: rollout} if rollout else {}),
+                },
+            ),
             spec=PodSpecArgs(
                 service_account_name=account.metadata.name,
                 automount_service_account_token=False,

@@ -319,7 +319,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def _random(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         out = dict(inputs)
-        seed = hashlib.sha256(("random/" + name).encode()).digest() * 4
+        # new keepers replace the resource: a new physical value, as with the real provider
+        keepers = inputs.get("keepers")
+        instance = name if not keepers else f"{name}@{json.dumps(keepers, sort_keys=True)}"
+        seed = hashlib.sha256(("random/" + instance).encode()).digest() * 4
         if typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             length = int(inputs.get("length", 16))
             alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"

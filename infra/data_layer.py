@@ -20,6 +20,7 @@ from components.artifact_store import (
     S3CompatibleStoreArgs,
     S3Endpoint,
     StoreCredentials,
+    rotation_plan,
 )
 from components.database import AppDatabase, Database, DatabaseArgs
 from components.logging import LOKI_PREFIX
@@ -27,9 +28,9 @@ from components.namespaces import NamespaceRef, PlatformNamespaces
 from components.shared_storage import NfsVolume, SharedStorage, SharedStorageArgs
 from stacks.settings import StackSettings
 
-# The key-rotation clock. `pulumi up` uses the real time; set this (ISO-8601 with a zone) to run a
-# rotation drill for a given instant, as the tests do. It is read here and nowhere else: the
-# component takes the instant as `ArtifactStoreArgs.now` and never reads a clock itself. An
+# The rotation clock (S3 keys and database passwords). `pulumi up` uses the real time; set this (ISO-8601 with a
+# zone) to run a rotation drill for a given instant, as the tests do. It is read here and nowhere else: the
+# components take the instant as `ArtifactStoreArgs.now` and `DatabaseArgs.rotation` and never read a clock. An
 # environment variable rather than a stack setting, so a drill cannot be committed to a stack file.
 ROTATION_CLOCK_VAR = "MLOPS_ROTATION_NOW"
 
@@ -73,6 +74,10 @@ class DataLayer:
     - `rotation_annotations`: consumer ("mlflow", "airflow") -> a value to put on that workload's pod
       template (e.g. `podAnnotations`); it changes when the active key changes and resolves only
       after the Secret holds the new key, so the pods roll onto it. Not secret.
+    - `db_credential_annotations`: application ("mlflow", "mlflow_auth", "airflow", "platform_api") -> a value
+      for the pod template of the workloads that read its database Secret (`DB_CREDENTIALS_ANNOTATION`); it
+      changes when the Secret gets the next login role and password, and resolves only after the Secret holds
+      them, so the pods roll onto them. Not secret.
     - `mlflow_db_secret`: Secret in the MLflow namespace with `username` and `password`
       (`backendStore.existingDatabaseSecret`); `airflow_db_secret`: Secret in the Airflow namespace with
       `connection` = `postgresql://...` (the Airflow chart's `data.metadataSecretName`).
@@ -121,6 +126,13 @@ class DataLayer:
     loki_s3_secret: str | None = None
     loki_prefix: str | None = None
     s3_endpoint: S3Endpoint | None = None
+    db_credential_annotations: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+
+    def db_credentials(self, *apps: str) -> pulumi.Output[str]:
+        """One pod-template value for a workload that reads the database Secrets of `apps` (those that exist): it
+        changes when any of them gets new credentials."""
+        values = [self.db_credential_annotations[app] for app in apps if app in self.db_credential_annotations]
+        return pulumi.Output.all(*values).apply(lambda v: "-".join(str(x) for x in v))
 
 
 def app_databases(s: StackSettings, ns: Mapping[str, NamespaceRef]) -> dict[str, AppDatabase]:
@@ -249,6 +261,8 @@ def _database(
             engine_version=db.engine_version,
             namespace=namespace,
             apps=list(apps.values()),
+            # the stack's rotation period, the IAM keys' (artifacts.keyRotationDays)
+            rotation=rotation_plan(rotation_now(), s.artifacts.key_rotation_days),
             protect=s.protect,
             instance_class=db.instance_class,
             allocated_storage_gb=db.allocated_storage_gb,
@@ -356,4 +370,5 @@ def build_data_layer(
         loki_s3_secret=LOKI_S3_SECRET if s.observability.enabled else None,
         loki_prefix=LOKI_PREFIX if s.observability.enabled else None,
         s3_endpoint=artifacts.endpoint if isinstance(artifacts, S3CompatibleStore) else None,
+        db_credential_annotations=database.credential_annotations,
     )

@@ -112,6 +112,7 @@ def _mlflow(
             db_ca_configmap=data.db_ca_configmap,
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
+            db_credentials_annotation=data.db_credentials("mlflow", "mlflow_auth"),
             auth_db_secret=data.mlflow_auth_db_secret,
             auth_db_name=data.mlflow_auth_database,
             s3_endpoint=data.s3_endpoint,
@@ -198,6 +199,7 @@ def _airflow(
             rotation_annotation=data.rotation_annotations["airflow"],
             s3_endpoint=data.s3_endpoint,
             db_ca_configmap=data.db_ca_configmap,
+            db_credentials_annotation=data.db_credentials("airflow"),
         ),
         opts=opts,
     )
@@ -275,6 +277,7 @@ def _api(
             airflow_url=airflow.internal_url,
             airflow_image=s.airflow_image.reference,
             airflow_metadata_secret=data.airflow_db_secret,
+            database_credentials_annotation=data.db_credentials("platform_api"),
         ),
         opts=opts,
     )

@@ -165,7 +165,8 @@ class ArtifactSettings:
     )
     key_rotation_days: int = setting(
         "artifacts.keyRotationDays",
-        "IAM access-key rotation period; the previous key stays valid one more period",
+        "the stack's credential rotation period: IAM access keys and database passwords (each app's two login "
+        "roles alternate); the previous key or password stays valid one more period",
         default_fn=by_env(30, 30),
         minimum=1,
         maximum=365,

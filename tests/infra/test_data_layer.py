@@ -30,9 +30,16 @@ from components.artifact_store import (
     prefix_policy,
     rotation_plan,
 )
-from components.database import BOOTSTRAP_INPUTS_ANNOTATION, AppDatabase, bootstrap_sql, password_variable
+from components.database import (
+    BOOTSTRAP_INPUTS_ANNOTATION,
+    AppDatabase,
+    bootstrap_sql,
+    login_role,
+    password_variable,
+)
 from components.jobs import inputs_digest
 from components.logging import LOKI_PREFIX
+from components.naming import DB_CREDENTIALS_ANNOTATION
 from devstack.moto import moto_s3
 from harness import checks
 from harness.mocks import SecretValue, reveal
@@ -178,7 +185,7 @@ def test_secret_formats_match_the_charts(stack: str, stack_run: Any) -> None:
     url = reveal(secrets["airflow-metadata"].inputs["stringData"])["connection"]
     host = "postgres.mlops-dev-data.svc.cluster.local" if stack == "dev" else ".rds.amazonaws.com"
     assert (
-        url.startswith("postgresql://airflow:")
+        re.match(r"postgresql://airflow_[ab]:", url)
         and host in url
         and url.endswith("/airflow?sslmode=" + ("disable" if stack == "dev" else "require"))
     )
@@ -243,7 +250,72 @@ def rotation_state(now: datetime) -> dict[str, Any]:
             "annotation": annotations[consumer],
             "key_secrets": [k.outputs["secret"] for k in run.of_type("aws:iam/accessKey:AccessKey")],
         }
+    state["database"] = database_state(run, secrets, releases)
     return state
+
+
+# application -> its connection Secret (every workload reading it carries DB_CREDENTIALS_ANNOTATION)
+DB_SECRETS = {
+    "mlflow": "mlflow-db",
+    "mlflow_auth": "mlflow-auth-db",
+    "airflow": "airflow-metadata",
+    "platform_api": "mlops-api-db",
+}
+
+
+def _db_credentials(content: dict[str, str]) -> tuple[str, str]:
+    if "connection" in content:
+        url = urllib.parse.urlsplit(content["connection"])
+        return url.username or "", urllib.parse.unquote(url.password or "")
+    return content["username"], content["password"]
+
+
+def _db_client_annotations(run: ProgramRun, releases: dict[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """Application -> (the annotation on its clients' pod templates, what those workloads wait for)."""
+    mlflow, airflow = (reveal(releases[chart].inputs)["values"] for chart in ("mlflow", "airflow"))
+    (api,) = [
+        r for r in run.of_type("kubernetes:apps/v1:Deployment") if r.manifest["metadata"]["name"] == "platform-api"
+    ]
+    pod_annotations = api.manifest["spec"]["template"]["metadata"]["annotations"]
+    return {
+        "mlflow": (mlflow["podAnnotations"][DB_CREDENTIALS_ANNOTATION], releases["mlflow"].dependencies),
+        "mlflow_auth": (mlflow["podAnnotations"][DB_CREDENTIALS_ANNOTATION], releases["mlflow"].dependencies),
+        "airflow": (airflow["airflowPodAnnotations"][DB_CREDENTIALS_ANNOTATION], releases["airflow"].dependencies),
+        "platform_api": (pod_annotations[DB_CREDENTIALS_ANNOTATION], api.dependencies),
+    }
+
+
+def database_state(run: ProgramRun, secrets: dict[str, Any], releases: dict[str, Any]) -> dict[str, Any]:
+    """The database's side of one run: per application the role and password its Secret holds (and whether they
+    are secret), the annotation on its clients' pods; every login role's password; the bootstrap Job."""
+    passwords = {
+        r.name.removeprefix("database-").removesuffix("-password"): r.outputs["result"]
+        for r in run.of_type("random:index/randomPassword:RandomPassword")
+        if r.name.startswith("database-") and r.name != "database-admin-password"
+    }
+    (job,) = bootstrap_jobs(run)
+    annotations = _db_client_annotations(run, releases)
+    apps = {}
+    for app, secret_name in DB_SECRETS.items():
+        secret = secrets[secret_name]
+        data = secret.inputs["stringData"]
+        annotation, waits_for = annotations[app]
+        apps[app] = {
+            "credentials": _db_credentials(reveal(data)),
+            "secret": isinstance(data, SecretValue) or all(isinstance(v, SecretValue) for v in data.values()),
+            "annotation": annotation,
+            "rolls_after_secret": secret.urn in waits_for,
+        }
+    return {
+        "apps": apps,
+        "passwords": passwords,
+        "job": job.manifest["metadata"]["name"],
+        "sql": next(
+            r.manifest["data"]["bootstrap.sql"]
+            for r in run.of_type("kubernetes:core/v1:ConfigMap")
+            if r.manifest["metadata"]["name"] == "db-bootstrap-sql"
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +350,35 @@ def test_keys_rotate_over_three_periods_without_downtime(rotation_states: list[d
             assert now["secret"] not in {h["secret"] for h in history}, "the Secret gets the new key"
             assert now["annotation"] not in {h["annotation"] for h in history}, "the workload rolls"
         history.append(now)
+
+
+@pytest.mark.parametrize("app", sorted(DB_SECRETS))
+def test_database_passwords_rotate_over_three_periods_with_overlap(
+    rotation_states: list[dict[str, Any]], app: str
+) -> None:
+    """Each period the application's Secret holds the other login role with a fresh password, its pods roll (the
+    annotation changes, after the Secret), the bootstrap runs again, and last period's role keeps its password
+    (overlap); the password a slot held two periods ago is gone."""
+    history: list[dict[str, Any]] = []
+    for state in rotation_states:
+        db, period = state["database"], state["period"]
+        now = db["apps"][app]
+        user, password = now["credentials"]
+        assert user == f"{app}_{'ab'[period % 2]}", "the active slot's login role"
+        assert db["passwords"][user] == password and now["secret"], "its own password, as a secret"
+        assert set(db["passwords"]) >= {f"{app}_a", f"{app}_b"}
+        assert now["rolls_after_secret"], "the pods roll only once the Secret holds the new credentials"
+        assert password not in now["annotation"] and not any(pw in now["annotation"] for pw in db["passwords"].values())
+        assert f"-- rotation period {period}:" in db["sql"] and password not in db["sql"]
+        if history:
+            before = history[-1]
+            old_user, old_password = before["app"]["credentials"]
+            assert old_user != user and db["passwords"][old_user] == old_password, "last period's role still logs in"
+            assert password != before["passwords"][user], "the slot's password from two periods ago is replaced"
+            assert password not in {h["app"]["credentials"][1] for h in history}, "a fresh password every period"
+            assert now["annotation"] not in {h["app"]["annotation"] for h in history}, "the pods roll"
+            assert db["job"] not in {h["job"] for h in history}, "the bootstrap runs again"
+        history.append({"app": now, "passwords": db["passwords"], "job": db["job"]})
 
 
 def test_rotation_clock_must_carry_a_zone() -> None:
@@ -379,7 +480,7 @@ def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(st
     ]
     sql = sql_map.manifest["data"]["bootstrap.sql"]
     assert "CREATE ROLE mlflow" in sql and "CREATE DATABASE airflow OWNER airflow" in sql
-    assert "PASSWORD :'mlflow_password'" in sql
+    assert "PASSWORD :'mlflow_a_password'" in sql and "PASSWORD :'mlflow_b_password'" in sql
     for key in run.of_type("random:index/randomPassword:RandomPassword"):
         assert key.outputs["result"] not in sql
     assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "db-bootstrap"}}]
@@ -414,8 +515,10 @@ def test_bootstrap_reruns_when_its_inputs_change_and_gates_the_host(stack: str, 
         r for r in run.of_type("kubernetes:core/v1:ConfigMap") if r.manifest["metadata"]["name"] == "db-bootstrap-sql"
     )
     passwords = {r.name: r.outputs["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")}
-    roles = re.findall(r"CREATE ROLE (\w+)", sql.manifest["data"]["bootstrap.sql"])  # in the SQL's order
-    assert {"mlflow", "airflow", "mlflow_auth"} <= set(roles)  # MLflow basic auth's database in both stacks
+    # the login roles, in the SQL's order
+    roles = re.findall(r"ALTER ROLE (\w+) WITH LOGIN PASSWORD", sql.manifest["data"]["bootstrap.sql"])
+    owners = {"mlflow", "airflow", "mlflow_auth"}  # MLflow basic auth's database in both stacks
+    assert {f"{o}_{s}" for o in owners for s in "ab"} <= set(roles)
     inputs = [
         sql.manifest["data"]["bootstrap.sql"],
         env["PGHOST"],
@@ -907,6 +1010,9 @@ def app_names(postgres_available: Any) -> Iterator[tuple[str, str, str]]:
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
         for name in names[:2]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name in names[:2]:
+            for slot in (0, 1):
+                conn.execute(f"DROP ROLE IF EXISTS {login_role(name, slot)}")
         for name in names:
             conn.execute(f"DROP ROLE IF EXISTS {name}")
 
@@ -927,12 +1033,14 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(
         with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as conn:
             conn.execute(f"CREATE ROLE {master} LOGIN CREATEROLE CREATEDB")
         user = master
-    sql = bootstrap_sql(apps)
-    passwords = {mlflow: "pw-" + uuid.uuid4().hex, airflow: "pw-" + uuid.uuid4().hex}
+    sql = bootstrap_sql(apps, rotation_plan(ROTATION_START, 30))
+    passwords = {login_role(a.role, k): "pw-" + uuid.uuid4().hex for a in apps for k in (0, 1)}
     _run_sql(sql, user, passwords, tmp_path)
     _run_sql(sql, user, passwords, tmp_path)  # a second run changes nothing and does not fail
-    assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
-    assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
+    for k in (0, 1):
+        mlflow_login, airflow_login = login_role(mlflow, k), login_role(airflow, k)
+        assert _can_connect(mlflow_login, mlflow) and _can_connect(airflow_login, airflow)
+        assert not _can_connect(mlflow_login, airflow) and not _can_connect(airflow_login, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
         owners: dict[str, str] = dict(
             conn.execute(
@@ -944,3 +1052,5 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(
             "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", (mlflow,)
         ).fetchone()
         assert flags == (False, False, False)
+        logins = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone()
+        assert logins == (False,), "the owner role does not log in"

@@ -10,6 +10,7 @@ provisioned option's check passes when the given credentials work and fails nami
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,12 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from components.artifact_store import ROTATION_EPOCH, rotation_plan
 from components.database import (
     BOOTSTRAP_INPUTS_ANNOTATION,
     CA_DIR,
     SERVER_CA,
     AppDatabase,
     bootstrap_sql,
+    login_role,
     password_variable,
     server_ca_path,
     verify_script,
@@ -219,7 +222,7 @@ def test_the_bootstrap_runs_again_when_how_it_connects_changes(external_run: Pro
 
 def test_every_connection_carries_the_sslmode(external_run: ProgramRun) -> None:
     airflow = reveal(_named(external_run, "Secret", "airflow-metadata").inputs["stringData"])["connection"]
-    assert airflow.startswith("postgresql://airflow:") and f"@{HOST}:{PORT}/airflow?sslmode=verify-full" in airflow
+    assert re.match(r"postgresql://airflow_[ab]:", airflow) and f"@{HOST}:{PORT}/airflow?sslmode=verify-full" in airflow
     (api,) = [
         r
         for r in external_run.kubernetes_objects()
@@ -319,12 +322,13 @@ def test_the_bootstrap_runs_twice_as_a_createdb_createrole_admin(
         AppDatabase(mlflow, mlflow, "ns", "s", "username-password", "mlflow"),
         AppDatabase(airflow, airflow, "ns", "s", "sqlalchemy-url", "airflow"),
     ]
-    passwords = {mlflow: "pw-" + uuid.uuid4().hex, airflow: "pw-" + uuid.uuid4().hex}
-    sql = bootstrap_sql(apps)
+    passwords = {login_role(a.role, k): "pw-" + uuid.uuid4().hex for a in apps for k in (0, 1)}
+    sql = bootstrap_sql(apps, rotation_plan(ROTATION_EPOCH, 30))
     _run_sql(sql, admin, passwords, tmp_path)
     _run_sql(sql, admin, passwords, tmp_path)  # idempotent
-    assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
-    assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
+    mlflow_login, airflow_login = login_role(mlflow, 0), login_role(airflow, 0)
+    assert _can_connect(mlflow_login, mlflow) and _can_connect(airflow_login, airflow)
+    assert not _can_connect(mlflow_login, airflow) and not _can_connect(airflow_login, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
         row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (admin,)).fetchone()
         assert row == (False,)
@@ -347,8 +351,12 @@ def test_the_provisioned_check_passes_with_working_credentials_and_names_the_app
         AppDatabase(mlflow, mlflow, "ns", "s", "username-password", "mlflow"),
         AppDatabase(airflow, airflow, "ns", "s", "sqlalchemy-url", "airflow"),
     ]
-    passwords = {mlflow: "pw-" + uuid.uuid4().hex, airflow: "pw-" + uuid.uuid4().hex}
-    _run_sql(bootstrap_sql(apps), "postgres", passwords, tmp_path)  # what the server's own team provisioned
+    # what the server's own team provisioned: the platform's own scheme, the given roles being the login roles *_a
+    owners = apps
+    passwords = {login_role(a.role, k): "pw-" + uuid.uuid4().hex for a in owners for k in (0, 1)}
+    _run_sql(bootstrap_sql(owners, rotation_plan(ROTATION_EPOCH, 30)), "postgres", passwords, tmp_path)
+    apps = [AppDatabase(a.database, login_role(a.role, 0), "ns", "s", a.secret_format, a.app) for a in owners]
+    mlflow, airflow = apps[0].role, apps[1].role
     ok = _verify(apps, passwords, tmp_path)
     assert ok.returncode == 0, ok.stderr
     # Airflow given a database its role may not connect to (another app's): refused, Airflow named, MLflow not

@@ -20,6 +20,7 @@ import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from components.database import AppDatabase, bootstrap_sql
+from components.artifact_store import ROTATION_EPOCH, rotation_plan
+from components.database import AppDatabase, bootstrap_sql, login_role
 from components.namespaces import NamespaceRef
 from components.platform_api import ADMIN_TOKEN_SECRET, AIRFLOW_USER_JOB
 from harness.mocks import SecretValue, reveal
@@ -126,10 +128,15 @@ def test_database_secret_and_role_come_from_the_bootstrap(stack: str, stack_run:
     (secret,) = k8s(run, "Secret", f"mlops-{stack}-api", API_DB_SECRET)
     assert "mlops:platform:Database" in ancestors(run, secret)
     data = secret.inputs["stringData"]
-    assert reveal(data)["username"] == "platform_api"
+    assert reveal(data)["username"] in ("platform_api_a", "platform_api_b")  # the active login role
     assert isinstance(data, SecretValue) or isinstance(data["password"], SecretValue)
     (sql,) = k8s(run, "ConfigMap", f"mlops-{stack}-data", "db-bootstrap-sql")
-    assert sql.manifest["data"]["bootstrap.sql"] == bootstrap_sql(list(apps.values()))
+    text = sql.manifest["data"]["bootstrap.sql"]
+    days = s.artifacts.key_rotation_days
+    period = int(re.search(r"^-- rotation period (\d+):", text, re.M).group(1))  # type: ignore[union-attr]
+    assert text == bootstrap_sql(
+        list(apps.values()), rotation_plan(ROTATION_EPOCH + timedelta(days=period * days), days)
+    )
     assert "CREATE DATABASE platform_api OWNER platform_api" in sql.manifest["data"]["bootstrap.sql"]
 
 
@@ -226,17 +233,19 @@ def renamed_apps(postgres_available: Any) -> Iterator[tuple[dict[str, list[AppDa
         for database, _ in every:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         for _, role in every:
+            for slot in (0, 1):
+                conn.execute(f"DROP ROLE IF EXISTS {login_role(role, slot)}")
             conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.execute(f"DROP ROLE IF EXISTS {master}")
 
 
-async def _migrate_as(role: str, database: str) -> list[str]:
+async def _migrate_as(role: str, database: str, owner: str) -> list[str]:
     async with await psycopg.AsyncConnection.connect(
         host="127.0.0.1", user=role, dbname=database, autocommit=True, row_factory=dict_row
     ) as conn:
         applied = await api_db.migrate(conn)
         cur = await conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'api_schema_migrations'")
-        assert await cur.fetchone() == {"tableowner": role}
+        assert await cur.fetchone() == {"tableowner": owner}  # the owner role, whichever login role migrates
         return applied
 
 
@@ -249,15 +258,16 @@ def test_bootstrap_gives_the_api_its_own_database_where_its_migrations_run(
         conn.execute(f"CREATE ROLE {master} LOGIN CREATEROLE CREATEDB")  # like the RDS master: no superuser
     for stack in STACKS:
         stack_apps = apps[stack]
-        passwords = {a.role: "pw-" + uuid.uuid4().hex for a in stack_apps}
-        _run_sql(bootstrap_sql(stack_apps), master, passwords, tmp_path)
+        passwords = {login_role(a.role, k): "pw-" + uuid.uuid4().hex for a in stack_apps for k in (0, 1)}
+        _run_sql(bootstrap_sql(stack_apps, rotation_plan(ROTATION_EPOCH, 30)), master, passwords, tmp_path)
         (api,) = [a for a in stack_apps if a.role.startswith("platform_api_")]
         every = [name for _, name, _ in api_db.migrations()]
-        assert asyncio.run(_migrate_as(api.role, api.database)) == every and every
-        assert asyncio.run(_migrate_as(api.role, api.database)) == []  # applied once
+        api_a, api_b = login_role(api.role, 0), login_role(api.role, 1)
+        assert asyncio.run(_migrate_as(api_a, api.database, api.role)) == every and every
+        assert asyncio.run(_migrate_as(api_b, api.database, api.role)) == []  # applied once, seen by either role
         others = [a for a in stack_apps if a is not api]
-        assert others and not any(_can_connect(api.role, o.database) for o in others)
-        assert not any(_can_connect(o.role, api.database) for o in others)
+        assert others and not any(_can_connect(api_a, o.database) for o in others)
+        assert not any(_can_connect(login_role(o.role, 0), api.database) for o in others)
 
 
 # --- the image's dependency group ---------------------------------------------------------------------------------

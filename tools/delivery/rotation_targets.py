@@ -1,12 +1,15 @@
-"""The resources a rotation-only `pulumi up` may touch: the IAM key slots and everything depending on them.
+"""The resources a rotation-only `pulumi up` may touch: the IAM key slots, the database password slots and
+everything depending on them.
 
     python -m tools.delivery.rotation_targets --state state.json     # from `pulumi stack export`
     python -m tools.delivery.rotation_targets --stack prod           # offline: the program under mocks
 
-Prints one URN per line: the access keys (`aws:iam/accessKey:AccessKey`, the rotating key slots)
-first, then every resource that depends on one of them, directly or through others: the Kubernetes
-Secrets that carry the active key and the workloads that roll when it changes (their pod templates
-carry a marker derived from the key). Dependencies are read as Pulumi reads them: `dependencies`,
+Prints one URN per line: the access keys (`aws:iam/accessKey:AccessKey`, the rotating key slots) and
+the database login roles' passwords (`random:index/randomPassword:RandomPassword` kept by a rotation
+period, `ROTATION_KEEPER`) first, then every resource that depends on one of them, directly or through
+others: the Kubernetes Secrets that carry the active key or login role, the bootstrap Job (and its SQL)
+that sets the passwords, and the workloads that roll when they change (their pod templates carry a
+marker derived from them). Dependencies are read as Pulumi reads them: `dependencies`,
 `propertyDependencies`, `deletedWith`, and children of a dependent component. The scheduled rotation
 job passes these URNs to `pulumi up --target ... --target-dependents`, so the update cannot reach
 anything else (the database, the bucket, the ingress, ...).
@@ -27,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 KEY_TYPE = "aws:iam/accessKey:AccessKey"
+PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+ROTATION_KEEPER = "rotation-period"  # the keeper of a password slot (components.database)
+
+
+def _rotates(type_: str, inputs: dict[str, Any] | None) -> bool:
+    """A rotating slot: an access key, or a password kept by a rotation period."""
+    keepers = (inputs or {}).get("keepers") or {}
+    return type_ == KEY_TYPE or (type_ == PASSWORD_TYPE and isinstance(keepers, dict) and ROTATION_KEEPER in keepers)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class Resource:
     type: str
     parent: str | None = None
     dependencies: frozenset[str] = field(default_factory=frozenset)
+    rotates: bool = False  # a key or password slot
 
 
 def from_export(doc: dict[str, Any]) -> list[Resource]:
@@ -47,45 +59,52 @@ def from_export(doc: dict[str, Any]) -> list[Resource]:
             deps.update(urns or [])
         if r.get("deletedWith"):
             deps.add(r["deletedWith"])
-        out.append(Resource(r["urn"], r["type"], r.get("parent"), frozenset(deps)))
+        rotates = _rotates(r["type"], r.get("inputs"))
+        out.append(Resource(r["urn"], r["type"], r.get("parent"), frozenset(deps), rotates))
     return out
 
 
 def from_program(stack: str) -> list[Resource]:
     """Resources the program registers for `stack` under the harness's mocks (no cloud, no state)."""
+    from harness.mocks import reveal
     from harness.run import run_program
 
     run = run_program(stack)
-    return [Resource(r.urn, r.type, r.parent, frozenset(r.dependencies)) for r in run.registrations]
+    return [
+        Resource(r.urn, r.type, r.parent, frozenset(r.dependencies), _rotates(r.type, reveal(r.inputs)))
+        for r in run.registrations
+    ]
 
 
 @dataclass(frozen=True)
 class Targets:
     keys: list[str]
     dependents: list[str]
+    passwords: list[str] = field(default_factory=list)
 
     @property
     def all(self) -> list[str]:
-        return self.keys + self.dependents
+        return self.keys + self.passwords + self.dependents
 
 
 def rotation_targets(resources: Iterable[Resource]) -> Targets:
-    """The key slots' URNs and their dependents' URNs, each sorted."""
+    """The key slots', the password slots' and their dependents' URNs, each sorted."""
     resources = list(resources)
     keys = sorted(r.urn for r in resources if r.type == KEY_TYPE)
+    passwords = sorted(r.urn for r in resources if r.rotates and r.type != KEY_TYPE)
     reached_from: dict[str, set[str]] = {}
     for r in resources:
         for dep in r.dependencies:
             reached_from.setdefault(dep, set()).add(r.urn)
         if r.parent:  # a dependent's children are part of it
             reached_from.setdefault(r.parent, set()).add(r.urn)
-    seen = set(keys)
-    todo = list(keys)
+    seen = {*keys, *passwords}
+    todo = [*keys, *passwords]
     while todo:
         for nxt in reached_from.get(todo.pop(), set()) - seen:
             seen.add(nxt)
             todo.append(nxt)
-    return Targets(keys, sorted(seen - set(keys)))
+    return Targets(keys, sorted(seen - set(keys) - set(passwords)), passwords)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("a target URN contains a comma: it cannot be passed to pulumi/actions", file=sys.stderr)
         return 1
     print("\n".join(targets.all))
-    print(f"{len(targets.keys)} key slots, {len(targets.dependents)} dependents", file=sys.stderr)
+    slots = f"{len(targets.keys)} key slots, {len(targets.passwords)} password slots"
+    print(f"{slots}, {len(targets.dependents)} dependents", file=sys.stderr)
     if args.github_output and os.environ.get("GITHUB_OUTPUT"):
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as fh:
             fh.write(f"count={len(targets.all)}\ntargets<<__URNS__\n" + "\n".join(targets.all) + "\n__URNS__\n")

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tools.delivery.rotation_targets import KEY_TYPE, Resource, from_export, main, rotation_targets
+from harness.mocks import reveal
+from tools.delivery.rotation_targets import KEY_TYPE, PASSWORD_TYPE, Resource, from_export, main, rotation_targets
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -29,6 +30,7 @@ def export_of(run: Any) -> dict[str, Any]:
                     "type": r.type,
                     "parent": r.parent,
                     "dependencies": list(r.dependencies),
+                    "inputs": {"keepers": reveal(r.inputs).get("keepers")} if r.type == PASSWORD_TYPE else {},
                 }
                 for r in run.registrations
             ],
@@ -53,6 +55,13 @@ def test_prod_targets_are_the_key_slots_their_secrets_and_the_workloads_that_rol
     # the Secrets that carry the active key, and the workloads whose pods read them
     assert {"artifacts-mlflow-credentials", "artifacts-airflow-credentials"} <= dependents
     assert {"mlflow-release", "airflow-release"} <= dependents
+    # the database login roles' passwords, the bootstrap that sets them (its SQL names the period), the
+    # connection Secrets that carry the active role, and the API's Deployment that rolls onto it
+    apps = ("mlflow", "mlflow_auth", "airflow", "platform_api")
+    assert names(targets.passwords) == {f"database-{a}_{s}-password" for a in apps for s in "ab"}
+    assert {"database-bootstrap", "database-bootstrap-sql", "database-bootstrap-secret"} <= dependents
+    assert {f"database-{a}-connection" for a in apps} | {"api-deployment"} <= dependents
+    assert "database-admin-password" in {r.name for r in run.registrations} - dependents
     # never the data stores, the network, the ingress or the IAM users themselves
     untouched = {r.name for r in run.registrations} - dependents - names(targets.keys)
     for name in ("artifacts-bucket", "database-rds", "database-sg", "ingress-traefik", "artifacts-mlflow-user"):
@@ -94,7 +103,7 @@ def test_the_offline_cli_lists_the_same_targets_as_the_state(stack_run: Any, tmp
     urns = from_state.stdout.splitlines()
     written = output.read_text()
     assert written == f"count={len(urns)}\ntargets<<__URNS__\n" + "\n".join(urns) + "\n__URNS__\n"
-    assert "6 key slots" in from_state.stderr  # mlflow, airflow, loki: two each
+    assert "6 key slots, 8 password slots" in from_state.stderr  # mlflow, airflow, loki; 4 databases: two each
 
 
 def test_dependencies_are_read_as_pulumi_reads_them(tmp_path: Path) -> None:
