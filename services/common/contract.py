@@ -24,7 +24,6 @@ from pathlib import Path
 
 from services.common.api_rules import EVENTS_POLL_SECONDS, RECONCILE_SECONDS
 
-
 FILE_SUFFIX = "_FILE"
 
 
@@ -170,9 +169,7 @@ CATALOG_RELOAD_URL_KEY = "reload_url"
 # Besides these it reads MLFLOW_TRACKING_URI, MLOPS_DATABASE_HOST, MLOPS_MODEL_CATALOG and the MLflow client vars.
 API_DATABASE_PORT = EnvVar("MLOPS_API_DATABASE_PORT", "Port of the API's PostgreSQL database (default 5432).")
 API_DATABASE_NAME = EnvVar("MLOPS_API_DATABASE_NAME", "Name of the API's own database.")
-API_DATABASE_USER = EnvVar(
-    "MLOPS_API_DATABASE_USER", "Role the API connects as (owner of its database).", file=True
-)
+API_DATABASE_USER = EnvVar("MLOPS_API_DATABASE_USER", "Role the API connects as (owner of its database).", file=True)
 API_DATABASE_PASSWORD = EnvVar("MLOPS_API_DATABASE_PASSWORD", "Password of that role.", secret=True)
 API_DATABASE_SSLMODE = EnvVar(
     "MLOPS_API_DATABASE_SSLMODE", "libpq sslmode of the API's database connections (default prefer)."
