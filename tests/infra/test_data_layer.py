@@ -3,6 +3,9 @@ IAM policies enforced by moto's server, bootstrap SQL against the local PostgreS
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -30,7 +33,15 @@ from components.artifact_store import (
     prefix_policy,
     rotation_plan,
 )
-from components.database import BOOTSTRAP_INPUTS_ANNOTATION, AppDatabase, bootstrap_sql, password_variable
+from components.database import (
+    ADMIN_PASSWORD_KEY,
+    BOOTSTRAP_INPUTS_ANNOTATION,
+    AppDatabase,
+    bootstrap_script,
+    bootstrap_sql,
+    password_sql,
+    password_variable,
+)
 from components.jobs import inputs_digest
 from components.logging import LOKI_PREFIX
 from devstack.moto import moto_s3
@@ -877,17 +888,70 @@ def test_rotation_replayed_in_iam_keeps_the_previous_key_working(
 
 
 # --- bootstrap SQL, for real (local PostgreSQL) ------------------------------------------------------
+def _secret_files(tmp_path: Path, passwords: dict[str, str], admin_password: str | None = None) -> Path:
+    """The bootstrap Secret as the Job sees it mounted: one file per key, no trailing newline."""
+    folder = tmp_path / "secrets"
+    folder.mkdir(exist_ok=True)
+    for role, pw in passwords.items():
+        (folder / password_variable(role).upper()).write_text(pw)
+    if admin_password is not None:
+        (folder / ADMIN_PASSWORD_KEY).write_text(admin_password)
+    return folder
+
+
 def _run_sql(sql: str, user: str, passwords: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "bootstrap.sql"
-    path.write_text(sql)
-    variables = [arg for role, pw in passwords.items() for arg in ("-v", f"{password_variable(role)}={pw}")]
-    result = subprocess.run(
-        ["psql", "-X", "-h", "127.0.0.1", "-U", user, "-d", "postgres", *variables, "-f", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """What the bootstrap Job runs (components.database.bootstrap_script): psql reading the admin's password from a
+    pgpass file and the roles' from the Secret's files, none of them in its arguments or environment."""
+    secrets = _secret_files(tmp_path, passwords, admin_password="admin:pw\\with-escapes")
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir(exist_ok=True)
+    (sql_dir / "bootstrap.sql").write_text(sql)
+    (sql_dir / "passwords.sql").write_text(password_sql(list(passwords), str(secrets)))
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    script = bootstrap_script(list(passwords), str(secrets), str(sql_dir))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "PGHOST": "127.0.0.1",
+        "PGUSER": user,
+        "PGDATABASE": "postgres",
+    }
+    env["PGPORT"] = os.environ.get("MLOPS_TEST_PG_PORT", "5432")
+    result = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
+    # the admin's password went through the pgpass file, escaped as libpq reads it, readable by the owner only
+    pgpass = home / ".pgpass"
+    assert pgpass.read_text() == "*:*:*:*:admin\\:pw\\\\with-escapes\n"
+    assert pgpass.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.servers
+def test_the_bootstrap_stops_before_psql_when_a_password_file_is_empty(
+    app_names: tuple[str, str, str], tmp_path: Path
+) -> None:
+    mlflow, _, _ = app_names
+    with pytest.raises(AssertionError, match="missing or empty"):
+        _run_sql(
+            bootstrap_sql([AppDatabase(mlflow, mlflow, "ns", "s", "username-password")]),
+            "postgres",
+            {mlflow: ""},
+            tmp_path,
+        )
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone() is None
+
+
+def _has_password(role: str, password: str) -> bool:
+    """Whether `role`'s SCRAM-SHA-256 verifier in pg_authid is that of `password` (the server trusts local
+    connections here, so logging in would prove nothing)."""
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    assert row is not None and row[0] is not None and row[0].startswith("SCRAM-SHA-256$"), row
+    iterations, salt, stored = re.match(r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):", row[0]).groups()  # type: ignore[union-attr]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored
 
 
 def _can_connect(role: str, database: str) -> bool:
@@ -931,6 +995,9 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(
     passwords = {mlflow: "pw-" + uuid.uuid4().hex, airflow: "pw-" + uuid.uuid4().hex}
     _run_sql(sql, user, passwords, tmp_path)
     _run_sql(sql, user, passwords, tmp_path)  # a second run changes nothing and does not fail
+    # each role's password is the one of its file, and no other
+    assert _has_password(mlflow, passwords[mlflow]) and _has_password(airflow, passwords[airflow])
+    assert not _has_password(mlflow, passwords[airflow])
     assert _can_connect(mlflow, mlflow) and _can_connect(airflow, airflow)
     assert not _can_connect(mlflow, airflow) and not _can_connect(airflow, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
