@@ -630,7 +630,7 @@ CHART_CONTAINER_CONTEXTS: dict[str, list[str]] = {
 # A credential on a command line: a password/token flag, a libpq password variable, a psql variable set to one, or
 # a shell expansion of a variable named like one.
 ARGV_CREDENTIAL = re.compile(
-    r"--(password|passwd|token|secret|api-key)\b"
+    r"--(password|passwd|token|secret|api-key)(?![-\w])"
     r"|\bPGPASSWORD="
     r"|-v\s*['\"]?\w*(password|token|secret)\w*="
     r"|\$\{?\w*(PASSWORD|TOKEN|SECRET)\w*\}?",

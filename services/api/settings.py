@@ -109,7 +109,12 @@ def markdown_table() -> str:
     rows = ["| variable | secret | description |", "| --- | --- | --- |"]
     shared = (contract.DATABASE_HOST, contract.MLFLOW_TRACKING_URI, contract.MODEL_CATALOG)
     for var in (*shared, *contract.API_VARS, *contract.MLFLOW_CLIENT_VARS):
-        rows.append(f"| `{var.name}` | {'yes' if var.secret else 'no'} | {var.description} |")
+        secret = "yes" if var.secret else "no"
+        if var in contract.MLFLOW_CLIENT_VARS:
+            secret += " (on the cluster: MLflow's file `$HOME/.mlflow/credentials`)"
+        elif var.secret or var.file:
+            secret += f" (on the cluster: the file `{var.file_variable}` names)"
+        rows.append(f"| `{var.name}` | {secret} | {var.description} |")
     return "\n".join(rows)
 
 

@@ -182,7 +182,12 @@ def test_secret_formats_match_the_charts(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     secrets = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:Secret")}
     s3_keys = reveal(secrets["mlflow-s3-credentials"].inputs["stringData"])
-    assert set(s3_keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(s3_keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials"}
+    # boto's shared credentials file, for pods that mount the Secret (AWS_SHARED_CREDENTIALS_FILE)
+    assert s3_keys["credentials"] == (
+        f"[default]\naws_access_key_id = {s3_keys['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {s3_keys['AWS_SECRET_ACCESS_KEY']}\n"
+    )
     conn = reveal(secrets["airflow-s3-logs"].inputs["stringData"])["AIRFLOW_CONN_MLOPS_S3_LOGS"]
     assert conn.startswith("aws://AKIA") and conn.endswith("@/?region_name=eu-west-1")
     assert set(reveal(secrets["mlflow-db"].inputs["stringData"])) == {"username", "password"}
@@ -393,8 +398,20 @@ def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(st
     assert "PASSWORD :'mlflow_password'" in sql
     for key in run.of_type("random:index/randomPassword:RandomPassword"):
         assert key.outputs["result"] not in sql
-    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "db-bootstrap"}}]
-    assert pod["volumes"][0]["configMap"]["name"] == "db-bootstrap-sql"
+    # the passwords: the Secret mounted as files, read by psql from a pgpass file and `\set` lines, never env or argv
+    (container,) = pod["containers"]
+    assert "envFrom" not in container and not any("valueFrom" in e for e in container["env"])
+    assert container["command"] == ["/bin/sh", "/sql/bootstrap.sh"]
+    assert sql_map.manifest["data"]["bootstrap.sh"] == bootstrap_script(roles := re.findall(r"CREATE ROLE (\w+)", sql))
+    assert sql_map.manifest["data"]["passwords.sql"] == password_sql(roles)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["sql"]["configMap"]["name"] == "db-bootstrap-sql"
+    assert volumes["passwords"]["secret"] == {"secretName": "db-bootstrap", "defaultMode": 0o440}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["passwords"] == "/var/run/secrets/mlops/db-bootstrap" and mounts["home"] == "/home/bootstrap"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for key in run.of_type("random:index/randomPassword:RandomPassword"):
+        assert key.outputs["result"] not in sql_map.manifest["data"]["passwords.sql"]
 
 
 @pytest.mark.parametrize("key", ["database.multiAz", "database.deletionProtection"])
