@@ -114,7 +114,7 @@ def test_helm_values_that_take_a_secret_as_env_fail_unless_accepted() -> None:
     found = checks.credential_exposure_problems(run_of(helm("airflow", "airflow", "1.21.0", airflow)))
     assert {p.split("values.")[1].split(" ")[0] for p in found} == {
         "extraEnvFrom.0",
-        "env.0",
+        "env.0.valueFrom",
         "data.resultBackendSecretName",
     }
     # a chart limitation listed in ACCEPTED_SECRET_ENV passes; the same value in another chart does not
