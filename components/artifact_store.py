@@ -403,7 +403,9 @@ class ArtifactStore(pulumi.ComponentResource):
         key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
         secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
         # boto's shared credentials file (AWS_SHARED_CREDENTIALS_FILE) for pods that mount the Secret as files
-        shared_file = pulumi.Output.secret(pulumi.Output.all(key_id, secret).apply(lambda v: aws_credentials_ini(*v)))
+        shared_file: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(key_id, secret).apply(lambda v: aws_credentials_ini(str(v[0]), str(v[1])))
+        )
         if spec.secret_format == "aws-env":
             string_data: dict[str, pulumi.Input[str]] = {
                 "AWS_ACCESS_KEY_ID": key_id,
