@@ -18,6 +18,7 @@ from components.database import CA_DIR, server_ca_path
 from components.namespaces import NamespaceRef
 from components.naming import DB_CREDENTIALS_ANNOTATION, ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
+from components.pod_security import SECRET_FILE_MODE
 from observability.scrape import AIRFLOW_STATSD_MAPPINGS
 from services.common import contract, git_access
 from stacks.settings import AirflowSettings, ImageRef
@@ -42,9 +43,9 @@ GIT_SYNC_ROOT = "/opt/airflow/dags/repo"
 CATALOG_ANNOTATION = platform_key("model-catalog")
 CATALOG_VOLUME = "model-catalog"
 DB_CA_VOLUME = "db-server-ca"
-# AWS's own variables in every Airflow container, from the Airflow user's S3 key Secret: training code reads
-# s3:// datasets with them (the IAM policy grants the catalog's datasets in the artifact bucket).
-AWS_KEY_VARS = tuple(var.name for var in contract.S3_KEY_VARS)
+# The Airflow user's S3 key reaches every Airflow container as boto's shared credentials file (from its Secret's
+# `credentials` key): training code reads s3:// datasets with it (the IAM policy grants the catalog's datasets).
+HOME = "/home/airflow"  # the image's $HOME: MLflow's credentials file is mounted under it
 
 
 @dataclass(frozen=True)
@@ -129,19 +130,19 @@ def _git_sync_values(s: AirflowSettings) -> dict[str, object]:
 
 def _log_values(args: AirflowPlatformArgs) -> dict[str, object]:
     """Task logs: to the bucket's Airflow prefix through the rotated-key connection (its variable
-    from the connection Secret), or to the NFS claim. Returns the chart's `logs`, `secret` and
-    `config.logging`; `secret` always carries AWS's own key variables from the same Secret."""
-    aws_keys = [{"envName": var, "secretName": args.logs_connection_secret, "secretKey": var} for var in AWS_KEY_VARS]
+    from the connection Secret: an accepted exception, see harness/checks.py ACCEPTED_SECRET_ENV), or to the NFS
+    claim. Returns the chart's `logs`, `secret` and `config.logging`. AWS's own credentials are a file
+    (`_credential_files`), not variables."""
     if not args.settings.remote_logging:
         return {
             "logs": {"persistence": {"enabled": True, "existingClaim": args.logs_claim}},
-            "secret": aws_keys,
+            "secret": [],
             "logging": {"remote_logging": "False", "colored_console_log": "False"},
         }
     conn_env = f"AIRFLOW_CONN_{args.logs_connection_id.upper()}"
     return {
         "logs": {"persistence": {"enabled": False}},
-        "secret": [{"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}, *aws_keys],
+        "secret": [{"envName": conn_env, "secretName": args.logs_connection_secret, "secretKey": conn_env}],
         "logging": {
             "remote_logging": "True",
             "remote_base_log_folder": pulumi.Output.concat("s3://", args.bucket, f"/{args.log_prefix.strip('/')}"),
@@ -192,6 +193,59 @@ def _volumes(db_ca: dict[str, list[dict[str, object]]], s3_volumes: S3Values, s3
     }
 
 
+def _credential_files(
+    args: AirflowPlatformArgs,
+) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, str]]]:
+    """The credentials every Airflow container needs, as files (services/common/contract.py): the reload token and
+    the Slack webhook (`<NAME>_FILE`), MLflow's credentials file under $HOME/.mlflow (optional: empty without
+    MLflow auth) and the Airflow user's S3 key as boto's shared credentials file (AWS_SHARED_CREDENTIALS_FILE).
+    Returns the chart's volumes, volumeMounts and env entries."""
+    volumes: list[dict[str, object]] = []
+    mounts: list[dict[str, object]] = []
+    env: list[dict[str, str]] = []
+    for volume, secret, var in (
+        ("reload-token", args.reload_token_secret, contract.RELOAD_TOKEN),
+        ("slack-webhook", args.slack_secret, contract.SLACK_WEBHOOK_URL),
+    ):
+        volumes.append({"name": volume, "secret": {"secretName": secret, "defaultMode": SECRET_FILE_MODE}})
+        mounts.append({"name": volume, "mountPath": contract.secret_file(secret, "").rstrip("/"), "readOnly": True})
+        env.append({"name": var.file_variable, "value": contract.secret_file(secret, var.name)})
+    key = contract.MLFLOW_CREDENTIALS_KEY
+    volumes.append(
+        {
+            "name": "mlflow-credentials",
+            "secret": {
+                "secretName": args.mlflow_credentials_secret,
+                "defaultMode": SECRET_FILE_MODE,
+                "optional": True,
+                "items": [{"key": key, "path": key}],
+            },
+        }
+    )
+    mounts.append(
+        {
+            "name": "mlflow-credentials",
+            "mountPath": str(contract.mlflow_credentials_file(HOME).parent),
+            "readOnly": True,
+        }
+    )
+    aws = contract.AWS_CREDENTIALS_KEY
+    volumes.append(
+        {
+            "name": "aws-credentials",
+            "secret": {
+                "secretName": args.logs_connection_secret,
+                "defaultMode": SECRET_FILE_MODE,
+                "items": [{"key": aws, "path": aws}],
+            },
+        }
+    )
+    secret_dir = contract.secret_file(args.logs_connection_secret, "").rstrip("/")
+    mounts.append({"name": "aws-credentials", "mountPath": secret_dir, "readOnly": True})
+    env.append({"name": contract.AWS_SHARED_CREDENTIALS_FILE.name, "value": f"{secret_dir}/{aws}"})
+    return volumes, mounts, env
+
+
 def catalog_checksum(document: str) -> str:
     """The value of the catalog annotation: changes whenever the catalog's JSON does."""
     return hashlib.sha256(document.encode()).hexdigest()[:16]
@@ -200,12 +254,8 @@ def catalog_checksum(document: str) -> str:
 def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> dict[str, object]:
     """The Airflow chart's values for these arguments (`internal_url`: the API server's Service)."""
     s = args.settings
-    env_from = [
-        {"configMapRef": {"name": args.endpoints_configmap}},
-        {"secretRef": {"name": args.reload_token_secret}},
-        {"secretRef": {"name": args.slack_secret}},
-        {"secretRef": {"name": args.mlflow_credentials_secret}},
-    ]
+    env_from = [{"configMapRef": {"name": args.endpoints_configmap}}]
+    volumes, mounts, file_env = _credential_files(args)
     logs = _log_values(args)
     s3_env, s3_volumes, s3_mounts = _s3_client_values(args.s3_endpoint)
     db_ca = db_ca_values(args.db_ca_configmap)
@@ -234,8 +284,11 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
             {"name": contract.AWS_DEFAULT_REGION.name, "value": args.region},
             *s3_env,
             *db_ca["env"],
+            *file_env,
         ],
-        **_volumes(db_ca, s3_volumes, s3_mounts),
+        # the model catalog, an S3-compatible store's client files, the database server's CA and the credential
+        # files in every Airflow container (the chart's components, its migration Job and the task pods alike)
+        **_volumes(db_ca, [*s3_volumes, *volumes], [*s3_mounts, *mounts]),
         "extraEnvFrom": yaml.safe_dump(env_from, default_flow_style=False),
         "airflowPodAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
@@ -284,10 +337,12 @@ class AirflowPlatform(pulumi.ComponentResource):
     training sources' read-only git credentials (a Secret per `airflow.gitCredentials.<name>`) and the SSH host keys
     (ConfigMap `git-known-hosts`) for the task pods to mount (services.common.git_access), task logs to
     the bucket's Airflow prefix through the rotated-key connection (or to the NFS claim), the
-    endpoints ConfigMap and the reload-token, Slack and MLflow-credentials Secrets as environment of every Airflow
-    container (so the DAGs read the contract's variables), the model catalog as a ConfigMap mounted in every
+    endpoints ConfigMap as environment and the reload-token, Slack and MLflow-credentials Secrets as files of every
+    Airflow container (`<NAME>_FILE`; MLflow's own file under $HOME/.mlflow; so the DAGs read the contract's
+    variables), the model catalog as a ConfigMap mounted in every
     Airflow container (task pods included) with MLOPS_MODEL_CATALOG naming the file, the Airflow user's S3 key as
-    AWS's own variables (s3:// datasets), the S3 key's rotation annotation and the catalog's checksum on the
+    boto's shared credentials file (AWS_SHARED_CREDENTIALS_FILE; s3:// datasets), the S3 key's rotation annotation
+    and the catalog's checksum on the
     pods (they roll when either changes), the image by digest when it has one, security contexts fit for Pod
     Security `restricted` (git-sync and StatsD included), the workers' Execution API pointed at the API
     server's Service (not the public host), and the API server's TLS Ingress.

@@ -20,6 +20,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 from components.namespaces import NamespaceRef
 from components.naming import labels, stack_name
 from services.common import contract
+from services.common.contract import AWS_CREDENTIALS_KEY, aws_credentials_ini
 
 MLFLOW_PREFIX = "mlflow/"
 AIRFLOW_LOG_PREFIX = "airflow-logs/"
@@ -403,10 +404,15 @@ class ArtifactStore(pulumi.ComponentResource):
         """The Secret in the consumer's namespace holding the active key, in the consumer's format."""
         key_id: pulumi.Output[str] = pulumi.Output.secret(active.id)
         secret: pulumi.Output[str] = pulumi.Output.secret(active.secret)
+        # boto's shared credentials file (AWS_SHARED_CREDENTIALS_FILE) for pods that mount the Secret as files
+        shared_file: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(key_id, secret).apply(lambda v: aws_credentials_ini(str(v[0]), str(v[1])))
+        )
         if spec.secret_format == "aws-env":
             string_data: dict[str, pulumi.Input[str]] = {
                 contract.AWS_ACCESS_KEY_ID.name: key_id,
                 contract.AWS_SECRET_ACCESS_KEY.name: secret,
+                AWS_CREDENTIALS_KEY: shared_file,
             }
         elif spec.secret_format == "airflow-connection":
             env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
@@ -415,6 +421,7 @@ class ArtifactStore(pulumi.ComponentResource):
                 # the same key for code that reads AWS's own variables (training code reading s3:// datasets)
                 contract.AWS_ACCESS_KEY_ID.name: key_id,
                 contract.AWS_SECRET_ACCESS_KEY.name: secret,
+                AWS_CREDENTIALS_KEY: shared_file,
             }
         else:
             raise ValueError(f"unknown secret format {spec.secret_format!r}")
@@ -609,7 +616,14 @@ class S3CompatibleStore(pulumi.ComponentResource):
         """The Secret in the consumer's namespace holding the key in use, in the consumer's format."""
         key_id: pulumi.Output[str] = pulumi.Output.secret(creds.access_key_id)
         secret: pulumi.Output[str] = pulumi.Output.secret(creds.secret_access_key)
-        string_data: dict[str, pulumi.Input[str]] = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+        string_data: dict[str, pulumi.Input[str]] = {
+            contract.AWS_ACCESS_KEY_ID.name: key_id,
+            contract.AWS_SECRET_ACCESS_KEY.name: secret,
+            # boto's shared credentials file (AWS_SHARED_CREDENTIALS_FILE) for pods that mount the Secret as files
+            AWS_CREDENTIALS_KEY: pulumi.Output.secret(
+                pulumi.Output.all(key_id, secret).apply(lambda v: aws_credentials_ini(str(v[0]), str(v[1])))
+            ),
+        }
         if spec.secret_format == "airflow-connection":
             env = f"AIRFLOW_CONN_{spec.connection_id.upper()}"
             endpoint = self.endpoint

@@ -26,7 +26,6 @@ from pulumi_kubernetes.core.v1 import (
     ContainerArgs,
     ContainerPortArgs,
     EmptyDirVolumeSourceArgs,
-    EnvFromSourceArgs,
     EnvVarArgs,
     ExecActionArgs,
     PersistentVolumeClaimArgs,
@@ -36,7 +35,6 @@ from pulumi_kubernetes.core.v1 import (
     ProbeArgs,
     ResourceRequirementsArgs,
     Secret,
-    SecretEnvSourceArgs,
     Service,
     ServicePortArgs,
     ServiceSpecArgs,
@@ -50,7 +48,8 @@ from components.artifact_store import KeySlot, RotationPlan
 from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, stack_name
-from components.pod_security import restricted_container, restricted_pod
+from components.pod_security import restricted_container, restricted_pod, secret_mount, secret_volume
+from services.common import contract
 
 # Official image tags pinned per major version (in-cluster mode and the bootstrap Job's psql).
 POSTGRES_IMAGES = {
@@ -71,6 +70,14 @@ BOOTSTRAP_SQL = "db-bootstrap-sql"
 SERVER_CA = "db-server-ca"  # the external server's CA (ConfigMap `ca.crt`), mounted where PGSSLROOTCERT points
 CA_DIR = "/etc/postgres-ca"
 RDS_ADMIN_USER = "mlops_admin"
+# Credentials as files (services/common/contract.py): the bootstrap's Secret is mounted here, one file per key (the
+# admin's ADMIN_PASSWORD_KEY, each role's password_variable(role).upper()); psql reads the admin's password from a
+# pgpass file built in JOB_HOME and the roles' through `password_sql`: no password in env or argv.
+BOOTSTRAP_SECRETS = contract.secret_file(BOOTSTRAP, "").rstrip("/")
+SUPERUSER_SECRETS = contract.secret_file(SUPERUSER_SECRET, "").rstrip("/")
+ADMIN_PASSWORD_KEY = "PGPASSWORD"
+JOB_HOME = "/home/bootstrap"  # an emptyDir: $HOME (the pgpass file) of the read-only-root Job
+SQL_DIR = "/sql"
 
 
 @dataclass(frozen=True)
@@ -201,15 +208,53 @@ def bootstrap_sql(apps: Sequence[AppDatabase], rotation: RotationPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verify_script(apps: Sequence[AppDatabase]) -> str:
+def _pgpass_line(user: str, password_file: str) -> str:
+    """Shell appending one pgpass line (any host, port and database; `user`) with the password of `password_file`
+    (`:` and backslash escaped as libpq wants) to $PGPASSFILE: printf is a shell builtin, so no argv holds it."""
+    escaped = f"$(sed -e 's/[\\\\:]/\\\\&/g' '{password_file}')"
+    return f'printf \'*:*:*:{user}:%s\\n\' "{escaped}" >>"$PGPASSFILE"'
+
+
+def _pgpass_prelude() -> list[str]:
+    return ["set -eu", "umask 077", 'export PGPASSFILE="$HOME/.pgpass"', ': >"$PGPASSFILE"']
+
+
+def password_sql(roles: Sequence[str], secrets_dir: str = BOOTSTRAP_SECRETS) -> str:
+    """psql lines setting each role's password variable (`password_variable`) from its file in `secrets_dir`, run
+    before `bootstrap_sql`: psql reads the files itself (a backquoted `cat` of the path), so no password is on a
+    command line or in the environment. No secret in this text: it lives in the SQL ConfigMap."""
+    lines = ["-- the roles' passwords, read from the mounted Secret's files", r"\set ON_ERROR_STOP on"]
+    lines += [f"\\set {password_variable(r)} `cat '{secrets_dir}/{password_variable(r).upper()}'`" for r in roles]
+    return "\n".join(lines) + "\n"
+
+
+def bootstrap_script(roles: Sequence[str], secrets_dir: str = BOOTSTRAP_SECRETS, sql_dir: str = SQL_DIR) -> str:
+    """Shell (for the postgres image) applying `password_sql` and `bootstrap_sql` as the admin, whose password psql
+    reads from a pgpass file ($HOME/.pgpass, mode 0600) built from the mounted Secret's file. It first checks that
+    every role's password file is there and not empty (psql would set an empty password from a failed `cat`)."""
+    files = [f"{secrets_dir}/{password_variable(r).upper()}" for r in roles]
+    lines = [
+        "# mlops-platform: database bootstrap (passwords from files, none on a command line)",
+        *_pgpass_prelude(),
+        *[f"test -s '{f}' || {{ echo '{f}: missing or empty' >&2; exit 1; }}" for f in files],
+        _pgpass_line("*", f"{secrets_dir}/{ADMIN_PASSWORD_KEY}"),
+        f"exec psql -X -w -f '{sql_dir}/passwords.sql' -f '{sql_dir}/bootstrap.sql'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def verify_script(apps: Sequence[AppDatabase], secrets_dir: str = BOOTSTRAP_SECRETS) -> str:
     """Shell (for the postgres image) checking that each application's role reaches its own database, with the
-    password in `$<ROLE>_PASSWORD`: for a provisioned server, where the databases and roles are given, not created.
-    Every application is tried; each failure is named, and any failure fails the script."""
-    lines = ["# mlops-platform: check the given database credentials", "failed=0"]
+    password in the file `<secrets_dir>/<ROLE>_PASSWORD` (through a pgpass file): for a provisioned server, where the
+    databases and roles are given, not created. Every application is tried; each failure is named, and any failure
+    fails the script."""
+    lines = ["# mlops-platform: check the given database credentials", *_pgpass_prelude()]
+    lines += [_pgpass_line(a.role, f"{secrets_dir}/{password_variable(a.role).upper()}") for a in apps]
+    lines.append("failed=0")
     for app in apps:
         who = app.app or app.role
         lines.append(
-            f'PGPASSWORD="${password_variable(app.role).upper()}" psql -X -w -q -U {app.role} -d {app.database} '
+            f"psql -X -w -q -U {app.role} -d {app.database} "
             f"-c 'SELECT 1' >/dev/null || {{ echo \"{who}: cannot connect to database {app.database} as "
             f'{app.role}" >&2; failed=1; }}'
         )
@@ -283,8 +328,11 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
         name="postgres",
         image=POSTGRES_IMAGES[args.engine_version],
         ports=[ContainerPortArgs(name="postgres", container_port=5432)],
-        env=[EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata")],
-        env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=SUPERUSER_SECRET))],
+        env=[
+            EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata"),
+            # the image's entrypoint reads the superuser's password from this file (credentials as files)
+            EnvVarArgs(name="POSTGRES_PASSWORD_FILE", value=f"{SUPERUSER_SECRETS}/POSTGRES_PASSWORD"),
+        ],
         resources=ResourceRequirementsArgs(
             requests={"cpu": "250m", "memory": "512Mi"},
             limits={"cpu": "2", "memory": "2Gi"},
@@ -295,6 +343,8 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
         volume_mounts=[
             VolumeMountArgs(name="data", mount_path="/var/lib/postgresql/data"),
             VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir (read-only root)
+            secret_mount("superuser", SUPERUSER_SECRET),
         ],
     )
     return PodTemplateSpecArgs(
@@ -303,18 +353,25 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
             security_context=restricted_pod(POSTGRES_UID),
             automount_service_account_token=False,
             containers=[container],
-            volumes=[VolumeArgs(name="run", empty_dir=EmptyDirVolumeSourceArgs())],
+            volumes=[
+                VolumeArgs(name="run", empty_dir=EmptyDirVolumeSourceArgs()),
+                VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+                secret_volume("superuser", SUPERUSER_SECRET),
+            ],
         ),
     )
 
 
 def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
-    """psql applying the bootstrap SQL as the admin user, each role's password as a psql variable."""
-    psql_vars = " ".join(f'-v {password_variable(r)}="${password_variable(r).upper()}"' for r in password_roles(args))
-    command = f"exec psql -X {psql_vars} -f /sql/bootstrap.sql"
-    if args.given_passwords is not None:
-        command = "exec /bin/sh /sql/verify.sh"
-    mounts = [VolumeMountArgs(name="sql", mount_path="/sql", read_only=True)]
+    """psql applying the bootstrap SQL as the admin user (`bootstrap_script`), or checking given credentials
+    (`verify_script`); every password read from the mounted Secret's files, none in env or argv."""
+    script = "verify.sh" if args.given_passwords is not None else "bootstrap.sh"
+    mounts = [
+        VolumeMountArgs(name="sql", mount_path=SQL_DIR, read_only=True),
+        secret_mount("passwords", BOOTSTRAP),
+        VolumeMountArgs(name="home", mount_path=JOB_HOME),
+        VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir (read-only root)
+    ]
     ca_env = []
     if server.ca:
         mounts.append(VolumeMountArgs(name="ca", mount_path=CA_DIR, read_only=True))
@@ -322,7 +379,7 @@ def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
     return ContainerArgs(
         name="bootstrap",
         image=POSTGRES_IMAGES[args.engine_version],
-        command=["/bin/sh", "-c", command],
+        command=["/bin/sh", f"{SQL_DIR}/{script}"],
         env=[
             EnvVarArgs(name="PGHOST", value=server.host),
             EnvVarArgs(name="PGPORT", value=server.port.apply(str)),
@@ -330,9 +387,9 @@ def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
             EnvVarArgs(name="PGDATABASE", value="postgres"),
             EnvVarArgs(name="PGSSLMODE", value=server.sslmode),
             EnvVarArgs(name="PGCONNECT_TIMEOUT", value="10"),
+            EnvVarArgs(name="HOME", value=JOB_HOME),
             *ca_env,
         ],
-        env_from=[EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=BOOTSTRAP))],
         resources=ResourceRequirementsArgs(
             requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "256Mi"}
         ),
@@ -607,19 +664,25 @@ class Database(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # its own name: the server's selector (and the NetworkPolicy admitting the bootstrap) tell them apart
         job_labels = labels(name=BOOTSTRAP)
-        sql, file = bootstrap_sql(args.apps, args.rotation), "bootstrap.sql"
+        sql = bootstrap_sql(args.apps, args.rotation)
+        files = {
+            "bootstrap.sql": sql,
+            "passwords.sql": password_sql(password_roles(args)),
+            "bootstrap.sh": bootstrap_script(password_roles(args)),
+        }
         if args.given_passwords is not None:
-            sql, file = verify_script(args.apps), "verify.sh"
+            sql = verify_script(args.apps)
+            files = {"verify.sh": sql}
         sql_map = ConfigMap(
             f"{name}-bootstrap-sql",
             metadata=ObjectMetaArgs(name=BOOTSTRAP_SQL, namespace=args.namespace.output, labels=job_labels),
-            data={file: sql},
+            data=files,
             # the SQL names the period: it changes with the passwords (a rotation-only update reaches it through them)
             opts=pulumi.ResourceOptions(parent=self, depends_on=self._password_slots),
         )
         job_env: dict[str, pulumi.Input[str]] = {}
         if args.given_passwords is None:
-            job_env["PGPASSWORD"] = self.admin_password
+            job_env[ADMIN_PASSWORD_KEY] = self.admin_password
         job_env.update({password_variable(role).upper(): pw for role, pw in passwords.items()})
         job_secret = Secret(
             f"{name}-bootstrap-secret",
@@ -628,7 +691,12 @@ class Database(pulumi.ComponentResource):
             string_data=job_env,
             opts=child,
         )
-        volumes = [VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name=BOOTSTRAP_SQL))]
+        volumes = [
+            VolumeArgs(name="sql", config_map=ConfigMapVolumeSourceArgs(name=BOOTSTRAP_SQL)),
+            secret_volume("passwords", BOOTSTRAP),
+            VolumeArgs(name="home", empty_dir=EmptyDirVolumeSourceArgs(size_limit="16Mi")),
+            VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="64Mi")),
+        ]
         if server.ca:
             volumes.append(VolumeArgs(name="ca", config_map=ConfigMapVolumeSourceArgs(name=SERVER_CA)))
         # New SQL (a new name) or new inputs (the digest: server, passwords) run the bootstrap again.

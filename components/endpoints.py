@@ -42,9 +42,10 @@ class Endpoints(pulumi.ComponentResource):
     the contract's endpoint variables, the Secret `mlops-serving-reload-token` (one random token,
     48 characters, shared by serving and its callers) and the Secret `mlops-slack-webhook` (empty
     when no webhook is configured, which the alert helper treats as "log only") and the Secret
-    `mlops-mlflow-credentials` (the MLflow client's user and password; empty when MLflow has no
-    auth, so the variables stay unset). Pods take them with `envFrom`, so the variable names are
-    the keys. The names are the contract's (`services/common/contract.py`).
+    `mlops-mlflow-credentials` (the MLflow client's user and password, and MLflow's own credentials file
+    `credentials` made of them; empty when MLflow has no auth). The keys are the variables' names; pods mount the
+    Secrets as files (never as environment: `<NAME>_FILE` names the file, MLflow's file goes under $HOME/.mlflow).
+    The names are the contract's (`services/common/contract.py`).
 
     Exports the attributes below.
     """
@@ -89,6 +90,10 @@ class Endpoints(pulumi.ComponentResource):
             credentials = {
                 contract.MLFLOW_TRACKING_USERNAME.name: pulumi.Output.secret(username),
                 contract.MLFLOW_TRACKING_PASSWORD.name: pulumi.Output.secret(password),
+                # MLflow's own credentials file, which pods mount under $HOME/.mlflow
+                contract.MLFLOW_CREDENTIALS_KEY: pulumi.Output.secret(
+                    pulumi.Output.from_input(password).apply(lambda pw: contract.mlflow_credentials_ini(username, pw))
+                ),
             }
         ConfigMap(
             f"{prefix}-configmap",

@@ -13,7 +13,9 @@ from components.artifact_store import S3Endpoint
 from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
+from components.pod_security import SECRET_FILE_MODE
 from observability import logs
+from services.common.contract import AWS_CREDENTIALS_KEY, AWS_SHARED_CREDENTIALS_FILE, secret_file
 
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 LOKI_REPO = "https://grafana-community.github.io/helm-charts"
@@ -23,6 +25,7 @@ ALLOY_RELEASE = "alloy"
 # (infra/data_layer.py gives it a consumer of the artifact store like MLflow's and Airflow's).
 LOKI_PREFIX = "loki/"
 LOKI_UID = 10001  # the chart's default user
+_S3_SECRET_DIR = secret_file("loki-s3", "").rstrip("/")  # where Loki's S3 key Secret is mounted
 ALLOY_UID = 473  # the user of the grafana/alloy image
 
 
@@ -112,8 +115,27 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
         },
         "singleBinary": {
             "replicas": 1,
-            "extraEnvFrom": [{"secretRef": {"name": args.s3_secret}}],
-            **_s3_client_volumes(args),
+            # the S3 key as boto's shared credentials file (the Secret's `credentials` key), not as environment:
+            # Loki's S3 client (Thanos objstore, minio-go) reads AWS_SHARED_CREDENTIALS_FILE when no key is configured;
+            # with an S3-compatible store, its client ConfigMap (the CA) too
+            "extraVolumes": [
+                {
+                    "name": "aws-credentials",
+                    "secret": {
+                        "secretName": args.s3_secret,
+                        "defaultMode": SECRET_FILE_MODE,
+                        "items": [{"key": AWS_CREDENTIALS_KEY, "path": AWS_CREDENTIALS_KEY}],
+                    },
+                },
+                *_s3_client_volumes(args).get("extraVolumes", []),
+            ],
+            "extraVolumeMounts": [
+                {"name": "aws-credentials", "mountPath": _S3_SECRET_DIR, "readOnly": True},
+                *_s3_client_volumes(args).get("extraVolumeMounts", []),
+            ],
+            "extraEnv": [
+                {"name": AWS_SHARED_CREDENTIALS_FILE.name, "value": f"{_S3_SECRET_DIR}/{AWS_CREDENTIALS_KEY}"}
+            ],
             "persistence": persistence,
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         },
@@ -153,6 +175,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
             "configMap": {"create": True, "content": logs.alloy_config(pipeline)},
             "enableReporting": False,
             "securityContext": {
+                "readOnlyRootFilesystem": True,
                 "runAsNonRoot": True,
                 "runAsUser": ALLOY_UID,
                 "allowPrivilegeEscalation": False,

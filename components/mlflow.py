@@ -11,11 +11,10 @@ from pulumi_kubernetes.core.v1 import (
     ConfigMap,
     ConfigMapVolumeSourceArgs,
     ContainerArgs,
+    EmptyDirVolumeSourceArgs,
     EnvVarArgs,
-    EnvVarSourceArgs,
     ResourceRequirementsArgs,
     Secret,
-    SecretKeySelectorArgs,
     VolumeArgs,
     VolumeMountArgs,
 )
@@ -36,7 +35,7 @@ from components.naming import (
     platform_key,
 )
 from components.options import inherited_depends_on
-from components.pod_security import restricted_container
+from components.pod_security import restricted_container, secret_mount, secret_volume
 from services.common import contract
 from stacks.settings import MlflowSettings
 
@@ -218,13 +217,13 @@ def chart_values(args: MlflowServerArgs) -> dict[str, object]:
 
 
 def _from_secret(env: str, secret_name: str, key: str) -> EnvVarArgs:
-    return EnvVarArgs(
-        name=env, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret_name, key=key))
-    )
+    """`<env>_FILE` naming the file of `key` in `secret_name`, mounted by `_client_user_volumes` (no credential in
+    the Job's environment)."""
+    return EnvVarArgs(name=f"{env}_FILE", value=contract.secret_file(secret_name, key))
 
 
 def _client_user_container(image: str, internal_url: pulumi.Input[str]) -> ContainerArgs:
-    """Runs `services/mlflow/ensure_user.py` (mounted at /script) with the admin's and the user's Secrets."""
+    """Runs `services/mlflow/ensure_user.py` (mounted at /script) with the admin's and the user's Secrets as files."""
     return ContainerArgs(
         name="ensure-user",
         image=image,
@@ -242,8 +241,22 @@ def _client_user_container(image: str, internal_url: pulumi.Input[str]) -> Conta
             requests={"cpu": "20m", "memory": "64Mi"}, limits={"cpu": "200m", "memory": "128Mi"}
         ),
         security_context=restricted_container(MLFLOW_UID, read_only_root=True),
-        volume_mounts=[VolumeMountArgs(name="script", mount_path="/script", read_only=True)],
+        volume_mounts=[
+            VolumeMountArgs(name="script", mount_path="/script", read_only=True),
+            secret_mount("admin", ADMIN_SECRET),
+            secret_mount("client", CLIENT_SECRET),
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir (read-only root)
+        ],
     )
+
+
+def _client_user_volumes() -> list[VolumeArgs]:
+    return [
+        VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script")),
+        secret_volume("admin", ADMIN_SECRET),
+        secret_volume("client", CLIENT_SECRET),
+        VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="16Mi")),
+    ]
 
 
 class MlflowServer(pulumi.ComponentResource):
@@ -353,7 +366,7 @@ class MlflowServer(pulumi.ComponentResource):
             inputs=[script, self.internal_url, password],
             uid=MLFLOW_UID,
             container=_client_user_container(image, self.internal_url),
-            volumes=[VolumeArgs(name="script", config_map=ConfigMapVolumeSourceArgs(name=f"{CLIENT_SECRET}-script"))],
+            volumes=_client_user_volumes(),
             backoff_limit=10,
             deadline_seconds=1200,
             parent=self,

@@ -22,7 +22,6 @@ from pulumi_kubernetes.core.v1 import (
     EmptyDirVolumeSourceArgs,
     EnvFromSourceArgs,
     EnvVarArgs,
-    EnvVarSourceArgs,
     ExecActionArgs,
     HTTPGetActionArgs,
     KeyToPathArgs,
@@ -33,8 +32,6 @@ from pulumi_kubernetes.core.v1 import (
     ProbeArgs,
     ResourceRequirementsArgs,
     Secret,
-    SecretEnvSourceArgs,
-    SecretKeySelectorArgs,
     SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
@@ -63,7 +60,7 @@ from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_COMPONENT, APP_NAME, DB_CREDENTIALS_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
-from components.pod_security import restricted_container, restricted_pod
+from components.pod_security import file_env, restricted_container, restricted_pod, secret_mount, secret_volume
 from services.api import API_COMMAND
 from services.api.settings import SSLMODES
 from services.common import api_rules, contract
@@ -73,6 +70,8 @@ NAME = "platform-api"
 RUN_AS = 10001
 DB_CA_VOLUME = "db-server-ca"
 AIRFLOW_UID = 50000  # the Airflow image's user
+AIRFLOW_USER_HOME = "/home/airflow-job"  # $HOME and AIRFLOW_HOME of the user Job: an emptyDir (read-only root)
+HOME_DIR = "/tmp"  # noqa: S108 - the API's $HOME, on its /tmp emptyDir; MLflow's credentials file is mounted under it
 ADMIN_TOKEN_SECRET = "mlops-api-admin-token"
 AIRFLOW_CREDENTIALS_SECRET = "mlops-api-airflow-credentials"
 AIRFLOW_USER_JOB = "mlops-api-airflow-user"
@@ -146,16 +145,10 @@ class PlatformApiArgs:
             raise ValueError(f"unknown sslmode {self.database_sslmode!r}")
 
 
-def _secret_env(name: str, secret: str, key: str) -> EnvVarArgs:
-    return EnvVarArgs(
-        name=name, value_from=EnvVarSourceArgs(secret_key_ref=SecretKeySelectorArgs(name=secret, key=key))
-    )
-
-
 def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
     c = args.config
     return [
-        EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
+        EnvVarArgs(name="HOME", value=HOME_DIR),
         EnvVarArgs(name=contract.API_DATABASE_NAME.name, value=args.database_name),
         EnvVarArgs(name=contract.API_DATABASE_SSLMODE.name, value=args.database_sslmode),
         *(
@@ -163,12 +156,14 @@ def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
             if args.database_ca_configmap
             else []
         ),
-        _secret_env(contract.API_DATABASE_USER.name, args.database_secret, "username"),
-        _secret_env(contract.API_DATABASE_PASSWORD.name, args.database_secret, "password"),
-        _secret_env(contract.API_ADMIN_TOKEN.name, ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN.name),
+        # credentials as files (services/common/contract.py): the Secrets mounted, `<NAME>_FILE` names each file;
+        # the database role and password are read again for every new connection (a rotation needs no restart)
+        file_env(contract.API_DATABASE_USER, args.database_secret, "username"),
+        file_env(contract.API_DATABASE_PASSWORD, args.database_secret, "password"),
+        file_env(contract.API_ADMIN_TOKEN, ADMIN_TOKEN_SECRET),
         EnvVarArgs(name=contract.API_AIRFLOW_URL.name, value=args.airflow_url),
         EnvVarArgs(name=contract.API_AIRFLOW_USERNAME.name, value=c.airflow_username),
-        _secret_env(contract.API_AIRFLOW_PASSWORD.name, AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
+        file_env(contract.API_AIRFLOW_PASSWORD, AIRFLOW_CREDENTIALS_SECRET),
         EnvVarArgs(name=contract.API_PORT_VAR.name, value=str(contract.API_PORT)),
         EnvVarArgs(name=contract.API_RECONCILE_SECONDS.name, value=str(c.reconcile_seconds)),
         EnvVarArgs(name=contract.API_EVENTS_POLL_SECONDS.name, value=str(c.events_poll_seconds)),
@@ -188,6 +183,32 @@ def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
     ]
 
 
+def credential_volumes(args: PlatformApiArgs) -> list[VolumeArgs]:
+    """The database connection, admin token and Airflow password Secrets as files, and MLflow's credentials file
+    (optional: the Secret is empty when MLflow has no basic auth)."""
+    return [
+        secret_volume("database", args.database_secret),
+        secret_volume("admin-token", ADMIN_TOKEN_SECRET),
+        secret_volume("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
+        secret_volume(
+            "mlflow-credentials",
+            args.mlflow_credentials_secret,
+            optional=True,
+            items={contract.MLFLOW_CREDENTIALS_KEY: contract.MLFLOW_CREDENTIALS_KEY},
+        ),
+    ]
+
+
+def _credential_mounts(args: PlatformApiArgs) -> list[VolumeMountArgs]:
+    mlflow_dir = str(contract.mlflow_credentials_file(HOME_DIR).parent)
+    return [
+        secret_mount("database", args.database_secret),
+        secret_mount("admin-token", ADMIN_TOKEN_SECRET),
+        secret_mount("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
+        VolumeMountArgs(name="mlflow-credentials", mount_path=mlflow_dir, read_only=True),
+    ]
+
+
 def _container(args: PlatformApiArgs) -> ContainerArgs:
     c = args.config
     return ContainerArgs(
@@ -196,11 +217,8 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
         image_pull_policy="IfNotPresent",
         command=list(API_COMMAND),
         ports=[ContainerPortArgs(name="http", container_port=contract.API_PORT, protocol="TCP")],
-        env_from=[
-            # MLFLOW_TRACKING_URI and MLOPS_DATABASE_HOST among the endpoints
-            EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
-            EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
-        ],
+        # MLFLOW_TRACKING_URI and MLOPS_DATABASE_HOST among the endpoints
+        env_from=[EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap))],
         env=_env(args),
         resources=ResourceRequirementsArgs(requests=dict(c.requests), limits=dict(c.limits)),
         startup_probe=ProbeArgs(
@@ -222,6 +240,7 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
             VolumeMountArgs(name="catalog", mount_path=contract.MODEL_CATALOG_MOUNT, read_only=True),
             VolumeMountArgs(name="admin-previous", mount_path=ADMIN_PREVIOUS_MOUNT, read_only=True),
             *_db_ca_mounts(args),
+            *_credential_mounts(args),
         ],
     )
 
@@ -237,31 +256,55 @@ def _db_ca_volumes(args: PlatformApiArgs) -> list[VolumeArgs]:
 
 
 def _airflow_user_container(args: PlatformApiArgs) -> ContainerArgs:
-    """`airflow users` (FAB) sets the API user's password, creating the user (role User) the first time."""
+    """`airflow users` (FAB) sets the API user's password, creating the user (role User) the first time. The password
+    and the metadata database's connection are files of their mounted Secrets: the password reaches the CLI on its
+    standard input (its prompt and confirmation), never on its command line; the connection through Airflow's own
+    `AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD` (a command printing the file). Read-only root: $HOME on an emptyDir."""
     user = args.config.airflow_username
+    password = contract.secret_file(AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name)
     script = (
-        'if airflow users reset-password --username "$API_USER" --password "$API_PASSWORD"; then exit 0; fi; '
-        'exec airflow users create --username "$API_USER" --password "$API_PASSWORD" --role User '
+        f'pw() {{ cat "{password}"; echo; cat "{password}"; echo; }}; '
+        'if pw | airflow users reset-password --username "$API_USER"; then exit 0; fi; '
+        'pw | exec airflow users create --username "$API_USER" --role User '
         '--firstname mlops --lastname api --email "$API_USER@mlops-platform.invalid"'
     )
+    connection = contract.secret_file(args.airflow_metadata_secret, "connection")
     return ContainerArgs(
         name="airflow-user",
         image=args.airflow_image,
         command=["/bin/bash", "-c", script],
         env=[
             EnvVarArgs(name="API_USER", value=user),
-            _secret_env("API_PASSWORD", AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
-            _secret_env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", args.airflow_metadata_secret, "connection"),
+            EnvVarArgs(name="HOME", value=AIRFLOW_USER_HOME),
+            EnvVarArgs(name="AIRFLOW_HOME", value=AIRFLOW_USER_HOME),
+            EnvVarArgs(name="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD", value=f"cat {connection}"),
             EnvVarArgs(name="AIRFLOW__CORE__AUTH_MANAGER", value=FAB_AUTH_MANAGER),
             # libpq's own: the metadata URL's sslmode verifies the server with this CA (as in Airflow's pods)
             *([EnvVarArgs(name="PGSSLROOTCERT", value=server_ca_path())] if args.database_ca_configmap else []),
+            EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1"),
         ],
         resources=ResourceRequirementsArgs(
             requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "1Gi"}
         ),
         security_context=restricted_container(AIRFLOW_UID),
-        volume_mounts=_db_ca_mounts(args),
+        volume_mounts=[
+            secret_mount("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
+            secret_mount("metadata", args.airflow_metadata_secret),
+            VolumeMountArgs(name="home", mount_path=AIRFLOW_USER_HOME),
+            VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
+            *_db_ca_mounts(args),
+        ],
     )
+
+
+def _airflow_user_volumes(args: PlatformApiArgs) -> list[VolumeArgs]:
+    return [
+        secret_volume("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
+        secret_volume("metadata", args.airflow_metadata_secret),
+        VolumeArgs(name="home", empty_dir=EmptyDirVolumeSourceArgs(size_limit="256Mi")),
+        VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="256Mi")),
+        *_db_ca_volumes(args),
+    ]
 
 
 @dataclass(frozen=True)
@@ -407,7 +450,7 @@ class PlatformApi(pulumi.ComponentResource):
             inputs=[args.config.airflow_username, airflow_password, args.airflow_image],
             uid=AIRFLOW_UID,
             container=_airflow_user_container(args),
-            volumes=_db_ca_volumes(args),
+            volumes=_airflow_user_volumes(args),
             backoff_limit=10,
             deadline_seconds=1200,
             parent=self,
@@ -520,6 +563,7 @@ class PlatformApi(pulumi.ComponentResource):
                             ],
                         ),
                     ),
+                    *credential_volumes(args),
                     *_db_ca_volumes(args),
                 ],
                 topology_spread_constraints=[

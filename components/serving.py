@@ -50,8 +50,6 @@ from pulumi_kubernetes.core.v1 import (
     ProbeArgs,
     ResourceRequirementsArgs,
     Secret,
-    SecretEnvSourceArgs,
-    SecretKeySelectorArgs,
     SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
@@ -80,7 +78,7 @@ from components.ingress import WEBSECURE
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, serving_url
 from components.options import inherited_depends_on
-from components.pod_security import restricted_container, restricted_pod
+from components.pod_security import file_env, restricted_container, restricted_pod, secret_mount, secret_volume
 from services.common import contract
 from services.common.catalog import Profile, Serving, names
 
@@ -88,6 +86,7 @@ LOG_MOUNT = "/var/log/mlops-serving"
 KEYS_MOUNT = "/etc/mlops-serving/api-keys"  # the keys Secret, mounted whole (not subPath): updates reach the pod
 KEYS_FILE = "keys"
 RUN_AS = 10001
+HOME_DIR = "/tmp"  # noqa: S108 - $HOME on the /tmp emptyDir (caches); MLflow's credentials file is mounted under it
 APP = "serving"
 COMPONENT = "model-serving"
 MODEL_LABEL = platform_key("model")  # the model's slug, on every object and pod of its serving
@@ -233,7 +232,7 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
             name="POD_NAME",
             value_from=EnvVarSourceArgs(field_ref=ObjectFieldSelectorArgs(field_path="metadata.name")),
         ),
-        EnvVarArgs(name="HOME", value="/tmp"),  # noqa: S108 - an emptyDir of this pod
+        EnvVarArgs(name="HOME", value=HOME_DIR),
         EnvVarArgs(name=contract.MODEL_NAME.name, value=args.model),
         EnvVarArgs(name=contract.SERVING_ROUTING.name, value=s.routing.env_value()),
         EnvVarArgs(name=contract.SERVING_ALIASES.name, value=",".join(s.aliases)),
@@ -245,19 +244,36 @@ def _env(args: ServingServiceArgs) -> list[EnvVarArgs]:
         # one directory per pod on the shared volume: replicas never write the same file
         EnvVarArgs(name=contract.SERVING_LOG_DIR.name, value=f"{LOG_MOUNT}/$(POD_NAME)"),
         *_auth_env(args),
-        EnvVarArgs(
-            name=contract.RELOAD_TOKEN.name,
-            value_from=EnvVarSourceArgs(
-                secret_key_ref=SecretKeySelectorArgs(name=args.reload_token_secret, key=contract.RELOAD_TOKEN.name)
-            ),
+        # credentials as files (services/common/contract.py): the Secrets are mounted, `<NAME>_FILE` names the file
+        file_env(contract.RELOAD_TOKEN, args.reload_token_secret),
+        file_env(contract.SLACK_WEBHOOK_URL, args.slack_secret),
+    ]
+
+
+def _credential_volumes(args: ServingServiceArgs) -> list[VolumeArgs]:
+    """The reload token's and the Slack webhook's Secrets as files, and MLflow's credentials file (optional: the
+    Secret is empty when MLflow has no basic auth)."""
+    return [
+        secret_volume("reload-token", args.reload_token_secret),
+        secret_volume("slack-webhook", args.slack_secret),
+        secret_volume(
+            "mlflow-credentials",
+            args.mlflow_credentials_secret,
+            optional=True,
+            items={contract.MLFLOW_CREDENTIALS_KEY: contract.MLFLOW_CREDENTIALS_KEY},
         ),
-        EnvVarArgs(
-            name=contract.SLACK_WEBHOOK_URL.name,
-            value_from=EnvVarSourceArgs(
-                secret_key_ref=SecretKeySelectorArgs(
-                    name=args.slack_secret, key=contract.SLACK_WEBHOOK_URL.name, optional=True
-                )
-            ),
+    ]
+
+
+def _credential_mounts(args: ServingServiceArgs) -> list[VolumeMountArgs]:
+    """Where `_credential_volumes` appear: the contract's paths, and MLflow's own file under $HOME (HOME_DIR)."""
+    return [
+        secret_mount("reload-token", args.reload_token_secret),
+        secret_mount("slack-webhook", args.slack_secret),
+        VolumeMountArgs(
+            name="mlflow-credentials",
+            mount_path=str(contract.mlflow_credentials_file(HOME_DIR).parent),
+            read_only=True,
         ),
     ]
 
@@ -276,11 +292,7 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
             ContainerPortArgs(name="http", container_port=contract.SERVING_PORT, protocol="TCP"),
             ContainerPortArgs(name=GRPC_PORT_NAME, container_port=contract.SERVING_GRPC_PORT, protocol="TCP"),
         ],
-        env_from=[
-            EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap)),
-            # MLflow's user when MLflow has basic auth (the Secret is empty otherwise)
-            EnvFromSourceArgs(secret_ref=SecretEnvSourceArgs(name=args.mlflow_credentials_secret)),
-        ],
+        env_from=[EnvFromSourceArgs(config_map_ref=ConfigMapEnvSourceArgs(name=args.endpoints_configmap))],
         env=_env(args),
         resources=ResourceRequirementsArgs(requests=resources["requests"], limits=resources["limits"]),
         startup_probe=ProbeArgs(
@@ -299,6 +311,7 @@ def _container(args: ServingServiceArgs) -> ContainerArgs:
             VolumeMountArgs(name="logs", mount_path=LOG_MOUNT),
             VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
             *([VolumeMountArgs(name="api-keys", mount_path=KEYS_MOUNT, read_only=True)] if args.api_keys else []),
+            *_credential_mounts(args),
         ],
     )
 
@@ -333,6 +346,7 @@ def _pod(args: ServingServiceArgs, pod_labels: dict[str, str], account: ServiceA
                     if args.api_keys
                     else []
                 ),
+                *_credential_volumes(args),
             ],
             node_selector=dict(profile.node_selector) or None,
             tolerations=[

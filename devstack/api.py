@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,15 @@ from typing import Any
 import httpx
 
 from devstack import DAGS_FOLDER, REPO
-from devstack.procs import DevstackError, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
+from devstack.procs import (
+    DevstackError,
+    ManagedProcess,
+    credentials_as_files,
+    env_with_venv,
+    free_port,
+    http_server,
+    loopback_url,
+)
 from services.api import API_COMMAND
 from services.common import api_rules, contract
 
@@ -95,11 +104,15 @@ def api_process(log_path: Path, **settings: Any) -> Iterator[ApiProcess]:
     port = settings.pop("port", None) or free_port()
     admin_token = settings.pop("admin_token", None) or secrets.token_urlsafe(32)
     env = api_env(port=port, admin_token=admin_token, **settings)
-    process = http_server(
-        "api", list(API_COMMAND), port=port, ready_path="/readyz", env=env, cwd=REPO, log_path=log_path
-    )
-    with process:
-        yield ApiProcess(loopback_url(port), admin_token, process)
+    with tempfile.TemporaryDirectory(prefix="mlops-api-secrets-") as folder:
+        # as on the cluster: the credentials in files named by <NAME>_FILE, not in the environment
+        secret_names = [contract.API_ADMIN_TOKEN.name, contract.API_AIRFLOW_PASSWORD.name]
+        env = credentials_as_files(env, secret_names, Path(folder))
+        process = http_server(
+            "api", list(API_COMMAND), port=port, ready_path="/readyz", env=env, cwd=REPO, log_path=log_path
+        )
+        with process:
+            yield ApiProcess(loopback_url(port), admin_token, process)
 
 
 def token_for(api: ApiProcess, *scopes: str, name: str = "test", **fields: Any) -> str:

@@ -78,6 +78,21 @@ def env_with_venv(extra: Mapping[str, str] | None = None, base: Mapping[str, str
     return env
 
 
+def credentials_as_files(env: Mapping[str, str], names: Sequence[str], folder: Path) -> dict[str, str]:
+    """`env` with each variable of `names` that it sets moved into a file of `folder` (mode 0600) named by
+    `<NAME>_FILE` instead, the way the cluster gives a pod its credentials (services/common/contract.py)."""
+    moved = dict(env)
+    for name in names:
+        value = moved.pop(name, None)
+        if value is None:
+            continue
+        path = folder / name
+        path.touch(mode=0o600)
+        path.write_text(value + "\n", encoding="utf-8")
+        moved[f"{name}_FILE"] = str(path)
+    return moved
+
+
 def http_ok(url: str, timeout: float = 2.0) -> bool:
     """True when GET `url` answers 2xx."""
     try:

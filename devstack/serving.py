@@ -13,13 +13,22 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from devstack import REPO
-from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_server, loopback_url
+from devstack.procs import (
+    LOOPBACK,
+    ManagedProcess,
+    credentials_as_files,
+    env_with_venv,
+    free_port,
+    http_server,
+    loopback_url,
+)
 from services.common import contract
 from services.common.serving_rules import DEFAULT_ALIASES
 from services.serving import SERVING_COMMAND
@@ -115,21 +124,25 @@ def serving_service(
     env["PYTHONPATH"] = str(REPO) + (f":{env['PYTHONPATH']}" if env.get("PYTHONPATH") else "")
     if extra_env:
         env.update(extra_env)
-    process = http_server(
-        "serving",
-        list(SERVING_COMMAND),
-        port=port,
-        ready_path=f"/{wait_for}",
-        env=env,
-        cwd=REPO,
-        log_path=log_path,
-        start_timeout=start_timeout,
-    )
-    with process:
-        yield ServingProcess(
-            base_url=base,
+    with tempfile.TemporaryDirectory(prefix="mlops-serving-secrets-") as folder:
+        # as on the cluster: the reload token and the webhook in files named by <NAME>_FILE
+        secret_names = [contract.RELOAD_TOKEN.name, contract.SLACK_WEBHOOK_URL.name]
+        env = credentials_as_files(env, secret_names, Path(folder))
+        process = http_server(
+            "serving",
+            list(SERVING_COMMAND),
             port=port,
-            reload_token=reload_token,
-            process=process,
-            log_dir=Path(log_dir) if log_dir is not None else None,
+            ready_path=f"/{wait_for}",
+            env=env,
+            cwd=REPO,
+            log_path=log_path,
+            start_timeout=start_timeout,
         )
+        with process:
+            yield ServingProcess(
+                base_url=base,
+                port=port,
+                reload_token=reload_token,
+                process=process,
+                log_dir=Path(log_dir) if log_dir is not None else None,
+            )

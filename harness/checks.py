@@ -20,6 +20,11 @@ it fails.
   Service is a container port of the pods it selects.
 - `plaintext_secret_problems`: no secret value appears outside a secret (in any input, Helm value,
   ConfigMap or export); every Kubernetes Secret's data is a secret Output.
+- `credential_exposure_problems`: no container takes a credential as an environment variable from a Secret
+  (`valueFrom.secretKeyRef`, `envFrom.secretRef`) or on its command line, in any pod template or through any Helm
+  release's values, except the chart limitations listed once in `ACCEPTED_SECRET_ENV` with their reasons.
+- `writable_root_problems`: every container has a read-only root filesystem (the charts' container contexts too,
+  except `ACCEPTED_WRITABLE_ROOT`).
 - `structure_problems`: every resource is a child of a component (ResourceOptions(parent=self)),
   and every component registers real outputs.
 - apply order (`harness.order`): what each object waits for, and what `pulumi destroy --exclude-protected`
@@ -659,6 +664,178 @@ def _unwrapped_secret_data(run: ProgramRun) -> list[str]:
     return problems
 
 
+# --- credentials as files, read-only root filesystems ----------------------------------------------------------------
+# Every credential reaches a container as a file of its mounted Secret (services/common/contract.py), never as an
+# environment variable sourced from a Secret nor on its command line; every container's root filesystem is read-only.
+# `credential_exposure_problems` and `writable_root_problems` check every pod template the program renders (Deployments,
+# StatefulSets, DaemonSets, Jobs, CronJobs, Pods) and what the Helm releases' values make their charts render.
+# Where a chart can only do otherwise, the exception is listed HERE, once, with its reason: (chart, values path
+# pattern) -> reason. Nothing else is exempt.
+ACCEPTED_SECRET_ENV: dict[tuple[str, str], str] = {
+    ("mlflow", "backendStore.existingDatabaseSecret.name"): (
+        "the MLflow chart (community-charts 1.11) builds the backend store URI from env vars with secretKeyRef; it has "
+        "no file or _FILE option for the database password"
+    ),
+    ("mlflow", "auth.postgres.existingSecret.name"): "as backendStore: the chart passes the auth database's "
+    "password only as a secretKeyRef env var",
+    ("mlflow", "auth.existingAdminSecret.name"): "the chart hands the admin's credentials to its basic-auth init "
+    "container only as secretKeyRef env vars",
+    ("mlflow", "artifactRoot.s3.existingSecret.name"): "the chart maps the S3 key Secret only to "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY secretKeyRef env vars (no shared-credentials-file option)",
+    ("airflow", "data.metadataSecretName"): "the official Airflow chart sets AIRFLOW__DATABASE__SQL_ALCHEMY_CONN "
+    "from this Secret with secretKeyRef in every component; it offers no file mount for it",
+    ("airflow", "fernetKeySecretName"): "the official chart sets AIRFLOW__CORE__FERNET_KEY only by secretKeyRef",
+    ("airflow", "apiSecretKeySecretName"): "the official chart sets AIRFLOW__API__SECRET_KEY only by secretKeyRef",
+    ("airflow", "jwtSecretName"): "the official chart sets AIRFLOW__API_AUTH__JWT_SECRET only by secretKeyRef",
+    ("airflow", "secret.*.secretName"): "remote task logging needs its S3 connection as AIRFLOW_CONN_<ID>; the chart's "
+    "`secret` list is the only way to give it to every component and task pod (the S3 key itself is a file)",
+    ("kube-prometheus-stack", "grafana.admin.existingSecret"): "the Grafana chart sets GF_SECURITY_ADMIN_USER/"
+    "PASSWORD from the admin Secret only by secretKeyRef",
+}
+ACCEPTED_WRITABLE_ROOT: dict[tuple[str, str], str] = {
+    ("airflow", "*"): "the official Airflow chart's components and task pods write under /opt/airflow and $HOME "
+    "(generated config, pid and log files, pip --user caches) at paths the chart does not make volumes; a read-only "
+    "layout cannot be proven here without a cluster, so the chart's containers keep a writable root (Pod Security "
+    "`restricted` still applies)",
+}
+# Helm values that make a chart source env vars from a Secret (beyond the env/envFrom fragments found anywhere).
+CHART_SECRET_ENV: dict[str, list[str]] = {
+    "mlflow": [
+        "backendStore.existingDatabaseSecret.name",
+        "auth.postgres.existingSecret.name",
+        "auth.existingAdminSecret.name",
+        "artifactRoot.s3.existingSecret.name",
+        "extraSecretNamesForEnvFrom.*",
+    ],
+    "airflow": [
+        "data.metadataSecretName",
+        "data.resultBackendSecretName",
+        "data.brokerUrlSecretName",
+        "fernetKeySecretName",
+        "apiSecretKeySecretName",
+        "jwtSecretName",
+        "webserverSecretKeySecretName",
+        "secret.*.secretName",
+    ],
+    "kube-prometheus-stack": ["grafana.admin.existingSecret"],
+}
+# Helm values holding a container securityContext of the chart (merged over the chart's defaults).
+CHART_CONTAINER_CONTEXTS: dict[str, list[str]] = {
+    "mlflow": ["securityContext"],
+    "airflow": ["securityContexts.containers", "dags.gitSync.securityContexts.container"],
+    "loki": ["loki.containerSecurityContext"],
+    "alloy": ["alloy.securityContext", "configReloader.securityContext"],
+    "traefik": ["securityContext"],
+    "cert-manager": [
+        "containerSecurityContext",
+        "webhook.containerSecurityContext",
+        "cainjector.containerSecurityContext",
+        "startupapicheck.containerSecurityContext",
+    ],
+    "kube-prometheus-stack": ["prometheusOperator.containerSecurityContext"],
+}
+# A credential on a command line: a password/token flag, a libpq password variable, a psql variable set to one, or
+# a shell expansion of a variable named like one.
+ARGV_CREDENTIAL = re.compile(
+    r"--(password|passwd|token|secret|api-key)(?![-\w])"
+    r"|\bPGPASSWORD="
+    r"|-v\s*['\"]?\w*(password|token|secret)\w*="
+    r"|\$\{?\w*(PASSWORD|TOKEN|SECRET)\w*\}?",
+    re.IGNORECASE,
+)
+
+
+def _accepted(accepted: dict[tuple[str, str], str], chart: str, path: str) -> bool:
+    return any(c == chart and fnmatch.fnmatchcase(path, pattern) for c, pattern in accepted)
+
+
+def _containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        yield from (c for c in spec.get(key) or [] if isinstance(c, dict))
+
+
+def container_credential_problems(container: dict[str, Any]) -> list[str]:
+    """What one container takes from a Secret as environment, and the credentials on its command line."""
+    name = container.get("name", "?")
+    problems = []
+    for env in container.get("env") or []:
+        if isinstance(env, dict) and "secretKeyRef" in (env.get("valueFrom") or {}):
+            ref = env["valueFrom"]["secretKeyRef"]
+            problems.append(
+                f"container {name}: env {env.get('name')} from Secret {ref.get('name')} (mount it as a file)"
+            )
+    for source in container.get("envFrom") or []:
+        if isinstance(source, dict) and "secretRef" in source:
+            problems.append(f"container {name}: envFrom Secret {source['secretRef'].get('name')} (mount it as files)")
+    argv = " ".join(str(a) for a in [*(container.get("command") or []), *(container.get("args") or [])])
+    found = ARGV_CREDENTIAL.search(argv)
+    if found:
+        problems.append(f"container {name}: a credential on the command line ({found.group(0)!r})")
+    return problems
+
+
+def _secret_env_fragments(value: Any, prefix: str = "") -> Iterator[str]:
+    """Values paths of env/envFrom fragments (in Helm values) that take a Secret."""
+    for path, item in _walk_paths(value, prefix):
+        if isinstance(item, dict) and "secretKeyRef" in item:
+            yield path
+        if isinstance(item, dict) and "secretRef" in item and "nvFrom" in path:
+            yield path
+
+
+def _release_credential_problems(reg: Registration) -> list[str]:
+    chart, _ = release_chart(reg)
+    if chart is None:
+        return []
+    values = reveal(reg.inputs).get("values") or {}
+    paths: list[str] = list(_secret_env_fragments(values))
+    for pattern in CHART_YAML_STRINGS.get(chart.name, []):
+        for path, text in _walk_paths(values):
+            if fnmatch.fnmatchcase(path, pattern) and isinstance(text, str) and text.strip():
+                paths += _secret_env_fragments(yaml.safe_load(text), path)
+    for pattern in CHART_SECRET_ENV.get(chart.name, []):
+        paths += [p for p, v in _walk_paths(values) if fnmatch.fnmatchcase(p, pattern) and isinstance(v, str) and v]
+    return [
+        f"Helm release {reg.name} ({chart.name}): values.{path} makes the chart take a Secret as environment"
+        for path in dict.fromkeys(paths)
+        if not _accepted(ACCEPTED_SECRET_ENV, chart.name, path)
+    ]
+
+
+def credential_exposure_problems(run: ProgramRun) -> list[str]:
+    """Every container of every pod template: no env var from a Secret, no credential on its command line; every Helm
+    release: no values that make its chart do so, outside ACCEPTED_SECRET_ENV."""
+    problems = []
+    for reg in run.kubernetes_objects():
+        spec = pod_spec(reg.manifest)
+        for container in _containers(spec or {}):
+            problems += [f"{_describe(reg)}: {p}" for p in container_credential_problems(container)]
+    for reg in run.helm_releases():
+        problems += _release_credential_problems(reg)
+    return problems
+
+
+def writable_root_problems(run: ProgramRun) -> list[str]:
+    """Every container of every pod template has a read-only root filesystem; so has every container securityContext
+    of the Helm charts (CHART_CONTAINER_CONTEXTS, over the chart's defaults), outside ACCEPTED_WRITABLE_ROOT."""
+    problems = []
+    for reg in run.kubernetes_objects():
+        for container in _containers(pod_spec(reg.manifest) or {}):
+            if (container.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{_describe(reg)}: container {container.get('name')} has a writable root filesystem")
+    for reg in run.helm_releases():
+        chart, _ = release_chart(reg)
+        if chart is None:
+            continue
+        merged = helm_merge(chart.default_values, reveal(reg.inputs).get("values") or {})
+        for path in CHART_CONTAINER_CONTEXTS.get(chart.name, []):
+            if _accepted(ACCEPTED_WRITABLE_ROOT, chart.name, path):
+                continue
+            if (_get(merged, path) or {}).get("readOnlyRootFilesystem") is not True:
+                problems.append(f"Helm release {reg.name} ({chart.name}): values.{path} has no readOnlyRootFilesystem")
+    return problems
+
+
 # --- component structure ---------------------------------------------------------------------------
 def structure_problems(run: ProgramRun) -> list[str]:
     problems = []
@@ -684,6 +861,8 @@ def all_problems(run: ProgramRun, min_version: str) -> dict[str, list[str]]:
         "references": reference_problems(run),
         "routes": route_problems(run),
         "plaintext secrets": plaintext_secret_problems(run),
+        "credentials in env or argv": credential_exposure_problems(run),
+        "writable root filesystems": writable_root_problems(run),
         "structure": structure_problems(run),
         "apply order": order.problems(run),
     }

@@ -26,5 +26,5 @@ class Endpoints:
             tracking_uri=MLFLOW_TRACKING_URI.require(),
             serving_url=entry.serving_url,
             reload_url=entry.reload_url,
-            reload_token=RELOAD_TOKEN.get(),
+            reload_token=RELOAD_TOKEN.read_secret(),  # from MLOPS_SERVING_RELOAD_TOKEN_FILE on the cluster
         )

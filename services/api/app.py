@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    pool = db.Pool(settings.conninfo(), settings.connect_kwargs())
+    pool = db.Pool(settings.conninfo(), settings.connect_kwargs)
     migrations_conn = await pool.connect()
     try:
         applied = await db.migrate(migrations_conn, params={"token_ttl_seconds": str(settings.tokens.ttl_seconds)})

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import psycopg
@@ -81,10 +81,17 @@ class Pool:
     """At most `max_size` autocommit connections, created on demand, reused, dropped when broken."""
 
     def __init__(
-        self, conninfo: str, connect_kwargs: dict[str, str] | None = None, max_size: int = 10, timeout: float = 5.0
+        self,
+        conninfo: str,
+        connect_kwargs: dict[str, str] | Callable[[], dict[str, str]] | None = None,
+        max_size: int = 10,
+        timeout: float = 5.0,
     ) -> None:
+        """`connect_kwargs`: libpq parameters over `conninfo`, or a function giving them for each new connection
+        (credentials read again from their files, so a rotated password is used by the next connection)."""
         self.conninfo = conninfo
-        self.connect_kwargs = dict(connect_kwargs or {})
+        fixed = dict(connect_kwargs or {}) if not callable(connect_kwargs) else {}
+        self.connect_kwargs: Callable[[], dict[str, str]] = connect_kwargs if callable(connect_kwargs) else fixed.copy
         self.timeout = timeout
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_size)
@@ -98,7 +105,7 @@ class Pool:
                 autocommit=True,
                 row_factory=dict_row,
                 connect_timeout=max(1, int(self.timeout)),
-                **self.connect_kwargs,  # type: ignore[arg-type]
+                **self.connect_kwargs(),  # type: ignore[arg-type]
             )
         except psycopg.OperationalError as exc:
             raise DependencyUnavailable(DATABASE, _first_line(exc)) from exc

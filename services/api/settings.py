@@ -2,6 +2,9 @@
 
 Required: the database (`MLOPS_DATABASE_HOST`, `MLOPS_API_DATABASE_NAME`, `MLOPS_API_DATABASE_USER`; the password
 when the server asks for one), the admin token, Airflow's URL and user, MLflow's URL and the model catalog's path.
+Credentials are read from files where `<NAME>_FILE` names one (the cluster's way; the plain variables serve local
+use); the database role and password are read again for every new connection, so a rotation needs no restart.
+MLflow's user and password come from MLflow's own variables or its credentials file ($HOME/.mlflow/credentials).
 Invalid settings stop the process at start with a message naming the variable.
 """
 
@@ -15,7 +18,7 @@ from psycopg.conninfo import make_conninfo
 
 from services.api.limits import TokenSettings
 from services.common import api_rules, contract
-from services.common.env_settings import SettingsError, number, required, value
+from services.common.env_settings import SettingsError, mlflow_credentials, number, required, value
 
 __all__ = ["MIN_ADMIN_TOKEN", "SSLMODES", "Settings", "SettingsError", "markdown_table"]
 
@@ -56,6 +59,7 @@ class Settings:
         sslmode = contract.API_DATABASE_SSLMODE.get("prefer") or "prefer"
         if sslmode not in SSLMODES:
             raise SettingsError(f"{contract.API_DATABASE_SSLMODE.name} must be one of {', '.join(SSLMODES)}")
+        mlflow_user, mlflow_password = mlflow_credentials()
         return cls(
             database_host=required(contract.DATABASE_HOST),
             database_name=required(contract.API_DATABASE_NAME),
@@ -69,8 +73,8 @@ class Settings:
             airflow_username=required(contract.API_AIRFLOW_USERNAME),
             airflow_password=required(contract.API_AIRFLOW_PASSWORD),
             tracking_uri=_url(contract.MLFLOW_TRACKING_URI),
-            mlflow_username=contract.MLFLOW_TRACKING_USERNAME.get(),
-            mlflow_password=value(contract.MLFLOW_TRACKING_PASSWORD),
+            mlflow_username=mlflow_user,
+            mlflow_password=mlflow_password,
             catalog_path=required(contract.MODEL_CATALOG),
             host=contract.API_HOST.get("0.0.0.0") or "0.0.0.0",
             port=int(number(contract.API_PORT_VAR, contract.API_PORT, minimum=1, kind=int)),
@@ -95,7 +99,14 @@ class Settings:
         return make_conninfo(**params)
 
     def connect_kwargs(self) -> dict[str, str]:
-        return {"password": self.database_password} if self.database_password else {}
+        """The role and its password for a new connection: read again from their files (`<NAME>_FILE`) when
+        given so, so that a rotated Secret is used by the next connection; else the values read at start."""
+        try:
+            user = contract.API_DATABASE_USER.read_secret() or self.database_user
+            password = contract.API_DATABASE_PASSWORD.read_secret() or self.database_password
+        except OSError:  # a Secret being swapped: the values read last are still good for the overlap
+            user, password = self.database_user, self.database_password
+        return {"user": user, **({"password": password} if password else {})}
 
 
 def _admin_previous() -> str | None:
@@ -132,7 +143,12 @@ def markdown_table() -> str:
     rows = ["| variable | secret | description |", "| --- | --- | --- |"]
     shared = (contract.DATABASE_HOST, contract.MLFLOW_TRACKING_URI, contract.MODEL_CATALOG)
     for var in (*shared, *contract.API_VARS, *contract.MLFLOW_CLIENT_VARS):
-        rows.append(f"| `{var.name}` | {'yes' if var.secret else 'no'} | {var.description} |")
+        secret = "yes" if var.secret else "no"
+        if var in contract.MLFLOW_CLIENT_VARS:
+            secret += " (on the cluster: MLflow's file `$HOME/.mlflow/credentials`)"
+        elif var.secret or var.file:
+            secret += f" (on the cluster: the file `{var.file_variable}` names)"
+        rows.append(f"| `{var.name}` | {secret} | {var.description} |")
     return "\n".join(rows)
 
 

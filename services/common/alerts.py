@@ -124,9 +124,16 @@ class Alert:
 
 
 def send_alert(alert: Alert, webhook_url: str | None = None, timeout: float = 5.0) -> Delivery:
-    """Post `alert` to Slack. `webhook_url` defaults to $MLOPS_SLACK_WEBHOOK_URL."""
-    url = webhook_url if webhook_url is not None else SLACK_WEBHOOK_URL.get()
+    """Post `alert` to Slack. `webhook_url` defaults to the file $MLOPS_SLACK_WEBHOOK_URL_FILE names (the cluster's
+    way), else $MLOPS_SLACK_WEBHOOK_URL."""
     record = {"alert_event": alert.event, "severity": alert.severity.value, **alert.fields}
+    try:
+        url = webhook_url if webhook_url is not None else SLACK_WEBHOOK_URL.read_secret()
+    except OSError as exc:
+        log.warning(
+            "alert not sent: the webhook file is unreadable (%s): %s", exc, alert.summary, extra={"alert": record}
+        )
+        return Delivery.FAILED
     if not url:
         log.info("alert (no webhook configured, not sent): %s", alert.summary, extra={"alert": record})
         return Delivery.SKIPPED

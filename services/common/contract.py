@@ -4,6 +4,14 @@ service, the DAGs and `make demo` read. Defined once; imported by all of them.
 The program writes the non-secret variables into one ConfigMap per consuming namespace
 (`ENDPOINTS_CONFIGMAP`) and the secret ones into Secrets (`RELOAD_TOKEN_SECRET`, `SLACK_SECRET`,
 `MLFLOW_CREDENTIALS_SECRET`).
+
+Credentials reach a pod as FILES, never as environment values or arguments: the pod mounts the Secret and the
+variable `<NAME>_FILE` (`EnvVar.file_variable`) names the file; `EnvVar.read_secret()` prefers that file over the
+plain variable, which stays accepted for local use (`make demo`, tests). MLflow's client credentials use MLflow's
+own file, `$HOME/.mlflow/credentials` (`MLFLOW_CREDENTIALS_FILE`, an INI section `[mlflow]` with
+`mlflow_tracking_username` and `mlflow_tracking_password`), which the MLflow client reads on every request
+(`mlflow.utils.credentials`); MLflow's own variables still win where set. AWS credentials use boto's
+`AWS_SHARED_CREDENTIALS_FILE`.
 A test checks that the ConfigMap's keys equal `CONFIGMAP_VARS` and that nothing outside this
 module spells these names.
 """
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.common.api_rules import (
     EVENTS_POLL_SECONDS,
@@ -23,6 +32,8 @@ from services.common.api_rules import (
     TOKEN_TTL_DAYS,
 )
 
+FILE_SUFFIX = "_FILE"
+
 
 @dataclass(frozen=True)
 class EnvVar:
@@ -31,10 +42,26 @@ class EnvVar:
     name: str
     description: str
     secret: bool = False
+    file: bool = False  # may be given as a file (`<NAME>_FILE`) although it is no secret (e.g. a rotating role)
+
+    @property
+    def file_variable(self) -> str:
+        """The variable naming the file that holds this one's value: `<NAME>_FILE`."""
+        return f"{self.name}{FILE_SUFFIX}"
 
     def get(self, default: str | None = None) -> str | None:
         value = os.environ.get(self.name)
         return value if value not in (None, "") else default
+
+    def read_secret(self, default: str | None = None) -> str | None:
+        """The value from the file `<NAME>_FILE` names (without its trailing newline) when that is set, else the
+        plain variable's (local use), else `default`. Read again on every call: a mounted Secret's update shows.
+        OSError when the named file cannot be read."""
+        path = os.environ.get(self.file_variable) if (self.secret or self.file) else None
+        if path:
+            text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            return text or default
+        return self.get(default)
 
     def require(self) -> str:
         value = self.get()
@@ -202,7 +229,7 @@ CATALOG_RELOAD_URL_KEY = "reload_url"
 # Besides these it reads MLFLOW_TRACKING_URI, MLOPS_DATABASE_HOST, MLOPS_MODEL_CATALOG and the MLflow client vars.
 API_DATABASE_PORT = EnvVar("MLOPS_API_DATABASE_PORT", "Port of the API's PostgreSQL database (default 5432).")
 API_DATABASE_NAME = EnvVar("MLOPS_API_DATABASE_NAME", "Name of the API's own database.")
-API_DATABASE_USER = EnvVar("MLOPS_API_DATABASE_USER", "Role the API connects as (owner of its database).")
+API_DATABASE_USER = EnvVar("MLOPS_API_DATABASE_USER", "Role the API connects as (owner of its database).", file=True)
 API_DATABASE_PASSWORD = EnvVar("MLOPS_API_DATABASE_PASSWORD", "Password of that role.", secret=True)
 API_DATABASE_SSLMODE = EnvVar(
     "MLOPS_API_DATABASE_SSLMODE", "libpq sslmode of the API's database connections (default prefer)."
@@ -253,11 +280,49 @@ API_RATE_LIMIT_BURST = EnvVar(
 )
 API_PORT = 8080
 
+# --- credentials as files (see the module's docstring) ---------------------------------------------------
+# Where the components mount each credential Secret: SECRETS_ROOT/<secret name>/<key>.
+SECRETS_ROOT = "/var/run/secrets/mlops"
+# MLflow's client credentials file, relative to $HOME (the MLflow client's own: mlflow.utils.credentials), its
+# key in MLFLOW_CREDENTIALS_SECRET and its section and keys.
+MLFLOW_CREDENTIALS_DIR = ".mlflow"
+MLFLOW_CREDENTIALS_KEY = "credentials"
+MLFLOW_CREDENTIALS_SECTION = "mlflow"
+# boto's own variable: the AWS shared credentials file (INI, profile [default]) of a pod that needs S3 keys.
+AWS_SHARED_CREDENTIALS_FILE = EnvVar(
+    "AWS_SHARED_CREDENTIALS_FILE", "AWS shared credentials file (boto's own variable) of a pod that needs S3 keys."
+)
+AWS_CREDENTIALS_KEY = "credentials"
+
+
+def secret_file(secret: str, key: str) -> str:
+    """Path of one key of a credential Secret mounted the platform's way (SECRETS_ROOT/<secret>/<key>)."""
+    return f"{SECRETS_ROOT}/{secret}/{key}"
+
+
+def mlflow_credentials_file(home: str | None = None) -> Path:
+    """MLflow's client credentials file under `home` ($HOME when None)."""
+    return Path(home or Path.home()) / MLFLOW_CREDENTIALS_DIR / MLFLOW_CREDENTIALS_KEY
+
+
+def mlflow_credentials_ini(username: str, password: str) -> str:
+    """The content of MLflow's client credentials file for one user."""
+    section = MLFLOW_CREDENTIALS_SECTION
+    user_key, password_key = MLFLOW_TRACKING_USERNAME.name.lower(), MLFLOW_TRACKING_PASSWORD.name.lower()
+    return f"[{section}]\n{user_key} = {username}\n{password_key} = {password}\n"
+
+
+def aws_credentials_ini(access_key_id: str, secret_access_key: str) -> str:
+    """The content of an AWS shared credentials file with one [default] profile."""
+    return f"[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret_access_key}\n"
+
+
 ENDPOINTS_CONFIGMAP = "mlops-endpoints"
 RELOAD_TOKEN_SECRET = "mlops-serving-reload-token"
 SLACK_SECRET = "mlops-slack-webhook"
 MLFLOW_CREDENTIALS_SECRET = "mlops-mlflow-credentials"
-# Key inside each of those Secrets: the variable name itself, so `envFrom: secretRef` works.
+# Key inside each of those Secrets: the variable name itself; pods mount them as files (`secret_file`) and read
+# them through `<NAME>_FILE`. MLFLOW_CREDENTIALS_SECRET also holds MLflow's credentials file (MLFLOW_CREDENTIALS_KEY).
 
 CONFIGMAP_VARS: tuple[EnvVar, ...] = (
     MLFLOW_TRACKING_URI,
@@ -376,9 +441,16 @@ def markdown_table() -> str:
     for var in CONFIGMAP_VARS:
         rows.append(f"| `{var.name}` | ConfigMap `{ENDPOINTS_CONFIGMAP}` | {var.description} |")
     for var, secret in ((RELOAD_TOKEN, RELOAD_TOKEN_SECRET), (SLACK_WEBHOOK_URL, SLACK_SECRET)):
-        rows.append(f"| `{var.name}` | Secret `{secret}` | {var.description} |")
+        rows.append(
+            f"| `{var.file_variable}` (or `{var.name}` locally) | Secret `{secret}` mounted as a file "
+            f"(`{secret_file(secret, var.name)}`) | {var.description} |"
+        )
+    mlflow_file = f"$HOME/{MLFLOW_CREDENTIALS_DIR}/{MLFLOW_CREDENTIALS_KEY}"
     for var in MLFLOW_CLIENT_VARS:
-        rows.append(f"| `{var.name}` | Secret `{MLFLOW_CREDENTIALS_SECRET}` | {var.description} |")
+        rows.append(
+            f"| `{var.name}` (locally) | Secret `{MLFLOW_CREDENTIALS_SECRET}` mounted as MLflow's own file "
+            f"`{mlflow_file}` (key `{var.name.lower()}`) | {var.description} |"
+        )
     for var in SERVING_VARS:
         rows.append(f"| `{var.name}` | serving pod env | {var.description} |")
     for var in CATALOG_VARS:

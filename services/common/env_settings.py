@@ -2,7 +2,9 @@
 error class and the one rule per kind of value, shared by the serving service and the platform API.
 
 - `value`: the variable's text, or `default` when unset or empty. A secret variable may instead be given as a file:
-  when `<NAME>_FILE` is set, its content (without the trailing newline) is the value (e.g. a mounted Secret);
+  when `<NAME>_FILE` is set, its content (without the trailing newline) is the value (e.g. a mounted Secret: the
+  platform's pods get credentials only this way, see services/common/contract.py);
+- `mlflow_credentials`: the MLflow client's user and password, from MLflow's variables or its credentials file;
 - `required`: the same, and a `SettingsError` when it is missing;
 - `number`: an int or a float, `default` when unset, within `minimum` (and `maximum` when given);
 - `flag`: true/1/yes/on or false/0/no/off, `default` when unset.
@@ -12,12 +14,19 @@ Every `SettingsError` names the variable; the services print it and stop at star
 
 from __future__ import annotations
 
+import configparser
 import os
-from pathlib import Path
 
-from services.common.contract import EnvVar
+from services.common.contract import (
+    FILE_SUFFIX,
+    MLFLOW_CREDENTIALS_SECTION,
+    MLFLOW_TRACKING_PASSWORD,
+    MLFLOW_TRACKING_USERNAME,
+    EnvVar,
+    mlflow_credentials_file,
+)
 
-FILE_SUFFIX = "_FILE"
+__all__ = ["FILE_SUFFIX", "SettingsError", "file_variable", "flag", "mlflow_credentials", "number", "required", "value"]
 TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off")
 
@@ -28,19 +37,35 @@ class SettingsError(ValueError):
 
 def file_variable(var: EnvVar) -> str:
     """The variable naming a file that holds a secret variable's value: `<NAME>_FILE`."""
-    return f"{var.name}{FILE_SUFFIX}"
+    return var.file_variable
 
 
 def value(var: EnvVar, default: str | None = None) -> str | None:
-    """The variable's value (`default` when unset or empty); a secret one is read from `<NAME>_FILE` when set."""
-    path = os.environ.get(file_variable(var)) if var.secret else None
-    if path:
+    """The variable's value (`default` when unset or empty); a secret one (or one marked `file`) is read from
+    `<NAME>_FILE` when set (`EnvVar.read_secret`)."""
+    try:
+        return var.read_secret(default)
+    except OSError as exc:
+        path = os.environ.get(file_variable(var))
+        raise SettingsError(f"{file_variable(var)} ({path}) is unreadable: {exc.strerror or exc}") from None
+
+
+def mlflow_credentials(home: str | None = None) -> tuple[str | None, str | None]:
+    """The MLflow client's user and password as MLflow itself finds them: its variables
+    (MLFLOW_TRACKING_USERNAME/PASSWORD) where set, else its credentials file `$HOME/.mlflow/credentials` (the
+    platform mounts it from the MLflow-credentials Secret). (None, None) when neither is there."""
+    username, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
+    path = mlflow_credentials_file(home)
+    if not (username and password) and path.is_file():
+        parser = configparser.ConfigParser()
         try:
-            text = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise SettingsError(f"{file_variable(var)} ({path}) is unreadable: {exc.strerror or exc}") from None
-        return text or default
-    return var.get(default)
+            parser.read_string(path.read_text(encoding="utf-8"))
+        except (OSError, configparser.Error) as exc:
+            raise SettingsError(f"MLflow's credentials file {path} is unreadable: {exc}") from None
+        section = parser[MLFLOW_CREDENTIALS_SECTION] if parser.has_section(MLFLOW_CREDENTIALS_SECTION) else {}
+        username = username or section.get(MLFLOW_TRACKING_USERNAME.name.lower())
+        password = password or section.get(MLFLOW_TRACKING_PASSWORD.name.lower())
+    return username or None, password or None
 
 
 def required(var: EnvVar) -> str:

@@ -3,8 +3,11 @@
 Run by the `mlflow-client-user` Kubernetes Job (from a ConfigMap, in the MLflow image) after every
 change of the password, and by the tests against a real `mlflow server --app-name basic-auth`:
 
-    MLFLOW_URL=http://mlflow.ns.svc.cluster.local:80 ADMIN_USERNAME=admin ADMIN_PASSWORD=... \
-    CLIENT_USERNAME=mlops-pipelines CLIENT_PASSWORD=... python ensure_user.py
+    MLFLOW_URL=http://mlflow.ns.svc.cluster.local:80 ADMIN_USERNAME_FILE=/var/run/secrets/.../username \
+    ADMIN_PASSWORD_FILE=.../password CLIENT_USERNAME_FILE=... CLIENT_PASSWORD_FILE=... python ensure_user.py
+
+Each credential is read from the file `<NAME>_FILE` names (the Job mounts the admin's and the user's Secrets:
+no credential in its environment or arguments); the plain `<NAME>` is accepted for local use.
 
 The user is created when missing, otherwise its password is set (so re-runs and rotations are
 idempotent). It is an ordinary user: it manages what it creates and reads the rest through the
@@ -82,13 +85,30 @@ def ensure_user(base: str, admin: tuple[str, str], username: str, password: str)
     return outcome
 
 
+SETTINGS = ("MLFLOW_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "CLIENT_USERNAME", "CLIENT_PASSWORD")
+
+
+def settings(environ: dict[str, str]) -> dict[str, str]:
+    """Each setting from the file `<NAME>_FILE` names (without its trailing newline), else from `<NAME>`; the
+    missing ones are left out."""
+    found = {}
+    for name in SETTINGS:
+        path = environ.get(f"{name}_FILE")
+        if path:
+            with open(path, encoding="utf-8") as file:
+                found[name] = file.read().rstrip("\r\n")
+        elif environ.get(name):
+            found[name] = environ[name]
+    return {k: v for k, v in found.items() if v}
+
+
 def main() -> int:
-    env = os.environ
-    missing = [
-        k
-        for k in ("MLFLOW_URL", "ADMIN_USERNAME", "ADMIN_PASSWORD", "CLIENT_USERNAME", "CLIENT_PASSWORD")
-        if not env.get(k)
-    ]
+    try:
+        env = settings(dict(os.environ))
+    except OSError as exc:
+        print(f"unreadable credential file: {exc}", file=sys.stderr)
+        return 2
+    missing = [k for k in SETTINGS if k not in env]
     if missing:
         print(f"missing environment: {', '.join(missing)}", file=sys.stderr)
         return 2

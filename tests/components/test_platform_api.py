@@ -168,15 +168,21 @@ def test_pod_is_hardened_and_configured_through_the_contract() -> None:
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["command"] == ["python", "-m", "services.api"]
     env = {e["name"]: e for e in c["env"]}
-    files = {file_variable(v) for v in contract.ALL_VARS if v.secret}  # a secret variable's value as a file
-    assert set(env) - {"HOME"} <= {v.name for v in contract.ALL_VARS} | files
+    assert set(env) - {"HOME"} <= {v.name for v in contract.ALL_VARS} | {v.file_variable for v in contract.ALL_VARS}
+    # credentials as files: each Secret mounted, `<NAME>_FILE` naming its file; no credential variable at all
+    volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
     for var, (secret, key) in {
         contract.API_ADMIN_TOKEN: (ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN.name),
         contract.API_AIRFLOW_PASSWORD: (AIRFLOW_CREDENTIALS_SECRET, contract.API_AIRFLOW_PASSWORD.name),
+        contract.API_DATABASE_USER: (DB_SECRET, "username"),
         contract.API_DATABASE_PASSWORD: (DB_SECRET, "password"),
     }.items():
-        assert env[var.name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
-        assert "value" not in env[var.name]
+        assert var.name not in env
+        (volume,) = [n for n, s in volumes.items() if s == secret]
+        assert env[var.file_variable]["value"] == f"{mounts[volume]['mountPath']}/{key}" and mounts[volume]["readOnly"]
+    assert not any("valueFrom" in e for e in c["env"])
+    assert c["envFrom"] == [{"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}}]
     assert env[contract.API_DATABASE_SSLMODE.name]["value"] == "require"
     assert env[contract.MODEL_CATALOG.name]["value"] == f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}"
     assert {"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}} in c["envFrom"]
@@ -192,15 +198,27 @@ def test_ingress_exposes_only_the_public_api() -> None:
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "mlops-ca"
 
 
-def test_airflow_user_job_runs_in_the_airflow_namespace_with_secrets_by_reference() -> None:
+def test_airflow_user_job_runs_in_the_airflow_namespace_with_secrets_as_files() -> None:
     run = run_of("prod")
     job = one(run, "Job", AIRFLOW_USER_JOB)
     assert job["metadata"]["namespace"] == "mlops-prod-airflow"
     (c,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in c["env"]}
-    assert env["API_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == AIRFLOW_CREDENTIALS_SECRET
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["valueFrom"]["secretKeyRef"]["name"] == "airflow-metadata"
-    assert "users create" in c["command"][-1] and "reset-password" in c["command"][-1]
+    assert not any("valueFrom" in e for e in c["env"])
+    # the password reaches the CLI on stdin (prompt and confirmation), the connection through Airflow's _CMD option:
+    # both read from the mounted Secrets' files
+    password_file = f"/var/run/secrets/mlops/{AIRFLOW_CREDENTIALS_SECRET}/{contract.API_AIRFLOW_PASSWORD.name}"
+    script = c["command"][-1]
+    assert "users create" in script and "reset-password" in script and "--password" not in script
+    assert f'cat "{password_file}"' in script and "pw | airflow users reset-password" in script
+    assert (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"]["value"]
+        == "cat /var/run/secrets/mlops/airflow-metadata/connection"
+    )
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/var/run/secrets/mlops/airflow-metadata", f"/var/run/secrets/mlops/{AIRFLOW_CREDENTIALS_SECRET}"} <= mounts
+    assert env["HOME"]["value"] in mounts and "/tmp" in mounts  # scratch on emptyDirs: the root is read-only
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
     secrets = objects(run, "Secret", AIRFLOW_CREDENTIALS_SECRET)
     assert sorted(s["metadata"]["namespace"] for s in secrets) == ["mlops-prod-airflow", "mlops-prod-api"]
 

@@ -121,20 +121,30 @@ def test_pod_is_hardened_with_probes_and_resources_of_its_profile() -> None:
 def test_environment_comes_from_the_contract_and_names_the_model() -> None:
     deployment = one(build("prod"), "Deployment")
     (c,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert c["envFrom"] == [
-        {"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}},
-        {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}},
-    ]
+    assert c["envFrom"] == [{"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}}]  # no Secret as env
     env = {e["name"]: e for e in c["env"]}
     assert env[contract.MODEL_NAME.name]["value"] == MODEL
-    assert env[contract.RELOAD_TOKEN.name]["valueFrom"]["secretKeyRef"]["name"] == contract.RELOAD_TOKEN_SECRET
-    slack = env[contract.SLACK_WEBHOOK_URL.name]["valueFrom"]["secretKeyRef"]
-    assert slack["name"] == contract.SLACK_SECRET and slack["optional"] is True
+    # credentials as files: the Secrets mounted, <NAME>_FILE naming the file, MLflow's file under $HOME
+    assert not any("valueFrom" in e and "secretKeyRef" in e["valueFrom"] for e in c["env"])
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    for var, secret in (
+        (contract.RELOAD_TOKEN, contract.RELOAD_TOKEN_SECRET),
+        (contract.SLACK_WEBHOOK_URL, contract.SLACK_SECRET),
+    ):
+        path = env[var.file_variable]["value"]
+        assert path == contract.secret_file(secret, var.name)
+        (volume,) = [n for n, v in volumes.items() if v.get("secret", {}).get("secretName") == secret]
+        assert path.startswith(mounts[volume]["mountPath"] + "/") and mounts[volume]["readOnly"]
+        assert var.name not in env
+    home = env["HOME"]["value"]
+    assert mounts["mlflow-credentials"]["mountPath"] == f"{home}/.mlflow"
+    assert volumes["mlflow-credentials"]["secret"]["items"] == [{"key": "credentials", "path": "credentials"}]
     assert '"mode": "canary"' in env[contract.SERVING_ROUTING.name]["value"]
     assert env[contract.SERVING_ALIASES.name]["value"] == "champion,challenger"
     assert env[contract.SERVING_LOG_DIR.name]["value"] == "/var/log/mlops-serving/$(POD_NAME)"
     names = set(env) - {"POD_NAME", "HOME"}
-    assert names <= {v.name for v in contract.ALL_VARS}
+    assert names <= {v.name for v in contract.ALL_VARS} | {v.file_variable for v in contract.ALL_VARS}
 
 
 def test_reload_path_is_not_exposed_and_only_controller_and_airflow_may_connect() -> None:

@@ -3,6 +3,9 @@ IAM policies enforced by moto's server, bootstrap SQL against the local PostgreS
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -31,10 +34,13 @@ from components.artifact_store import (
     rotation_plan,
 )
 from components.database import (
+    ADMIN_PASSWORD_KEY,
     BOOTSTRAP_INPUTS_ANNOTATION,
     AppDatabase,
+    bootstrap_script,
     bootstrap_sql,
     login_role,
+    password_sql,
     password_variable,
 )
 from components.jobs import inputs_digest
@@ -178,7 +184,12 @@ def test_secret_formats_match_the_charts(stack: str, stack_run: Any) -> None:
     run = stack_run(stack)
     secrets = {r.manifest["metadata"]["name"]: r for r in run.of_type("kubernetes:core/v1:Secret")}
     s3_keys = reveal(secrets["mlflow-s3-credentials"].inputs["stringData"])
-    assert set(s3_keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert set(s3_keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials"}
+    # boto's shared credentials file, for pods that mount the Secret (AWS_SHARED_CREDENTIALS_FILE)
+    assert s3_keys["credentials"] == (
+        f"[default]\naws_access_key_id = {s3_keys['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {s3_keys['AWS_SECRET_ACCESS_KEY']}\n"
+    )
     conn = reveal(secrets["airflow-s3-logs"].inputs["stringData"])["AIRFLOW_CONN_MLOPS_S3_LOGS"]
     assert conn.startswith("aws://AKIA") and conn.endswith("@/?region_name=eu-west-1")
     assert set(reveal(secrets["mlflow-db"].inputs["stringData"])) == {"username", "password"}
@@ -483,8 +494,20 @@ def test_bootstrap_job_takes_sql_from_a_configmap_and_passwords_from_a_secret(st
     assert "PASSWORD :'mlflow_a_password'" in sql and "PASSWORD :'mlflow_b_password'" in sql
     for key in run.of_type("random:index/randomPassword:RandomPassword"):
         assert key.outputs["result"] not in sql
-    assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "db-bootstrap"}}]
-    assert pod["volumes"][0]["configMap"]["name"] == "db-bootstrap-sql"
+    # the passwords: the Secret mounted as files, read by psql from a pgpass file and `\set` lines, never env or argv
+    (container,) = pod["containers"]
+    assert "envFrom" not in container and not any("valueFrom" in e for e in container["env"])
+    assert container["command"] == ["/bin/sh", "/sql/bootstrap.sh"]
+    assert sql_map.manifest["data"]["bootstrap.sh"] == bootstrap_script(roles := re.findall(r"CREATE ROLE (\w+)", sql))
+    assert sql_map.manifest["data"]["passwords.sql"] == password_sql(roles)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["sql"]["configMap"]["name"] == "db-bootstrap-sql"
+    assert volumes["passwords"]["secret"] == {"secretName": "db-bootstrap", "defaultMode": 0o440}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["passwords"] == "/var/run/secrets/mlops/db-bootstrap" and mounts["home"] == "/home/bootstrap"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for key in run.of_type("random:index/randomPassword:RandomPassword"):
+        assert key.outputs["result"] not in sql_map.manifest["data"]["passwords.sql"]
 
 
 @pytest.mark.parametrize("key", ["database.multiAz", "database.deletionProtection"])
@@ -980,17 +1003,70 @@ def test_rotation_replayed_in_iam_keeps_the_previous_key_working(
 
 
 # --- bootstrap SQL, for real (local PostgreSQL) ------------------------------------------------------
+def _secret_files(tmp_path: Path, passwords: dict[str, str], admin_password: str | None = None) -> Path:
+    """The bootstrap Secret as the Job sees it mounted: one file per key, no trailing newline."""
+    folder = tmp_path / "secrets"
+    folder.mkdir(exist_ok=True)
+    for role, pw in passwords.items():
+        (folder / password_variable(role).upper()).write_text(pw)
+    if admin_password is not None:
+        (folder / ADMIN_PASSWORD_KEY).write_text(admin_password)
+    return folder
+
+
 def _run_sql(sql: str, user: str, passwords: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "bootstrap.sql"
-    path.write_text(sql)
-    variables = [arg for role, pw in passwords.items() for arg in ("-v", f"{password_variable(role)}={pw}")]
-    result = subprocess.run(
-        ["psql", "-X", "-h", "127.0.0.1", "-U", user, "-d", "postgres", *variables, "-f", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """What the bootstrap Job runs (components.database.bootstrap_script): psql reading the admin's password from a
+    pgpass file and the roles' from the Secret's files, none of them in its arguments or environment."""
+    secrets = _secret_files(tmp_path, passwords, admin_password="admin:pw\\with-escapes")
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir(exist_ok=True)
+    (sql_dir / "bootstrap.sql").write_text(sql)
+    (sql_dir / "passwords.sql").write_text(password_sql(list(passwords), str(secrets)))
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    script = bootstrap_script(list(passwords), str(secrets), str(sql_dir))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "PGHOST": "127.0.0.1",
+        "PGUSER": user,
+        "PGDATABASE": "postgres",
+    }
+    env["PGPORT"] = os.environ.get("MLOPS_TEST_PG_PORT", "5432")
+    result = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 0, result.stderr
+    # the admin's password went through the pgpass file, escaped as libpq reads it, readable by the owner only
+    pgpass = home / ".pgpass"
+    assert pgpass.read_text() == "*:*:*:*:admin\\:pw\\\\with-escapes\n"
+    assert pgpass.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.servers
+def test_the_bootstrap_stops_before_psql_when_a_password_file_is_empty(
+    app_names: tuple[str, str, str], tmp_path: Path
+) -> None:
+    mlflow, _, _ = app_names
+    with pytest.raises(AssertionError, match="missing or empty"):
+        _run_sql(
+            bootstrap_sql([AppDatabase(mlflow, mlflow, "ns", "s", "username-password")]),
+            "postgres",
+            {mlflow: ""},
+            tmp_path,
+        )
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone() is None
+
+
+def _has_password(role: str, password: str) -> bool:
+    """Whether `role`'s SCRAM-SHA-256 verifier in pg_authid is that of `password` (the server trusts local
+    connections here, so logging in would prove nothing)."""
+    with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    assert row is not None and row[0] is not None and row[0].startswith("SCRAM-SHA-256$"), row
+    iterations, salt, stored = re.match(r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):", row[0]).groups()  # type: ignore[union-attr]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored
 
 
 def _can_connect(role: str, database: str) -> bool:
@@ -1039,6 +1115,10 @@ def test_bootstrap_sql_is_idempotent_and_isolates_roles(
     _run_sql(sql, user, passwords, tmp_path)  # a second run changes nothing and does not fail
     for k in (0, 1):
         mlflow_login, airflow_login = login_role(mlflow, k), login_role(airflow, k)
+        # each login role's password is the one of its file, and no other
+        assert _has_password(mlflow_login, passwords[mlflow_login])
+        assert _has_password(airflow_login, passwords[airflow_login])
+        assert not _has_password(mlflow_login, passwords[airflow_login])
         assert _can_connect(mlflow_login, mlflow) and _can_connect(airflow_login, airflow)
         assert not _can_connect(mlflow_login, airflow) and not _can_connect(airflow_login, mlflow)
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:

@@ -36,7 +36,7 @@ from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, read_stack_file, run_program
 from services.common import contract
 from stacks.settings import SettingsError, load_settings
-from tests.infra.test_data_layer import _can_connect, _run_sql, app_names, bootstrap_jobs
+from tests.infra.test_data_layer import _can_connect, _run_sql, _secret_files, app_names, bootstrap_jobs
 from tests.infra.test_network_policies import Workload, allowed, rendered_pods, tcp
 
 __all__ = ["app_names"]  # the fixture, shared with test_data_layer
@@ -335,10 +335,13 @@ def test_the_bootstrap_runs_twice_as_a_createdb_createrole_admin(
 
 
 def _verify(apps: list[AppDatabase], passwords: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The provisioned check as the Job runs it: the given passwords in the mounted Secret's files, none in env."""
+    secrets = _secret_files(tmp_path, passwords)
     script = tmp_path / "verify.sh"
-    script.write_text(verify_script(apps))
-    env = {**os.environ, "PGHOST": "127.0.0.1", "PGSSLMODE": "prefer"}
-    env.update({password_variable(role).upper(): pw for role, pw in passwords.items()})
+    script.write_text(verify_script(apps, str(secrets)))
+    home = tmp_path / "verify-home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PGHOST": "127.0.0.1", "PGSSLMODE": "prefer"}
     return subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True, timeout=60, env=env, check=False)
 
 

@@ -124,7 +124,8 @@ def test_database_secret_and_role_come_from_the_bootstrap(stack: str, stack_run:
     env = {e["name"]: e for e in api_container(run, stack)["env"]}
     assert env[contract.API_DATABASE_NAME.name]["value"] == "platform_api"
     for var, key in ((contract.API_DATABASE_USER, "username"), (contract.API_DATABASE_PASSWORD, "password")):
-        assert env[var.name]["valueFrom"]["secretKeyRef"] == {"name": API_DB_SECRET, "key": key}
+        # the bootstrap's connection Secret mounted as files; `<NAME>_FILE` names each (credentials as files)
+        assert env[var.file_variable]["value"] == f"/var/run/secrets/mlops/{API_DB_SECRET}/{key}"
     (secret,) = k8s(run, "Secret", f"mlops-{stack}-api", API_DB_SECRET)
     assert "mlops:platform:Database" in ancestors(run, secret)
     data = secret.inputs["stringData"]

@@ -280,9 +280,18 @@ def test_airflow_workers_get_the_contract_environment(stack: str, stack_run: Any
 
     values = release(stack_run(stack), "airflow")["values"]
     env_from = yaml.safe_load(values["extraEnvFrom"])
-    assert {"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}} in env_from
-    assert {"secretRef": {"name": contract.RELOAD_TOKEN_SECRET}} in env_from
-    assert {"secretRef": {"name": contract.SLACK_SECRET}} in env_from
+    assert env_from == [{"configMapRef": {"name": contract.ENDPOINTS_CONFIGMAP}}]  # no Secret as environment
+    # the reload token and the webhook as files of their mounted Secrets, `<NAME>_FILE` naming them
+    env = {e["name"]: e["value"] for e in values["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in values["volumeMounts"]}
+    secrets = {v["secret"]["secretName"]: v["name"] for v in values["volumes"] if "secret" in v}
+    for var, secret in (
+        (contract.RELOAD_TOKEN, contract.RELOAD_TOKEN_SECRET),
+        (contract.SLACK_WEBHOOK_URL, contract.SLACK_SECRET),
+    ):
+        assert env[var.file_variable] == f"{mounts[secrets[secret]]}/{var.name}"
+    # the S3 key as boto's shared credentials file
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{mounts[secrets['airflow-s3-logs']]}/credentials"
     assert values["airflowPodAnnotations"]["mlops-platform/s3-key"]
     conn = values["secret"][0]
     assert conn["envName"] == conn["secretKey"] == "AIRFLOW_CONN_MLOPS_S3_LOGS"
@@ -472,7 +481,6 @@ def test_basic_auth_without_its_database_is_refused() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any) -> None:
-    import yaml
 
     run = stack_run(stack)
     creds = [
@@ -485,18 +493,33 @@ def test_consumers_get_the_mlflow_client_credentials(stack: str, stack_run: Any)
         f"mlops-{stack}-serving",
         f"mlops-{stack}-api",
     }
-    expected = {v.name for v in contract.MLFLOW_CLIENT_VARS}  # both stacks: MLflow has basic auth
+    expected = {v.name for v in contract.MLFLOW_CLIENT_VARS} | {contract.MLFLOW_CREDENTIALS_KEY}  # basic auth: both
     for reg in creds:
         data = reveal(reg.inputs).get("stringData") or {}
         assert set(data) == expected
         assert data[contract.MLFLOW_TRACKING_USERNAME.name] == "mlops-pipelines"
         assert len(data[contract.MLFLOW_TRACKING_PASSWORD.name]) == 32
-    # Airflow's containers and the serving pods take it with envFrom
-    env_from = yaml.safe_load(release(run, "airflow")["values"]["extraEnvFrom"])
-    assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in env_from
-    for serving in (o for o in objects(run, "Deployment") if o["metadata"]["name"].startswith("model-")):
-        (container,) = serving["spec"]["template"]["spec"]["containers"]
-        assert {"secretRef": {"name": contract.MLFLOW_CREDENTIALS_SECRET}} in container["envFrom"]
+        assert data[contract.MLFLOW_CREDENTIALS_KEY] == contract.mlflow_credentials_ini(
+            "mlops-pipelines", data[contract.MLFLOW_TRACKING_PASSWORD.name]
+        )
+    # Airflow's containers, the serving pods and the API mount MLflow's own credentials file under $HOME/.mlflow
+    values = release(run, "airflow")["values"]
+    (volume,) = [
+        v for v in values["volumes"] if v.get("secret", {}).get("secretName") == contract.MLFLOW_CREDENTIALS_SECRET
+    ]
+    assert {"name": volume["name"], "mountPath": "/home/airflow/.mlflow", "readOnly": True} in values["volumeMounts"]
+    for deployment in (
+        o for o in objects(run, "Deployment") if o["metadata"]["name"].startswith(("model-", "platform-api"))
+    ):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        home = next(e["value"] for e in container["env"] if e["name"] == "HOME")
+        (volume,) = [
+            v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == contract.MLFLOW_CREDENTIALS_SECRET
+        ]
+        assert volume["secret"]["items"] == [{"key": "credentials", "path": "credentials"}]
+        assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}[volume["name"]] == f"{home}/.mlflow"
+        assert "envFrom" not in container or all("secretRef" not in e for e in container["envFrom"])
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -514,8 +537,13 @@ def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack: 
     assert container["image"] == "burakince/mlflow:3.15.1"
     env = {e["name"]: e for e in container["env"]}
     assert env["MLFLOW_URL"]["value"] == run.export_values()["mlflowUrl"]
-    assert env["ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-admin", "key": "password"}
-    assert env["CLIENT_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-client-user", "key": "password"}
+    # the credentials are files of the mounted Secrets, `<NAME>_FILE` names them (none in env)
+    assert env["ADMIN_PASSWORD_FILE"]["value"] == "/var/run/secrets/mlops/mlflow-admin/password"
+    assert env["CLIENT_PASSWORD_FILE"]["value"] == "/var/run/secrets/mlops/mlflow-client-user/password"
+    assert not any("valueFrom" in e for e in env.values()) and "ADMIN_PASSWORD" not in env
+    volumes = {v["name"]: v.get("secret", {}).get("secretName") for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[next(n for n, s in volumes.items() if s == "mlflow-admin")] == "/var/run/secrets/mlops/mlflow-admin"
     script = next(o for o in objects(run, "ConfigMap") if o["metadata"]["name"] == "mlflow-client-user-script")
     assert "def ensure_user" in script["data"]["ensure_user.py"]
     # the consumers' Secrets are written only once the user exists

@@ -233,9 +233,11 @@ REQUIRED = {
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for var in contract.ALL_VARS:
         monkeypatch.delenv(var.name, raising=False)
+        monkeypatch.delenv(var.file_variable, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no MLflow credentials file of the developer's
     for var, value in REQUIRED.items():
         monkeypatch.setenv(var.name, value)
     return monkeypatch
@@ -250,7 +252,43 @@ def test_settings_defaults(env: pytest.MonkeyPatch) -> None:
         5.0,
     )
     assert "pw" not in repr(s) and "a" * 32 not in repr(s)
-    assert "password" not in s.conninfo() and s.connect_kwargs() == {}
+    assert "password" not in s.conninfo() and s.connect_kwargs() == {"user": "api"}
+
+
+def test_credentials_are_read_from_files_and_the_database_ones_again_per_connection(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The cluster's way (services/common/contract.py): every credential in a mounted file named by `<NAME>_FILE`,
+    MLflow's in its own credentials file; the plain variables are not set at all."""
+    files = {
+        contract.API_ADMIN_TOKEN: "t" * 40 + "\n",
+        contract.API_AIRFLOW_PASSWORD: "airflow-pw\n",
+        contract.API_DATABASE_USER: "api_blue\n",
+        contract.API_DATABASE_PASSWORD: "first-pw\n",
+    }
+    for var, content in files.items():
+        env.delenv(var.name, raising=False)
+        path = tmp_path / var.name
+        path.write_text(content)
+        env.setenv(var.file_variable, str(path))
+    mlflow_file = contract.mlflow_credentials_file(str(tmp_path / "home"))
+    mlflow_file.parent.mkdir(parents=True)
+    mlflow_file.write_text(contract.mlflow_credentials_ini("mlops-pipelines", "mlflow-pw"))
+    s = Settings.from_env()
+    assert (s.admin_token, s.airflow_password) == ("t" * 40, "airflow-pw")
+    assert (s.mlflow_username, s.mlflow_password) == ("mlops-pipelines", "mlflow-pw")
+    assert s.connect_kwargs() == {"user": "api_blue", "password": "first-pw"}
+    # a rotation swaps the mounted files: the next connection uses the new role and password
+    (tmp_path / contract.API_DATABASE_USER.name).write_text("api_green\n")
+    (tmp_path / contract.API_DATABASE_PASSWORD.name).write_text("second-pw\n")
+    assert s.connect_kwargs() == {"user": "api_green", "password": "second-pw"}
+
+
+def test_an_unreadable_credential_file_names_its_variable(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env.delenv(contract.API_ADMIN_TOKEN.name)
+    env.setenv(contract.API_ADMIN_TOKEN.file_variable, str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match=contract.API_ADMIN_TOKEN.file_variable):
+        Settings.from_env()
 
 
 def test_the_servers_ca_reaches_libpq_as_sslrootcert(env: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ import json
 import secrets
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from devstack.mlflow_server import mlflow_server_argv
 from devstack.postgres import fresh_database
 from devstack.procs import LOOPBACK, ManagedProcess, env_with_venv, free_port, http_ok
 from harness.run import ROOT
-from services.common import contract
+from services.common import contract, env_settings
 
 SCRIPT = ROOT / "services" / "mlflow" / "ensure_user.py"
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
@@ -72,16 +73,25 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory, postgres_available: An
 def run_script(
     server: AuthServer, username: str, password: str, admin_password: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """The script as the Job runs it: every credential in a file (a mounted Secret) that `<NAME>_FILE` names."""
+    folder = Path(tempfile.mkdtemp(prefix="ensure-user-"))
+    credentials = {
+        "ADMIN_USERNAME": server.admin[0],
+        "ADMIN_PASSWORD": admin_password or server.admin[1],
+        "CLIENT_USERNAME": username,
+        "CLIENT_PASSWORD": password,
+    }
+    for name, value in credentials.items():
+        (folder / name).write_text(value)
     env = env_with_venv(
         {
             "MLFLOW_URL": server.url,
-            "ADMIN_USERNAME": server.admin[0],
-            "ADMIN_PASSWORD": admin_password or server.admin[1],
-            "CLIENT_USERNAME": username,
-            "CLIENT_PASSWORD": password,
+            **{f"{name}_FILE": str(folder / name) for name in credentials},
             "TIMEOUT_SECONDS": "30",
         }
     )
+    for name in credentials:
+        env.pop(name, None)
     # the Job runs the file alone, with only the standard library
     return subprocess.run([sys.executable, "-I", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
 
@@ -140,9 +150,10 @@ def test_the_script_fails_clearly(auth_server: AuthServer) -> None:
 
 
 def test_the_pipelines_user_can_do_what_the_dags_and_serving_do(
-    auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+    auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Through MLflow's own client and the contract's variables: register a model version and move an
+    """Through MLflow's own client and its credentials file (the pods' way; the platform API reads the same file):
+    register a model version and move an
     alias (the DAGs), resolve it (serving); read an experiment the admin made, but not delete it."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -159,8 +170,13 @@ def test_the_pipelines_user_can_do_what_the_dags_and_serving_do(
     with pytest.raises(MlflowException):
         MlflowClient(tracking_uri=auth_server.url).search_experiments()
 
-    monkeypatch.setenv(contract.MLFLOW_TRACKING_USERNAME.name, user)
-    monkeypatch.setenv(contract.MLFLOW_TRACKING_PASSWORD.name, password)
+    # as on the cluster: no variables, MLflow's own credentials file under $HOME (mounted from the Secret's key)
+    home = tmp_path / "home"
+    credentials_file = contract.mlflow_credentials_file(str(home))
+    credentials_file.parent.mkdir(parents=True)
+    credentials_file.write_text(contract.mlflow_credentials_ini(user, password))
+    monkeypatch.setenv("HOME", str(home))
+    assert env_settings.mlflow_credentials() == (user, password)  # what the platform API reads
     client = MlflowClient(tracking_uri=auth_server.url)
     experiment = client.create_experiment(f"train-{secrets.token_hex(3)}")
     run = client.create_run(experiment)
