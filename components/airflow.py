@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_random as random
@@ -12,6 +13,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.images import tag_form
 from components.namespaces import NamespaceRef
 from components.naming import ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -68,6 +70,12 @@ class AirflowPlatformArgs:
     reload_token_secret: str = contract.RELOAD_TOKEN_SECRET
     slack_secret: str = contract.SLACK_SECRET
     mlflow_credentials_secret: str = contract.MLFLOW_CREDENTIALS_SECRET
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # AUX_IMAGES; absent: the chart's default
+
+
+# The chart's other images (third-party images of the stack settings) by their key under `images`: the chart has
+# no digest field for them, so a pinned one carries its digest in the tag
+AUX_IMAGES = {"statsd-exporter": "statsd", "git-sync": "gitSync", "redis": "redis"}
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -161,7 +169,10 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
     return {
         "executor": s.executor,
         # a digest wins over the tag in the chart, as in the reference
-        "images": {"airflow": {**{k: v for k, v in image.items() if v}, "pullPolicy": "IfNotPresent"}},
+        "images": {
+            "airflow": {**{k: v for k, v in image.items() if v}, "pullPolicy": "IfNotPresent"},
+            **{key: tag_form(args.images[name]) for name, key in AUX_IMAGES.items() if name in args.images},
+        },
         "postgresql": {"enabled": False},
         "redis": {"enabled": s.executor == "CeleryExecutor"},
         "data": {"metadataSecretName": args.metadata_secret},

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.images import registry_form, with_images
 from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
 from observability import logs
+from stacks.settings import ImageRef
 
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 LOKI_REPO = "https://grafana-community.github.io/helm-charts"
@@ -45,6 +47,12 @@ class CentralLogsArgs:
     storage_class: str | None
     collect_namespaces: Sequence[NamespaceRef]
     prefix: str = LOKI_PREFIX
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # LOKI_IMAGES, ALLOY_IMAGES; absent: chart default
+
+
+# The charts' images (third-party images of the stack settings) and where their values set them
+LOKI_IMAGES = {"loki": ("loki.image", registry_form)}
+ALLOY_IMAGES = {"alloy": ("image", registry_form), "alloy-config-reloader": ("configReloader.image", registry_form)}
 
 
 def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
     persistence: dict[str, Any] = {"enabled": True, "size": args.storage_size}
     if args.storage_class:
         persistence["storageClass"] = args.storage_class
-    return {
+    values = {
         "deploymentMode": "Monolithic",
         "loki": {
             "auth_enabled": False,
@@ -102,6 +110,7 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
         # Roles in its namespace only: no cluster-wide object, so stacks sharing a cluster do not collide
         "rbac": {"namespaced": True},
     }
+    return with_images(values, args.images, LOKI_IMAGES)
 
 
 def loki_url(namespace: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -119,7 +128,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
     url = loki_base_url(args.namespace.name)
     collected = sorted({ns.name for ns in args.collect_namespaces})
     pipeline = logs.LogPipeline(stack=args.stack, namespaces=collected, loki_url=url)
-    return {
+    values = {
         "crds": {"create": False},
         "alloy": {
             "configMap": {"create": True, "content": logs.alloy_config(pipeline)},
@@ -141,6 +150,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
         },
         "global": {"podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}},
     }
+    return with_images(values, args.images, ALLOY_IMAGES)
 
 
 class CentralLogs(pulumi.ComponentResource):

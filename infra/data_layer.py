@@ -197,6 +197,7 @@ def _database(
             namespace=namespace,
             apps=list(apps.values()),
             protect=s.protect,
+            image=s.third_party_image(f"postgres-{db.engine_version}").reference,
             instance_class=db.instance_class,
             allocated_storage_gb=db.allocated_storage_gb,
             multi_az=db.multi_az,

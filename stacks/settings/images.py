@@ -91,6 +91,67 @@ def _check_registry(value: Any) -> str | None:
     return None
 
 
+# --- third-party images ------------------------------------------------------------------------------
+# Every image the stack runs that this repository does not build: the Jobs' and StatefulSet's images and the
+# images the Helm values set. One reference each, `<repository>:<tag>@sha256:<64 hex>`: prod runs the digest,
+# other environments the tag (by design: dev follows a tag's fixes without a digest bump). Renovate
+# (.github/renovate.json, regex manager "third-party images") keeps tag and digest current; no registry can be
+# reached where this was written, so a digest of 64 zeros is a placeholder the bot's first run (or
+# `docker buildx imagetools inspect <repository>:<tag>`) replaces: prod pulls fail until it is real.
+# The alloy config reloader's digest is the chart's own default (../shared/charts/alloy/1.11.1/values.yaml).
+# A tag that a chart also pins (its appVersion) moves with the chart: tests/stacks/settings/test_images.py.
+THIRD_PARTY_IMAGES: dict[str, str] = {
+    "postgres-14": "postgres:14.19-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "postgres-15": "postgres:15.14-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "postgres-16": "postgres:16.10-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "postgres-17": "postgres:17.6-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "mlflow": "burakince/mlflow:3.15.1@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "busybox": "busybox:1.38.0@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "traefik": "docker.io/traefik:v3.7.11@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "cert-manager-controller": "quay.io/jetstack/cert-manager-controller:v1.21.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "cert-manager-webhook": "quay.io/jetstack/cert-manager-webhook:v1.21.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "cert-manager-cainjector": "quay.io/jetstack/cert-manager-cainjector:v1.21.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "cert-manager-acmesolver": "quay.io/jetstack/cert-manager-acmesolver:v1.21.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "cert-manager-startupapicheck": "quay.io/jetstack/cert-manager-startupapicheck:v1.21.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "prometheus": "quay.io/prometheus/prometheus:v3.14.0-distroless"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "alertmanager": "quay.io/prometheus/alertmanager:v0.34.0"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "prometheus-operator": "quay.io/prometheus-operator/prometheus-operator:v0.93.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "prometheus-config-reloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "kube-webhook-certgen": "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "loki": "docker.io/grafana/loki:3.7.6@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "alloy": "docker.io/grafana/alloy:v1.18.1@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "alloy-config-reloader": "quay.io/prometheus-operator/prometheus-config-reloader:v0.91.0"
+    "@sha256:7d9e4eea5f1139e602508871f422b0116c60e87c662f3dcd234d5ab60cd0d8c1",
+    "statsd-exporter": "quay.io/prometheus/statsd-exporter:v0.29.0"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "git-sync": "registry.k8s.io/git-sync/git-sync:v4.4.2"
+    "@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "redis": "redis:7.2-bookworm@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+}
+
+
+def _check_third_party(value: Any) -> str | None:
+    for name, ref in value.items():
+        if name not in THIRD_PARTY_IMAGES:
+            return (
+                f"has {name!r}, which is not a third-party image of the stack (one of {', '.join(THIRD_PARTY_IMAGES)})"
+            )
+        problem = _check_image(ref) if isinstance(ref, str) else "is not an image reference"
+        if problem is not None:
+            return f"has {name!r}: {quote(ref)}, which {problem}"
+    return None
+
+
 @dataclass(frozen=True)
 class ImagesSettings:
     registry: str = setting(
@@ -128,6 +189,23 @@ class ImagesSettings:
         default={},
         check=_check_profile_images,
     )
+
+    third_party: Mapping[str, str] = setting(
+        "images.thirdParty",
+        "the third-party images (name -> <repository>:<tag>@sha256:<digest>), shipped in THIRD_PARTY_IMAGES of "
+        "stacks/settings/images.py and kept current by Renovate; entries here replace the shipped ones and are "
+        "used as given; a shipped one runs by digest in prod and by its tag elsewhere (dev follows tags by design)",
+        default={},
+        check=_check_third_party,
+    )
+
+    def third_party_image(self, name: str, *, pinned: bool) -> ImageRef:
+        """Third-party image `name`: the stack's `images.thirdParty` entry as given, else the shipped reference,
+        by digest when `pinned` (prod) and by tag otherwise."""
+        if name in self.third_party:
+            return ImageRef.parse(self.third_party[name])
+        ref = ImageRef.parse(THIRD_PARTY_IMAGES[name])
+        return ref if pinned else ImageRef(ref.repository, ref.tag)
 
     def image(self, name: str) -> ImageRef | None:
         """The resolved reference of image `name` (`serving`, `airflow`, `api`), None when unset."""
