@@ -78,9 +78,9 @@ def _integral(value: Any) -> Any:
 
 
 def _redacted(obj: dict[str, Any]) -> dict[str, Any]:
-    out = _integral(obj)
+    out: dict[str, Any] = _integral(obj)
     if out.get("kind") != "Secret":
-        return out  # type: ignore[no-any-return]
+        return out
     for key in ("data", "stringData"):
         if isinstance(out.get(key), Mapping):
             out[key] = dict.fromkeys(out[key], REDACTED)
