@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
+CHECKOV_VENV := .venv-checkov
 STACK ?= dev
 FORMAT ?= tree
 ARGS ?=
@@ -14,7 +15,7 @@ REGISTRY ?=
 PLATFORM ?= linux/amd64
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint typecheck test test-fast test-servers test-offline preview images docs demo bench clean
+.PHONY: help setup checkov-requirements lint typecheck test test-fast test-servers test-offline preview images docs demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,10 +23,22 @@ help: ## list the targets
 $(UV):
 	@echo "uv not found: installing uv 0.13.8 with pip"; python3 -m pip install --user --quiet "uv==0.13.8"
 
-setup: $(UV) node_modules/.installed ## build .venv from uv.lock (installs uv if missing) and the workflow linter
+setup: $(UV) node_modules/.installed $(CHECKOV_VENV)/.installed ## build .venv from uv.lock (installs uv if missing), the workflow linter and checkov
 	# --compile-bytecode: every test, demo and preview process then starts from .pyc files, even where
 	# PYTHONDONTWRITEBYTECODE is set (a later run only checks them: under a second)
 	$(UV) sync --frozen --compile-bytecode
+
+# checkov (the outside scanner of the rendered Kubernetes objects, tests/harness/test_checkov.py) in its own
+# environment: its pins would fight the platform's in uv.lock. Every package pinned by hash in
+# tools/checkov/requirements.txt (`make checkov-requirements` regenerates it from requirements.in).
+$(CHECKOV_VENV)/.installed: tools/checkov/requirements.txt
+	$(UV) venv --quiet --allow-existing --python 3.11 $(CHECKOV_VENV)
+	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes --compile-bytecode $<
+	@touch $@
+
+checkov-requirements: ## re-pin checkov and its dependencies with hashes (tools/checkov/requirements.txt)
+	$(UV) pip compile tools/checkov/requirements.in --generate-hashes --python-version 3.11 --quiet \
+	  --custom-compile-command "make checkov-requirements" -o tools/checkov/requirements.txt
 
 node_modules/.installed: package-lock.json
 	npm ci --no-audit --no-fund --silent

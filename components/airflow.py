@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -15,6 +16,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components.artifact_store import S3Endpoint
 from components.database import CA_DIR, server_ca_path
+from components.images import tag_form
 from components.namespaces import NamespaceRef
 from components.naming import DB_CREDENTIALS_ANNOTATION, ROTATION_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
@@ -78,6 +80,12 @@ class AirflowPlatformArgs:
     """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, CA and addressing in every Airflow
     container, task pods included; None = AWS S3."""
     db_ca_configmap: str | None = None  # the database server's CA (ConfigMap, key ca.crt) for libpq; None = not given
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # AUX_IMAGES; absent: the chart's default
+
+
+# The chart's other images (third-party images of the stack settings) by their key under `images`: the chart has
+# no digest field for them, so a pinned one carries its digest in the tag
+AUX_IMAGES = {"statsd-exporter": "statsd", "git-sync": "gitSync", "redis": "redis"}
 
 
 # Pod Security `restricted` for the chart's pods and containers (the chart's default uid 50000)
@@ -263,7 +271,10 @@ def chart_values(args: AirflowPlatformArgs, internal_url: pulumi.Input[str]) -> 
     return {
         "executor": s.executor,
         # a digest wins over the tag in the chart, as in the reference
-        "images": {"airflow": {**{k: v for k, v in image.items() if v}, "pullPolicy": "IfNotPresent"}},
+        "images": {
+            "airflow": {**{k: v for k, v in image.items() if v}, "pullPolicy": "IfNotPresent"},
+            **{key: tag_form(args.images[name]) for name, key in AUX_IMAGES.items() if name in args.images},
+        },
         "postgresql": {"enabled": False},
         "redis": {"enabled": s.executor == "CeleryExecutor"},
         "data": {"metadataSecretName": args.metadata_secret},

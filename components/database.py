@@ -50,13 +50,13 @@ from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, stack_name
 from components.pod_security import restricted_container, restricted_pod, secret_mount, secret_volume
 from services.common import contract
+from stacks.settings import THIRD_PARTY_IMAGES, ImageRef
 
-# Official image tags pinned per major version (in-cluster mode and the bootstrap Job's psql).
+# The official image per major version (in-cluster mode and the bootstrap Job's psql): the third-party images
+# `postgres-<major>` of the stack settings; `DatabaseArgs.image` is the stack's reference (pinned in prod).
 POSTGRES_IMAGES = {
-    "14": "postgres:14.19-bookworm",
-    "15": "postgres:15.14-bookworm",
-    "16": "postgres:16.10-bookworm",
-    "17": "postgres:17.6-bookworm",
+    major: ImageRef.parse(THIRD_PARTY_IMAGES[f"postgres-{major}"]).reference.split("@")[0]
+    for major in ("14", "15", "16", "17")
 }
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 POSTGRES_UID = 999
@@ -271,6 +271,7 @@ class DatabaseArgs:
     apps: Sequence[AppDatabase]
     rotation: RotationPlan  # the stack's rotation period in force: which login role is active (not provisioned)
     protect: bool = True
+    image: str | None = None  # the postgres image (server and bootstrap); None: POSTGRES_IMAGES[engine_version]
     # rds
     instance_class: str = "db.t4g.micro"
     allocated_storage_gb: int = 20
@@ -326,7 +327,7 @@ def _postgres_pod(args: DatabaseArgs, pod_labels: Mapping[str, str]) -> PodTempl
     probe = ExecActionArgs(command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1"])
     container = ContainerArgs(
         name="postgres",
-        image=POSTGRES_IMAGES[args.engine_version],
+        image=args.image or POSTGRES_IMAGES[args.engine_version],
         ports=[ContainerPortArgs(name="postgres", container_port=5432)],
         env=[
             EnvVarArgs(name="PGDATA", value="/var/lib/postgresql/data/pgdata"),
@@ -378,7 +379,7 @@ def _bootstrap_container(args: DatabaseArgs, server: _Server) -> ContainerArgs:
         ca_env.append(EnvVarArgs(name="PGSSLROOTCERT", value=server_ca_path()))
     return ContainerArgs(
         name="bootstrap",
-        image=POSTGRES_IMAGES[args.engine_version],
+        image=args.image or POSTGRES_IMAGES[args.engine_version],
         command=["/bin/sh", f"{SQL_DIR}/{script}"],
         env=[
             EnvVarArgs(name="PGHOST", value=server.host),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
+from components.images import registry_form, with_images
 from components.namespaces import NamespaceRef
+from stacks.settings import ImageRef
 
 TRAEFIK_REPO = "https://traefik.github.io/charts"
 TRAEFIK_PORTS = (8000, 8443)  # the chart's web and websecure container ports (behind its Service's 80 and 443)
@@ -31,6 +33,7 @@ class IngressControllerArgs:
     service_type: str
     replicas: int
     middleware_namespaces: Sequence[NamespaceRef] = ()
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # `traefik`; absent: the chart's default
 
 
 def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
@@ -43,7 +46,7 @@ def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
     service: dict[str, object] = {"type": args.service_type}
     if args.service_type == "LoadBalancer":
         service["spec"] = {"externalTrafficPolicy": "Local"}
-    return {
+    values: dict[str, object] = {
         "deployment": {"replicas": args.replicas},
         "ingressClass": {"enabled": True, "isDefaultClass": False, "name": args.class_name},
         "providers": {
@@ -62,6 +65,10 @@ def _traefik_values(args: IngressControllerArgs) -> dict[str, object]:
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
         "podDisruptionBudget": {"enabled": args.replicas > 1, "maxUnavailable": 1},
     }
+    traefik = args.images.get("traefik")
+    if traefik is not None and traefik.digest and traefik.tag:
+        values["versionOverride"] = traefik.tag  # the chart's version checks cannot read a digest
+    return with_images(values, args.images, {"traefik": ("image", registry_form)})
 
 
 class IngressController(pulumi.ComponentResource):

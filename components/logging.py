@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
 from components.artifact_store import S3Endpoint
+from components.images import registry_form, with_images
 from components.namespaces import NamespaceRef
 from components.naming import CLUSTER_DOMAIN, ROTATION_ANNOTATION, cluster_url
 from components.options import inherited_depends_on
 from components.pod_security import SECRET_FILE_MODE
 from observability import logs
 from services.common.contract import AWS_CREDENTIALS_KEY, AWS_SHARED_CREDENTIALS_FILE, secret_file
+from stacks.settings import ImageRef
 
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 LOKI_REPO = "https://grafana-community.github.io/helm-charts"
@@ -51,6 +53,7 @@ class CentralLogsArgs:
     prefix: str = LOKI_PREFIX
     s3_endpoint: S3Endpoint | None = None
     """An S3-compatible store (artifacts.mode s3Compatible): its endpoint, addressing and CA; None = AWS S3."""
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # LOKI_IMAGES, ALLOY_IMAGES; absent: chart default
 
 
 def _s3_client(args: CentralLogsArgs) -> dict[str, Any]:
@@ -77,13 +80,18 @@ def _s3_client_volumes(args: CentralLogsArgs) -> dict[str, Any]:
     return {"extraVolumes": [args.s3_endpoint.volume()], "extraVolumeMounts": [args.s3_endpoint.volume_mount()]}
 
 
+# The charts' images (third-party images of the stack settings) and where their values set them
+LOKI_IMAGES = {"loki": ("loki.image", registry_form)}
+ALLOY_IMAGES = {"alloy": ("image", registry_form), "alloy-config-reloader": ("configReloader.image", registry_form)}
+
+
 def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
     """Loki as one binary: chunks and index in the bucket under `prefix` (Thanos object-store client, credentials
     from the rotated-key Secret's environment), retention by the compactor, no gateway, caches, canary or ruler."""
     persistence: dict[str, Any] = {"enabled": True, "size": args.storage_size}
     if args.storage_class:
         persistence["storageClass"] = args.storage_class
-    return {
+    values = {
         "deploymentMode": "Monolithic",
         "loki": {
             "auth_enabled": False,
@@ -152,6 +160,7 @@ def loki_values(args: CentralLogsArgs) -> dict[str, Any]:
         # Roles in its namespace only: no cluster-wide object, so stacks sharing a cluster do not collide
         "rbac": {"namespaced": True},
     }
+    return with_images(values, args.images, LOKI_IMAGES)
 
 
 def loki_url(namespace: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -169,7 +178,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
     url = loki_base_url(args.namespace.name)
     collected = sorted({ns.name for ns in args.collect_namespaces})
     pipeline = logs.LogPipeline(stack=args.stack, namespaces=collected, loki_url=url)
-    return {
+    values = {
         "crds": {"create": False},
         "alloy": {
             "configMap": {"create": True, "content": logs.alloy_config(pipeline)},
@@ -192,6 +201,7 @@ def alloy_values(args: CentralLogsArgs) -> dict[str, Any]:
         },
         "global": {"podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}},
     }
+    return with_images(values, args.images, ALLOY_IMAGES)
 
 
 class CentralLogs(pulumi.ComponentResource):

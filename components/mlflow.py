@@ -24,6 +24,7 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 import services.mlflow.ensure_user as ensure_user_script
 from components.artifact_store import S3Endpoint
 from components.database import CA_DIR, server_ca_path
+from components.images import repository_form, tag_form
 from components.jobs import rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import (
@@ -37,7 +38,7 @@ from components.naming import (
 from components.options import inherited_depends_on
 from components.pod_security import restricted_container, secret_mount, secret_volume
 from services.common import contract
-from stacks.settings import MlflowSettings
+from stacks.settings import ImageRef, MlflowSettings
 
 MLFLOW_REPO = "https://community-charts.github.io/helm-charts"
 RELEASE = "mlflow"
@@ -80,6 +81,8 @@ class MlflowServerArgs:
     db_sslmode: str | None = None  # set: libpq's PGSSLMODE for both connections (an external server); else its default
     s3_endpoint: S3Endpoint | None = None  # an S3-compatible store (artifacts.mode s3Compatible); None = AWS S3
     db_ca_configmap: str | None = None  # set: the server's CA (ConfigMap, key ca.crt), mounted for PGSSLROOTCERT
+    image: ImageRef | None = None  # the MLflow image (server, migration, client-user Job); None: IMAGE:<appVersion>
+    busybox: ImageRef | None = None  # the chart's busybox init images; None: the chart's default
 
     def __post_init__(self) -> None:
         if self.settings.basic_auth and not (self.auth_db_secret and self.auth_db_name):
@@ -176,15 +179,23 @@ def _extra_volumes(args: MlflowServerArgs) -> dict[str, object]:
     return {"extraVolumes": volumes, "extraVolumeMounts": mounts} if volumes else {}
 
 
+def _image_values(args: MlflowServerArgs) -> dict[str, object]:
+    """The chart's `image` and `initImages` (the migration runs the server's image; busybox checks the database)."""
+    if args.image is None:
+        return {"image": {"repository": IMAGE, **({"tag": args.settings.image_tag} if args.settings.image_tag else {})}}
+    values: dict[str, object] = {"image": repository_form(args.image)}
+    init: dict[str, object] = {"mlflowDbMigration": tag_form(args.image)}
+    if args.busybox is not None:
+        init |= {"dbchecker": tag_form(args.busybox), "iniFileInitializer": tag_form(args.busybox)}
+    return values | {"initImages": init}
+
+
 def chart_values(args: MlflowServerArgs) -> dict[str, object]:
     """The MLflow chart's values for these arguments."""
     s = args.settings
-    image: dict[str, str] = {"repository": IMAGE}
-    if s.image_tag:
-        image["tag"] = s.image_tag
     return {
         "replicaCount": s.replicas,
-        "image": image,
+        **_image_values(args),
         "podAnnotations": {
             ROTATION_ANNOTATION: args.rotation_annotation,
             **({DB_CREDENTIALS_ANNOTATION: args.db_credentials_annotation} if args.db_credentials_annotation else {}),
@@ -307,7 +318,7 @@ class MlflowServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*admin, *inherited_depends_on(opts)]),
         )
         self.client_username = CLIENT_USERNAME if s.basic_auth else None
-        image = f"{IMAGE}:{s.image_tag or CHART_APP_VERSIONS[s.chart_version]}"
+        image = args.image.reference if args.image else f"{IMAGE}:{s.image_tag or CHART_APP_VERSIONS[s.chart_version]}"
         self.client_password = self._client_user(name, args, image) if s.basic_auth else None
         self.register_outputs(
             {

@@ -4,7 +4,7 @@ alert rules and dashboards (definitions in observability)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -14,6 +14,7 @@ from pulumi_kubernetes.core.v1 import ConfigMap, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.images import kube_prometheus_form, with_images
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_url, labels
 from components.options import inherited_depends_on
@@ -21,6 +22,7 @@ from observability import alertmanager, dashboards, rules, scrape
 from observability.dashboards import DashboardContext
 from observability.rules import RuleSettings
 from observability.scrape import ScrapeTargets
+from stacks.settings import ImageRef
 
 KPS_REPO = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -64,6 +66,18 @@ class MonitoringArgs:
     slack_webhook: pulumi.Input[str] | None = None
     loki_url: str | None = None
     prometheus_replicas: int = 1
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # MONITORING_IMAGES; absent: chart default
+
+
+# kube-prometheus-stack's own images (third-party images of the stack settings) and where its values set them;
+# its subcharts' (Grafana, kube-state-metrics) stay the subcharts' defaults: their values files are not at hand
+MONITORING_IMAGES = {
+    "prometheus-operator": ("prometheusOperator.image", kube_prometheus_form),
+    "prometheus-config-reloader": ("prometheusOperator.prometheusConfigReloader.image", kube_prometheus_form),
+    "kube-webhook-certgen": ("prometheusOperator.admissionWebhooks.patch.image", kube_prometheus_form),
+    "prometheus": ("prometheus.prometheusSpec.image", kube_prometheus_form),
+    "alertmanager": ("alertmanager.alertmanagerSpec.image", kube_prometheus_form),
+}
 
 
 def fullname(release: str) -> str:
@@ -183,7 +197,7 @@ def chart_values(args: MonitoringArgs) -> dict[str, Any]:
             "grafana": grafana_values(args),
         }
     )
-    return values
+    return with_images(values, args.images, MONITORING_IMAGES)
 
 
 def rule_manifest(args: MonitoringArgs, object_labels: Mapping[str, str]) -> dict[str, Any]:

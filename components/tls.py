@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
@@ -11,8 +12,10 @@ from pulumi_kubernetes.core.v1 import Namespace, Secret
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.images import repository_form, with_images
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, labels
+from stacks.settings import ImageRef
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 CERT_MANAGER_API = "cert-manager.io/v1"
@@ -44,6 +47,7 @@ class TlsIssuersArgs:
     ingress_class: str
     acme_email: str | None = None
     acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"
+    images: Mapping[str, ImageRef] = field(default_factory=dict)  # CERT_MANAGER_IMAGES; absent: chart default
 
 
 _CERT_MANAGER_VALUES = {
@@ -54,6 +58,18 @@ _CERT_MANAGER_VALUES = {
     "webhook": {"resources": {"requests": {"cpu": "20m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}},
     "cainjector": {"resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}},
     "prometheus": {"enabled": True},
+}
+
+# cert-manager's images (the third-party images of the stack settings) and where its values set them
+CERT_MANAGER_IMAGES = {
+    f"cert-manager-{component}": (path, repository_form)
+    for component, path in (
+        ("controller", "image"),
+        ("webhook", "webhook.image"),
+        ("cainjector", "cainjector.image"),
+        ("acmesolver", "acmesolver.image"),
+        ("startupapicheck", "startupapicheck.image"),
+    )
 }
 
 
@@ -115,7 +131,7 @@ class TlsIssuers(pulumi.ComponentResource):
             namespace=self.cert_manager_namespace.output,
             atomic=True,
             timeout=600,
-            values=_CERT_MANAGER_VALUES,
+            values=with_images(_CERT_MANAGER_VALUES, args.images, CERT_MANAGER_IMAGES),
             opts=pulumi.ResourceOptions(parent=self),
         )
 

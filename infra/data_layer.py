@@ -264,6 +264,7 @@ def _database(
             # the stack's rotation period, the IAM keys' (artifacts.keyRotationDays)
             rotation=rotation_plan(rotation_now(), s.artifacts.key_rotation_days),
             protect=s.protect,
+            image=s.third_party_image(f"postgres-{db.engine_version}").reference,
             instance_class=db.instance_class,
             allocated_storage_gb=db.allocated_storage_gb,
             multi_az=db.multi_az,

@@ -4,29 +4,30 @@ endpoints contract and one serving deployment per model (called by infra/platfor
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
-from components.airflow import AirflowPlatform, AirflowPlatformArgs
+from components.airflow import AUX_IMAGES, AirflowPlatform, AirflowPlatformArgs
 from components.endpoints import Endpoints, EndpointsArgs
 from components.ingress import IngressController, IngressControllerArgs
-from components.logging import CentralLogs, CentralLogsArgs, loki_base_url
+from components.logging import ALLOY_IMAGES, LOKI_IMAGES, CentralLogs, CentralLogsArgs, loki_base_url
 from components.mlflow import MlflowServer, MlflowServerArgs
-from components.monitoring import Monitoring, MonitoringArgs
+from components.monitoring import MONITORING_IMAGES, Monitoring, MonitoringArgs
 from components.namespaces import NamespaceRef, PlatformNamespaces
 from components.naming import serving_url
 from components.platform_api import PlatformApi, PlatformApiArgs, PlatformApiConfig
 from components.serving import ServingService, ServingServiceArgs
-from components.tls import TlsIssuers, TlsIssuersArgs
+from components.tls import CERT_MANAGER_IMAGES, TlsIssuers, TlsIssuersArgs
 from infra.data_layer import DataLayer
 from observability.dashboards import DashboardContext
 from observability.rules import RuleSettings, retrain_days_for
 from observability.scrape import ScrapeTargets
 from services.common import contract
 from services.common.catalog import names
-from stacks.settings import StackSettings
+from stacks.settings import ImageRef, StackSettings
 
 Namespaces = dict[str, NamespaceRef]
 """Service -> its namespace (`PlatformNamespaces.refs`)."""
@@ -51,6 +52,11 @@ def _after(k8s_opts: pulumi.ResourceOptions, *resources: pulumi.Resource) -> pul
     return pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=list(resources)))
 
 
+def _images(s: StackSettings, names: Iterable[str]) -> dict[str, ImageRef]:
+    """The stack's references of these third-party images (pinned by digest in prod)."""
+    return {name: s.third_party_image(name) for name in names}
+
+
 def _tls(s: StackSettings, opts: pulumi.ResourceOptions) -> TlsIssuers:
     return TlsIssuers(
         "tls",
@@ -64,6 +70,7 @@ def _tls(s: StackSettings, opts: pulumi.ResourceOptions) -> TlsIssuers:
             ingress_class=s.ingress_class,
             acme_email=s.ingress.acme_email,
             acme_server=s.ingress.acme_server,
+            images=_images(s, CERT_MANAGER_IMAGES),
         ),
         opts=opts,
     )
@@ -80,6 +87,7 @@ def _ingress(s: StackSettings, ns: Namespaces, opts: pulumi.ResourceOptions) -> 
             service_type=s.ingress.service_type,
             replicas=2 if s.is_prod else 1,
             middleware_namespaces=[ns["serving"]],
+            images=_images(s, ["traefik"]),
         ),
         opts=opts,
     )
@@ -110,6 +118,8 @@ def _mlflow(
             db_port=data.db_port,
             db_sslmode=data.db_sslmode if s.database.mode == "external" else None,
             db_ca_configmap=data.db_ca_configmap,
+            image=s.mlflow_image,
+            busybox=s.third_party_image("busybox"),
             db_name=data.mlflow_database,
             rotation_annotation=data.rotation_annotations["mlflow"],
             db_credentials_annotation=data.db_credentials("mlflow", "mlflow_auth"),
@@ -200,6 +210,7 @@ def _airflow(
             s3_endpoint=data.s3_endpoint,
             db_ca_configmap=data.db_ca_configmap,
             db_credentials_annotation=data.db_credentials("airflow"),
+            images=_images(s, AUX_IMAGES),
         ),
         opts=opts,
     )
@@ -316,6 +327,7 @@ def _logs(s: StackSettings, ns: Namespaces, data: DataLayer, opts: pulumi.Resour
             collect_namespaces=list(ns.values()),
             prefix=data.loki_prefix,
             s3_endpoint=data.s3_endpoint,
+            images=_images(s, [*LOKI_IMAGES, *ALLOY_IMAGES]),
         ),
         opts=opts,
     )
@@ -364,6 +376,7 @@ def _monitoring(s: StackSettings, ns: Namespaces, tls: TlsIssuers, opts: pulumi.
             slack_webhook=webhook.output() if webhook is not None else None,
             loki_url=loki_base_url(s.namespace("monitoring")),
             prometheus_replicas=2 if s.is_prod else 1,
+            images=_images(s, MONITORING_IMAGES),
         ),
         opts=opts,
     )

@@ -7,7 +7,7 @@ built from its commit).
 `<repository>@sha256:<64 hex>`, and a Helm release that sets `values.images.airflow` (the Airflow chart) must set
 its `digest` to `sha256:<64 hex>` (the chart then ignores the tag).
 
-`third-party-images-pinned-by-digest-in-prod` (advisory until the stacks meet it, docs/policy.md): in a production
+`third-party-images-pinned-by-digest-in-prod`: in a production
 stack every other image is pinned by digest too: a pod's container image (`<repository>[:<tag>]@sha256:<64 hex>`),
 and every image a Helm release's values set, as the charts this program uses spell it: `image: <reference>`, or a
 mapping with `repository` (plus `registry`, `tag`) pinned by `digest` (airflow, alloy, cert-manager), `sha`

@@ -44,7 +44,15 @@ from stacks.settings.engine import (
     Validator,
     setting,
 )
-from stacks.settings.images import DEFAULT_REGISTRY, IMAGE_NAMES, ImageRef, ImagesSettings, ProfileBuild, profile_builds
+from stacks.settings.images import (
+    DEFAULT_REGISTRY,
+    IMAGE_NAMES,
+    THIRD_PARTY_IMAGES,
+    ImageRef,
+    ImagesSettings,
+    ProfileBuild,
+    profile_builds,
+)
 from stacks.settings.ingress import IngressSettings
 from stacks.settings.kubernetes import KubernetesSettings
 from stacks.settings.loading import RETIRED_KEYS, declared, from_pulumi, load_settings, stack_profile_builds
@@ -68,6 +76,7 @@ __all__ = [
     "PLATFORM_HOSTS",
     "PROJECT",
     "RETIRED_KEYS",
+    "THIRD_PARTY_IMAGES",
     "AirflowSettings",
     "AlertSettings",
     "ApiSettings",

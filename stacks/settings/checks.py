@@ -37,6 +37,17 @@ def check_images(s: StackSettings, problems: list[str]) -> None:
                 f"{s.source}: {PROJECT}:images.profiles.{name} must be pinned by digest in prod "
                 f"(<repository>@sha256:<64 hex>); got {quote(value)}"
             )
+    for name, value in sorted(s.images.third_party.items()):
+        if not ImageRef.parse(value).pinned:
+            problems.append(
+                f"{s.source}: {PROJECT}:images.thirdParty.{name} must be pinned by digest in prod "
+                f"(<repository>:<tag>@sha256:<64 hex>); got {quote(value)}"
+            )
+    if s.mlflow.image_tag:
+        problems.append(
+            f"{s.source}: {PROJECT}:mlflow.imageTag runs MLflow by tag, which prod does not: set "
+            f"{PROJECT}:images.thirdParty.mlflow to <repository>:<tag>@sha256:<64 hex> instead"
+        )
 
 
 def cross_checks(s: StackSettings, problems: list[str]) -> None:

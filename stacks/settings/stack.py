@@ -117,6 +117,18 @@ class StackSettings:
             or f"{names(model)['slug']}.{MODELS_SUBDOMAIN}.{self.ingress.domain}"
         )
 
+    def third_party_image(self, name: str) -> ImageRef:
+        """A third-party image (`images.thirdParty`, THIRD_PARTY_IMAGES): pinned by digest in prod."""
+        return self.images.third_party_image(name, pinned=self.is_prod)
+
+    @property
+    def mlflow_image(self) -> ImageRef:
+        """The MLflow server's image (the chart's and the client-user Job's): `mlflow.imageTag` when set (as a
+        tag), else the third-party image `mlflow`."""
+        if self.mlflow.image_tag:
+            return ImageRef(self.third_party_image("mlflow").repository, self.mlflow.image_tag)
+        return self.third_party_image("mlflow")
+
     @property
     def platform_serving_image(self) -> str:
         """The platform's serving image: images.serving when set, else serving.image:serving.imageTag."""

@@ -1,6 +1,7 @@
 """The dependency update bot's configuration (.github/renovate.json) parses and covers every kind of pinned
 version: GitHub Actions by commit SHA, the uv lock, npm, the Dockerfiles' base images, and, through regex
-managers run here on the real files, each Helm chart the program installs, the Pulumi CLI and uv."""
+managers run here on the real files, each Helm chart the program installs, every third-party image setting (tag
+and digest), the Pulumi CLI and uv."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.fetch_charts import pinned_charts
+from stacks.settings import THIRD_PARTY_IMAGES, ImageRef
 from tools.delivery.images import stages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +95,19 @@ def test_every_regex_manager_finds_something() -> None:
     for manager in CONFIG["customManagers"]:
         assert manager["customType"] == "regex"
         assert extracted(manager), manager["description"]
+
+
+def test_every_third_party_image_setting_is_updated_with_its_digest() -> None:
+    """The docker regex manager reads exactly THIRD_PARTY_IMAGES (the defaults of `images.thirdParty`): each entry
+    as repository, tag and digest, which Renovate then updates together."""
+    (manager,) = [m for m in CONFIG["customManagers"] if m.get("datasourceTemplate") == "docker"]
+    (path,) = files_of(manager)
+    found = [
+        (m.group("depName"), m.group("currentValue"), m.group("currentDigest"))
+        for pattern in manager["matchStrings"]
+        for m in python_regex(pattern).finditer((ROOT / path).read_text())
+    ]
+    expected = [(r.repository, r.tag, r.digest) for r in map(ImageRef.parse, THIRD_PARTY_IMAGES.values())]
+    assert sorted(found) == sorted(expected) and len(found) == len(THIRD_PARTY_IMAGES)
+    (rule,) = [r for r in CONFIG["packageRules"] if r.get("matchManagers") == ["custom.regex"]]
+    assert rule["matchDatasources"] == ["docker"] and rule["pinDigests"] is True

@@ -12,6 +12,7 @@ from harness import checks
 from harness.mocks import SecretValue, reveal
 from harness.run import ROOT, ProgramRun, run_program
 from services.common import contract
+from stacks.settings import THIRD_PARTY_IMAGES
 
 STACKS = ["dev", "prod"]
 EXPECTED_EXPORTS = {
@@ -534,7 +535,8 @@ def test_the_client_user_job_runs_after_mlflow_and_gates_the_credentials(stack: 
     pod = job.manifest["spec"]["template"]
     assert pod["metadata"]["annotations"]["mlops-platform/client-user-inputs"]
     (container,) = pod["spec"]["containers"]
-    assert container["image"] == "burakince/mlflow:3.15.1"
+    pinned = stack == "prod"  # by digest in prod, by tag in dev (images.thirdParty)
+    assert container["image"] == (THIRD_PARTY_IMAGES["mlflow"] if pinned else "burakince/mlflow:3.15.1")
     env = {e["name"]: e for e in container["env"]}
     assert env["MLFLOW_URL"]["value"] == run.export_values()["mlflowUrl"]
     # the credentials are files of the mounted Secrets, `<NAME>_FILE` names them (none in env)

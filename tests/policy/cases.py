@@ -1427,8 +1427,55 @@ def _third_party_image_cases() -> dict[str, list[Case]]:
                 "kube-prometheus-stack sha",
                 env=prod,
             ),
+            ok(
+                helm_release(
+                    chart="traefik",
+                    values={
+                        "image": {"registry": "docker.io", "repository": "traefik", "tag": "v3.7.11", "digest": digest}
+                    },
+                ),
+                "registry, repository, tag and digest",
+                env=prod,
+            ),
+            ok(
+                helm_release(
+                    chart="airflow",
+                    values={
+                        "images": {
+                            "statsd": {"repository": "quay.io/prometheus/statsd-exporter", "tag": f"v0.29.0@{digest}"}
+                        }
+                    },
+                ),
+                "a chart without a digest key: the digest in the tag",
+                env=prod,
+            ),
             bad(
                 deployment(container(image="postgres:16.10-bookworm")), "uses postgres:16.10-bookworm without", env=prod
+            ),
+            bad(
+                helm_release(
+                    chart="mlflow", values={"initImages": {"dbchecker": {"repository": "busybox", "tag": "1.38.0"}}}
+                ),
+                "values.initImages.dbchecker is busybox:1.38.0 without a digest",
+                "an init image by tag",
+                env=prod,
+            ),
+            bad(
+                helm_release(
+                    chart="cert-manager",
+                    values={
+                        "webhook": {"image": {"repository": "quay.io/jetstack/cert-manager-webhook", "tag": "v1.21.1"}}
+                    },
+                ),
+                "values.webhook.image is quay.io/jetstack/cert-manager-webhook:v1.21.1 without a digest",
+                "a nested image by tag",
+                env=prod,
+            ),
+            bad(
+                helm_release(chart="traefik", values={"image": {"repository": "traefik", "digest": "sha256:beef"}}),
+                "values.image is traefik without a digest",
+                "a malformed digest",
+                env=prod,
             ),
             bad(
                 helm_release(chart="mlflow", values=mlflow),
