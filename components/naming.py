@@ -26,7 +26,7 @@ STACK_LABEL = f"{PLATFORM}/stack"
 ROTATION_ANNOTATION = f"{PLATFORM}/s3-key"
 # On the pod templates of the database's clients: its value changes with the login role and password their
 # connection Secret holds, so the pods roll onto the next one (Database.credential_annotations).
-DB_CREDENTIALS_ANNOTATION = f"{PLATFORM}/db-credentials"
+DB_CREDENTIALS_ANNOTATION = f"{PLATFORM}/db-credentials-version"
 CLUSTER_DOMAIN = "svc.cluster.local"
 
 

@@ -24,7 +24,6 @@ from pulumi_kubernetes.core.v1 import (
     EnvVarArgs,
     ExecActionArgs,
     HTTPGetActionArgs,
-    KeyToPathArgs,
     LifecycleArgs,
     LifecycleHandlerArgs,
     PodSpecArgs,
@@ -32,7 +31,6 @@ from pulumi_kubernetes.core.v1 import (
     ProbeArgs,
     ResourceRequirementsArgs,
     Secret,
-    SecretVolumeSourceArgs,
     Service,
     ServiceAccount,
     ServicePortArgs,
@@ -78,7 +76,6 @@ AIRFLOW_USER_JOB = "mlops-api-airflow-user"
 AIRFLOW_USER_INPUTS_ANNOTATION = platform_key("airflow-user-inputs")
 # a digest of the admin tokens the pods accept: a rotation changes the pod template, so the pods roll
 ADMIN_TOKENS_ANNOTATION = platform_key("admin-tokens")
-ADMIN_PREVIOUS_MOUNT = "/var/run/secrets/mlops-api-admin-previous"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # Exposed through the Ingress: the versioned API, its document and liveness. /readyz stays in the cluster.
 PUBLIC_PREFIXES = ("/v1",)
@@ -175,7 +172,7 @@ def _env(args: PlatformApiArgs) -> list[EnvVarArgs]:
         EnvVarArgs(name=contract.API_RATE_LIMIT_BURST.name, value=str(c.rate_limit_burst)),
         EnvVarArgs(
             name=file_variable(contract.API_ADMIN_TOKEN_PREVIOUS),
-            value=f"{ADMIN_PREVIOUS_MOUNT}/{contract.API_ADMIN_TOKEN_PREVIOUS.name}",
+            value=contract.secret_file(ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN_PREVIOUS.name),
         ),
         EnvVarArgs(
             name=contract.MODEL_CATALOG.name, value=f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}"
@@ -238,7 +235,6 @@ def _container(args: PlatformApiArgs) -> ContainerArgs:
         volume_mounts=[
             VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 - emptyDir
             VolumeMountArgs(name="catalog", mount_path=contract.MODEL_CATALOG_MOUNT, read_only=True),
-            VolumeMountArgs(name="admin-previous", mount_path=ADMIN_PREVIOUS_MOUNT, read_only=True),
             *_db_ca_mounts(args),
             *_credential_mounts(args),
         ],
@@ -550,18 +546,6 @@ class PlatformApi(pulumi.ComponentResource):
                     VolumeArgs(name="tmp", empty_dir=EmptyDirVolumeSourceArgs(size_limit="256Mi")),
                     VolumeArgs(
                         name="catalog", config_map=ConfigMapVolumeSourceArgs(name=contract.MODEL_CATALOG_CONFIGMAP)
-                    ),
-                    VolumeArgs(
-                        name="admin-previous",
-                        secret=SecretVolumeSourceArgs(
-                            secret_name=ADMIN_TOKEN_SECRET,
-                            items=[
-                                KeyToPathArgs(
-                                    key=contract.API_ADMIN_TOKEN_PREVIOUS.name,
-                                    path=contract.API_ADMIN_TOKEN_PREVIOUS.name,
-                                )
-                            ],
-                        ),
                     ),
                     *credential_volumes(args),
                     *_db_ca_volumes(args),

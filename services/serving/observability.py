@@ -180,6 +180,22 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
+        self._routing_gauges(r)
+        self.shadow = Counter(
+            "serving_shadow_comparisons",
+            "Shadow predictions compared with the primary's, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.log_file_writable = Gauge(
+            "serving_log_file_writable",
+            "0 when MLOPS_SERVING_LOG_DIR is set but cannot be written (logs go to stdout only), else 1.",
+            registry=r,
+            multiprocess_mode="min",
+        )
+
+    def _routing_gauges(self, r: CollectorRegistry) -> None:
+        """The routing's gauges per alias: configured weight, effective share, nothing in the registry."""
         self.routing_weight = Gauge(
             "serving_routing_weight",
             "Configured share of routed traffic (0..1) of the alias under the routing in force: the stack's, or "
@@ -203,18 +219,6 @@ class Metrics:
             ["alias"],
             registry=r,
             multiprocess_mode="mostrecent",
-        )
-        self.shadow = Counter(
-            "serving_shadow_comparisons",
-            "Shadow predictions compared with the primary's, by outcome.",
-            ["outcome"],
-            registry=r,
-        )
-        self.log_file_writable = Gauge(
-            "serving_log_file_writable",
-            "0 when MLOPS_SERVING_LOG_DIR is set but cannot be written (logs go to stdout only), else 1.",
-            registry=r,
-            multiprocess_mode="min",
         )
 
 

@@ -91,7 +91,11 @@ def test_each_consumers_secret_holds_its_key_in_use_every_value_secret() -> None
     assert mlflow["metadata"]["name"] == "mlflow-s3-credentials"
     data = mlflow["stringData"]
     assert _all_secret(data)
-    assert reveal(data) == {"AWS_ACCESS_KEY_ID": "mlflow-a", "AWS_SECRET_ACCESS_KEY": "mlflow-s3cr3t-a"}
+    assert reveal(data) == {
+        "AWS_ACCESS_KEY_ID": "mlflow-a",
+        "AWS_SECRET_ACCESS_KEY": "mlflow-s3cr3t-a",
+        contract.AWS_CREDENTIALS_KEY: contract.aws_credentials_ini("mlflow-a", "mlflow-s3cr3t-a"),
+    }
     airflow = _object(run, "Secret", "ns-airflow")["stringData"]
     assert _all_secret(airflow)
     conn = json.loads(reveal(airflow)["AIRFLOW_CONN_LOGS"])

@@ -3,6 +3,7 @@ components and the program spell no standard label key or cluster DNS suffix the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi
@@ -50,9 +51,11 @@ def test_platform_keys_and_stack_names() -> None:
     assert stack_name("prod", "artifacts", "") == "mlops-prod-artifacts-"
 
 
-def _exports(body_exports: dict[str, pulumi.Output[str]]) -> ProgramRun:
+def _exports(body_exports: Callable[[], dict[str, pulumi.Input[str]]]) -> ProgramRun:
+    """The exports `body_exports()` builds, under the mocks (Outputs are made inside the program's event loop)."""
+
     def body() -> None:
-        for key, value in body_exports.items():
+        for key, value in body_exports().items():
             pulumi.export(key, value)
 
     return run_under_mocks("dev", body)
@@ -60,7 +63,7 @@ def _exports(body_exports: dict[str, pulumi.Output[str]]) -> ProgramRun:
 
 def test_cluster_host_and_url_of_a_service() -> None:
     run = _exports(
-        {
+        lambda: {
             "host": cluster_host("postgres", "mlops-dev-data"),
             "url": cluster_url("mlflow", pulumi.Output.from_input("mlops-dev-mlflow"), 80),
         }

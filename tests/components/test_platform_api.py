@@ -16,7 +16,6 @@ from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components.namespaces import NamespaceRef
 from components.platform_api import (
-    ADMIN_PREVIOUS_MOUNT,
     ADMIN_TOKEN_SECRET,
     ADMIN_TOKENS_ANNOTATION,
     AIRFLOW_CREDENTIALS_SECRET,
@@ -289,12 +288,12 @@ def test_admin_token_rotation_renders_the_slots_the_secret_and_a_rolling_pod_tem
     assert re.fullmatch(r"[0-9a-f]{16}", digest), digest  # a digest, not a token
     (c,) = template["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert (
-        env[file_variable(contract.API_ADMIN_TOKEN_PREVIOUS)]
-        == f"{ADMIN_PREVIOUS_MOUNT}/{contract.API_ADMIN_TOKEN_PREVIOUS.name}"
-    )
-    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
-    assert volumes["admin-previous"]["secret"]["secretName"] == ADMIN_TOKEN_SECRET
+    # the previous token is a file of the admin Secret's volume, beside the current one
+    path = contract.secret_file(ADMIN_TOKEN_SECRET, contract.API_ADMIN_TOKEN_PREVIOUS.name)
+    assert env[file_variable(contract.API_ADMIN_TOKEN_PREVIOUS)] == path
+    volumes = {v["name"]: v for v in template["spec"]["volumes"] if "secret" in v}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert volumes[mounts[path.rsplit("/", 1)[0]]]["secret"]["secretName"] == ADMIN_TOKEN_SECRET
 
 
 def test_a_rotation_changes_the_pod_template() -> None:

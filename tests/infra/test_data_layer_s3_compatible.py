@@ -55,9 +55,7 @@ def test_the_policy_pack_passes_it_as_a_production_stack(onprem: ProgramRun, mon
     monkeypatch.setenv("PULUMI_STACK", "onprem")
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mlops-platform:environment": "prod"}))
     found = analyze(resources_from_run(onprem))
-    assert [v for v in found if v.enforcement != "advisory"] == []
-    # only the third-party images by tag, as for prod (docs/policy.md, "Known findings")
-    assert {v.policy for v in found} == {"third-party-images-pinned-by-digest-in-prod"} and len(found) == 3
+    assert found == []  # every image pinned by digest, as in prod
 
 
 def test_nothing_on_aws_and_every_harness_check_passes(onprem: ProgramRun) -> None:
@@ -146,8 +144,14 @@ def test_loki_reaches_the_store_over_tls_with_the_ca(onprem: ProgramRun) -> None
         "chunks": "mlops-onprem-artifacts",
         "ruler": "mlops-onprem-artifacts",
     }
-    assert values["singleBinary"]["extraEnvFrom"] == [{"secretRef": {"name": LOKI_S3_SECRET}}]
-    assert values["singleBinary"]["extraVolumeMounts"][0]["mountPath"] == contract.S3_CLIENT_MOUNT
+    # the key as boto's shared credentials file from the Loki consumer's Secret, the store's CA beside it
+    single = values["singleBinary"]
+    assert "extraEnvFrom" not in single
+    (credentials,) = [v for v in single["extraVolumes"] if v.get("secret", {}).get("secretName") == LOKI_S3_SECRET]
+    (mount,) = [m for m in single["extraVolumeMounts"] if m["name"] == credentials["name"]]
+    env = {e["name"]: e["value"] for e in single["extraEnv"]}
+    assert env[contract.AWS_SHARED_CREDENTIALS_FILE.name] == f"{mount['mountPath']}/{contract.AWS_CREDENTIALS_KEY}"
+    assert contract.S3_CLIENT_MOUNT in {m["mountPath"] for m in single["extraVolumeMounts"]}
 
 
 @pytest.mark.parametrize("namespace", ["mlops-onprem-mlflow", "mlops-onprem-airflow", "mlops-onprem-monitoring"])
@@ -193,6 +197,9 @@ def test_switching_a_slot_hands_over_the_other_key_and_rolls_the_pods(onprem: Pr
     assert data == {
         "AWS_ACCESS_KEY_ID": "mlops-onprem-mlflow-b",
         "AWS_SECRET_ACCESS_KEY": SECRET_OF.format("mlflow", "b"),
+        contract.AWS_CREDENTIALS_KEY: contract.aws_credentials_ini(
+            "mlops-onprem-mlflow-b", SECRET_OF.format("mlflow", "b")
+        ),
     }
 
     def annotations(run: ProgramRun, chart: str) -> dict[str, Any]:

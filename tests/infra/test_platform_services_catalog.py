@@ -129,10 +129,9 @@ def test_every_airflow_pod_mounts_the_catalog_and_rolls_when_it_changes(stack: s
     KubernetesExecutor's pod template included; `airflowPodAnnotations` onto every Airflow pod."""
     run = stack_run(stack)
     values = airflow_values(run)
-    (volume,) = values["volumes"]
-    assert volume["configMap"] == {"name": contract.MODEL_CATALOG_CONFIGMAP}
-    assert values["volumeMounts"] == [
-        {"name": volume["name"], "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True}
+    (volume,) = [v for v in values["volumes"] if v.get("configMap") == {"name": contract.MODEL_CATALOG_CONFIGMAP}]
+    assert {"name": volume["name"], "mountPath": contract.MODEL_CATALOG_MOUNT, "readOnly": True} in values[
+        "volumeMounts"
     ]
     env = {e["name"]: e["value"] for e in values["env"]}
     assert env[contract.MODEL_CATALOG.name] == f"{contract.MODEL_CATALOG_MOUNT}/{contract.MODEL_CATALOG_KEY}"
@@ -238,14 +237,17 @@ def test_a_dataset_in_the_artifact_bucket_is_granted_and_one_elsewhere_is_not(st
     }
     assert "someone-elses-bucket" not in json.dumps(policies)
     assert not any(st["Sid"].endswith("Datasets") for st in policies["artifacts-mlflow-policy"]["Statement"])
-    # the training pods (Airflow task pods) hold the Airflow user's key as AWS's own variables
-    secret = next(
-        o for o in objects(run, "Secret") if o["metadata"]["name"] == "airflow-s3-logs"
-    )  # the Airflow consumer's Secret
-    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
-    from_secret = {e["envName"]: e for e in airflow_values(run)["secret"]}
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert from_secret[var] == {"envName": var, "secretName": "airflow-s3-logs", "secretKey": var}
+    # the training pods (Airflow task pods) hold the Airflow user's key as boto's shared credentials file, mounted
+    # from the Airflow consumer's Secret (never as environment variables)
+    secret = next(o for o in objects(run, "Secret") if o["metadata"]["name"] == "airflow-s3-logs")
+    assert contract.AWS_CREDENTIALS_KEY in secret["stringData"]
+    values = airflow_values(run)
+    env = {e["name"]: e["value"] for e in values["env"]}
+    path = env[contract.AWS_SHARED_CREDENTIALS_FILE.name]
+    volume = next(v for v in values["volumes"] if v.get("secret", {}).get("secretName") == "airflow-s3-logs")
+    mount = next(m for m in values["volumeMounts"] if m["name"] == volume["name"])
+    assert path == f"{mount['mountPath']}/{contract.AWS_CREDENTIALS_KEY}"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & {e.get("envName") for e in values.get("secret", [])}
     assert checks.plaintext_secret_problems(run) == []
 
 
