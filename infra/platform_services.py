@@ -25,7 +25,7 @@ from infra.data_layer import DataLayer
 from observability.dashboards import DashboardContext
 from observability.rules import RuleSettings, retrain_days_for
 from observability.scrape import ScrapeTargets
-from services.common import contract
+from services.common import contract, object_store
 from services.common.catalog import names
 from stacks.settings import ImageRef, StackSettings
 
@@ -147,6 +147,9 @@ def endpoint_values(
         contract.MLFLOW_NAMESPACE.name: ns["mlflow"].name,
         contract.AIRFLOW_NAMESPACE.name: ns["airflow"].name,
         contract.SERVING_NAMESPACE.name: ns["serving"].name,
+        # MLflow clients (serving, DAGs, training pods) download artifacts through the tracking server, never by
+        # presigned URLs straight from the store (their NetworkPolicies reach MLflow, not the store)
+        **object_store.proxied_client_env(),
     }
 
 

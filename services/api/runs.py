@@ -255,10 +255,11 @@ def _parse_time(value: str | None) -> datetime | None:
 # --- what a DAG run receives as conf ----------------------------------------------------------------
 # The generated DAGs (dags/mlops_tasks/pipelines.py) take the model's params as DAG params (conf keys of the same
 # names; any other key is refused by the training task), and the rollback DAG `alias` and `target_version`.
-def training_conf(params: Mapping[str, Any], alias: str) -> dict[str, Any]:
-    """The conf of a training DAG run: the run's params (validated, as the catalog's merge_params typed them) and
-    the alias a passing candidate is registered under."""
-    return {**params, "alias": alias}
+def training_conf(params: Mapping[str, Any], alias: str | None = None) -> dict[str, Any]:
+    """The conf of a training DAG run: the run's params (validated, as the catalog's merge_params typed them) and,
+    when the request names one, the alias a passing candidate is registered under (else the DAG's default: the
+    catalog's training.alias)."""
+    return {**params, **({"alias": alias} if alias is not None else {})}
 
 
 def rollback_conf(alias: str, version: str | None) -> dict[str, Any]:

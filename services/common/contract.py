@@ -335,6 +335,7 @@ CONFIGMAP_VARS: tuple[EnvVar, ...] = (
     MLFLOW_NAMESPACE,
     AIRFLOW_NAMESPACE,
     SERVING_NAMESPACE,
+    MLFLOW_PROXY_MULTIPART_DOWNLOAD,
 )
 SECRET_VARS: tuple[EnvVar, ...] = (RELOAD_TOKEN, SLACK_WEBHOOK_URL)
 # the keys of MLFLOW_CREDENTIALS_SECRET (both set, or the Secret is empty)
@@ -404,7 +405,6 @@ ALL_VARS: tuple[EnvVar, ...] = (
     + API_VARS
     + OBJECT_STORE_VARS
     + S3_KEY_VARS
-    + MLFLOW_PROXY_VARS
     + S3_CONFIG_VARS
 )
 

@@ -1051,9 +1051,11 @@ def test_the_bootstrap_stops_before_psql_when_a_password_file_is_empty(
     mlflow, _, _ = app_names
     with pytest.raises(AssertionError, match="missing or empty"):
         _run_sql(
-            bootstrap_sql([AppDatabase(mlflow, mlflow, "ns", "s", "username-password")]),
+            bootstrap_sql(
+                [AppDatabase(mlflow, mlflow, "ns", "s", "username-password")], rotation_plan(ROTATION_START, 30)
+            ),
             "postgres",
-            {mlflow: ""},
+            {login_role(mlflow, 0): "pw-" + uuid.uuid4().hex, login_role(mlflow, 1): ""},
             tmp_path,
         )
     with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres") as conn:

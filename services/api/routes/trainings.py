@@ -81,7 +81,7 @@ async def start_training(body: TrainingRequest, key: IdempotencyKey, caller: Tra
         key=key,
         request=request,
         dag_id=model.dag_id,
-        conf=runs.training_conf({name: merged[name] for name in body.params}, request["alias"]),
+        conf=runs.training_conf({name: merged[name] for name in body.params}, body.alias),
     )
     return accepted(row, created)
 

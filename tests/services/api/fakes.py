@@ -58,6 +58,9 @@ class _Server:
             def do_PATCH(self) -> None:
                 self._dispatch("PATCH")
 
+            def do_DELETE(self) -> None:
+                self._dispatch("DELETE")
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -193,6 +196,7 @@ class FakeMlflow(_Server):
         self.mlflow_runs: list[dict[str, Any]] = []
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.model_aliases: dict[str, dict[str, str]] = {}
+        self.model_tags: dict[str, dict[str, str]] = {}
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any, headers: Any) -> tuple[int, Any]:
         if path == "/health":
@@ -202,6 +206,8 @@ class FakeMlflow(_Server):
             "runs/search": self._search_runs,
             "model-versions/search": self._search_versions,
             "registered-models/get": self._registered_model,
+            "registered-models/set-tag": self._set_model_tag,
+            "registered-models/delete-tag": self._delete_model_tag,
         }
         route = routes.get(path.removeprefix("/api/2.0/mlflow/"))
         return route(query, body) if route else _MLFLOW_MISSING
@@ -237,7 +243,20 @@ class FakeMlflow(_Server):
         if name not in self.versions:
             return _MLFLOW_MISSING
         aliases = [{"alias": a, "version": v} for a, v in self.model_aliases.get(name, {}).items()]
-        return 200, {"registered_model": {"name": name, "aliases": aliases}}
+        tags = [{"key": k, "value": v} for k, v in self.model_tags.get(name, {}).items()]
+        return 200, {"registered_model": {"name": name, "aliases": aliases, "tags": tags}}
+
+    def _set_model_tag(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if body["name"] not in self.versions:
+            return _MLFLOW_MISSING
+        self.model_tags.setdefault(body["name"], {})[body["key"]] = body["value"]
+        return 200, {}
+
+    def _delete_model_tag(self, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if body["name"] not in self.versions or body["key"] not in self.model_tags.get(body["name"], {}):
+            return _MLFLOW_MISSING
+        del self.model_tags[body["name"]][body["key"]]
+        return 200, {}
 
     @staticmethod
     def _run(r: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,11 @@ def routing_everywhere(bases: list[str], expected: dict[str, Any], source: str) 
 
 
 def test_a_routing_set_through_the_api_reaches_every_replica_and_goes_back(
-    new_model: Callable[..., Model], start_service: Callable[..., Any], api_for: Callable[[str], ApiProcess]
+    stack: MlflowStack, start_service: Callable[..., Any], api_for: Callable[[str], ApiProcess]
 ) -> None:
-    model = new_model(champion=1.0, challenger=0.01)
+    model = Model(stack=stack, name=f"routing-{secrets.token_hex(3)}")  # a catalog name (at most 40 characters)
+    model.add(alias="champion", C=1.0)
+    model.add(alias="challenger", C=0.01)
     champion, challenger = (v.version for v in model.versions)
     replicas = [
         start_service(model, aliases=("champion", "challenger"), poll_seconds=0.5, workers=workers)
@@ -92,7 +95,7 @@ def test_a_routing_set_through_the_api_reaches_every_replica_and_goes_back(
     ]
     bases = [r.base_url for r in replicas]
     api = api_for(model.name)
-    deployer = token_for(api, "deploy", name="release-bot")
+    deployer = token_for(api, "read", "deploy", name="release-bot")
     with api.client(deployer) as client:
         refused = client.put(
             f"/v1/models/{model.name}/routing", json={"routing": {"mode": "fixed", "alias": "blue"}, "reason": "x"}
