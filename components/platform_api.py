@@ -58,7 +58,15 @@ from components.jobs import inputs_digest, rerun_on_change_job
 from components.namespaces import NamespaceRef
 from components.naming import APP_COMPONENT, APP_NAME, DB_CREDENTIALS_ANNOTATION, cluster_url, labels, platform_key
 from components.options import inherited_depends_on
-from components.pod_security import file_env, restricted_container, restricted_pod, secret_mount, secret_volume
+from components.pod_security import (
+    file_env,
+    mlflow_credentials_mount,
+    mlflow_credentials_volume,
+    restricted_container,
+    restricted_pod,
+    secret_mount,
+    secret_volume,
+)
 from services.api import API_COMMAND
 from services.api.settings import SSLMODES
 from services.common import api_rules, contract
@@ -187,22 +195,16 @@ def credential_volumes(args: PlatformApiArgs) -> list[VolumeArgs]:
         secret_volume("database", args.database_secret),
         secret_volume("admin-token", ADMIN_TOKEN_SECRET),
         secret_volume("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
-        secret_volume(
-            "mlflow-credentials",
-            args.mlflow_credentials_secret,
-            optional=True,
-            items={contract.MLFLOW_CREDENTIALS_KEY: contract.MLFLOW_CREDENTIALS_KEY},
-        ),
+        mlflow_credentials_volume(args.mlflow_credentials_secret),
     ]
 
 
 def _credential_mounts(args: PlatformApiArgs) -> list[VolumeMountArgs]:
-    mlflow_dir = str(contract.mlflow_credentials_file(HOME_DIR).parent)
     return [
         secret_mount("database", args.database_secret),
         secret_mount("admin-token", ADMIN_TOKEN_SECRET),
         secret_mount("airflow-password", AIRFLOW_CREDENTIALS_SECRET),
-        VolumeMountArgs(name="mlflow-credentials", mount_path=mlflow_dir, read_only=True),
+        mlflow_credentials_mount(HOME_DIR),
     ]
 
 

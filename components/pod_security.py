@@ -69,6 +69,22 @@ def secret_volume(
     )
 
 
+MLFLOW_CREDENTIALS_VOLUME = "mlflow-credentials"
+
+
+def mlflow_credentials_volume(secret: str) -> VolumeArgs:
+    """MLflow's credentials file (the Secret's MLFLOW_CREDENTIALS_KEY), optional: the Secret is empty when MLflow has
+    no basic auth. Mount it with `mlflow_credentials_mount`."""
+    key = contract.MLFLOW_CREDENTIALS_KEY
+    return secret_volume(MLFLOW_CREDENTIALS_VOLUME, secret, optional=True, items={key: key})
+
+
+def mlflow_credentials_mount(home: str) -> VolumeMountArgs:
+    """Where MLflow's client reads its credentials file: $HOME/.mlflow (`home` is the container's $HOME)."""
+    path = str(contract.mlflow_credentials_file(home).parent)
+    return VolumeMountArgs(name=MLFLOW_CREDENTIALS_VOLUME, mount_path=path, read_only=True)
+
+
 def secret_mount(volume: str, secret: str) -> VolumeMountArgs:
     """Where `secret_volume` is mounted the platform's way: contract.secret_file(secret, key) is each key's file."""
     return VolumeMountArgs(name=volume, mount_path=contract.secret_file(secret, "").rstrip("/"), read_only=True)

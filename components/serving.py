@@ -78,7 +78,15 @@ from components.ingress import WEBSECURE
 from components.namespaces import NamespaceRef
 from components.naming import APP_NAME, cluster_host, labels, platform_key, serving_url
 from components.options import inherited_depends_on
-from components.pod_security import file_env, restricted_container, restricted_pod, secret_mount, secret_volume
+from components.pod_security import (
+    file_env,
+    mlflow_credentials_mount,
+    mlflow_credentials_volume,
+    restricted_container,
+    restricted_pod,
+    secret_mount,
+    secret_volume,
+)
 from services.common import contract
 from services.common.catalog import Profile, Serving, names
 
@@ -256,12 +264,7 @@ def _credential_volumes(args: ServingServiceArgs) -> list[VolumeArgs]:
     return [
         secret_volume("reload-token", args.reload_token_secret),
         secret_volume("slack-webhook", args.slack_secret),
-        secret_volume(
-            "mlflow-credentials",
-            args.mlflow_credentials_secret,
-            optional=True,
-            items={contract.MLFLOW_CREDENTIALS_KEY: contract.MLFLOW_CREDENTIALS_KEY},
-        ),
+        mlflow_credentials_volume(args.mlflow_credentials_secret),
     ]
 
 
@@ -270,11 +273,7 @@ def _credential_mounts(args: ServingServiceArgs) -> list[VolumeMountArgs]:
     return [
         secret_mount("reload-token", args.reload_token_secret),
         secret_mount("slack-webhook", args.slack_secret),
-        VolumeMountArgs(
-            name="mlflow-credentials",
-            mount_path=str(contract.mlflow_credentials_file(HOME_DIR).parent),
-            read_only=True,
-        ),
+        mlflow_credentials_mount(HOME_DIR),
     ]
 
 
